@@ -1,0 +1,505 @@
+/*
+ * authd.h - the private header of portcullis-authd: every struct and cross-file function of
+ * the daemon, grouped by the file that defines it (OpenBSD httpd.h style).
+ *
+ * The pure core (config.c, session.c, jwt.c, decide.c, redirect.c) touches no sockets and no
+ * clocks: the current time is always the `now` parameter (Unix seconds). Only config.c reads
+ * files (the cookie secret files, at load). The I/O side (main.c, server.c, ...) adds its own
+ * sections at the end of this file.
+ *
+ * Return codes are those of portcullis/base.h: 0 or a negative PC_E* / -errno code.
+ * Additive changes only: other files code against these declarations.
+ */
+#ifndef PORTCULLIS_AUTHD_H
+#define PORTCULLIS_AUTHD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "portcullis/base.h"
+
+/* Bounds on what arrives from the network. */
+#define AUTHD_MAX_COOKIE_HEADER (16 * 1024) /* bytes of one Cookie header */
+#define AUTHD_MAX_COOKIES 128               /* name=value pairs parsed from one header */
+#define AUTHD_MAX_CHUNKS 16                 /* <name>_0 .. <name>_15 */
+#define AUTHD_CHUNK_SIZE 4000               /* bytes of one cookie value */
+#define AUTHD_MAX_STATE_COOKIES 8           /* parallel logins honoured per browser */
+#define AUTHD_STATE_LIFETIME 600            /* seconds a login may take */
+#define AUTHD_MAX_TOKEN (16 * 1024)         /* bytes of a compact JWS */
+#define AUTHD_MAX_REDIRECT 2048             /* bytes of a redirect target */
+#define AUTHD_MAX_SECRETS 8                 /* cookieSecretFiles entries */
+#define AUTHD_MIN_SECRET 32                 /* bytes of a cookie secret */
+#define AUTHD_JWT_LEEWAY 60                 /* seconds of clock skew tolerated */
+
+/* A list of new strings; the list owns them. */
+struct authd_strlist {
+    char **v;
+    size_t n;
+};
+
+enum authd_mode { AUTHD_MODE_ENFORCE, AUTHD_MODE_REPORT_ONLY };
+enum authd_samesite { AUTHD_SAMESITE_LAX, AUTHD_SAMESITE_STRICT, AUTHD_SAMESITE_NONE };
+
+/* One upstreamHeaders entry: header `name` gets the value of the session's claim `claim`. */
+struct authd_upstream_header {
+    char *name;
+    char *claim;
+};
+
+/*
+ * Keys derived (HKDF-SHA256) from the cookie secrets. Index 0 seals, every index opens.
+ * Cleansed by authd_keys_release.
+ */
+struct authd_keys {
+    size_t n;
+    uint8_t session[AUTHD_MAX_SECRETS][32]; /* session cookies */
+    uint8_t state[AUTHD_MAX_SECRETS][32];   /* login state cookies */
+};
+
+/* One hosts[] entry of the config: a ProtectedHost's spec with its secrets resolved. */
+struct authd_host {
+    char *id;     /* "namespace/name" */
+    size_t index; /* position in authd_config.hosts */
+    struct authd_strlist hosts; /* lowercase; "*.example.com" wildcards kept as written */
+    struct {
+        char *issuer_url; /* no trailing slash is added or removed: compared exactly */
+        char *client_id;
+        char *client_secret; /* NULL for public clients; cleansed on free */
+        struct authd_strlist scopes; /* "openid" always first */
+        char *claim_groups;   /* dotted paths, default groups / email / preferred_username */
+        char *claim_email;
+        char *claim_username;
+        char *callback_path; /* default /oauth2/callback */
+        char *sign_out_path; /* default /oauth2/sign_out */
+    } oidc;
+    struct {
+        struct authd_strlist groups;
+        struct authd_strlist email_domains; /* lowercase, no leading "@" */
+        struct authd_strlist emails;        /* lowercase */
+    } access;
+    struct {
+        struct authd_strlist skip;
+        struct authd_strlist api;
+    } paths;
+    struct {
+        char *cookie_name;   /* default _portcullis */
+        char *cookie_domain; /* NULL: host-only */
+        int64_t lifetime;    /* seconds, default 12h */
+        int64_t refresh;     /* seconds, 0 = never */
+        enum authd_samesite same_site;
+    } session;
+    struct authd_upstream_header *upstream_headers;
+    size_t nupstream_headers;
+    bool pass_id_token;
+    struct {
+        bool enabled;
+        struct authd_strlist audiences; /* empty: the clientID */
+    } bearer;
+    enum authd_mode mode;
+};
+
+struct authd_config {
+    char *file; /* path it was loaded from, or NULL */
+    char *listen;       /* default 0.0.0.0:4180 */
+    char *admin_listen; /* default 0.0.0.0:9090 */
+    char *ext_authz_prefix; /* default /ext-authz */
+    bool allow_insecure_issuers;
+    struct authd_strlist secret_files;
+    struct authd_keys keys;
+    struct authd_host *hosts;
+    size_t nhosts;
+};
+
+/*
+ * The claims a decision needs, from a session or a verified bearer token. Strings are new,
+ * owned by the struct; NULL when absent. extra holds the values of upstreamHeaders claims
+ * other than sub/email/preferred_username/groups (string claims, dotted paths allowed).
+ */
+struct authd_claim {
+    char *name;
+    char *value;
+};
+struct authd_identity {
+    char *sub;
+    char *email;
+    char *preferred_username;
+    struct authd_strlist groups;
+    struct authd_claim *extra;
+    size_t nextra;
+};
+
+/* An open session (decrypted cookie). */
+struct authd_session {
+    struct authd_identity id;
+    char *issuer;
+    char *client_id;
+    int64_t issued_at;    /* login time */
+    int64_t expires_at;   /* the session ends here, whatever the tokens say */
+    int64_t refreshed_at; /* last successful refresh, = issued_at before any */
+    char *refresh_token;  /* optional; cleansed on free */
+    char *id_token;       /* optional (kept only when passIDToken); cleansed on free */
+};
+
+/* A login in progress, sealed in the cookie <cookieName>_csrf_<id>. */
+struct authd_login_state {
+    char *id;            /* short random id, the cookie name suffix */
+    char *state;         /* the OAuth2 state parameter; starts with id */
+    char *nonce;         /* OIDC nonce */
+    char *pkce_verifier; /* PKCE S256 code_verifier; challenge via authd_pkce_challenge */
+    char *redirect;      /* validated return target */
+    char *host_id;       /* authd_host.id that started the login */
+    int64_t expires_at;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* config.c */
+
+/*
+ * Reads a whole secret file. Returns 0 with *data new (caller cleanses and frees) or a negative
+ * code. Lets tests and fuzzers load configs without touching the disk.
+ */
+typedef int (*authd_read_file_fn)(void *ud, const char *path, char **data, size_t *len);
+
+struct authd_config_opts {
+    const char *file;             /* name used in diagnostics, may be NULL */
+    authd_read_file_fn read_file; /* NULL: read from disk */
+    void *ud;
+};
+
+/*
+ * Parses the §5 config from memory. On success *out is new (authd_config_free); on failure
+ * returns PC_EPARSE / PC_EINVAL / PC_ETOOBIG / PC_EIO and diag holds "line:col: message" that
+ * names the field and the fix (format with pc_diag_format). Secret files are read here, their
+ * content (one trailing newline stripped) must be >= AUTHD_MIN_SECRET bytes; keys are derived.
+ */
+int authd_config_parse(const char *text, size_t len, const struct authd_config_opts *opts,
+                       struct authd_config **out, struct pc_diag *diag);
+/* Reads path and parses it (diag->file = path). Same errors, plus -errno for the file. */
+int authd_config_load(const char *path, struct authd_config **out, struct pc_diag *diag);
+void authd_config_free(struct authd_config *cfg);
+
+/*
+ * The host policy for a Host header value: port stripped, lowercased, an exact entry beats any
+ * "*." wildcard, the longest wildcard suffix wins ("*.example.com" matches "a.example.com" and
+ * "a.b.example.com", never "example.com"). Borrowed from cfg; NULL for unknown hosts.
+ */
+const struct authd_host *authd_config_match_host(const struct authd_config *cfg,
+                                                 const char *host);
+/* Parses "12h", "30m", "90s", "1h30m", "0s", "0" into seconds. Returns 0 or PC_EPARSE. */
+int authd_parse_duration(const char *s, int64_t *out);
+
+void authd_strlist_release(struct authd_strlist *l);
+/* Appends a copy of s. */
+void authd_strlist_add(struct authd_strlist *l, const char *s);
+bool authd_strlist_contains(const struct authd_strlist *l, const char *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* session.c */
+
+/* Derives the keys from secrets (each >= AUTHD_MIN_SECRET bytes). Returns 0 or PC_EINVAL. */
+int authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *lens,
+                    size_t n);
+void authd_keys_release(struct authd_keys *k);
+
+/* One parsed Cookie header: name/value pairs borrowed from `buf` (owned). */
+struct authd_cookie {
+    const char *name;
+    const char *value;
+};
+struct authd_cookie_jar {
+    char *buf;
+    struct authd_cookie v[AUTHD_MAX_COOKIES];
+    size_t n;
+};
+/*
+ * Parses a Cookie header ("a=1; b=2"); NULL/empty gives an empty jar. Pairs without "=" are
+ * skipped. Returns 0, or PC_ETOOBIG over AUTHD_MAX_COOKIE_HEADER bytes / AUTHD_MAX_COOKIES
+ * pairs (jar then empty). Release with authd_cookie_jar_release.
+ */
+int authd_cookie_jar_parse(struct authd_cookie_jar *jar, const char *header);
+void authd_cookie_jar_release(struct authd_cookie_jar *jar);
+/* The first value of cookie name, borrowed from jar; NULL when absent. */
+const char *authd_cookie_get(const struct authd_cookie_jar *jar, const char *name);
+
+/*
+ * New Cookie header with authd's own cookies (cookie_name, cookie_name_<N>, cookie_name_csrf_*)
+ * removed, for the upstream; NULL when nothing is left (or header is NULL / too big: then the
+ * upstream gets no cookies rather than authd's).
+ */
+char *authd_cookie_strip(const char *header, const char *cookie_name);
+
+/*
+ * New session from verified ID-token claims: identity per host->oidc.claims and the host's
+ * upstreamHeaders, issuer/client from host, issued_at = refreshed_at = now, expires_at =
+ * now + host->session.lifetime. id_token is kept only when host->pass_id_token; both tokens
+ * may be NULL. Returns 0 or PC_EINVAL (no "sub").
+ */
+int authd_session_from_claims(const struct authd_host *host, const json_t *claims,
+                              const char *id_token, const char *refresh_token, int64_t now,
+                              struct authd_session **out);
+void authd_session_free(struct authd_session *s);
+void authd_identity_release(struct authd_identity *id);
+
+/*
+ * Seals s into Set-Cookie header values appended to *set_cookie (new strings): one cookie
+ * named cookie_name, or cookie_name_0..N when the value exceeds AUTHD_CHUNK_SIZE. Attributes:
+ * Path=/; Max-Age=expires_at-now; Secure; HttpOnly; SameSite; Domain when configured.
+ * cookie_header (may be NULL) is the request's Cookie header: chunks it carries that the new
+ * value does not use are cleared. Returns 0, PC_ETOOBIG (more than AUTHD_MAX_CHUNKS), PC_EIO.
+ */
+int authd_session_seal(const struct authd_keys *keys, const struct authd_host *host,
+                       const struct authd_session *s, const char *cookie_header, int64_t now,
+                       struct authd_strlist *set_cookie);
+
+/*
+ * Opens the session cookie of host from a Cookie header (chunks reassembled).
+ * Returns 0 with *out new, or:
+ *   PC_ENOTFOUND  no session cookie
+ *   PC_ETOOBIG    header or reassembled value over its bounds
+ *   PC_EAUTH      not decryptable with any key (tampered, truncated, foreign, bad version)
+ *   PC_EEXPIRED   expires_at <= now
+ *   PC_EINVAL     minted for another issuer+client than host's
+ */
+int authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
+                       const char *cookie_header, int64_t now, struct authd_session **out);
+
+/* True when host->session.refresh > 0, s has a refresh token and now - refreshed_at >= refresh. */
+bool authd_session_needs_refresh(const struct authd_host *host, const struct authd_session *s,
+                                 int64_t now);
+
+/*
+ * Appends Set-Cookie values (Max-Age=0) clearing every authd cookie present in cookie_header:
+ * the session (unchunked and each chunk; the unchunked name always) and, when with_state, the
+ * login state cookies.
+ */
+void authd_session_clear(const struct authd_host *host, const char *cookie_header,
+                         bool with_state, struct authd_strlist *set_cookie);
+
+/*
+ * New login state for host with fresh random id/state/nonce/PKCE verifier, redirect copied
+ * (validate it first with authd_redirect_validate), expires_at = now + AUTHD_STATE_LIFETIME.
+ */
+struct authd_login_state *authd_login_state_new(const struct authd_host *host,
+                                                const char *redirect, int64_t now);
+void authd_login_state_free(struct authd_login_state *st);
+
+/*
+ * Seals st into its own cookie <cookieName>_csrf_<id> (Max-Age = expires_at - now, SameSite=Lax
+ * so the IdP's redirect back carries it) appended to *set_cookie. State cookies in cookie_header
+ * that are expired, unreadable, or the oldest beyond AUTHD_MAX_STATE_COOKIES - 1 are cleared in
+ * the same list. Returns 0 or PC_EIO.
+ */
+int authd_login_state_seal(const struct authd_keys *keys, const struct authd_host *host,
+                           const struct authd_login_state *st, const char *cookie_header,
+                           int64_t now, struct authd_strlist *set_cookie);
+
+/*
+ * Finds and opens the state cookie matching the callback's `state` parameter. Returns 0 with
+ * *out new (and a Set-Cookie clearing that cookie appended to *set_cookie), or PC_ENOTFOUND
+ * (no such cookie), PC_EAUTH (undecryptable, state mismatch, other host), PC_EEXPIRED.
+ */
+int authd_login_state_open(const struct authd_keys *keys, const struct authd_host *host,
+                           const char *cookie_header, const char *state, int64_t now,
+                           struct authd_login_state **out, struct authd_strlist *set_cookie);
+
+/* New base64url SHA-256 of verifier: the PKCE S256 code_challenge. */
+char *authd_pkce_challenge(const char *verifier);
+
+/* ------------------------------------------------------------------------------------------ */
+/* jwt.c */
+
+enum authd_key_type { AUTHD_KEY_RSA, AUTHD_KEY_EC_P256, AUTHD_KEY_EC_P384 };
+
+struct authd_jwk {
+    char *kid; /* may be NULL in the document; such keys are never selected */
+    char *alg; /* the JWK's own "alg", NULL when absent; narrows the allowed algs */
+    enum authd_key_type type;
+    char *pem; /* SubjectPublicKeyInfo PEM for libjwt */
+};
+struct authd_jwks {
+    struct authd_jwk *keys;
+    size_t n;
+};
+
+/*
+ * Parses a JWKS document ({"keys": [...]}). RSA (n, e) and EC P-256/P-384 (crv, x, y) keys
+ * become PEM; "use": "enc" keys, other kty/crv and malformed single keys are skipped.
+ * Returns 0 with *out new (possibly with no keys), PC_EPARSE when the document is not a JWKS,
+ * PC_ETOOBIG over 1 MiB.
+ */
+int authd_jwks_parse(const char *json, size_t len, struct authd_jwks **out);
+void authd_jwks_free(struct authd_jwks *ks);
+/* The key with kid, borrowed; NULL when absent. */
+const struct authd_jwk *authd_jwks_find(const struct authd_jwks *ks, const char *kid);
+
+/* What a token must satisfy. */
+struct authd_jwt_expect {
+    const char *issuer;    /* exact match of "iss" */
+    const char *client_id; /* ID tokens: "aud" contains it, "azp" (if present) equals it */
+    const struct authd_strlist *audiences; /* bearer tokens: "aud" intersects (non-NULL and
+                                              non-empty replaces the client_id aud check; azp
+                                              is then not checked) */
+    const char *nonce;     /* non-NULL: "nonce" must equal it */
+    int64_t now;
+    int64_t leeway;        /* seconds for exp/nbf/iat; 0 means AUTHD_JWT_LEEWAY */
+};
+
+/*
+ * Verifies a compact JWS against ks and expect. Header "alg" must match the key's type (RSA:
+ * RS256/384/512, PS256/384/512; P-256: ES256; P-384: ES384) and the JWK's "alg" if set;
+ * "none" and HS* are always rejected. Returns 0 with *claims new (json_decref), or:
+ *   PC_ETOOBIG    over AUTHD_MAX_TOKEN
+ *   PC_EPARSE     not a compact JWS / bad header or payload
+ *   PC_ENOTFOUND  no "kid" or kid not in ks (caller may refetch the JWKS, rate-limited)
+ *   PC_EAUTH      alg not allowed for the key, or signature invalid
+ *   PC_EEXPIRED   exp + leeway <= now
+ *   PC_EINVAL     iss/aud/azp/nonce mismatch, nbf or iat in the future, exp missing
+ * *why (optional) gets a static reason for logs ("unknown kid", "aud mismatch", ...).
+ */
+int authd_jwt_verify(const struct authd_jwks *ks, const char *token,
+                     const struct authd_jwt_expect *expect, json_t **claims, const char **why);
+
+/*
+ * Fills id (released first by the caller) from verified claims: sub, email, username and
+ * groups per host->oidc.claims (groups as an array of strings or one string), plus every
+ * upstreamHeaders claim that is not one of those four, as a string (numbers and bools
+ * rendered, arrays joined with ","). Returns 0 or PC_EINVAL when "sub" is missing.
+ */
+int authd_identity_from_claims(const struct authd_host *host, const json_t *claims,
+                               struct authd_identity *id);
+
+/* ------------------------------------------------------------------------------------------ */
+/* decide.c */
+
+enum authd_door { AUTHD_DOOR_ENVOY, AUTHD_DOOR_NGINX };
+
+/* The request as a front door saw it; all borrowed, NULL when absent. */
+struct authd_request {
+    enum authd_door door;
+    const char *method;
+    const char *host; /* Host (Envoy) or X-Forwarded-Host/Host (nginx) */
+    const char *path; /* original path+query: Envoy after authd_envoy_original_path,
+                         nginx X-Original-URI */
+    const char *accept;
+    const char *x_requested_with;
+    const char *sec_fetch_mode;
+    const char *authorization;
+    const char *cookie;
+    const char *x_forwarded_proto;
+};
+
+enum authd_verdict {
+    AUTHD_ALLOW,           /* authenticated and permitted */
+    AUTHD_SKIP,            /* paths.skip: allowed without identity */
+    AUTHD_LOGIN_REDIRECT,  /* browser without session: server builds the IdP URL (302) */
+    AUTHD_UNAUTHORIZED,    /* 401 + WWW-Authenticate */
+    AUTHD_FORBIDDEN,       /* 403: authenticated, not in the access lists */
+    AUTHD_UNKNOWN_HOST,    /* 403: no policy for this host */
+    AUTHD_CALLBACK,        /* path is the host's callbackPath: server handles it */
+    AUTHD_SIGN_OUT,        /* path is the host's signOutPath: server handles it */
+};
+
+struct authd_header {
+    char *name;
+    char *value;
+};
+
+struct authd_decide_input {
+    const struct authd_request *req;
+    const struct authd_host *host;     /* authd_config_match_host result, NULL when unknown */
+    int session_rc;                    /* authd_session_open result */
+    const struct authd_session *session; /* when session_rc == 0 */
+    int bearer_rc;       /* PC_ENOTFOUND: no bearer token presented/verified; 0: verified */
+    const struct authd_identity *bearer; /* when bearer_rc == 0 */
+    int64_t now;
+};
+
+/*
+ * The outcome. verdict is what the rules decided; status is what the door answers (Envoy:
+ * 200/302/401/403, nginx: 202/401/403; LOGIN_REDIRECT reports 302 but the server builds the
+ * Location). In ReportOnly mode (report_only) a non-allow verdict still has status 200/202 and
+ * the identity headers when known. All strings new, released with authd_decision_release.
+ */
+struct authd_decision {
+    enum authd_verdict verdict;
+    int status;
+    bool report_only;
+    const char *reason;     /* static, for logs and metric labels: "session", "no-session",
+                               "expired", "forbidden-groups", "unknown-host", ... */
+    struct authd_header *headers; /* on allow: every upstreamHeader (empty value when the claim
+                                     is absent), Authorization when passIDToken, Cookie
+                                     stripped of authd's cookies (value "" when none left) */
+    size_t nheaders;
+    char *content_type;     /* 401/403 body type, NULL otherwise */
+    char *body;
+    char *www_authenticate; /* 401 */
+    char *original_url;     /* LOGIN_REDIRECT: scheme://host/path of the request (scheme from
+                               X-Forwarded-Proto, default https), for the state's redirect */
+    bool refresh_due;       /* allowed from a session that authd_session_needs_refresh */
+};
+
+/*
+ * Decides. Order: unknown host; callback / sign-out path; paths.skip; a presented bearer token
+ * (when bearerTokens.enabled): verified -> access rules, otherwise 401; the session: valid ->
+ * access rules, otherwise login (browser) or 401 (API path, Accept: application/json without
+ * text/html, X-Requested-With: XMLHttpRequest, Sec-Fetch-Mode present and not "navigate",
+ * non-GET/HEAD methods, and always at the nginx door).
+ * Access rules (authd_access_allows): any-of across all non-empty lists.
+ * Returns 0 (out filled; release it) or PC_EINVAL for a NULL request.
+ */
+int authd_decide(const struct authd_decide_input *in, struct authd_decision *out);
+void authd_decision_release(struct authd_decision *d);
+
+/*
+ * Access rules. allowedGroups, allowedEmailDomains and allowedEmails are each any-of; when
+ * several are non-empty the user passes if ANY list matches (a union, like oauth2-proxy's
+ * email-domain OR group). All empty: any authenticated user. Emails and domains compare
+ * case-insensitively; groups exactly. A domain entry matches "user@domain" only (no
+ * subdomains). *why gets a static reason on refusal.
+ */
+bool authd_access_allows(const struct authd_host *host, const struct authd_identity *id,
+                         const char **why);
+
+/*
+ * Path lists (paths.skip, paths.api): an entry matches the request path (query stripped)
+ * exactly, or as a prefix when it ends with "/" or "*" ("/api/" matches "/api/" and
+ * "/api/x"; "/static*" matches "/static.css"; the "*" itself is not matched literally).
+ */
+bool authd_path_matches(const struct authd_strlist *list, const char *path);
+
+/*
+ * The original path+query of an Envoy check request: path with prefix removed ("/ext-authz/x"
+ * -> "/x", "/ext-authz" -> "/"); NULL when path does not start with prefix at a "/" boundary.
+ * Borrowed from path (or a static "/").
+ */
+const char *authd_envoy_original_path(const char *prefix, const char *path);
+
+/*
+ * New string with the upstream value of claim for id ("sub", "email", "preferred_username",
+ * "groups" joined with ",", or an extra claim); "" when absent. The caller frees it.
+ */
+char *authd_identity_claim(const struct authd_identity *id, const char *claim);
+
+/* ------------------------------------------------------------------------------------------ */
+/* redirect.c */
+
+/*
+ * Validates a redirect target (the rd parameter, a state's return URL). Allowed: a relative
+ * path starting with exactly one "/" (not "//", not "/\"), or an absolute http/https URL whose
+ * host (port ignored, case-insensitive) is `host_name` itself, matches any configured host of
+ * cfg (exact or wildcard), or is inside a configured cookieDomain. Rejected: other schemes,
+ * userinfo ("@" in the authority), backslashes, whitespace and control characters, encoded
+ * control characters (%00-%1f, %7f), values over AUTHD_MAX_REDIRECT. cfg and host_name may be
+ * NULL. Returns 0 with *out new (the target, scheme and host lowercased for absolute URLs),
+ * PC_EINVAL or PC_ETOOBIG.
+ */
+int authd_redirect_validate(const struct authd_config *cfg, const char *host_name,
+                            const char *target, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* server side: sections below are added by the I/O files (main.c, server.c, ...). */
+
+#endif
