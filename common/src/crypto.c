@@ -1,0 +1,144 @@
+/*
+ * crypto.c - OpenSSL-backed primitives: RNG, SHA-256, HKDF, AES-256-GCM.
+ */
+#include "portcullis/crypto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+#include "portcullis/b64.h"
+#include "portcullis/base.h"
+
+int
+pc_random_bytes(void *p, size_t n)
+{
+    return RAND_bytes(p, (int)n) == 1 ? 0 : PC_EIO;
+}
+
+char *
+pc_random_token(size_t n)
+{
+    unsigned char raw[64];
+    char *out = NULL;
+
+    if (n > sizeof(raw) || pc_random_bytes(raw, n) != 0)
+        abort();
+    out = pc_b64url_encode(raw, n);
+    pc_cleanse(raw, sizeof(raw));
+    return out;
+}
+
+void
+pc_sha256(const void *p, size_t n, uint8_t out[32])
+{
+    unsigned int len = 32;
+
+    EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+}
+
+char *
+pc_sha256_hex(const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t md[32];
+    char *out = pc_xmalloc(65);
+
+    pc_sha256(p, n, md);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+    return out;
+}
+
+int
+pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_len,
+               const void *info, size_t info_len, void *out, size_t out_len)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *ctx = NULL;
+    OSSL_PARAM params[5], *p = params;
+    int rc = PC_EINVAL;
+
+    if (kdf == NULL)
+        return PC_EINVAL;
+    ctx = EVP_KDF_CTX_new(kdf);
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
+    *p = OSSL_PARAM_construct_end();
+    if (ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1)
+        rc = 0;
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+static EVP_CIPHER_CTX *
+gcm_ctx(const uint8_t *key, const uint8_t *nonce, int enc)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+    if (ctx == NULL || EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int
+pc_aead_seal(const uint8_t key[PC_AEAD_KEY_LEN], const uint8_t nonce[PC_AEAD_NONCE_LEN],
+             const void *aad, size_t aad_len, const void *pt, size_t pt_len, uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = gcm_ctx(key, nonce, 1);
+    int len = 0, rc = PC_EINVAL;
+
+    if (ctx == NULL)
+        return PC_EINVAL;
+    if (EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aad_len) == 1 &&
+        EVP_EncryptUpdate(ctx, out, &len, pt, (int)pt_len) == 1 &&
+        EVP_EncryptFinal_ex(ctx, out + len, &len) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, PC_AEAD_TAG_LEN, out + pt_len) == 1)
+        rc = 0;
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int
+pc_aead_open(const uint8_t key[PC_AEAD_KEY_LEN], const uint8_t nonce[PC_AEAD_NONCE_LEN],
+             const void *aad, size_t aad_len, const void *ct, size_t ct_len, uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    size_t body = ct_len - PC_AEAD_TAG_LEN;
+    int len = 0, rc = PC_EAUTH;
+
+    if (ct_len < PC_AEAD_TAG_LEN)
+        return PC_EAUTH;
+    ctx = gcm_ctx(key, nonce, 0);
+    if (ctx == NULL)
+        return PC_EINVAL;
+    if (EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aad_len) == 1 &&
+        EVP_DecryptUpdate(ctx, out, &len, ct, (int)body) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, PC_AEAD_TAG_LEN,
+                            (void *)((const uint8_t *)ct + body)) == 1 &&
+        EVP_DecryptFinal_ex(ctx, out + len, &len) == 1)
+        rc = 0;
+    if (rc != 0)
+        pc_cleanse(out, body);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int
+pc_memeq(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}

@@ -1,0 +1,133 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portcullis/base.h"
+#include "portcullis/json.h"
+#include "portcullis/yaml.h"
+
+static void
+test_positions(void **state)
+{
+    const char *text = "listen: 0.0.0.0:4180\nhosts:\n  - id: a\n    hosts: [x.example.com]\n";
+    struct pc_ynode *root = NULL;
+    struct pc_diag d = {0};
+
+    (void)state;
+    assert_int_equal(pc_yaml_load(text, strlen(text), &root, &d), 0);
+    const struct pc_ynode *hosts = pc_ynode_get(root, "hosts");
+    assert_non_null(hosts);
+    assert_int_equal(hosts->type, PC_YNODE_SEQ);
+    assert_int_equal(hosts->line, 3);
+    const struct pc_ynode *id = pc_ynode_get(hosts->vals[0], "id");
+    assert_string_equal(id->value, "a");
+    assert_int_equal(id->line, 3);
+    assert_int_equal(id->col, 9);
+    assert_null(pc_ynode_get(root, "nope"));
+    pc_ynode_free(root);
+}
+
+static const struct {
+    const char *yaml;
+    int rc;
+    int line;
+    const char *msg_part;
+} errors[] = {
+    {"a: 1\na: 2\n", PC_EPARSE, 2, "duplicate key"},
+    {"a: &x 1\nb: *x\n", PC_EPARSE, 2, "aliases"},
+    {"a: [1, 2\n", PC_EPARSE, 2, ""},
+    {"a: 1\n---\nb: 2\n", PC_EPARSE, 3, "one YAML document"},
+    {"? [a]\n: 1\n", PC_EPARSE, 1, "scalars"},
+    {"", PC_EPARSE, 1, "empty"},
+};
+
+static void
+test_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        struct pc_ynode *root = NULL;
+        struct pc_diag d = {0};
+        int rc = pc_yaml_load(errors[i].yaml, strlen(errors[i].yaml), &root, &d);
+        assert_int_equal(rc, errors[i].rc);
+        assert_int_equal(d.line, errors[i].line);
+        assert_non_null(strstr(d.msg, errors[i].msg_part));
+    }
+}
+
+static void
+test_depth_bound(void **state)
+{
+    char deep[400];
+    struct pc_ynode *root = NULL;
+    struct pc_diag d = {0};
+
+    (void)state;
+    memset(deep, '[', sizeof(deep));
+    assert_int_equal(pc_yaml_load(deep, sizeof(deep), &root, &d), PC_ETOOBIG);
+}
+
+static void
+test_multi_doc_and_json(void **state)
+{
+    const char *text = "---\na: 1\nb: true\nc: \"1\"\nd: ~\ne: 1.5\nf: x y\n---\n---\n- 1\n";
+    struct pc_ynode **docs = NULL;
+    size_t n = 0;
+    struct pc_diag d = {0};
+
+    (void)state;
+    assert_int_equal(pc_yaml_load_all(text, strlen(text), &docs, &n, &d), 0);
+    assert_int_equal(n, 2);
+    json_t *j = pc_yaml_to_json(docs[0]);
+    char *s = pc_json_dumps_sorted(j);
+    assert_string_equal(s, "{\"a\":1,\"b\":true,\"c\":\"1\",\"d\":null,\"e\":1.5,\"f\":\"x y\"}");
+    free(s);
+    json_decref(j);
+    pc_yaml_free_all(docs, n);
+}
+
+static void
+test_emit_roundtrip(void **state)
+{
+    const char *json = "{\"z\":[1,\"true\",{\"k\":\"v\"}],\"a\":{\"s\":\"line1\\nline2\\n\","
+                       "\"n\":null,\"e\":[],\"o\":{},\"num\":\"0.5\",\"b\":false}}";
+    json_t *in = json_loads(json, 0, NULL);
+    char *yaml = pc_json_to_yaml(in), *again = NULL;
+    struct pc_ynode *root = NULL;
+    struct pc_diag d = {0};
+
+    (void)state;
+    assert_non_null(strstr(yaml, "- \"true\""));
+    assert_true(strstr(yaml, "a:") < strstr(yaml, "z:"));
+    assert_int_equal(pc_yaml_load(yaml, strlen(yaml), &root, &d), 0);
+    json_t *out = pc_yaml_to_json(root);
+    assert_true(json_equal(in, out));
+    again = pc_json_to_yaml(out);
+    assert_string_equal(yaml, again);
+    assert_non_null(pc_json_path(out, "z"));
+    assert_string_equal(json_string_value(pc_json_path(out, "a.num")), "0.5");
+    assert_null(pc_json_path(out, "a.num.x"));
+    free(yaml);
+    free(again);
+    json_decref(in);
+    json_decref(out);
+    pc_ynode_free(root);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_depth_bound),
+        cmocka_unit_test(test_multi_doc_and_json),
+        cmocka_unit_test(test_emit_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
