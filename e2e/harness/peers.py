@@ -1,0 +1,966 @@
+"""Real peers for portcullis e2e tests (DESIGN.md §6): Echo upstream, Envoy, nginx, Keycloak,
+oidc-provider and a headless Chromium, all started on 127.0.0.1 by the tests themselves.
+
+Binaries come from scripts/fetch-peers.sh (cached under $PORTCULLIS_CACHE, default
+~/.cache/portcullis); `require_peers()` runs it once per process (a no-op when cached).
+Only the standard library is used here, so the harness runs on a bare Python 3.11.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+E2E = HERE.parent
+ROOT = E2E.parent
+NODE_DIR = E2E / "node"
+WORK = Path(os.environ.get("PORTCULLIS_WORK", E2E / ".work"))
+CACHE = Path(os.environ.get("PORTCULLIS_CACHE", Path.home() / ".cache" / "portcullis"))
+FETCH = ROOT / "scripts" / "fetch-peers.sh"
+
+# Users shared by Keycloak and OidcProvider.  Passwords are test-only.
+DEFAULT_USERS = [
+    {"username": "alice", "password": "alice-password", "email": "alice@example.com",
+     "firstName": "Alice", "lastName": "Admin", "groups": ["admins"]},
+    {"username": "bob", "password": "bob-password", "email": "bob@example.com",
+     "firstName": "Bob", "lastName": "Staff", "groups": ["staff"]},
+    {"username": "carol", "password": "carol-password", "email": "carol@example.com",
+     "firstName": "Carol", "lastName": "Both", "groups": ["admins", "staff"]},
+]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+                 "--host-resolver-rules=MAP * 127.0.0.1"]
+
+
+class PeerError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+def skip_e2e() -> bool:
+    return os.environ.get("PORTCULLIS_SKIP_E2E") == "1"
+
+
+_peers_env: dict | None = None
+_peers_lock = threading.Lock()
+
+
+def require_peers(parts: str | None = None) -> dict:
+    """Run scripts/fetch-peers.sh once (idempotent, cached) and return its paths:
+    envoy, keycloak_home, node_dir, chromium, nginx.  Env vars PORTCULLIS_ENVOY etc. win."""
+    global _peers_env
+    with _peers_lock:
+        if _peers_env is None:
+            env = dict(os.environ)
+            if parts is not None:
+                env["PORTCULLIS_FETCH_SKIP"] = parts
+            r = subprocess.run(["bash", str(FETCH)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=1800)
+            if r.returncode != 0:
+                raise PeerError(f"fetch-peers.sh failed ({r.returncode}):\n{r.stderr[-4000:]}")
+            vals = {}
+            for line in (CACHE / "peers.env").read_text().splitlines():
+                k, _, v = line.partition("=")
+                vals[k.strip()] = v.strip()
+            vals.update({k: v for k, v in os.environ.items() if k.startswith("PORTCULLIS_") and v})
+            _peers_env = {
+                "envoy": vals.get("PORTCULLIS_ENVOY", ""),
+                "keycloak_home": vals.get("PORTCULLIS_KEYCLOAK_HOME", ""),
+                "node_dir": vals.get("PORTCULLIS_NODE_DIR", str(NODE_DIR)),
+                "chromium": vals.get("PORTCULLIS_CHROMIUM", "") or "/usr/bin/chromium",
+                "nginx": vals.get("PORTCULLIS_NGINX", "") or shutil.which("nginx") or "/usr/sbin/nginx",
+            }
+        return dict(_peers_env)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def work_dir(name: str) -> Path:
+    """A fresh temp dir under e2e/.work (git-ignored); falls back to the system tmp."""
+    try:
+        WORK.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"portcullis-{name}-"))
+
+
+def http(method: str, url: str, *, headers: dict | None = None, data: bytes | dict | None = None,
+         timeout: float = 10, follow: bool = False):
+    """Tiny HTTP client: returns (status, headers-as-email.Message, body bytes); never raises
+    on HTTP status; does not follow redirects unless follow=True."""
+    if isinstance(data, dict):
+        data = urllib.parse.urlencode(data).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    handlers = [] if follow else [_NoRedirect()]
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def jwt_claims(token: str) -> dict:
+    """Decode a JWT's payload WITHOUT verifying it (tests inspect what the IdP issued)."""
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+# ---------------------------------------------------------------------------------------
+# processes
+
+class Proc:
+    """A child process with a log file.  start() → wait_http()/wait_port() → stop().
+    The child gets its own process group, so stop() also ends what it forked (kc.sh → java)."""
+
+    def __init__(self, name: str, argv: list[str], *, cwd=None, env: dict | None = None,
+                 log_path: Path | None = None):
+        self.name, self.argv, self.cwd = name, [str(a) for a in argv], cwd
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = Path(log_path) if log_path else work_dir(name) / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.ready_after = None   # seconds from start() to ready
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> "Proc":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        self.started_at = time.monotonic()
+        self.popen = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def fail(self, msg: str):
+        text = f"{self.name}: {msg}\n--- last lines of {self.log_path} ---\n{self.tail()}"
+        print(text, file=sys.stderr)
+        raise PeerError(text)
+
+    def _wait(self, probe, what: str, timeout: float, interval: float = 0.1):
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                self.fail(f"exited with {self.popen.returncode if self.popen else '?'} while waiting for {what}")
+            try:
+                if probe():
+                    self.ready_after = time.monotonic() - self.started_at
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                self.fail(f"not ready after {timeout:.0f}s waiting for {what}")
+            time.sleep(interval)
+
+    def wait_http(self, url: str, timeout: float = 30, ok=lambda status: status < 500):
+        def probe():
+            status, _, _ = http("GET", url, timeout=2)
+            return ok(status)
+        return self._wait(probe, url, timeout)
+
+    def wait_port(self, port: int, host: str = "127.0.0.1", timeout: float = 30):
+        def probe():
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        return self._wait(probe, f"tcp {host}:{port}", timeout)
+
+    def stop(self, timeout: float = 10, sig=signal.SIGTERM):
+        p = self.popen
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class _Peer:
+    """Base: context-manager support around start()/stop()."""
+    proc: Proc | None = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+
+    @property
+    def startup_seconds(self):
+        return self.proc.ready_after if self.proc else None
+
+
+# ---------------------------------------------------------------------------------------
+# Echo upstream
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "portcullis-echo"
+
+    def log_message(self, *a):
+        pass
+
+    def _handle(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        headers = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        rec = {"method": self.command, "path": self.path, "headers": headers,
+               "raw_headers": [[k, v] for k, v in self.headers.items()],
+               "body": body.decode("utf-8", "replace")}
+        self.server.requests.append(rec)
+        if "text/html" in self.headers.get("Accept", ""):
+            rows = "\n".join(f"{_esc(k)}: {_esc(v)}" for k, v in self.headers.items())
+            out = (f"<!doctype html><html><head><title>echo</title></head><body><h1>echo</h1>"
+                   f"<p id=method>{_esc(self.command)} {_esc(self.path)}</p><pre id=headers>\n{rows}\n</pre>"
+                   f"</body></html>").encode()
+            ctype = "text/html; charset=utf-8"
+        else:
+            out, ctype = json.dumps(rec, indent=1).encode(), "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(out)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+def _esc(s: str) -> str:
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Echo(_Peer):
+    """Threaded HTTP upstream answering any path with JSON {method, path, headers (lowercased
+    names, duplicates joined), raw_headers, body}, or an HTML page listing the headers when
+    Accept has text/html.  `requests` keeps every request seen."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+        self.host, self.port = host, port or 0
+        self.server: ThreadingHTTPServer | None = None
+        self.thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list:
+        return self.server.requests if self.server else []
+
+    def start(self):
+        self.server = ThreadingHTTPServer((self.host, self.port), _EchoHandler)
+        self.server.daemon_threads = True
+        self.server.requests = []
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="echo", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def _addr(x) -> tuple[str, int]:
+    """Accept an Echo/peer object, 'host:port', 'http://host:port' or (host, port)."""
+    if hasattr(x, "port") and hasattr(x, "host"):
+        return x.host, int(x.port)
+    if isinstance(x, (tuple, list)):
+        return str(x[0]), int(x[1])
+    s = str(x)
+    if "://" in s:
+        u = urllib.parse.urlsplit(s)
+        return u.hostname, u.port or 80
+    h, _, p = s.rpartition(":")
+    return h, int(p)
+
+
+# ---------------------------------------------------------------------------------------
+# Envoy with ext_authz rendered like istiod renders an envoyExtAuthzHttp provider
+
+def _istio_matchers(names):
+    """istiod's generateHeaders: ignore_case matchers; 'x-*' → prefix, '*-x' → suffix, else exact."""
+    if not names:
+        return None
+    pats = []
+    for h in names:
+        if h.startswith("*"):
+            pats.append({"suffix": h[1:], "ignore_case": True})
+        elif h.endswith("*"):
+            pats.append({"prefix": h[:-1], "ignore_case": True})
+        else:
+            pats.append({"exact": h, "ignore_case": True})
+    return {"patterns": pats}
+
+
+def _duration(v, default="600s") -> str:
+    if v is None or v == "":
+        return default
+    if isinstance(v, (int, float)):
+        return f"{v}s"
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(v))
+    if not m:
+        raise ValueError(f"bad duration {v!r}")
+    n, unit = float(m.group(1)), m.group(2)
+    return f"{n * {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600}[unit]:g}s"
+
+
+def ext_authz_filter(provider: dict, cluster: str) -> dict:
+    """The envoy.filters.http.ext_authz typed config istiod builds from envoyExtAuthzHttp
+    (pilot/pkg/security/authz/builder/extauthz.go), minus filter_enabled_metadata (Istio
+    enables the filter through RBAC shadow metadata; here per-route config does that)."""
+    service = {
+        "server_uri": {"uri": f"http://{provider['service']}", "cluster": cluster,
+                       "timeout": _duration(provider.get("timeout"))},
+    }
+    if provider.get("pathPrefix"):
+        if not provider["pathPrefix"].startswith("/"):
+            raise ValueError("pathPrefix must begin with /")
+        service["path_prefix"] = provider["pathPrefix"]
+    allowed = _istio_matchers(provider.get("includeRequestHeadersInCheck")) or \
+        _istio_matchers(provider.get("includeHeadersInCheck"))
+    add = provider.get("includeAdditionalHeadersInCheck") or {}
+    to_add = [{"key": k, "value": add[k]} for k in sorted(add)]
+    if allowed or to_add:
+        service["authorization_request"] = {}
+        if allowed:
+            service["authorization_request"]["allowed_headers"] = allowed
+        if to_add:
+            service["authorization_request"]["headers_to_add"] = to_add
+    up, deny, ok = (provider.get(k) for k in ("headersToUpstreamOnAllow", "headersToDownstreamOnDeny",
+                                              "headersToDownstreamOnAllow"))
+    if up or deny or ok:
+        resp = {}
+        for key, names in (("allowed_upstream_headers", up), ("allowed_client_headers", deny),
+                           ("allowed_client_headers_on_success", ok)):
+            if names:
+                resp[key] = _istio_matchers(names)
+        service["authorization_response"] = resp
+    cfg = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "failure_mode_allow": bool(provider.get("failOpen", False)),
+        "http_service": service,
+    }
+    if provider.get("statusOnError"):
+        cfg["status_on_error"] = {"code": int(provider["statusOnError"])}
+    body = provider.get("includeRequestBodyInCheck")
+    if body:
+        cfg["with_request_body"] = {"max_request_bytes": body.get("maxRequestBytes", 0),
+                                    "allow_partial_message": bool(body.get("allowPartialMessage")),
+                                    "pack_as_bytes": bool(body.get("packAsBytes"))}
+    return cfg
+
+
+_AUTHZ_OFF = {"envoy.filters.http.ext_authz": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+    "disabled": True}}
+
+
+def _path_match(p: str) -> dict:
+    """AuthorizationPolicy path syntax: exact, 'prefix*', '*suffix'."""
+    if p.endswith("*"):
+        return {"prefix": p[:-1]}
+    if p.startswith("*"):
+        return {"safe_regex": {"regex": ".*" + re.escape(p[1:])}}
+    return {"path": p}
+
+
+class Envoy(_Peer):
+    """Envoy on 127.0.0.1:<port> routing every host to `upstream`, with the ext_authz HTTP
+    filter configured from `provider`, a dict shaped like Istio's `envoyExtAuthzHttp`:
+      service (IP or DNS name of authd), port, pathPrefix, timeout ("2s"; Istio default 600s),
+      failOpen, statusOnError ("503"), includeRequestHeadersInCheck, includeAdditionalHeadersInCheck
+      (dict), headersToUpstreamOnAllow, headersToDownstreamOnDeny, headersToDownstreamOnAllow,
+      includeRequestBodyInCheck.
+    hosts: when given, only these hosts (each as h and h:*, like the CUSTOM AuthorizationPolicy's
+      to.operation.hosts) go through ext_authz; other hosts reach the upstream with it disabled.
+    not_paths: paths where ext_authz is disabled ('/exact', '/prefix/*', '*.suffix')."""
+
+    def __init__(self, provider: dict, upstream, *, hosts: list[str] | None = None,
+                 not_paths: list[str] | None = None, port: int | None = None,
+                 admin_port: int | None = None, envoy_bin: str | None = None, log_level: str = "info"):
+        self.provider, self.upstream = dict(provider), upstream
+        self.hosts, self.not_paths = hosts, not_paths
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.admin_port = admin_port or free_port()
+        self.envoy_bin = envoy_bin
+        self.log_level = log_level
+        self.dir = work_dir("envoy")
+        self.config_path = self.dir / "envoy.yaml"
+        self.log_path = self.dir / "envoy.log"
+        self.proc = None
+        self.bootstrap = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def render(self) -> dict:
+        p = self.provider
+        svc, port = p["service"], int(p["port"])
+        authz_cluster = f"outbound|{port}||{svc}"     # istiod's cluster naming
+        up_host, up_port = _addr(self.upstream)
+        route_all = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}
+        skip = [{"match": _path_match(np), "route": {"cluster": "upstream", "timeout": "0s"},
+                 "typed_per_filter_config": _AUTHZ_OFF} for np in (self.not_paths or [])]
+        if self.hosts:
+            domains = []
+            for h in self.hosts:
+                domains += [h, f"{h}:*"]
+            vhosts = [{"name": "protected", "domains": domains, "routes": skip + [route_all]},
+                      {"name": "other", "domains": ["*"], "routes": [route_all],
+                       "typed_per_filter_config": _AUTHZ_OFF}]
+        else:
+            vhosts = [{"name": "all", "domains": ["*"], "routes": skip + [route_all]}]
+
+        def cluster(name, host, port_):
+            ip = re.fullmatch(r"[\d.]+", host) is not None
+            return {"name": name, "type": "STATIC" if ip else "STRICT_DNS", "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port_}}}}]}]}}
+
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress_http", "codec_type": "AUTO", "server_name": "istio-envoy",
+            "use_remote_address": True, "normalize_path": True, "merge_slashes": True,
+            "path_with_escaped_slashes_action": "KEEP_UNCHANGED", "stream_idle_timeout": "0s",
+            "common_http_protocol_options": {"max_headers_count": 300},
+            "max_request_headers_kb": 96,
+            "route_config": {"name": "local", "virtual_hosts": vhosts},
+            "http_filters": [
+                {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz_filter(p, authz_cluster)},
+                {"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+            ],
+        }
+        self.bootstrap = {
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
+            "static_resources": {
+                "listeners": [{"name": "gateway", "address": {"socket_address": {
+                    "address": self.host, "port_value": self.port}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                    "typed_config": hcm}]}]}],
+                "clusters": [cluster("upstream", up_host, up_port), cluster(authz_cluster, svc, port)],
+            },
+        }
+        return self.bootstrap
+
+    def _write(self):
+        data = self.render()
+        try:
+            import yaml  # optional; JSON is valid YAML too
+            text = yaml.safe_dump(data, sort_keys=False)
+        except ImportError:
+            text = json.dumps(data, indent=1)
+        self.config_path.write_text(text)
+
+    def start(self, timeout: float = 30):
+        self._write()
+        binary = self.envoy_bin or require_peers()["envoy"]
+        self.proc = Proc("envoy", [binary, "-c", self.config_path, "--concurrency", "1",
+                                   "--use-dynamic-base-id", "--disable-hot-restart", "-l", self.log_level,
+                                   "--drain-time-s", "0", "--parent-shutdown-time-s", "1"],
+                         log_path=self.log_path, cwd=self.dir).start()
+        self.proc.wait_http(f"{self.admin_url}/ready", timeout, ok=lambda s: s == 200)
+        self.proc.wait_port(self.port, timeout=timeout)
+        return self
+
+    def reconfigure(self, provider: dict | None = None, *, hosts=..., not_paths=..., upstream=None):
+        """Rewrite the bootstrap and restart on the same ports."""
+        if provider is not None:
+            self.provider = dict(provider)
+        if hosts is not ...:
+            self.hosts = hosts
+        if not_paths is not ...:
+            self.not_paths = not_paths
+        if upstream is not None:
+            self.upstream = upstream
+        self.stop()
+        return self.start()
+
+    def stats(self, contains: str = "ext_authz") -> dict:
+        _, _, body = http("GET", f"{self.admin_url}/stats?filter={urllib.parse.quote(contains)}")
+        out = {}
+        for line in body.decode().splitlines():
+            k, _, v = line.partition(": ")
+            out[k] = int(v) if v.isdigit() else v
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# nginx with auth_request (the standard oauth2-proxy configuration)
+
+NGINX_CONF = """\
+{user}daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+  access_log {dir}/access.log;
+  client_body_temp_path {dir}/tmp/body;
+  proxy_temp_path {dir}/tmp/proxy;
+  fastcgi_temp_path {dir}/tmp/fastcgi;
+  uwsgi_temp_path {dir}/tmp/uwsgi;
+  scgi_temp_path {dir}/tmp/scgi;
+  # big session cookies / ID tokens
+  large_client_header_buffers 8 64k;
+  proxy_buffer_size 64k;
+  proxy_buffers 8 64k;
+  proxy_busy_buffers_size 128k;
+
+  upstream portcullis_authd {{ server {authd}; keepalive 8; }}
+  upstream app {{ server {upstream}; }}
+
+  server {{
+    listen {listen};
+    server_name {server_name};
+
+    location /oauth2/ {{
+      proxy_pass http://portcullis_authd;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Auth-Request-Redirect $request_uri;
+    }}
+
+    location = /oauth2/auth {{
+      proxy_pass http://portcullis_authd;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header Cookie $http_cookie;
+      # nginx auth_request includes headers but not the body
+      proxy_set_header Content-Length "";
+      proxy_pass_request_body off;
+    }}
+
+    location @login {{
+      return 302 /oauth2/start?rd=$scheme://$http_host$request_uri;
+    }}
+
+{extra}
+    location / {{
+      auth_request /oauth2/auth;
+      error_page 401 = @login;
+
+      auth_request_set $user   $upstream_http_x_auth_request_user;
+      auth_request_set $email  $upstream_http_x_auth_request_email;
+      auth_request_set $groups $upstream_http_x_auth_request_groups;
+      auth_request_set $preferred_username $upstream_http_x_auth_request_preferred_username;
+      proxy_set_header X-Auth-Request-User   $user;
+      proxy_set_header X-Auth-Request-Email  $email;
+      proxy_set_header X-Auth-Request-Groups $groups;
+      proxy_set_header X-Auth-Request-Preferred-Username $preferred_username;
+
+      # a refreshed session cookie from authd goes back to the browser
+      auth_request_set $auth_cookie $upstream_http_set_cookie;
+      add_header Set-Cookie $auth_cookie;
+
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_pass http://app;
+    }}
+  }}
+}}
+"""
+
+
+class Nginx(_Peer):
+    """nginx (Debian) on 127.0.0.1:<port> protecting `upstream` with
+    `auth_request /oauth2/auth` → `authd` ('host:port', URL, (host, port) or a peer object),
+    `error_page 401 = @login` → 302 /oauth2/start?rd=..., /oauth2/ proxied to authd.
+    `extra` is raw config inserted into the server block (e.g. more locations)."""
+
+    def __init__(self, authd, upstream, *, port: int | None = None, server_name: str = "_",
+                 extra: str = "", nginx_bin: str | None = None):
+        self.authd, self.upstream = authd, upstream
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.server_name, self.extra = server_name, extra
+        self.nginx_bin = nginx_bin
+        self.dir = work_dir("nginx")
+        self.conf_path = self.dir / "nginx.conf"
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def render(self) -> str:
+        a_host, a_port = _addr(self.authd)
+        u_host, u_port = _addr(self.upstream)
+        user = ""
+        if os.geteuid() == 0:    # workers would otherwise switch to nobody
+            import grp
+            import pwd
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
+        return NGINX_CONF.format(user=user, dir=self.dir, authd=f"{a_host}:{a_port}",
+                                 upstream=f"{u_host}:{u_port}", listen=f"{self.host}:{self.port}",
+                                 server_name=self.server_name, extra=self.extra)
+
+    def _write(self):
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        self.conf_path.write_text(self.render())
+
+    def start(self, timeout: float = 20):
+        self._write()
+        binary = self.nginx_bin or require_peers("envoy keycloak")["nginx"]
+        argv = [binary, "-p", self.dir, "-c", self.conf_path, "-e", self.dir / "error.log"]
+        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise PeerError(f"nginx -t failed:\n{r.stderr}\n{self.conf_path.read_text()}")
+        self.proc = Proc("nginx", argv, log_path=self.dir / "nginx.out", cwd=self.dir).start()
+        self.proc.wait_port(self.port, timeout=timeout)
+        return self
+
+    def reconfigure(self, authd=None, upstream=None, extra: str | None = None):
+        """Rewrite nginx.conf and reload (SIGHUP) without changing the port."""
+        if authd is not None:
+            self.authd = authd
+        if upstream is not None:
+            self.upstream = upstream
+        if extra is not None:
+            self.extra = extra
+        self._write()
+        os.kill(self.proc.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        return self
+
+    def error_log(self) -> str:
+        p = self.dir / "error.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+# ---------------------------------------------------------------------------------------
+# Keycloak
+
+def keycloak_realm(realm: str, clients: list[dict], users: list[dict]) -> dict:
+    """Realm JSON: groups, users (password, email, groups), confidential clients with a
+    group-membership mapper (names, no full path) into `groups` of ID/access/userinfo tokens.
+    client keys: clientId, secret, redirectUris, directAccessGrants, serviceAccounts,
+    publicClient, pkce ('S256'), audiences (extra aud values), attributes."""
+    groups = sorted({g for u in users for g in u.get("groups", [])})
+    mapper = {"name": "groups", "protocol": "openid-connect", "protocolMapper": "oidc-group-membership-mapper",
+              "config": {"full.path": "false", "claim.name": "groups", "id.token.claim": "true",
+                         "access.token.claim": "true", "userinfo.token.claim": "true",
+                         "introspection.token.claim": "true"}}
+    kc_clients = []
+    for c in clients:
+        mappers = [mapper]
+        for aud in c.get("audiences", []):
+            mappers.append({"name": f"aud-{aud}", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
+                            "config": {"included.custom.audience": aud, "access.token.claim": "true",
+                                       "id.token.claim": "false", "introspection.token.claim": "true"}})
+        attrs = {"post.logout.redirect.uris": "+", **c.get("attributes", {})}
+        if c.get("pkce"):
+            attrs["pkce.code.challenge.method"] = c["pkce"]
+        kc_clients.append({
+            "clientId": c["clientId"], "enabled": True, "protocol": "openid-connect",
+            "publicClient": bool(c.get("publicClient", False)),
+            "clientAuthenticatorType": "client-secret", "secret": c.get("secret"),
+            "redirectUris": c.get("redirectUris", []), "webOrigins": ["+"],
+            "standardFlowEnabled": bool(c.get("standardFlow", True)),
+            "directAccessGrantsEnabled": bool(c.get("directAccessGrants", False)),
+            "serviceAccountsEnabled": bool(c.get("serviceAccounts", False)),
+            "attributes": attrs, "protocolMappers": mappers,
+        })
+    return {
+        "realm": realm, "enabled": True, "sslRequired": "none",
+        "accessTokenLifespan": 300, "registrationAllowed": False, "loginWithEmailAllowed": True,
+        "groups": [{"name": g} for g in groups],
+        "users": [{
+            "username": u["username"], "enabled": True, "email": u.get("email"),
+            "emailVerified": u.get("emailVerified", True),
+            "firstName": u.get("firstName", u["username"].title()), "lastName": u.get("lastName", "Test"),
+            "credentials": [{"type": "password", "value": u["password"], "temporary": False}],
+            "groups": [f"/{g}" for g in u.get("groups", [])],
+        } for u in users],
+        "clients": kc_clients,
+    }
+
+
+class Keycloak(_Peer):
+    """Keycloak `start-dev --import-realm` on 127.0.0.1:<port> with realm `realm` (default
+    `main`), in-memory H2, a private home (symlinks into the cached distribution, own data/).
+    clients: list of dicts (see keycloak_realm); a service-account client `robot`/`robot-secret`
+    is added unless a client with serviceAccounts is given.  users default to DEFAULT_USERS.
+    Admin console user admin/admin."""
+
+    def __init__(self, clients: list[dict], users: list[dict] | None = None, *, realm: str = "main",
+                 port: int | None = None, kc_home: str | None = None, extra_args: list[str] = ()):
+        self.clients = list(clients)
+        if not any(c.get("serviceAccounts") for c in self.clients):
+            self.clients.append({"clientId": "robot", "secret": "robot-secret", "serviceAccounts": True,
+                                 "standardFlow": False})
+        self.users = users if users is not None else DEFAULT_USERS
+        self.realm = realm
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.management_port = free_port()
+        self.kc_home = kc_home
+        self.extra_args = list(extra_args)
+        self.dir = work_dir("keycloak")
+        self.proc = None
+
+    @property
+    def base_url(self):
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def issuer(self):
+        return f"{self.base_url}/realms/{self.realm}"
+
+    def issuer_for(self, host: str) -> str:
+        """frontendUrl is unset, so the issuer follows the Host the client used."""
+        return f"http://{host}:{self.port}/realms/{self.realm}"
+
+    @property
+    def token_endpoint(self):
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+    def _make_home(self) -> Path:
+        src = Path(self.kc_home or require_peers("envoy")["keycloak_home"])
+        home = self.dir / "home"
+        (home / "data" / "import").mkdir(parents=True)
+        for name in ("lib", "themes", "providers"):
+            (home / name).symlink_to(src / name)
+        for name in ("bin", "conf"):     # kc.sh resolves its own path: copy, don't link
+            shutil.copytree(src / name, home / name)
+        realm = keycloak_realm(self.realm, self.clients, self.users)
+        (home / "data" / "import" / f"{self.realm}-realm.json").write_text(json.dumps(realm, indent=1))
+        return home
+
+    def start(self, timeout: float = 240):
+        home = self._make_home()
+        argv = [home / "bin" / "kc.sh", "start-dev", "--import-realm", "--db=dev-mem",
+                f"--http-port={self.port}", f"--http-host={self.host}",
+                f"--http-management-port={self.management_port}", "--health-enabled=true",
+                "--cache=local", "--hostname-strict=false", *self.extra_args]
+        env = {"KC_BOOTSTRAP_ADMIN_USERNAME": "admin", "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin"}
+        self.proc = Proc("keycloak", argv, env=env, log_path=self.dir / "keycloak.log", cwd=home).start()
+        self.proc.wait_http(f"{self.issuer}/.well-known/openid-configuration", timeout,
+                            ok=lambda s: s == 200)
+        return self
+
+    def discovery(self) -> dict:
+        return json.loads(http("GET", f"{self.issuer}/.well-known/openid-configuration")[2])
+
+    def _token(self, form: dict) -> dict:
+        status, _, body = http("POST", self.token_endpoint, data=form,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200:
+            raise PeerError(f"token endpoint {status}: {body.decode(errors='replace')}")
+        return json.loads(body)
+
+    def token_password(self, client: str, secret: str, user: str, password: str,
+                       scope: str = "openid email profile") -> dict:
+        """Resource-owner password grant (client needs directAccessGrants)."""
+        return self._token({"grant_type": "password", "client_id": client, "client_secret": secret,
+                            "username": user, "password": password, "scope": scope})
+
+    def token_client_credentials(self, client: str = "robot", secret: str = "robot-secret") -> dict:
+        return self._token({"grant_type": "client_credentials", "client_id": client,
+                            "client_secret": secret})
+
+    def admin_token(self) -> str:
+        status, _, body = http("POST", f"{self.base_url}/realms/master/protocol/openid-connect/token",
+                               data={"grant_type": "password", "client_id": "admin-cli",
+                                     "username": "admin", "password": "admin"})
+        return json.loads(body)["access_token"]
+
+
+# ---------------------------------------------------------------------------------------
+# oidc-provider (Node)
+
+class OidcProvider(_Peer):
+    """A certified OP (npm oidc-provider) via e2e/node/idp.mjs on 127.0.0.1:<port>.
+    clients: [{clientId, secret, redirectUris, tokenEndpointAuthMethod ('client_secret_basic'
+    default, or 'client_secret_post'), serviceAccounts (client_credentials),
+    postLogoutRedirectUris}]; users default to DEFAULT_USERS (login form checks passwords);
+    PKCE S256 required; `groups` (and email, preferred_username, name) in the ID token;
+    refresh tokens for clients; ttl: seconds per oidc-provider ttl name (AccessToken, IdToken,
+    RefreshToken, Session, Interaction, Grant)."""
+
+    def __init__(self, clients: list[dict], users: list[dict] | None = None, *, port: int | None = None,
+                 issuer_host: str = "127.0.0.1", ttl: dict | None = None, node: str = "node"):
+        self.clients, self.users = clients, users if users is not None else DEFAULT_USERS
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.issuer = f"http://{issuer_host}:{self.port}"
+        self.ttl, self.node = ttl or {}, node
+        self.dir = work_dir("idp")
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30):
+        node_dir = Path(require_peers("envoy keycloak")["node_dir"])
+        cfg = {"port": self.port, "host": self.host, "issuer": self.issuer, "users": self.users,
+               "clients": self.clients, "ttl": self.ttl}
+        cfg_path = self.dir / "idp.json"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        self.proc = Proc("oidc-provider", [self.node, node_dir / "idp.mjs", cfg_path],
+                         log_path=self.dir / "idp.log", cwd=node_dir).start()
+        self.proc.wait_http(f"{self.url}/.well-known/openid-configuration", timeout,
+                            ok=lambda s: s == 200)
+        return self
+
+    def discovery(self) -> dict:
+        return json.loads(http("GET", f"{self.url}/.well-known/openid-configuration")[2])
+
+    def token_client_credentials(self, client: str, secret: str, scope: str | None = None) -> dict:
+        form = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
+        status, _, body = http("POST", f"{self.url}/token", data=form,
+                               headers={"Authorization": f"Basic {basic}"})
+        if status != 200:
+            raise PeerError(f"token endpoint {status}: {body.decode(errors='replace')}")
+        return json.loads(body)
+
+
+# ---------------------------------------------------------------------------------------
+# headless Chromium through playwright-core
+
+class BrowserError(PeerError):
+    pass
+
+
+class Browser:
+    """Runs e2e/node/browser.mjs: one fresh Chromium profile per run().  Steps (JSON list):
+      {"goto": url}                         navigate (status = final document response)
+      {"login": {"username", "password"}}   fill the Keycloak / oidc-provider form and submit
+      {"expect_status": 200}                fail unless the last navigation had that status
+      {"text": "substring"}                 fail unless the page text contains it
+      {"expect_url": "substring"}           fail unless the current URL contains it
+      {"click": selector} / {"fill": {selector: value}} / {"wait_for_url": "substring"}
+      {"fetch": url, "method", "headers"}   request with the page's cookies (status + body)
+      {"open_tabs": [[steps], [steps]]}     run step lists in new tabs in parallel
+      {"screenshot": path} / {"sleep": ms}
+    run() returns {ok, error, url, status, text, cookies, steps, tabs}; check=True raises
+    BrowserError when ok is false."""
+
+    def __init__(self, *, chromium: str | None = None, node: str = "node", timeout: float = 90,
+                 action_timeout_ms: int = 15000, args: list[str] | None = None):
+        self.chromium, self.node, self.timeout = chromium, node, timeout
+        self.action_timeout_ms = action_timeout_ms
+        self.args = args or CHROMIUM_ARGS
+        self.last_run_seconds = None
+
+    def run(self, steps: list, *, check: bool = True, timeout: float | None = None) -> dict:
+        peers = require_peers("envoy keycloak")
+        node_dir = Path(peers["node_dir"])
+        payload = {"steps": steps, "executablePath": self.chromium or peers["chromium"],
+                   "args": self.args, "timeout": self.action_timeout_ms}
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run([self.node, node_dir / "browser.mjs"], input=json.dumps(payload),
+                               capture_output=True, text=True, timeout=timeout or self.timeout,
+                               cwd=node_dir)
+        except subprocess.TimeoutExpired as e:
+            raise BrowserError(f"browser.mjs timed out; stderr:\n{(e.stderr or '')[-3000:]}")
+        self.last_run_seconds = time.monotonic() - t0
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            raise BrowserError(f"browser.mjs exited {r.returncode} without a result:\n"
+                               f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+        result = json.loads(lines[-1])
+        result["stderr"] = r.stderr
+        if check and not result.get("ok"):
+            raise BrowserError(f"browser scenario failed: {result.get('error')}\nurl={result.get('url')} "
+                               f"status={result.get('status')}\ntext={str(result.get('text'))[:1500]}\n"
+                               f"steps={json.dumps(result.get('steps'))[:3000]}\nstderr={r.stderr[-2000:]}")
+        return result
