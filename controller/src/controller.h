@@ -40,6 +40,7 @@
 #ifndef PORTCULLIS_CONTROLLER_H
 #define PORTCULLIS_CONTROLLER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -91,6 +92,8 @@ int k8s_config_in_cluster(struct k8s_config *c, const char *sa_dir, struct pc_di
  */
 int k8s_config_load(struct k8s_config *c, const char *kubeconfig, const char *context,
                     struct pc_diag *diag);
+/* Reads a small file (<= 4 MiB) into *out (new, NUL-terminated). Returns 0 or -errno / TOOBIG. */
+int k8s_read_file(const char *path, char **out, size_t *len);
 
 /* ---------------------------------------------------------------------------------------- */
 /* k8s_client.c - requests                                                                  */
@@ -174,6 +177,7 @@ struct k8s_request {
     const json_t *body;        /* may be NULL */
     const char *content_type;  /* default application/json */
     long timeout_ms;           /* default 30000 */
+    const atomic_bool *stop;   /* may be NULL; when it turns true the request ends, -ECANCELED */
 };
 /* *out (may be NULL) receives the new response object on 2xx. */
 int k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **out,
@@ -185,6 +189,26 @@ int k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **ou
  *   "configmaps \"x\" not found (HTTP 404 NotFound)".
  */
 int k8s_status_error(long http_status, const char *body, size_t len, struct pc_diag *diag);
+/* The same from a parsed Status object; http_status 0 takes the Status's own code (watch ERROR). */
+int k8s_status_json(long http_status, const json_t *status, struct pc_diag *diag);
+
+/* Internal to k8s*.c: one HTTP exchange on a pooled keep-alive handle. */
+struct k8s_xfer {
+    const char *method;       /* default GET */
+    const char *path;         /* path and query, appended to the server URL */
+    const char *body;         /* may be NULL */
+    size_t body_len;
+    const char *content_type; /* of body, default application/json */
+    long timeout_ms;          /* whole exchange; 0 = none (watches) */
+    long low_speed_secs;      /* abort below 1 byte/s this long; 0 = off */
+    int (*on_data)(void *ud, const char *p, size_t n); /* streams 2xx bodies; non-zero aborts */
+    void *ud;
+    const atomic_bool *stop;  /* aborts within about a second once true (-ECANCELED) */
+    long status;              /* out: HTTP status, 0 when none arrived */
+    struct pc_buf resp;       /* out: the body (non-2xx only when streaming); release it */
+};
+/* Returns 0 when an answer arrived (any status), PC_EIO, PC_ETOOBIG, -ECANCELED, or on_data's. */
+int k8s_xfer_do(struct k8s_client *c, struct k8s_xfer *x, struct pc_diag *diag);
 
 /* ---------------------------------------------------------------------------------------- */
 /* k8s_event.c - core/v1 Events                                                             */
@@ -232,7 +256,7 @@ struct k8s_watch_opts {
 struct k8s_watch;
 /* Starts the watch thread; strings in o are copied. Never NULL (it retries until stopped). */
 struct k8s_watch *k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o);
-/* Stops the thread within about a second, joins and frees. NULL is a no-op. */
+/* Stops the thread within about a second, joins and frees; no callback runs afterwards. */
 void k8s_watch_stop(struct k8s_watch *w);
 
 /* The watch stream decoder, exposed for tests and the fuzzer. */
@@ -252,8 +276,6 @@ void k8s_wire_release(struct k8s_wire *w);
  * line that is not a watch event (detail in diag), or the first non-zero on_event result.
  */
 int k8s_wire_feed(struct k8s_wire *w, const char *p, size_t n, struct pc_diag *diag);
-/* The error code of a watch ERROR event's Status (410 -> K8S_EGONE), with its message. */
-int k8s_wire_status(const json_t *status, struct pc_diag *diag);
 
 /* Capped exponential backoff with jitter: attempt 0 -> ~0.5 s, doubling, capped at 30 s. */
 long k8s_backoff_ms(unsigned attempt);
@@ -269,6 +291,7 @@ struct k8s_lease_opts {
     int lease_secs;                 /* leaseDurationSeconds, default 15 */
     int renew_secs;                 /* renew period, default 5 */
     int renew_deadline_secs;        /* stop leading after failing to renew this long, 10 */
+    int retry_secs;                 /* how often a candidate tries to acquire, default 2 */
     void (*on_started_leading)(void *ud);  /* called on the elector's thread */
     void (*on_stopped_leading)(void *ud);
     void *ud;
@@ -288,5 +311,174 @@ void k8s_elector_stop(struct k8s_elector *e);
 bool k8s_lease_acquirable(const json_t *lease, const char *identity, time_t now);
 /* RFC 3339 with optional fraction ("2024-01-02T03:04:05.123456Z") to a time. PC_EPARSE. */
 int k8s_parse_time(const char *s, time_t *out);
+
+
+/* ======================================================================================== */
+/* The ProtectedHost side (ctl_*.c). The renderer (ctl_spec.c, ctl_render.c, ctl_state.c,   */
+/* ctl_mesh.c) is pure: JSON in, JSON/text out, no I/O, no clocks. render and run share it.  */
+/* ======================================================================================== */
+
+#define CTL_GROUP_VERSION "portcullis.io/v1alpha1"
+#define CTL_FINALIZER "portcullis.io/cleanup"
+#define CTL_PROVIDER_NAME "portcullis"
+#define CTL_SIGN_OUT_PATH "/oauth2/sign_out"
+#define CTL_AUTHD_SECRET "portcullis-authd-config"
+#define CTL_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define CTL_LABEL_OWNER_NS "portcullis.io/owner-namespace"
+#define CTL_LABEL_OWNER_NAME "portcullis.io/owner-name"
+#define CTL_ANNOT_OWNER "portcullis.io/owner"
+#define CTL_MAX_ERRORS 16
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_spec.c - a ProtectedHost spec: defaults, validation, names                           */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Validation messages "field: message" (new strings, owned by the struct). */
+struct ctl_errors {
+    size_t n;
+    char *msg[CTL_MAX_ERRORS];
+    size_t dropped; /* messages past CTL_MAX_ERRORS */
+};
+void ctl_errors_add(struct ctl_errors *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void ctl_errors_release(struct ctl_errors *e);
+/* New "a; b; c" (sep between messages); "" when there are none. */
+char *ctl_errors_join(const struct ctl_errors *e, const char *sep);
+
+/*
+ * Checks a ProtectedHost's spec (what the CRD checks and what it cannot: duplicate hosts,
+ * issuer scheme, unknown fields, durations) and returns a new canonical spec with every default
+ * written out. Returns 0 with *out set, or PC_EINVAL with *out NULL and errs filled.
+ */
+int ctl_spec_normalize(const json_t *spec, bool allow_insecure_issuers, json_t **out,
+                       struct ctl_errors *errs);
+/* Whether s is a lowercase DNS name, with a leading "*." when wildcard is true. */
+bool ctl_valid_dns_name(const char *s, bool wildcard);
+/* Whether s is an HTTP header field name (RFC 9110 token). */
+bool ctl_valid_header_name(const char *s);
+/* Parses a duration "12h", "1h30m", "90s" into seconds. Returns 0 or PC_EPARSE. */
+int ctl_parse_duration(const char *s, long long *secs);
+/*
+ * A new Kubernetes name of at most max characters (lowercase alphanumerics and '-'): prefix
+ * and the parts joined with '-'. When that is too long or had to be changed ('.' and '_'
+ * become '-'), it is cut and ends with '-' and 10 hex digits of SHA-256 over the parts
+ * joined with '/', so distinct inputs keep distinct names.
+ */
+char *ctl_k8s_name(const char *prefix, const char *ns, const char *name, size_t max);
+/* The AuthorizationPolicy name of ProtectedHost ns/name (new, <= 63 chars). */
+char *ctl_policy_name(const char *ns, const char *name);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_render.c - desired objects of one ProtectedHost, and the shared ones                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Where authd runs. Strings borrowed. */
+struct ctl_authd_opts {
+    const char *namespace;      /* default portcullis-system */
+    const char *service;        /* default portcullis-authd */
+    int port;                   /* default 4180 */
+    bool allow_insecure_issuers;
+};
+
+/* New AuthorizationPolicy (DESIGN.md §4.1) for ProtectedHost ns/name with canonical spec. */
+json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
+/*
+ * New hosts[] entry of authd's config. client_secret: the resolved value, or NULL: a
+ * clientSecretRef becomes the placeholder "<secret:ns/name/key>" (for render without secrets).
+ */
+json_t *ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
+                              const char *client_secret);
+/* New complete authd config object around hosts (a borrowed array of host entries). */
+json_t *ctl_render_authd_config(const json_t *hosts, const struct ctl_authd_opts *o);
+/* Adds spec's upstreamHeaders names (lowercased) to the set `names` (an object used as a set). */
+void ctl_headers_collect(json_t *names, const json_t *spec);
+/* New extensionProviders entry (DESIGN.md §4.2); names: the set from ctl_headers_collect. */
+json_t *ctl_render_provider(const json_t *names, const struct ctl_authd_opts *o);
+/*
+ * Checks a provider entry strictly before it is written: only fields portcullis knows, each of
+ * the right type and form. Returns 0 or PC_EINVAL with the reason in diag.
+ */
+int ctl_provider_check(const json_t *provider, struct pc_diag *diag);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_state.c - the desired state of every ProtectedHost together                          */
+/* ---------------------------------------------------------------------------------------- */
+
+enum ctl_verdict {
+    CTL_ACCEPTED,
+    CTL_INVALID,        /* spec fails validation: Accepted=False, reason Invalid */
+    CTL_HOST_CONFLICT,  /* an older ProtectedHost keeps a host: Accepted=False, HostConflict */
+    CTL_SECRET_MISSING, /* accepted, but the client Secret (or its key) is absent */
+};
+
+/* One ProtectedHost as the state sees it. */
+struct ctl_item {
+    char *ns, *name, *id;    /* new; id is "ns/name" */
+    char *created;           /* creationTimestamp, "" when absent (sorts first) */
+    long long generation;
+    json_t *obj;             /* the ProtectedHost, a reference held */
+    json_t *spec;            /* new canonical spec, NULL when invalid */
+    char *policy_name;       /* new */
+    enum ctl_verdict verdict;
+    char *message;           /* new: why not accepted / not ready, NULL otherwise */
+    json_t *policy;          /* new AuthorizationPolicy when the spec is valid and accepted */
+    json_t *authd_host;      /* new authd entry when accepted and its secret resolved */
+};
+
+/*
+ * Looks up the client secret of ns/name key. Returns 0 with *value new (cleansed and freed by
+ * the state), PC_ENOTFOUND when the Secret or key is absent, or < 0 on other errors.
+ * NULL lookup: references render as placeholders (render without --secret-file).
+ */
+typedef int (*ctl_secret_fn)(void *ud, const char *ns, const char *name, const char *key,
+                             char **value);
+
+struct ctl_state_opts {
+    struct ctl_authd_opts authd;
+    ctl_secret_fn secret;
+    void *ud;
+};
+
+struct ctl_state {
+    struct ctl_item *items;  /* sorted by creationTimestamp, then namespace/name */
+    size_t n;
+    json_t *provider;        /* new extensionProviders entry */
+    json_t *authd_config;    /* new authd config object */
+    char *authd_text;        /* new config.yaml text (deterministic) */
+};
+
+/*
+ * Builds the state of the ProtectedHosts objs (a borrowed array of objects; ones being deleted
+ * are left out by the caller). Never fails: problems land in each item's verdict/message.
+ */
+void ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state_opts *o);
+void ctl_state_release(struct ctl_state *st);
+/* The item of ns/name, borrowed; NULL when absent. */
+struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, const char *name);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_mesh.c - merging the provider into Istio's mesh config                               */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Merges provider (an extensionProviders entry named "portcullis") into the mesh config YAML
+ * text `mesh` (NULL or empty: none yet). The entry with the same name is replaced in place;
+ * otherwise it is appended; extensionProviders is appended when absent. Every other field,
+ * provider and their order are kept (comments are not). Returns 0 with *out new, or PC_EPARSE
+ * / PC_EINVAL with the reason in diag (mesh that is not a map, extensionProviders that is not
+ * a list, a provider failing ctl_provider_check).
+ */
+int ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_diag *diag);
+/* New YAML text of a JSON value, keys in the object's own order (for the mesh fragment). */
+char *ctl_yaml_ordered(const json_t *j);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_cli_render.c, ctl_run.c - the subcommands (argv as main got it, minus the program)    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Returns the process exit code: 0, 1 for invalid input, 2 for usage errors. */
+int ctl_cmd_render(int argc, char **argv);
+/* Runs the controller until SIGTERM/SIGINT. Returns the exit code. */
+int ctl_cmd_run(int argc, char **argv);
 
 #endif

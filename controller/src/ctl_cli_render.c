@@ -1,0 +1,413 @@
+/*
+ * ctl_cli_render.c - `portcullis-controller render`: the renderer without a cluster.
+ *
+ * Reads ProtectedHost manifests from files and directories, runs the same state builder as
+ * `run`, and prints (or writes into a directory) what the controller would apply. The output
+ * depends only on the input: the same files give the same bytes, so it can live in a GitOps
+ * repository and be diffed in review.
+ */
+#include "controller.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "portcullis/json.h"
+#include "portcullis/yaml.h"
+
+#define RENDER_MAX_INPUT (16 * 1024 * 1024)
+
+struct render_ctx {
+    json_t *objs;       /* the ProtectedHosts read */
+    json_t *origin;     /* "ns/name" -> "file:line" */
+    json_t *secrets;    /* "ns/name/key" -> file path */
+    const char *outdir;
+    bool manifests_only;
+    struct ctl_state_opts opts;
+    int errors;
+};
+
+static int
+read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    struct pc_buf b;
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+
+    if (!f)
+        return -errno;
+    pc_buf_init(&b, RENDER_MAX_INPUT);
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = pc_buf_append(&b, chunk, n);
+    if (rc == 0 && ferror(f))
+        rc = PC_EIO;
+    fclose(f);
+    *len = b.len;
+    *out = pc_buf_detach(&b);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static bool
+is_protected_host(const json_t *doc)
+{
+    const char *av = pc_json_str(doc, "apiVersion"), *kind = pc_json_str(doc, "kind");
+
+    return av && kind && strncmp(av, "portcullis.io/", 14) == 0 &&
+           strcmp(kind, "ProtectedHost") == 0;
+}
+
+static void
+add_object(struct render_ctx *c, const char *file, const struct pc_ynode *node, json_t *doc)
+{
+    const char *ns = pc_json_str(pc_json_path(doc, "metadata"), "namespace");
+    const char *name = pc_json_str(pc_json_path(doc, "metadata"), "name");
+    char *id = pc_xasprintf("%s/%s", ns && *ns ? ns : "default", name ? name : "");
+    const char *prev = pc_json_str(c->origin, id);
+
+    if (prev) {
+        fprintf(stderr, "%s:%d: metadata.name: duplicate ProtectedHost %s (also in %s)\n", file,
+                node->line, id, prev);
+        c->errors++;
+    } else {
+        json_object_set_new(c->origin, id, json_sprintf("%s:%d", file, node->line));
+        json_array_append(c->objs, doc);
+    }
+    free(id);
+}
+
+static void
+load_file(struct render_ctx *c, const char *path)
+{
+    struct pc_diag d = {.file = path};
+    struct pc_ynode **docs = NULL;
+    size_t ndocs = 0, len = 0;
+    char *text = NULL, msg[700];
+    int rc = read_file(path, &text, &len);
+
+    if (rc == 0)
+        rc = pc_yaml_load_all(text, len, &docs, &ndocs, &d);
+    else
+        pc_diag_set(&d, 0, 0, "cannot read: %s", pc_strerror(rc));
+    if (rc < 0) {
+        pc_diag_format(&d, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        c->errors++;
+    }
+    for (size_t i = 0; i < ndocs; i++) {
+        json_t *doc = pc_yaml_to_json(docs[i]);
+
+        if (is_protected_host(doc))
+            add_object(c, path, docs[i], doc);
+        json_decref(doc);
+    }
+    pc_yaml_free_all(docs, ndocs);
+    free(text);
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool
+is_manifest_name(const char *name)
+{
+    size_t n = strlen(name);
+
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0) ||
+           (n > 5 && strcmp(name + n - 5, ".json") == 0);
+}
+
+static void load_path(struct render_ctx *c, const char *path, bool top);
+
+/* A directory's manifests and subdirectories, in byte order of their names. */
+static void
+load_dir(struct render_ctx *c, const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0;
+
+    if (!dir) {
+        fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
+        c->errors++;
+        return;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        names = pc_xrealloc(names, (n + 1) * sizeof(*names));
+        names[n++] = pc_xasprintf("%s/%s", path, de->d_name);
+    }
+    closedir(dir);
+    qsort(names, n, sizeof(*names), compare_names);
+    for (size_t i = 0; i < n; i++) {
+        load_path(c, names[i], false);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void
+load_path(struct render_ctx *c, const char *path, bool top)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
+        c->errors++;
+    } else if (S_ISDIR(st.st_mode)) {
+        load_dir(c, path);
+    } else if (top || is_manifest_name(path)) {
+        load_file(c, path);
+    }
+}
+
+/* --secret-file values: the file's content without one trailing newline. */
+static int
+secret_from_file(void *ud, const char *ns, const char *name, const char *key, char **value)
+{
+    struct render_ctx *c = ud;
+    char *id = pc_xasprintf("%s/%s/%s", ns, name, key);
+    const char *path = pc_json_str(c->secrets, id);
+    size_t len = 0;
+    int rc = 0;
+
+    free(id);
+    *value = NULL;
+    if (!path)
+        return 0; /* no file: the config gets a placeholder */
+    if ((rc = read_file(path, value, &len)) < 0)
+        return rc;
+    if (len > 0 && (*value)[len - 1] == '\n')
+        (*value)[len - 1] = '\0';
+    return 0;
+}
+
+static void
+report_item(const struct render_ctx *c, const struct ctl_item *it, bool allow_insecure)
+{
+    const char *where = pc_json_str(c->origin, it->id);
+    struct ctl_errors errs = {0};
+    json_t *spec = NULL;
+
+    if (it->verdict == CTL_INVALID &&
+        ctl_spec_normalize(json_object_get(it->obj, "spec"), allow_insecure, &spec, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s: %s\n", where, errs.msg[i]);
+    } else {
+        fprintf(stderr, "%s: %s\n", where, it->message ? it->message : "not accepted");
+    }
+    json_decref(spec);
+    ctl_errors_release(&errs);
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static int
+write_doc(const struct render_ctx *c, const char *file, const char *comment, const char *text)
+{
+    char *path;
+    FILE *f;
+    int rc = 0;
+
+    if (!c->outdir) {
+        printf("---\n# %s\n%s", comment, text);
+        return 0;
+    }
+    path = pc_xasprintf("%s/%s", c->outdir, file);
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "# %s\n%s", comment, text) < 0)
+        rc = -errno;
+    if (f && fclose(f) != 0)
+        rc = -errno;
+    if (rc < 0)
+        fprintf(stderr, "%s: cannot write: %s\n", path, pc_strerror(rc));
+    free(path);
+    return rc;
+}
+
+static int
+write_json_doc(const struct render_ctx *c, const char *file, const char *comment, json_t *j)
+{
+    char *text = pc_json_to_yaml(j);
+    int rc = write_doc(c, file, comment, text);
+
+    pc_free_secret(text);
+    json_decref(j);
+    return rc;
+}
+
+static json_t *
+authd_secret(const struct ctl_state *st, const struct ctl_authd_opts *o)
+{
+    return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+                     "Secret", "metadata", "name", CTL_AUTHD_SECRET, "namespace",
+                     o->namespace ? o->namespace : "portcullis-system", "labels",
+                     CTL_LABEL_MANAGED_BY, "portcullis", "type", "Opaque", "stringData",
+                     "config.yaml", st->authd_text);
+}
+
+static int
+write_outputs(struct render_ctx *c, const struct ctl_state *st)
+{
+    struct pc_diag d = {0};
+    char *mesh = NULL, *file;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < st->n; i++) {
+        if (!st->items[i].policy)
+            continue;
+        file = pc_xasprintf("authorizationpolicy-%s.yaml", st->items[i].policy_name);
+        rc = write_json_doc(c, file, "AuthorizationPolicy (security.istio.io/v1)",
+                            json_incref(st->items[i].policy));
+        free(file);
+    }
+    if (rc == 0 && !c->manifests_only && ctl_mesh_merge(NULL, st->provider, &mesh, &d) == 0)
+        rc = write_doc(c, "mesh-config.yaml",
+                       "mesh config fragment: merge into meshConfig (ConfigMap istio, key mesh)",
+                       mesh);
+    if (rc == 0 && !c->manifests_only)
+        rc = write_json_doc(c, "istio-values.yaml",
+                            "Helm values / IstioOperator snippet (meshConfig)",
+                            json_pack("{s:{s:[O]}}", "meshConfig", "extensionProviders",
+                                      st->provider));
+    if (rc == 0)
+        rc = write_json_doc(c, "authd-config-secret.yaml",
+                            "authd config; <secret:ns/name/key> placeholders need the client "
+                            "secret (render --secret-file ns/name/key=PATH)",
+                            authd_secret(st, &c->opts.authd));
+    free(mesh);
+    return rc;
+}
+
+/* ---- command line ------------------------------------------------------------------------ */
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: portcullis-controller render -f FILE|DIR... [-o DIR]\n"
+               "         [--secret-file NS/NAME/KEY=PATH]... [--authd-namespace NS]\n"
+               "         [--authd-service NAME] [--authd-port PORT]\n"
+               "         [--allow-insecure-issuers] [--manifests-only]\n");
+}
+
+static int
+add_secret_file(struct render_ctx *c, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    char *id;
+
+    if (!eq || eq == arg || eq[1] == '\0')
+        return PC_EINVAL;
+    id = pc_xstrndup(arg, (size_t)(eq - arg));
+    json_object_set_new(c->secrets, id, json_string(eq + 1));
+    free(id);
+    return 0;
+}
+
+enum { OPT_SECRET = 256, OPT_NS, OPT_SVC, OPT_PORT, OPT_INSECURE, OPT_MANIFESTS };
+
+static int
+parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
+{
+    static const struct option longopts[] = {
+        {"file", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'},
+        {"secret-file", required_argument, NULL, OPT_SECRET},
+        {"authd-namespace", required_argument, NULL, OPT_NS},
+        {"authd-service", required_argument, NULL, OPT_SVC},
+        {"authd-port", required_argument, NULL, OPT_PORT},
+        {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
+        {"manifests-only", no_argument, NULL, OPT_MANIFESTS},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int ch;
+
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'f': json_array_append_new(inputs, json_string(optarg)); break;
+        case 'o': c->outdir = optarg; break;
+        case OPT_SECRET:
+            if (add_secret_file(c, optarg) < 0)
+                return PC_EINVAL;
+            break;
+        case OPT_NS: c->opts.authd.namespace = optarg; break;
+        case OPT_SVC: c->opts.authd.service = optarg; break;
+        case OPT_PORT: c->opts.authd.port = atoi(optarg); break;
+        case OPT_INSECURE: c->opts.authd.allow_insecure_issuers = true; break;
+        case OPT_MANIFESTS: c->manifests_only = true; break;
+        default: return PC_EINVAL;
+        }
+    }
+    if (optind < argc || json_array_size(inputs) == 0 || c->opts.authd.port < 0 ||
+        c->opts.authd.port > 65535)
+        return PC_EINVAL;
+    return 0;
+}
+
+static int
+render(struct render_ctx *c)
+{
+    struct ctl_state st;
+    int rc = 0;
+
+    ctl_state_build(&st, c->objs, &c->opts);
+    for (size_t i = 0; i < st.n; i++) {
+        if (st.items[i].verdict != CTL_ACCEPTED) {
+            report_item(c, &st.items[i], c->opts.authd.allow_insecure_issuers);
+            c->errors++;
+        }
+    }
+    if (c->errors == 0 && c->outdir && mkdir(c->outdir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: cannot create: %s\n", c->outdir, strerror(errno));
+        c->errors++;
+    }
+    if (c->errors == 0)
+        rc = write_outputs(c, &st);
+    ctl_state_release(&st);
+    return c->errors ? 1 : rc < 0 ? 1 : 0;
+}
+
+int
+ctl_cmd_render(int argc, char **argv)
+{
+    struct render_ctx c = {.objs = json_array(), .origin = json_object(),
+                           .secrets = json_object()};
+    json_t *inputs = json_array();
+    size_t i;
+    json_t *in;
+    int rc;
+
+    c.opts.secret = secret_from_file;
+    c.opts.ud = &c;
+    if (parse_args(&c, argc, argv, inputs) < 0) {
+        usage(stderr);
+        rc = 2;
+        goto out;
+    }
+    json_array_foreach(inputs, i, in) load_path(&c, json_string_value(in), true);
+    rc = render(&c);
+    if (fflush(stdout) != 0)
+        rc = 1;
+out:
+    json_decref(inputs);
+    json_decref(c.objs);
+    json_decref(c.origin);
+    json_decref(c.secrets);
+    return rc;
+}

@@ -1,0 +1,334 @@
+/*
+ * ctl_render.c - the objects one ProtectedHost stands for (its AuthorizationPolicy and its
+ * entry in authd's config) and the shared ones (authd's whole config, the mesh provider).
+ *
+ * Every function takes the canonical spec from ctl_spec_normalize, so defaults are already
+ * written out and nothing here needs to guess.
+ */
+#include "controller.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portcullis/json.h"
+
+#define AUTHD_DEFAULT_NS "portcullis-system"
+#define AUTHD_DEFAULT_SVC "portcullis-authd"
+#define AUTHD_DEFAULT_PORT 4180
+
+static const char *const include_in_check[] = {
+    "cookie", "authorization", "accept", "x-requested-with", "sec-fetch-mode",
+    "x-forwarded-proto", "x-forwarded-host", "user-agent", NULL};
+static const char *const downstream_on_deny[] = {
+    "content-type", "set-cookie", "location", "www-authenticate", "cache-control", NULL};
+
+static json_t *
+string_array(const char *const *v)
+{
+    json_t *a = json_array();
+
+    for (; *v; v++)
+        json_array_append_new(a, json_string(*v));
+    return a;
+}
+
+static bool
+array_has(const json_t *a, const char *s)
+{
+    for (size_t i = 0; i < json_array_size(a); i++)
+        if (strcmp(json_string_value(json_array_get(a, i)), s) == 0)
+            return true;
+    return false;
+}
+
+/* A label value of at most 63 characters that still identifies s. */
+static json_t *
+label_value(const char *s)
+{
+    char *name;
+    json_t *v;
+
+    if (strlen(s) <= 63)
+        return json_string(s);
+    name = ctl_k8s_name("x", "x", s, 63 + 4);
+    v = json_string(name + 4); /* drop the "x-x-" the helper's prefix added */
+    free(name);
+    return v;
+}
+
+static json_t *
+policy_metadata(const char *ns, const char *name, const json_t *spec)
+{
+    char *pname = ctl_policy_name(ns, name);
+    json_t *md = json_pack(
+        "{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace",
+        pc_json_str(json_object_get(spec, "gateway"), "namespace"), "labels",
+        CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns, CTL_LABEL_OWNER_NAME,
+        label_value(name), "annotations", CTL_ANNOT_OWNER, ns, "/", name);
+
+    free(pname);
+    return md;
+}
+
+/*
+ * Istio matches Host headers exactly or by one leading/trailing '*', so "h:*" catches
+ * "h:8443". A wildcard host cannot carry a port pattern as well ("*.a:*" would be read as a
+ * literal suffix), so wildcards are listed once.
+ */
+static json_t *
+policy_hosts(const json_t *hosts)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *h;
+
+    json_array_foreach(hosts, i, h) {
+        json_array_append(out, h);
+        if (strncmp(json_string_value(h), "*.", 2) != 0)
+            json_array_append_new(out, json_sprintf("%s:*", json_string_value(h)));
+    }
+    return out;
+}
+
+/* paths.skip without the paths authd itself must see. */
+static json_t *
+policy_not_paths(const json_t *spec)
+{
+    const json_t *skip = pc_json_path(spec, "paths.skip");
+    const char *cb = pc_json_str(json_object_get(spec, "oidc"), "callbackPath");
+    json_t *out = json_array();
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(skip, i, p) {
+        const char *s = json_string_value(p);
+
+        if (strcmp(s, cb) != 0 && strcmp(s, CTL_SIGN_OUT_PATH) != 0 && !array_has(out, s))
+            json_array_append(out, p);
+    }
+    return out;
+}
+
+json_t *
+ctl_render_policy(const char *ns, const char *name, const json_t *spec)
+{
+    json_t *op = json_pack("{s:o}", "hosts", policy_hosts(json_object_get(spec, "hosts")));
+    json_t *not_paths = policy_not_paths(spec);
+
+    if (json_array_size(not_paths) > 0)
+        json_object_set(op, "notPaths", not_paths);
+    json_decref(not_paths);
+    return json_pack("{s:s,s:s,s:o,s:{s:s,s:{s:s},s:{s:O},s:[{s:[{s:o}]}]}}", "apiVersion",
+                     "security.istio.io/v1", "kind", "AuthorizationPolicy", "metadata",
+                     policy_metadata(ns, name, spec), "spec", "action", "CUSTOM", "provider",
+                     "name", CTL_PROVIDER_NAME, "selector", "matchLabels",
+                     pc_json_path(spec, "gateway.selector"), "rules", "to", "operation", op);
+}
+
+static json_t *
+authd_oidc(const char *ns, const json_t *oidc, const char *client_secret)
+{
+    json_t *out = json_pack("{s:O,s:O}", "issuerURL", json_object_get(oidc, "issuerURL"),
+                            "clientID", json_object_get(oidc, "clientID"));
+    const json_t *ref = json_object_get(oidc, "clientSecretRef");
+
+    if (client_secret)
+        json_object_set_new(out, "clientSecret", json_string(client_secret));
+    else if (ref)
+        json_object_set_new(out, "clientSecret",
+                            json_sprintf("<secret:%s/%s/%s>", ns, pc_json_str(ref, "name"),
+                                         pc_json_str(ref, "key")));
+    json_object_set(out, "scopes", json_object_get(oidc, "scopes"));
+    json_object_set(out, "claims", json_object_get(oidc, "claims"));
+    json_object_set(out, "callbackPath", json_object_get(oidc, "callbackPath"));
+    return out;
+}
+
+json_t *
+ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
+                      const char *client_secret)
+{
+    json_t *session = json_deep_copy(json_object_get(spec, "session"));
+    json_t *h;
+
+    /* authd reads an absent cookieDomain as host-only. */
+    if (strcmp(pc_json_str(session, "cookieDomain"), "") == 0)
+        json_object_del(session, "cookieDomain");
+    h = json_pack("{s:s++,s:O,s:o,s:O,s:O,s:o,s:O,s:O,s:O,s:O}", "id", ns, "/", name, "hosts",
+                  json_object_get(spec, "hosts"), "oidc",
+                  authd_oidc(ns, json_object_get(spec, "oidc"), client_secret), "access",
+                  json_object_get(spec, "access"), "paths", json_object_get(spec, "paths"),
+                  "session", session, "upstreamHeaders", json_object_get(spec, "upstreamHeaders"),
+                  "passIDToken", json_object_get(spec, "passIDToken"), "bearerTokens",
+                  json_object_get(spec, "bearerTokens"), "mode", json_object_get(spec, "mode"));
+    return h;
+}
+
+json_t *
+ctl_render_authd_config(const json_t *hosts, const struct ctl_authd_opts *o)
+{
+    json_t *cfg = json_pack("{s:s,s:s,s:[s],s:s}", "listen", "0.0.0.0:4180", "adminListen",
+                            "0.0.0.0:9090", "cookieSecretFiles", "/etc/portcullis/cookie/secret",
+                            "extAuthzPathPrefix", "/ext-authz");
+
+    if (o->port > 0 && o->port != AUTHD_DEFAULT_PORT)
+        json_object_set_new(cfg, "listen", json_sprintf("0.0.0.0:%d", o->port));
+    if (o->allow_insecure_issuers)
+        json_object_set_new(cfg, "allowInsecureIssuers", json_true());
+    json_object_set_new(cfg, "hosts", json_deep_copy(hosts));
+    return cfg;
+}
+
+void
+ctl_headers_collect(json_t *names, const json_t *spec)
+{
+    size_t i;
+    json_t *h;
+
+    json_array_foreach(json_object_get(spec, "upstreamHeaders"), i, h) {
+        char *lower = pc_xstrdup(pc_json_str(h, "name"));
+
+        for (char *p = lower; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        json_object_set_new(names, lower, json_true());
+        free(lower);
+    }
+}
+
+static int
+compare_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted names, then authorization and cookie (once). */
+static json_t *
+upstream_on_allow(const json_t *names)
+{
+    size_t n = json_object_size(names), i = 0;
+    const char **v = pc_xcalloc(n + 1, sizeof(*v));
+    const char *k;
+    json_t *val, *out = json_array();
+
+    json_object_foreach((json_t *)names, k, val) v[i++] = k;
+    qsort(v, n, sizeof(*v), compare_str);
+    for (i = 0; i < n; i++)
+        if (strcmp(v[i], "authorization") && strcmp(v[i], "cookie"))
+            json_array_append_new(out, json_string(v[i]));
+    json_array_append_new(out, json_string("authorization"));
+    json_array_append_new(out, json_string("cookie"));
+    free(v);
+    return out;
+}
+
+json_t *
+ctl_render_provider(const json_t *names, const struct ctl_authd_opts *o)
+{
+    const char *ns = o->namespace ? o->namespace : AUTHD_DEFAULT_NS;
+    const char *svc = o->service ? o->service : AUTHD_DEFAULT_SVC;
+    int port = o->port > 0 ? o->port : AUTHD_DEFAULT_PORT;
+
+    return json_pack("{s:s,s:{s:s+++,s:i,s:s,s:s,s:b,s:s,s:o,s:o,s:o,s:[s]}}", "name",
+                     CTL_PROVIDER_NAME, "envoyExtAuthzHttp", "service", svc, ".", ns,
+                     ".svc.cluster.local", "port", port, "pathPrefix", "/ext-authz", "timeout",
+                     "2s", "failOpen", 0, "statusOnError", "503", "includeRequestHeadersInCheck",
+                     string_array(include_in_check), "headersToUpstreamOnAllow",
+                     upstream_on_allow(names), "headersToDownstreamOnDeny",
+                     string_array(downstream_on_deny), "headersToDownstreamOnAllow",
+                     "set-cookie");
+}
+
+/* ---- strict check of what is written ----------------------------------------------------- */
+
+static int
+check_header_list(const json_t *v, const char *key, struct pc_diag *d)
+{
+    size_t i;
+    json_t *h;
+
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.%s: must be a non-empty list", key);
+        return PC_EINVAL;
+    }
+    json_array_foreach(v, i, h) {
+        const char *s = json_string_value(h);
+
+        if (!s || !ctl_valid_header_name(s)) {
+            pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.%s[%zu]: not a header name", key, i);
+            return PC_EINVAL;
+        }
+        for (const char *p = s; *p; p++)
+            if (isupper((unsigned char)*p)) {
+                pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.%s[%zu]: must be lowercase", key, i);
+                return PC_EINVAL;
+            }
+    }
+    return 0;
+}
+
+static int
+check_scalars(const json_t *h, struct pc_diag *d)
+{
+    const char *svc = pc_json_str(h, "service"), *prefix = pc_json_str(h, "pathPrefix");
+    const char *timeout = pc_json_str(h, "timeout"), *soe = pc_json_str(h, "statusOnError");
+    json_int_t port = json_integer_value(json_object_get(h, "port"));
+    long long secs;
+
+    if (!svc || !ctl_valid_dns_name(svc, false))
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.service: must be a DNS name");
+    else if (!json_is_integer(json_object_get(h, "port")) || port < 1 || port > 65535)
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.port: must be 1..65535");
+    else if (!prefix || prefix[0] != '/')
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.pathPrefix: must start with /");
+    else if (!timeout || ctl_parse_duration(timeout, &secs) < 0 || secs <= 0)
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.timeout: must be a duration > 0");
+    else if (!json_is_false(json_object_get(h, "failOpen")))
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.failOpen: must be false");
+    else if (!soe || strlen(soe) != 3 || strspn(soe, "0123456789") != 3)
+        pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.statusOnError: must be an HTTP status");
+    else
+        return 0;
+    return PC_EINVAL;
+}
+
+int
+ctl_provider_check(const json_t *provider, struct pc_diag *d)
+{
+    static const char *const lists[] = {"includeRequestHeadersInCheck", "headersToUpstreamOnAllow",
+                                        "headersToDownstreamOnDeny", "headersToDownstreamOnAllow",
+                                        NULL};
+    static const char *const scalars[] = {"service", "port", "pathPrefix", "timeout", "failOpen",
+                                          "statusOnError", NULL};
+    const json_t *h = json_object_get(provider, "envoyExtAuthzHttp");
+    const char *key;
+    json_t *v;
+    int rc;
+
+    if (!json_is_object(provider) || json_object_size(provider) != 2 ||
+        strcmp(pc_json_str(provider, "name") ? pc_json_str(provider, "name") : "",
+               CTL_PROVIDER_NAME) != 0 ||
+        !json_is_object(h)) {
+        pc_diag_set(d, 0, 0, "provider: must be {name: %s, envoyExtAuthzHttp: {...}}",
+                    CTL_PROVIDER_NAME);
+        return PC_EINVAL;
+    }
+    json_object_foreach((json_t *)h, key, v) {
+        bool known = false;
+
+        for (size_t i = 0; lists[i]; i++)
+            known = known || strcmp(lists[i], key) == 0;
+        for (size_t i = 0; scalars[i]; i++)
+            known = known || strcmp(scalars[i], key) == 0;
+        if (!known) {
+            pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.%s: unknown field", key);
+            return PC_EINVAL;
+        }
+    }
+    if ((rc = check_scalars(h, d)) < 0)
+        return rc;
+    for (size_t i = 0; lists[i]; i++)
+        if ((rc = check_header_list(json_object_get(h, lists[i]), lists[i], d)) < 0)
+            return rc;
+    return 0;
+}

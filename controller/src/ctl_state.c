@@ -1,0 +1,241 @@
+/*
+ * ctl_state.c - the desired state of every ProtectedHost together: which are accepted, which
+ * lose a host to an older one, what authd's config and the mesh provider must say.
+ *
+ * Conflicts are settled by age so the answer never depends on the order events arrived in:
+ * the oldest ProtectedHost (creationTimestamp, then namespace/name) keeps a host; a newer
+ * one that asks for the same host is not accepted at all, so it never half-applies.
+ */
+#include "controller.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "portcullis/json.h"
+#include "portcullis/yaml.h"
+
+static void
+item_init(struct ctl_item *it, json_t *obj)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *ns = pc_json_str(md, "namespace");
+    const char *name = pc_json_str(md, "name");
+    const char *created = pc_json_str(md, "creationTimestamp");
+
+    memset(it, 0, sizeof(*it));
+    it->ns = pc_xstrdup(ns && *ns ? ns : "default");
+    it->name = pc_xstrdup(name ? name : "");
+    it->id = pc_xasprintf("%s/%s", it->ns, it->name);
+    it->created = pc_xstrdup(created ? created : "");
+    it->generation = json_integer_value(json_object_get(md, "generation"));
+    it->obj = json_incref(obj);
+    it->policy_name = ctl_policy_name(it->ns, it->name);
+}
+
+static void
+item_release(struct ctl_item *it)
+{
+    free(it->ns);
+    free(it->name);
+    free(it->id);
+    free(it->created);
+    free(it->policy_name);
+    free(it->message);
+    json_decref(it->obj);
+    json_decref(it->spec);
+    json_decref(it->policy);
+    json_decref(it->authd_host);
+}
+
+static int
+compare_items(const void *a, const void *b)
+{
+    const struct ctl_item *x = a, *y = b;
+    int c = strcmp(x->created, y->created);
+
+    if (c == 0)
+        c = strcmp(x->ns, y->ns);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static void
+validate_item(struct ctl_item *it, bool allow_insecure)
+{
+    struct ctl_errors errs = {0};
+
+    if (it->name[0] == '\0')
+        ctl_errors_add(&errs, "metadata.name: Required value");
+    if (ctl_spec_normalize(json_object_get(it->obj, "spec"), allow_insecure, &it->spec, &errs) <
+            0 ||
+        errs.n > 0) {
+        json_decref(it->spec);
+        it->spec = NULL;
+        it->verdict = CTL_INVALID;
+        it->message = ctl_errors_join(&errs, "; ");
+    }
+    ctl_errors_release(&errs);
+}
+
+/* Claims its hosts and policy name in `claims`, unless an older item holds one of them. */
+static void
+claim(struct ctl_item *it, json_t *claims)
+{
+    const json_t *hosts = json_object_get(it->spec, "hosts");
+    char *pkey = pc_xasprintf("policy:%s", it->policy_name);
+    const char *holder = pc_json_str(claims, pkey);
+    size_t i;
+    json_t *h;
+
+    if (holder) {
+        it->verdict = CTL_HOST_CONFLICT;
+        it->message = pc_xasprintf("policy name \"%s\" is already used by ProtectedHost %s",
+                                   it->policy_name, holder);
+        free(pkey);
+        return;
+    }
+    json_array_foreach(hosts, i, h) {
+        char *hkey = pc_xasprintf("host:%s", json_string_value(h));
+
+        holder = pc_json_str(claims, hkey);
+        free(hkey);
+        if (holder) {
+            it->verdict = CTL_HOST_CONFLICT;
+            it->message = pc_xasprintf("spec.hosts[%zu]: host \"%s\" is already protected by "
+                                       "ProtectedHost %s, which is older",
+                                       i, json_string_value(h), holder);
+            free(pkey);
+            return;
+        }
+    }
+    json_object_set_new(claims, pkey, json_string(it->id));
+    free(pkey);
+    json_array_foreach(hosts, i, h) {
+        char *hkey = pc_xasprintf("host:%s", json_string_value(h));
+
+        json_object_set_new(claims, hkey, json_string(it->id));
+        free(hkey);
+    }
+}
+
+/* Renders the accepted item's objects; resolves its client secret. */
+static void
+render_item(struct ctl_item *it, const struct ctl_state_opts *o)
+{
+    const json_t *ref = pc_json_path(it->spec, "oidc.clientSecretRef");
+    char *secret = NULL;
+    int rc = 0;
+
+    it->policy = ctl_render_policy(it->ns, it->name, it->spec);
+    if (ref && o->secret)
+        rc = o->secret(o->ud, it->ns, pc_json_str(ref, "name"), pc_json_str(ref, "key"), &secret);
+    if (rc < 0) {
+        it->verdict = CTL_SECRET_MISSING;
+        it->message = pc_xasprintf("client secret %s/%s key \"%s\" not found", it->ns,
+                                   pc_json_str(ref, "name"), pc_json_str(ref, "key"));
+        return;
+    }
+    it->authd_host = ctl_render_authd_host(it->ns, it->name, it->spec, secret);
+    pc_free_secret(secret);
+}
+
+static int
+compare_host_ids(const void *a, const void *b)
+{
+    const struct ctl_item *const *x = a, *const *y = b;
+
+    return strcmp((*x)->id, (*y)->id);
+}
+
+/* authd's config lists hosts by id, so it does not change with creation order. */
+static void
+build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
+{
+    struct ctl_item **by_id = pc_xcalloc(st->n + 1, sizeof(*by_id));
+    json_t *names = json_object(), *hosts = json_array();
+    size_t k = 0;
+
+    for (size_t i = 0; i < st->n; i++) {
+        if (st->items[i].spec && st->items[i].verdict != CTL_INVALID &&
+            st->items[i].verdict != CTL_HOST_CONFLICT)
+            ctl_headers_collect(names, st->items[i].spec);
+        if (st->items[i].authd_host)
+            by_id[k++] = &st->items[i];
+    }
+    qsort(by_id, k, sizeof(*by_id), compare_host_ids);
+    for (size_t i = 0; i < k; i++)
+        json_array_append(hosts, by_id[i]->authd_host);
+    st->provider = ctl_render_provider(names, &o->authd);
+    st->authd_config = ctl_render_authd_config(hosts, &o->authd);
+    st->authd_text = pc_json_to_yaml(st->authd_config);
+    json_decref(names);
+    json_decref(hosts);
+    free(by_id);
+}
+
+void
+ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state_opts *o)
+{
+    json_t *claims = json_object();
+
+    memset(st, 0, sizeof(*st));
+    st->n = json_array_size(objs);
+    st->items = pc_xcalloc(st->n + 1, sizeof(*st->items));
+    for (size_t i = 0; i < st->n; i++)
+        item_init(&st->items[i], json_array_get(objs, i));
+    qsort(st->items, st->n, sizeof(*st->items), compare_items);
+    for (size_t i = 0; i < st->n; i++) {
+        struct ctl_item *it = &st->items[i];
+
+        validate_item(it, o->authd.allow_insecure_issuers);
+        if (it->verdict == CTL_ACCEPTED)
+            claim(it, claims);
+        if (it->verdict == CTL_ACCEPTED)
+            render_item(it, o);
+    }
+    build_shared(st, o);
+    json_decref(claims);
+}
+
+/* Secrets in the rendered config are wiped before the memory goes back. */
+static void
+cleanse_secrets(json_t *j)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (json_is_array(j)) {
+        json_array_foreach(j, i, v) cleanse_secrets(v);
+        return;
+    }
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "clientSecret") == 0 && json_is_string(v))
+            pc_cleanse((char *)json_string_value(v), json_string_length(v));
+        else
+            cleanse_secrets(v);
+    }
+}
+
+void
+ctl_state_release(struct ctl_state *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        cleanse_secrets(st->items[i].authd_host);
+        item_release(&st->items[i]);
+    }
+    free(st->items);
+    cleanse_secrets(st->authd_config);
+    json_decref(st->authd_config);
+    json_decref(st->provider);
+    pc_free_secret(st->authd_text);
+    memset(st, 0, sizeof(*st));
+}
+
+struct ctl_item *
+ctl_state_find(const struct ctl_state *st, const char *ns, const char *name)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (strcmp(st->items[i].ns, ns) == 0 && strcmp(st->items[i].name, name) == 0)
+            return &st->items[i];
+    return NULL;
+}
