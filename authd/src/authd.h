@@ -339,9 +339,9 @@ const struct authd_jwk *authd_jwks_find(const struct authd_jwks *ks, const char 
 struct authd_jwt_expect {
     const char *issuer;    /* exact match of "iss" */
     const char *client_id; /* ID tokens: "aud" contains it, "azp" (if present) equals it */
-    const struct authd_strlist *audiences; /* bearer tokens: "aud" intersects (non-NULL and
-                                              non-empty replaces the client_id aud check; azp
-                                              is then not checked) */
+    const struct authd_strlist *audiences; /* non-NULL: bearer-token mode: "aud" intersects
+                                              audiences (contains client_id when the list is
+                                              empty) and "azp" is not checked */
     const char *nonce;     /* non-NULL: "nonce" must equal it */
     int64_t now;
     int64_t leeway;        /* seconds for exp/nbf/iat; 0 means AUTHD_JWT_LEEWAY */
@@ -398,8 +398,8 @@ enum authd_verdict {
     AUTHD_UNAUTHORIZED,    /* 401 + WWW-Authenticate */
     AUTHD_FORBIDDEN,       /* 403: authenticated, not in the access lists */
     AUTHD_UNKNOWN_HOST,    /* 403: no policy for this host */
-    AUTHD_CALLBACK,        /* path is the host's callbackPath: server handles it */
-    AUTHD_SIGN_OUT,        /* path is the host's signOutPath: server handles it */
+    AUTHD_CALLBACK,        /* path is the host's callbackPath: server handles it (status 0) */
+    AUTHD_SIGN_OUT,        /* path is the host's signOutPath: server handles it (status 0) */
 };
 
 struct authd_header {
@@ -478,6 +478,12 @@ bool authd_path_matches(const struct authd_strlist *list, const char *path);
 const char *authd_envoy_original_path(const char *prefix, const char *path);
 
 /*
+ * The token of an "Authorization: Bearer <token>" header value (scheme case-insensitive), new;
+ * NULL when absent, another scheme, empty, containing spaces, or over AUTHD_MAX_TOKEN.
+ */
+char *authd_bearer_from_header(const char *authorization);
+
+/*
  * New string with the upstream value of claim for id ("sub", "email", "preferred_username",
  * "groups" joined with ",", or an extra claim); "" when absent. The caller frees it.
  */
@@ -501,5 +507,299 @@ int authd_redirect_validate(const struct authd_config *cfg, const char *host_nam
 
 /* ------------------------------------------------------------------------------------------ */
 /* server side: sections below are added by the I/O files (main.c, server.c, ...). */
+
+#include <stdatomic.h>
+
+#include "portcullis/buf.h"
+
+struct lws_context;
+struct authd_server;
+
+/* ------------------------------------------------------------------------------------------ */
+/* work.c: a small worker pool for blocking work (IdP HTTP calls), with a completion queue
+ * drained on the lws service thread. */
+
+/*
+ * A unit of work, embedded in a larger struct (container_of style). run() executes on a worker
+ * thread (NULL: the job is posted already complete); done() executes later on the lws thread
+ * and owns the job from then on (frees it).
+ */
+struct authd_job {
+    void (*run)(struct authd_job *job);
+    void (*done)(struct authd_job *job);
+    struct authd_job *next;
+};
+
+struct authd_pool;
+
+/* New pool of nthreads workers; wake is called (from any thread) when completions wait. */
+struct authd_pool *authd_pool_new(int nthreads, void (*wake)(void *ud), void *ud);
+/* Stops the workers (queued jobs not started are completed with run skipped) and frees. */
+void authd_pool_free(struct authd_pool *p);
+/* Queues job for a worker. Any thread. */
+void authd_pool_submit(struct authd_pool *p, struct authd_job *job);
+/* Posts a finished job to the completion queue. Any thread. */
+void authd_pool_complete(struct authd_pool *p, struct authd_job *job);
+/* Runs done() of every completed job. lws thread only. Returns how many ran. */
+int authd_pool_drain(struct authd_pool *p);
+/* Jobs submitted whose done() has not run yet. */
+int authd_pool_inflight(struct authd_pool *p);
+
+/* ------------------------------------------------------------------------------------------ */
+/* reload.c: reference-counted configs and the config file watcher. */
+
+/* A loaded config shared by the lws thread and work in flight; freed with its last ref. */
+struct authd_cfgref {
+    struct authd_config *cfg;
+    atomic_int refs;
+    uint64_t generation;
+};
+
+/* New reference (refs = 1) owning cfg. */
+struct authd_cfgref *authd_cfgref_new(struct authd_config *cfg);
+struct authd_cfgref *authd_cfgref_get(struct authd_cfgref *r);
+/* Drops one reference; the last frees the config. NULL is a no-op. */
+void authd_cfgref_put(struct authd_cfgref *r);
+
+struct authd_watch;
+
+/*
+ * Watches the config file (inotify on its directory, which covers Kubernetes ConfigMap/Secret
+ * "..data" symlink swaps, plus a stat/content check every interval_ms) and the cookie secret
+ * files. Parsing happens on the watcher thread; each changed file yields one completion posted
+ * to pool whose done() calls authd_server_config_loaded (lws thread).
+ * initial_digest: SHA-256 of what the running config was loaded from (see authd_config_digest).
+ */
+int authd_watch_start(struct authd_server *srv, const char *path, int interval_ms,
+                      struct authd_watch **out);
+void authd_watch_stop(struct authd_watch *w);
+/*
+ * SHA-256 over the config file's bytes and the stat identity (inode, size, mtime) of every
+ * secret file the config names. Returns 0 or -errno (file unreadable).
+ */
+int authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t out[32]);
+
+/* ------------------------------------------------------------------------------------------ */
+/* metrics.c: Prometheus counters. Updated on the lws thread only. */
+
+struct authd_metrics;
+
+struct authd_metrics *authd_metrics_new(void);
+void authd_metrics_free(struct authd_metrics *m);
+/* decisions_total{host,door,outcome} += 1 and the check duration histogram. Labels copied. */
+void authd_metrics_decision(struct authd_metrics *m, const char *host, const char *door,
+                            const char *outcome, int64_t duration_us);
+/* idp_requests_total{issuer,kind,result} += 1. kind: discovery|jwks|token|refresh. */
+void authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind,
+                       const char *result);
+/* config_reloads_total{result="success"|"failure"} += 1. */
+void authd_metrics_reload(struct authd_metrics *m, bool ok);
+/* Appends the Prometheus text exposition (format 0.0.4). Returns 0 or PC_ETOOBIG. */
+int authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* server.c: the lws context, both listeners, request reading, replies, deferred replies. */
+
+/* One request as read off the wire; all borrowed until the handler returns. */
+struct authd_http {
+    const char *method;     /* "GET", "POST", ... */
+    const char *path;       /* decoded, normalised path (lws) */
+    const char *query;      /* re-encoded query without "?", "" when none */
+    const char *uri;        /* path + "?" + query */
+    const char *host;
+    const char *cookie;
+    const char *authorization;
+    const char *accept;
+    const char *x_requested_with;
+    const char *sec_fetch_mode;
+    const char *x_forwarded_proto;
+    const char *x_forwarded_host;
+    const char *x_original_uri;
+    bool head;
+};
+
+/* A response under construction. Header lines and body are bounded buffers. */
+struct authd_reply {
+    int status;
+    struct pc_buf headers; /* "name: value\r\n" lines */
+    struct pc_buf body;
+    const char *content_type; /* static or borrowed for the reply's life; NULL: none */
+    bool close;               /* Connection: close after this reply */
+};
+
+void authd_reply_init(struct authd_reply *r);
+void authd_reply_reset(struct authd_reply *r);
+void authd_reply_release(struct authd_reply *r);
+/* Adds one header line; values with CR/LF are refused (PC_EINVAL). */
+int authd_reply_header(struct authd_reply *r, const char *name, const char *value);
+/* A small HTML page with title and message (HTML-escaped). */
+void authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg);
+/* A JSON body. */
+void authd_reply_json(struct authd_reply *r, int status, const char *json);
+
+/* A reply that will be completed later (after IdP work); the connection waits. */
+struct authd_pending;
+/* Creates the pending handle for the current request (one per request). */
+struct authd_pending *authd_pending_new(void *conn);
+/* Completes the pending request with r (copied) and drops the caller's handle. lws thread. */
+void authd_pending_finish(struct authd_pending *p, const struct authd_reply *r);
+
+/* The daemon: everything the lws thread owns. */
+struct authd_server {
+    struct lws_context *lws;
+    struct authd_cfgref *cfg; /* current config, swapped on reload */
+    struct authd_metrics *metrics;
+    struct authd_pool *pool;
+    struct authd_oidc *oidc;
+    struct authd_refresh *refresh;
+    struct authd_watch *watch;
+    const char *config_path;
+    atomic_int stopping;      /* set by the signal handler */
+    bool draining;
+    int64_t started_at;
+    struct authd_reply scratch; /* reused for every synchronous reply */
+};
+
+struct authd_server_opts {
+    const char *config_path;
+    struct authd_config *cfg; /* taken over */
+    int workers;              /* default 4 */
+    int reload_interval_ms;   /* stat fallback, default 2000 */
+};
+
+/* Creates the context and both listeners. Returns 0 or a negative code (logged). */
+int authd_server_new(const struct authd_server_opts *opts, struct authd_server **out);
+/* Serves until authd_server_stop; then drains (stop accepting, finish deferred replies). */
+int authd_server_run(struct authd_server *srv);
+/* Async-signal-safe: asks run() to return. */
+void authd_server_stop(struct authd_server *srv);
+void authd_server_free(struct authd_server *srv);
+/* Swaps in a new config (takes the reference) or counts a failed reload. lws thread. */
+void authd_server_config_loaded(struct authd_server *srv, struct authd_cfgref *ref,
+                                const struct pc_diag *diag, int rc);
+/* The current time in Unix seconds and monotonic microseconds. */
+int64_t authd_now(void);
+int64_t authd_mono_us(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* admin.c: the admin port (/healthz, /readyz, /metrics). */
+
+/* Fills r for one admin request. Returns 0. */
+int authd_admin_handle(struct authd_server *srv, const struct authd_http *h,
+                       struct authd_reply *r);
+
+/* ------------------------------------------------------------------------------------------ */
+/* door.c: the front doors on the auth port (Envoy ext_authz, nginx auth_request, direct). */
+
+/*
+ * Handles one request of the auth port. Returns 0 when r holds the reply, 1 when the reply was
+ * deferred (conn given to authd_pending_new).
+ */
+int authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
+                      struct authd_reply *r);
+/* "https" or the X-Forwarded-Proto value ("http"/"https" only). */
+const char *authd_door_scheme(const struct authd_http *h);
+
+/* ------------------------------------------------------------------------------------------ */
+/* login.c: /oauth2/start, the callback, sign-out, userinfo, and background session refresh. */
+
+/* The host name of a direct/nginx request (X-Forwarded-Host, else Host), port kept. */
+const char *authd_login_host(const struct authd_http *h);
+/*
+ * 302 to the IdP's authorization endpoint with a new state cookie; target is the validated
+ * return URL. 503 page when the issuer's discovery is not loaded yet.
+ */
+void authd_login_start(struct authd_server *srv, const struct authd_host *host,
+                       const struct authd_http *h, const char *host_name, const char *target,
+                       struct authd_reply *r);
+/* The callback (query holds code/state or error). Returns like authd_door_handle. */
+int authd_login_callback(struct authd_server *srv, const struct authd_host *host,
+                         const struct authd_http *h, const char *host_name, const char *query,
+                         void *conn, struct authd_reply *r);
+/* Clears every authd cookie and redirects (IdP end_session_endpoint when known). */
+void authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
+                          const struct authd_http *h, const char *host_name, const char *query,
+                          struct authd_reply *r);
+/* The value of query parameter name (decoded, new) or NULL. */
+char *authd_query_param(const char *query, const char *name);
+
+struct authd_refresh;
+struct authd_refresh *authd_refresh_new(void);
+void authd_refresh_free(struct authd_refresh *t);
+/*
+ * Called on the check path for a session due for refresh. Never waits: starts one background
+ * refresh per session (single-flight, keyed by a hash of the refresh token) and returns:
+ *   0              keep using the session; *set_cookie gets the refreshed cookies once ready
+ *   PC_EEXPIRED    the IdP revoked the session (invalid_grant): treat as logged out
+ * Takes *s when it starts a refresh (then *s is NULL).
+ */
+int authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
+                        struct authd_session **s, const char *cookie_header,
+                        struct authd_strlist *set_cookie);
+/* Drops finished entries older than their retention. */
+void authd_refresh_expire(struct authd_refresh *t, int64_t now);
+
+/* ------------------------------------------------------------------------------------------ */
+/* oidc.c: discovery, JWKS cache and token endpoint calls, all on the worker pool. */
+
+/* What discovery told us about an issuer; NULL strings when absent. */
+struct authd_issuer {
+    char *url;
+    char *authorization_endpoint;
+    char *token_endpoint;
+    char *end_session_endpoint;
+    char *jwks_uri;
+    bool token_auth_basic;  /* client_secret_basic supported (default when list absent) */
+    bool discovered;
+    struct authd_jwks *jwks; /* NULL until fetched */
+    int64_t jwks_fetched_at;
+    int64_t jwks_refetch_at; /* last unknown-kid refetch (rate limit) */
+    int64_t retry_at;        /* next discovery/JWKS retry */
+    int failures;
+    bool busy;               /* a discovery or JWKS fetch is in flight */
+    bool used;               /* referenced by the current config */
+};
+
+struct authd_oidc;
+
+struct authd_oidc *authd_oidc_new(struct authd_server *srv);
+void authd_oidc_free(struct authd_oidc *o);
+/* Makes the registry match cfg's issuers and starts missing fetches. lws thread. */
+void authd_oidc_sync(struct authd_oidc *o, const struct authd_config *cfg);
+/* Retries failed fetches whose backoff elapsed; periodic JWKS refresh. lws thread. */
+void authd_oidc_tick(struct authd_oidc *o, int64_t now);
+/* Borrowed issuer state, NULL when url is not registered. */
+struct authd_issuer *authd_oidc_issuer(struct authd_oidc *o, const char *url);
+/* True when every issuer of cfg has discovery and JWKS. */
+bool authd_oidc_ready(struct authd_oidc *o, const struct authd_config *cfg);
+
+/* Completion of a token endpoint call (lws thread); resp is the HTTP result. */
+struct authd_token_call;
+typedef void (*authd_token_done_fn)(void *ud, int rc, long status, json_t *body,
+                                    const char *error);
+struct authd_token_opts {
+    const struct authd_host *host;  /* client id/secret; borrowed during the call setup */
+    const struct authd_issuer *issuer;
+    const char *grant_type;         /* authorization_code | refresh_token */
+    const char *code;
+    const char *redirect_uri;
+    const char *code_verifier;
+    const char *refresh_token;
+    const char *kind;               /* metric label: token | refresh */
+    authd_token_done_fn done;
+    void *ud;
+};
+/* Starts a token endpoint call. done runs later on the lws thread (rc 0 + body JSON or error). */
+int authd_oidc_token(struct authd_oidc *o, const struct authd_token_opts *opts);
+/*
+ * Verifies an ID token against the issuer's JWKS. On an unknown kid, refetches the JWKS once
+ * (at most one refetch per issuer per 30 s) and verifies again; done then runs later. Returns
+ * 1 when deferred; otherwise 0/negative with *claims set like authd_jwt_verify.
+ */
+typedef void (*authd_verify_done_fn)(void *ud, int rc, json_t *claims, const char *why);
+int authd_oidc_verify(struct authd_oidc *o, const char *issuer_url, const char *token,
+                      const struct authd_jwt_expect *expect, authd_verify_done_fn done, void *ud);
+/* Readiness/status line for logs: "issuer discovered=.. jwks=.." */
+
 
 #endif

@@ -1,0 +1,1176 @@
+/*
+ * config.c - authd's configuration (DESIGN.md §5): YAML tree in, struct authd_config out,
+ * every problem reported as "file:line:col: message" naming the field and the fix.
+ */
+#include "authd.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "portcullis/yaml.h"
+
+#define MAX_CONFIG (16 * 1024 * 1024)
+#define MAX_SECRET_FILE (64 * 1024)
+#define MAX_HOSTS_PER_ENTRY 64
+#define MAX_NAME 253
+
+/* Parsing context: where diagnostics go, how secrets are read. */
+struct ctx {
+    struct pc_diag *diag;
+    const struct authd_config_opts *opts;
+    struct authd_config *cfg;
+};
+
+/* "where" labels like hosts[2].oidc.issuerURL */
+struct where {
+    char s[160];
+};
+
+static const char *
+at(struct where *w, const char *parent, const char *key)
+{
+    snprintf(w->s, sizeof(w->s), "%s%s%s", parent, parent[0] ? "." : "", key);
+    return w->s;
+}
+
+static const char *
+at_index(struct where *w, const char *parent, size_t i)
+{
+    snprintf(w->s, sizeof(w->s), "%s[%zu]", parent, i);
+    return w->s;
+}
+
+static int
+fail(struct ctx *c, const struct pc_ynode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct ctx *c, const struct pc_ynode *n, const char *fmt, ...)
+{
+    char msg[sizeof(c->diag->msg)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pc_diag_set(c->diag, n ? n->line : 0, n ? n->col : 0, "%s", msg);
+    return PC_EINVAL;
+}
+
+/* ---- string lists ---- */
+
+void
+authd_strlist_release(struct authd_strlist *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+void
+authd_strlist_add(struct authd_strlist *l, const char *s)
+{
+    l->v = pc_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n++] = pc_xstrdup(s);
+}
+
+bool
+authd_strlist_contains(const struct authd_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* ---- scalars ---- */
+
+static bool
+is_null(const struct pc_ynode *n)
+{
+    if (n->type != PC_YNODE_SCALAR || !n->plain)
+        return false;
+    return n->len == 0 || strcmp(n->value, "null") == 0 || strcmp(n->value, "~") == 0;
+}
+
+/* Checks that every key of map n is in allowed (NULL-terminated), and that none repeats. */
+static int
+check_keys(struct ctx *c, const struct pc_ynode *n, const char *where,
+           const char *const *allowed)
+{
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->keys[i]->value;
+        size_t j;
+
+        for (j = 0; allowed[j] != NULL; j++)
+            if (strcmp(k, allowed[j]) == 0)
+                break;
+        if (allowed[j] == NULL)
+            return fail(c, n->keys[i], "%s: unknown key \"%s\" (check the spelling; keys are "
+                        "case-sensitive camelCase as in DESIGN.md §5)", where[0] ? where : "top level", k);
+        for (j = 0; j < i; j++)
+            if (strcmp(k, n->keys[j]->value) == 0)
+                return fail(c, n->keys[i], "%s: duplicate key \"%s\" (remove one)",
+                            where[0] ? where : "top level", k);
+    }
+    return 0;
+}
+
+static int
+want_type(struct ctx *c, const struct pc_ynode *n, enum pc_ynode_type t, const char *where)
+{
+    static const char *names[] = {"a scalar", "a map", "a sequence"};
+
+    if (n->type == t)
+        return 0;
+    return fail(c, n, "%s: expected %s, found a %s", where, names[t], pc_ynode_type_name(n));
+}
+
+/* A string field: *out new, or NULL when the key is absent or null. */
+static int
+get_str(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
+        char **out)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+    struct where w;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    if ((rc = want_type(c, n, PC_YNODE_SCALAR, at(&w, parent, key))) != 0)
+        return rc;
+    if (strlen(n->value) != n->len)
+        return fail(c, n, "%s: NUL byte in value", w.s);
+    free(*out);
+    *out = pc_xstrdup(n->value);
+    return 0;
+}
+
+static int
+get_required_str(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
+                 char **out)
+{
+    struct where w;
+    int rc = get_str(c, map, key, parent, out);
+
+    if (rc == 0 && (*out == NULL || (*out)[0] == '\0'))
+        return fail(c, map, "%s: required (add %s: <value>)", at(&w, parent, key), key);
+    return rc;
+}
+
+static int
+get_bool(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
+         bool *out)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+    struct where w;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, parent, key);
+    if (n->type == PC_YNODE_SCALAR && n->plain && strcmp(n->value, "true") == 0)
+        *out = true;
+    else if (n->type == PC_YNODE_SCALAR && n->plain && strcmp(n->value, "false") == 0)
+        *out = false;
+    else
+        return fail(c, n, "%s: expected true or false", w.s);
+    return 0;
+}
+
+int
+authd_parse_duration(const char *s, int64_t *out)
+{
+    int64_t total = 0;
+    const char *p = s;
+
+    if (s == NULL || *s == '\0')
+        return PC_EPARSE;
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    while (*p != '\0') {
+        int64_t v = 0, mult;
+
+        if (!isdigit((unsigned char)*p))
+            return PC_EPARSE;
+        while (isdigit((unsigned char)*p)) {
+            if (v > 100000000)
+                return PC_EPARSE;
+            v = v * 10 + (*p++ - '0');
+        }
+        if (*p == 'h')
+            mult = 3600;
+        else if (*p == 'm')
+            mult = 60;
+        else if (*p == 's')
+            mult = 1;
+        else
+            return PC_EPARSE;
+        p++;
+        total += v * mult;
+    }
+    *out = total;
+    return 0;
+}
+
+static int
+get_duration(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
+             int64_t *out)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+    struct where w;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, parent, key);
+    if (n->type != PC_YNODE_SCALAR || authd_parse_duration(n->value, out) != 0)
+        return fail(c, n, "%s: expected a duration like 12h, 30m, 90s or 0s", w.s);
+    return 0;
+}
+
+/* A sequence of strings appended to *out (which keeps defaults when the key is absent). */
+static int
+get_strlist(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
+            struct authd_strlist *out)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+    struct where w, wi;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, parent, key);
+    if ((rc = want_type(c, n, PC_YNODE_SEQ, w.s)) != 0)
+        return rc;
+    authd_strlist_release(out);
+    for (size_t i = 0; i < n->n; i++) {
+        const struct pc_ynode *e = n->vals[i];
+
+        if (e->type != PC_YNODE_SCALAR || is_null(e) || strlen(e->value) != e->len)
+            return fail(c, e, "%s: expected a non-empty string", at_index(&wi, w.s, i));
+        authd_strlist_add(out, e->value);
+    }
+    return 0;
+}
+
+/* ---- value checks ---- */
+
+static bool
+is_dns_name(const char *s, bool wildcard_ok)
+{
+    size_t len = strlen(s), label = 0;
+
+    if (wildcard_ok && strncmp(s, "*.", 2) == 0) {
+        s += 2;
+        len -= 2;
+    }
+    if (len == 0 || len > MAX_NAME)
+        return false;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '.') {
+            if (label == 0 || p[-1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-'))
+            return false;
+        if (label == 0 && *p == '-')
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && s[len - 1] != '-';
+}
+
+static bool
+is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return false;
+    return true;
+}
+
+static bool
+is_cookie_name(const char *s)
+{
+    if (*s == '\0' || strlen(s) > 64)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
+
+static bool
+is_path(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '\\' || *s == '#')
+            return false;
+    return true;
+}
+
+/* https://host[:port][/path], http only when allowed; no userinfo, query or fragment. */
+static const char *
+check_issuer(const char *url, bool allow_http)
+{
+    const char *host;
+    size_t hostlen;
+
+    if (strncmp(url, "https://", 8) == 0)
+        host = url + 8;
+    else if (strncmp(url, "http://", 7) == 0 && allow_http)
+        host = url + 7;
+    else if (strncmp(url, "http://", 7) == 0)
+        return "must be an https URL (set allowInsecureIssuers: true at the top level "
+               "for test issuers)";
+    else
+        return "must be an absolute https URL like https://idp.example.com/realms/main";
+    hostlen = strcspn(host, "/");
+    if (hostlen == 0 || host[0] == ':')
+        return "has no host";
+    for (const char *p = url; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '\\')
+            return "contains whitespace, a backslash or a control character";
+    if (memchr(host, '@', hostlen) != NULL)
+        return "must not contain userinfo (\"user@\")";
+    if (strpbrk(url, "?#") != NULL)
+        return "must not contain a query or fragment";
+    return NULL;
+}
+
+static bool
+is_listen(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    char *end = NULL;
+    long port;
+
+    if (colon == NULL || colon == s || colon[1] == '\0')
+        return false;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && port > 0 && port <= 65535;
+}
+
+static void
+lowercase(char *s)
+{
+    for (; *s != '\0'; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+/* ---- hosts[] entry sections ---- */
+
+static int
+parse_host_names(struct ctx *c, const struct pc_ynode *e, const char *where,
+                 struct authd_host *h)
+{
+    const struct pc_ynode *n = pc_ynode_get(e, "hosts");
+    struct where w, wi;
+    int rc;
+
+    at(&w, where, "hosts");
+    if (n == NULL || is_null(n))
+        return fail(c, e, "%s: required (add hosts: [app.example.com])", w.s);
+    if ((rc = get_strlist(c, e, "hosts", where, &h->hosts)) != 0)
+        return rc;
+    if (h->hosts.n == 0 || h->hosts.n > MAX_HOSTS_PER_ENTRY)
+        return fail(c, n, "%s: needs 1 to %d host names", w.s, MAX_HOSTS_PER_ENTRY);
+    for (size_t i = 0; i < h->hosts.n; i++) {
+        if (!is_dns_name(h->hosts.v[i], true))
+            return fail(c, n->vals[i], "%s: \"%s\" is not a lowercase DNS name (optionally "
+                        "with a leading \"*.\"; no port)", at_index(&wi, w.s, i), h->hosts.v[i]);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h->hosts.v[i], h->hosts.v[j]) == 0)
+                return fail(c, n->vals[i], "%s: \"%s\" is listed twice (remove one)",
+                            at_index(&wi, w.s, i), h->hosts.v[i]);
+    }
+    return 0;
+}
+
+static int
+parse_claims(struct ctx *c, const struct pc_ynode *oidc, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"groups", "email", "username", NULL};
+    const struct pc_ynode *n = pc_ynode_get(oidc, "claims");
+    struct where w;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, where, "claims");
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_str(c, n, "groups", w.s, &h->oidc.claim_groups)) != 0 ||
+        (rc = get_str(c, n, "email", w.s, &h->oidc.claim_email)) != 0 ||
+        (rc = get_str(c, n, "username", w.s, &h->oidc.claim_username)) != 0)
+        return rc;
+    return 0;
+}
+
+/* "openid" first, then the rest in order without duplicates. */
+static void
+normalize_scopes(struct authd_host *h)
+{
+    struct authd_strlist out = {0};
+
+    authd_strlist_add(&out, "openid");
+    for (size_t i = 0; i < h->oidc.scopes.n; i++)
+        if (!authd_strlist_contains(&out, h->oidc.scopes.v[i]))
+            authd_strlist_add(&out, h->oidc.scopes.v[i]);
+    authd_strlist_release(&h->oidc.scopes);
+    h->oidc.scopes = out;
+}
+
+static int
+check_path_field(struct ctx *c, const struct pc_ynode *map, const char *key, const char *where,
+                 const char *value)
+{
+    struct where w;
+
+    if (is_path(value))
+        return 0;
+    return fail(c, pc_ynode_get(map, key), "%s: \"%s\" must be a path starting with \"/\" "
+                "without spaces, backslashes or \"#\"", at(&w, where, key), value);
+}
+
+static int
+parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"issuerURL", "clientID", "clientSecret", "clientSecretRef",
+                                       "scopes", "claims", "callbackPath", "signOutPath", NULL};
+    const struct pc_ynode *n = pc_ynode_get(e, "oidc");
+    const char *why;
+    struct where w, wk;
+    int rc;
+
+    at(&w, where, "oidc");
+    if (n == NULL || is_null(n))
+        return fail(c, e, "%s: required (add oidc: {issuerURL: ..., clientID: ...})", w.s);
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_required_str(c, n, "issuerURL", w.s, &h->oidc.issuer_url)) != 0 ||
+        (rc = get_required_str(c, n, "clientID", w.s, &h->oidc.client_id)) != 0 ||
+        (rc = get_str(c, n, "clientSecret", w.s, &h->oidc.client_secret)) != 0 ||
+        (rc = get_strlist(c, n, "scopes", w.s, &h->oidc.scopes)) != 0 ||
+        (rc = parse_claims(c, n, w.s, h)) != 0 ||
+        (rc = get_str(c, n, "callbackPath", w.s, &h->oidc.callback_path)) != 0 ||
+        (rc = get_str(c, n, "signOutPath", w.s, &h->oidc.sign_out_path)) != 0)
+        return rc;
+    why = check_issuer(h->oidc.issuer_url, c->cfg->allow_insecure_issuers);
+    if (why != NULL)
+        return fail(c, pc_ynode_get(n, "issuerURL"), "%s: \"%s\" %s",
+                    at(&wk, w.s, "issuerURL"), h->oidc.issuer_url, why);
+    normalize_scopes(h);
+    if ((rc = check_path_field(c, n, "callbackPath", w.s, h->oidc.callback_path)) != 0 ||
+        (rc = check_path_field(c, n, "signOutPath", w.s, h->oidc.sign_out_path)) != 0)
+        return rc;
+    if (strcmp(h->oidc.callback_path, h->oidc.sign_out_path) == 0)
+        return fail(c, n, "%s: callbackPath and signOutPath must differ", w.s);
+    return 0;
+}
+
+static int
+lower_list(struct ctx *c, const struct pc_ynode *map, const char *key, const char *where,
+           struct authd_strlist *l, bool strip_at)
+{
+    int rc = get_strlist(c, map, key, where, l);
+
+    for (size_t i = 0; rc == 0 && i < l->n; i++) {
+        char *s = l->v[i];
+
+        if (strip_at && s[0] == '@')
+            memmove(s, s + 1, strlen(s));
+        lowercase(s);
+    }
+    return rc;
+}
+
+static int
+parse_access(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"allowedGroups", "allowedEmailDomains", "allowedEmails",
+                                       NULL};
+    const struct pc_ynode *n = pc_ynode_get(e, "access");
+    struct where w;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, where, "access");
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_strlist(c, n, "allowedGroups", w.s, &h->access.groups)) != 0 ||
+        (rc = lower_list(c, n, "allowedEmailDomains", w.s, &h->access.email_domains, true)) ||
+        (rc = lower_list(c, n, "allowedEmails", w.s, &h->access.emails, false)) != 0)
+        return rc;
+    return 0;
+}
+
+static int
+check_path_list(struct ctx *c, const struct pc_ynode *map, const char *key, const char *where,
+                const struct authd_strlist *l)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+    struct where w, wi;
+
+    at(&w, where, key);
+    for (size_t i = 0; i < l->n; i++)
+        if (!is_path(l->v[i]))
+            return fail(c, n->vals[i], "%s: \"%s\" must be a path starting with \"/\" (exact, or "
+                        "a prefix when it ends with \"/\" or \"*\")", at_index(&wi, w.s, i), l->v[i]);
+    return 0;
+}
+
+static int
+parse_paths(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"skip", "api", NULL};
+    const struct pc_ynode *n = pc_ynode_get(e, "paths");
+    struct authd_strlist one = {0};
+    struct where w;
+    bool hit;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, where, "paths");
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_strlist(c, n, "skip", w.s, &h->paths.skip)) != 0 ||
+        (rc = get_strlist(c, n, "api", w.s, &h->paths.api)) != 0 ||
+        (rc = check_path_list(c, n, "skip", w.s, &h->paths.skip)) != 0 ||
+        (rc = check_path_list(c, n, "api", w.s, &h->paths.api)) != 0)
+        return rc;
+    for (size_t i = 0; i < h->paths.skip.n; i++) {
+        one.v = &h->paths.skip.v[i];
+        one.n = 1;
+        hit = authd_path_matches(&one, h->oidc.callback_path) ||
+              authd_path_matches(&one, h->oidc.sign_out_path);
+        if (hit)
+            return fail(c, pc_ynode_get(n, "skip")->vals[i], "%s.skip[%zu]: \"%s\" covers the "
+                        "callback or sign-out path, which must stay reachable; narrow it",
+                        w.s, i, h->paths.skip.v[i]);
+    }
+    return 0;
+}
+
+static int
+parse_same_site(struct ctx *c, const struct pc_ynode *n, const char *where, struct authd_host *h)
+{
+    const struct pc_ynode *v = pc_ynode_get(n, "sameSite");
+    struct where w;
+
+    if (v == NULL || is_null(v))
+        return 0;
+    at(&w, where, "sameSite");
+    if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "Lax") == 0)
+        h->session.same_site = AUTHD_SAMESITE_LAX;
+    else if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "Strict") == 0)
+        h->session.same_site = AUTHD_SAMESITE_STRICT;
+    else if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "None") == 0)
+        h->session.same_site = AUTHD_SAMESITE_NONE;
+    else
+        return fail(c, v, "%s: expected one of Lax, Strict, None", w.s);
+    return 0;
+}
+
+static int
+check_session(struct ctx *c, const struct pc_ynode *n, const char *where, struct authd_host *h)
+{
+    struct where w;
+    const char *d = h->session.cookie_domain;
+
+    if (!is_cookie_name(h->session.cookie_name))
+        return fail(c, pc_ynode_get(n, "cookieName"), "%s: \"%s\" is not a valid cookie name "
+                    "(letters, digits, \"_\", \"-\", \".\"; at most 64)",
+                    at(&w, where, "cookieName"), h->session.cookie_name);
+    if (d != NULL && d[0] == '\0') {
+        free(h->session.cookie_domain);
+        h->session.cookie_domain = NULL;
+    } else if (d != NULL && !is_dns_name(d[0] == '.' ? d + 1 : d, false)) {
+        return fail(c, pc_ynode_get(n, "cookieDomain"), "%s: \"%s\" is not a lowercase domain "
+                    "like .example.com", at(&w, where, "cookieDomain"), d);
+    }
+    if (h->session.lifetime <= 0)
+        return fail(c, pc_ynode_get(n, "lifetime"), "%s: must be longer than 0s",
+                    at(&w, where, "lifetime"));
+    return 0;
+}
+
+static int
+parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime", "refresh",
+                                       "sameSite", NULL};
+    const struct pc_ynode *n = pc_ynode_get(e, "session");
+    struct where w;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, where, "session");
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_str(c, n, "cookieName", w.s, &h->session.cookie_name)) != 0 ||
+        (rc = get_str(c, n, "cookieDomain", w.s, &h->session.cookie_domain)) != 0 ||
+        (rc = get_duration(c, n, "lifetime", w.s, &h->session.lifetime)) != 0 ||
+        (rc = get_duration(c, n, "refresh", w.s, &h->session.refresh)) != 0 ||
+        (rc = parse_same_site(c, n, w.s, h)) != 0)
+        return rc;
+    if (h->session.cookie_domain != NULL)
+        lowercase(h->session.cookie_domain);
+    return check_session(c, n, w.s, h);
+}
+
+static void
+upstream_add(struct authd_host *h, const char *name, const char *claim)
+{
+    h->upstream_headers = pc_xrealloc(h->upstream_headers,
+                                      (h->nupstream_headers + 1) * sizeof(*h->upstream_headers));
+    h->upstream_headers[h->nupstream_headers].name = pc_xstrdup(name);
+    h->upstream_headers[h->nupstream_headers].claim = pc_xstrdup(claim);
+    h->nupstream_headers++;
+}
+
+static void
+upstream_release(struct authd_host *h)
+{
+    for (size_t i = 0; i < h->nupstream_headers; i++) {
+        free(h->upstream_headers[i].name);
+        free(h->upstream_headers[i].claim);
+    }
+    free(h->upstream_headers);
+    h->upstream_headers = NULL;
+    h->nupstream_headers = 0;
+}
+
+static int
+parse_upstream_entry(struct ctx *c, const struct pc_ynode *e, const char *where,
+                     struct authd_host *h)
+{
+    static const char *const keys[] = {"name", "claim", NULL};
+    char *name = NULL, *claim = NULL;
+    int rc;
+
+    if ((rc = want_type(c, e, PC_YNODE_MAP, where)) != 0 || (rc = check_keys(c, e, where, keys)) ||
+        (rc = get_required_str(c, e, "name", where, &name)) != 0 ||
+        (rc = get_required_str(c, e, "claim", where, &claim)) != 0)
+        goto out;
+    if (!is_token(name)) {
+        rc = fail(c, pc_ynode_get(e, "name"), "%s.name: \"%s\" is not a valid header name",
+                  where, name);
+        goto out;
+    }
+    for (size_t i = 0; i < h->nupstream_headers; i++)
+        if (strcasecmp(h->upstream_headers[i].name, name) == 0) {
+            rc = fail(c, e, "%s.name: header \"%s\" is listed twice (remove one)", where, name);
+            goto out;
+        }
+    upstream_add(h, name, claim);
+out:
+    free(name);
+    free(claim);
+    return rc;
+}
+
+static int
+parse_upstream(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    const struct pc_ynode *n = pc_ynode_get(e, "upstreamHeaders");
+    struct where w, wi;
+    int rc;
+
+    if (n == NULL || is_null(n)) {
+        upstream_add(h, "X-Auth-Request-User", "sub");
+        upstream_add(h, "X-Auth-Request-Email", "email");
+        upstream_add(h, "X-Auth-Request-Preferred-Username", "preferred_username");
+        upstream_add(h, "X-Auth-Request-Groups", "groups");
+        return 0;
+    }
+    at(&w, where, "upstreamHeaders");
+    if ((rc = want_type(c, n, PC_YNODE_SEQ, w.s)) != 0)
+        return rc;
+    for (size_t i = 0; i < n->n; i++)
+        if ((rc = parse_upstream_entry(c, n->vals[i], at_index(&wi, w.s, i), h)) != 0)
+            return rc;
+    return 0;
+}
+
+static int
+parse_bearer(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"enabled", "audiences", NULL};
+    const struct pc_ynode *n = pc_ynode_get(e, "bearerTokens");
+    struct where w;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return 0;
+    at(&w, where, "bearerTokens");
+    if ((rc = want_type(c, n, PC_YNODE_MAP, w.s)) != 0 || (rc = check_keys(c, n, w.s, keys)) != 0)
+        return rc;
+    if ((rc = get_bool(c, n, "enabled", w.s, &h->bearer.enabled)) != 0 ||
+        (rc = get_strlist(c, n, "audiences", w.s, &h->bearer.audiences)) != 0)
+        return rc;
+    return 0;
+}
+
+static int
+parse_mode(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    const struct pc_ynode *v = pc_ynode_get(e, "mode");
+    struct where w;
+
+    if (v == NULL || is_null(v))
+        return 0;
+    at(&w, where, "mode");
+    if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "Enforce") == 0)
+        h->mode = AUTHD_MODE_ENFORCE;
+    else if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "ReportOnly") == 0)
+        h->mode = AUTHD_MODE_REPORT_ONLY;
+    else
+        return fail(c, v, "%s: expected Enforce or ReportOnly", w.s);
+    return 0;
+}
+
+static void
+host_defaults(struct authd_host *h)
+{
+    authd_strlist_add(&h->oidc.scopes, "openid");
+    authd_strlist_add(&h->oidc.scopes, "email");
+    authd_strlist_add(&h->oidc.scopes, "profile");
+    h->oidc.claim_groups = pc_xstrdup("groups");
+    h->oidc.claim_email = pc_xstrdup("email");
+    h->oidc.claim_username = pc_xstrdup("preferred_username");
+    h->oidc.callback_path = pc_xstrdup("/oauth2/callback");
+    h->oidc.sign_out_path = pc_xstrdup("/oauth2/sign_out");
+    h->session.cookie_name = pc_xstrdup("_portcullis");
+    h->session.lifetime = 12 * 3600;
+    h->session.same_site = AUTHD_SAMESITE_LAX;
+    h->mode = AUTHD_MODE_ENFORCE;
+}
+
+static void
+host_release(struct authd_host *h)
+{
+    free(h->id);
+    authd_strlist_release(&h->hosts);
+    free(h->oidc.issuer_url);
+    free(h->oidc.client_id);
+    pc_free_secret(h->oidc.client_secret);
+    authd_strlist_release(&h->oidc.scopes);
+    free(h->oidc.claim_groups);
+    free(h->oidc.claim_email);
+    free(h->oidc.claim_username);
+    free(h->oidc.callback_path);
+    free(h->oidc.sign_out_path);
+    authd_strlist_release(&h->access.groups);
+    authd_strlist_release(&h->access.email_domains);
+    authd_strlist_release(&h->access.emails);
+    authd_strlist_release(&h->paths.skip);
+    authd_strlist_release(&h->paths.api);
+    free(h->session.cookie_name);
+    free(h->session.cookie_domain);
+    upstream_release(h);
+    authd_strlist_release(&h->bearer.audiences);
+}
+
+static int
+parse_host(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
+{
+    static const char *const keys[] = {"id", "hosts", "gateway", "oidc", "access", "paths",
+                                       "session", "upstreamHeaders", "passIDToken",
+                                       "bearerTokens", "mode", NULL};
+    int rc;
+
+    host_defaults(h);
+    if ((rc = want_type(c, e, PC_YNODE_MAP, where)) != 0 || (rc = check_keys(c, e, where, keys)))
+        return rc;
+    if ((rc = get_required_str(c, e, "id", where, &h->id)) != 0 ||
+        (rc = parse_host_names(c, e, where, h)) != 0 || (rc = parse_oidc(c, e, where, h)) != 0 ||
+        (rc = parse_access(c, e, where, h)) != 0 || (rc = parse_paths(c, e, where, h)) != 0 ||
+        (rc = parse_session(c, e, where, h)) != 0 || (rc = parse_upstream(c, e, where, h)) != 0 ||
+        (rc = get_bool(c, e, "passIDToken", where, &h->pass_id_token)) != 0 ||
+        (rc = parse_bearer(c, e, where, h)) != 0 || (rc = parse_mode(c, e, where, h)) != 0)
+        return rc;
+    return 0;
+}
+
+/* A host name or id that appears in two entries is refused: the policy would be ambiguous. */
+static int
+check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i)
+{
+    const struct authd_host *h = &c->cfg->hosts[i];
+    const struct pc_ynode *e = seq->vals[i];
+
+    for (size_t j = 0; j < i; j++) {
+        const struct authd_host *o = &c->cfg->hosts[j];
+
+        if (strcmp(o->id, h->id) == 0)
+            return fail(c, pc_ynode_get(e, "id"), "hosts[%zu].id: \"%s\" is already used by "
+                        "hosts[%zu] (ids must be unique)", i, h->id, j);
+        for (size_t k = 0; k < h->hosts.n; k++)
+            if (authd_strlist_contains(&o->hosts, h->hosts.v[k]))
+                return fail(c, pc_ynode_get(e, "hosts")->vals[k], "hosts[%zu].hosts[%zu]: \"%s\" "
+                            "is already protected by hosts[%zu] (id %s); a host may appear in one "
+                            "entry only", i, k, h->hosts.v[k], j, o->id);
+    }
+    return 0;
+}
+
+static int
+parse_hosts(struct ctx *c, const struct pc_ynode *root)
+{
+    const struct pc_ynode *n = pc_ynode_get(root, "hosts");
+    struct where wi;
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return fail(c, root, "hosts: required (add at least one hosts entry)");
+    if ((rc = want_type(c, n, PC_YNODE_SEQ, "hosts")) != 0)
+        return rc;
+    if (n->n == 0)
+        return fail(c, n, "hosts: empty (add at least one hosts entry)");
+    c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
+    for (size_t i = 0; i < n->n; i++) {
+        c->cfg->nhosts = i + 1;
+        c->cfg->hosts[i].index = i;
+        if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), &c->cfg->hosts[i])) != 0 ||
+            (rc = check_unique(c, n, i)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- cookie secrets ---- */
+
+static int
+read_disk(void *ud, const char *path, char **data, size_t *len)
+{
+    struct stat st;
+    ssize_t r;
+    size_t got = 0;
+    char *buf;
+    int fd, rc = 0;
+
+    (void)ud;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_SECRET_FILE) {
+        rc = fstat(fd, &st) != 0 ? -errno : S_ISREG(st.st_mode) ? PC_ETOOBIG : -EINVAL;
+        close(fd);
+        return rc;
+    }
+    buf = pc_xmalloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size && (r = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+        got += (size_t)r;
+    if (got != (size_t)st.st_size)
+        rc = PC_EIO;
+    close(fd);
+    if (rc != 0) {
+        pc_cleanse(buf, (size_t)st.st_size);
+        free(buf);
+        return rc;
+    }
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
+    return 0;
+}
+
+static const char *
+code_text(int rc)
+{
+    return rc < 0 && rc > -4096 ? strerror(-rc) : pc_strerror(rc);
+}
+
+static int
+load_secrets(struct ctx *c, const struct pc_ynode *list)
+{
+    authd_read_file_fn rd = c->opts->read_file ? c->opts->read_file : read_disk;
+    const struct authd_strlist *files = &c->cfg->secret_files;
+    char *data[AUTHD_MAX_SECRETS] = {0};
+    size_t lens[AUTHD_MAX_SECRETS] = {0};
+    int rc = 0;
+
+    for (size_t i = 0; i < files->n && rc == 0; i++) {
+        rc = rd(c->opts->ud, files->v[i], &data[i], &lens[i]);
+        if (rc != 0) {
+            data[i] = NULL;
+            rc = fail(c, list->vals[i], "cookieSecretFiles[%zu]: cannot read \"%s\": %s",
+                      i, files->v[i], code_text(rc));
+            break;
+        }
+        if (lens[i] > 0 && data[i][lens[i] - 1] == '\n')
+            lens[i]--;
+        if (lens[i] > 0 && data[i][lens[i] - 1] == '\r')
+            lens[i]--;
+        if (lens[i] < AUTHD_MIN_SECRET)
+            rc = fail(c, list->vals[i], "cookieSecretFiles[%zu]: the secret in \"%s\" is %zu "
+                      "bytes; at least %d are required (e.g. openssl rand -base64 48)", i,
+                      files->v[i], lens[i], AUTHD_MIN_SECRET);
+    }
+    if (rc == 0 && authd_keys_init(&c->cfg->keys, (const char *const *)data, lens, files->n))
+        rc = fail(c, list, "cookieSecretFiles: cannot derive keys from the secrets");
+    for (size_t i = 0; i < files->n; i++) {
+        if (data[i] != NULL)
+            pc_cleanse(data[i], lens[i]);
+        free(data[i]);
+    }
+    return rc;
+}
+
+static int
+parse_secrets(struct ctx *c, const struct pc_ynode *root)
+{
+    const struct pc_ynode *n = pc_ynode_get(root, "cookieSecretFiles");
+    int rc;
+
+    if (n == NULL || is_null(n))
+        return fail(c, root, "cookieSecretFiles: required (a list of files holding >= %d-byte "
+                    "secrets; the first encrypts, all decrypt)", AUTHD_MIN_SECRET);
+    if ((rc = get_strlist(c, root, "cookieSecretFiles", "", &c->cfg->secret_files)) != 0)
+        return rc;
+    if (c->cfg->secret_files.n == 0 || c->cfg->secret_files.n > AUTHD_MAX_SECRETS)
+        return fail(c, n, "cookieSecretFiles: needs 1 to %d files", AUTHD_MAX_SECRETS);
+    return load_secrets(c, n);
+}
+
+/* ---- top level ---- */
+
+static int
+check_top(struct ctx *c, const struct pc_ynode *root)
+{
+    struct authd_config *cfg = c->cfg;
+    size_t plen;
+
+    if (!is_listen(cfg->listen))
+        return fail(c, pc_ynode_get(root, "listen"), "listen: \"%s\" must be host:port, e.g. "
+                    "0.0.0.0:4180", cfg->listen);
+    if (!is_listen(cfg->admin_listen))
+        return fail(c, pc_ynode_get(root, "adminListen"), "adminListen: \"%s\" must be "
+                    "host:port, e.g. 0.0.0.0:9090", cfg->admin_listen);
+    if (strcmp(cfg->listen, cfg->admin_listen) == 0)
+        return fail(c, pc_ynode_get(root, "adminListen"), "adminListen: must differ from listen "
+                    "(metrics never share the auth port)");
+    if (!is_path(cfg->ext_authz_prefix))
+        return fail(c, pc_ynode_get(root, "extAuthzPathPrefix"), "extAuthzPathPrefix: \"%s\" "
+                    "must be a path starting with \"/\"", cfg->ext_authz_prefix);
+    plen = strlen(cfg->ext_authz_prefix);
+    while (plen > 1 && cfg->ext_authz_prefix[plen - 1] == '/')
+        cfg->ext_authz_prefix[--plen] = '\0';
+    return 0;
+}
+
+static int
+parse_root(struct ctx *c, const struct pc_ynode *root)
+{
+    static const char *const keys[] = {"listen", "adminListen", "cookieSecretFiles",
+                                       "extAuthzPathPrefix", "allowInsecureIssuers", "hosts",
+                                       NULL};
+    struct authd_config *cfg = c->cfg;
+    int rc;
+
+    if ((rc = want_type(c, root, PC_YNODE_MAP, "top level")) != 0 ||
+        (rc = check_keys(c, root, "", keys)) != 0)
+        return rc;
+    cfg->listen = pc_xstrdup("0.0.0.0:4180");
+    cfg->admin_listen = pc_xstrdup("0.0.0.0:9090");
+    cfg->ext_authz_prefix = pc_xstrdup("/ext-authz");
+    if ((rc = get_str(c, root, "listen", "", &cfg->listen)) != 0 ||
+        (rc = get_str(c, root, "adminListen", "", &cfg->admin_listen)) != 0 ||
+        (rc = get_str(c, root, "extAuthzPathPrefix", "", &cfg->ext_authz_prefix)) != 0 ||
+        (rc = get_bool(c, root, "allowInsecureIssuers", "", &cfg->allow_insecure_issuers)) ||
+        (rc = check_top(c, root)) != 0 || (rc = parse_hosts(c, root)) != 0 ||
+        (rc = parse_secrets(c, root)) != 0)
+        return rc;
+    return 0;
+}
+
+int
+authd_config_parse(const char *text, size_t len, const struct authd_config_opts *opts,
+                   struct authd_config **out, struct pc_diag *diag)
+{
+    static const struct authd_config_opts no_opts = {0};
+    struct pc_diag scratch;
+    struct pc_ynode *root = NULL;
+    struct ctx c = {.diag = diag ? diag : &scratch, .opts = opts ? opts : &no_opts};
+    int rc;
+
+    *out = NULL;
+    c.diag->file = c.opts->file;
+    if (len > MAX_CONFIG) {
+        fail(&c, NULL, "config larger than %d bytes", MAX_CONFIG);
+        return PC_ETOOBIG;
+    }
+    if ((rc = pc_yaml_load(text, len, &root, c.diag)) != 0)
+        return rc;
+    c.cfg = pc_xcalloc(1, sizeof(*c.cfg));
+    if (c.opts->file != NULL)
+        c.cfg->file = pc_xstrdup(c.opts->file);
+    rc = parse_root(&c, root);
+    pc_ynode_free(root);
+    if (rc != 0) {
+        authd_config_free(c.cfg);
+        return rc;
+    }
+    *out = c.cfg;
+    return 0;
+}
+
+static int
+read_config(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "re");
+    size_t cap = 4096, n = 0, r;
+    char *buf;
+
+    if (f == NULL)
+        return -errno;
+    buf = pc_xmalloc(cap);
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n > MAX_CONFIG)
+            break;
+        if (cap - n - 1 == 0)
+            buf = pc_xrealloc(buf, cap *= 2);
+    }
+    r = (size_t)ferror(f);
+    fclose(f);
+    if (r != 0 || n > MAX_CONFIG) {
+        free(buf);
+        return r != 0 ? PC_EIO : PC_ETOOBIG;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+int
+authd_config_load(const char *path, struct authd_config **out, struct pc_diag *diag)
+{
+    struct authd_config_opts opts = {.file = path};
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    *out = NULL;
+    if ((rc = read_config(path, &text, &len)) != 0) {
+        if (diag != NULL) {
+            diag->file = path;
+            pc_diag_set(diag, 0, 0, "cannot read config: %s", code_text(rc));
+        }
+        return rc;
+    }
+    rc = authd_config_parse(text, len, &opts, out, diag);
+    pc_cleanse(text, len);
+    free(text);
+    return rc;
+}
+
+void
+authd_config_free(struct authd_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->nhosts; i++)
+        host_release(&cfg->hosts[i]);
+    free(cfg->hosts);
+    free(cfg->file);
+    free(cfg->listen);
+    free(cfg->admin_listen);
+    free(cfg->ext_authz_prefix);
+    authd_strlist_release(&cfg->secret_files);
+    authd_keys_release(&cfg->keys);
+    free(cfg);
+}
+
+/* ---- host matching ---- */
+
+/*
+ * Copies the host part of a Host header value, lowercased, into out. False when unusable: a
+ * port must be digits only, and the name only letters, digits, "-", "_" and "." (or an IPv6
+ * literal in brackets), so "a.example.com:80@evil" never matches a.example.com.
+ */
+static bool
+normalize_host(const char *in, char *out, size_t outlen)
+{
+    const char *port;
+    size_t n;
+
+    if (in == NULL)
+        return false;
+    if (in[0] == '[') {
+        const char *end = strchr(in, ']');
+
+        n = end ? (size_t)(end - in) + 1 : 0;
+    } else {
+        n = strspn(in, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+    }
+    port = in + n;
+    if (*port == ':' && port[1] != '\0' && strspn(port + 1, "0123456789") == strlen(port + 1))
+        port += strlen(port);
+    if (*port != '\0')
+        return false;
+    while (n > 0 && in[n - 1] == '.')
+        n--;
+    if (n == 0 || n >= outlen)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)in[i]);
+    out[n] = '\0';
+    return true;
+}
+
+const struct authd_host *
+authd_config_match_host(const struct authd_config *cfg, const char *host)
+{
+    const struct authd_host *best = NULL;
+    size_t best_len = 0, len;
+    char name[MAX_NAME + 3];
+
+    if (cfg == NULL || !normalize_host(host, name, sizeof(name)))
+        return NULL;
+    len = strlen(name);
+    for (size_t i = 0; i < cfg->nhosts; i++)
+        if (authd_strlist_contains(&cfg->hosts[i].hosts, name))
+            return &cfg->hosts[i];
+    for (size_t i = 0; i < cfg->nhosts; i++) {
+        const struct authd_strlist *l = &cfg->hosts[i].hosts;
+
+        for (size_t j = 0; j < l->n; j++) {
+            const char *suffix = l->v[j] + 1; /* ".example.com" */
+            size_t slen = strlen(suffix);
+
+            if (l->v[j][0] != '*' || len <= slen || slen <= best_len)
+                continue;
+            if (strcmp(name + len - slen, suffix) == 0) {
+                best = &cfg->hosts[i];
+                best_len = slen;
+            }
+        }
+    }
+    return best;
+}

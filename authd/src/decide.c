@@ -1,0 +1,443 @@
+/*
+ * decide.c - the decision engine shared by every front door: request + host policy + session
+ * or bearer identity in, verdict + headers out. No I/O.
+ */
+#include "authd.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portcullis/buf.h"
+
+/* ---- paths ---- */
+
+static size_t
+path_len(const char *path)
+{
+    return strcspn(path, "?#");
+}
+
+/*
+ * Dot segments, encoded dots/slashes/backslashes and doubled slashes could make a skip prefix
+ * cover a path the upstream resolves elsewhere ("/public/../admin"); such paths never skip.
+ */
+static bool
+is_ambiguous(const char *path, size_t n)
+{
+    static const char *const bad[] = {"/./", "/../", "//", "\\", "%2e", "%2E", "%2f", "%2F",
+                                      "%5c", "%5C", "%00", NULL};
+    char tmp[AUTHD_MAX_REDIRECT * 4 + 2];
+
+    if (n + 2 > sizeof(tmp))
+        return true;
+    memcpy(tmp, path, n);
+    tmp[n] = '/'; /* so "/a/.." ends like "/a/../" */
+    tmp[n + 1] = '\0';
+    for (size_t i = 0; bad[i] != NULL; i++)
+        if (strstr(tmp, bad[i]) != NULL)
+            return true;
+    return false;
+}
+
+static bool
+entry_matches(const char *e, const char *path, size_t n)
+{
+    size_t elen = strlen(e);
+
+    if (elen > 0 && e[elen - 1] == '*')
+        return n >= elen - 1 && strncmp(path, e, elen - 1) == 0;
+    if (elen > 0 && e[elen - 1] == '/')
+        return n >= elen && strncmp(path, e, elen) == 0;
+    return n == elen && strncmp(path, e, n) == 0;
+}
+
+bool
+authd_path_matches(const struct authd_strlist *list, const char *path)
+{
+    size_t n;
+
+    if (list == NULL || path == NULL)
+        return false;
+    n = path_len(path);
+    for (size_t i = 0; i < list->n; i++)
+        if (entry_matches(list->v[i], path, n))
+            return true;
+    return false;
+}
+
+static bool
+path_is(const char *want, const char *path)
+{
+    size_t n = path_len(path);
+
+    return want != NULL && strlen(want) == n && strncmp(want, path, n) == 0;
+}
+
+const char *
+authd_envoy_original_path(const char *prefix, const char *path)
+{
+    size_t plen;
+
+    if (prefix == NULL || path == NULL)
+        return NULL;
+    plen = strlen(prefix);
+    if (plen == 1 && prefix[0] == '/')
+        return path[0] == '/' ? path : NULL;
+    if (strncmp(path, prefix, plen) != 0)
+        return NULL;
+    if (path[plen] == '/')
+        return path + plen;
+    if (path[plen] == '\0' || path[plen] == '?')
+        return "/";
+    return NULL;
+}
+
+/* ---- identity ---- */
+
+static char *
+sanitize(char *s)
+{
+    /* Claim values become header values: control characters would split or end headers. */
+    for (char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return s;
+}
+
+char *
+authd_identity_claim(const struct authd_identity *id, const char *claim)
+{
+    struct pc_buf b;
+
+    if (id == NULL || claim == NULL)
+        return pc_xstrdup("");
+    if (strcmp(claim, "sub") == 0)
+        return sanitize(pc_xstrdup(id->sub ? id->sub : ""));
+    if (strcmp(claim, "email") == 0)
+        return sanitize(pc_xstrdup(id->email ? id->email : ""));
+    if (strcmp(claim, "preferred_username") == 0)
+        return sanitize(pc_xstrdup(id->preferred_username ? id->preferred_username : ""));
+    if (strcmp(claim, "groups") == 0) {
+        pc_buf_init(&b, 0);
+        for (size_t i = 0; i < id->groups.n; i++)
+            pc_buf_appendf(&b, "%s%s", i ? "," : "", id->groups.v[i]);
+        return sanitize(b.len ? pc_buf_detach(&b) : pc_xstrdup(""));
+    }
+    for (size_t i = 0; i < id->nextra; i++)
+        if (strcmp(id->extra[i].name, claim) == 0)
+            return sanitize(pc_xstrdup(id->extra[i].value));
+    return pc_xstrdup("");
+}
+
+/* ---- access ---- */
+
+static bool
+email_domain_in(const struct authd_strlist *domains, const char *email)
+{
+    const char *at = email ? strrchr(email, '@') : NULL;
+
+    if (at == NULL || at == email)
+        return false;
+    for (size_t i = 0; i < domains->n; i++)
+        if (strcasecmp(at + 1, domains->v[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool
+email_in(const struct authd_strlist *emails, const char *email)
+{
+    for (size_t i = 0; email != NULL && i < emails->n; i++)
+        if (strcasecmp(email, emails->v[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool
+group_in(const struct authd_strlist *allowed, const struct authd_strlist *groups)
+{
+    for (size_t i = 0; i < groups->n; i++)
+        if (authd_strlist_contains(allowed, groups->v[i]))
+            return true;
+    return false;
+}
+
+bool
+authd_access_allows(const struct authd_host *host, const struct authd_identity *id,
+                    const char **why)
+{
+    const char *dummy;
+
+    why = why ? why : &dummy;
+    *why = "allowed";
+    if (host->access.groups.n == 0 && host->access.email_domains.n == 0 &&
+        host->access.emails.n == 0)
+        return true;
+    if (host->access.groups.n > 0 && group_in(&host->access.groups, &id->groups))
+        return true;
+    if (host->access.email_domains.n > 0 && email_domain_in(&host->access.email_domains, id->email))
+        return true;
+    if (host->access.emails.n > 0 && email_in(&host->access.emails, id->email))
+        return true;
+    *why = "forbidden";
+    return false;
+}
+
+/* ---- request classification ---- */
+
+static bool
+contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (const char *p = hay; p != NULL && *p != '\0'; p++)
+        if (strncasecmp(p, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static bool
+wants_json(const struct authd_request *r)
+{
+    return (contains_ci(r->accept, "application/json") && !contains_ci(r->accept, "text/html")) ||
+           (r->x_requested_with && strcasecmp(r->x_requested_with, "XMLHttpRequest") == 0);
+}
+
+/* True when a missing login must be answered 401 rather than a redirect to the IdP. */
+static bool
+wants_401(const struct authd_request *r, const struct authd_host *host)
+{
+    if (r->door == AUTHD_DOOR_NGINX || wants_json(r))
+        return true;
+    if (r->path != NULL && authd_path_matches(&host->paths.api, r->path))
+        return true;
+    if (r->sec_fetch_mode != NULL && r->sec_fetch_mode[0] != '\0' &&
+        strcasecmp(r->sec_fetch_mode, "navigate") != 0)
+        return true;
+    return r->method != NULL && strcasecmp(r->method, "GET") != 0 &&
+           strcasecmp(r->method, "HEAD") != 0;
+}
+
+char *
+authd_bearer_from_header(const char *authorization)
+{
+    const char *p;
+    size_t n;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    p = authorization + 7;
+    while (*p == ' ')
+        p++;
+    n = strcspn(p, " \t");
+    if (n == 0 || n > AUTHD_MAX_TOKEN || p[n] != '\0')
+        return NULL;
+    return pc_xstrndup(p, n);
+}
+
+/* ---- output ---- */
+
+static void
+add_header(struct authd_decision *d, const char *name, char *value)
+{
+    d->headers = pc_xrealloc(d->headers, (d->nheaders + 1) * sizeof(*d->headers));
+    d->headers[d->nheaders].name = pc_xstrdup(name);
+    d->headers[d->nheaders++].value = value;
+}
+
+/*
+ * Every configured identity header is set, empty when unknown, so a client can never smuggle
+ * one through; the Cookie header goes upstream without authd's cookies.
+ */
+static void
+identity_headers(struct authd_decision *d, const struct authd_decide_input *in,
+                 const struct authd_identity *id)
+{
+    const struct authd_host *h = in->host;
+    char *cookie;
+
+    for (size_t i = 0; i < h->nupstream_headers; i++)
+        add_header(d, h->upstream_headers[i].name,
+                   authd_identity_claim(id, h->upstream_headers[i].claim));
+    if (h->pass_id_token && id != NULL && in->session_rc == 0 && in->session != NULL &&
+        id == &in->session->id && in->session->id_token != NULL)
+        add_header(d, "Authorization", pc_xasprintf("Bearer %s", in->session->id_token));
+    cookie = authd_cookie_strip(in->req->cookie, h->session.cookie_name);
+    add_header(d, "Cookie", cookie ? cookie : pc_xstrdup(""));
+}
+
+static int
+allow_status(const struct authd_request *r)
+{
+    return r->door == AUTHD_DOOR_NGINX ? 202 : 200;
+}
+
+static void
+set_body(struct authd_decision *d, const struct authd_request *r, int status, const char *title)
+{
+    if (wants_json(r)) {
+        d->content_type = pc_xstrdup("application/json");
+        d->body = pc_xasprintf("{\"error\":\"%s\",\"status\":%d}\n", title, status);
+    } else {
+        d->content_type = pc_xstrdup("text/html; charset=utf-8");
+        d->body = pc_xasprintf("<!doctype html><html><head><title>%d %s</title></head>"
+                               "<body><h1>%d %s</h1></body></html>\n",
+                               status, title, status, title);
+    }
+}
+
+/* scheme://host[:port]/path of the request, with a safe host and path, for the login's return. */
+static char *
+original_url(const struct authd_request *r)
+{
+    const char *proto = r->x_forwarded_proto, *scheme = "https";
+    char *url, *ok = NULL;
+
+    if (proto != NULL && strncasecmp(proto, "http", 4) == 0 && (proto[4] == '\0' || proto[4] == ','))
+        scheme = "http";
+    url = pc_xasprintf("%s://%s%s", scheme, r->host ? r->host : "",
+                       r->path && r->path[0] == '/' ? r->path : "/");
+    if (authd_redirect_validate(NULL, r->host, url, &ok) != 0)
+        ok = NULL;
+    free(url);
+    return ok;
+}
+
+static void
+not_authenticated(struct authd_decision *d, const struct authd_decide_input *in)
+{
+    const struct authd_request *r = in->req;
+    bool bearer_bad = in->host->bearer.enabled && in->bearer_rc != PC_ENOTFOUND;
+
+    d->reason = bearer_bad                        ? "invalid-bearer"
+                : in->session_rc == PC_EEXPIRED   ? "session-expired"
+                : in->session_rc == PC_EINVAL     ? "session-other-client"
+                : in->session_rc == PC_ENOTFOUND  ? "no-session"
+                                                  : "session-invalid";
+    if (bearer_bad || wants_401(r, in->host)) {
+        d->verdict = AUTHD_UNAUTHORIZED;
+        d->status = 401;
+        d->www_authenticate = pc_xstrdup(bearer_bad ? "Bearer realm=\"portcullis\", "
+                                                      "error=\"invalid_token\""
+                                                    : "Bearer realm=\"portcullis\"");
+        set_body(d, r, 401, "unauthorized");
+        return;
+    }
+    d->verdict = AUTHD_LOGIN_REDIRECT;
+    d->status = 302;
+    d->original_url = original_url(r);
+    if (d->original_url == NULL)
+        d->original_url = pc_xstrdup("/");
+}
+
+static const struct authd_identity *
+pick_identity(const struct authd_decide_input *in, const char **source)
+{
+    if (in->host->bearer.enabled && in->bearer_rc != PC_ENOTFOUND) {
+        *source = "bearer";
+        return in->bearer_rc == 0 ? in->bearer : NULL;
+    }
+    *source = "session";
+    return in->session_rc == 0 && in->session != NULL ? &in->session->id : NULL;
+}
+
+static void
+decide_host(struct authd_decision *d, const struct authd_decide_input *in)
+{
+    const struct authd_request *r = in->req;
+    const struct authd_identity *id;
+    const char *source = NULL, *why = NULL;
+
+    if (authd_path_matches(&in->host->paths.skip, r->path) &&
+        !is_ambiguous(r->path, path_len(r->path))) {
+        d->verdict = AUTHD_SKIP;
+        d->status = allow_status(r);
+        d->reason = "skip";
+        identity_headers(d, in, NULL);
+        return;
+    }
+    if ((id = pick_identity(in, &source)) == NULL) {
+        not_authenticated(d, in);
+    } else if (!authd_access_allows(in->host, id, &why)) {
+        d->verdict = AUTHD_FORBIDDEN;
+        d->status = 403;
+        d->reason = why;
+        set_body(d, r, 403, "forbidden");
+    } else {
+        d->verdict = AUTHD_ALLOW;
+        d->status = allow_status(r);
+        d->reason = source;
+        d->refresh_due = in->session_rc == 0 && in->session != NULL && id == &in->session->id &&
+                         authd_session_needs_refresh(in->host, in->session, in->now);
+    }
+    if (d->verdict == AUTHD_ALLOW || in->host->mode == AUTHD_MODE_REPORT_ONLY)
+        identity_headers(d, in, id);
+}
+
+/* ReportOnly: the verdict is kept for logs and metrics, the door answers allow. */
+static void
+apply_report_only(struct authd_decision *d, const struct authd_request *r)
+{
+    d->report_only = true;
+    if (d->verdict == AUTHD_ALLOW || d->verdict == AUTHD_SKIP)
+        return;
+    d->status = allow_status(r);
+    free(d->content_type);
+    free(d->body);
+    free(d->www_authenticate);
+    d->content_type = d->body = d->www_authenticate = NULL;
+}
+
+int
+authd_decide(const struct authd_decide_input *in, struct authd_decision *out)
+{
+    const struct authd_request *r = in ? in->req : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return PC_EINVAL;
+    if (in->host == NULL) {
+        out->verdict = AUTHD_UNKNOWN_HOST;
+        out->status = 403;
+        out->reason = "unknown-host";
+        set_body(out, r, 403, "unknown host");
+        return 0;
+    }
+    if (r->path == NULL || r->path[0] != '/') {
+        out->verdict = AUTHD_FORBIDDEN;
+        out->status = 403;
+        out->reason = "bad-path";
+        set_body(out, r, 403, "forbidden");
+        return 0;
+    }
+    if (path_is(in->host->oidc.callback_path, r->path) ||
+        path_is(in->host->oidc.sign_out_path, r->path)) {
+        out->verdict = path_is(in->host->oidc.callback_path, r->path) ? AUTHD_CALLBACK
+                                                                      : AUTHD_SIGN_OUT;
+        out->reason = out->verdict == AUTHD_CALLBACK ? "callback" : "sign-out";
+        return 0;
+    }
+    decide_host(out, in);
+    if (in->host->mode == AUTHD_MODE_REPORT_ONLY)
+        apply_report_only(out, r);
+    return 0;
+}
+
+void
+authd_decision_release(struct authd_decision *d)
+{
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->nheaders; i++) {
+        free(d->headers[i].name);
+        pc_free_secret(d->headers[i].value);
+    }
+    free(d->headers);
+    free(d->content_type);
+    free(d->body);
+    free(d->www_authenticate);
+    free(d->original_url);
+    memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,870 @@
+/*
+ * session.c - the encrypted session cookie and the per-login state cookies.
+ *
+ * A cookie value is base64url(version || nonce || AES-256-GCM(ciphertext || tag)); the
+ * authenticated data is version || cookie name, so a value cannot be moved to another cookie
+ * name or read by another format. The plaintext is compact JSON with short keys.
+ */
+#include "authd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portcullis/b64.h"
+#include "portcullis/buf.h"
+#include "portcullis/crypto.h"
+
+#define FORMAT_VERSION 1
+#define MAX_PLAINTEXT (AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS)
+#define STATE_ID_LEN 12
+
+/* ---- keys ---- */
+
+int
+authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *lens, size_t n)
+{
+    static const char info_session[] = "portcullis-authd session v1";
+    static const char info_state[] = "portcullis-authd login state v1";
+    static const char salt[] = "portcullis-authd cookie keys";
+
+    memset(k, 0, sizeof(*k));
+    if (n == 0 || n > AUTHD_MAX_SECRETS)
+        return PC_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] < AUTHD_MIN_SECRET ||
+            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_session, sizeof(info_session) - 1,
+                           k->session[i], sizeof(k->session[i])) != 0 ||
+            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_state, sizeof(info_state) - 1,
+                           k->state[i], sizeof(k->state[i])) != 0) {
+            authd_keys_release(k);
+            return PC_EINVAL;
+        }
+    }
+    k->n = n;
+    return 0;
+}
+
+void
+authd_keys_release(struct authd_keys *k)
+{
+    if (k != NULL)
+        pc_cleanse(k, sizeof(*k));
+}
+
+/* ---- sealing ---- */
+
+static void
+build_aad(uint8_t *aad, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+
+    aad[0] = FORMAT_VERSION;
+    memcpy(aad + 1, name, n);
+    *len = n + 1;
+}
+
+/* New cookie value for plaintext pt under key, bound to cookie `name`. */
+static char *
+seal_value(const uint8_t key[32], const char *name, const char *pt, size_t ptlen)
+{
+    size_t rawlen = 1 + PC_AEAD_NONCE_LEN + ptlen + PC_AEAD_TAG_LEN, aadlen;
+    uint8_t *raw = pc_xmalloc(rawlen), aad[128];
+    char *out = NULL;
+
+    build_aad(aad, name, &aadlen);
+    raw[0] = FORMAT_VERSION;
+    if (pc_random_bytes(raw + 1, PC_AEAD_NONCE_LEN) == 0 &&
+        pc_aead_seal(key, raw + 1, aad, aadlen, pt, ptlen, raw + 1 + PC_AEAD_NONCE_LEN) == 0)
+        out = pc_b64url_encode(raw, rawlen);
+    free(raw);
+    return out;
+}
+
+/* Opens value with any of n keys. Returns 0 with *pt new (NUL-terminated), or PC_EAUTH. */
+static int
+open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *value,
+           size_t vlen, char **pt)
+{
+    unsigned char *raw = NULL;
+    size_t rawlen = 0, aadlen, ctlen;
+    uint8_t aad[128];
+    char *out = NULL;
+    int rc = PC_EAUTH;
+
+    if (vlen > MAX_PLAINTEXT * 2 || pc_b64url_decode(value, vlen, &raw, &rawlen) != 0)
+        goto out;
+    if (rawlen < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || raw[0] != FORMAT_VERSION)
+        goto out;
+    build_aad(aad, name, &aadlen);
+    ctlen = rawlen - 1 - PC_AEAD_NONCE_LEN;
+    out = pc_xmalloc(ctlen - PC_AEAD_TAG_LEN + 1);
+    for (size_t i = 0; i < n && rc != 0; i++)
+        if (pc_aead_open(keys[i], raw + 1, aad, aadlen, raw + 1 + PC_AEAD_NONCE_LEN, ctlen,
+                         (uint8_t *)out) == 0)
+            rc = 0;
+    if (rc == 0) {
+        out[ctlen - PC_AEAD_TAG_LEN] = '\0';
+        *pt = out;
+        out = NULL;
+    }
+out:
+    if (out != NULL)
+        pc_cleanse(out, ctlen - PC_AEAD_TAG_LEN);
+    free(out);
+    free(raw);
+    return rc;
+}
+
+/* ---- Cookie header ---- */
+
+static char *
+trim(char *s)
+{
+    char *e;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    return s;
+}
+
+int
+authd_cookie_jar_parse(struct authd_cookie_jar *jar, const char *header)
+{
+    char *p, *save = NULL, *pair;
+
+    memset(jar, 0, sizeof(*jar));
+    if (header == NULL || header[0] == '\0')
+        return 0;
+    if (strnlen(header, AUTHD_MAX_COOKIE_HEADER + 1) > AUTHD_MAX_COOKIE_HEADER)
+        return PC_ETOOBIG;
+    jar->buf = pc_xstrdup(header);
+    for (p = jar->buf; (pair = strtok_r(p, ";", &save)) != NULL; p = NULL) {
+        char *eq = strchr(pair, '='), *name, *value;
+        size_t vlen;
+
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        name = trim(pair);
+        value = trim(eq + 1);
+        vlen = strlen(value);
+        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        if (name[0] == '\0')
+            continue;
+        if (jar->n == AUTHD_MAX_COOKIES) {
+            authd_cookie_jar_release(jar);
+            return PC_ETOOBIG;
+        }
+        jar->v[jar->n].name = name;
+        jar->v[jar->n++].value = value;
+    }
+    return 0;
+}
+
+void
+authd_cookie_jar_release(struct authd_cookie_jar *jar)
+{
+    if (jar == NULL)
+        return;
+    if (jar->buf != NULL)
+        pc_cleanse(jar->buf, strlen(jar->buf));
+    free(jar->buf);
+    memset(jar, 0, sizeof(*jar));
+}
+
+const char *
+authd_cookie_get(const struct authd_cookie_jar *jar, const char *name)
+{
+    for (size_t i = 0; i < jar->n; i++)
+        if (strcmp(jar->v[i].name, name) == 0)
+            return jar->v[i].value;
+    return NULL;
+}
+
+/* True when name is <base>_<digits> (a chunk); *index gets the number. */
+static bool
+is_chunk(const char *name, const char *base, size_t *index)
+{
+    size_t blen = strlen(base), v = 0;
+    const char *p;
+
+    if (strncmp(name, base, blen) != 0 || name[blen] != '_' || name[blen + 1] == '\0')
+        return false;
+    for (p = name + blen + 1; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || v > 1000)
+            return false;
+        v = v * 10 + (size_t)(*p - '0');
+    }
+    if (index != NULL)
+        *index = v;
+    return true;
+}
+
+static bool
+is_state_cookie(const char *name, const char *base)
+{
+    size_t blen = strlen(base);
+
+    return strncmp(name, base, blen) == 0 && strncmp(name + blen, "_csrf_", 6) == 0;
+}
+
+static bool
+is_own_cookie(const char *name, const char *base)
+{
+    return strcmp(name, base) == 0 || is_chunk(name, base, NULL) || is_state_cookie(name, base);
+}
+
+char *
+authd_cookie_strip(const char *header, const char *cookie_name)
+{
+    struct authd_cookie_jar jar;
+    struct pc_buf b;
+
+    if (authd_cookie_jar_parse(&jar, header) != 0 || jar.n == 0)
+        return NULL;
+    pc_buf_init(&b, 0);
+    b.secret = true;
+    for (size_t i = 0; i < jar.n; i++) {
+        if (is_own_cookie(jar.v[i].name, cookie_name))
+            continue;
+        pc_buf_appendf(&b, "%s%s=%s", b.len ? "; " : "", jar.v[i].name, jar.v[i].value);
+    }
+    authd_cookie_jar_release(&jar);
+    if (b.len == 0) {
+        pc_buf_release(&b);
+        return NULL;
+    }
+    return pc_buf_detach(&b);
+}
+
+/* ---- Set-Cookie ---- */
+
+static const char *
+same_site_name(enum authd_samesite s)
+{
+    return s == AUTHD_SAMESITE_STRICT ? "Strict" : s == AUTHD_SAMESITE_NONE ? "None" : "Lax";
+}
+
+struct cookie_attrs {
+    int64_t max_age;
+    const char *domain; /* NULL: host-only */
+    enum authd_samesite same_site;
+};
+
+static void
+add_set_cookie(struct authd_strlist *out, const char *name, const char *value,
+               const struct cookie_attrs *a)
+{
+    char *s = pc_xasprintf("%s=%s; Path=/; Max-Age=%lld%s%s; Secure; HttpOnly; SameSite=%s",
+                           name, value, (long long)(a->max_age > 0 ? a->max_age : 0),
+                           a->domain ? "; Domain=" : "", a->domain ? a->domain : "",
+                           same_site_name(a->same_site));
+
+    out->v = pc_xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
+    out->v[out->n++] = s;
+}
+
+static void
+add_clear(struct authd_strlist *out, const char *name, const struct authd_host *host,
+          const char *domain)
+{
+    struct cookie_attrs a = {.max_age = 0, .domain = domain,
+                             .same_site = host->session.same_site};
+
+    add_set_cookie(out, name, "", &a);
+}
+
+static bool
+list_has_prefix(const struct authd_strlist *l, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = 0; i < l->n; i++)
+        if (strncmp(l->v[i], name, n) == 0 && l->v[i][n] == '=')
+            return true;
+    return false;
+}
+
+void
+authd_session_clear(const struct authd_host *host, const char *cookie_header, bool with_state,
+                    struct authd_strlist *set_cookie)
+{
+    const char *base = host->session.cookie_name;
+    struct authd_cookie_jar jar;
+
+    add_clear(set_cookie, base, host, host->session.cookie_domain);
+    if (authd_cookie_jar_parse(&jar, cookie_header) != 0)
+        return;
+    for (size_t i = 0; i < jar.n; i++) {
+        const char *name = jar.v[i].name;
+        bool state = is_state_cookie(name, base);
+
+        if (list_has_prefix(set_cookie, name))
+            continue;
+        if (is_chunk(name, base, NULL))
+            add_clear(set_cookie, name, host, host->session.cookie_domain);
+        else if (state && with_state)
+            add_clear(set_cookie, name, host, NULL);
+    }
+    authd_cookie_jar_release(&jar);
+}
+
+/* ---- session payload ---- */
+
+void
+authd_identity_release(struct authd_identity *id)
+{
+    if (id == NULL)
+        return;
+    free(id->sub);
+    free(id->email);
+    free(id->preferred_username);
+    authd_strlist_release(&id->groups);
+    for (size_t i = 0; i < id->nextra; i++) {
+        free(id->extra[i].name);
+        free(id->extra[i].value);
+    }
+    free(id->extra);
+    memset(id, 0, sizeof(*id));
+}
+
+void
+authd_session_free(struct authd_session *s)
+{
+    if (s == NULL)
+        return;
+    authd_identity_release(&s->id);
+    free(s->issuer);
+    free(s->client_id);
+    pc_free_secret(s->refresh_token);
+    pc_free_secret(s->id_token);
+    free(s);
+}
+
+static void
+set_str(json_t *o, const char *key, const char *v)
+{
+    if (v != NULL)
+        json_object_set_new(o, key, json_string(v));
+}
+
+static json_t *
+identity_to_json(const struct authd_identity *id, json_t *o)
+{
+    json_t *groups = json_array(), *extra = json_object();
+
+    set_str(o, "sub", id->sub);
+    set_str(o, "em", id->email);
+    set_str(o, "un", id->preferred_username);
+    for (size_t i = 0; i < id->groups.n; i++)
+        json_array_append_new(groups, json_string(id->groups.v[i]));
+    json_object_set_new(o, "g", groups);
+    for (size_t i = 0; i < id->nextra; i++)
+        json_object_set_new(extra, id->extra[i].name, json_string(id->extra[i].value));
+    json_object_set_new(o, "x", extra);
+    return o;
+}
+
+static char *
+session_to_json(const struct authd_session *s)
+{
+    json_t *o = identity_to_json(&s->id, json_object());
+    char *text;
+
+    set_str(o, "iss", s->issuer);
+    set_str(o, "cid", s->client_id);
+    json_object_set_new(o, "iat", json_integer(s->issued_at));
+    json_object_set_new(o, "exp", json_integer(s->expires_at));
+    json_object_set_new(o, "rat", json_integer(s->refreshed_at));
+    set_str(o, "rt", s->refresh_token);
+    set_str(o, "idt", s->id_token);
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static char *
+dup_str(const json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+
+    return v != NULL ? pc_xstrdup(v) : NULL;
+}
+
+static int
+identity_from_json(const json_t *o, struct authd_identity *id)
+{
+    const json_t *groups = json_object_get(o, "g"), *extra = json_object_get(o, "x"), *v;
+    const char *k;
+    size_t i;
+
+    id->sub = dup_str(o, "sub");
+    id->email = dup_str(o, "em");
+    id->preferred_username = dup_str(o, "un");
+    if (id->sub == NULL || !json_is_array(groups) || !json_is_object(extra))
+        return PC_EAUTH;
+    json_array_foreach(groups, i, v) {
+        if (!json_is_string(v))
+            return PC_EAUTH;
+        authd_strlist_add(&id->groups, json_string_value(v));
+    }
+    id->extra = pc_xcalloc(json_object_size(extra) + 1, sizeof(*id->extra));
+    json_object_foreach((json_t *)extra, k, v) {
+        if (!json_is_string(v))
+            return PC_EAUTH;
+        id->extra[id->nextra].name = pc_xstrdup(k);
+        id->extra[id->nextra++].value = pc_xstrdup(json_string_value(v));
+    }
+    return 0;
+}
+
+static int
+session_from_json(const char *text, struct authd_session **out)
+{
+    json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    struct authd_session *s = pc_xcalloc(1, sizeof(*s));
+    int rc = PC_EAUTH;
+
+    if (!json_is_object(o) || identity_from_json(o, &s->id) != 0)
+        goto out;
+    s->issuer = dup_str(o, "iss");
+    s->client_id = dup_str(o, "cid");
+    s->issued_at = json_integer_value(json_object_get(o, "iat"));
+    s->expires_at = json_integer_value(json_object_get(o, "exp"));
+    s->refreshed_at = json_integer_value(json_object_get(o, "rat"));
+    s->refresh_token = dup_str(o, "rt");
+    s->id_token = dup_str(o, "idt");
+    if (s->issuer == NULL || s->client_id == NULL || !json_is_integer(json_object_get(o, "exp")))
+        goto out;
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    authd_session_free(s);
+    json_decref(o);
+    return rc;
+}
+
+int
+authd_session_from_claims(const struct authd_host *host, const json_t *claims,
+                          const char *id_token, const char *refresh_token, int64_t now,
+                          struct authd_session **out)
+{
+    struct authd_session *s = pc_xcalloc(1, sizeof(*s));
+    int rc;
+
+    *out = NULL;
+    if ((rc = authd_identity_from_claims(host, claims, &s->id)) != 0) {
+        authd_session_free(s);
+        return rc;
+    }
+    s->issuer = pc_xstrdup(host->oidc.issuer_url);
+    s->client_id = pc_xstrdup(host->oidc.client_id);
+    s->issued_at = s->refreshed_at = now;
+    s->expires_at = now + host->session.lifetime;
+    if (refresh_token != NULL)
+        s->refresh_token = pc_xstrdup(refresh_token);
+    if (id_token != NULL && host->pass_id_token)
+        s->id_token = pc_xstrdup(id_token);
+    *out = s;
+    return 0;
+}
+
+/* ---- session cookie ---- */
+
+static struct cookie_attrs
+session_attrs(const struct authd_host *host, int64_t max_age)
+{
+    struct cookie_attrs a = {.max_age = max_age, .domain = host->session.cookie_domain,
+                             .same_site = host->session.same_site};
+
+    return a;
+}
+
+/* Appends the cookies for value: unchunked, or <name>_0..N of AUTHD_CHUNK_SIZE bytes. */
+static size_t
+emit_chunks(const struct authd_host *host, const char *value, int64_t max_age,
+            struct authd_strlist *set_cookie)
+{
+    const char *base = host->session.cookie_name;
+    struct cookie_attrs a = session_attrs(host, max_age);
+    size_t len = strlen(value), nchunks = 0;
+
+    if (len <= AUTHD_CHUNK_SIZE) {
+        add_set_cookie(set_cookie, base, value, &a);
+        return 0;
+    }
+    for (size_t off = 0; off < len; off += AUTHD_CHUNK_SIZE, nchunks++) {
+        size_t n = len - off < AUTHD_CHUNK_SIZE ? len - off : AUTHD_CHUNK_SIZE;
+        char *name = pc_xasprintf("%s_%zu", base, nchunks);
+        char *part = pc_xstrndup(value + off, n);
+
+        add_set_cookie(set_cookie, name, part, &a);
+        free(name);
+        free(part);
+    }
+    return nchunks;
+}
+
+/* Clears chunks (and the unchunked name) that the new value no longer uses. */
+static void
+clear_stale(const struct authd_host *host, const char *cookie_header, size_t nchunks,
+            struct authd_strlist *set_cookie)
+{
+    const char *base = host->session.cookie_name;
+    struct authd_cookie_jar jar;
+    size_t idx;
+
+    if (authd_cookie_jar_parse(&jar, cookie_header) != 0)
+        return;
+    for (size_t i = 0; i < jar.n; i++) {
+        const char *name = jar.v[i].name;
+        bool stale = (nchunks > 0 && strcmp(name, base) == 0) ||
+                     (is_chunk(name, base, &idx) && idx >= nchunks);
+
+        if (stale && !list_has_prefix(set_cookie, name))
+            add_clear(set_cookie, name, host, host->session.cookie_domain);
+    }
+    authd_cookie_jar_release(&jar);
+}
+
+int
+authd_session_seal(const struct authd_keys *keys, const struct authd_host *host,
+                   const struct authd_session *s, const char *cookie_header, int64_t now,
+                   struct authd_strlist *set_cookie)
+{
+    char *pt = session_to_json(s), *value = NULL;
+    size_t ptlen = strlen(pt), nchunks;
+    int rc = 0;
+
+    if (keys->n == 0) {
+        rc = PC_EINVAL;
+        goto out;
+    }
+    if (ptlen > MAX_PLAINTEXT) {
+        rc = PC_ETOOBIG;
+        goto out;
+    }
+    if ((value = seal_value(keys->session[0], host->session.cookie_name, pt, ptlen)) == NULL) {
+        rc = PC_EIO;
+        goto out;
+    }
+    if (strlen(value) > (size_t)AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS) {
+        rc = PC_ETOOBIG;
+        goto out;
+    }
+    nchunks = emit_chunks(host, value, s->expires_at - now, set_cookie);
+    clear_stale(host, cookie_header, nchunks, set_cookie);
+out:
+    pc_free_secret(pt);
+    free(value);
+    return rc;
+}
+
+/* Reassembles <base>_0.. from jar into *out (new). PC_ENOTFOUND when there is no _0. */
+static int
+reassemble(const struct authd_cookie_jar *jar, const char *base, char **out)
+{
+    struct pc_buf b;
+    size_t i;
+    int rc = 0;
+
+    pc_buf_init(&b, (size_t)AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS);
+    b.secret = true;
+    for (i = 0; i < AUTHD_MAX_CHUNKS + 1 && rc == 0; i++) {
+        char name[96];
+        const char *v;
+
+        snprintf(name, sizeof(name), "%s_%zu", base, i);
+        if ((v = authd_cookie_get(jar, name)) == NULL)
+            break;
+        if (i == AUTHD_MAX_CHUNKS)
+            rc = PC_ETOOBIG;
+        else
+            rc = pc_buf_appends(&b, v);
+    }
+    if (rc == 0 && i == 0)
+        rc = PC_ENOTFOUND;
+    if (rc == 0)
+        *out = pc_buf_detach(&b);
+    pc_buf_release(&b);
+    return rc;
+}
+
+/* Decrypts the session value: each unchunked occurrence first, then the chunks. */
+static int
+open_session_value(const struct authd_keys *keys, const struct authd_cookie_jar *jar,
+                   const char *base, char **pt)
+{
+    char *joined = NULL;
+    int rc = PC_ENOTFOUND, rr;
+
+    for (size_t i = 0; i < jar->n && rc != 0; i++)
+        if (strcmp(jar->v[i].name, base) == 0)
+            rc = open_value(keys->session, keys->n, base, jar->v[i].value,
+                            strlen(jar->v[i].value), pt);
+    if (rc == 0)
+        return 0;
+    rr = reassemble(jar, base, &joined);
+    if (rr == 0) {
+        rc = open_value(keys->session, keys->n, base, joined, strlen(joined), pt);
+        pc_free_secret(joined);
+    } else if (rr != PC_ENOTFOUND) {
+        rc = rr;
+    }
+    return rc;
+}
+
+int
+authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
+                   const char *cookie_header, int64_t now, struct authd_session **out)
+{
+    struct authd_cookie_jar jar;
+    struct authd_session *s = NULL;
+    char *pt = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = authd_cookie_jar_parse(&jar, cookie_header)) != 0)
+        return rc;
+    if ((rc = open_session_value(keys, &jar, host->session.cookie_name, &pt)) != 0)
+        goto out;
+    if ((rc = session_from_json(pt, &s)) != 0)
+        goto out;
+    if (s->expires_at <= now)
+        rc = PC_EEXPIRED;
+    else if (strcmp(s->issuer, host->oidc.issuer_url) != 0 ||
+             strcmp(s->client_id, host->oidc.client_id) != 0)
+        rc = PC_EINVAL;
+    if (rc == 0) {
+        *out = s;
+        s = NULL;
+    }
+out:
+    authd_session_free(s);
+    pc_free_secret(pt);
+    authd_cookie_jar_release(&jar);
+    return rc;
+}
+
+bool
+authd_session_needs_refresh(const struct authd_host *host, const struct authd_session *s,
+                            int64_t now)
+{
+    return host->session.refresh > 0 && s->refresh_token != NULL &&
+           now - s->refreshed_at >= host->session.refresh;
+}
+
+/* ---- login state cookies ---- */
+
+struct authd_login_state *
+authd_login_state_new(const struct authd_host *host, const char *redirect, int64_t now)
+{
+    struct authd_login_state *st = pc_xcalloc(1, sizeof(*st));
+
+    st->state = pc_random_token(32);
+    st->id = pc_xstrndup(st->state, STATE_ID_LEN);
+    st->nonce = pc_random_token(32);
+    st->pkce_verifier = pc_random_token(48);
+    st->redirect = pc_xstrdup(redirect ? redirect : "/");
+    st->host_id = pc_xstrdup(host->id);
+    st->expires_at = now + AUTHD_STATE_LIFETIME;
+    return st;
+}
+
+void
+authd_login_state_free(struct authd_login_state *st)
+{
+    if (st == NULL)
+        return;
+    free(st->id);
+    pc_free_secret(st->state);
+    pc_free_secret(st->nonce);
+    pc_free_secret(st->pkce_verifier);
+    free(st->redirect);
+    free(st->host_id);
+    free(st);
+}
+
+char *
+authd_pkce_challenge(const char *verifier)
+{
+    uint8_t digest[32];
+
+    pc_sha256(verifier, strlen(verifier), digest);
+    return pc_b64url_encode(digest, sizeof(digest));
+}
+
+static char *
+state_cookie_name(const struct authd_host *host, const char *id)
+{
+    return pc_xasprintf("%s_csrf_%s", host->session.cookie_name, id);
+}
+
+static char *
+state_to_json(const struct authd_login_state *st)
+{
+    json_t *o = json_object();
+    char *text;
+
+    set_str(o, "st", st->state);
+    set_str(o, "no", st->nonce);
+    set_str(o, "pv", st->pkce_verifier);
+    set_str(o, "rd", st->redirect);
+    set_str(o, "h", st->host_id);
+    json_object_set_new(o, "exp", json_integer(st->expires_at));
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+/* Opens one state cookie value. Returns 0 with *out new, PC_EAUTH or PC_EEXPIRED. */
+static int
+open_state(const struct authd_keys *keys, const char *name, const char *value, int64_t now,
+           struct authd_login_state **out)
+{
+    struct authd_login_state *st = NULL;
+    json_t *o = NULL;
+    char *pt = NULL;
+    int rc;
+
+    if ((rc = open_value(keys->state, keys->n, name, value, strlen(value), &pt)) != 0)
+        return rc;
+    o = json_loads(pt, JSON_REJECT_DUPLICATES, NULL);
+    st = pc_xcalloc(1, sizeof(*st));
+    st->state = dup_str(o, "st");
+    st->nonce = dup_str(o, "no");
+    st->pkce_verifier = dup_str(o, "pv");
+    st->redirect = dup_str(o, "rd");
+    st->host_id = dup_str(o, "h");
+    st->expires_at = json_integer_value(json_object_get(o, "exp"));
+    if (!st->state || !st->nonce || !st->pkce_verifier || !st->redirect || !st->host_id)
+        rc = PC_EAUTH;
+    else if (st->expires_at <= now)
+        rc = PC_EEXPIRED;
+    if (rc == 0) {
+        st->id = pc_xstrndup(st->state, STATE_ID_LEN);
+        *out = st;
+        st = NULL;
+    }
+    authd_login_state_free(st);
+    json_decref(o);
+    pc_free_secret(pt);
+    return rc;
+}
+
+struct live_state {
+    const char *name;
+    int64_t expires_at;
+};
+
+static int
+by_expiry_desc(const void *a, const void *b)
+{
+    const struct live_state *x = a, *y = b;
+
+    return x->expires_at < y->expires_at ? 1 : x->expires_at > y->expires_at ? -1 : 0;
+}
+
+/*
+ * Clears the state cookies in jar that are unreadable or expired, and the oldest live ones so
+ * that with the new one at most AUTHD_MAX_STATE_COOKIES remain.
+ */
+static void
+prune_states(const struct authd_keys *keys, const struct authd_host *host,
+             const struct authd_cookie_jar *jar, int64_t now, struct authd_strlist *set_cookie)
+{
+    struct live_state live[AUTHD_MAX_COOKIES];
+    size_t nlive = 0;
+
+    for (size_t i = 0; i < jar->n; i++) {
+        struct authd_login_state *st = NULL;
+
+        if (!is_state_cookie(jar->v[i].name, host->session.cookie_name))
+            continue;
+        if (open_state(keys, jar->v[i].name, jar->v[i].value, now, &st) == 0) {
+            live[nlive].name = jar->v[i].name;
+            live[nlive++].expires_at = st->expires_at;
+            authd_login_state_free(st);
+        } else if (!list_has_prefix(set_cookie, jar->v[i].name)) {
+            add_clear(set_cookie, jar->v[i].name, host, NULL);
+        }
+    }
+    qsort(live, nlive, sizeof(*live), by_expiry_desc);
+    for (size_t i = AUTHD_MAX_STATE_COOKIES - 1; i < nlive; i++)
+        if (!list_has_prefix(set_cookie, live[i].name))
+            add_clear(set_cookie, live[i].name, host, NULL);
+}
+
+int
+authd_login_state_seal(const struct authd_keys *keys, const struct authd_host *host,
+                       const struct authd_login_state *st, const char *cookie_header,
+                       int64_t now, struct authd_strlist *set_cookie)
+{
+    struct cookie_attrs a = {.max_age = st->expires_at - now, .same_site = AUTHD_SAMESITE_LAX};
+    char *name = state_cookie_name(host, st->id), *pt = state_to_json(st), *value = NULL;
+    struct authd_cookie_jar jar;
+    int rc = 0;
+
+    if (keys->n == 0 || (value = seal_value(keys->state[0], name, pt, strlen(pt))) == NULL) {
+        rc = keys->n == 0 ? PC_EINVAL : PC_EIO;
+        goto out;
+    }
+    if (authd_cookie_jar_parse(&jar, cookie_header) == 0) {
+        prune_states(keys, host, &jar, now, set_cookie);
+        authd_cookie_jar_release(&jar);
+    }
+    add_set_cookie(set_cookie, name, value, &a);
+out:
+    free(name);
+    pc_free_secret(pt);
+    free(value);
+    return rc;
+}
+
+int
+authd_login_state_open(const struct authd_keys *keys, const struct authd_host *host,
+                       const char *cookie_header, const char *state, int64_t now,
+                       struct authd_login_state **out, struct authd_strlist *set_cookie)
+{
+    struct authd_login_state *st = NULL;
+    struct authd_cookie_jar jar;
+    char *name = NULL, id[STATE_ID_LEN + 1];
+    const char *value;
+    int rc;
+
+    *out = NULL;
+    if (state == NULL || strlen(state) < STATE_ID_LEN + 8 || strlen(state) > 256)
+        return PC_ENOTFOUND;
+    if ((rc = authd_cookie_jar_parse(&jar, cookie_header)) != 0)
+        return rc;
+    memcpy(id, state, STATE_ID_LEN);
+    id[STATE_ID_LEN] = '\0';
+    name = state_cookie_name(host, id);
+    if ((value = authd_cookie_get(&jar, name)) == NULL) {
+        rc = PC_ENOTFOUND;
+        goto out;
+    }
+    add_clear(set_cookie, name, host, NULL);
+    if ((rc = open_state(keys, name, value, now, &st)) != 0)
+        goto out;
+    if (strlen(st->state) != strlen(state) || !pc_memeq(st->state, state, strlen(state)) ||
+        strcmp(st->host_id, host->id) != 0) {
+        rc = PC_EAUTH;
+        goto out;
+    }
+    *out = st;
+    st = NULL;
+out:
+    authd_login_state_free(st);
+    free(name);
+    authd_cookie_jar_release(&jar);
+    return rc;
+}

@@ -1,0 +1,262 @@
+/*
+ * test_config.c - authd config parsing, defaults, diagnostics and host matching.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd.h"
+
+/* Loads a fixture that must be valid; the diagnostic is the failure message otherwise. */
+static struct authd_config *
+load_ok(const char *path)
+{
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+    char text[600];
+
+    if (authd_config_load(path, &cfg, &diag) != 0) {
+        pc_diag_format(&diag, text, sizeof(text));
+        fail_msg("%s", text);
+    }
+    return cfg;
+}
+
+static void
+test_good_config(void **state)
+{
+    struct authd_config *cfg = NULL;
+    const struct authd_host *h;
+
+    (void)state;
+    cfg = load_ok("data/good.yaml");
+    assert_string_equal(cfg->listen, "0.0.0.0:4180");
+    assert_string_equal(cfg->admin_listen, "127.0.0.1:9090");
+    assert_string_equal(cfg->ext_authz_prefix, "/ext-authz");
+    assert_int_equal(cfg->keys.n, 1);
+    assert_int_equal(cfg->nhosts, 2);
+    h = &cfg->hosts[0];
+    assert_string_equal(h->id, "test-auth/echo");
+    assert_string_equal(h->oidc.client_secret, "s3cret");
+    assert_int_equal(h->oidc.scopes.n, 2);
+    assert_string_equal(h->oidc.scopes.v[0], "openid");
+    assert_string_equal(h->oidc.scopes.v[1], "email");
+    assert_string_equal(h->oidc.claim_groups, "realm_access.roles");
+    assert_string_equal(h->oidc.claim_email, "email");
+    assert_string_equal(h->oidc.claim_username, "preferred_username");
+    assert_string_equal(h->oidc.callback_path, "/oauth2/callback");
+    assert_string_equal(h->oidc.sign_out_path, "/oauth2/sign_out");
+    assert_string_equal(h->access.email_domains.v[0], "example.com");
+    assert_int_equal(h->paths.skip.n, 2);
+    assert_string_equal(h->session.cookie_domain, ".example.com");
+    assert_int_equal(h->session.lifetime, 5400);
+    assert_int_equal(h->session.refresh, 300);
+    assert_int_equal(h->session.same_site, AUTHD_SAMESITE_STRICT);
+    assert_int_equal(h->nupstream_headers, 2);
+    assert_string_equal(h->upstream_headers[1].claim, "name");
+    assert_true(h->pass_id_token);
+    assert_true(h->bearer.enabled);
+    assert_string_equal(h->bearer.audiences.v[0], "api");
+    assert_int_equal(h->mode, AUTHD_MODE_REPORT_ONLY);
+    authd_config_free(cfg);
+}
+
+static void
+test_defaults(void **state)
+{
+    struct authd_config *cfg = NULL;
+    const struct authd_host *h;
+
+    (void)state;
+    cfg = load_ok("data/good.yaml");
+    h = &cfg->hosts[1];
+    assert_int_equal(h->oidc.scopes.n, 3);
+    assert_string_equal(h->oidc.scopes.v[2], "profile");
+    assert_string_equal(h->oidc.claim_groups, "groups");
+    assert_string_equal(h->session.cookie_name, "_portcullis");
+    assert_null(h->session.cookie_domain);
+    assert_int_equal(h->session.lifetime, 12 * 3600);
+    assert_int_equal(h->session.refresh, 0);
+    assert_int_equal(h->session.same_site, AUTHD_SAMESITE_LAX);
+    assert_int_equal(h->nupstream_headers, 4);
+    assert_string_equal(h->upstream_headers[0].name, "X-Auth-Request-User");
+    assert_string_equal(h->upstream_headers[3].claim, "groups");
+    assert_false(h->pass_id_token);
+    assert_false(h->bearer.enabled);
+    assert_int_equal(h->mode, AUTHD_MODE_ENFORCE);
+    assert_null(h->oidc.client_secret);
+    authd_config_free(cfg);
+}
+
+static const struct {
+    const char *file;
+    int line, col;
+    const char *msg;
+} bad[] = {
+    {"data/bad-unknown-key.yaml", 6, 5, "hosts[0]: unknown key \"sesion\""},
+    {"data/bad-http-issuer.yaml", 7, 18, "hosts[0].oidc.issuerURL: \"http://idp.example.com\" "
+                                         "must be an https URL (set allowInsecureIssuers"},
+    {"data/bad-dup-host.yaml", 7, 28, "hosts[1].hosts[1]: \"b.example.com\" is already "
+                                      "protected by hosts[0]"},
+    {"data/bad-secret-missing.yaml", 3, 5, "cookieSecretFiles[1]: cannot read "
+                                           "\"data/no-such-secret\""},
+    {"data/bad-secret-short.yaml", 1, 21, "is 5 bytes; at least 32 are required"},
+    {"data/bad-enum.yaml", 7, 17, "hosts[0].session.sameSite: expected one of Lax, Strict, None"},
+    {"data/bad-mode.yaml", 6, 11, "hosts[0].mode: expected Enforce or ReportOnly"},
+    {"data/bad-empty-hosts.yaml", 2, 8, "hosts: empty"},
+    {"data/bad-type.yaml", 4, 12, "hosts[0].hosts: expected a sequence, found a scalar"},
+    {"data/bad-duration.yaml", 6, 25, "hosts[0].session.lifetime: expected a duration"},
+    {"data/bad-missing-client.yaml", 5, 11, "hosts[0].oidc.clientID: required"},
+    {"data/bad-host-name.yaml", 4, 28, "hosts[0].hosts[1]: \"Bad_Host:8080\" is not a lowercase"},
+    {"data/bad-skip-callback.yaml", 7, 24, "\"/oauth2/\" covers the callback or sign-out path"},
+    {"data/bad-bool.yaml", 6, 18, "hosts[0].passIDToken: expected true or false"},
+    {"data/bad-no-secrets.yaml", 1, 1, "cookieSecretFiles: required"},
+};
+
+static void
+test_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct authd_config *cfg = NULL;
+        struct pc_diag diag = {0};
+        char text[600], want[64];
+
+        assert_int_not_equal(authd_config_load(bad[i].file, &cfg, &diag), 0);
+        assert_null(cfg);
+        pc_diag_format(&diag, text, sizeof(text));
+        snprintf(want, sizeof(want), "%s:%d:%d: ", bad[i].file, bad[i].line, bad[i].col);
+        if (strncmp(text, want, strlen(want)) != 0 || strstr(text, bad[i].msg) == NULL)
+            fail_msg("%s: got \"%s\", want \"%s...%s\"", bad[i].file, text, want, bad[i].msg);
+    }
+}
+
+static void
+test_yaml_error_and_insecure(void **state)
+{
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    (void)state;
+    assert_int_equal(authd_config_load("data/bad-yaml.yaml", &cfg, &diag), PC_EPARSE);
+    assert_true(diag.line >= 3);
+    cfg = load_ok("data/ok-http-issuer.yaml");
+    assert_string_equal(cfg->hosts[0].oidc.issuer_url, "http://127.0.0.1:8080/realms/main");
+    authd_config_free(cfg);
+    assert_true(authd_config_load("data/no-such-file.yaml", &cfg, &diag) == -ENOENT);
+}
+
+static int
+mem_reader(void *ud, const char *path, char **data, size_t *len)
+{
+    (void)ud;
+    if (strcmp(path, "mem") != 0)
+        return -ENOENT;
+    *data = strdup("0123456789abcdef0123456789abcdef\n");
+    *len = strlen(*data);
+    return 0;
+}
+
+static void
+test_parse_from_memory(void **state)
+{
+    static const char text[] = "cookieSecretFiles: [mem]\nextAuthzPathPrefix: /check/\n"
+                               "hosts:\n- id: a/b\n  hosts: [a.example.com]\n"
+                               "  oidc: {issuerURL: 'https://idp', clientID: a}\n";
+    struct authd_config_opts opts = {.file = "inline", .read_file = mem_reader};
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    (void)state;
+    if (authd_config_parse(text, strlen(text), &opts, &cfg, &diag) != 0)
+        fail_msg("%d:%d: %s", diag.line, diag.col, diag.msg);
+    assert_string_equal(cfg->ext_authz_prefix, "/check");
+    assert_int_equal(cfg->keys.n, 1);
+    authd_config_free(cfg);
+}
+
+static void
+test_durations(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        int64_t want;
+    } cases[] = {
+        {"12h", 0, 43200}, {"30m", 0, 1800}, {"90s", 0, 90}, {"0s", 0, 0}, {"0", 0, 0},
+        {"1h30m", 0, 5400}, {"", PC_EPARSE, 0}, {"12", PC_EPARSE, 0}, {"h", PC_EPARSE, 0},
+        {"-1h", PC_EPARSE, 0}, {"1d", PC_EPARSE, 0}, {"99999999999h", PC_EPARSE, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t v = -1;
+
+        assert_int_equal(authd_parse_duration(cases[i].in, &v), cases[i].rc);
+        if (cases[i].rc == 0)
+            assert_int_equal(v, cases[i].want);
+    }
+}
+
+static void
+test_match_host(void **state)
+{
+    static const struct {
+        const char *host;
+        int index; /* -1: unknown */
+    } cases[] = {
+        {"echo.example.com", 0},
+        {"ECHO.Example.COM:8443", 0},
+        {"echo.example.com.", 0},
+        {"x.apps.example.com", 0},       /* *.apps.example.com beats *.example.com */
+        {"a.b.apps.example.com", 1},     /* *.b.apps.example.com is longer */
+        {"b.apps.example.com", 0},
+        {"other.example.com", 1},
+        {"deep.other.example.com", 1},
+        {"example.com", -1},
+        {"apps.example.com", 1},
+        {"evil.com", -1},
+        {"echo.example.com:80@evil.com", -1},
+        {"echo.example.com:abc", -1},
+        {"", -1},
+        {NULL, -1},
+    };
+    struct authd_config *cfg = NULL;
+
+    (void)state;
+    cfg = load_ok("data/good.yaml");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct authd_host *h = authd_config_match_host(cfg, cases[i].host);
+
+        if (cases[i].index < 0) {
+            if (h != NULL)
+                fail_msg("%s: matched %s", cases[i].host, h->id);
+        } else if (h == NULL || h->index != (size_t)cases[i].index) {
+            fail_msg("%s: want hosts[%d], got %s", cases[i].host, cases[i].index,
+                     h ? h->id : "none");
+        }
+    }
+    authd_config_free(cfg);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_yaml_error_and_insecure),
+        cmocka_unit_test(test_parse_from_memory),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_match_host),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
