@@ -1,0 +1,315 @@
+/*
+ * door.c - the auth port's front doors: Envoy ext_authz (any path under extAuthzPathPrefix),
+ * nginx auth_request (GET /oauth2/auth) and the direct endpoints (/oauth2/start, callback,
+ * sign_out, userinfo). Every check goes through the core's authd_decide; this file turns the
+ * decision into a reply, counts it and logs it.
+ *
+ * Logging on the check path: allowed checks log at debug level (one line per request at
+ * 50k req/s would cost more than the check), every other outcome at info. Logins, sign-outs
+ * and refreshes always log.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd.h"
+#include "portcullis/log.h"
+
+struct check {
+    struct authd_server *srv;
+    const struct authd_http *h;
+    enum authd_door door;
+    const char *host_name;
+    const char *path; /* original path+query */
+    const struct authd_host *host;
+    struct authd_session *session;
+    struct authd_identity bearer;
+    bool has_bearer;
+    struct authd_strlist set_cookie;
+    struct authd_decision d;
+    int64_t t0;
+};
+
+const char *
+authd_door_scheme(const struct authd_http *h)
+{
+    if (h->x_forwarded_proto && !strcmp(h->x_forwarded_proto, "http"))
+        return "http";
+    return "https";
+}
+
+static const char *
+verdict_name(const struct authd_decision *d)
+{
+    switch (d->verdict) {
+    case AUTHD_ALLOW: return "allow";
+    case AUTHD_SKIP: return "skip";
+    case AUTHD_LOGIN_REDIRECT: return "login";
+    case AUTHD_UNAUTHORIZED: return "unauthorized";
+    case AUTHD_FORBIDDEN: return "forbidden";
+    case AUTHD_UNKNOWN_HOST: return "unknown_host";
+    case AUTHD_CALLBACK: return "callback";
+    case AUTHD_SIGN_OUT: return "sign_out";
+    }
+    return "unknown";
+}
+
+/* Verifies "Authorization: Bearer <JWT>" for hosts that accept bearer tokens. */
+static int
+open_bearer(struct check *c)
+{
+    const char *a = c->h->authorization;
+    const struct authd_issuer *iss;
+    json_t *claims = NULL;
+    int rc;
+
+    if (!c->host->bearer.enabled || !a || strncasecmp(a, "Bearer ", 7))
+        return PC_ENOTFOUND;
+    iss = authd_oidc_issuer(c->srv->oidc, c->host->oidc.issuer_url);
+    if (!iss || !iss->jwks)
+        return PC_EIO;
+    struct authd_jwt_expect ex = {.issuer = c->host->oidc.issuer_url,
+                                  .client_id = c->host->oidc.client_id,
+                                  .audiences = &c->host->bearer.audiences,
+                                  .now = authd_now()};
+    rc = authd_jwt_verify(iss->jwks, a + 7, &ex, &claims, NULL);
+    if (!rc)
+        rc = authd_identity_from_claims(c->host, claims, &c->bearer);
+    json_decref(claims);
+    c->has_bearer = rc == 0;
+    return rc == PC_ENOTFOUND ? PC_EAUTH : rc;
+}
+
+static void
+add_decision_headers(struct authd_reply *r, const struct authd_decision *d)
+{
+    for (size_t i = 0; i < d->nheaders; i++)
+        authd_reply_header(r, d->headers[i].name, d->headers[i].value);
+}
+
+/* A login redirect: the state's return target is the original URL, validated. */
+static void
+login_redirect(struct check *c, struct authd_reply *r)
+{
+    char *target = NULL;
+
+    if (!c->d.original_url ||
+        authd_redirect_validate(c->srv->cfg->cfg, c->host_name, c->d.original_url, &target))
+        target = pc_xstrdup("/");
+    authd_login_start(c->srv, c->host, c->h, c->host_name, target, r);
+    free(target);
+}
+
+static void
+denial(struct check *c, struct authd_reply *r)
+{
+    r->status = c->d.status;
+    r->content_type = c->d.content_type;
+    if (c->d.www_authenticate)
+        authd_reply_header(r, "WWW-Authenticate", c->d.www_authenticate);
+    authd_reply_header(r, "Cache-Control", "no-store");
+    if (c->d.body)
+        pc_buf_appends(&r->body, c->d.body);
+}
+
+/* Turns the decision into the reply. Returns 1 when deferred (callback). */
+static int
+respond(struct check *c, void *conn, struct authd_reply *r)
+{
+    const char *query;
+
+    switch (c->d.verdict) {
+    case AUTHD_CALLBACK:
+        if (c->door == AUTHD_DOOR_NGINX)
+            break;
+        query = strchr(c->path, '?');
+        return authd_login_callback(c->srv, c->host, c->h, c->host_name, query ? query + 1 : "",
+                                    conn, r);
+    case AUTHD_SIGN_OUT:
+        if (c->door == AUTHD_DOOR_NGINX)
+            break;
+        query = strchr(c->path, '?');
+        authd_login_sign_out(c->srv, c->host, c->h, c->host_name, query ? query + 1 : "", r);
+        return 0;
+    case AUTHD_LOGIN_REDIRECT:
+        if (!c->d.report_only) {
+            login_redirect(c, r);
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    if (c->d.status == 200 || c->d.status == 202) {
+        r->status = c->d.status;
+        add_decision_headers(r, &c->d);
+        for (size_t i = 0; i < c->set_cookie.n; i++)
+            authd_reply_header(r, "Set-Cookie", c->set_cookie.v[i]);
+        return 0;
+    }
+    if (c->d.verdict == AUTHD_CALLBACK || c->d.verdict == AUTHD_SIGN_OUT) {
+        /* nginx: authd's own endpoints are routed to authd directly, never checked. */
+        authd_reply_page(r, 401, "unauthorized", "authd endpoint behind auth_request");
+        return 0;
+    }
+    denial(c, r);
+    return 0;
+}
+
+static const char *
+user_of(const struct check *c)
+{
+    const struct authd_identity *id = c->has_bearer ? &c->bearer
+                                      : c->session ? &c->session->id
+                                                   : NULL;
+
+    if (!id)
+        return NULL;
+    return id->email ? id->email : id->sub;
+}
+
+static void
+account(struct check *c, const struct authd_reply *r)
+{
+    const char *door = c->door == AUTHD_DOOR_ENVOY ? "envoy" : "nginx";
+    const char *outcome = verdict_name(&c->d);
+    int64_t us = authd_mono_us() - c->t0;
+    enum pc_log_level lvl = c->d.verdict == AUTHD_ALLOW || c->d.verdict == AUTHD_SKIP
+                                ? PC_LOG_DEBUG
+                                : PC_LOG_INFO;
+    char lat[24], status[8];
+
+    authd_metrics_decision(c->srv->metrics, c->host ? c->host->id : "_unknown", door, outcome,
+                           us);
+    snprintf(lat, sizeof(lat), "%lld", (long long)us);
+    snprintf(status, sizeof(status), "%d", r->status);
+    pc_log(lvl, "check", "host", c->host_name, "policy", c->host ? c->host->id : NULL, "door",
+           door, "decision", outcome, "status", status, "report_only",
+           c->d.report_only ? "true" : "false", "user", user_of(c), "reason", c->d.reason,
+           "latency_us", lat, NULL);
+}
+
+static int
+check(struct check *c, void *conn, struct authd_reply *r)
+{
+    const struct authd_config *cfg = c->srv->cfg->cfg;
+    int64_t now = authd_now();
+    int session_rc = PC_ENOTFOUND, bearer_rc = PC_ENOTFOUND, rc;
+
+    c->host = authd_config_match_host(cfg, c->host_name);
+    if (c->host) {
+        session_rc = authd_session_open(&cfg->keys, c->host, c->h->cookie, now, &c->session);
+        bearer_rc = open_bearer(c);
+    }
+    struct authd_request req = {
+        .door = c->door, .method = c->h->method, .host = c->host_name, .path = c->path,
+        .accept = c->h->accept, .x_requested_with = c->h->x_requested_with,
+        .sec_fetch_mode = c->h->sec_fetch_mode, .authorization = c->h->authorization,
+        .cookie = c->h->cookie, .x_forwarded_proto = c->h->x_forwarded_proto,
+    };
+    struct authd_decide_input in = {.req = &req, .host = c->host, .session_rc = session_rc,
+                                    .session = c->session, .bearer_rc = bearer_rc,
+                                    .bearer = c->has_bearer ? &c->bearer : NULL, .now = now};
+    authd_decide(&in, &c->d);
+    if (c->d.refresh_due && c->session && c->session->refresh_token &&
+        authd_refresh_check(c->srv, c->host, &c->session, c->h->cookie, &c->set_cookie) ==
+            PC_EEXPIRED) {
+        /* The IdP revoked this session: decide again as if it had expired. */
+        authd_decision_release(&c->d);
+        authd_session_free(c->session);
+        c->session = NULL;
+        in.session_rc = PC_EEXPIRED;
+        in.session = NULL;
+        authd_decide(&in, &c->d);
+    }
+    rc = respond(c, conn, r);
+    account(c, r);
+    return rc;
+}
+
+static int
+run_check(struct authd_server *srv, const struct authd_http *h, enum authd_door door,
+          const char *host_name, const char *path, void *conn, struct authd_reply *r)
+{
+    struct check c = {.srv = srv, .h = h, .door = door, .host_name = host_name, .path = path,
+                      .t0 = authd_mono_us()};
+    int rc = check(&c, conn, r);
+
+    authd_decision_release(&c.d);
+    authd_session_free(c.session);
+    authd_identity_release(&c.bearer);
+    authd_strlist_release(&c.set_cookie);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* direct endpoints */
+
+static void
+userinfo(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
+         struct authd_reply *r)
+{
+    struct authd_session *s = NULL;
+    json_t *o, *groups;
+    char *text;
+
+    if (authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s)) {
+        authd_reply_json(r, 401, "{\"error\":\"unauthorized\"}\n");
+        return;
+    }
+    groups = json_array();
+    for (size_t i = 0; i < s->id.groups.n; i++)
+        json_array_append_new(groups, json_string(s->id.groups.v[i]));
+    o = json_pack("{s:s?, s:s?, s:s?, s:o}", "user", s->id.sub, "email", s->id.email,
+                  "preferredUsername", s->id.preferred_username, "groups", groups);
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    authd_reply_json(r, 200, text ? text : "{}");
+    authd_reply_header(r, "Cache-Control", "no-store");
+    free(text);
+    json_decref(o);
+    authd_session_free(s);
+}
+
+static int
+direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct authd_reply *r)
+{
+    const char *host_name = authd_login_host(h);
+    const struct authd_host *host = authd_config_match_host(srv->cfg->cfg, host_name);
+    char *rd, *target = NULL;
+
+    if (!host) {
+        authd_reply_page(r, 403, "forbidden", "no policy for this host");
+        return 0;
+    }
+    if (!strcmp(h->path, "/oauth2/callback") || !strcmp(h->path, host->oidc.callback_path))
+        return authd_login_callback(srv, host, h, host_name, h->query, conn, r);
+    if (!strcmp(h->path, "/oauth2/sign_out") || !strcmp(h->path, host->oidc.sign_out_path)) {
+        authd_login_sign_out(srv, host, h, host_name, h->query, r);
+    } else if (!strcmp(h->path, "/oauth2/start")) {
+        rd = authd_query_param(h->query, "rd");
+        if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
+            target = pc_xstrdup("/");
+        authd_login_start(srv, host, h, host_name, target, r);
+        free(rd);
+        free(target);
+    } else if (!strcmp(h->path, "/oauth2/userinfo")) {
+        userinfo(srv, host, h, r);
+    } else {
+        authd_reply_page(r, 404, "not found", "unknown path");
+    }
+    return 0;
+}
+
+int
+authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
+                  struct authd_reply *r)
+{
+    const char *orig = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri);
+
+    if (orig)
+        return run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
+    if (!strcmp(h->path, "/oauth2/auth"))
+        return run_check(srv, h, AUTHD_DOOR_NGINX, authd_login_host(h),
+                         h->x_original_uri ? h->x_original_uri : "/", conn, r);
+    return direct(srv, h, conn, r);
+}

@@ -1,0 +1,610 @@
+/*
+ * login.c - the OIDC login flow on the I/O side: /oauth2/start (or a login redirect from a
+ * check), the callback (code exchange + ID token verification, deferred while the IdP works),
+ * sign-out, userinfo, and session refresh in the background.
+ *
+ * Refresh behaviour: a check whose session is older than session.refresh is answered at once
+ * from that session. The first such check starts one refresh_token grant (single-flight, keyed
+ * by SHA-256 of the session's refresh token, which identifies the session); checks arriving
+ * meanwhile keep using the old session. Once the IdP answered, every allowed check carrying the
+ * old session within the next 60 s gets the refreshed cookie as Set-Cookie (Envoy passes it to
+ * the browser through headersToDownstreamOnAllow). The refreshed session keeps its original
+ * login time and expiry. If the IdP refuses the refresh token (HTTP 400/401, e.g.
+ * invalid_grant), the session is treated as logged out; if the IdP is unreachable, the old
+ * session stays valid until its own expiry and a refresh is retried after 30 s.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd.h"
+#include "portcullis/crypto.h"
+#include "portcullis/http.h"
+#include "portcullis/json.h"
+#include "portcullis/log.h"
+
+#define REFRESH_KEEP_SECS 60
+#define REFRESH_RETRY_SECS 30
+
+const char *
+authd_login_host(const struct authd_http *h)
+{
+    if (h->x_forwarded_host && *h->x_forwarded_host)
+        return h->x_forwarded_host;
+    return h->host ? h->host : "";
+}
+
+char *
+authd_query_param(const char *query, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        if (len > nlen && !strncmp(p, name, nlen) && p[nlen] == '=')
+            return pc_url_decode(p + nlen + 1, len - nlen - 1, true);
+        p = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+static char *
+redirect_uri(const struct authd_host *host, const struct authd_http *h, const char *host_name)
+{
+    return pc_xasprintf("%s://%s%s", authd_door_scheme(h), host_name, host->oidc.callback_path);
+}
+
+static void
+add_set_cookies(struct authd_reply *r, const struct authd_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        authd_reply_header(r, "Set-Cookie", l->v[i]);
+}
+
+static void
+redirect(struct authd_reply *r, const char *location)
+{
+    r->status = 302;
+    authd_reply_header(r, "Location", location);
+    authd_reply_header(r, "Cache-Control", "no-store");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* start */
+
+static char *
+authorize_url(const struct authd_issuer *iss, const struct authd_host *host,
+              const struct authd_login_state *st, const char *ruri)
+{
+    struct pc_buf b;
+    char *scope, *challenge = authd_pkce_challenge(st->pkce_verifier);
+    struct pc_buf sc;
+
+    pc_buf_init(&sc, 0);
+    for (size_t i = 0; i < host->oidc.scopes.n; i++)
+        pc_buf_appendf(&sc, "%s%s", i ? " " : "", host->oidc.scopes.v[i]);
+    scope = pc_buf_detach(&sc);
+    pc_buf_init(&b, 0);
+    pc_buf_appends(&b, iss->authorization_endpoint);
+    pc_buf_appends(&b, strchr(iss->authorization_endpoint, '?') ? "&" : "?");
+    const char *kv[][2] = {
+        {"response_type", "code"}, {"client_id", host->oidc.client_id},
+        {"redirect_uri", ruri},    {"scope", scope},
+        {"state", st->state},      {"nonce", st->nonce},
+        {"code_challenge", challenge}, {"code_challenge_method", "S256"},
+    };
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+        char *e = pc_url_encode(kv[i][1]);
+        pc_buf_appendf(&b, "%s%s=%s", i ? "&" : "", kv[i][0], e);
+        free(e);
+    }
+    free(scope);
+    free(challenge);
+    return pc_buf_detach(&b);
+}
+
+void
+authd_login_start(struct authd_server *srv, const struct authd_host *host,
+                  const struct authd_http *h, const char *host_name, const char *target,
+                  struct authd_reply *r)
+{
+    const struct authd_config *cfg = srv->cfg->cfg;
+    const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
+    struct authd_strlist set_cookie = {0};
+    struct authd_login_state *st = NULL;
+    char *ruri = NULL, *url = NULL;
+
+    if (!iss || !iss->discovered) {
+        authd_reply_page(r, 503, "login unavailable",
+                         "login unavailable: the identity provider's discovery document has "
+                         "not been fetched yet; try again shortly");
+        authd_reply_header(r, "Retry-After", "5");
+        return;
+    }
+    st = authd_login_state_new(host, target, authd_now());
+    if (authd_login_state_seal(&cfg->keys, host, st, h->cookie, authd_now(), &set_cookie)) {
+        authd_reply_page(r, 500, "login failed", "login failed: cannot seal the login state");
+        goto out;
+    }
+    ruri = redirect_uri(host, h, host_name);
+    url = authorize_url(iss, host, st, ruri);
+    redirect(r, url);
+    add_set_cookies(r, &set_cookie);
+out:
+    authd_login_state_free(st);
+    authd_strlist_release(&set_cookie);
+    free(ruri);
+    free(url);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* callback */
+
+struct callback_ctx {
+    struct authd_server *srv;
+    struct authd_cfgref *cfg;
+    const struct authd_host *host; /* borrowed from cfg */
+    struct authd_pending *pending;
+    struct authd_login_state *st;
+    struct authd_strlist set_cookie;
+    char *cookie_header;
+    char *refresh_token;
+    char *id_token;
+    char *host_name;
+    int64_t t0;
+};
+
+static void
+callback_free(struct callback_ctx *c)
+{
+    authd_login_state_free(c->st);
+    authd_strlist_release(&c->set_cookie);
+    free(c->cookie_header);
+    pc_free_secret(c->refresh_token);
+    pc_free_secret(c->id_token);
+    free(c->host_name);
+    authd_cfgref_put(c->cfg);
+    free(c);
+}
+
+static void
+log_login(const struct callback_ctx *c, const char *result, const char *user, const char *why)
+{
+    char lat[32];
+
+    snprintf(lat, sizeof(lat), "%lld", (long long)(authd_mono_us() - c->t0));
+    pc_log(strcmp(result, "ok") ? PC_LOG_WARN : PC_LOG_INFO, "login", "host", c->host_name,
+           "policy", c->host->id, "result", result, "user", user, "reason", why, "latency_us",
+           lat, NULL);
+}
+
+/* Finishes the callback with an error page. */
+static void
+callback_fail(struct callback_ctx *c, int status, const char *msg, const char *why)
+{
+    struct authd_reply r;
+
+    authd_reply_init(&r);
+    authd_reply_page(&r, status, "login failed", msg);
+    add_set_cookies(&r, &c->set_cookie); /* clears the used state cookie */
+    log_login(c, "failure", NULL, why);
+    authd_pending_finish(c->pending, &r);
+    authd_reply_release(&r);
+    callback_free(c);
+}
+
+static void
+verify_done(void *ud, int rc, json_t *claims, const char *why)
+{
+    struct callback_ctx *c = ud;
+    struct authd_session *s = NULL;
+    struct authd_reply r;
+    int64_t now = authd_now();
+
+    if (rc) {
+        callback_fail(c, 502, "login failed: the identity provider's ID token was not accepted",
+                      why ? why : pc_strerror(rc));
+        json_decref(claims);
+        return;
+    }
+    rc = authd_session_from_claims(c->host, claims, c->id_token, c->refresh_token, now, &s);
+    json_decref(claims);
+    if (rc || authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now,
+                                 &c->set_cookie)) {
+        callback_fail(c, 502, "login failed: the session could not be created", "session");
+        authd_session_free(s);
+        return;
+    }
+    authd_reply_init(&r);
+    redirect(&r, c->st->redirect);
+    add_set_cookies(&r, &c->set_cookie);
+    log_login(c, "ok", s->id.email ? s->id.email : s->id.sub, "code");
+    authd_pending_finish(c->pending, &r);
+    authd_reply_release(&r);
+    authd_session_free(s);
+    callback_free(c);
+}
+
+static void
+token_done(void *ud, int rc, long status, json_t *body, const char *error)
+{
+    struct callback_ctx *c = ud;
+    const char *idt = body ? pc_json_str(body, "id_token") : NULL;
+    const char *rt = body ? pc_json_str(body, "refresh_token") : NULL;
+    const char *err = body ? pc_json_str(body, "error") : NULL;
+
+    if (rc == PC_EIO) {
+        bool timeout = error && strstr(error, "timed out");
+        callback_fail(c, timeout ? 504 : 502,
+                      timeout ? "login failed: the identity provider did not answer in time"
+                              : "login failed: the identity provider did not answer",
+                      error);
+        return;
+    }
+    if (rc == PC_EAUTH && err && !strcmp(err, "invalid_grant")) {
+        callback_fail(c, 400, "login failed: the authorization code was refused (expired or "
+                              "already used); start the login again", err);
+        return;
+    }
+    if (rc || !idt) {
+        char why[64];
+        snprintf(why, sizeof(why), "token endpoint status %ld", status);
+        callback_fail(c, 502, "login failed: the identity provider refused the code exchange",
+                      err ? err : why);
+        return;
+    }
+    c->id_token = pc_xstrdup(idt);
+    c->refresh_token = rt ? pc_xstrdup(rt) : NULL;
+    struct authd_jwt_expect ex = {.issuer = c->host->oidc.issuer_url,
+                                  .client_id = c->host->oidc.client_id,
+                                  .nonce = c->st->nonce,
+                                  .now = authd_now()};
+    authd_oidc_verify(c->srv->oidc, c->host->oidc.issuer_url, c->id_token, &ex, verify_done, c);
+}
+
+/* Validates the callback request synchronously; on success starts the code exchange. */
+int
+authd_login_callback(struct authd_server *srv, const struct authd_host *host,
+                     const struct authd_http *h, const char *host_name, const char *query,
+                     void *conn, struct authd_reply *r)
+{
+    struct authd_strlist set_cookie = {0};
+    struct authd_login_state *st = NULL;
+    char *state = authd_query_param(query, "state");
+    char *code = authd_query_param(query, "code");
+    char *error = authd_query_param(query, "error");
+    char *ruri = NULL;
+    struct callback_ctx *c = NULL;
+    int rc = 0, orc;
+
+    if (error) {
+        char *desc = authd_query_param(query, "error_description");
+        char *msg = pc_xasprintf("login failed: the identity provider answered \"%s\"%s%s",
+                                 error, desc ? ": " : "", desc ? desc : "");
+        authd_reply_page(r, 403, "login failed", msg);
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", error, NULL);
+        free(desc);
+        free(msg);
+        goto out;
+    }
+    orc = state ? authd_login_state_open(&srv->cfg->cfg->keys, host, h->cookie, state,
+                                         authd_now(), &st, &set_cookie)
+                : PC_ENOTFOUND;
+    if (orc || !code) {
+        authd_reply_page(r, 400, "login failed",
+                         orc == PC_EEXPIRED ? "login failed: the login took too long; start again"
+                                            : "login failed: invalid or missing login state "
+                                              "(cookie); start the login again");
+        add_set_cookies(r, &set_cookie);
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", orc ? pc_strerror(orc) : "no code", NULL);
+        goto out;
+    }
+    const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
+    if (!iss || !iss->discovered) {
+        authd_reply_page(r, 503, "login failed",
+                         "login failed: the identity provider's discovery document is not "
+                         "loaded; try again shortly");
+        goto out;
+    }
+    c = pc_xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->cfg = authd_cfgref_get(srv->cfg);
+    c->host = host;
+    c->st = st;
+    st = NULL;
+    c->set_cookie = set_cookie;
+    set_cookie = (struct authd_strlist){0};
+    c->cookie_header = h->cookie ? pc_xstrdup(h->cookie) : NULL;
+    c->host_name = pc_xstrdup(host_name);
+    c->t0 = authd_mono_us();
+    ruri = redirect_uri(host, h, host_name);
+    struct authd_token_opts opts = {.host = host, .issuer = iss,
+                                    .grant_type = "authorization_code", .code = code,
+                                    .redirect_uri = ruri,
+                                    .code_verifier = c->st->pkce_verifier, .kind = "token",
+                                    .done = token_done, .ud = c};
+    c->pending = authd_pending_new(conn);
+    authd_oidc_token(srv->oidc, &opts);
+    rc = 1;
+out:
+    authd_login_state_free(st);
+    authd_strlist_release(&set_cookie);
+    free(state);
+    pc_free_secret(code);
+    free(error);
+    free(ruri);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sign-out */
+
+static char *
+absolute(const struct authd_http *h, const char *host_name, const char *target)
+{
+    if (target[0] == '/')
+        return pc_xasprintf("%s://%s%s", authd_door_scheme(h), host_name, target);
+    return pc_xstrdup(target);
+}
+
+void
+authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
+                     const struct authd_http *h, const char *host_name, const char *query,
+                     struct authd_reply *r)
+{
+    const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
+    struct authd_strlist set_cookie = {0};
+    struct authd_session *s = NULL;
+    char *rd = authd_query_param(query, "rd"), *target = NULL, *abs = NULL;
+    struct pc_buf b;
+
+    if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
+        target = pc_xstrdup("/");
+    authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
+    authd_session_clear(host, h->cookie, true, &set_cookie);
+    pc_buf_init(&b, 0);
+    if (iss && iss->end_session_endpoint) {
+        char *e;
+        abs = absolute(h, host_name, target);
+        pc_buf_appendf(&b, "%s%s", iss->end_session_endpoint,
+                       strchr(iss->end_session_endpoint, '?') ? "&" : "?");
+        e = pc_url_encode(host->oidc.client_id);
+        pc_buf_appendf(&b, "client_id=%s", e);
+        free(e);
+        e = pc_url_encode(abs);
+        pc_buf_appendf(&b, "&post_logout_redirect_uri=%s", e);
+        free(e);
+        if (s && s->id_token) {
+            e = pc_url_encode(s->id_token);
+            pc_buf_appendf(&b, "&id_token_hint=%s", e);
+            pc_free_secret(e);
+        }
+    } else {
+        pc_buf_appends(&b, target);
+    }
+    redirect(r, pc_buf_str(&b));
+    add_set_cookies(r, &set_cookie);
+    pc_log(PC_LOG_INFO, "sign_out", "host", host_name, "policy", host->id, "user",
+           s ? (s->id.email ? s->id.email : s->id.sub) : NULL, NULL);
+    b.secret = true;
+    pc_buf_release(&b);
+    authd_session_free(s);
+    authd_strlist_release(&set_cookie);
+    free(rd);
+    free(target);
+    free(abs);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* refresh */
+
+enum refresh_state { RF_INFLIGHT, RF_DONE, RF_FAILED, RF_REVOKED };
+
+struct refresh_entry {
+    uint8_t key[32];
+    enum refresh_state state;
+    int64_t until; /* entry dropped after this */
+    struct authd_strlist set_cookie;
+    struct refresh_entry *next;
+};
+
+struct authd_refresh {
+    struct refresh_entry *head;
+};
+
+struct refresh_ctx {
+    struct authd_server *srv;
+    struct authd_cfgref *cfg;
+    const struct authd_host *host;
+    struct authd_session *old;
+    char *cookie_header;
+    uint8_t key[32];
+};
+
+struct authd_refresh *
+authd_refresh_new(void)
+{
+    return pc_xcalloc(1, sizeof(struct authd_refresh));
+}
+
+static void
+entry_free(struct refresh_entry *e)
+{
+    authd_strlist_release(&e->set_cookie);
+    free(e);
+}
+
+void
+authd_refresh_free(struct authd_refresh *t)
+{
+    if (!t)
+        return;
+    while (t->head) {
+        struct refresh_entry *e = t->head;
+        t->head = e->next;
+        entry_free(e);
+    }
+    free(t);
+}
+
+void
+authd_refresh_expire(struct authd_refresh *t, int64_t now)
+{
+    for (struct refresh_entry **pp = &t->head; *pp;) {
+        struct refresh_entry *e = *pp;
+        if (e->state != RF_INFLIGHT && now > e->until) {
+            *pp = e->next;
+            entry_free(e);
+        } else {
+            pp = &e->next;
+        }
+    }
+}
+
+static struct refresh_entry *
+lookup(struct authd_refresh *t, const uint8_t key[32])
+{
+    for (struct refresh_entry *e = t->head; e; e = e->next)
+        if (!memcmp(e->key, key, 32))
+            return e;
+    return NULL;
+}
+
+static void
+refresh_finish(struct refresh_ctx *c, enum refresh_state st, const char *why)
+{
+    struct refresh_entry *e = lookup(c->srv->refresh, c->key);
+
+    if (e) {
+        e->state = st;
+        e->until = authd_now() + (st == RF_FAILED ? REFRESH_RETRY_SECS : REFRESH_KEEP_SECS);
+        if (st == RF_REVOKED)
+            e->until = c->old->expires_at;
+    }
+    pc_log(st == RF_DONE ? PC_LOG_INFO : PC_LOG_WARN, "refresh", "policy", c->host->id, "user",
+           c->old->id.email ? c->old->id.email : c->old->id.sub, "result",
+           st == RF_DONE ? "ok" : st == RF_REVOKED ? "revoked" : "failure", "reason", why, NULL);
+    authd_session_free(c->old);
+    free(c->cookie_header);
+    authd_cfgref_put(c->cfg);
+    free(c);
+}
+
+/* Builds the refreshed session (original login time and expiry kept) and seals it. */
+static int
+refresh_seal(struct refresh_ctx *c, json_t *claims, const char *idt, const char *rt,
+             struct authd_strlist *out)
+{
+    struct authd_session *s = NULL;
+    int64_t now = authd_now();
+    int rc;
+
+    if ((rc = authd_session_from_claims(c->host, claims, idt ? idt : c->old->id_token,
+                                        rt ? rt : c->old->refresh_token, now, &s)))
+        return rc;
+    s->issued_at = c->old->issued_at;
+    s->expires_at = c->old->expires_at;
+    rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, out);
+    authd_session_free(s);
+    return rc;
+}
+
+/* Keeps the old identity when the refresh response has no ID token. */
+static int
+refresh_seal_old(struct refresh_ctx *c, const char *rt, struct authd_strlist *out)
+{
+    struct authd_session *s = c->old;
+    char *old_rt = s->refresh_token;
+    int rc;
+
+    if (rt)
+        s->refresh_token = pc_xstrdup(rt);
+    s->refreshed_at = authd_now();
+    rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, authd_now(), out);
+    if (rt) {
+        pc_free_secret(s->refresh_token);
+        s->refresh_token = old_rt;
+    }
+    return rc;
+}
+
+static void
+refresh_token_done(void *ud, int rc, long status, json_t *body, const char *error)
+{
+    struct refresh_ctx *c = ud;
+    struct refresh_entry *e = lookup(c->srv->refresh, c->key);
+    const char *idt = body ? pc_json_str(body, "id_token") : NULL;
+    const char *rt = body ? pc_json_str(body, "refresh_token") : NULL;
+    json_t *claims = NULL;
+    const char *why = NULL;
+
+    if (rc == PC_EAUTH && (status == 400 || status == 401)) {
+        refresh_finish(c, RF_REVOKED, body ? pc_json_str(body, "error") : "refused");
+        return;
+    }
+    if (rc || !e) {
+        refresh_finish(c, RF_FAILED, error ? error : pc_strerror(rc));
+        return;
+    }
+    if (idt) {
+        /* No nonce in refreshed ID tokens; the kid must be known already (no refetch here). */
+        struct authd_jwt_expect ex = {.issuer = c->host->oidc.issuer_url,
+                                      .client_id = c->host->oidc.client_id,
+                                      .now = authd_now()};
+        struct authd_issuer *iss = authd_oidc_issuer(c->srv->oidc, c->host->oidc.issuer_url);
+        rc = iss && iss->jwks ? authd_jwt_verify(iss->jwks, idt, &ex, &claims, &why)
+                              : PC_ENOTFOUND;
+        if (!rc)
+            rc = refresh_seal(c, claims, idt, rt, &e->set_cookie);
+        json_decref(claims);
+    } else {
+        rc = refresh_seal_old(c, rt, &e->set_cookie);
+    }
+    refresh_finish(c, rc ? RF_FAILED : RF_DONE, rc ? (why ? why : pc_strerror(rc)) : NULL);
+}
+
+int
+authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
+                    struct authd_session **s, const char *cookie_header,
+                    struct authd_strlist *set_cookie)
+{
+    struct authd_refresh *t = srv->refresh;
+    struct refresh_entry *e;
+    uint8_t key[32];
+
+    pc_sha256((*s)->refresh_token, strlen((*s)->refresh_token), key);
+    if ((e = lookup(t, key))) {
+        if (e->state == RF_REVOKED)
+            return PC_EEXPIRED;
+        for (size_t i = 0; e->state == RF_DONE && i < e->set_cookie.n; i++)
+            authd_strlist_add(set_cookie, e->set_cookie.v[i]);
+        return 0;
+    }
+    const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
+    if (!iss || !iss->token_endpoint)
+        return 0;
+    struct refresh_ctx *c = pc_xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->cfg = authd_cfgref_get(srv->cfg);
+    c->host = host;
+    c->old = *s;
+    *s = NULL;
+    c->cookie_header = cookie_header ? pc_xstrdup(cookie_header) : NULL;
+    memcpy(c->key, key, 32);
+    e = pc_xcalloc(1, sizeof(*e));
+    memcpy(e->key, key, 32);
+    e->state = RF_INFLIGHT;
+    e->next = t->head;
+    t->head = e;
+    struct authd_token_opts opts = {.host = host, .issuer = iss,
+                                    .grant_type = "refresh_token",
+                                    .refresh_token = c->old->refresh_token, .kind = "refresh",
+                                    .done = refresh_token_done, .ud = c};
+    authd_oidc_token(srv->oidc, &opts);
+    return 0;
+}

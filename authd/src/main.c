@@ -1,0 +1,126 @@
+/*
+ * main.c - portcullis-authd: options, config, logging, the server loop, shutdown.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd.h"
+#include "portcullis/http.h"
+#include "portcullis/log.h"
+
+static struct authd_server *running;
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: portcullis-authd --config FILE [--check-config] [--log-level LEVEL]\n"
+               "\n"
+               "  -c, --config FILE      the authd config (YAML), reloaded when it changes\n"
+               "      --check-config     validate the config, print problems, exit 1 or 0\n"
+               "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
+               "  -V, --version          print the version\n"
+               "  -h, --help             this help\n");
+}
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        authd_server_stop(running);
+}
+
+static int
+load(const char *path, struct authd_config **cfg, bool quiet_ok)
+{
+    struct pc_diag diag = {0};
+    char msg[700];
+    int rc = authd_config_load(path, cfg, &diag);
+
+    if (rc) {
+        if (!diag.file)
+            diag.file = path;
+        pc_diag_format(&diag, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        return 1;
+    }
+    if (!quiet_ok)
+        printf("config ok\n");
+    return 0;
+}
+
+static int
+serve(const char *path, struct authd_config *cfg)
+{
+    struct authd_server *srv = NULL;
+    struct authd_server_opts opts = {.config_path = path, .cfg = cfg};
+    struct sigaction sa = {.sa_handler = on_signal};
+    char n[24];
+    int rc;
+
+    if (pc_http_global_init()) {
+        authd_config_free(cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (authd_server_new(&opts, &srv))
+        return 1;
+    running = srv;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    snprintf(n, sizeof(n), "%zu", cfg->nhosts);
+    pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen,
+           "admin", cfg->admin_listen, "hosts", n, NULL);
+    rc = authd_server_run(srv);
+    running = NULL;
+    authd_server_free(srv);
+    pc_log(PC_LOG_INFO, "shutdown", "phase", "done", NULL);
+    return rc ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool check_only = false;
+    enum pc_log_level level = PC_LOG_INFO;
+    struct authd_config *cfg = NULL;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'k': check_only = true; break;
+        case 'l':
+            if (pc_log_parse_level(optarg, &level)) {
+                fprintf(stderr, "invalid log level \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'V': printf("portcullis-authd %s\n", PORTCULLIS_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    pc_log_set_level(level);
+    if (load(path, &cfg, !check_only))
+        return 1;
+    if (check_only) {
+        authd_config_free(cfg);
+        return 0;
+    }
+    return serve(path, cfg);
+}

@@ -1,0 +1,765 @@
+/*
+ * server.c - the libwebsockets side: one context, one service thread, two vhosts (the auth
+ * port and the admin port), request reading, reply writing and deferred replies.
+ *
+ * Debian's libwebsockets 4.1.6 has no SMP, so everything here runs on the single service
+ * thread. Synchronous replies are built in srv->scratch (reused, so the check path allocates
+ * nothing here) and written with one lws_write: status line, headers and body in one segment,
+ * which avoids a Nagle/delayed-ACK stall between a header write and a body write.
+ *
+ * lws hands the path already percent-decoded and normalised ("/a/../b" -> "/b") and the query
+ * as decoded "k=v" fragments; authd re-encodes both so URLs it builds (redirect targets) are
+ * well-formed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "authd.h"
+#include "portcullis/log.h"
+
+#define ARENA_SIZE (160 * 1024)
+#define MAX_HEADER_DATA 32768
+#define OUT_SIZE (64 * 1024)
+#define DEFER_TIMEOUT_SECS 30
+#define DRAIN_SECS 10
+
+struct server_priv {
+    struct authd_server pub;
+    struct lws_vhost *auth_vh, *admin_vh;
+    lws_sorted_usec_list_t tick;
+    int pending; /* deferred replies not yet written or abandoned */
+};
+
+/* Per-connection state (lws allocates it for each wsi). */
+struct conn {
+    struct authd_pending *pending;
+};
+
+struct authd_pending {
+    struct server_priv *sp;
+    struct lws *wsi; /* NULL once the connection closed */
+    struct authd_reply reply;
+    bool head;
+    bool ready;
+    int refs; /* the connection and the work each hold one */
+};
+
+/* The request being read: a bump arena of NUL-terminated strings. */
+struct arena {
+    char *p;
+    size_t used, cap;
+};
+
+static char arena_mem[ARENA_SIZE];
+static unsigned char out_mem[LWS_PRE + OUT_SIZE];
+
+int64_t
+authd_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec;
+}
+
+int64_t
+authd_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* replies */
+
+void
+authd_reply_init(struct authd_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    pc_buf_init(&r->headers, 48 * 1024);
+    pc_buf_init(&r->body, 64 * 1024);
+    r->status = 500;
+}
+
+void
+authd_reply_reset(struct authd_reply *r)
+{
+    pc_buf_reset(&r->headers);
+    pc_buf_reset(&r->body);
+    r->status = 500;
+    r->content_type = NULL;
+    r->close = false;
+}
+
+void
+authd_reply_release(struct authd_reply *r)
+{
+    pc_buf_release(&r->headers);
+    pc_buf_release(&r->body);
+}
+
+int
+authd_reply_header(struct authd_reply *r, const char *name, const char *value)
+{
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+        return PC_EINVAL;
+    return pc_buf_appendf(&r->headers, "%s: %s\r\n", name, value);
+}
+
+static void
+append_html_escaped(struct pc_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': pc_buf_appends(b, "&lt;"); break;
+        case '>': pc_buf_appends(b, "&gt;"); break;
+        case '&': pc_buf_appends(b, "&amp;"); break;
+        case '"': pc_buf_appends(b, "&quot;"); break;
+        case '\'': pc_buf_appends(b, "&#39;"); break;
+        default: pc_buf_append(b, s, 1);
+        }
+    }
+}
+
+void
+authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg)
+{
+    r->status = status;
+    r->content_type = "text/html; charset=utf-8";
+    pc_buf_reset(&r->body);
+    pc_buf_appends(&r->body, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
+    append_html_escaped(&r->body, title);
+    pc_buf_appends(&r->body, "</title></head>\n<body><h1>");
+    append_html_escaped(&r->body, title);
+    pc_buf_appends(&r->body, "</h1>\n<p>");
+    append_html_escaped(&r->body, msg);
+    pc_buf_appends(&r->body, "</p></body></html>\n");
+    authd_reply_header(r, "Cache-Control", "no-store");
+}
+
+void
+authd_reply_json(struct authd_reply *r, int status, const char *json)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    pc_buf_reset(&r->body);
+    pc_buf_appends(&r->body, json);
+}
+
+/* Appends s to p (bounded by end); false when it does not fit. */
+static bool
+put(unsigned char **p, unsigned char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        return false;
+    memcpy(*p, s, n);
+    *p += n;
+    return true;
+}
+
+static bool
+build_head(struct lws *wsi, const struct authd_reply *r, unsigned char **p, unsigned char *end)
+{
+    char line[96];
+    int n;
+
+    if (lws_add_http_header_status(wsi, (unsigned int)r->status, p, end))
+        return false;
+    if (r->headers.len && !put(p, end, r->headers.data, r->headers.len))
+        return false;
+    if (r->content_type) {
+        n = snprintf(line, sizeof(line), "content-type: %s\r\n", r->content_type);
+        if (!put(p, end, line, (size_t)n))
+            return false;
+    }
+    n = snprintf(line, sizeof(line), "content-length: %zu\r\n%s", r->body.len,
+                 r->close ? "connection: close\r\n" : "");
+    return put(p, end, line, (size_t)n) && !lws_finalize_http_header(wsi, p, end);
+}
+
+/*
+ * Writes r as one segment. Returns 0 to keep the connection, -1 to close it (lws convention
+ * for a callback's return value).
+ */
+static int
+write_reply(struct lws *wsi, const struct authd_reply *r, bool head)
+{
+    size_t need = LWS_PRE + 1024 + r->headers.len + r->body.len;
+    unsigned char *buf = need <= sizeof(out_mem) ? out_mem : pc_xmalloc(need);
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + (buf == out_mem ? sizeof(out_mem) : need);
+    int rc = -1;
+
+    if (!build_head(wsi, r, &p, end))
+        goto out;
+    if (!head && r->body.len && !put(&p, end, r->body.data, r->body.len))
+        goto out;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+        goto out;
+    if (r->close)
+        goto out;
+    rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+out:
+    if (buf != out_mem)
+        free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* deferred replies */
+
+struct authd_pending *
+authd_pending_new(void *connp)
+{
+    struct lws *wsi = connp;
+    struct conn *c = lws_wsi_user(wsi);
+    struct server_priv *sp = lws_context_user(lws_get_context(wsi));
+    struct authd_pending *p = pc_xcalloc(1, sizeof(*p));
+
+    p->sp = sp;
+    p->wsi = wsi;
+    p->refs = 2;
+    authd_reply_init(&p->reply);
+    c->pending = p;
+    sp->pending++;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, DEFER_TIMEOUT_SECS);
+    return p;
+}
+
+static void
+pending_put(struct authd_pending *p)
+{
+    if (--p->refs > 0)
+        return;
+    authd_reply_release(&p->reply);
+    free(p);
+}
+
+/* The connection side lets go: written or closed. */
+static void
+pending_detach(struct conn *c)
+{
+    struct authd_pending *p = c->pending;
+
+    c->pending = NULL;
+    p->wsi = NULL;
+    p->sp->pending--;
+    pending_put(p);
+}
+
+void
+authd_pending_finish(struct authd_pending *p, const struct authd_reply *r)
+{
+    if (p->wsi) {
+        p->reply.status = r->status;
+        p->reply.content_type = r->content_type;
+        p->reply.close = r->close;
+        pc_buf_reset(&p->reply.headers);
+        pc_buf_reset(&p->reply.body);
+        pc_buf_append(&p->reply.headers, r->headers.data ? r->headers.data : "", r->headers.len);
+        pc_buf_append(&p->reply.body, r->body.data ? r->body.data : "", r->body.len);
+        p->ready = true;
+        lws_callback_on_writable(p->wsi);
+    }
+    pending_put(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* reading requests */
+
+static char *
+arena_alloc(struct arena *a, size_t n)
+{
+    char *s;
+
+    if (n > a->cap - a->used)
+        return NULL;
+    s = a->p + a->used;
+    a->used += n;
+    return s;
+}
+
+/* Copies header token tok into the arena; NULL when absent. */
+static const char *
+hdr_token(struct lws *wsi, struct arena *a, enum lws_token_indexes tok, bool *overflow)
+{
+    int len = lws_hdr_total_length(wsi, tok);
+    char *s;
+
+    if (len <= 0)
+        return NULL;
+    if (!(s = arena_alloc(a, (size_t)len + 1)) || lws_hdr_copy(wsi, s, len + 1, tok) < 0) {
+        *overflow = true;
+        return NULL;
+    }
+    return s;
+}
+
+/* Copies a header lws does not know by token ("x-original-uri:"). */
+static const char *
+hdr_custom(struct lws *wsi, struct arena *a, const char *name, bool *overflow)
+{
+    int nlen = (int)strlen(name);
+    int len = lws_hdr_custom_length(wsi, name, nlen);
+    char *s;
+
+    if (len <= 0)
+        return NULL;
+    if (!(s = arena_alloc(a, (size_t)len + 1)) ||
+        lws_hdr_custom_copy(wsi, s, len + 1, name, nlen) < 0) {
+        *overflow = true;
+        return NULL;
+    }
+    return s;
+}
+
+/* Percent-encodes s (n bytes) into the arena, keeping the characters in `keep`. */
+static bool
+encode(struct arena *a, const char *s, size_t n, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *o = arena_alloc(a, n * 3);
+
+    if (!o)
+        return false;
+    a->used -= n * 3;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            (ch && strchr(keep, ch))) {
+            a->p[a->used++] = (char)ch;
+        } else {
+            a->p[a->used++] = '%';
+            a->p[a->used++] = hex[ch >> 4];
+            a->p[a->used++] = hex[ch & 15];
+        }
+    }
+    return true;
+}
+
+/* The query re-encoded from lws's decoded "k=v" fragments. */
+static const char *
+read_query(struct lws *wsi, struct arena *a, bool *overflow)
+{
+    char frag[8192], *c;
+    size_t start = a->used;
+    int len;
+
+    for (int i = 0; (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
+                                                 WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0; i++) {
+        char *eq = memchr(frag, '=', (size_t)len);
+        size_t klen = eq ? (size_t)(eq - frag) : (size_t)len;
+
+        if (i > 0 && !(c = arena_alloc(a, 1)))
+            goto fail;
+        if (i > 0)
+            *c = '&';
+        if (!encode(a, frag, klen, "-._~"))
+            goto fail;
+        if (!eq)
+            continue;
+        if (!(c = arena_alloc(a, 1)))
+            goto fail;
+        *c = '=';
+        if (!encode(a, eq + 1, (size_t)len - klen - 1, "-._~/:@,"))
+            goto fail;
+    }
+    if (!(c = arena_alloc(a, 1)))
+        goto fail;
+    *c = '\0';
+    return a->p + start;
+fail:
+    *overflow = true;
+    return "";
+}
+
+static const char *
+method_of(struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes tok;
+        const char *name;
+    } m[] = {
+        {WSI_TOKEN_GET_URI, "GET"},         {WSI_TOKEN_POST_URI, "POST"},
+        {WSI_TOKEN_HEAD_URI, "HEAD"},       {WSI_TOKEN_PUT_URI, "PUT"},
+        {WSI_TOKEN_DELETE_URI, "DELETE"},   {WSI_TOKEN_PATCH_URI, "PATCH"},
+        {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    };
+
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (lws_hdr_total_length(wsi, m[i].tok) > 0)
+            return m[i].name;
+    return "GET";
+}
+
+/* Fills h from the request on wsi. Returns false when it does not fit the bounds. */
+static bool
+read_request(struct lws *wsi, const char *in, struct authd_http *h)
+{
+    struct arena a = {.p = arena_mem, .cap = sizeof(arena_mem)};
+    bool overflow = false;
+    size_t pstart;
+    char *uri;
+
+    memset(h, 0, sizeof(*h));
+    h->method = method_of(wsi);
+    h->head = !strcmp(h->method, "HEAD");
+    pstart = a.used;
+    if (!encode(&a, in, strlen(in), "-._~/!$&'()*+,;=:@") || !arena_alloc(&a, 1))
+        return false;
+    a.p[a.used - 1] = '\0';
+    h->path = a.p + pstart;
+    h->query = read_query(wsi, &a, &overflow);
+    if (!(uri = arena_alloc(&a, strlen(h->path) + strlen(h->query) + 2)))
+        return false;
+    sprintf(uri, "%s%s%s", h->path, *h->query ? "?" : "", h->query);
+    h->uri = uri;
+    h->host = hdr_token(wsi, &a, WSI_TOKEN_HOST, &overflow);
+    h->cookie = hdr_token(wsi, &a, WSI_TOKEN_HTTP_COOKIE, &overflow);
+    h->authorization = hdr_token(wsi, &a, WSI_TOKEN_HTTP_AUTHORIZATION, &overflow);
+    h->accept = hdr_token(wsi, &a, WSI_TOKEN_HTTP_ACCEPT, &overflow);
+    h->x_requested_with = hdr_custom(wsi, &a, "x-requested-with:", &overflow);
+    h->sec_fetch_mode = hdr_custom(wsi, &a, "sec-fetch-mode:", &overflow);
+    h->x_forwarded_proto = hdr_custom(wsi, &a, "x-forwarded-proto:", &overflow);
+    h->x_forwarded_host = hdr_custom(wsi, &a, "x-forwarded-host:", &overflow);
+    h->x_original_uri = hdr_custom(wsi, &a, "x-original-uri:", &overflow);
+    return !overflow;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* lws callbacks */
+
+static bool
+has_body(struct lws *wsi)
+{
+    char cl[32];
+
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return true;
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return false;
+    return strtoll(cl, NULL, 10) > 0;
+}
+
+static int
+on_http(struct lws *wsi, struct server_priv *sp, const char *in, bool admin)
+{
+    struct authd_server *srv = &sp->pub;
+    struct authd_reply *r = &srv->scratch;
+    struct authd_http h;
+    int rc;
+
+    authd_reply_reset(r);
+    if (!read_request(wsi, in, &h)) {
+        authd_reply_page(r, 431, "request too large", "request headers too large");
+        r->close = true;
+        return write_reply(wsi, r, false);
+    }
+    if (admin)
+        rc = authd_admin_handle(srv, &h, r);
+    else
+        rc = authd_door_handle(srv, &h, wsi, r);
+    if (rc == 1)
+        return 0; /* deferred: the connection waits for authd_pending_finish */
+    /* An unread request body would be parsed as the next request: close instead. */
+    if (srv->draining || has_body(wsi))
+        r->close = true;
+    return write_reply(wsi, r, h.head);
+}
+
+static int
+on_writeable(struct lws *wsi, struct conn *c)
+{
+    struct authd_pending *p = c ? c->pending : NULL;
+    int rc;
+
+    if (!p || !p->ready)
+        return 0;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    if (p->sp->pub.draining)
+        p->reply.close = true;
+    rc = write_reply(wsi, &p->reply, p->head);
+    pending_detach(c);
+    return rc;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len,
+         bool admin)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    struct server_priv *sp = ctx ? lws_context_user(ctx) : NULL;
+    struct conn *c = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        if (c)
+            c->pending = NULL;
+        return on_http(wsi, sp, in ? in : "/", admin);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return on_writeable(wsi, c);
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c && c->pending)
+            pending_detach(c);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (sp && sp->pub.pool)
+            authd_pool_drain(sp->pub.pool);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static int
+auth_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    return callback(wsi, reason, user, in, len, false);
+}
+
+static int
+admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    return callback(wsi, reason, user, in, len, true);
+}
+
+static const struct lws_protocols auth_protocols[] = {
+    {"authd-http", auth_cb, sizeof(struct conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+static const struct lws_protocols admin_protocols[] = {
+    {"authd-admin", admin_cb, sizeof(struct conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* context */
+
+static void
+lws_log_emit(int level, const char *line)
+{
+    char msg[512];
+    size_t n = strlen(line);
+
+    (void)level;
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    snprintf(msg, sizeof(msg), "%.*s", (int)n, line);
+    pc_log(PC_LOG_WARN, "lws", "msg", msg, NULL);
+}
+
+static void
+wake(void *ud)
+{
+    struct server_priv *sp = ud;
+
+    if (sp->pub.lws)
+        lws_cancel_service(sp->pub.lws);
+}
+
+static void
+tick(lws_sorted_usec_list_t *sul)
+{
+    struct server_priv *sp = (struct server_priv *)((char *)sul - offsetof(struct server_priv, tick));
+    int64_t now = authd_now();
+
+    authd_oidc_tick(sp->pub.oidc, now);
+    authd_refresh_expire(sp->pub.refresh, now);
+    lws_sul_schedule(sp->pub.lws, 0, &sp->tick, tick, LWS_US_PER_SEC);
+}
+
+/* Splits "addr:port" / "[v6]:port" / ":port". iface gets NULL for wildcard addresses. */
+static int
+parse_listen(const char *spec, char *iface, size_t iflen, int *port, bool *v4)
+{
+    const char *colon = strrchr(spec, ':');
+    const char *h = spec;
+    size_t hlen;
+    char *end;
+    long p;
+
+    if (!colon)
+        return PC_EINVAL;
+    p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return PC_EINVAL;
+    hlen = (size_t)(colon - spec);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= iflen)
+        return PC_EINVAL;
+    memcpy(iface, h, hlen);
+    iface[hlen] = '\0';
+    *port = (int)p;
+    struct in_addr a4;
+    *v4 = inet_pton(AF_INET, iface, &a4) == 1;
+    if (!strcmp(iface, "") || !strcmp(iface, "0.0.0.0") || !strcmp(iface, "::") ||
+        !strcmp(iface, "*"))
+        iface[0] = '\0';
+    return 0;
+}
+
+static struct lws_vhost *
+make_vhost(struct server_priv *sp, const char *name, const char *spec,
+           const struct lws_protocols *protos)
+{
+    struct lws_context_creation_info info;
+    char iface[128];
+    bool v4 = false;
+    int port;
+    struct lws_vhost *vh;
+
+    if (parse_listen(spec, iface, sizeof(iface), &port, &v4)) {
+        pc_log(PC_LOG_ERROR, "listen", "error", "invalid listen address", "address", spec,
+               NULL);
+        return NULL;
+    }
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = name;
+    info.port = port;
+    info.iface = iface[0] ? iface : NULL;
+    info.protocols = protos;
+    info.keepalive_timeout = 300; /* idle keep-alive: longer than proxies' pools expect */
+    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    if (v4 && iface[0])
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    vh = lws_create_vhost(sp->pub.lws, &info);
+    if (!vh)
+        pc_log(PC_LOG_ERROR, "listen", "error", "cannot listen", "address", spec, NULL);
+    return vh;
+}
+
+int
+authd_server_new(const struct authd_server_opts *opts, struct authd_server **out)
+{
+    struct server_priv *sp = pc_xcalloc(1, sizeof(*sp));
+    struct authd_server *srv = &sp->pub;
+    struct lws_context_creation_info info;
+    const struct authd_config *cfg = opts->cfg;
+
+    srv->config_path = opts->config_path;
+    srv->started_at = authd_now();
+    authd_reply_init(&srv->scratch);
+    srv->metrics = authd_metrics_new();
+    srv->refresh = authd_refresh_new();
+    srv->cfg = authd_cfgref_new(opts->cfg);
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.user = sp;
+    info.max_http_header_data = MAX_HEADER_DATA;
+    info.max_http_header_pool = 1024;
+    info.timeout_secs = 15;
+    srv->lws = lws_create_context(&info);
+    if (!srv->lws) {
+        pc_log(PC_LOG_ERROR, "start", "error", "cannot create the lws context", NULL);
+        goto fail;
+    }
+    sp->auth_vh = make_vhost(sp, "auth", cfg->listen, auth_protocols);
+    sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols);
+    if (!sp->auth_vh || !sp->admin_vh)
+        goto fail;
+    srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : 4, wake, sp);
+    srv->oidc = authd_oidc_new(srv);
+    authd_oidc_sync(srv->oidc, cfg);
+    if (srv->config_path &&
+        authd_watch_start(srv, srv->config_path,
+                          opts->reload_interval_ms > 0 ? opts->reload_interval_ms : 2000,
+                          &srv->watch))
+        pc_log(PC_LOG_WARN, "reload", "error", "cannot watch the config file", NULL);
+    lws_sul_schedule(srv->lws, 0, &sp->tick, tick, LWS_US_PER_SEC);
+    *out = srv;
+    return 0;
+fail:
+    authd_server_free(srv);
+    return PC_EIO;
+}
+
+void
+authd_server_stop(struct authd_server *srv)
+{
+    atomic_store(&srv->stopping, 1);
+    if (srv->lws)
+        lws_cancel_service(srv->lws);
+}
+
+int
+authd_server_run(struct authd_server *srv)
+{
+    struct server_priv *sp = (struct server_priv *)srv;
+    int64_t deadline;
+
+    while (!atomic_load(&srv->stopping))
+        if (lws_service(srv->lws, 0) < 0)
+            return PC_EIO;
+    /*
+     * Graceful shutdown: stop accepting (listen sockets closed), let deferred replies finish,
+     * answer anything still arriving on open connections with "Connection: close".
+     */
+    srv->draining = true;
+    pc_log(PC_LOG_INFO, "shutdown", "phase", "draining", NULL);
+    lws_context_deprecate(srv->lws, NULL);
+    deadline = authd_mono_us() + DRAIN_SECS * 1000000LL;
+    while (sp->pending > 0 && authd_mono_us() < deadline)
+        if (lws_service(srv->lws, 0) < 0)
+            break;
+    return 0;
+}
+
+void
+authd_server_free(struct authd_server *srv)
+{
+    struct server_priv *sp = (struct server_priv *)srv;
+
+    if (!srv)
+        return;
+    authd_watch_stop(srv->watch);
+    if (srv->lws)
+        lws_sul_cancel(&sp->tick);
+    /* Workers finish (bounded by the HTTP timeouts); their done() runs here. */
+    authd_pool_free(srv->pool);
+    srv->pool = NULL;
+    if (srv->lws)
+        lws_context_destroy(srv->lws);
+    authd_oidc_free(srv->oidc);
+    authd_refresh_free(srv->refresh);
+    authd_metrics_free(srv->metrics);
+    authd_cfgref_put(srv->cfg);
+    authd_reply_release(&srv->scratch);
+    free(sp);
+}
+
+void
+authd_server_config_loaded(struct authd_server *srv, struct authd_cfgref *ref,
+                           const struct pc_diag *diag, int rc)
+{
+    char msg[700];
+
+    if (rc || !ref) {
+        pc_diag_format(diag, msg, sizeof(msg));
+        pc_log(PC_LOG_ERROR, "config_reload", "result", "failure", "error", msg, NULL);
+        authd_metrics_reload(srv->metrics, false);
+        authd_cfgref_put(ref);
+        return;
+    }
+    authd_cfgref_put(srv->cfg);
+    srv->cfg = ref;
+    authd_oidc_sync(srv->oidc, ref->cfg);
+    authd_metrics_reload(srv->metrics, true);
+    snprintf(msg, sizeof(msg), "%zu", ref->cfg->nhosts);
+    pc_log(PC_LOG_INFO, "config_reload", "result", "success", "hosts", msg, NULL);
+}
