@@ -248,7 +248,9 @@ void authd_identity_release(struct authd_identity *id);
  * named cookie_name, or cookie_name_0..N when the value exceeds AUTHD_CHUNK_SIZE. Attributes:
  * Path=/; Max-Age=expires_at-now; Secure; HttpOnly; SameSite; Domain when configured.
  * cookie_header (may be NULL) is the request's Cookie header: chunks it carries that the new
- * value does not use are cleared. Returns 0, PC_ETOOBIG (more than AUTHD_MAX_CHUNKS), PC_EIO.
+ * value does not use are cleared. Returns 0, PC_ETOOBIG (sealed value over
+ * AUTHD_MAX_COOKIE_HEADER - 3 KiB, so it could never come back in a Cookie header; the caller
+ * should fail the login rather than loop), PC_EIO.
  */
 int authd_session_seal(const struct authd_keys *keys, const struct authd_host *host,
                        const struct authd_session *s, const char *cookie_header, int64_t now,

@@ -18,6 +18,8 @@
 #define FORMAT_VERSION 1
 #define MAX_PLAINTEXT (AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS)
 #define STATE_ID_LEN 12
+/* Room left in the Cookie header for the application's own cookies and our state cookies. */
+#define MAX_SEALED_VALUE (AUTHD_MAX_COOKIE_HEADER - 3072)
 
 /* ---- keys ---- */
 
@@ -556,7 +558,8 @@ authd_session_seal(const struct authd_keys *keys, const struct authd_host *host,
         rc = PC_EIO;
         goto out;
     }
-    if (strlen(value) > (size_t)AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS) {
+    /* A value the Cookie header bound would refuse on the way back is useless: refuse it now. */
+    if (strlen(value) > MAX_SEALED_VALUE) {
         rc = PC_ETOOBIG;
         goto out;
     }
