@@ -13,3 +13,19 @@ add_executable(portcullis-controller
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_cli_render.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_run.c)
 target_link_libraries(portcullis-controller PRIVATE ctl_core)
+
+if(PORTCULLIS_TESTS)
+    foreach(t spec render state mesh)
+        pc_unit_test(test_ctl_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_${t}.c
+                     LIBS ctl_core)
+    endforeach()
+endif()
+
+if(PORTCULLIS_TESTS)
+    pc_unit_test(test_ctl_golden
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_golden.c
+                         ${CMAKE_CURRENT_LIST_DIR}/src/ctl_cli_render.c
+                 LIBS ctl_core)
+    target_compile_definitions(test_ctl_golden PRIVATE
+                               CTL_SOURCE_ROOT="${CMAKE_CURRENT_LIST_DIR}/..")
+endif()

@@ -337,7 +337,7 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
         {0}};
     int ch;
 
-    optind = 1;
+    optind = 0; /* glibc: a full rescan, so render can run more than once (tests) */
     while ((ch = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'f': json_array_append_new(inputs, json_string(optarg)); break;

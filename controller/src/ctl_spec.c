@@ -448,9 +448,11 @@ norm_oidc(struct ctl_errors *e, const json_t *spec, bool allow_insecure)
     else if (strcmp(cb, CTL_SIGN_OUT_PATH) == 0)
         ctl_errors_add(e, "spec.oidc.callbackPath: must differ from the sign-out path %s",
                        CTL_SIGN_OUT_PATH);
-    out = json_pack("{s:s,s:s,s:o,s:o,s:s}", "issuerURL", iss, "clientID", cid, "scopes",
-                    norm_scopes(e, o), "claims", norm_claims(e, o), "callbackPath", cb);
+    out = json_pack("{s:s,s:s}", "issuerURL", iss, "clientID", cid);
     ref = norm_secret_ref(e, o);
+    json_object_set_new(out, "scopes", norm_scopes(e, o));
+    json_object_set_new(out, "claims", norm_claims(e, o));
+    json_object_set_new(out, "callbackPath", json_string(cb));
     if (ref)
         json_object_set_new(out, "clientSecretRef", ref);
     return out;
@@ -464,10 +466,14 @@ norm_access(struct ctl_errors *e, const json_t *spec)
     const json_t *a = obj_field(e, spec, "access", "spec", keys);
     const char *p = "spec.access";
 
-    return json_pack("{s:o,s:o,s:o}", "allowedGroups",
-                     strlist_field(e, a, "allowedGroups", p, 256, NULL), "allowedEmailDomains",
-                     strlist_field(e, a, "allowedEmailDomains", p, 256, check_domain),
-                     "allowedEmails", strlist_field(e, a, "allowedEmails", p, 1024, check_email));
+    json_t *out = json_object();
+
+    json_object_set_new(out, "allowedGroups", strlist_field(e, a, "allowedGroups", p, 256, NULL));
+    json_object_set_new(out, "allowedEmailDomains",
+                        strlist_field(e, a, "allowedEmailDomains", p, 256, check_domain));
+    json_object_set_new(out, "allowedEmails",
+                        strlist_field(e, a, "allowedEmails", p, 1024, check_email));
+    return out;
 }
 
 static json_t *
@@ -476,8 +482,11 @@ norm_paths(struct ctl_errors *e, const json_t *spec)
     static const char *const keys[] = {"skip", "api", NULL};
     const json_t *a = obj_field(e, spec, "paths", "spec", keys);
 
-    return json_pack("{s:o,s:o}", "skip", strlist_field(e, a, "skip", "spec.paths", 64, check_path),
-                     "api", strlist_field(e, a, "api", "spec.paths", 64, check_path));
+    json_t *out = json_object();
+
+    json_object_set_new(out, "skip", strlist_field(e, a, "skip", "spec.paths", 64, check_path));
+    json_object_set_new(out, "api", strlist_field(e, a, "api", "spec.paths", 64, check_path));
+    return out;
 }
 
 static void
@@ -583,8 +592,13 @@ norm_bearer(struct ctl_errors *e, const json_t *spec)
     static const char *const keys[] = {"enabled", "audiences", NULL};
     const json_t *b = obj_field(e, spec, "bearerTokens", "spec", keys);
 
-    return json_pack("{s:b,s:o}", "enabled", bool_field(e, b, "enabled", "spec.bearerTokens"),
-                     "audiences", strlist_field(e, b, "audiences", "spec.bearerTokens", 32, NULL));
+    json_t *out = json_object();
+
+    json_object_set_new(out, "enabled", json_boolean(bool_field(e, b, "enabled",
+                                                                "spec.bearerTokens")));
+    json_object_set_new(out, "audiences",
+                        strlist_field(e, b, "audiences", "spec.bearerTokens", 32, NULL));
+    return out;
 }
 
 /* Istio path patterns: exact, "*", "prefix*" or "*suffix". */
@@ -632,7 +646,7 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
                                        NULL};
     size_t before = e->n + e->dropped;
     const char *mode;
-    json_t *n;
+    json_t *n, *oidc;
 
     *out = NULL;
     if (!json_is_object(spec)) {
@@ -640,16 +654,24 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
         return PC_EINVAL;
     }
     check_keys(e, spec, "spec", keys);
+    /* One section after the other, so messages come in the order of the fields. */
+    n = json_object();
+    json_object_set_new(n, "hosts", norm_hosts(e, spec));
+    json_object_set_new(n, "gateway", norm_gateway(e, spec));
+    oidc = norm_oidc(e, spec, allow_insecure);
+    if (oidc)
+        json_object_set_new(n, "oidc", oidc);
+    json_object_set_new(n, "access", norm_access(e, spec));
+    json_object_set_new(n, "paths", norm_paths(e, spec));
+    json_object_set_new(n, "session", norm_session(e, spec));
+    json_object_set_new(n, "upstreamHeaders", norm_upstream_headers(e, spec));
+    json_object_set_new(n, "passIDToken", json_boolean(bool_field(e, spec, "passIDToken", "spec")));
+    json_object_set_new(n, "bearerTokens", norm_bearer(e, spec));
     mode = str_field(e, spec, "mode", "spec", "Enforce");
     if (strcmp(mode, "Enforce") && strcmp(mode, "ReportOnly"))
         ctl_errors_add(e, "spec.mode: Unsupported value: \"%s\": supported values: \"Enforce\", "
                           "\"ReportOnly\"", mode);
-    n = json_pack("{s:o,s:o,s:o*,s:o,s:o,s:o,s:o,s:b,s:o,s:s}", "hosts", norm_hosts(e, spec),
-                  "gateway", norm_gateway(e, spec), "oidc", norm_oidc(e, spec, allow_insecure),
-                  "access", norm_access(e, spec), "paths", norm_paths(e, spec), "session",
-                  norm_session(e, spec), "upstreamHeaders", norm_upstream_headers(e, spec),
-                  "passIDToken", bool_field(e, spec, "passIDToken", "spec"), "bearerTokens",
-                  norm_bearer(e, spec), "mode", mode);
+    json_object_set_new(n, "mode", json_string(mode));
     if (n)
         check_skip_paths(e, n);
     if (e->n + e->dropped != before || !n) {
