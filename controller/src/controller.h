@@ -481,4 +481,35 @@ int ctl_cmd_render(int argc, char **argv);
 /* Runs the controller until SIGTERM/SIGINT. Returns the exit code. */
 int ctl_cmd_run(int argc, char **argv);
 
+/* ---------------------------------------------------------------------------------------- */
+/* bootstrap.c - install manifests: deploy/ as embedded at build time, plus a cookie secret */
+/* ---------------------------------------------------------------------------------------- */
+
+/* One file of deploy/, embedded by cmake/EmbedFiles.cmake (deploy_manifests.c in the build). */
+struct ctl_manifest {
+    const char *name; /* "controller.yaml" */
+    const char *text; /* the file's bytes, NUL-terminated */
+    size_t len;
+};
+/* Every .yaml file of deploy/, sorted by name; the last entry's name is NULL. */
+extern const struct ctl_manifest ctl_manifests[];
+
+/* Strings borrowed; NULL takes the default. */
+struct ctl_bootstrap_opts {
+    const char *mesh_config;   /* "istio" (default), "shared" or "none" */
+    const char *namespace;     /* default "portcullis-system" */
+    const char *cookie_secret; /* default: pc_random_token(32), new on every call */
+};
+/*
+ * New multi-document YAML in *out (free it with pc_free_secret: it holds the cookie secret):
+ * the resources of deploy/kustomization.yaml in its order, adapted to o (the controller's
+ * --mesh-config argument, the namespace; "none" leaves out the istio-system RBAC, "shared" adds
+ * the ConfigMap portcullis-mesh), then the Secret portcullis-cookie-secret. Returns 0; PC_EINVAL
+ * for a bad mode or namespace; PC_EPARSE / PC_ENOTFOUND when the embedded deploy/ is not as
+ * expected. The reason is in diag.
+ */
+int ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag);
+/* `bootstrap [--mesh-config=MODE] [--namespace NS]`: prints the manifests. Exit code 0, 1, 2. */
+int ctl_cmd_bootstrap(int argc, char **argv);
+
 #endif

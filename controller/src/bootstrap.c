@@ -1,0 +1,290 @@
+/*
+ * bootstrap.c - `portcullis-controller bootstrap`: the install manifests of deploy/ on stdout,
+ * ready for `kubectl apply -f -`, with a freshly generated cookie secret.
+ *
+ * The files are the ones kustomize reads (embedded at build time by cmake/EmbedFiles.cmake), in
+ * the order of deploy/kustomization.yaml. They are printed as text, comments included, with
+ * three textual adaptations: the controller's --mesh-config argument, the namespace, and for
+ * --mesh-config=none the istio-system RBAC left out. Text, not a YAML round trip, so that what
+ * kubectl reads is byte for byte what `kubectl kustomize deploy/` would give it.
+ */
+#include "controller.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portcullis/crypto.h"
+#include "portcullis/yaml.h"
+
+#define DEFAULT_NS "portcullis-system"
+#define KUSTOMIZATION "kustomization.yaml"
+#define CONTROLLER_FILE "controller.yaml"
+#define MESH_RBAC_FILE "controller-mesh-rbac.yaml"
+#define MESH_ARG_PREFIX "--mesh-config="
+#define MESH_ARG_DEFAULT MESH_ARG_PREFIX "istio"
+#define SHARED_CONFIGMAP "portcullis-mesh"
+#define COOKIE_SECRET_BYTES 32
+
+static const struct ctl_manifest *
+find_manifest(const char *name)
+{
+    for (const struct ctl_manifest *m = ctl_manifests; m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+/* An RFC 1123 label, as Kubernetes wants namespace names. */
+static bool
+valid_namespace(const char *ns)
+{
+    size_t n = strlen(ns);
+
+    if (n == 0 || n > 63 || ns[0] == '-' || ns[n - 1] == '-')
+        return false;
+    return strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+static bool
+valid_mesh_mode(const char *mode)
+{
+    return strcmp(mode, "istio") == 0 || strcmp(mode, "shared") == 0 ||
+           strcmp(mode, "none") == 0;
+}
+
+/* Appends text with every occurrence of from replaced by to; returns how many there were. */
+static size_t
+append_replaced(struct pc_buf *b, const char *text, const char *from, const char *to)
+{
+    size_t flen = strlen(from), count = 0;
+    const char *p = text, *hit;
+
+    while ((hit = strstr(p, from)) != NULL) {
+        pc_buf_append(b, p, (size_t)(hit - p));
+        pc_buf_appends(b, to);
+        p = hit + flen;
+        count++;
+    }
+    pc_buf_appends(b, p);
+    return count;
+}
+
+/* One deploy/ file as a document group: its mesh argument and namespace adapted. */
+static int
+append_file(struct pc_buf *b, const struct ctl_manifest *m, const char *mesh, const char *ns,
+            struct pc_diag *diag)
+{
+    struct pc_buf tmp;
+    char *arg = NULL;
+    int rc = 0;
+
+    pc_buf_init(&tmp, 0);
+    if (strcmp(m->name, CONTROLLER_FILE) == 0) {
+        arg = pc_xasprintf(MESH_ARG_PREFIX "%s", mesh);
+        if (append_replaced(&tmp, m->text, MESH_ARG_DEFAULT, arg) != 1) {
+            pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected one \"%s\" argument",
+                        m->name, MESH_ARG_DEFAULT);
+            rc = PC_EPARSE;
+            goto out;
+        }
+    } else {
+        pc_buf_append(&tmp, m->text, m->len);
+    }
+    pc_buf_appends(b, "---\n");
+    append_replaced(b, pc_buf_str(&tmp), DEFAULT_NS, ns);
+    if (b->len > 0 && b->data[b->len - 1] != '\n')
+        pc_buf_appends(b, "\n");
+out:
+    free(arg);
+    pc_buf_release(&tmp);
+    return rc;
+}
+
+/* The resources list of the embedded kustomization.yaml; *root (new) owns it. */
+static int
+load_resources(struct pc_ynode **root, const struct pc_ynode **resources, struct pc_diag *diag)
+{
+    const struct ctl_manifest *k = find_manifest(KUSTOMIZATION);
+    int rc;
+
+    if (!k) {
+        pc_diag_set(diag, 0, 0, "embedded deploy/ has no %s", KUSTOMIZATION);
+        return PC_ENOTFOUND;
+    }
+    diag->file = "deploy/" KUSTOMIZATION;
+    if ((rc = pc_yaml_load(k->text, k->len, root, diag)) < 0)
+        return rc;
+    *resources = pc_ynode_get(*root, "resources");
+    if (!*resources || (*resources)->type != PC_YNODE_SEQ) {
+        pc_diag_set(diag, 0, 0, "'resources' is not a list");
+        return PC_EPARSE;
+    }
+    diag->file = NULL;
+    return 0;
+}
+
+static int
+append_resources(struct pc_buf *b, const char *mesh, const char *ns, struct pc_diag *diag)
+{
+    struct pc_ynode *root = NULL;
+    const struct pc_ynode *res = NULL;
+    int rc;
+
+    if ((rc = load_resources(&root, &res, diag)) < 0)
+        goto out;
+    for (size_t i = 0; i < res->n && rc == 0; i++) {
+        const char *name = res->vals[i]->type == PC_YNODE_SCALAR ? res->vals[i]->value : "";
+        const struct ctl_manifest *m = find_manifest(name);
+
+        if (!m) {
+            pc_diag_set(diag, 0, 0, "deploy/%s: resource \"%s\" is not embedded", KUSTOMIZATION,
+                        name);
+            rc = PC_ENOTFOUND;
+        } else if (!(strcmp(mesh, "none") == 0 && strcmp(name, MESH_RBAC_FILE) == 0)) {
+            rc = append_file(b, m, mesh, ns, diag);
+        }
+    }
+out:
+    pc_ynode_free(root);
+    return rc;
+}
+
+static void
+append_header(struct pc_buf *b, const char *mesh, const char *ns)
+{
+    pc_buf_appendf(b,
+                   "# portcullis %s install manifests: portcullis-controller bootstrap "
+                   "--mesh-config=%s --namespace=%s\n"
+                   "# Apply once with `kubectl apply -f -`. The Secret portcullis-cookie-secret "
+                   "at the end is new\n"
+                   "# on every run: applying another one signs every user out.\n",
+                   PORTCULLIS_VERSION, mesh, ns);
+    if (strcmp(mesh, "shared") == 0)
+        pc_buf_appends(b, "# --mesh-config=shared: istiod reads the provider only when it runs "
+                          "with the environment\n# variable SHARED_MESH_CONFIG=" SHARED_CONFIGMAP
+                          " (ConfigMap " SHARED_CONFIGMAP " in istio-system, below).\n");
+}
+
+/* The ConfigMap the controller owns with --mesh-config=shared. No data: the controller writes
+ * it, and a later `kubectl apply` of this output must not reset it. */
+static void
+append_shared_configmap(struct pc_buf *b)
+{
+    pc_buf_appends(b, "---\n"
+                      "# Written by portcullis-controller (--mesh-config=shared); istiod merges it "
+                      "into the mesh\n# config when started with "
+                      "SHARED_MESH_CONFIG=" SHARED_CONFIGMAP ".\n"
+                      "apiVersion: v1\n"
+                      "kind: ConfigMap\n"
+                      "metadata:\n"
+                      "  name: " SHARED_CONFIGMAP "\n"
+                      "  namespace: istio-system\n"
+                      "  labels:\n"
+                      "    app.kubernetes.io/name: portcullis-controller\n"
+                      "    app.kubernetes.io/part-of: portcullis\n");
+}
+
+static void
+append_cookie_secret(struct pc_buf *b, const char *ns, const char *secret)
+{
+    pc_buf_appendf(b,
+                   "---\n"
+                   "# authd's cookie encryption secret (%d random bytes, base64url).\n"
+                   "apiVersion: v1\n"
+                   "kind: Secret\n"
+                   "metadata:\n"
+                   "  name: portcullis-cookie-secret\n"
+                   "  namespace: %s\n"
+                   "  labels:\n"
+                   "    app.kubernetes.io/name: portcullis-authd\n"
+                   "    app.kubernetes.io/part-of: portcullis\n"
+                   "type: Opaque\n"
+                   "stringData:\n"
+                   "  secret: \"%s\"\n",
+                   COOKIE_SECRET_BYTES, ns, secret);
+}
+
+int
+ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag)
+{
+    const char *mesh = o->mesh_config ? o->mesh_config : "istio";
+    const char *ns = o->namespace ? o->namespace : DEFAULT_NS;
+    char *fresh = NULL;
+    struct pc_buf b;
+    int rc;
+
+    *out = NULL;
+    if (!valid_mesh_mode(mesh)) {
+        pc_diag_set(diag, 0, 0, "unknown --mesh-config \"%s\" (istio, shared or none)", mesh);
+        return PC_EINVAL;
+    }
+    if (!valid_namespace(ns)) {
+        pc_diag_set(diag, 0, 0, "invalid --namespace \"%s\" (a DNS label: a-z, 0-9, '-')", ns);
+        return PC_EINVAL;
+    }
+    pc_buf_init(&b, 0);
+    b.secret = true;
+    append_header(&b, mesh, ns);
+    if ((rc = append_resources(&b, mesh, ns, diag)) < 0)
+        goto out;
+    if (strcmp(mesh, "shared") == 0)
+        append_shared_configmap(&b);
+    if (!o->cookie_secret)
+        fresh = pc_random_token(COOKIE_SECRET_BYTES);
+    append_cookie_secret(&b, ns, o->cookie_secret ? o->cookie_secret : fresh);
+    *out = pc_buf_detach(&b);
+out:
+    pc_free_secret(fresh);
+    pc_buf_release(&b);
+    return rc;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: portcullis-controller bootstrap [--mesh-config=istio|shared|none] "
+               "[--namespace NS]\n"
+               "Prints the install manifests (deploy/) with a new cookie secret:\n"
+               "  portcullis-controller bootstrap | kubectl apply -f -\n");
+}
+
+int
+ctl_cmd_bootstrap(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"mesh-config", required_argument, NULL, 'm'},
+        {"namespace", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct ctl_bootstrap_opts o = {0};
+    struct pc_diag diag = {0};
+    char *text = NULL, msg[600];
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.mesh_config = optarg; break;
+        case 'n': o.namespace = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if ((rc = ctl_bootstrap_render(&o, &text, &diag)) < 0) {
+        pc_diag_format(&diag, msg, sizeof msg);
+        fprintf(stderr, "portcullis-controller bootstrap: %s\n", msg);
+        return rc == PC_EINVAL ? 2 : 1;
+    }
+    fputs(text, stdout);
+    pc_free_secret(text);
+    if (o.mesh_config && strcmp(o.mesh_config, "shared") == 0)
+        fprintf(stderr, "note: istiod must run with SHARED_MESH_CONFIG=" SHARED_CONFIGMAP "\n");
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+}
