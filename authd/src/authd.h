@@ -319,7 +319,8 @@ struct authd_jwk {
     char *kid; /* may be NULL in the document; such keys are never selected */
     char *alg; /* the JWK's own "alg", NULL when absent; narrows the allowed algs */
     enum authd_key_type type;
-    char *pem; /* SubjectPublicKeyInfo PEM for libjwt */
+    char *pem; /* SubjectPublicKeyInfo PEM (for libjwt or logging the key) */
+    void *pkey; /* the same key as an OpenSSL EVP_PKEY, owned; verification uses it */
 };
 struct authd_jwks {
     struct authd_jwk *keys;
@@ -352,7 +353,10 @@ struct authd_jwt_expect {
 /*
  * Verifies a compact JWS against ks and expect. Header "alg" must match the key's type (RSA:
  * RS256/384/512, PS256/384/512; P-256: ES256; P-384: ES384) and the JWK's "alg" if set;
- * "none" and HS* are always rejected. Returns 0 with *claims new (json_decref), or:
+ * "none" and HS* are always rejected. The signature is checked with OpenSSL (EVP_DigestVerify)
+ * on the key chosen by kid: libjwt 1.10.2 would also refuse any "typ" but JWT (RFC 9068
+ * "at+jwt" access tokens) and lacks PS*. Duplicate JSON keys are refused. Returns 0 with
+ * *claims new (json_decref), or:
  *   PC_ETOOBIG    over AUTHD_MAX_TOKEN
  *   PC_EPARSE     not a compact JWS / bad header or payload
  *   PC_ENOTFOUND  no "kid" or kid not in ks (caller may refetch the JWKS, rate-limited)
@@ -625,7 +629,7 @@ struct authd_reply {
     int status;
     struct pc_buf headers; /* "name: value\r\n" lines */
     struct pc_buf body;
-    const char *content_type; /* static or borrowed for the reply's life; NULL: none */
+    char content_type[96];    /* "" : none */
     bool close;               /* Connection: close after this reply */
 };
 
@@ -634,6 +638,8 @@ void authd_reply_reset(struct authd_reply *r);
 void authd_reply_release(struct authd_reply *r);
 /* Adds one header line; values with CR/LF are refused (PC_EINVAL). */
 int authd_reply_header(struct authd_reply *r, const char *name, const char *value);
+/* Sets the Content-Type (copied; truncated to fit). */
+void authd_reply_type(struct authd_reply *r, const char *type);
 /* A small HTML page with title and message (HTML-escaped). */
 void authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg);
 /* A JSON body. */

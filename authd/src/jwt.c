@@ -2,8 +2,10 @@
  * jwt.c - JWKS documents into PEM keys, and ID / bearer token verification.
  *
  * libjwt 1.10.2 trusts the token's "alg" header and decodes without verifying when given no
- * key (DESIGN.md §5), so the key is chosen here by "kid" and the algorithm is checked against
- * the key type before libjwt ever sees the token; the claims are then checked here as well.
+ * key (DESIGN.md §5); it also refuses any "typ" but JWT (RFC 9068 access tokens say at+jwt)
+ * and has no PS*. So the key is chosen here by "kid", the algorithm is checked against the
+ * key type, and the signature is verified with OpenSSL's EVP_DigestVerify on that key; the
+ * claims are checked here as well.
  */
 #include "authd.h"
 
@@ -12,13 +14,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jwt.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "portcullis/b64.h"
 #include "portcullis/crypto.h"
@@ -74,13 +77,12 @@ pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
     return pkey;
 }
 
-static char *
-rsa_pem(const json_t *jwk)
+static EVP_PKEY *
+rsa_key(const json_t *jwk)
 {
     BIGNUM *n = b64_bn(jwk, "n", 0), *e = b64_bn(jwk, "e", 0);
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     EVP_PKEY *pkey = NULL;
-    char *pem = NULL;
 
     if (n == NULL || e == NULL || bld == NULL || BN_num_bits(n) < MIN_RSA_BITS ||
         BN_num_bits(n) > 16384 || !BN_is_odd(e) || BN_num_bits(e) > 64)
@@ -88,18 +90,16 @@ rsa_pem(const json_t *jwk)
     if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
         goto out;
-    if ((pkey = pkey_fromdata("RSA", bld)) != NULL)
-        pem = pkey_pem(pkey);
+    pkey = pkey_fromdata("RSA", bld);
 out:
-    EVP_PKEY_free(pkey);
     OSSL_PARAM_BLD_free(bld);
     BN_free(n);
     BN_free(e);
-    return pem;
+    return pkey;
 }
 
-static char *
-ec_pem(const json_t *jwk, const char *group, size_t coord_len)
+static EVP_PKEY *
+ec_key(const json_t *jwk, const char *group, size_t coord_len)
 {
     const char *xs = json_string_value(json_object_get(jwk, "x"));
     const char *ys = json_string_value(json_object_get(jwk, "y"));
@@ -107,7 +107,6 @@ ec_pem(const json_t *jwk, const char *group, size_t coord_len)
     size_t xlen = 0, ylen = 0;
     OSSL_PARAM_BLD *bld = NULL;
     EVP_PKEY *pkey = NULL;
-    char *pem = NULL;
 
     if (xs == NULL || ys == NULL || pc_b64url_decode(xs, strlen(xs), &x, &xlen) != 0 ||
         pc_b64url_decode(ys, strlen(ys), &y, &ylen) != 0 || xlen != coord_len ||
@@ -121,14 +120,12 @@ ec_pem(const json_t *jwk, const char *group, size_t coord_len)
         !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
                                           1 + 2 * coord_len))
         goto out;
-    if ((pkey = pkey_fromdata("EC", bld)) != NULL)
-        pem = pkey_pem(pkey);
+    pkey = pkey_fromdata("EC", bld);
 out:
-    EVP_PKEY_free(pkey);
     OSSL_PARAM_BLD_free(bld);
     free(x);
     free(y);
-    return pem;
+    return pkey;
 }
 
 /* Converts one JWK; false when it is skipped (encryption key, unsupported, malformed). */
@@ -139,21 +136,26 @@ parse_jwk(const json_t *jwk, struct authd_jwk *out)
     const char *crv = pc_json_str(jwk, "crv"), *kid = pc_json_str(jwk, "kid");
     const char *alg = pc_json_str(jwk, "alg");
 
+    EVP_PKEY *pkey = NULL;
+
     memset(out, 0, sizeof(*out));
     if (kty == NULL || (use != NULL && strcmp(use, "sig") != 0))
         return false;
     if (strcmp(kty, "RSA") == 0) {
         out->type = AUTHD_KEY_RSA;
-        out->pem = rsa_pem(jwk);
+        pkey = rsa_key(jwk);
     } else if (strcmp(kty, "EC") == 0 && crv != NULL && strcmp(crv, "P-256") == 0) {
         out->type = AUTHD_KEY_EC_P256;
-        out->pem = ec_pem(jwk, "prime256v1", 32);
+        pkey = ec_key(jwk, "prime256v1", 32);
     } else if (strcmp(kty, "EC") == 0 && crv != NULL && strcmp(crv, "P-384") == 0) {
         out->type = AUTHD_KEY_EC_P384;
-        out->pem = ec_pem(jwk, "secp384r1", 48);
+        pkey = ec_key(jwk, "secp384r1", 48);
     }
-    if (out->pem == NULL)
+    if (pkey == NULL || (out->pem = pkey_pem(pkey)) == NULL) {
+        EVP_PKEY_free(pkey);
         return false;
+    }
+    out->pkey = pkey;
     out->kid = kid ? pc_xstrdup(kid) : NULL;
     out->alg = alg ? pc_xstrdup(alg) : NULL;
     return true;
@@ -195,6 +197,7 @@ authd_jwks_free(struct authd_jwks *ks)
         free(ks->keys[i].kid);
         free(ks->keys[i].alg);
         free(ks->keys[i].pem);
+        EVP_PKEY_free(ks->keys[i].pkey);
     }
     free(ks->keys);
     free(ks);
@@ -267,43 +270,100 @@ split_token(const char *token, json_t **header, json_t **payload)
     return 0;
 }
 
-/* The libjwt algorithm for a header alg on key k, or JWT_ALG_INVAL when not allowed. */
-static jwt_alg_t
+/* How a header "alg" is verified on a key type. */
+struct alg_spec {
+    const char *name;
+    enum authd_key_type type;
+    const char *md;
+    bool pss;
+    int ec_len; /* bytes of r and of s; 0 for RSA */
+};
+
+static const struct alg_spec algs[] = {
+    {"RS256", AUTHD_KEY_RSA, "SHA256", false, 0},
+    {"RS384", AUTHD_KEY_RSA, "SHA384", false, 0},
+    {"RS512", AUTHD_KEY_RSA, "SHA512", false, 0},
+    {"PS256", AUTHD_KEY_RSA, "SHA256", true, 0},
+    {"PS384", AUTHD_KEY_RSA, "SHA384", true, 0},
+    {"PS512", AUTHD_KEY_RSA, "SHA512", true, 0},
+    {"ES256", AUTHD_KEY_EC_P256, "SHA256", false, 32},
+    {"ES384", AUTHD_KEY_EC_P384, "SHA384", false, 48},
+};
+
+/* The verification recipe for alg on key k, or NULL when not allowed ("none", HS*, ...). */
+static const struct alg_spec *
 allowed_alg(const struct authd_jwk *k, const char *alg)
 {
     if (alg == NULL || (k->alg != NULL && strcmp(k->alg, alg) != 0))
-        return JWT_ALG_INVAL;
-    switch (k->type) {
-    case AUTHD_KEY_RSA:
-        if (strcmp(alg, "RS256") == 0)
-            return JWT_ALG_RS256;
-        if (strcmp(alg, "RS384") == 0)
-            return JWT_ALG_RS384;
-        if (strcmp(alg, "RS512") == 0)
-            return JWT_ALG_RS512;
-        return JWT_ALG_INVAL;
-    case AUTHD_KEY_EC_P256:
-        return strcmp(alg, "ES256") == 0 ? JWT_ALG_ES256 : JWT_ALG_INVAL;
-    case AUTHD_KEY_EC_P384:
-        return strcmp(alg, "ES384") == 0 ? JWT_ALG_ES384 : JWT_ALG_INVAL;
-    }
-    return JWT_ALG_INVAL;
+        return NULL;
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
+        if (strcmp(algs[i].name, alg) == 0 && algs[i].type == k->type)
+            return &algs[i];
+    return NULL;
 }
 
-/* Verifies the signature with libjwt, only ever with a key and a pre-checked algorithm. */
-static int
-verify_signature(const char *token, const struct authd_jwk *k, jwt_alg_t alg)
+/* JWS ECDSA signatures are r||s; OpenSSL wants DER. Returns new DER bytes or NULL. */
+static unsigned char *
+ecdsa_der(const unsigned char *raw, size_t rawlen, int ec_len, size_t *derlen)
 {
-    jwt_t *jwt = NULL;
-    int rc;
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r, *s;
+    unsigned char *der = NULL;
+    int n;
 
-    if (k->pem == NULL || alg == JWT_ALG_INVAL || alg == JWT_ALG_NONE)
+    if (sig == NULL || rawlen != (size_t)ec_len * 2) {
+        ECDSA_SIG_free(sig);
+        return NULL;
+    }
+    r = BN_bin2bn(raw, ec_len, NULL);
+    s = BN_bin2bn(raw + ec_len, ec_len, NULL);
+    if (r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+    } else if ((n = i2d_ECDSA_SIG(sig, &der)) > 0) {
+        *derlen = (size_t)n;
+    }
+    ECDSA_SIG_free(sig);
+    return der;
+}
+
+static int
+digest_verify(const struct alg_spec *a, EVP_PKEY *pkey, const char *input, size_t inlen,
+              const unsigned char *sig, size_t siglen)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+
+    if (ctx != NULL && EVP_DigestVerifyInit_ex(ctx, &pctx, a->md, NULL, NULL, pkey, NULL) == 1 &&
+        (!a->pss || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1)))
+        ok = EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)input, inlen) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : PC_EAUTH;
+}
+
+/* Verifies the signature of token with key k, only ever with a key and an allowed algorithm. */
+static int
+verify_signature(const char *token, const struct authd_jwk *k, const struct alg_spec *a)
+{
+    const char *dot = strrchr(token, '.');
+    unsigned char *sig = NULL, *der = NULL;
+    size_t siglen = 0, derlen = 0;
+    int rc = PC_EAUTH;
+
+    if (k->pkey == NULL || a == NULL || dot == NULL ||
+        pc_b64url_decode(dot + 1, strlen(dot + 1), &sig, &siglen) != 0)
         return PC_EAUTH;
-    rc = jwt_decode(&jwt, token, (const unsigned char *)k->pem, (int)strlen(k->pem));
-    if (rc == 0 && jwt_get_alg(jwt) != alg)
-        rc = -1;
-    jwt_free(jwt);
-    return rc == 0 ? 0 : PC_EAUTH;
+    if (a->ec_len > 0) {
+        if ((der = ecdsa_der(sig, siglen, a->ec_len, &derlen)) != NULL)
+            rc = digest_verify(a, k->pkey, token, (size_t)(dot - token), der, derlen);
+    } else {
+        rc = digest_verify(a, k->pkey, token, (size_t)(dot - token), sig, siglen);
+    }
+    OPENSSL_free(der);
+    free(sig);
+    return rc;
 }
 
 static bool
@@ -399,6 +459,7 @@ authd_jwt_verify(const struct authd_jwks *ks, const char *token,
 {
     json_t *header = NULL, *payload = NULL;
     const struct authd_jwk *k;
+    const struct alg_spec *a;
     const char *dummy;
     int rc;
 
@@ -416,10 +477,10 @@ authd_jwt_verify(const struct authd_jwks *ks, const char *token,
     if ((k = authd_jwks_find(ks, pc_json_str(header, "kid"))) == NULL) {
         *why = "unknown kid";
         rc = PC_ENOTFOUND;
-    } else if (allowed_alg(k, pc_json_str(header, "alg")) == JWT_ALG_INVAL) {
+    } else if ((a = allowed_alg(k, pc_json_str(header, "alg"))) == NULL) {
         *why = "alg not allowed for key";
         rc = PC_EAUTH;
-    } else if (verify_signature(token, k, allowed_alg(k, pc_json_str(header, "alg"))) != 0) {
+    } else if (verify_signature(token, k, a) != 0) {
         *why = "bad signature";
         rc = PC_EAUTH;
     } else if ((rc = check_claims(payload, expect, why)) == 0) {
