@@ -1,0 +1,383 @@
+"""A real kube-apiserver and etcd on 127.0.0.1 for end-to-end tests.
+
+Both come from the `kubeserver` binary that scripts/build-e2e-tools.sh builds
+into the cache (DESIGN.md §6). The flags follow controller-runtime's envtest:
+the apiserver self-signs its serving certificate into --cert-dir, clients
+authenticate with static bearer tokens, authorization is RBAC.
+
+    with ApiServer() as api:
+        api.install_istio_crds()
+        api.kubectl("apply", "-f", "-", input=manifest)
+        api.restart()            # same port, same etcd: watches see a disconnect
+
+Every child process is stopped by its pid (SIGTERM, bounded wait, SIGKILL).
+Logs stay in files under the temp dir and are printed when startup fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "scripts" / "build-e2e-tools.sh"
+
+ADMIN_USER = "portcullis-admin"
+CONTROLLER_USER = "portcullis-controller"
+
+
+def skip_e2e() -> bool:
+    """True when the environment asks to skip tests that start real peers."""
+    return os.environ.get("PORTCULLIS_SKIP_E2E") == "1"
+
+
+@functools.cache
+def e2e_tools() -> dict[str, str]:
+    """Paths of the cached peers, building them first when missing.
+
+    Keys: PORTCULLIS_KUBESERVER, PORTCULLIS_ISTIO_VALIDATE, PORTCULLIS_ISTIO_CRDS.
+    Each may be overridden through the environment variable of the same name;
+    the build script only runs when one of them is not set.
+    """
+    keys = ("PORTCULLIS_KUBESERVER", "PORTCULLIS_ISTIO_VALIDATE", "PORTCULLIS_ISTIO_CRDS")
+    tools = {k: os.environ[k] for k in keys if os.environ.get(k)}
+    if len(tools) == len(keys):
+        return tools
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-env"],
+        stdout=subprocess.PIPE,
+        stderr=None,  # progress lines go straight to the terminal
+        text=True,
+        check=True,
+    )
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in keys:
+            tools.setdefault(key, value)
+    return tools
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM proc by its pid, wait up to timeout, then SIGKILL it."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class StartError(RuntimeError):
+    """A peer did not come up; the message holds the end of its log."""
+
+
+class ApiServer:
+    """etcd + kube-apiserver for one test session (or module).
+
+    Attributes once started: url, port, token (admin, group system:masters),
+    controller_token (user portcullis-controller, no groups, so RBAC decides),
+    kubeconfig and controller_kubeconfig (paths), ca_file, workdir.
+    """
+
+    def __init__(self, kubeserver: str | None = None, ready_timeout: float = 90.0):
+        self.kubeserver = kubeserver
+        self.ready_timeout = ready_timeout
+        self.workdir: Path | None = None
+        self.etcd: subprocess.Popen | None = None
+        self.apiserver: subprocess.Popen | None = None
+        self.token = secrets.token_hex(16)
+        self.controller_token = secrets.token_hex(16)
+        self.port = 0
+        self.etcd_port = 0
+        self.url = ""
+        self.kubeconfig = ""
+        self.controller_kubeconfig = ""
+        self.ca_file = ""
+        self._keep = os.environ.get("PORTCULLIS_KEEP_TMP") == "1"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> "ApiServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.kubeserver is None:
+            self.kubeserver = e2e_tools()["PORTCULLIS_KUBESERVER"]
+        self.workdir = Path(tempfile.mkdtemp(prefix="portcullis-kube-"))
+        try:
+            self._write_files()
+            # A port picked by free_port() can be taken before the child
+            # binds it; a few attempts with fresh ports make that harmless.
+            for attempt in range(3):
+                try:
+                    self._start_etcd()
+                    self.port = free_port()
+                    self.url = f"https://127.0.0.1:{self.port}"
+                    self._start_apiserver()
+                    break
+                except StartError as e:
+                    if "address already in use" not in str(e) or attempt == 2:
+                        raise
+                    self._stop_children()
+            self._write_kubeconfigs()
+        except BaseException:
+            self.stop()
+            raise
+
+    def restart(self) -> None:
+        """Stop only the apiserver and start it again on the same port and etcd."""
+        stop_process(self.apiserver)
+        self.apiserver = None
+        self._start_apiserver()
+
+    def stop(self) -> None:
+        self._stop_children()
+        if self.workdir and not self._keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_children(self) -> None:
+        stop_process(self.apiserver)
+        self.apiserver = None
+        stop_process(self.etcd)
+        self.etcd = None
+
+    # -- setup ---------------------------------------------------------------
+
+    def _write_files(self) -> None:
+        wd = self.workdir
+        (wd / "certs").mkdir()
+        # The service-account signing key, as envtest generates one.
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(wd / "sa.key"), "2048"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(wd / "sa.key"), "-pubout", "-out", str(wd / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
+        # token,user,uid,"group,..." — see kube-apiserver --token-auth-file.
+        (wd / "tokens.csv").write_text(
+            f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
+            f"{self.controller_token},{CONTROLLER_USER},{CONTROLLER_USER}\n"
+        )
+        os.chmod(wd / "tokens.csv", 0o600)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")
+        try:
+            return subprocess.Popen(
+                [self.kubeserver, name, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,  # a Ctrl-C reaches the test, not the peers
+            )
+        finally:
+            log.close()
+
+    def _start_etcd(self) -> None:
+        self.etcd_port = free_port()
+        peer = free_port()
+        client_url = f"http://127.0.0.1:{self.etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        data = self.workdir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        self.etcd = self._spawn(
+            "etcd",
+            [
+                "--name=default",
+                f"--data-dir={data}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._wait("etcd", self.etcd, lambda: self._etcd_healthy(client_url))
+
+    def _apiserver_args(self) -> list[str]:
+        wd = self.workdir
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            f"--cert-dir={wd / 'certs'}",
+            f"--secure-port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--service-account-issuer={self.url}/",
+            f"--service-account-key-file={wd / 'sa.pub'}",
+            f"--service-account-signing-key-file={wd / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={wd / 'tokens.csv'}",
+            "--allow-privileged=true",
+            # Without kube-controller-manager no token controller creates
+            # default ServiceAccounts; envtest disables this plugin too.
+            "--disable-admission-plugins=ServiceAccount",
+        ]
+
+    def _start_apiserver(self) -> None:
+        self.apiserver = self._spawn("kube-apiserver", self._apiserver_args())
+        self._wait("kube-apiserver", self.apiserver, self._apiserver_ready)
+        self.ca_file = str(self.workdir / "certs" / "apiserver.crt")
+
+    def _wait(self, name: str, proc: subprocess.Popen, ready) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StartError(self._failure(name, f"exited with {proc.returncode}"))
+            if ready():
+                return
+            time.sleep(0.2)
+        raise StartError(self._failure(name, f"not ready after {self.ready_timeout:.0f}s"))
+
+    def _failure(self, name: str, what: str) -> str:
+        log = self.workdir / f"{name}.log"
+        text = f"{name} {what}; last lines of {log}:\n{_tail(log)}"
+        print(text, file=sys.stderr)
+        return text
+
+    @staticmethod
+    def _etcd_healthy(client_url: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{client_url}/health", timeout=2) as r:
+                return json.load(r).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            return self.get("/readyz", timeout=2)[0] == 200
+        except (OSError, ssl.SSLError):
+            return False
+
+    def _write_kubeconfigs(self) -> None:
+        self.kubeconfig = str(self.workdir / "kubeconfig")
+        self.controller_kubeconfig = str(self.workdir / "kubeconfig-controller")
+        for path, user, token in (
+            (self.kubeconfig, ADMIN_USER, self.token),
+            (self.controller_kubeconfig, CONTROLLER_USER, self.controller_token),
+        ):
+            # kubeconfig is YAML; JSON is YAML, so no YAML library is needed.
+            cfg = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {"server": self.url, "certificate-authority": self.ca_file},
+                    }
+                ],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+                "current-context": "e2e",
+            }
+            Path(path).write_text(json.dumps(cfg, indent=2) + "\n")
+            os.chmod(path, 0o600)
+
+    # -- clients -------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts the apiserver's self-signed certificate (no verification
+        before the cert dir is written, i.e. while waiting for readiness)."""
+        ca = self.workdir / "certs" / "apiserver.crt"
+        if not ca.exists():
+            return ssl._create_unverified_context()
+        return ssl.create_default_context(cafile=str(ca))
+
+    def get(self, path: str, token: str | None = None, timeout: float = 10):
+        """GET path with a bearer token (admin by default): (status, body)."""
+        req = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {token or self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Runs kubectl from PATH against this apiserver; raises on failure
+        when check is true, with kubectl's stderr in the message."""
+        cmd = [
+            "kubectl",
+            f"--kubeconfig={kubeconfig or self.kubeconfig}",
+            f"--cache-dir={self.workdir / 'kubectl-cache'}",
+            *args,
+        ]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
+            )
+        return proc
+
+    def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:
+        """Applies the cached Istio CRDs and waits until they are established."""
+        crds = crds or e2e_tools()["PORTCULLIS_ISTIO_CRDS"]
+        # Server-side: the CRDs are too big for the last-applied annotation.
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
+        self.kubectl(
+            "wait", "--for=condition=Established", f"--timeout={timeout}", "-f", crds
+        )
+
+
+@pytest.fixture(scope="module")
+def api_server():
+    """A started ApiServer shared by the tests of one module."""
+    if skip_e2e():
+        pytest.skip("PORTCULLIS_SKIP_E2E=1")
+    with ApiServer() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def istio_validate() -> str:
+    """Path of the cached istio-validate binary."""
+    if skip_e2e():
+        pytest.skip("PORTCULLIS_SKIP_E2E=1")
+    return e2e_tools()["PORTCULLIS_ISTIO_VALIDATE"]
