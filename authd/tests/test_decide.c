@@ -1,0 +1,401 @@
+/*
+ * test_decide.c - the decision table per front door, access rules, path lists, ReportOnly,
+ * unknown hosts and identity-header smuggling.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd.h"
+
+#define NOW 1700000000
+
+static const char config_text[] =
+    "cookieSecretFiles: [mem]\n"
+    "hosts:\n"
+    "- id: ns/app\n"
+    "  hosts: [app.example.com]\n"
+    "  oidc: {issuerURL: 'https://idp', clientID: app}\n"
+    "  access: {allowedGroups: [admins], allowedEmailDomains: [example.com],\n"
+    "           allowedEmails: [Boss@Other.com]}\n"
+    "  paths: {skip: [/healthz, /static/, /pub*], api: [/api/, /graphql]}\n"
+    "  session: {refresh: 5m}\n"
+    "  passIDToken: true\n"
+    "- id: ns/report\n"
+    "  hosts: [report.example.com]\n"
+    "  oidc: {issuerURL: 'https://idp', clientID: report}\n"
+    "  access: {allowedGroups: [admins]}\n"
+    "  mode: ReportOnly\n"
+    "- id: ns/api\n"
+    "  hosts: [api.example.com]\n"
+    "  oidc: {issuerURL: 'https://idp', clientID: api}\n"
+    "  bearerTokens: {enabled: true}\n"
+    "- id: ns/open\n"
+    "  hosts: [open.example.com]\n"
+    "  oidc: {issuerURL: 'https://idp', clientID: open}\n";
+
+static struct authd_config *cfg;
+
+static int
+mem_reader(void *ud, const char *path, char **data, size_t *len)
+{
+    (void)ud;
+    (void)path;
+    *data = strdup("0123456789abcdef0123456789abcdef");
+    *len = 32;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    struct authd_config_opts opts = {.read_file = mem_reader};
+    struct pc_diag diag = {0};
+
+    (void)state;
+    return authd_config_parse(config_text, strlen(config_text), &opts, &cfg, &diag);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    authd_config_free(cfg);
+    return 0;
+}
+
+enum who { NOBODY, ADMIN, DOMAIN_USER, BOSS, OUTSIDER, EXPIRED, OTHER_CLIENT, TAMPERED };
+
+static char *admin_groups[] = {"users", "admins"};
+static char *user_groups[] = {"users"};
+
+/* Fills s for who and returns the session_rc authd_session_open would have returned. */
+static int
+session_for(enum who w, struct authd_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->issuer = "https://idp";
+    s->client_id = "app";
+    s->expires_at = NOW + 3600;
+    s->refreshed_at = NOW - 600; /* due for refresh on hosts with refresh: 5m */
+    s->id_token = "ey.id.token";
+    s->refresh_token = "rt";
+    switch (w) {
+    case ADMIN:
+        s->id.sub = "admin-1";
+        s->id.email = "a@corp.net";
+        s->id.groups.v = admin_groups;
+        s->id.groups.n = 2;
+        return 0;
+    case DOMAIN_USER:
+        s->id.sub = "user-2";
+        s->id.email = "u@EXAMPLE.com";
+        s->id.groups.v = user_groups;
+        s->id.groups.n = 1;
+        return 0;
+    case BOSS:
+        s->id.sub = "boss";
+        s->id.email = "boss@other.com";
+        return 0;
+    case OUTSIDER:
+        s->id.sub = "out";
+        s->id.email = "o@sub.example.com";
+        s->id.preferred_username = "o";
+        s->id.groups.v = user_groups;
+        s->id.groups.n = 1;
+        return 0;
+    case EXPIRED:
+        return PC_EEXPIRED;
+    case OTHER_CLIENT:
+        return PC_EINVAL;
+    case TAMPERED:
+        return PC_EAUTH;
+    default:
+        return PC_ENOTFOUND;
+    }
+}
+
+struct row {
+    const char *name;
+    enum authd_door door;
+    const char *host, *method, *path, *accept, *xrw, *sfm;
+    enum who who;
+    int bearer_rc; /* 0: valid bearer of ADMIN, PC_ENOTFOUND: none */
+    enum authd_verdict verdict;
+    int status;
+    const char *reason;
+};
+
+#define E AUTHD_DOOR_ENVOY
+#define N AUTHD_DOOR_NGINX
+#define NB PC_ENOTFOUND
+#define HTML "text/html,application/xhtml+xml,*/*;q=0.8"
+#define JSON "application/json"
+
+static const struct row rows[] = {
+    /* name, door, host, method, path, accept, xrw, sfm, who, bearer, verdict, status, reason */
+    {"browser login", E, "app.example.com", "GET", "/x?y=1", HTML, NULL, "navigate", NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"browser expired", E, "app.example.com", "GET", "/", HTML, NULL, NULL, EXPIRED, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "session-expired"},
+    {"browser other client", E, "app.example.com", "GET", "/", HTML, NULL, NULL, OTHER_CLIENT,
+     NB, AUTHD_LOGIN_REDIRECT, 302, "session-other-client"},
+    {"tampered", E, "app.example.com", "GET", "/", HTML, NULL, NULL, TAMPERED, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "session-invalid"},
+    {"api path", E, "app.example.com", "GET", "/api/v1", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"api exact", E, "app.example.com", "GET", "/graphql?q=1", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"api exact no prefix", E, "app.example.com", "GET", "/graphql2", HTML, NULL, NULL, NOBODY,
+     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"json accept", E, "app.example.com", "GET", "/x", JSON, NULL, NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"xhr", E, "app.example.com", "GET", "/x", "*/*", "XMLHttpRequest", NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"fetch cors", E, "app.example.com", "GET", "/x", "*/*", NULL, "cors", NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"post", E, "app.example.com", "POST", "/form", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"nginx no session", N, "app.example.com", "GET", "/x", HTML, NULL, "navigate", NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"admin allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_ALLOW, 200, "session"},
+    {"admin nginx", N, "APP.example.com:443", "GET", "/x", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_ALLOW, 202, "session"},
+    {"domain allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, DOMAIN_USER, NB,
+     AUTHD_ALLOW, 200, "session"},
+    {"email allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, BOSS, NB,
+     AUTHD_ALLOW, 200, "session"},
+    {"subdomain not allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, OUTSIDER, NB,
+     AUTHD_FORBIDDEN, 403, "forbidden"},
+    {"forbidden nginx", N, "app.example.com", "GET", "/x", HTML, NULL, NULL, OUTSIDER, NB,
+     AUTHD_FORBIDDEN, 403, "forbidden"},
+    {"skip exact", E, "app.example.com", "GET", "/healthz", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_SKIP, 200, "skip"},
+    {"skip exact only", E, "app.example.com", "GET", "/healthz/x", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip prefix", E, "app.example.com", "GET", "/static/a.css", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_SKIP, 200, "skip"},
+    {"skip star", E, "app.example.com", "GET", "/public.txt", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_SKIP, 200, "skip"},
+    {"skip dotdot", E, "app.example.com", "GET", "/static/../admin", HTML, NULL, NULL, NOBODY,
+     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip encoded", E, "app.example.com", "GET", "/static/%2e%2e/admin", HTML, NULL, NULL,
+     NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip nginx", N, "app.example.com", "GET", "/healthz", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_SKIP, 202, "skip"},
+    {"callback", E, "app.example.com", "GET", "/oauth2/callback?code=1", HTML, NULL, NULL,
+     NOBODY, NB, AUTHD_CALLBACK, 0, "callback"},
+    {"sign out", E, "app.example.com", "GET", "/oauth2/sign_out", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_SIGN_OUT, 0, "sign-out"},
+    {"unknown host", E, "evil.example.org", "GET", "/", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_UNKNOWN_HOST, 403, "unknown-host"},
+    {"unknown host nginx", N, NULL, "GET", "/", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_UNKNOWN_HOST, 403, "unknown-host"},
+    {"report only forbidden", E, "report.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER,
+     NB, AUTHD_FORBIDDEN, 200, "forbidden"},
+    {"report only login", E, "report.example.com", "GET", "/", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 200, "no-session"},
+    {"report only nginx", N, "report.example.com", "GET", "/", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_UNAUTHORIZED, 202, "no-session"},
+    {"bearer valid", E, "api.example.com", "GET", "/v1", JSON, NULL, NULL, NOBODY, 0,
+     AUTHD_ALLOW, 200, "bearer"},
+    {"bearer invalid", E, "api.example.com", "GET", "/v1", HTML, NULL, NULL, ADMIN, PC_EAUTH,
+     AUTHD_UNAUTHORIZED, 401, "invalid-bearer"},
+    {"bearer absent uses session", E, "api.example.com", "GET", "/v1", HTML, NULL, NULL, ADMIN,
+     NB, AUTHD_ALLOW, 200, "session"},
+    {"bearer ignored when disabled", E, "app.example.com", "GET", "/x", HTML, NULL, NULL,
+     NOBODY, PC_EAUTH, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"any user", E, "open.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER, NB, AUTHD_ALLOW,
+     200, "session"},
+};
+
+static const char *
+header(const struct authd_decision *d, const char *name)
+{
+    for (size_t i = 0; i < d->nheaders; i++)
+        if (strcmp(d->headers[i].name, name) == 0)
+            return d->headers[i].value;
+    return NULL;
+}
+
+static void
+run_row(const struct row *r, struct authd_decision *d, struct authd_session *s,
+        struct authd_identity *bearer)
+{
+    struct authd_request req = {.door = r->door, .method = r->method, .host = r->host,
+                                .path = r->path, .accept = r->accept,
+                                .x_requested_with = r->xrw, .sec_fetch_mode = r->sfm,
+                                .cookie = "theme=dark; _portcullis=abc; _portcullis_csrf_x=1"};
+    struct authd_decide_input in = {.req = &req, .now = NOW, .bearer_rc = r->bearer_rc,
+                                    .bearer = bearer};
+
+    in.host = authd_config_match_host(cfg, r->host);
+    in.session_rc = session_for(r->who, s);
+    in.session = in.session_rc == 0 ? s : NULL;
+    memset(bearer, 0, sizeof(*bearer));
+    bearer->sub = "svc";
+    bearer->groups.v = admin_groups;
+    bearer->groups.n = 2;
+    assert_int_equal(authd_decide(&in, d), 0);
+}
+
+static void
+test_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct row *r = &rows[i];
+        struct authd_decision d;
+        struct authd_session s;
+        struct authd_identity bearer;
+
+        run_row(r, &d, &s, &bearer);
+        if (d.verdict != r->verdict || d.status != r->status || strcmp(d.reason, r->reason) != 0)
+            fail_msg("%s: got verdict %d status %d reason %s, want %d %d %s", r->name,
+                     d.verdict, d.status, d.reason, r->verdict, r->status, r->reason);
+        if (d.status == 401)
+            assert_non_null(d.www_authenticate);
+        if (d.status == 401 || d.status == 403)
+            assert_non_null(strstr(d.content_type,
+                                   strcmp(r->accept, JSON) == 0 || r->xrw ? "json" : "html"));
+        if (d.verdict == AUTHD_LOGIN_REDIRECT && d.status == 302)
+            assert_non_null(d.original_url);
+        authd_decision_release(&d);
+    }
+}
+
+/* Every identity header is set on allow, empty when the claim is absent. */
+static void
+test_headers(void **state)
+{
+    struct authd_decision d;
+    struct authd_session s;
+    struct authd_identity bearer;
+
+    (void)state;
+    run_row(&rows[12], &d, &s, &bearer); /* admin allowed */
+    assert_int_equal(d.nheaders, 6);
+    assert_string_equal(header(&d, "X-Auth-Request-User"), "admin-1");
+    assert_string_equal(header(&d, "X-Auth-Request-Email"), "a@corp.net");
+    assert_string_equal(header(&d, "X-Auth-Request-Preferred-Username"), "");
+    assert_string_equal(header(&d, "X-Auth-Request-Groups"), "users,admins");
+    assert_string_equal(header(&d, "Authorization"), "Bearer ey.id.token");
+    assert_string_equal(header(&d, "Cookie"), "theme=dark");
+    assert_true(d.refresh_due);
+    authd_decision_release(&d);
+    run_row(&rows[18], &d, &s, &bearer); /* skip: identity headers blanked */
+    assert_string_equal(header(&d, "X-Auth-Request-User"), "");
+    assert_string_equal(header(&d, "X-Auth-Request-Groups"), "");
+    assert_null(header(&d, "Authorization"));
+    authd_decision_release(&d);
+    run_row(&rows[29], &d, &s, &bearer); /* report-only forbidden: headers, no body */
+    assert_true(d.report_only);
+    assert_string_equal(header(&d, "X-Auth-Request-User"), "out");
+    assert_null(d.body);
+    authd_decision_release(&d);
+    run_row(&rows[32], &d, &s, &bearer); /* bearer: identity from the token */
+    assert_string_equal(header(&d, "X-Auth-Request-User"), "svc");
+    authd_decision_release(&d);
+    run_row(&rows[16], &d, &s, &bearer); /* forbidden: nothing upstream */
+    assert_int_equal(d.nheaders, 0);
+    authd_decision_release(&d);
+}
+
+static void
+test_original_url(void **state)
+{
+    static const struct {
+        const char *host, *proto, *path, *want;
+    } cases[] = {
+        {"app.example.com", NULL, "/x?y=1", "https://app.example.com/x?y=1"},
+        {"app.example.com:8080", "http", "/", "http://app.example.com:8080/"},
+        {"App.Example.com", "https,http", "/a", "https://app.example.com/a"},
+        {"app.example.com", "gopher", "/a", "https://app.example.com/a"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct authd_request req = {.door = AUTHD_DOOR_ENVOY, .method = "GET",
+                                    .host = cases[i].host, .path = cases[i].path,
+                                    .x_forwarded_proto = cases[i].proto};
+        struct authd_decide_input in = {.req = &req, .now = NOW, .session_rc = PC_ENOTFOUND,
+                                        .bearer_rc = PC_ENOTFOUND};
+        struct authd_decision d;
+
+        in.host = authd_config_match_host(cfg, req.host);
+        assert_int_equal(authd_decide(&in, &d), 0);
+        assert_int_equal(d.verdict, AUTHD_LOGIN_REDIRECT);
+        assert_string_equal(d.original_url, cases[i].want);
+        authd_decision_release(&d);
+    }
+}
+
+static void
+test_claim_sanitized(void **state)
+{
+    struct authd_identity id = {.sub = "a\r\nX-Evil: 1"};
+    char *v = authd_identity_claim(&id, "sub");
+
+    (void)state;
+    assert_string_equal(v, "a  X-Evil: 1");
+    free(v);
+    v = authd_identity_claim(&id, "nope");
+    assert_string_equal(v, "");
+    free(v);
+}
+
+static void
+test_helpers(void **state)
+{
+    static const struct {
+        const char *prefix, *path, *want;
+    } envoy[] = {
+        {"/ext-authz", "/ext-authz/a/b?c=d", "/a/b?c=d"}, {"/ext-authz", "/ext-authz", "/"},
+        {"/ext-authz", "/ext-authzX/a", NULL},            {"/ext-authz", "/other", NULL},
+        {"/", "/a", "/a"},
+    };
+    static const struct {
+        const char *in, *want;
+    } bearer[] = {
+        {"Bearer abc.def.ghi", "abc.def.ghi"}, {"bearer  tok", "tok"}, {"Basic eHk=", NULL},
+        {"Bearer ", NULL}, {"Bearer a b", NULL}, {NULL, NULL},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(envoy) / sizeof(envoy[0]); i++) {
+        const char *got = authd_envoy_original_path(envoy[i].prefix, envoy[i].path);
+
+        if (envoy[i].want == NULL)
+            assert_null(got);
+        else
+            assert_string_equal(got, envoy[i].want);
+    }
+    for (size_t i = 0; i < sizeof(bearer) / sizeof(bearer[0]); i++) {
+        char *got = authd_bearer_from_header(bearer[i].in);
+
+        if (bearer[i].want == NULL)
+            assert_null(got);
+        else
+            assert_string_equal(got, bearer[i].want);
+        free(got);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),           cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_original_url),    cmocka_unit_test(test_claim_sanitized),
+        cmocka_unit_test(test_helpers),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
