@@ -108,7 +108,8 @@ parse_authority(const char *auth, size_t n, char **name)
     if (port < auth + n) {
         size_t plen = n - hlen - 1;
 
-        if (*port != ':' || plen == 0 || plen > 5 || strspn(port + 1, "0123456789") < plen)
+        if (*port != ':' || plen == 0 || plen > 5 || strspn(port + 1, "0123456789") < plen ||
+            atoi(port + 1) == 0 || atoi(port + 1) > 65535)
             return PC_EINVAL;
     }
     *name = pc_xstrndup(auth, hlen);
