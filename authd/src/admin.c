@@ -27,13 +27,13 @@ authd_admin_handle(struct authd_server *srv, const struct authd_http *h,
 {
     if (!strcmp(h->path, "/healthz")) {
         r->status = 200;
-        r->content_type = "text/plain";
+        authd_reply_type(r, "text/plain");
         pc_buf_appends(&r->body, "ok\n");
     } else if (!strcmp(h->path, "/readyz")) {
         readyz(srv, r);
     } else if (!strcmp(h->path, "/metrics")) {
         r->status = 200;
-        r->content_type = "text/plain; version=0.0.4";
+        authd_reply_type(r, "text/plain; version=0.0.4");
         size_t max = r->body.max;
         r->body.max = 0; /* unbounded here: the series tables are bounded instead */
         authd_metrics_render(srv->metrics, &r->body);

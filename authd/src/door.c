@@ -104,7 +104,7 @@ static void
 denial(struct check *c, struct authd_reply *r)
 {
     r->status = c->d.status;
-    r->content_type = c->d.content_type;
+    authd_reply_type(r, c->d.content_type);
     if (c->d.www_authenticate)
         authd_reply_header(r, "WWW-Authenticate", c->d.www_authenticate);
     authd_reply_header(r, "Cache-Control", "no-store");
@@ -270,13 +270,26 @@ userinfo(struct authd_server *srv, const struct authd_host *host, const struct a
     authd_session_free(s);
 }
 
+static bool
+is_direct_path(const char *path)
+{
+    return !strcmp(path, "/oauth2/callback") || !strcmp(path, "/oauth2/sign_out") ||
+           !strcmp(path, "/oauth2/start") || !strcmp(path, "/oauth2/userinfo");
+}
+
 static int
 direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct authd_reply *r)
 {
     const char *host_name = authd_login_host(h);
     const struct authd_host *host = authd_config_match_host(srv->cfg->cfg, host_name);
+    bool own = host && (!strcmp(h->path, host->oidc.callback_path) ||
+                        !strcmp(h->path, host->oidc.sign_out_path));
     char *rd, *target = NULL;
 
+    if (!own && !is_direct_path(h->path)) {
+        authd_reply_page(r, 404, "not found", "unknown path");
+        return 0;
+    }
     if (!host) {
         authd_reply_page(r, 403, "forbidden", "no policy for this host");
         return 0;
@@ -292,10 +305,8 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
         authd_login_start(srv, host, h, host_name, target, r);
         free(rd);
         free(target);
-    } else if (!strcmp(h->path, "/oauth2/userinfo")) {
-        userinfo(srv, host, h, r);
     } else {
-        authd_reply_page(r, 404, "not found", "unknown path");
+        userinfo(srv, host, h, r);
     }
     return 0;
 }

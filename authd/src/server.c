@@ -96,7 +96,7 @@ authd_reply_reset(struct authd_reply *r)
     pc_buf_reset(&r->headers);
     pc_buf_reset(&r->body);
     r->status = 500;
-    r->content_type = NULL;
+    r->content_type[0] = '\0';
     r->close = false;
 }
 
@@ -113,6 +113,12 @@ authd_reply_header(struct authd_reply *r, const char *name, const char *value)
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
         return PC_EINVAL;
     return pc_buf_appendf(&r->headers, "%s: %s\r\n", name, value);
+}
+
+void
+authd_reply_type(struct authd_reply *r, const char *type)
+{
+    snprintf(r->content_type, sizeof(r->content_type), "%s", type ? type : "");
 }
 
 static void
@@ -134,7 +140,7 @@ void
 authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg)
 {
     r->status = status;
-    r->content_type = "text/html; charset=utf-8";
+    authd_reply_type(r, "text/html; charset=utf-8");
     pc_buf_reset(&r->body);
     pc_buf_appends(&r->body, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
     append_html_escaped(&r->body, title);
@@ -150,7 +156,7 @@ void
 authd_reply_json(struct authd_reply *r, int status, const char *json)
 {
     r->status = status;
-    r->content_type = "application/json";
+    authd_reply_type(r, "application/json");
     pc_buf_reset(&r->body);
     pc_buf_appends(&r->body, json);
 }
@@ -176,7 +182,7 @@ build_head(struct lws *wsi, const struct authd_reply *r, unsigned char **p, unsi
         return false;
     if (r->headers.len && !put(p, end, r->headers.data, r->headers.len))
         return false;
-    if (r->content_type) {
+    if (r->content_type[0]) {
         n = snprintf(line, sizeof(line), "content-type: %s\r\n", r->content_type);
         if (!put(p, end, line, (size_t)n))
             return false;
@@ -260,7 +266,7 @@ authd_pending_finish(struct authd_pending *p, const struct authd_reply *r)
 {
     if (p->wsi) {
         p->reply.status = r->status;
-        p->reply.content_type = r->content_type;
+        authd_reply_type(&p->reply, r->content_type);
         p->reply.close = r->close;
         pc_buf_reset(&p->reply.headers);
         pc_buf_reset(&p->reply.body);
@@ -467,8 +473,13 @@ on_http(struct lws *wsi, struct server_priv *sp, const char *in, bool admin)
         rc = authd_admin_handle(srv, &h, r);
     else
         rc = authd_door_handle(srv, &h, wsi, r);
-    if (rc == 1)
-        return 0; /* deferred: the connection waits for authd_pending_finish */
+    if (rc == 1) {
+        /* Deferred: the connection waits for authd_pending_finish. */
+        struct conn *c = lws_wsi_user(wsi);
+        if (c && c->pending)
+            c->pending->head = h.head;
+        return 0;
+    }
     /* An unread request body would be parsed as the next request: close instead. */
     if (srv->draining || has_body(wsi))
         r->close = true;
@@ -483,11 +494,15 @@ on_writeable(struct lws *wsi, struct conn *c)
 
     if (!p || !p->ready)
         return 0;
+    /* Detach first: completing the transaction may free the per-connection data. */
+    c->pending = NULL;
+    p->wsi = NULL;
+    p->sp->pending--;
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     if (p->sp->pub.draining)
         p->reply.close = true;
     rc = write_reply(wsi, &p->reply, p->head);
-    pending_detach(c);
+    pending_put(p);
     return rc;
 }
 
@@ -513,6 +528,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
         if (c && c->pending)
             pending_detach(c);
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return sp && sp->pub.draining ? 1 : 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (sp && sp->pub.pool)
             authd_pool_drain(sp->pub.pool);
@@ -707,12 +724,12 @@ authd_server_run(struct authd_server *srv)
         if (lws_service(srv->lws, 0) < 0)
             return PC_EIO;
     /*
-     * Graceful shutdown: stop accepting (listen sockets closed), let deferred replies finish,
+     * Graceful shutdown: stop accepting (new connections are closed as they arrive: lws 4.1's
+     * lws_context_deprecate crashes with explicit vhosts), let deferred replies finish,
      * answer anything still arriving on open connections with "Connection: close".
      */
     srv->draining = true;
     pc_log(PC_LOG_INFO, "shutdown", "phase", "draining", NULL);
-    lws_context_deprecate(srv->lws, NULL);
     deadline = authd_mono_us() + DRAIN_SECS * 1000000LL;
     while (sp->pending > 0 && authd_mono_us() < deadline)
         if (lws_service(srv->lws, 0) < 0)

@@ -1,0 +1,463 @@
+"""Fast local smoke test of portcullis-authd against a real OpenID Provider (npm oidc-provider,
+e2e/harness/peers.py OidcProvider). No Envoy/nginx/Chromium: Python plays the proxy and the
+browser, sending exactly what Envoy's ext_authz / nginx auth_request would send.
+
+The binary is not built here: env PORTCULLIS_AUTHD, default build/authd/portcullis-authd.
+Run:  python3 -m pytest e2e/tests/test_authd_smoke.py      (< 60 s)
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from e2e.harness import peers  # noqa: E402
+from e2e.harness.peers import OidcProvider, Proc, free_port, work_dir  # noqa: E402
+
+pytestmark = pytest.mark.skipif(peers.skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTHD = Path(os.environ.get("PORTCULLIS_AUTHD", ROOT / "build" / "authd" / "portcullis-authd"))
+CLIENT, SECRET = "echo", "echo-client-secret"
+
+
+def config_yaml(c, extra_hosts=""):
+    return f"""\
+listen: 127.0.0.1:{c['port']}
+adminListen: 127.0.0.1:{c['admin']}
+allowInsecureIssuers: true
+cookieSecretFiles: [{c['secret']}]
+hosts:
+  - id: test/echo
+    hosts: [echo.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+    access: {{allowedGroups: [admins]}}
+    paths: {{skip: [/public/], api: [/api/]}}
+  - id: test/refresh
+    hosts: [refresh.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+    session: {{refresh: 1s}}
+{extra_hosts}"""
+
+
+class Authd:
+    """The daemon plus a tiny client that speaks like Envoy / nginx / a browser."""
+
+    def __init__(self, issuer: str):
+        self.dir = work_dir("authd-smoke")
+        self.port, self.admin = free_port(), free_port()
+        secret = self.dir / "cookie-secret"
+        secret.write_text("0123456789abcdef0123456789abcdef-smoke-test\n")
+        self.c = {"port": self.port, "admin": self.admin, "secret": secret, "issuer": issuer}
+        self.config = self.dir / "config.yaml"
+        self.write_config(config_yaml(self.c))
+        self.proc = None
+
+    def write_config(self, text: str):
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config)
+
+    def start(self):
+        assert AUTHD.exists(), f"build portcullis-authd first (or set PORTCULLIS_AUTHD): {AUTHD}"
+        self.proc = Proc("authd", [AUTHD, "--config", self.config, "--log-level", "debug"],
+                         log_path=self.dir / "authd.log").start()
+        self.proc.wait_http(f"http://127.0.0.1:{self.admin}/healthz", 10, ok=lambda s: s == 200)
+        return self
+
+    def request(self, path, host="echo.localhost", cookies=None, headers=None, method="GET",
+                admin=False, timeout=15):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin if admin else self.port,
+                                          timeout=timeout)
+        h = {"Host": f"{host}:{self.port}" if host else "", "X-Forwarded-Proto": "http"}
+        if cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        h.update(headers or {})
+        conn.request(method, path, headers=h)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, r.getheaders(), body
+
+    def metrics(self) -> str:
+        return self.request("/metrics", admin=True)[2].decode()
+
+    def metric(self, name_and_labels: str) -> float:
+        for line in self.metrics().splitlines():
+            if line.startswith(name_and_labels + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log(self) -> str:
+        return (self.dir / "authd.log").read_text(errors="replace")
+
+
+def header(headers, name):
+    vals = [v for k, v in headers if k.lower() == name.lower()]
+    return vals[0] if vals else None
+
+
+def set_cookies(headers) -> dict:
+    """name -> value for every Set-Cookie (value None when it clears the cookie)."""
+    out = {}
+    for k, v in headers:
+        if k.lower() == "set-cookie":
+            name, _, rest = v.partition("=")
+            value = rest.split(";", 1)[0]
+            out[name] = None if "max-age=0" in v.lower() else value
+    return out
+
+
+def apply_cookies(jar: dict, headers) -> dict:
+    for k, v in set_cookies(headers).items():
+        if v is None:
+            jar.pop(k, None)
+        else:
+            jar[k] = v
+    return jar
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def idp_login(authorize_url: str, username: str, password: str) -> str:
+    """Drives oidc-provider's login form like a browser; returns the redirect back to the RP."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()), _NoRedirect())
+
+    def fetch(url, data=None):
+        try:
+            r = opener.open(urllib.request.Request(url, data=data), timeout=10)
+            return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    url, data = authorize_url, None
+    for _ in range(12):
+        status, headers, body = fetch(url, data)
+        data = None
+        if status in (301, 302, 303):
+            loc = urllib.parse.urljoin(url, headers["Location"])
+            if "/oauth2/callback" in loc:
+                return loc
+            url = loc
+            continue
+        m = re.search(rb'action="(/interaction/[^"]+/login)"', body)
+        assert status == 200 and m, f"unexpected IdP page {status}: {body[:300]!r}"
+        url = urllib.parse.urljoin(url, m.group(1).decode())
+        data = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    raise AssertionError("IdP login did not redirect back")
+
+
+def start_login(authd, host="echo.localhost", path="/ext-authz/app/page?x=1"):
+    """A browser hits a protected page: returns (IdP URL, cookie jar with the state cookie)."""
+    status, headers, _ = authd.request(path, host=host, headers={"Accept": "text/html"})
+    assert status == 302, status
+    jar = apply_cookies({}, headers)
+    assert any(k.startswith("_portcullis_csrf_") for k in jar), headers
+    return header(headers, "Location"), jar
+
+
+def login(authd, user, password, host="echo.localhost"):
+    """The full code flow through the Envoy door; returns the session cookie jar."""
+    loc, jar = start_login(authd, host)
+    back = idp_login(loc, user, password)
+    cb = urllib.parse.urlsplit(back)
+    status, headers, body = authd.request(f"/ext-authz{cb.path}?{cb.query}", host=host, cookies=jar)
+    assert status == 302, (status, body)
+    assert header(headers, "Location") == f"http://{host}:{authd.port}/app/page?x=1"
+    apply_cookies(jar, headers)
+    assert "_portcullis" in jar and not any(k.startswith("_portcullis_csrf_") for k in jar)
+    return jar
+
+
+@pytest.fixture(scope="module")
+def env():
+    # The IdP must know authd's callback URLs before it starts, so pick authd's ports first.
+    idp_port = free_port()
+    authd = Authd(f"http://127.0.0.1:{idp_port}")
+    redirect_uris = [f"http://{h}:{authd.port}/oauth2/callback" for h in ("echo.localhost", "refresh.localhost")]
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": redirect_uris,
+                         "postLogoutRedirectUris": [f"http://echo.localhost:{authd.port}/"]}],
+                       port=idp_port)
+    idp.start()
+    authd.start()
+    try:
+        yield {"idp": idp, "authd": authd}
+    finally:
+        authd.proc.stop()
+        if idp.proc and idp.proc.alive():
+            os.kill(idp.proc.pid, signal.SIGCONT)
+        idp.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(env):
+    return login(env["authd"], "alice", "alice-password")
+
+
+# --- config checking ----------------------------------------------------------------------
+
+def test_check_config_reports_file_line_col(tmp_path):
+    assert AUTHD.exists(), f"build portcullis-authd first (or set PORTCULLIS_AUTHD): {AUTHD}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: 127.0.0.1:1\nhosts:\n  - id: x\n    hosts: [Not A Host]\n")
+    r = subprocess.run([AUTHD, "--config", bad, "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert re.search(rf"^{re.escape(str(bad))}:\d+:\d+: \S", r.stderr, re.M), r.stderr
+    r = subprocess.run([AUTHD, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "portcullis-authd" in r.stdout
+
+
+def test_check_config_ok(env):
+    r = subprocess.run([AUTHD, "--config", env["authd"].config, "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "config ok" in r.stdout, r.stderr
+
+
+# --- admin port ---------------------------------------------------------------------------
+
+def test_healthz_and_readyz_turn_200(env):
+    authd = env["authd"]
+    assert authd.request("/healthz", admin=True)[0] == 200
+    deadline = time.monotonic() + 10
+    while authd.request("/readyz", admin=True)[0] != 200:
+        assert time.monotonic() < deadline, "readyz never turned 200 (discovery/JWKS)"
+        time.sleep(0.1)
+    # admin paths are not served on the auth port
+    assert authd.request("/metrics", host=None)[0] == 404
+    assert "portcullis_authd_build_info" in authd.metrics()
+
+
+# --- decisions without a session ------------------------------------------------------------
+
+def test_unknown_host_is_403(env):
+    status, headers, body = env["authd"].request("/ext-authz/", host="nope.localhost")
+    assert status == 403
+
+
+def test_browser_without_session_redirects_to_idp_with_state_cookie(env):
+    loc, jar = start_login(env["authd"])
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
+    assert loc.startswith(env["idp"].discovery()["authorization_endpoint"])
+    assert q["client_id"] == [CLIENT] and q["code_challenge_method"] == ["S256"]
+    assert q["redirect_uri"] == [f"http://echo.localhost:{env['authd'].port}/oauth2/callback"]
+    assert "openid" in q["scope"][0].split()
+
+
+@pytest.mark.parametrize("headers,path", [
+    ({"Accept": "application/json"}, "/ext-authz/data"),
+    ({"X-Requested-With": "XMLHttpRequest"}, "/ext-authz/data"),
+    ({"Accept": "text/html", "Sec-Fetch-Mode": "cors"}, "/ext-authz/data"),
+    ({"Accept": "text/html"}, "/ext-authz/api/x"),
+])
+def test_api_and_xhr_get_401(env, headers, path):
+    status, h, _ = env["authd"].request(path, headers=headers)
+    assert status == 401 and header(h, "WWW-Authenticate")
+
+
+def test_skip_path_is_allowed_without_session(env):
+    assert env["authd"].request("/ext-authz/public/logo.png")[0] == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+def test_any_method_reaches_the_envoy_door(env, method):
+    status, _, _ = env["authd"].request("/ext-authz/data", method=method,
+                                        headers={"Accept": "application/json"})
+    assert status == 401
+
+
+# --- login and sessions ----------------------------------------------------------------------
+
+def test_code_flow_then_envoy_door_allows_with_identity_headers(env, alice):
+    status, h, _ = env["authd"].request("/ext-authz/app", cookies=alice)
+    assert status == 200
+    assert header(h, "X-Auth-Request-Email") == "alice@example.com"
+    assert header(h, "X-Auth-Request-User") == "alice"
+    assert "admins" in header(h, "X-Auth-Request-Groups")
+
+
+def test_client_sent_identity_header_is_overwritten(env, alice):
+    status, h, _ = env["authd"].request("/ext-authz/app", cookies=alice,
+                                        headers={"X-Auth-Request-Email": "mallory@evil.example"})
+    assert status == 200 and header(h, "X-Auth-Request-Email") == "alice@example.com"
+
+
+def test_nginx_door(env, alice):
+    authd = env["authd"]
+    hdrs = {"X-Forwarded-Host": f"echo.localhost:{authd.port}", "X-Original-URI": "/app?y=2"}
+    status, h, _ = authd.request("/oauth2/auth", host="authd.internal", cookies=alice, headers=hdrs)
+    assert status == 202 and header(h, "X-Auth-Request-Email") == "alice@example.com"
+    status, _, _ = authd.request("/oauth2/auth", host="authd.internal", headers=hdrs)
+    assert status == 401
+
+
+def test_userinfo(env, alice):
+    status, _, body = env["authd"].request("/oauth2/userinfo", cookies=alice)
+    assert status == 200
+    info = json.loads(body)
+    assert info["email"] == "alice@example.com" and "admins" in info["groups"]
+    assert env["authd"].request("/oauth2/userinfo")[0] == 401
+
+
+def test_user_outside_allowed_groups_is_403(env):
+    bob = login(env["authd"], "bob", "bob-password")
+    status, h, _ = env["authd"].request("/ext-authz/app", cookies=bob)
+    assert status == 403 and header(h, "X-Auth-Request-Email") is None
+
+
+def test_parallel_logins_in_two_tabs(env):
+    authd = env["authd"]
+    loc1, jar1 = start_login(authd)
+    loc2, jar2 = start_login(authd, path="/ext-authz/other")
+    jar = {**jar1, **jar2}  # one browser: both state cookies
+    for loc in (loc2, loc1):
+        cb = urllib.parse.urlsplit(idp_login(loc, "alice", "alice-password"))
+        status, h, _ = authd.request(f"/ext-authz{cb.path}?{cb.query}", cookies=jar)
+        assert status == 302, status
+        apply_cookies(jar, h)
+    assert authd.request("/ext-authz/app", cookies=jar)[0] == 200
+
+
+def test_callback_with_bad_state_is_400(env):
+    status, _, body = env["authd"].request("/ext-authz/oauth2/callback?code=x&state=forged")
+    assert status == 400 and b"login failed" in body
+
+
+def test_refresh_happens_off_the_request_path(env):
+    authd = env["authd"]
+    jar = login(authd, "carol", "carol-password", host="refresh.localhost")
+    time.sleep(1.2)
+    t0 = time.monotonic()
+    status, h, _ = authd.request("/ext-authz/x", host="refresh.localhost", cookies=jar)
+    assert status == 200 and time.monotonic() - t0 < 0.5  # answered from the old session
+    deadline = time.monotonic() + 5
+    while True:
+        status, h, _ = authd.request("/ext-authz/x", host="refresh.localhost", cookies=jar)
+        assert status == 200
+        if "_portcullis" in set_cookies(h):
+            break
+        assert time.monotonic() < deadline, "refreshed cookie never came back"
+        time.sleep(0.1)
+    apply_cookies(jar, h)
+    status, h, _ = authd.request("/ext-authz/x", host="refresh.localhost", cookies=jar)
+    assert status == 200 and header(h, "X-Auth-Request-Email") == "carol@example.com"
+    assert authd.metric('portcullis_authd_idp_requests_total{issuer="%s",kind="refresh",result="ok"}'
+                        % env["idp"].issuer) >= 1
+
+
+def test_sign_out_clears_cookies_and_goes_to_end_session(env):
+    authd = env["authd"]
+    jar = login(authd, "alice", "alice-password")
+    status, h, _ = authd.request("/oauth2/sign_out?rd=/", cookies=jar)
+    assert status == 302
+    assert header(h, "Location").startswith(env["idp"].discovery()["end_session_endpoint"])
+    cleared = set_cookies(h)
+    assert cleared.get("_portcullis", "x") is None
+
+
+def test_metrics_count_decisions(env, alice):
+    authd = env["authd"]
+    before = authd.metric('portcullis_authd_decisions_total{host="test/echo",door="envoy",outcome="allow"}')
+    authd.request("/ext-authz/app", cookies=alice)
+    after = authd.metric('portcullis_authd_decisions_total{host="test/echo",door="envoy",outcome="allow"}')
+    assert after == before + 1
+    assert "portcullis_authd_check_duration_seconds_bucket" in authd.metrics()
+
+
+def test_logs_never_contain_cookie_values(env, alice):
+    log = env["authd"].log()
+    assert "event=check" in log
+    assert alice["_portcullis"][:40] not in log
+    assert SECRET not in log
+
+
+# --- reload ----------------------------------------------------------------------------------
+
+def wait_metric(authd, name, value, timeout=8):
+    deadline = time.monotonic() + timeout
+    while authd.metric(name) < value:
+        assert time.monotonic() < deadline, f"{name} never reached {value}"
+        time.sleep(0.1)
+
+
+def test_bad_config_while_serving_keeps_old_config(env, alice):
+    authd = env["authd"]
+    fail0 = authd.metric('portcullis_authd_config_reloads_total{result="failure"}')
+    ok0 = authd.metric('portcullis_authd_config_reloads_total{result="success"}')
+    good = authd.config.read_text()
+    authd.write_config(good + "  - id: broken\n    hosts: [BAD HOST]\n")
+    wait_metric(authd, 'portcullis_authd_config_reloads_total{result="failure"}', fail0 + 1)
+    assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
+    assert "event=config_reload" in authd.log()
+    # a good change is picked up: a new host appears
+    extra = f"""  - id: test/new
+    hosts: [new.localhost]
+    oidc: {{issuerURL: "{env['idp'].issuer}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+"""
+    assert authd.request("/ext-authz/", host="new.localhost")[0] == 403
+    authd.write_config(config_yaml(authd.c, extra))
+    wait_metric(authd, 'portcullis_authd_config_reloads_total{result="success"}', ok0 + 1)
+    assert authd.request("/ext-authz/", host="new.localhost", headers={"Accept": "text/html"})[0] == 302
+    assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
+
+
+# --- the IdP goes away -----------------------------------------------------------------------
+
+def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
+    authd, idp = env["authd"], env["idp"]
+    # two logins get as far as the IdP's redirect back, then the IdP hangs / dies
+    codes = []
+    for _ in range(2):
+        loc, jar = start_login(authd)
+        cb = urllib.parse.urlsplit(idp_login(loc, "alice", "alice-password"))
+        codes.append((f"/ext-authz{cb.path}?{cb.query}", jar))
+
+    os.kill(idp.proc.pid, signal.SIGSTOP)  # hangs: accepts TCP, never answers
+    try:
+        result = {}
+
+        def callback():
+            t0 = time.monotonic()
+            result["r"] = authd.request(codes[0][0], cookies=codes[0][1], timeout=20)
+            result["t"] = time.monotonic() - t0
+
+        th = threading.Thread(target=callback)
+        th.start()
+        time.sleep(0.3)
+        # meanwhile sessions are answered at once
+        for _ in range(20):
+            t0 = time.monotonic()
+            assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
+            assert time.monotonic() - t0 < 0.25
+        th.join(15)
+        status, _, body = result["r"]
+        assert status == 504 and b"did not answer" in body, (status, body)
+        assert result["t"] < 8
+    finally:
+        os.kill(idp.proc.pid, signal.SIGCONT)
+    idp.stop()  # now it is gone: connection refused
+    t0 = time.monotonic()
+    status, _, body = authd.request(codes[1][0], cookies=codes[1][1])
+    assert status == 502 and b"login failed" in body and time.monotonic() - t0 < 3
+    assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+def test_sigterm_exits_zero(env):
+    p = env["authd"].proc.popen
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=15) == 0
