@@ -1,0 +1,282 @@
+"""The controller's Kubernetes client (controller/src/k8s*.c) against a real kube-apiserver.
+
+Drives controller/tests/k8s_probe (a test tool built beside portcullis-controller) and checks
+what it does with kubectl: watches see ADDED/MODIFIED/DELETED and survive an apiserver restart,
+server-side apply creates and updates with field manager "portcullis", errors keep their
+Status message and code, Events are folded with a count, and two Lease contenders elect
+exactly one leader with failover after a kill and at once after a clean stop.
+"""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.kube import REPO, api_server  # noqa: E402,F401  (fixture)
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PORTCULLIS_SKIP_E2E") == "1", reason="PORTCULLIS_SKIP_E2E=1"
+)
+
+NS = "k8s-client"
+K8S_ENOTFOUND = -1005
+
+
+def probe_path() -> str:
+    """k8s_probe sits beside portcullis-controller in the build tree."""
+    if os.environ.get("PORTCULLIS_K8S_PROBE"):
+        return os.environ["PORTCULLIS_K8S_PROBE"]
+    ctl = os.environ.get("PORTCULLIS_CONTROLLER")
+    build = Path(ctl).parent if ctl else REPO / "build" / "controller"
+    path = build / "k8s_probe"
+    assert path.exists(), f"{path} is missing: build the k8s_probe target first"
+    return str(path)
+
+
+class Probe:
+    """A long-running k8s_probe (watch or lease) whose JSON lines are read on a thread."""
+
+    def __init__(self, api, *args, env=None):
+        self.lines: "queue.Queue[dict]" = queue.Queue()
+        self.proc = subprocess.Popen(
+            [probe_path(), "--kubeconfig", api.kubeconfig, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.stderr = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def expect(self, pred, timeout=20.0, what="event"):
+        """The first line matching pred (earlier lines are consumed)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                ev = self.lines.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(ev)
+            if pred(ev):
+                return ev
+        raise AssertionError(
+            f"no {what} within {timeout}s; saw {seen}; stderr: {''.join(self.stderr)[-2000:]}"
+        )
+
+    def quiet(self, pred, seconds):
+        """Asserts no line matching pred arrives for the given time."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                ev = self.lines.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            assert not pred(ev), f"unexpected {ev}"
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def run_probe(api, *args):
+    proc = subprocess.run(
+        [probe_path(), "--kubeconfig", api.kubeconfig, *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+    return proc.returncode, lines
+
+
+def kget(api, *args):
+    return json.loads(api.kubectl("get", "-o", "json", *args).stdout)
+
+
+def event(name, typ):
+    return lambda ev: ev.get("type") == typ and ev.get("name") == name
+
+
+@pytest.fixture(scope="module")
+def api(api_server):
+    api_server.kubectl("create", "namespace", NS)
+    return api_server
+
+
+def test_watch_sees_added_modified_deleted(api):
+    api.kubectl("create", "configmap", "pre", "-n", NS, "--from-literal=k=0")
+    w = Probe(api, "watch", "v1", "configmaps", NS)
+    try:
+        w.expect(event("pre", "ADDED"), what="ADDED from the initial list")
+        w.expect(lambda ev: ev["type"] == "SYNCED", what="SYNCED")
+        api.kubectl("create", "configmap", "w1", "-n", NS, "--from-literal=k=1")
+        added = w.expect(event("w1", "ADDED"))
+        assert added["data"] == {"k": "1"} and added["namespace"] == NS
+        api.kubectl("patch", "configmap", "w1", "-n", NS, "-p", '{"data":{"k":"2"}}')
+        mod = w.expect(event("w1", "MODIFIED"))
+        assert mod["data"] == {"k": "2"}
+        assert int(mod["rv"]) > int(added["rv"])
+        api.kubectl("delete", "configmap", "w1", "-n", NS)
+        w.expect(event("w1", "DELETED"))
+    finally:
+        assert w.stop() == 0
+
+
+def test_apply_creates_then_updates_with_field_manager(api, tmp_path):
+    obj = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "namespace": NS, "labels": {"app": "x"}},
+        "data": {"a": "1"},
+    }
+    f = tmp_path / "cm.json"
+    f.write_text(json.dumps(obj))
+    rc, out = run_probe(api, "apply", "v1", "configmaps", str(f))
+    assert (rc, out[-1]["rc"]) == (0, 0), out
+    cm = kget(api, "configmap", "ssa", "-n", NS, "--show-managed-fields")
+    assert cm["data"] == {"a": "1"}
+    managers = {(m["manager"], m["operation"]) for m in cm["metadata"]["managedFields"]}
+    assert ("portcullis", "Apply") in managers
+
+    # Someone else takes the field; a forced apply takes it back.
+    api.kubectl("patch", "configmap", "ssa", "-n", NS, "--field-manager=other",
+                "-p", '{"data":{"a":"other"}}')
+    obj["data"] = {"a": "2", "b": "3"}
+    f.write_text(json.dumps(obj))
+    rc, out = run_probe(api, "apply", "v1", "configmaps", str(f))
+    assert (rc, out[-1]["rc"]) == (0, 0), out
+    assert kget(api, "configmap", "ssa", "-n", NS)["data"] == {"a": "2", "b": "3"}
+
+    # Fields portcullis stops applying are removed.
+    obj["data"] = {"b": "3"}
+    f.write_text(json.dumps(obj))
+    rc, out = run_probe(api, "apply", "v1", "configmaps", str(f))
+    assert rc == 0, out
+    assert kget(api, "configmap", "ssa", "-n", NS)["data"] == {"b": "3"}
+
+
+def test_errors_carry_status_message_and_code(api, tmp_path):
+    rc, out = run_probe(api, "get", "v1", "configmaps", NS, "absent")
+    assert rc == 1
+    assert out[-1]["rc"] == K8S_ENOTFOUND
+    assert out[-1]["error"] == 'configmaps "absent" not found (HTTP 404 NotFound)'
+    rc, out = run_probe(api, "delete", "v1", "configmaps", NS, "absent")
+    assert out[-1]["rc"] == K8S_ENOTFOUND
+
+    bad = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "Not_Valid", "namespace": NS}}
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(bad))
+    rc, out = run_probe(api, "apply", "v1", "configmaps", str(f))
+    assert rc == 1 and out[-1]["rc"] == -1103, out  # K8S_EINVALID
+    assert "HTTP 422 Invalid" in out[-1]["error"]
+
+
+def test_events_are_recorded_and_counted(api):
+    api.kubectl("create", "configmap", "evt", "-n", NS)
+    for _ in range(2):
+        rc, out = run_probe(api, "event", "v1", "configmaps", NS, "evt", "Warning",
+                            "SecretNotFound", "secret 'x' not found")
+        assert rc == 0, out
+    events = kget(api, "events", "-n", NS)["items"]
+    ours = [e for e in events if e["involvedObject"].get("name") == "evt"]
+    assert len(ours) == 1, ours
+    ev = ours[0]
+    assert ev["count"] == 2
+    assert ev["reason"] == "SecretNotFound" and ev["type"] == "Warning"
+    assert ev["message"] == "secret 'x' not found"
+    assert ev["involvedObject"]["kind"] == "ConfigMap"
+    assert ev["involvedObject"]["uid"]
+    assert ev["reportingComponent"] == "portcullis-controller"
+    assert ev["source"]["component"] == "portcullis-controller"
+    assert ev["firstTimestamp"] and ev["lastTimestamp"]
+
+
+def test_watch_reconnects_after_apiserver_restart(api):
+    w = Probe(api, "watch", "v1", "configmaps", NS)
+    try:
+        w.expect(lambda ev: ev["type"] == "SYNCED")
+        api.kubectl("create", "configmap", "r1", "-n", NS)
+        w.expect(event("r1", "ADDED"))
+        api.restart()
+        api.kubectl("create", "configmap", "r2", "-n", NS)
+        api.kubectl("delete", "configmap", "r1", "-n", NS)
+        w.expect(event("r2", "ADDED"), timeout=60, what="ADDED after the restart")
+        w.expect(event("r1", "DELETED"), timeout=30, what="DELETED after the restart")
+    finally:
+        assert w.stop() == 0
+
+
+def leaders(probes, seconds):
+    """Reads LEADING/STOPPED lines of every probe for a while; who leads at the end."""
+    state = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, p in probes.items():
+            try:
+                ev = p.lines.get_nowait()
+            except queue.Empty:
+                continue
+            state[name] = ev["type"] == "LEADING"
+        time.sleep(0.05)
+    return {n for n, lead in state.items() if lead}
+
+
+def test_lease_elects_one_leader_and_fails_over(api):
+    a = Probe(api, "lease", "default", "k8s-client-test", "a")
+    b = Probe(api, "lease", "default", "k8s-client-test", "b")
+    probes = {"a": a, "b": b}
+    try:
+        now = leaders(probes, 8)
+        assert len(now) == 1, now
+        first = now.pop()
+        other = "b" if first == "a" else "a"
+        lease = kget(api, "lease", "k8s-client-test", "-n", "default")
+        assert lease["spec"]["holderIdentity"] == first
+        assert lease["spec"]["leaseDurationSeconds"] == 15
+
+        # Killed without releasing: the other takes over once the lease expires.
+        killed_at = time.monotonic()
+        probes[first].stop(signal.SIGKILL)
+        probes[other].expect(lambda ev: ev["type"] == "LEADING", timeout=25,
+                             what="takeover after kill")
+        took = time.monotonic() - killed_at
+        assert took <= 20.5, took
+        lease = kget(api, "lease", "k8s-client-test", "-n", "default")
+        assert lease["spec"]["holderIdentity"] == other
+        assert lease["spec"]["leaseTransitions"] >= 1
+
+        # A clean stop releases the lease: a new contender leads at once.
+        c = Probe(api, "lease", "default", "k8s-client-test", "c")
+        probes["c"] = c
+        c.quiet(lambda ev: ev["type"] == "LEADING", 3)
+        stopped_at = time.monotonic()
+        assert probes[other].stop() == 0
+        probes[other].expect(lambda ev: ev["type"] == "STOPPED", timeout=2)
+        c.expect(lambda ev: ev["type"] == "LEADING", timeout=6, what="takeover after release")
+        assert time.monotonic() - stopped_at < 6
+    finally:
+        for p in probes.values():
+            p.stop()
