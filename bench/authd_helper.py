@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Helpers for bench/authd.sh (standard library only; the Envoy config comes from the e2e
+harness so the benchmark's Envoy is configured exactly like the e2e tests' Envoy).
+
+  authd_helper.py idp-config --port P --out FILE --redirect URL...
+  authd_helper.py envoy-config --port P --admin-port P --authd-port P --upstream-port P --out FILE
+  authd_helper.py o2p-login --url http://127.0.0.1:PORT [--user alice --password ...]
+  authd_helper.py status --url URL [--host H] [--cookie C]           (prints the HTTP status)
+  authd_helper.py wrk-parse FILE                                      (one JSON line)
+  authd_helper.py table --dir DIR --targets a,b,... [--markdown FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import re
+import statistics
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "e2e"))
+
+# The users of the bench IdP (test-only passwords).
+USERS = [{"username": "alice", "password": "alice-password", "email": "alice@example.com",
+          "firstName": "Alice", "lastName": "Admin", "groups": ["admins"]}]
+
+# The mesh extension provider of DESIGN.md §4.2, pointed at authd on loopback.
+PROVIDER = {
+    "pathPrefix": "/ext-authz",
+    "timeout": "2s",
+    "failOpen": False,
+    "statusOnError": "503",
+    "includeRequestHeadersInCheck": ["cookie", "authorization", "accept", "x-requested-with",
+                                     "sec-fetch-mode", "x-forwarded-proto", "x-forwarded-host",
+                                     "user-agent"],
+    "headersToUpstreamOnAllow": ["x-auth-request-user", "x-auth-request-email",
+                                 "x-auth-request-preferred-username", "x-auth-request-groups",
+                                 "authorization", "cookie"],
+    "headersToDownstreamOnDeny": ["content-type", "set-cookie", "location", "www-authenticate",
+                                  "cache-control"],
+    "headersToDownstreamOnAllow": ["set-cookie"],
+}
+
+
+def cmd_idp_config(a):
+    ttl = {"AccessToken": 86400, "IdToken": 86400, "Session": 86400, "Grant": 86400}
+    clients = [{"clientId": "bench", "secret": "bench-secret", "redirectUris": a.redirect}]
+    cfg = {"port": a.port, "host": "127.0.0.1", "issuer": f"http://127.0.0.1:{a.port}",
+           "users": USERS, "clients": clients, "ttl": ttl}
+    Path(a.out).write_text(json.dumps(cfg, indent=1))
+
+
+def cmd_envoy_config(a):
+    from harness.peers import Envoy  # noqa: E402  (the e2e harness renders like istiod)
+
+    env = Envoy.__new__(Envoy)  # render only: no work dir, no process
+    env.provider = dict(PROVIDER, service="127.0.0.1", port=a.authd_port)
+    env.upstream = ("127.0.0.1", a.upstream_port)
+    env.hosts, env.not_paths = None, None
+    env.host, env.port, env.admin_port = "127.0.0.1", a.port, a.admin_port
+    Path(a.out).write_text(json.dumps(env.render(), indent=1))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kw):
+        return None
+
+
+def _open(opener, url, data=None):
+    req = urllib.request.Request(url, data=data)
+    try:
+        with opener.open(req, timeout=15) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def cmd_o2p_login(a):
+    """A real authorization-code login at oauth2-proxy against the bench IdP: /oauth2/start →
+    IdP → login form → callback; prints oauth2-proxy's session cookie(s) as a Cookie header."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+    url = f"{a.url}/oauth2/start?rd=%2F"
+    for _ in range(20):
+        status, headers, body = _open(opener, url)
+        if status in (301, 302, 303, 307, 308):
+            url = urllib.parse.urljoin(url, headers["Location"])
+            continue
+        m = re.search(rb'action="(/interaction/[^"]+/login)"', body)
+        if status == 200 and m:
+            form = urllib.parse.urlencode({"username": a.user, "password": a.password}).encode()
+            status, headers, body = _open(opener, urllib.parse.urljoin(url, m.group(1).decode()), form)
+            if status in (301, 302, 303, 307, 308):
+                url = urllib.parse.urljoin(url, headers["Location"])
+                continue
+        break
+    cookies = [f"{c.name}={c.value}" for c in jar if c.name.startswith(a.cookie_name)]
+    if not cookies:
+        sys.exit(f"o2p-login: no {a.cookie_name} cookie after the login (last status {status} at {url})")
+    print("; ".join(sorted(cookies)))
+
+
+def cmd_status(a):
+    headers = {}
+    if a.host:
+        headers["Host"] = a.host
+    if a.cookie:
+        headers["Cookie"] = a.cookie
+    opener = urllib.request.build_opener(_NoRedirect())
+    try:
+        with opener.open(urllib.request.Request(a.url, headers=headers), timeout=15) as r:
+            print(r.status)
+    except urllib.error.HTTPError as e:
+        print(e.code)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(v: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", v)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk_parse(text: str) -> dict:
+    out = {"rps": None, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "requests": None}
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("Requests/sec:"):
+            out["rps"] = float(s.split()[1])
+        elif s.startswith("50%"):
+            out["p50"] = _ms(s.split()[1])
+        elif s.startswith("99%"):
+            out["p99"] = _ms(s.split()[1])
+        elif s.startswith("Non-2xx or 3xx responses:"):
+            out["non2xx"] = int(s.split(":")[1])
+        elif s.startswith("Socket errors:"):
+            out["errors"] = sum(int(x) for x in re.findall(r"\d+", s))
+        elif re.match(r"\d+ requests in", s):
+            out["requests"] = int(s.split()[0])
+    return out
+
+
+def cmd_wrk_parse(a):
+    print(json.dumps(wrk_parse(Path(a.file).read_text())))
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(d: Path, targets: list[str]) -> dict:
+    rows = {}
+    for t in targets:
+        runs = sorted(d.glob(f"wrk-{t}-*.txt"))
+        parsed = [wrk_parse(p.read_text()) for p in runs]
+        meta = {}
+        mp = d / f"meta-{t}.json"
+        if mp.exists():
+            meta = json.loads(mp.read_text())
+        rows[t] = {
+            "label": meta.get("label", t),
+            "runs": [p["rps"] for p in parsed],
+            "rps": _median([p["rps"] for p in parsed]),
+            "p50": _median([p["p50"] for p in parsed]),
+            "p99": _median([p["p99"] for p in parsed]),
+            "bad": sum(p["non2xx"] + p["errors"] for p in parsed),
+            "rss_kb": meta.get("rss_kb"),
+            "rss_note": meta.get("rss_note", ""),
+            "status": meta.get("status"),
+        }
+    return rows
+
+
+def _fmt(v, spec, unit=""):
+    return "n/a" if v is None else f"{v:{spec}}{unit}"
+
+
+def _ratio(rows, a, b):
+    if a not in rows or b not in rows or not rows[a]["rps"] or not rows[b]["rps"]:
+        return None
+    return rows[a]["rps"] / rows[b]["rps"]
+
+
+def cmd_table(a):
+    d = Path(a.dir)
+    targets = [t for t in a.targets.split(",") if t]
+    rows = summarize(d, targets)
+    head = ("target", "req/s (median)", "p50 ms", "p99 ms", "peak RSS MB", "non-2xx/err",
+            "status", "runs req/s")
+    lines = [head]
+    for t in targets:
+        r = rows[t]
+        rss = None if r["rss_kb"] is None else r["rss_kb"] / 1024
+        lines.append((r["label"], _fmt(r["rps"], ",.0f"), _fmt(r["p50"], ".3f"),
+                      _fmt(r["p99"], ".3f"), _fmt(rss, ".1f") + (f" ({r['rss_note']})" if r["rss_note"] else ""),
+                      str(r["bad"]), str(r["status"]), " / ".join(_fmt(x, ".0f") for x in r["runs"])))
+    o2p = max((t for t in targets if t.startswith("o2p")), key=lambda t: rows[t]["rps"] or 0,
+              default=None)
+    ratios = [("authd / oauth2-proxy (faster of its checks)", _ratio(rows, "authd", o2p) if o2p else None),
+              ("authd / nginx return 200", _ratio(rows, "authd", "nginx")),
+              ("authd / bare lws", _ratio(rows, "authd", "lws")),
+              ("envoy+authd / nginx return 200", _ratio(rows, "envoy", "nginx"))]
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    for i, row in enumerate(lines):
+        print("  ".join(str(c).ljust(widths[j]) for j, c in enumerate(row)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+    for name, v in ratios:
+        print(f"{name}: {_fmt(v, '.2f', 'x')}")
+    if a.markdown:
+        md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        md += ["| " + " | ".join(str(c) for c in row) + " |" for row in lines[1:]]
+        md.append("")
+        md += [f"- {name}: **{_fmt(v, '.2f', '×')}**" for name, v in ratios]
+        Path(a.markdown).write_text("\n".join(md) + "\n")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"rows": rows, "ratios": dict(ratios)}, indent=1))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("idp-config")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--redirect", nargs="+", required=True)
+    s.set_defaults(fn=cmd_idp_config)
+    s = sub.add_parser("envoy-config")
+    for k in ("port", "admin-port", "authd-port", "upstream-port"):
+        s.add_argument(f"--{k}", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_envoy_config)
+    s = sub.add_parser("o2p-login")
+    s.add_argument("--url", required=True)
+    s.add_argument("--user", default="alice")
+    s.add_argument("--password", default="alice-password")
+    s.add_argument("--cookie-name", default="_oauth2_proxy")
+    s.set_defaults(fn=cmd_o2p_login)
+    s = sub.add_parser("status")
+    s.add_argument("--url", required=True)
+    s.add_argument("--host")
+    s.add_argument("--cookie")
+    s.set_defaults(fn=cmd_status)
+    s = sub.add_parser("wrk-parse")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_wrk_parse)
+    s = sub.add_parser("table")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--targets", required=True)
+    s.add_argument("--markdown")
+    s.add_argument("--json")
+    s.set_defaults(fn=cmd_table)
+    a = p.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
