@@ -29,3 +29,6 @@ if(PORTCULLIS_TESTS)
     target_compile_definitions(test_ctl_golden PRIVATE
                                CTL_SOURCE_ROOT="${CMAKE_CURRENT_LIST_DIR}/..")
 endif()
+
+pc_fuzz_target(fuzz_render SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_render.c LIBS ctl_core)
+pc_fuzz_target(fuzz_mesh SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_mesh.c LIBS ctl_core)

@@ -134,10 +134,11 @@ emit_json(yaml_emitter_t *e, const json_t *j)
 static int
 emit_ynode_scalar(yaml_emitter_t *e, const struct pc_ynode *n)
 {
-    if (n->plain)
-        return emit_scalar(e, n->value, n->len, true, YAML_PLAIN_SCALAR_STYLE);
+    /* A multi-line plain scalar cannot be written plain again: literal is what it rereads as. */
     if (memchr(n->value, '\n', n->len))
         return emit_scalar(e, n->value, n->len, false, YAML_LITERAL_SCALAR_STYLE);
+    if (n->plain)
+        return emit_scalar(e, n->value, n->len, true, YAML_PLAIN_SCALAR_STYLE);
     return emit_scalar(e, n->value, n->len, false, YAML_ANY_SCALAR_STYLE);
 }
 

@@ -382,12 +382,13 @@ norm_secret_ref(struct ctl_errors *e, const json_t *oidc)
 static json_t *
 norm_scopes(struct ctl_errors *e, const json_t *oidc)
 {
-    json_t *in, *out = json_pack("[s]", "openid");
+    json_t *in, *out;
     size_t i;
     json_t *s;
 
     if (!json_object_get(oidc, "scopes"))
         return json_pack("[sss]", "openid", "email", "profile");
+    out = json_pack("[s]", "openid");
     in = strlist_field(e, oidc, "scopes", "spec.oidc", 32, check_scope);
     json_array_foreach(in, i, s) {
         size_t j;
