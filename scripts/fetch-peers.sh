@@ -30,6 +30,8 @@ retry() {
 }
 
 mkdir -p "$CACHE"
+exec 9>"$CACHE/.fetch-peers.lock"   # one fetch at a time (parallel test sessions)
+flock 9
 
 # --- Debian packages ------------------------------------------------------------------
 if ! skipped apt; then
@@ -63,7 +65,8 @@ if ! skipped envoy; then
     ENVOY="$(envoy_bin)"
     [[ -x "$ENVOY" ]] || die "envoy binary not found at $ENVOY"
   fi
-  "$ENVOY" --version | grep -q "/$ENVOY_VERSION/" || die "unexpected envoy version: $("$ENVOY" --version)"
+  ver="$("$ENVOY" --version 2>&1 || true)"   # no `| grep -q`: SIGPIPE + pipefail would fail it
+  [[ "$ver" == *"/$ENVOY_VERSION/"* ]] || die "unexpected envoy version: $ver"
 else
   ENVOY=""
 fi

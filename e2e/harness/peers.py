@@ -61,36 +61,39 @@ def skip_e2e() -> bool:
     return os.environ.get("PORTCULLIS_SKIP_E2E") == "1"
 
 
-_peers_env: dict | None = None
+_PARTS = ("apt", "envoy", "keycloak", "node")
+_fetched: set = set()
+_peer_vals: dict = {}
 _peers_lock = threading.Lock()
 
 
-def require_peers(parts: str | None = None) -> dict:
-    """Run scripts/fetch-peers.sh once (idempotent, cached) and return its paths:
-    envoy, keycloak_home, node_dir, chromium, nginx.  Env vars PORTCULLIS_ENVOY etc. win."""
-    global _peers_env
+def require_peers(*parts: str) -> dict:
+    """Run scripts/fetch-peers.sh (idempotent, cached) for the parts not fetched yet in this
+    process ("apt", "envoy", "keycloak", "node"; none = all) and return the paths:
+    envoy, keycloak_home, node_dir, chromium, nginx.  Env vars PORTCULLIS_ENVOY,
+    PORTCULLIS_KEYCLOAK_HOME, PORTCULLIS_NODE_DIR, PORTCULLIS_CHROMIUM, PORTCULLIS_NGINX win."""
+    need = set(parts or _PARTS)
     with _peers_lock:
-        if _peers_env is None:
-            env = dict(os.environ)
-            if parts is not None:
-                env["PORTCULLIS_FETCH_SKIP"] = parts
+        missing = need - _fetched
+        if missing:
+            env = {**os.environ, "PORTCULLIS_FETCH_SKIP": " ".join(p for p in _PARTS if p not in missing)}
             r = subprocess.run(["bash", str(FETCH)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, timeout=1800)
             if r.returncode != 0:
                 raise PeerError(f"fetch-peers.sh failed ({r.returncode}):\n{r.stderr[-4000:]}")
-            vals = {}
             for line in (CACHE / "peers.env").read_text().splitlines():
                 k, _, v = line.partition("=")
-                vals[k.strip()] = v.strip()
-            vals.update({k: v for k, v in os.environ.items() if k.startswith("PORTCULLIS_") and v})
-            _peers_env = {
-                "envoy": vals.get("PORTCULLIS_ENVOY", ""),
-                "keycloak_home": vals.get("PORTCULLIS_KEYCLOAK_HOME", ""),
-                "node_dir": vals.get("PORTCULLIS_NODE_DIR", str(NODE_DIR)),
-                "chromium": vals.get("PORTCULLIS_CHROMIUM", "") or "/usr/bin/chromium",
-                "nginx": vals.get("PORTCULLIS_NGINX", "") or shutil.which("nginx") or "/usr/sbin/nginx",
-            }
-        return dict(_peers_env)
+                if v.strip():
+                    _peer_vals[k.strip()] = v.strip()
+            _fetched.update(missing)
+        vals = {**_peer_vals, **{k: v for k, v in os.environ.items() if k.startswith("PORTCULLIS_") and v}}
+    return {
+        "envoy": vals.get("PORTCULLIS_ENVOY", ""),
+        "keycloak_home": vals.get("PORTCULLIS_KEYCLOAK_HOME", ""),
+        "node_dir": vals.get("PORTCULLIS_NODE_DIR", str(NODE_DIR)),
+        "chromium": vals.get("PORTCULLIS_CHROMIUM") or "/usr/bin/chromium",
+        "nginx": vals.get("PORTCULLIS_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx",
+    }
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -537,7 +540,7 @@ class Envoy(_Peer):
 
     def start(self, timeout: float = 30):
         self._write()
-        binary = self.envoy_bin or require_peers()["envoy"]
+        binary = self.envoy_bin or require_peers("envoy")["envoy"]
         self.proc = Proc("envoy", [binary, "-c", self.config_path, "--concurrency", "1",
                                    "--use-dynamic-base-id", "--disable-hot-restart", "-l", self.log_level,
                                    "--drain-time-s", "0", "--parent-shutdown-time-s", "1"],
@@ -694,7 +697,7 @@ class Nginx(_Peer):
 
     def start(self, timeout: float = 20):
         self._write()
-        binary = self.nginx_bin or require_peers("envoy keycloak")["nginx"]
+        binary = self.nginx_bin or require_peers("apt")["nginx"]
         argv = [binary, "-p", self.dir, "-c", self.conf_path, "-e", self.dir / "error.log"]
         r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
         if r.returncode != 0:
@@ -777,7 +780,8 @@ class Keycloak(_Peer):
     Admin console user admin/admin."""
 
     def __init__(self, clients: list[dict], users: list[dict] | None = None, *, realm: str = "main",
-                 port: int | None = None, kc_home: str | None = None, extra_args: list[str] = ()):
+                 port: int | None = None, kc_home: str | None = None, extra_args: list[str] = (),
+                 java_opts: str = "-XX:TieredStopAtLevel=1"):
         self.clients = list(clients)
         if not any(c.get("serviceAccounts") for c in self.clients):
             self.clients.append({"clientId": "robot", "secret": "robot-secret", "serviceAccounts": True,
@@ -789,6 +793,7 @@ class Keycloak(_Peer):
         self.management_port = free_port()
         self.kc_home = kc_home
         self.extra_args = list(extra_args)
+        self.java_opts = java_opts        # C1 only: faster start-up on 2 busy cores
         self.dir = work_dir("keycloak")
         self.proc = None
 
@@ -809,24 +814,27 @@ class Keycloak(_Peer):
         return f"{self.issuer}/protocol/openid-connect/token"
 
     def _make_home(self) -> Path:
-        src = Path(self.kc_home or require_peers("envoy")["keycloak_home"])
+        src = Path(self.kc_home or require_peers("keycloak")["keycloak_home"])
         home = self.dir / "home"
         (home / "data" / "import").mkdir(parents=True)
         for name in ("lib", "themes", "providers"):
             (home / name).symlink_to(src / name)
-        for name in ("bin", "conf"):     # kc.sh resolves its own path: copy, don't link
-            shutil.copytree(src / name, home / name)
+        # kc.sh resolves its own path to find the home: copy it (not the 14 MB client jars)
+        shutil.copytree(src / "bin", home / "bin", ignore=shutil.ignore_patterns("client"))
+        (home / "bin" / "client").symlink_to(src / "bin" / "client")
+        shutil.copytree(src / "conf", home / "conf")
         realm = keycloak_realm(self.realm, self.clients, self.users)
         (home / "data" / "import" / f"{self.realm}-realm.json").write_text(json.dumps(realm, indent=1))
         return home
 
-    def start(self, timeout: float = 240):
+    def start(self, timeout: float = 300):
         home = self._make_home()
         argv = [home / "bin" / "kc.sh", "start-dev", "--import-realm", "--db=dev-mem",
                 f"--http-port={self.port}", f"--http-host={self.host}",
                 f"--http-management-port={self.management_port}", "--health-enabled=true",
                 "--cache=local", "--hostname-strict=false", *self.extra_args]
-        env = {"KC_BOOTSTRAP_ADMIN_USERNAME": "admin", "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin"}
+        env = {"KC_BOOTSTRAP_ADMIN_USERNAME": "admin", "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin",
+               "JAVA_OPTS_APPEND": self.java_opts}
         self.proc = Proc("keycloak", argv, env=env, log_path=self.dir / "keycloak.log", cwd=home).start()
         self.proc.wait_http(f"{self.issuer}/.well-known/openid-configuration", timeout,
                             ok=lambda s: s == 200)
@@ -886,7 +894,7 @@ class OidcProvider(_Peer):
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30):
-        node_dir = Path(require_peers("envoy keycloak")["node_dir"])
+        node_dir = Path(require_peers("node")["node_dir"])
         cfg = {"port": self.port, "host": self.host, "issuer": self.issuer, "users": self.users,
                "clients": self.clients, "ttl": self.ttl}
         cfg_path = self.dir / "idp.json"
@@ -941,7 +949,7 @@ class Browser:
         self.last_run_seconds = None
 
     def run(self, steps: list, *, check: bool = True, timeout: float | None = None) -> dict:
-        peers = require_peers("envoy keycloak")
+        peers = require_peers("apt", "node")
         node_dir = Path(peers["node_dir"])
         payload = {"steps": steps, "executablePath": self.chromium or peers["chromium"],
                    "args": self.args, "timeout": self.action_timeout_ms}

@@ -271,6 +271,12 @@ class RelyingParty:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def test_oidc_provider_discovery_and_browser_code_flow():
     rp = RelyingParty("rp", "rp-secret")
@@ -312,10 +318,12 @@ def test_oidc_provider_discovery_and_browser_code_flow():
 
 @pytest.mark.keycloak
 def test_keycloak_password_grant_groups_claim():
+    rp = RelyingParty("rp", "rp-secret")
     clients = [{"clientId": "echo", "secret": "echo-secret", "directAccessGrants": True,
-                "redirectUris": ["http://echo.localhost:*/oauth2/callback"]}]
+                "redirectUris": ["http://echo.localhost:*/oauth2/callback"]},
+               {"clientId": "rp", "secret": "rp-secret", "redirectUris": [rp.redirect_uri], "pkce": "S256"}]
     t0 = time.monotonic()
-    with Keycloak(clients) as kc:
+    with rp, Keycloak(clients) as kc:
         print(f"keycloak ready in {time.monotonic() - t0:.1f}s")
         assert kc.discovery()["issuer"] == kc.issuer
         tok = kc.token_password("echo", "echo-secret", "alice", "alice-password")
@@ -328,3 +336,9 @@ def test_keycloak_password_grant_groups_claim():
             kc.token_password("echo", "echo-secret", "alice", "wrong")
         cc = jwt_claims(kc.token_client_credentials()["access_token"])
         assert cc["azp"] == "robot"
+        # the browser logs in at Keycloak's own form
+        rp.idp = kc.discovery()
+        res = Browser().run([{"goto": rp.url + "/"}, {"text": "Sign in"},
+                             {"login": {"username": "bob", "password": "bob-password"}},
+                             {"expect_status": 200}, {"text": "logged in as"}])
+        assert "email bob@example.com groups staff" in res["text"]
