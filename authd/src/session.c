@@ -229,8 +229,12 @@ authd_cookie_strip(const char *header, const char *cookie_name)
     struct authd_cookie_jar jar;
     struct pc_buf b;
 
-    if (authd_cookie_jar_parse(&jar, header) != 0 || jar.n == 0)
+    if (authd_cookie_jar_parse(&jar, header) != 0)
         return NULL;
+    if (jar.n == 0) {
+        authd_cookie_jar_release(&jar);
+        return NULL;
+    }
     pc_buf_init(&b, 0);
     b.secret = true;
     for (size_t i = 0; i < jar.n; i++) {

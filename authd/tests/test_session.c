@@ -312,6 +312,7 @@ test_cookie_jar(void **state)
         {"_portcullis=x", NULL},
         {"_portcullis_12=x;  c = \"q\" ", "c=q"},
         {"noequals; d=4", "d=4"},
+        {"noequals", NULL}, /* no pairs: nothing left, nothing leaked */
         {"", NULL},
         {NULL, NULL},
     };
