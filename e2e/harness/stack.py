@@ -1,0 +1,325 @@
+"""The whole portcullis flow on 127.0.0.1, as a cluster would run it.
+
+    kubectl apply ProtectedHost ──► kube-apiserver ◄── portcullis-controller
+                                         │  AuthorizationPolicy, mesh provider, authd Secret
+              SecretVolume (kubelet) ◄───┤
+                     │ config.yaml       └──► Gateway (istiod's part) ──► Envoy ext_authz
+                     ▼                                                   │
+               portcullis-authd ◄────────────── check ───────────────────┘──► Echo
+
+Two pieces stand in for what a cluster does around the daemons, and nothing more:
+`SecretVolume` projects the authd config Secret into files with kubelet's atomic
+`..data` symlink swap, and `Gateway` turns the rendered mesh provider and
+AuthorizationPolicies into the gateway Envoy's ext_authz configuration the way istiod
+does (service → authd's address, policy hosts → ext_authz routes, notPaths → bypass).
+The daemons under test, the API server, Envoy, Keycloak and the browser are all real.
+
+Used by e2e/tests/test_flow.py and by `make demo` (e2e/demo.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from e2e.harness.kube import ApiServer
+from e2e.harness.peers import Echo, Envoy, Keycloak, Proc, free_port, work_dir
+
+REPO = Path(__file__).resolve().parents[2]
+AUTHD_NS = "portcullis-system"
+AUTHD_SECRET = "portcullis-authd-config"
+
+
+def binary(env: str, rel: str) -> str:
+    path = os.environ.get(env) or str(REPO / "build" / rel)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} is not built: run `make` first (or set {env})")
+    return path
+
+
+class SecretVolume(threading.Thread):
+    """Projects one key of a Secret into dir/<key> the way kubelet does: a timestamped
+    directory, `..data` swapped atomically with rename(2), `<key>` a symlink through it."""
+
+    def __init__(self, api: ApiServer, namespace: str, name: str, key: str, directory: Path,
+                 interval: float = 0.3):
+        super().__init__(daemon=True)
+        self.api, self.namespace, self.name, self.key = api, namespace, name, key
+        self.dir, self.interval = directory, interval
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / key
+        self.current: bytes | None = None
+        self.updates = 0
+        self._stop = threading.Event()
+
+    def fetch(self) -> bytes | None:
+        status, body = self.api.get(f"/api/v1/namespaces/{self.namespace}/secrets/{self.name}")
+        if status != 200:
+            return None
+        data = json.loads(body).get("data", {})
+        return base64.b64decode(data[self.key]) if self.key in data else None
+
+    def project(self, content: bytes) -> None:
+        stamp = self.dir / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+        stamp.mkdir()
+        (stamp / self.key).write_bytes(content)
+        tmp = self.dir / "..data_tmp"
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(stamp.name)
+        old = (self.dir / "..data").resolve() if (self.dir / "..data").exists() else None
+        os.replace(tmp, self.dir / "..data")
+        if not self.path.is_symlink():
+            self.path.symlink_to(f"..data/{self.key}")
+        if old is not None and old.is_dir():
+            (old / self.key).unlink(missing_ok=True)
+            old.rmdir()
+        self.current = content
+        self.updates += 1
+
+    def sync_once(self) -> None:
+        content = self.fetch()
+        if content is not None and content != self.current:
+            self.project(content)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sync_once()
+            except Exception:  # the API server may be restarting; try again next tick
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Gateway(threading.Thread):
+    """istiod's part for one ingress gateway: reads the `portcullis` provider from the mesh
+    config and the CUSTOM AuthorizationPolicies in istio-system, and (re)configures Envoy."""
+
+    def __init__(self, api: ApiServer, envoy: Envoy, authd_port: int, interval: float = 0.3):
+        super().__init__(daemon=True)
+        self.api, self.envoy, self.authd_port, self.interval = api, envoy, authd_port, interval
+        self.applied = None
+        self.reconfigures = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def desired(self):
+        status, body = self.api.get("/api/v1/namespaces/istio-system/configmaps/istio")
+        provider = None
+        if status == 200:
+            mesh = yaml.safe_load(json.loads(body).get("data", {}).get("mesh", "") or "") or {}
+            for p in mesh.get("extensionProviders", []):
+                if p.get("name") == "portcullis":
+                    provider = dict(p["envoyExtAuthzHttp"])
+        status, body = self.api.get(
+            "/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies")
+        hosts, not_paths = [], []
+        if status == 200 and provider is not None:
+            for pol in json.loads(body).get("items", []):
+                spec = pol.get("spec", {})
+                if spec.get("action") != "CUSTOM" or spec.get("provider", {}).get("name") != "portcullis":
+                    continue
+                for rule in spec.get("rules", []):
+                    for to in rule.get("to", []):
+                        op = to.get("operation", {})
+                        hosts += [h for h in op.get("hosts", []) if not h.endswith(":*")]
+                        not_paths += op.get("notPaths", [])
+        if provider is not None:
+            # The Service name resolves to authd's pod; here that is loopback and its port.
+            provider.update(service="127.0.0.1", port=self.authd_port)
+        return provider, sorted(set(hosts)), sorted(set(not_paths))
+
+    def sync_once(self) -> bool:
+        with self._lock:
+            want = self.desired()
+            if want == self.applied:
+                return False
+            provider, hosts, not_paths = want
+            self.envoy.reconfigure(provider or self.envoy.provider, hosts=hosts,
+                                   not_paths=not_paths)
+            self.applied = want
+            self.reconfigures += 1
+            return True
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sync_once()
+            except Exception:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
+    """Polls probe() until it returns something truthy; raises TimeoutError naming what."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Stack:
+    """API server + controller + authd + gateway Envoy + Keycloak + Echo, all on loopback.
+
+    host: the protected host name (resolves to loopback in Chromium: *.localhost).
+    progress: called with one line per step (the demo prints them)."""
+
+    CLIENT_ID = "echo"
+    CLIENT_SECRET = "echo-demo-secret"
+
+    def __init__(self, host: str = "echo.localhost", progress=lambda msg: None):
+        self.host, self.progress = host, progress
+        self.dir = work_dir("stack")
+        self.gateway_port = free_port()
+        self.authd_port, self.authd_admin_port = free_port(), free_port()
+        self.metrics_port = free_port()
+        self.parts: list = []
+        self.api = self.keycloak = self.echo = self.envoy = None
+        self.controller = self.authd = self.volume = self.gateway = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.progress("starting kube-apiserver and etcd")
+        self.api = ApiServer()
+        self.api.start()
+        self.parts.append(self.api)
+        self.progress("installing the ProtectedHost and Istio CRDs")
+        self.api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
+        self.api.install_istio_crds()
+        self.api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/protectedhosts.portcullis.io")
+        for ns in (AUTHD_NS, "istio-system", "test-auth"):
+            self.api.kubectl("create", "namespace", ns)
+        self.api.kubectl("-n", "istio-system", "create", "configmap", "istio",
+                         "--from-literal=mesh=accessLogFile: /dev/stdout\n")
+        self.start_keycloak()
+        self.start_daemons()
+        self.start_gateway()
+
+    def start_keycloak(self) -> None:
+        self.progress("starting Keycloak (realm main: alice in admins, bob in staff)")
+        base = f"http://{self.host}:{self.gateway_port}"
+        self.keycloak = Keycloak([{"clientId": self.CLIENT_ID, "secret": self.CLIENT_SECRET,
+                                   "redirectUris": [f"{base}/*"], "pkce": "S256",
+                                   "directAccessGrants": True}])
+        self.keycloak.start()
+        self.parts.append(self.keycloak)
+
+    def start_daemons(self) -> None:
+        secret = self.dir / "cookie-secret"
+        secret.write_bytes(base64.b64encode(os.urandom(32)))
+        os.chmod(secret, 0o600)
+        self.progress("starting portcullis-controller")
+        self.controller = Proc("controller", [
+            binary("PORTCULLIS_CONTROLLER", "controller/portcullis-controller"), "run",
+            f"--kubeconfig={self.api.kubeconfig}", "--mesh-config=istio", "--leader-elect=false",
+            "--allow-insecure-issuers", f"--metrics-addr=127.0.0.1:{self.metrics_port}"],
+            log_path=self.dir / "controller.log").start()
+        self.parts.append(self.controller)
+        self.controller.wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz",
+                                  ok=lambda s: s == 200)
+        self.volume = SecretVolume(self.api, AUTHD_NS, AUTHD_SECRET, "config.yaml",
+                                   self.dir / "authd-config")
+        wait_for("the controller to write authd's config Secret",
+                 lambda: self.volume.fetch() is not None)
+        self.volume.sync_once()
+        self.volume.start()
+        self.parts.append(self.volume)
+        self.progress("starting portcullis-authd")
+        self.authd = Proc("authd", [
+            binary("PORTCULLIS_AUTHD", "authd/portcullis-authd"),
+            f"--config={self.volume.path}", f"--listen=127.0.0.1:{self.authd_port}",
+            f"--admin-listen=127.0.0.1:{self.authd_admin_port}",
+            f"--cookie-secret-file={secret}"], log_path=self.dir / "authd.log").start()
+        self.parts.append(self.authd)
+        self.authd.wait_http(f"http://127.0.0.1:{self.authd_admin_port}/healthz")
+
+    def start_gateway(self) -> None:
+        self.progress("starting the echo app and the gateway Envoy")
+        self.echo = Echo()
+        self.echo.start()
+        self.parts.append(self.echo)
+        placeholder = {"service": "127.0.0.1", "port": self.authd_port, "pathPrefix": "/ext-authz",
+                       "timeout": "2s"}
+        self.envoy = Envoy(placeholder, self.echo, hosts=[], port=self.gateway_port)
+        self.envoy.start()
+        self.parts.append(self.envoy)
+        self.gateway = Gateway(self.api, self.envoy, self.authd_port)
+        self.gateway.sync_once()
+        self.gateway.start()
+        self.parts.append(self.gateway)
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            try:
+                part.stop()
+            except Exception:
+                pass
+        self.parts.clear()
+
+    # -- what a user does ----------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}/"
+
+    def protected_host(self, groups: list[str]) -> str:
+        """examples/echoserver.yaml, pointed at the local Keycloak and host."""
+        ph = yaml.safe_load((REPO / "examples" / "echoserver.yaml").read_text())
+        ph["spec"]["hosts"] = [self.host]
+        ph["spec"]["oidc"]["issuerURL"] = self.keycloak.issuer
+        ph["spec"]["oidc"]["clientID"] = self.CLIENT_ID
+        ph["spec"].setdefault("access", {})["allowedGroups"] = groups
+        return yaml.safe_dump(ph)
+
+    def apply_echo(self, groups: list[str] = ("admins",)) -> None:
+        self.api.kubectl("-n", "test-auth", "create", "secret", "generic", "echo-oidc",
+                         f"--from-literal=client-secret={self.CLIENT_SECRET}")
+        self.api.kubectl("apply", "-f", "-", input=self.protected_host(list(groups)))
+
+    def wait_protected(self, timeout: float = 60) -> None:
+        """Until the gateway sends the host through ext_authz and authd serves it."""
+        wait_for("the gateway to protect the host",
+                 lambda: self.host in (self.gateway.applied or (None, [], []))[1], timeout)
+        wait_for("authd to load the host", lambda: self.host.encode() in
+                 (self.volume.current or b""), timeout)
+        wait_for("authd to be ready", lambda: self.authd_ready(), timeout)
+
+    def authd_ready(self) -> bool:
+        from e2e.harness.peers import http
+        try:
+            return http("GET", f"http://127.0.0.1:{self.authd_admin_port}/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def ready_condition(self) -> str:
+        r = self.api.kubectl("-n", "test-auth", "get", "ph", "echo", "-o",
+                             "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                             check=False)
+        return r.stdout.strip()
