@@ -1,0 +1,411 @@
+"""deploy/ (the kustomize base) and `portcullis-controller bootstrap` (issue 4, item 2).
+
+Without peers: the CRD copy in deploy/ is identical to crds/, every file is a kustomize
+resource, `kubectl kustomize deploy/` builds hardened Deployments, and bootstrap prints the same
+objects as kustomize plus a cookie Secret.
+
+Against a real kube-apiserver (e2e/harness/kube.py): `kubectl apply -k deploy/` and
+`bootstrap | kubectl apply -f -` really apply (no kube-controller-manager, so the Deployments
+get no Pods), and the service accounts have exactly the rights deploy/ claims: checked with
+`kubectl auth can-i --as=system:serviceaccount:...` and with the controller's own writes
+(server-side apply) under impersonation.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.kube import REPO, api_server, skip_e2e  # noqa: E402,F401  (fixture)
+
+DEPLOY = REPO / "deploy"
+NS = "portcullis-system"
+CONTROLLER_SA = f"system:serviceaccount:{NS}:portcullis-controller"
+AUTHD_SA = f"system:serviceaccount:{NS}:portcullis-authd"
+KINDS = {
+    "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+    "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+}
+
+needs_apiserver = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+
+
+def controller_bin() -> str:
+    path = os.environ.get("PORTCULLIS_CONTROLLER") or str(
+        REPO / "build" / "controller" / "portcullis-controller"
+    )
+    assert Path(path).exists(), f"{path} is missing: build portcullis-controller first"
+    return path
+
+
+def bootstrap(*args: str) -> str:
+    proc = subprocess.run(
+        [controller_bin(), "bootstrap", *args], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def docs_of(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def kustomize() -> list[dict]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return docs_of(out.stdout)
+
+
+def find(docs, kind, name):
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(hits) == 1, f"{kind}/{name}: {len(hits)} found"
+    return hits[0]
+
+
+def canonical(docs) -> list[str]:
+    return sorted(json.dumps(d, sort_keys=True) for d in docs)
+
+
+# ---- no peers ---------------------------------------------------------------------------------
+
+
+def test_crd_copy_matches_crds():
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "sync-deploy.sh"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (DEPLOY / "crd-protectedhost.yaml").read_bytes() == (
+        REPO / "crds" / "protectedhost.yaml"
+    ).read_bytes()
+
+
+def test_kustomization_lists_every_manifest():
+    k = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    files = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(k["resources"]) == sorted(files)
+    assert k["resources"][0] == "namespace.yaml"
+    # No Secret is ever committed: the cookie secret is generated (bootstrap) or made by hand.
+    assert all(d["kind"] != "Secret" for d in kustomize())
+
+
+def test_kustomize_builds_every_kind():
+    docs = kustomize()
+    assert {d["kind"] for d in docs} == KINDS
+    for d in docs:
+        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
+                             "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] in (NS, "istio-system"), d["metadata"]
+
+
+@pytest.mark.parametrize("name", ["portcullis-controller", "portcullis-authd"])
+def test_deployments_are_hardened(name):
+    dep = find(kustomize(), "Deployment", name)
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert dep["spec"]["replicas"] == 2
+    assert c["image"] == f"{name}:0.1.0"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 65532
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert set(c["resources"]) == {"requests", "limits"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["serviceAccountName"] == name
+
+
+def test_controller_deployment():
+    c = find(kustomize(), "Deployment", "portcullis-controller")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "--leader-elect" in c["args"]
+    assert "--mesh-config=istio" in c["args"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9091}]
+    assert c["readinessProbe"]["httpGet"]["port"] == "metrics"
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "32Mi"},
+                              "limits": {"cpu": "200m", "memory": "64Mi"}}
+    assert {e["name"] for e in c["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+
+
+def test_authd_deployment_service_and_pdb():
+    docs = kustomize()
+    spec = find(docs, "Deployment", "portcullis-authd")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert spec["automountServiceAccountToken"] is False
+    assert find(docs, "ServiceAccount", "portcullis-authd")["automountServiceAccountToken"] is False
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 4180, "admin": 9090}
+    assert c["readinessProbe"]["httpGet"]["port"] == "admin"
+    assert "--config=/etc/portcullis/config.yaml" in c["args"]
+    assert c["volumeMounts"] == [{"name": "config", "mountPath": "/etc/portcullis",
+                                  "readOnly": True}]
+    sources = spec["volumes"][0]["projected"]["sources"]
+    assert sources[0]["secret"] == {"name": "portcullis-authd-config", "optional": True,
+                                    "items": [{"key": "config.yaml", "path": "config.yaml"}]}
+    assert sources[1]["secret"] == {"name": "portcullis-cookie-secret",
+                                    "items": [{"key": "secret", "path": "cookie/secret"}]}
+    svc = find(docs, "Service", "portcullis-authd")["spec"]
+    assert svc["ports"] == [{"name": "http", "port": 4180, "targetPort": "http",
+                             "appProtocol": "http"}]
+    dep_selector = find(docs, "Deployment", "portcullis-authd")["spec"]["selector"]
+    assert svc["selector"] == dep_selector["matchLabels"]
+    assert find(docs, "PodDisruptionBudget", "portcullis-authd")["spec"]["minAvailable"] == 1
+
+
+def test_bootstrap_prints_what_kustomize_builds():
+    docs = docs_of(bootstrap())
+    secret = find(docs, "Secret", "portcullis-cookie-secret")
+    rest = [d for d in docs if d is not secret]
+    assert canonical(rest) == canonical(kustomize())
+
+
+def test_bootstrap_cookie_secret_is_fresh():
+    s1 = find(docs_of(bootstrap()), "Secret", "portcullis-cookie-secret")["stringData"]["secret"]
+    s2 = find(docs_of(bootstrap()), "Secret", "portcullis-cookie-secret")["stringData"]["secret"]
+    assert len(s1) == 43 and len(base64.urlsafe_b64decode(s1 + "=")) == 32
+    assert s1 != s2
+
+
+@pytest.mark.parametrize(
+    "mode, mesh_role, shared_cm",
+    [("istio", True, False), ("shared", True, True), ("none", False, False)],
+)
+def test_bootstrap_mesh_modes(mode, mesh_role, shared_cm):
+    proc = subprocess.run([controller_bin(), "bootstrap", f"--mesh-config={mode}"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    docs = docs_of(proc.stdout)
+    args = find(docs, "Deployment", "portcullis-controller")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert f"--mesh-config={mode}" in args
+    assert [a for a in args if a.startswith("--mesh-config")] == [f"--mesh-config={mode}"]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "istio-system"]
+    assert bool(roles) == mesh_role
+    cms = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert bool(cms) == shared_cm
+    assert ("SHARED_MESH_CONFIG=portcullis-mesh" in proc.stderr) == shared_cm
+
+
+@pytest.mark.parametrize("args", [["--mesh-config=istiod"], ["--namespace", "Bad"], ["extra"]])
+def test_bootstrap_refuses_bad_arguments(args):
+    proc = subprocess.run([controller_bin(), "bootstrap", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+
+
+# ---- against the real apiserver ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(api_server):
+    """The apiserver with Istio's CRDs and namespace, as on a cluster with Istio installed."""
+    api_server.install_istio_crds()
+    api_server.kubectl("create", "namespace", "istio-system")
+    return api_server
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster):
+    """deploy/ applied once; a test that changes what it installed puts it back."""
+    cluster.kubectl("apply", "-k", str(DEPLOY))
+    return cluster
+
+
+def can_i(api, who, *args) -> str:
+    proc = api.kubectl("auth", "can-i", f"--as={who}", *args, check=False)
+    return proc.stdout.strip()
+
+
+@needs_apiserver
+def test_apply_k_installs_everything(deployed):
+    api = deployed
+    api.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                "crd/protectedhosts.portcullis.io")
+    for dep in ("portcullis-controller", "portcullis-authd"):
+        out = json.loads(api.kubectl("get", "deployment", dep, "-n", NS, "-o", "json").stdout)
+        assert out["spec"]["replicas"] == 2
+    api.kubectl("get", "service/portcullis-authd", "pdb/portcullis-authd",
+                "serviceaccount/portcullis-controller", "serviceaccount/portcullis-authd",
+                "role/portcullis-controller", "rolebinding/portcullis-controller", "-n", NS)
+    api.kubectl("get", "role/portcullis-controller-mesh", "rolebinding/portcullis-controller-mesh",
+                "-n", "istio-system")
+    api.kubectl("get", "clusterrole/portcullis-controller",
+                "clusterrolebinding/portcullis-controller")
+    # The CRD works: a ProtectedHost can be created and listed by its short name.
+    api.kubectl("apply", "-f", "-", input=PROTECTED_HOST)
+    assert "echo" in api.kubectl("get", "ph", "-n", "default").stdout
+
+
+PROTECTED_HOST = """\
+apiVersion: portcullis.io/v1alpha1
+kind: ProtectedHost
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo.example.com]
+  oidc: {issuerURL: "https://idp.example.com/realms/main", clientID: echo}
+"""
+
+CONTROLLER_CAN = [
+    ("list", "protectedhosts.portcullis.io", "-A"),
+    ("watch", "protectedhosts.portcullis.io", "-A"),
+    ("patch", "protectedhosts.portcullis.io", "-n", "default"),
+    ("update", "protectedhosts.portcullis.io", "--subresource=status", "-n", "default"),
+    ("update", "protectedhosts.portcullis.io", "--subresource=finalizers", "-n", "default"),
+    ("patch", "authorizationpolicies.security.istio.io", "-n", "istio-system"),
+    ("delete", "authorizationpolicies.security.istio.io", "-n", "gateways"),
+    ("list", "authorizationpolicies.security.istio.io", "-A"),
+    ("get", "secrets", "-n", "default"),
+    ("watch", "secrets", "-A"),
+    ("create", "secrets", "-n", NS),
+    ("patch", "secrets/portcullis-authd-config", "-n", NS),
+    ("update", "configmaps/istio", "-n", "istio-system"),
+    ("create", "configmaps", "-n", "istio-system"),
+    ("create", "events", "-n", "default"),
+    ("create", "leases.coordination.k8s.io", "-n", NS),
+    ("update", "leases.coordination.k8s.io/portcullis-controller", "-n", NS),
+]
+CONTROLLER_CANNOT = [
+    ("delete", "pods", "-n", NS),
+    ("create", "pods", "-n", "default"),
+    ("create", "secrets", "-n", "default"),
+    ("patch", "secrets/portcullis-cookie-secret", "-n", NS),
+    ("delete", "secrets", "-n", NS),
+    ("delete", "protectedhosts.portcullis.io", "-n", "default"),
+    ("create", "protectedhosts.portcullis.io", "-n", "default"),
+    ("get", "configmaps", "-n", "default"),
+    ("update", "configmaps", "-n", "kube-system"),
+    ("create", "leases.coordination.k8s.io", "-n", "default"),
+    ("update", "deployments.apps", "-n", NS),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("get", "nodes"),
+]
+AUTHD_CANNOT = [
+    ("get", "secrets", "-n", NS),
+    ("list", "protectedhosts.portcullis.io", "-A"),
+    ("get", "configmaps", "-n", NS),
+    ("create", "events", "-n", NS),
+    ("get", "pods", "-n", NS),
+    ("get", "leases.coordination.k8s.io", "-n", NS),
+    ("list", "namespaces"),
+]
+
+
+@needs_apiserver
+@pytest.mark.parametrize("args", CONTROLLER_CAN, ids=lambda a: " ".join(a))
+def test_controller_can(deployed, args):
+    assert can_i(deployed, CONTROLLER_SA, *args) == "yes"
+
+
+@needs_apiserver
+@pytest.mark.parametrize("args", CONTROLLER_CANNOT, ids=lambda a: " ".join(a))
+def test_controller_cannot(deployed, args):
+    assert can_i(deployed, CONTROLLER_SA, *args) == "no"
+
+
+@needs_apiserver
+@pytest.mark.parametrize("args", AUTHD_CANNOT, ids=lambda a: " ".join(a))
+def test_authd_cannot(deployed, args):
+    assert can_i(deployed, AUTHD_SA, *args) == "no"
+
+
+@needs_apiserver
+def test_authd_has_no_resource_rights(deployed):
+    """Only what every authenticated user gets (self reviews), nothing from deploy/."""
+    out = deployed.kubectl("auth", "can-i", "--list", f"--as={AUTHD_SA}").stdout
+    resources = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    resources = {r for r in resources if not r.startswith("[")}  # non-resource URLs
+    assert resources <= {
+        "selfsubjectreviews.authentication.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+    }, out
+
+
+AUTHD_CONFIG = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: portcullis-authd-config, namespace: portcullis-system}
+stringData:
+  config.yaml: |
+    hosts: []
+"""
+
+MESH_CM = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders: []
+"""
+
+
+@needs_apiserver
+def test_controller_writes_work_under_its_own_identity(deployed):
+    """What the controller does (server-side apply, field manager portcullis) is allowed,
+    including creating authd's config Secret through PATCH; the re-applied base keeps it."""
+    api = deployed
+    for manifest in (AUTHD_CONFIG, MESH_CM):
+        api.kubectl("apply", "--server-side", "--field-manager=portcullis", f"--as={CONTROLLER_SA}",
+                    "-f", "-", input=manifest)
+    api.kubectl("apply", "-k", str(DEPLOY))
+    data = json.loads(api.kubectl("get", "secret", "portcullis-authd-config", "-n", NS,
+                                  "-o", "json").stdout)["data"]
+    assert base64.b64decode(data["config.yaml"]) == b"hosts: []\n"
+    denied = api.kubectl("apply", "--server-side", "--field-manager=portcullis",
+                         f"--as={CONTROLLER_SA}", "-f", "-", check=False,
+                         input=AUTHD_CONFIG.replace("portcullis-authd-config", "other"))
+    assert denied.returncode != 0 and "forbidden" in denied.stderr
+
+
+@needs_apiserver
+def test_bootstrap_applies(deployed):
+    api = deployed
+    text = bootstrap()
+    api.kubectl("apply", "-f", "-", input=text)
+    secret = json.loads(api.kubectl("get", "secret", "portcullis-cookie-secret", "-n", NS,
+                                    "-o", "json").stdout)
+    assert len(base64.b64decode(secret["data"]["secret"])) == 43
+    assert find(docs_of(text), "Secret", "portcullis-cookie-secret")["stringData"]["secret"] == \
+        base64.b64decode(secret["data"]["secret"]).decode()
+
+
+@needs_apiserver
+def test_bootstrap_shared_mode_in_another_namespace(deployed):
+    api = deployed
+    api.kubectl("apply", "-f", "-", input=bootstrap("--mesh-config=shared", "--namespace=auth"))
+    args = json.loads(api.kubectl("get", "deployment", "portcullis-controller", "-n", "auth",
+                                  "-o", "json").stdout)["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert "--mesh-config=shared" in args
+    api.kubectl("get", "secret", "portcullis-cookie-secret", "-n", "auth")
+    # The controller fills the shared ConfigMap; applying bootstrap again leaves its data alone.
+    api.kubectl("patch", "configmap", "portcullis-mesh", "-n", "istio-system", "--type=merge",
+                "-p", '{"data":{"mesh":"extensionProviders: []\\n"}}')
+    api.kubectl("apply", "-f", "-", input=bootstrap("--mesh-config=shared", "--namespace=auth"))
+    cm = json.loads(api.kubectl("get", "configmap", "portcullis-mesh", "-n", "istio-system",
+                                "-o", "json").stdout)
+    assert cm["data"]["mesh"] == "extensionProviders: []\n"
+    sa = "system:serviceaccount:auth:portcullis-controller"
+    assert can_i(api, sa, "create", "secrets", "-n", "auth") == "yes"
+    assert can_i(api, sa, "create", "secrets", "-n", NS) == "no"
+    # Put the base back for any test that runs after this one.
+    api.kubectl("apply", "-k", str(DEPLOY))
+
+
+@needs_apiserver
+def test_bootstrap_none_mode_server_dry_run(cluster):
+    text = bootstrap("--mesh-config=none")
+    assert "portcullis-controller-mesh" not in text
+    cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=text)
