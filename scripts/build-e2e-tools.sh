@@ -2,8 +2,8 @@
 # Builds the Go peers of the end-to-end tests (DESIGN.md §6) into the cache,
 # keyed by version, and copies the Istio CRDs beside them:
 #
-#   $PORTCULLIS_CACHE/bin/kubeserver-<k8s version>          etcd + kube-apiserver
-#   $PORTCULLIS_CACHE/bin/istio-validate-<istio version>    offline Istio validation
+#   $PORTCULLIS_CACHE/bin/kubeserver-<k8s version>-<src hash>        etcd + kube-apiserver
+#   $PORTCULLIS_CACHE/bin/istio-validate-<istio version>-<src hash>  offline Istio validation
 #   $PORTCULLIS_CACHE/istio/<api version>/crds.yaml         Istio CRDs
 #
 # PORTCULLIS_CACHE defaults to ~/.cache/portcullis. A binary already in the
@@ -34,6 +34,12 @@ retry() {
     return 1
 }
 
+# srchash DIR [EXTRA]: a short hash of DIR's go.mod, go.sum and Go files
+# (and EXTRA, e.g. link flags), so an edited tool is rebuilt, not reused.
+srchash() {
+    { cat "$1/go.mod" "$1/go.sum" "$1"/*.go; echo "${2:-}"; } | sha256sum | cut -c1-8
+}
+
 # modversion DIR MODULE: the version of MODULE that DIR's go.mod selects.
 modversion() {
     (cd "$1" && go list -m -f '{{.Version}}' "$2")
@@ -61,18 +67,18 @@ mkdir -p "$bindir"
 
 kdir=$root/e2e/k8s
 kver=$(modversion "$kdir" k8s.io/kubernetes)
-kubeserver=$bindir/kubeserver-$kver
 # Stamp the release as Kubernetes' own build does, so /version (and clients
 # that check it) see v1.x.y rather than v0.0.0-master.
 kminor=${kver#v1.}
 kminor=${kminor%%.*}
 vpkg=k8s.io/component-base/version
-build kubeserver "$kdir" "$kubeserver" \
-    "-X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$kminor -X $vpkg.gitTreeState=clean"
+kflags="-X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$kminor -X $vpkg.gitTreeState=clean"
+kubeserver=$bindir/kubeserver-$kver-$(srchash "$kdir" "$kflags")
+build kubeserver "$kdir" "$kubeserver" "$kflags"
 
 idir=$root/e2e/istio-validate
 iver=$(modversion "$idir" istio.io/istio)
-istio_validate=$bindir/istio-validate-$iver
+istio_validate=$bindir/istio-validate-$iver-$(srchash "$idir")
 build istio-validate "$idir" "$istio_validate"
 
 # The CRDs come from the istio.io/api version that istio-validate links, so

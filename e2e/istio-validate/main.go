@@ -24,6 +24,7 @@ import (
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/config/schema/resource"
 	"istio.io/istio/pkg/config/validation/agent"
+	"istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/util/protomarshal"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubeyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -55,6 +56,11 @@ func main() {
 		check = validateMesh
 	default:
 		usage()
+	}
+	// Findings come back as errors; Istio's own warning logs would only
+	// repeat them on stderr.
+	for _, s := range log.Scopes() {
+		s.SetOutputLevel(log.ErrorLevel)
 	}
 	failed := false
 	for _, path := range os.Args[2:] {
