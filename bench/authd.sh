@@ -358,6 +358,13 @@ sed 's/^/  /' "$OUT/machine.txt"
 echo
 python3 "$HELPER" table --dir "$OUT" --targets "$(echo $TARGETS | tr ' ' ,)" \
   --markdown "$OUT/table.md" --json "$OUT/results.json"
+if [[ -n "${AUTHD_ADMIN:-}" ]] && kill -0 "${PID_authd:-0}" 2>/dev/null; then
+  # authd's own count of what it decided during the load: every check should be an allow.
+  curl -s --max-time 5 "http://127.0.0.1:$AUTHD_ADMIN/metrics" >"$OUT/authd-metrics.txt" || true
+  echo
+  echo "authd decisions during the run (from its /metrics):"
+  grep '^portcullis_authd_decisions_total' "$OUT/authd-metrics.txt" | sed 's/^/  /' || echo "  (none)"
+fi
 if ((${#MISSING[@]})); then
   echo
   echo "not measured:"

@@ -173,24 +173,28 @@ def vmhwm_kb(pid: int) -> int | None:
 
 
 def controller_argv(binary: str, api: ApiServer, metrics_port: int) -> list[str]:
-    """`run` with the flags this build knows (read from `run --help`), or
-    PORTCULLIS_CONTROLLER_ARGS (whitespace-separated, {kubeconfig} and {metrics} substituted)."""
+    """`run` as the brief has it, or PORTCULLIS_CONTROLLER_ARGS (whitespace-separated,
+    {kubeconfig} and {metrics} substituted)."""
     override = os.environ.get("PORTCULLIS_CONTROLLER_ARGS")
-    if override:
-        return [binary, "run", *[a.format(kubeconfig=api.kubeconfig, metrics=metrics_port)
-                                 for a in override.split()]]
-    r = subprocess.run([binary, "run", "--help"], capture_output=True, text=True, timeout=10)
-    helptext = r.stdout + r.stderr
-    argv = [binary, "run", f"--kubeconfig={api.kubeconfig}"]
-    wanted = [("--mesh-config", "--mesh-config=none"), ("--leader-elect", "--leader-elect=false"),
-              ("--metrics-addr", f"--metrics-addr=127.0.0.1:{metrics_port}"),
-              ("--metrics-address", f"--metrics-address=127.0.0.1:{metrics_port}"),
-              ("--metrics-listen", f"--metrics-listen=127.0.0.1:{metrics_port}"),
-              ("--metrics-port", f"--metrics-port={metrics_port}")]
-    for flag, arg in wanted:
-        if flag + "=" in helptext or flag + " " in helptext or flag + "\n" in helptext:
-            argv.append(arg)
-    return argv
+    args = override.split() if override else [
+        "--kubeconfig={kubeconfig}", "--mesh-config=none", "--leader-elect=false",
+        "--metrics-addr=127.0.0.1:{metrics}"]
+    return [binary, "run", *[a.format(kubeconfig=api.kubeconfig, metrics=metrics_port) for a in args]]
+
+
+def wait_ready(ctl: subprocess.Popen, port: int, timeout: float) -> float | None:
+    """Seconds until the controller's /readyz answers 200 (caches synced), None if not."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and ctl.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.1)
+    log(f"controller not ready on :{port}/readyz after {timeout:.0f}s; measuring anyway")
+    return None
 
 
 def setup_cluster(api: ApiServer, k: Api):
@@ -331,12 +335,13 @@ def main():
         setup_cluster(api, k)
         watch = PolicyWatch(api)
         watch.start()
-        argv = controller_argv(str(binary), api, free_port())
+        mport = free_port()
+        argv = controller_argv(str(binary), api, mport)
         log("starting " + " ".join(argv))
         logf = open(out / "controller.log", "wb")
         ctl = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            time.sleep(1.0)
+            res["controller_ready_seconds"] = wait_ready(ctl, mport, 30)
             if ctl.poll() is not None:
                 sys.exit(f"bench/controller: controller exited {ctl.returncode}; see {out}/controller.log")
             res["controller_argv"] = argv[1:]
@@ -361,7 +366,8 @@ def main():
     res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     print(f"\ncontroller benchmark, {res['date_utc']}, results in {out}")
     print(f"  loadavg before {' '.join(res['loadavg_before'])}, after {' '.join(res['loadavg_after'])}")
-    print(f"  controller: {' '.join(res['controller_argv'])}\n")
+    print(f"  controller: {' '.join(res['controller_argv'])}")
+    print(f"  controller ready (/readyz) after {fmt(res.get('controller_ready_seconds'))}\n")
     report(res, out)
     complete = res["create"]["all_policies_seconds"] is not None and res.get("update", {}).get("missed", 1) == 0
     sys.exit(0 if complete else 1)
