@@ -45,6 +45,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <jansson.h>
 
 #include "portcullis/base.h"
@@ -251,6 +253,8 @@ struct k8s_watch_opts {
     int timeout_secs;              /* server-side stream lifetime, default 300 */
     long low_speed_secs;           /* dead-connection detection, default 90 */
     size_t max_line;               /* one event's bound, default 4 MiB */
+    const char *resource_version;  /* resume from here instead of listing first (e.g. a
+                                      version kept from before); the list follows a 410 */
 };
 
 struct k8s_watch;
@@ -276,6 +280,13 @@ void k8s_wire_release(struct k8s_wire *w);
  * line that is not a watch event (detail in diag), or the first non-zero on_event result.
  */
 int k8s_wire_feed(struct k8s_wire *w, const char *p, size_t n, struct pc_diag *diag);
+
+/*
+ * Replaces the contents of store ("namespace/name" -> object) with the list items and reports
+ * the difference through fn: ADDED for new keys, MODIFIED for a changed resourceVersion,
+ * DELETED (with the stored object) for keys that are gone. What a watch does on a relist.
+ */
+void k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud);
 
 /* Capped exponential backoff with jitter: attempt 0 -> ~0.5 s, doubling, capped at 30 s. */
 long k8s_backoff_ms(unsigned attempt);
@@ -471,6 +482,133 @@ struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, cons
 int ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_diag *diag);
 /* New YAML text of a JSON value, keys in the object's own order (for the mesh fragment). */
 char *ctl_yaml_ordered(const json_t *j);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_queue.c - a coalescing work queue with per-key capped exponential backoff             */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Keys are strings. A key is at most once in the queue; a key added while it is being worked
+ * on comes back once the worker calls ctl_queue_done. Thread-safe.
+ */
+struct ctl_queue;
+struct ctl_queue *ctl_queue_new(void);
+/* Frees the queue; no thread may use it any more. NULL is a no-op. */
+void ctl_queue_free(struct ctl_queue *q);
+/* Adds key now. */
+void ctl_queue_add(struct ctl_queue *q, const char *key);
+/* Adds key after delay_ms (an earlier pending time wins). */
+void ctl_queue_add_after(struct ctl_queue *q, const char *key, long delay_ms);
+/*
+ * Adds key after its backoff (k8s_backoff_ms of its failure count, which grows by one).
+ * Returns the delay chosen.
+ */
+long ctl_queue_retry(struct ctl_queue *q, const char *key);
+/* Resets key's failure count (after a success). */
+void ctl_queue_forget(struct ctl_queue *q, const char *key);
+/*
+ * Waits for a due key; returns it (new, the caller frees it) or NULL once shut down. The key
+ * is "processing" until ctl_queue_done.
+ */
+char *ctl_queue_get(struct ctl_queue *q);
+void ctl_queue_done(struct ctl_queue *q, const char *key);
+/* Keys waiting (due or not). */
+size_t ctl_queue_len(struct ctl_queue *q);
+/* Makes ctl_queue_get return NULL in every thread, now and from now on. */
+void ctl_queue_shutdown(struct ctl_queue *q);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_metrics.c - counters for /metrics and the small admin HTTP listener                   */
+/* ---------------------------------------------------------------------------------------- */
+
+#define CTL_APPLY_BUCKETS 10
+
+enum ctl_result { CTL_RESULT_SUCCESS, CTL_RESULT_ERROR, CTL_RESULT_RETRY, CTL_RESULT_N };
+
+struct ctl_metrics {
+    pthread_mutex_t mu;
+    unsigned long reconciles[CTL_RESULT_N];
+    unsigned long watch_relists;
+    unsigned long applies;
+    double apply_seconds_sum;
+    unsigned long apply_buckets[CTL_APPLY_BUCKETS]; /* cumulative counts per le bound */
+    unsigned long status_writes, authd_writes, mesh_writes, policy_deletes;
+};
+
+void ctl_metrics_init(struct ctl_metrics *m);
+void ctl_metrics_release(struct ctl_metrics *m);
+void ctl_metrics_reconcile(struct ctl_metrics *m, enum ctl_result r);
+/* One write to the apiserver that took secs. */
+void ctl_metrics_apply(struct ctl_metrics *m, double secs);
+/* Adds 1 to the counter at *field (one of the unsigned long fields) under the lock. */
+void ctl_metrics_inc(struct ctl_metrics *m, unsigned long *field);
+/* New Prometheus text exposition; gauges given by the caller. */
+char *ctl_metrics_text(struct ctl_metrics *m, size_t queue_depth, bool leader, bool synced);
+
+/*
+ * Answers one admin request: path ("/metrics", "/healthz", ...) in, *status and a new body
+ * out (content type text/plain).
+ */
+typedef char *(*ctl_http_fn)(void *ud, const char *path, int *status);
+struct ctl_http;
+/*
+ * Listens on addr ("[host]:port", ":9091", "127.0.0.1:0") on its own thread. Returns NULL with
+ * diag set when the address cannot be bound. *port_out (may be NULL) gets the bound port.
+ */
+struct ctl_http *ctl_http_start(const char *addr, ctl_http_fn fn, void *ud, int *port_out,
+                                struct pc_diag *diag);
+void ctl_http_stop(struct ctl_http *h);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_reconcile.c - the controller: caches fed by watches, one worker applying the state     */
+/* ---------------------------------------------------------------------------------------- */
+
+enum ctl_mesh_mode { CTL_MESH_ISTIO, CTL_MESH_SHARED, CTL_MESH_NONE };
+
+struct ctl_run_opts {
+    const char *kubeconfig;      /* NULL: $KUBECONFIG, in-cluster, ~/.kube/config */
+    const char *namespaces;      /* comma-separated; NULL or "": all */
+    struct ctl_authd_opts authd;
+    enum ctl_mesh_mode mesh_mode;
+    const char *mesh_namespace;  /* default istio-system */
+    const char *mesh_configmap;  /* istio: default "istio"; shared: default "portcullis-mesh" */
+    bool leader_elect;
+    const char *lease_name;      /* default portcullis-controller */
+    const char *lease_namespace; /* default: the authd namespace */
+    const char *metrics_addr;    /* default :9091; "" disables */
+    long resync_secs;            /* full re-apply period, default 600 */
+};
+
+struct ctl_ctx {
+    struct ctl_run_opts o;
+    struct k8s_client *kc;
+    struct ctl_queue *q;
+    struct ctl_metrics m;
+    pthread_mutex_t mu;     /* guards the caches and counters below */
+    json_t *phs;            /* "ns/name" -> ProtectedHost, fed by the watches */
+    json_t *secrets;        /* "ns/name" -> the Secret's data object */
+    int nwatches, nsynced;
+    atomic_bool leader;
+    atomic_bool ready;      /* every watch listed once */
+    /* owned by the worker thread */
+    json_t *applied;        /* "ns/name" -> {"ref": "gwns/policy", "hash": "..."} */
+    json_t *status_written; /* "ns/name" -> status as last written */
+    char *authd_hash;       /* SHA-256 of the authd config last written (or found) */
+    char *mesh_hash;
+};
+
+void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);
+void ctl_ctx_release(struct ctl_ctx *c);
+/* Watch callbacks; ud is the struct ctl_watch_slot given to k8s_watch_start. */
+struct ctl_watch_slot {
+    struct ctl_ctx *c;
+    bool synced_once;
+};
+void ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj);
+void ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj);
+void ctl_on_synced(void *ud);
+/* The worker: takes keys until the queue shuts down. */
+void *ctl_worker(void *arg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_cli_render.c, ctl_run.c - the subcommands (argv as main got it, minus the program)    */

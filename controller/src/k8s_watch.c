@@ -168,9 +168,8 @@ set_rv(struct k8s_watch *w, const json_t *obj)
     }
 }
 
-/* Replaces the store with a fresh list and tells the caller the difference. */
-static void
-relist_apply(struct k8s_watch *w, json_t *items)
+void
+k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud)
 {
     json_t *fresh = json_object(), *obj, *old;
     const char *key;
@@ -180,23 +179,24 @@ relist_apply(struct k8s_watch *w, json_t *items)
     json_array_foreach(items, i, obj)
     {
         char *k = obj_key(obj);
-        old = json_object_get(w->store, k);
+        old = json_object_get(store, k);
         json_object_set(fresh, k, obj);
         free(k);
         if (!old)
-            w->o.on_event(w->o.ud, K8S_ADDED, obj);
+            fn(ud, K8S_ADDED, obj);
         else if (!json_equal(json_object_get(json_object_get(old, "metadata"), "resourceVersion"),
                              json_object_get(json_object_get(obj, "metadata"),
                                              "resourceVersion")))
-            w->o.on_event(w->o.ud, K8S_MODIFIED, obj);
+            fn(ud, K8S_MODIFIED, obj);
     }
-    json_object_foreach_safe(w->store, tmp, key, old)
+    json_object_foreach_safe(store, tmp, key, old)
     {
         if (!json_object_get(fresh, key))
-            w->o.on_event(w->o.ud, K8S_DELETED, old);
+            fn(ud, K8S_DELETED, old);
     }
-    json_decref(w->store);
-    w->store = fresh;
+    json_object_clear(store);
+    json_object_update(store, fresh);
+    json_decref(fresh);
 }
 
 static int
@@ -233,7 +233,7 @@ do_list(struct k8s_watch *w, struct pc_diag *d)
 
     ref.name = NULL;
     if ((rc = k8s_list(w->client, &ref, &l, d)) == 0) {
-        relist_apply(w, l.items);
+        k8s_store_replace(w->store, l.items, w->o.on_event, w->o.ud);
         free(w->rv);
         w->rv = l.resource_version;
         l.resource_version = NULL;
@@ -333,7 +333,7 @@ static void *
 watch_main(void *arg)
 {
     struct k8s_watch *w = arg;
-    bool need_list = true;
+    bool need_list = w->rv == NULL;
     unsigned attempt = 0;
     int rc;
 
@@ -381,6 +381,8 @@ k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o)
     w->o.timeout_secs = o->timeout_secs > 0 ? o->timeout_secs : 300;
     w->o.low_speed_secs = o->low_speed_secs > 0 ? o->low_speed_secs : 90;
     w->path = k8s_path(&w->o.ref);
+    w->rv = dup_or_null(o->resource_version);
+    w->o.resource_version = NULL;
     w->store = json_object();
     atomic_init(&w->stop, false);
     pthread_mutex_init(&w->lock, NULL);

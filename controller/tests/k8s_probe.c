@@ -4,7 +4,9 @@
  *
  *   k8s_probe [--kubeconfig PATH] watch API_VERSION PLURAL [NAMESPACE]
  *       prints {"type":"ADDED","name":...,"namespace":...,"rv":...,"data":...} lines and
- *       {"type":"SYNCED"} after every (re)list, until SIGTERM.
+ *       {"type":"SYNCED"} after every (re)list, until SIGTERM. K8S_PROBE_RV=N starts watching
+ *       from version N without a first list; K8S_PROBE_LOW_SPEED=S sets the idle timeout,
+ *       K8S_PROBE_TIMEOUT=S the server-side stream lifetime.
  *   k8s_probe [--kubeconfig PATH] apply API_VERSION PLURAL FILE.json   (server-side apply)
  *   k8s_probe [--kubeconfig PATH] get|delete API_VERSION PLURAL NAMESPACE NAME
  *   k8s_probe [--kubeconfig PATH] event API_VERSION PLURAL NAMESPACE NAME TYPE REASON MESSAGE
@@ -135,7 +137,10 @@ run(struct k8s_client *kc, char **argv, int argc)
                     .on_synced = on_synced,
                     .low_speed_secs = getenv("K8S_PROBE_LOW_SPEED")
                                           ? atol(getenv("K8S_PROBE_LOW_SPEED"))
-                                          : 0});
+                                          : 0,
+                    .timeout_secs = getenv("K8S_PROBE_TIMEOUT") ? atoi(getenv("K8S_PROBE_TIMEOUT"))
+                                                                : 0,
+                    .resource_version = getenv("K8S_PROBE_RV")});
         wait_for_signal();
         k8s_watch_stop(w);
         return 0;

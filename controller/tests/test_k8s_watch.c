@@ -194,6 +194,66 @@ test_wire_long_stream(void **state)
 }
 
 static void
+on_store_event(void *ud, enum k8s_event_type type, json_t *obj)
+{
+    static const char *const names[] = {"ADDED", "MODIFIED", "DELETED"};
+    struct record *r = ud;
+    const json_t *md = json_object_get(obj, "metadata");
+    size_t used = strlen(r->log);
+
+    snprintf(r->log + used, sizeof(r->log) - used, "%s %s/%s %s;", names[type],
+             pc_json_str(md, "namespace"), pc_json_str(md, "name"),
+             pc_json_str(md, "resourceVersion"));
+}
+
+/* A list of objects "ns/name@rv ...". */
+static json_t *
+items(const char *spec)
+{
+    json_t *a = json_array();
+    char ns[32], name[32], rv[32];
+    int n;
+
+    while (sscanf(spec, " %31[^/]/%31[^@]@%31s%n", ns, name, rv, &n) == 3) {
+        json_array_append_new(a, json_pack("{s:{s:s, s:s, s:s}}", "metadata", "namespace", ns,
+                                           "name", name, "resourceVersion", rv));
+        spec += n;
+    }
+    return a;
+}
+
+/* A relist after 410 Gone reports what changed while the watch was away, deletions included. */
+static void
+test_relist_diff(void **state)
+{
+    static const struct {
+        const char *before, *after, *log;
+    } t[] = {
+        {"", "a/x@1 b/y@2", "ADDED a/x 1;ADDED b/y 2;"},
+        {"a/x@1 b/y@2", "a/x@1 b/y@2", ""},
+        {"a/x@1 b/y@2", "a/x@3 b/y@2", "MODIFIED a/x 3;"},
+        {"a/x@1 b/y@2", "b/y@2", "DELETED a/x 1;"},
+        {"a/x@1", "a/z@4", "ADDED a/z 4;DELETED a/x 1;"},
+        {"a/x@1 b/x@1", "", "DELETED a/x 1;DELETED b/x 1;"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct record r = {{0}};
+        json_t *store = json_object(), *before = items(t[i].before), *after = items(t[i].after);
+        k8s_store_replace(store, before, on_store_event, &r);
+        memset(&r, 0, sizeof(r));
+        k8s_store_replace(store, after, on_store_event, &r);
+        if (strcmp(r.log, t[i].log) != 0)
+            fail_msg("case %zu: got '%s' want '%s'", i, r.log, t[i].log);
+        assert_int_equal(json_object_size(store), json_array_size(after));
+        json_decref(before);
+        json_decref(after);
+        json_decref(store);
+    }
+}
+
+static void
 test_backoff(void **state)
 {
     static const struct {
@@ -220,6 +280,7 @@ main(void)
         cmocka_unit_test(test_wire_table),
         cmocka_unit_test(test_gone_message),
         cmocka_unit_test(test_wire_long_stream),
+        cmocka_unit_test(test_relist_diff),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

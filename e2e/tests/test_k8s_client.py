@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.kube import REPO, api_server  # noqa: E402,F401  (fixture)
+from harness.kube import REPO, ApiServer, api_server  # noqa: E402,F401  (fixture)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("PORTCULLIS_SKIP_E2E") == "1", reason="PORTCULLIS_SKIP_E2E=1"
@@ -55,8 +56,9 @@ class Probe:
             env={**os.environ, **(env or {})},
         )
         self.stderr = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self.readers = [threading.Thread(target=f, daemon=True) for f in (self._read, self._read_err)]
+        for t in self.readers:
+            t.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -100,6 +102,8 @@ class Probe:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for t in self.readers:
+            t.join(timeout=5)
         return self.proc.returncode
 
 
@@ -280,3 +284,56 @@ def test_lease_elects_one_leader_and_fails_over(api):
     finally:
         for p in probes.values():
             p.stop()
+
+
+class UncachedApiServer(ApiServer):
+    """Watches served by etcd itself, so an old resourceVersion meets etcd's compaction."""
+
+    def _apiserver_args(self):
+        return super()._apiserver_args() + ["--watch-cache=false"]
+
+
+def etcd_compact(api):
+    """Compacts etcd to its current revision through its JSON gateway."""
+    def call(path, body):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{api.etcd_port}{path}", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    rev = call("/v3/kv/range", {"key": "AA=="})["header"]["revision"]
+    call("/v3/kv/compaction", {"revision": rev, "physical": True})
+
+
+def test_expired_resource_version_relists():
+    """Watching from a compacted version: a watch ERROR event with 410, then a relist."""
+    with UncachedApiServer() as api:
+        api.kubectl("create", "configmap", "old", "-n", "default")
+        etcd_compact(api)
+        w = Probe(api, "watch", "v1", "configmaps", "default", env={"K8S_PROBE_RV": "1"})
+        try:
+            w.expect(event("old", "ADDED"), what="ADDED from the relist after 410")
+            w.expect(lambda ev: ev["type"] == "SYNCED")
+            api.kubectl("create", "configmap", "new", "-n", "default")
+            w.expect(event("new", "ADDED"))
+        finally:
+            assert w.stop() == 0
+        log = "".join(w.stderr)
+        assert "event=watch_relist" in log and "HTTP 410 Expired" in log, log
+
+
+def test_streams_rotate_without_relisting(api):
+    """Short server timeouts and idle cuts resume from the last version: no relist, no loss."""
+    w = Probe(api, "watch", "v1", "configmaps", NS,
+              env={"K8S_PROBE_TIMEOUT": "2", "K8S_PROBE_LOW_SPEED": "1"})
+    try:
+        w.expect(lambda ev: ev["type"] == "SYNCED")
+        for i in range(3):
+            time.sleep(2.5)  # at least one rotation in between
+            api.kubectl("create", "configmap", f"rot{i}", "-n", NS)
+            w.expect(event(f"rot{i}", "ADDED"))
+        w.quiet(lambda ev: ev["type"] == "SYNCED", 1)
+    finally:
+        assert w.stop() == 0
