@@ -8,11 +8,18 @@ add_library(ctl_core STATIC
 target_include_directories(ctl_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
 target_link_libraries(ctl_core PUBLIC pccommon PkgConfig::JANSSON PkgConfig::YAML)
 
+# ctl_run: the I/O side of `run` (queue, reconciler, admin listener) over the k8s client.
+add_library(ctl_run STATIC
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_queue.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_metrics.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c)
+target_link_libraries(ctl_run PUBLIC ctl_core k8s Threads::Threads)
+
 add_executable(portcullis-controller
     ${CMAKE_CURRENT_LIST_DIR}/src/main.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_cli_render.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_run.c)
-target_link_libraries(portcullis-controller PRIVATE ctl_core)
+target_link_libraries(portcullis-controller PRIVATE ctl_run)
 
 if(PORTCULLIS_TESTS)
     foreach(t spec render state mesh)
