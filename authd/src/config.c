@@ -119,7 +119,8 @@ check_keys(struct ctx *c, const struct pc_ynode *n, const char *where,
                 break;
         if (allowed[j] == NULL)
             return fail(c, n->keys[i], "%s: unknown key \"%s\" (check the spelling; keys are "
-                        "case-sensitive camelCase as in DESIGN.md §5)", where[0] ? where : "top level", k);
+                        "case-sensitive camelCase as in DESIGN.md §5)",
+                        where[0] ? where : "top level", k);
         for (j = 0; j < i; j++)
             if (strcmp(k, n->keys[j]->value) == 0)
                 return fail(c, n->keys[i], "%s: duplicate key \"%s\" (remove one)",
@@ -538,7 +539,8 @@ check_path_list(struct ctx *c, const struct pc_ynode *map, const char *key, cons
     for (size_t i = 0; i < l->n; i++)
         if (!is_path(l->v[i]))
             return fail(c, n->vals[i], "%s: \"%s\" must be a path starting with \"/\" (exact, or "
-                        "a prefix when it ends with \"/\" or \"*\")", at_index(&wi, w.s, i), l->v[i]);
+                        "a prefix when it ends with \"/\" or \"*\")",
+                        at_index(&wi, w.s, i), l->v[i]);
     return 0;
 }
 

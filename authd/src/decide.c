@@ -295,7 +295,8 @@ original_url(const struct authd_request *r)
     const char *proto = r->x_forwarded_proto, *scheme = "https";
     char *url, *ok = NULL;
 
-    if (proto != NULL && strncasecmp(proto, "http", 4) == 0 && (proto[4] == '\0' || proto[4] == ','))
+    if (proto != NULL && strncasecmp(proto, "http", 4) == 0 &&
+        (proto[4] == '\0' || proto[4] == ','))
         scheme = "http";
     url = pc_xasprintf("%s://%s%s", scheme, r->host ? r->host : "",
                        r->path && r->path[0] == '/' ? r->path : "/");

@@ -35,10 +35,10 @@ authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *
         return PC_EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (lens[i] < AUTHD_MIN_SECRET ||
-            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_session, sizeof(info_session) - 1,
-                           k->session[i], sizeof(k->session[i])) != 0 ||
-            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_state, sizeof(info_state) - 1,
-                           k->state[i], sizeof(k->state[i])) != 0) {
+            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_session,
+                           sizeof(info_session) - 1, k->session[i], sizeof(k->session[i])) != 0 ||
+            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_state,
+                           sizeof(info_state) - 1, k->state[i], sizeof(k->state[i])) != 0) {
             authd_keys_release(k);
             return PC_EINVAL;
         }
@@ -83,6 +83,26 @@ seal_value(const uint8_t key[32], const char *name, const char *pt, size_t ptlen
     return out;
 }
 
+/*
+ * Only the canonical base64url text of a value is accepted: a last character with non-zero
+ * unused bits would decode to the same bytes, making cookie values malleable.
+ */
+static bool
+canonical_tail(const char *value, size_t vlen)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *p;
+    int v;
+
+    if (vlen % 4 == 0)
+        return true;
+    if (vlen % 4 == 1 || (p = memchr(alphabet, value[vlen - 1], 64)) == NULL)
+        return false;
+    v = (int)(p - alphabet);
+    return vlen % 4 == 2 ? (v & 0x0f) == 0 : (v & 0x03) == 0;
+}
+
 /* Opens value with any of n keys. Returns 0 with *pt new (NUL-terminated), or PC_EAUTH. */
 static int
 open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *value,
@@ -94,7 +114,8 @@ open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *va
     char *out = NULL;
     int rc = PC_EAUTH;
 
-    if (vlen > MAX_PLAINTEXT * 2 || pc_b64url_decode(value, vlen, &raw, &rawlen) != 0)
+    if (vlen > MAX_PLAINTEXT * 2 || !canonical_tail(value, vlen) ||
+        pc_b64url_decode(value, vlen, &raw, &rawlen) != 0)
         goto out;
     if (rawlen < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || raw[0] != FORMAT_VERSION)
         goto out;
