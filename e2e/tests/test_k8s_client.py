@@ -46,10 +46,10 @@ def probe_path() -> str:
 class Probe:
     """A long-running k8s_probe (watch or lease) whose JSON lines are read on a thread."""
 
-    def __init__(self, api, *args, env=None):
+    def __init__(self, api, *args, env=None, kubeconfig=None):
         self.lines: "queue.Queue[dict]" = queue.Queue()
         self.proc = subprocess.Popen(
-            [probe_path(), "--kubeconfig", api.kubeconfig, *args],
+            [probe_path(), "--kubeconfig", kubeconfig or api.kubeconfig, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -337,3 +337,23 @@ def test_streams_rotate_without_relisting(api):
         w.quiet(lambda ev: ev["type"] == "SYNCED", 1)
     finally:
         assert w.stop() == 0
+
+
+def test_token_file_is_reread_when_rotated(api, tmp_path):
+    """A tokenFile credential is read again when the server says 401 (kubelet rotation)."""
+    token = tmp_path / "token"
+    token.write_text("not-a-valid-token\n")
+    cfg = json.loads(Path(api.kubeconfig).read_text())
+    cfg["users"][0]["user"] = {"tokenFile": str(token)}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps(cfg))
+
+    w = Probe(api, "watch", "v1", "configmaps", NS, kubeconfig=str(kubeconfig))
+    try:
+        time.sleep(2)
+        assert w.lines.empty()
+        token.write_text(api.token + "\n")
+        w.expect(lambda ev: ev["type"] == "SYNCED", timeout=15, what="SYNCED after rotation")
+    finally:
+        assert w.stop() == 0
+    assert "HTTP 401" in "".join(w.stderr)
