@@ -22,7 +22,8 @@ struct check {
     const char *host_name;
     const char *path; /* original path+query */
     const struct authd_host *host;
-    struct authd_session *session;
+    const struct authd_session *session; /* borrowed: from the cache or `owned` */
+    struct authd_session *owned;
     struct authd_identity bearer;
     bool has_bearer;
     struct authd_strlist set_cookie;
@@ -189,6 +190,27 @@ account(struct check *c, const struct authd_reply *r)
            "latency_us", lat, NULL);
 }
 
+/* The session from the cache, or opened (and cached when cacheable). */
+static int
+open_session(struct check *c, const struct authd_config *cfg, int64_t now)
+{
+    uint64_t gen = c->srv->cfg->generation;
+    int rc;
+
+    c->session = authd_sesscache_get(c->srv->sessions, gen, c->host, c->h->cookie, now);
+    if (c->session)
+        return 0;
+    rc = authd_session_open(&cfg->keys, c->host, c->h->cookie, now, &c->owned);
+    if (rc)
+        return rc;
+    c->session = authd_sesscache_put(c->srv->sessions, gen, c->host, c->h->cookie, c->owned);
+    if (c->session)
+        c->owned = NULL;
+    else
+        c->session = c->owned;
+    return 0;
+}
+
 static int
 check(struct check *c, void *conn, struct authd_reply *r)
 {
@@ -198,7 +220,7 @@ check(struct check *c, void *conn, struct authd_reply *r)
 
     c->host = authd_config_match_host(cfg, c->host_name);
     if (c->host) {
-        session_rc = authd_session_open(&cfg->keys, c->host, c->h->cookie, now, &c->session);
+        session_rc = open_session(c, cfg, now);
         bearer_rc = open_bearer(c);
     }
     struct authd_request req = {
@@ -211,12 +233,13 @@ check(struct check *c, void *conn, struct authd_reply *r)
                                     .session = c->session, .bearer_rc = bearer_rc,
                                     .bearer = c->has_bearer ? &c->bearer : NULL, .now = now};
     authd_decide(&in, &c->d);
-    if (c->d.refresh_due && c->session && c->session->refresh_token &&
-        authd_refresh_check(c->srv, c->host, &c->session, c->h->cookie, &c->set_cookie) ==
+    if (c->d.refresh_due && c->owned && c->owned->refresh_token &&
+        authd_refresh_check(c->srv, c->host, &c->owned, c->h->cookie, &c->set_cookie) ==
             PC_EEXPIRED) {
         /* The IdP revoked this session: decide again as if it had expired. */
         authd_decision_release(&c->d);
-        authd_session_free(c->session);
+        authd_session_free(c->owned);
+        c->owned = NULL;
         c->session = NULL;
         in.session_rc = PC_EEXPIRED;
         in.session = NULL;
@@ -236,7 +259,7 @@ run_check(struct authd_server *srv, const struct authd_http *h, enum authd_door 
     int rc = check(&c, conn, r);
 
     authd_decision_release(&c.d);
-    authd_session_free(c.session);
+    authd_session_free(c.owned);
     authd_identity_release(&c.bearer);
     authd_strlist_release(&c.set_cookie);
     return rc;
