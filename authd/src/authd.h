@@ -586,6 +586,25 @@ void authd_watch_stop(struct authd_watch *w);
 int authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t out[32]);
 
 /* ------------------------------------------------------------------------------------------ */
+/* sesscache.c: opened sessions of the check path, keyed by the exact Cookie header, the host
+ * policy and the config generation; expiry checked on every hit. lws thread only. */
+
+struct authd_sesscache;
+struct authd_sesscache *authd_sesscache_new(size_t n);
+void authd_sesscache_free(struct authd_sesscache *c);
+/* The cached session (borrowed until the next put) or NULL. Expired entries are dropped. */
+const struct authd_session *authd_sesscache_get(struct authd_sesscache *c, uint64_t generation,
+                                                const struct authd_host *host,
+                                                const char *cookie, int64_t now);
+/*
+ * Caches s under the key. Returns s (now owned by the cache, borrowed by the caller) or NULL
+ * when not cacheable (refresh-enabled host, no/oversized cookie): the caller keeps s.
+ */
+const struct authd_session *authd_sesscache_put(struct authd_sesscache *c, uint64_t generation,
+                                                const struct authd_host *host,
+                                                const char *cookie, struct authd_session *s);
+
+/* ------------------------------------------------------------------------------------------ */
 /* metrics.c: Prometheus counters. Updated on the lws thread only. */
 
 struct authd_metrics;
@@ -660,6 +679,7 @@ struct authd_server {
     struct authd_pool *pool;
     struct authd_oidc *oidc;
     struct authd_refresh *refresh;
+    struct authd_sesscache *sessions;
     struct authd_watch *watch;
     const char *config_path;
     atomic_int stopping;      /* set by the signal handler */
