@@ -67,8 +67,8 @@ if ! skipped envoy; then
   fi
   ver="$("$ENVOY" --version 2>&1 || true)"   # no `| grep -q`: SIGPIPE + pipefail would fail it
   [[ "$ver" == *"/$ENVOY_VERSION/"* ]] || die "unexpected envoy version: $ver"
-else
-  ENVOY=""
+else   # skipped: still report a cached binary
+  ENVOY="$(envoy_bin 2>/dev/null || true)"; [[ -x "$ENVOY" ]] || ENVOY=""
 fi
 
 # --- Keycloak (Maven zip) ---------------------------------------------------------------
@@ -83,9 +83,13 @@ if ! skipped keycloak; then
     zip="$KC_DIR/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
     if [[ ! -s "$zip" ]]; then
       log "keycloak $KEYCLOAK_VERSION: mvn dependency:copy (~150 MB)"
-      retry mvn -q -B -Dstyle.color=never dependency:copy \
-        "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
-        "-DoutputDirectory=$KC_DIR" -Dmdep.overWriteReleases=true
+      mvn_copy() {
+        mvn -q -B -Dstyle.color=never dependency:copy \
+          "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
+          "-DoutputDirectory=$KC_DIR" -Dmdep.overWriteReleases=true >"$KC_DIR/mvn.log" 2>&1 \
+          || { tail -20 "$KC_DIR/mvn.log" >&2; return 1; }
+      }
+      retry mvn_copy
     fi
     log "keycloak $KEYCLOAK_VERSION: unzipping"
     rm -rf "$KC_HOME.tmp" && mkdir -p "$KC_HOME.tmp"
@@ -95,7 +99,7 @@ if ! skipped keycloak; then
   fi
   java -version 2>&1 | head -1 | sed 's/^/[fetch-peers] java: /' >&2
 else
-  KC_HOME=""
+  [[ -x "$KC_HOME/bin/kc.sh" ]] || KC_HOME=""
 fi
 
 # --- Node packages ----------------------------------------------------------------------
