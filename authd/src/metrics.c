@@ -61,9 +61,9 @@ table_add(struct table *t, const char *a, const char *b, const char *c)
             return;
         }
     }
-    if (t->n >= MAX_SERIES) {
-        if (strcmp(a, "_other"))
-            table_add(t, "_other", b, c);
+    /* Past the bound only "_other" series are created (few: doors x outcomes). */
+    if (t->n >= MAX_SERIES && strcmp(a, "_other")) {
+        table_add(t, "_other", b, c);
         return;
     }
     struct series *s = pc_xcalloc(1, sizeof(*s));
