@@ -852,8 +852,8 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
         return fail(c, root, "hosts: required (add at least one hosts entry)");
     if ((rc = want_type(c, n, PC_YNODE_SEQ, "hosts")) != 0)
         return rc;
-    if (n->n == 0)
-        return fail(c, n, "hosts: empty (add at least one hosts entry)");
+    /* An empty list is valid: the controller writes one before any ProtectedHost exists,
+     * and authd then answers every check with "unknown host". */
     c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
     for (size_t i = 0; i < n->n; i++) {
         c->cfg->nhosts = i + 1;
