@@ -40,6 +40,7 @@
 #ifndef PORTCULLIS_CONTROLLER_H
 #define PORTCULLIS_CONTROLLER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -211,6 +212,19 @@ struct k8s_xfer {
 };
 /* Returns 0 when an answer arrived (any status), PC_EIO, PC_ETOOBIG, -ECANCELED, or on_data's. */
 int k8s_xfer_do(struct k8s_client *c, struct k8s_xfer *x, struct pc_diag *diag);
+
+/* Internal to k8s*.c: the stop flag of a watch or elector thread, which it can sleep on. */
+struct k8s_stop {
+    atomic_bool flag;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+void k8s_stop_init(struct k8s_stop *s);
+void k8s_stop_release(struct k8s_stop *s);
+/* Sets the flag and wakes a napping thread. */
+void k8s_stop_raise(struct k8s_stop *s);
+/* Sleeps ms milliseconds, or less once the flag is raised. */
+void k8s_stop_nap(struct k8s_stop *s, long ms);
 
 /* ---------------------------------------------------------------------------------------- */
 /* k8s_event.c - core/v1 Events                                                             */

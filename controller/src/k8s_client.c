@@ -633,3 +633,48 @@ k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
     free(cont);
     return rc;
 }
+
+/* ---- stopping threads ------------------------------------------------------------------- */
+
+void
+k8s_stop_init(struct k8s_stop *s)
+{
+    atomic_init(&s->flag, false);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+}
+
+void
+k8s_stop_release(struct k8s_stop *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+}
+
+void
+k8s_stop_raise(struct k8s_stop *s)
+{
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->flag, true);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void
+k8s_stop_nap(struct k8s_stop *s, long ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!atomic_load(&s->flag))
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&s->lock);
+}

@@ -131,8 +131,9 @@ kc_named(struct kc_parse *p, const struct pc_ynode *root, const char *key, const
          const struct pc_ynode **out)
 {
     const struct pc_ynode *seq = pc_ynode_get(root, key);
-    const char *what = key[0] == 'c' && key[1] == 'o' ? "context"
-                       : key[0] == 'c'                ? "cluster"
+    /* Each list entry holds its value under the singular of the list's name. */
+    const char *what = strcmp(key, "contexts") == 0   ? "context"
+                       : strcmp(key, "clusters") == 0 ? "cluster"
                                                       : "user";
     const char *nm;
 

@@ -23,10 +23,8 @@ struct k8s_elector {
     struct k8s_client *client;
     struct k8s_lease_opts o; /* strings below are our copies */
     char *namespace, *name, *identity;
-    atomic_bool stop;
+    struct k8s_stop stop;
     atomic_bool leading;
-    pthread_mutex_t lock; /* for the stop wakeup only */
-    pthread_cond_t cond;
     pthread_t thread;
 };
 
@@ -129,7 +127,7 @@ lease_call(struct k8s_elector *e, const char *method, const json_t *body, json_t
                                              .ref = &ref,
                                              .body = body,
                                              .timeout_ms = LEASE_TIMEOUT_MS,
-                                             .stop = &e->stop},
+                                             .stop = &e->stop.flag},
                        out, d);
 }
 
@@ -225,25 +223,6 @@ release(struct k8s_elector *e)
 /* ---- the elector thread ----------------------------------------------------------------- */
 
 static void
-nap(struct k8s_elector *e, long ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&e->lock);
-    while (!atomic_load(&e->stop))
-        if (pthread_cond_timedwait(&e->cond, &e->lock, &ts) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&e->lock);
-}
-
-static void
 set_leading(struct k8s_elector *e, bool leading, const char *why)
 {
     if (atomic_load(&e->leading) == leading)
@@ -264,10 +243,10 @@ elector_main(void *arg)
     double last_renew = 0;
     int rc;
 
-    while (!atomic_load(&e->stop)) {
+    while (!atomic_load(&e->stop.flag)) {
         struct pc_diag d = {0};
         rc = try_acquire_or_renew(e, &d);
-        if (atomic_load(&e->stop))
+        if (atomic_load(&e->stop.flag))
             break;
         if (rc == 0) {
             last_renew = mono_now();
@@ -279,8 +258,10 @@ elector_main(void *arg)
         } else if (rc != K8S_ECONFLICT) {
             pc_log(PC_LOG_WARN, "lease_failed", "lease", e->name, "error", d.msg, NULL);
         }
-        nap(e, (atomic_load(&e->leading) && rc == 0 ? e->o.renew_secs : e->o.retry_secs) *
-                   1000L);
+        /* A leader renews at its pace; a candidate, or a leader whose renew failed, retries. */
+        k8s_stop_nap(&e->stop,
+                     (atomic_load(&e->leading) && rc == 0 ? e->o.renew_secs : e->o.retry_secs) *
+                         1000L);
     }
     if (atomic_load(&e->leading)) {
         release(e);
@@ -316,10 +297,8 @@ k8s_elector_start(struct k8s_client *c, const struct k8s_lease_opts *o)
     e->o.renew_secs = o->renew_secs > 0 ? o->renew_secs : 5;
     e->o.renew_deadline_secs = o->renew_deadline_secs > 0 ? o->renew_deadline_secs : 10;
     e->o.retry_secs = o->retry_secs > 0 ? o->retry_secs : 2;
-    atomic_init(&e->stop, false);
+    k8s_stop_init(&e->stop);
     atomic_init(&e->leading, false);
-    pthread_mutex_init(&e->lock, NULL);
-    pthread_cond_init(&e->cond, NULL);
     if (pthread_create(&e->thread, NULL, elector_main, e) != 0)
         abort();
     return e;
@@ -336,13 +315,9 @@ k8s_elector_stop(struct k8s_elector *e)
 {
     if (!e)
         return;
-    pthread_mutex_lock(&e->lock);
-    atomic_store(&e->stop, true);
-    pthread_cond_broadcast(&e->cond);
-    pthread_mutex_unlock(&e->lock);
+    k8s_stop_raise(&e->stop);
     pthread_join(e->thread, NULL);
-    pthread_mutex_destroy(&e->lock);
-    pthread_cond_destroy(&e->cond);
+    k8s_stop_release(&e->stop);
     free(e->namespace);
     free(e->name);
     free(e->identity);

@@ -142,9 +142,7 @@ struct k8s_watch {
     char *path;                   /* collection path */
     char *rv;                     /* resourceVersion to resume from */
     json_t *store;                /* "namespace/name" -> last object seen */
-    atomic_bool stop;
-    pthread_mutex_t lock;         /* for the stop wakeup only */
-    pthread_cond_t cond;
+    struct k8s_stop stop;
     pthread_t thread;
 };
 
@@ -209,7 +207,7 @@ on_wire(void *ud, enum k8s_wire_type type, json_t *obj)
     if (type == K8S_W_ERROR) {
         int rc = k8s_status_json(0, obj, &d);
         pc_log(PC_LOG_WARN, "watch_error", "path", w->path, "error", d.msg, NULL);
-        return rc < 0 ? rc : K8S_EHTTP;
+        return rc;
     }
     set_rv(w, obj);
     if (type == K8S_W_BOOKMARK)
@@ -291,7 +289,7 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
         .low_speed_secs = w->o.low_speed_secs,
         .on_data = on_stream_data,
         .ud = &s,
-        .stop = &w->stop,
+        .stop = &w->stop.flag,
     };
     int rc;
 
@@ -301,32 +299,12 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
     if (rc == 0 && (x.status < 200 || x.status > 299))
         rc = k8s_status_error(x.status, x.resp.data, x.resp.len, d);
     /* A quiet stream cut by the low-speed timer is healthy: resume from the same version. */
-    if (rc == PC_EIO && x.status >= 200 && x.status <= 299 && !atomic_load(&w->stop))
+    if (rc == PC_EIO && x.status >= 200 && x.status <= 299 && !atomic_load(&w->stop.flag))
         rc = 0;
     k8s_wire_release(&s.wire);
     pc_buf_release(&x.resp);
     free((char *)x.path);
     return rc;
-}
-
-/* Sleeps ms or until stopped. */
-static void
-nap(struct k8s_watch *w, long ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&w->lock);
-    while (!atomic_load(&w->stop))
-        if (pthread_cond_timedwait(&w->cond, &w->lock, &ts) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&w->lock);
 }
 
 static void *
@@ -337,10 +315,10 @@ watch_main(void *arg)
     unsigned attempt = 0;
     int rc;
 
-    while (!atomic_load(&w->stop)) {
+    while (!atomic_load(&w->stop.flag)) {
         struct pc_diag d = {0};
         rc = need_list ? do_list(w, &d) : do_stream(w, &d);
-        if (atomic_load(&w->stop))
+        if (atomic_load(&w->stop.flag))
             break;
         if (rc == 0) {
             need_list = false;
@@ -354,7 +332,7 @@ watch_main(void *arg)
         }
         pc_log(PC_LOG_WARN, need_list ? "list_failed" : "watch_failed", "path", w->path,
                "error", d.msg[0] ? d.msg : pc_strerror(rc), NULL);
-        nap(w, k8s_backoff_ms(attempt < 16 ? attempt++ : attempt));
+        k8s_stop_nap(&w->stop, k8s_backoff_ms(attempt < 16 ? attempt++ : attempt));
     }
     return NULL;
 }
@@ -384,9 +362,7 @@ k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o)
     w->rv = dup_or_null(o->resource_version);
     w->o.resource_version = NULL;
     w->store = json_object();
-    atomic_init(&w->stop, false);
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
+    k8s_stop_init(&w->stop);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0)
         abort();
     return w;
@@ -397,13 +373,9 @@ k8s_watch_stop(struct k8s_watch *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->lock);
-    atomic_store(&w->stop, true);
-    pthread_cond_broadcast(&w->cond);
-    pthread_mutex_unlock(&w->lock);
+    k8s_stop_raise(&w->stop);
     pthread_join(w->thread, NULL);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
+    k8s_stop_release(&w->stop);
     json_decref(w->store);
     free(w->api_version);
     free(w->plural);

@@ -65,8 +65,8 @@ static const struct wire_case {
      EV("ADDED", "a", "1") "{\"type\":\"ADDED\",\"object\":{", 0, 0, "ADDED a 1;"},
     {"error 410 gone", EV("ADDED", "a", "1") GONE EV("ADDED", "b", "9"), 0, K8S_EGONE,
      "ADDED a 1;"},
-    {"oversized line", EV("ADDED", "a", "1") EV("ADDED", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                                              "2"),
+    /* The bound is exactly the first event's size, so the longer second one is over it. */
+    {"oversized line", EV("ADDED", "a", "1") EV("ADDED", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "2"),
      sizeof(EV("ADDED", "a", "1")), PC_ETOOBIG, "ADDED a 1;"},
     {"oversized line without newline", "{\"type\":\"ADDED\",\"object\":{\"a\":\"xxxxxxxxxxxxxx",
      16, PC_ETOOBIG, ""},
