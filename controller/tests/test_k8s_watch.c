@@ -66,7 +66,7 @@ static const struct wire_case {
     {"error 410 gone", EV("ADDED", "a", "1") GONE EV("ADDED", "b", "9"), 0, K8S_EGONE,
      "ADDED a 1;"},
     /* The bound is exactly the first event's size, so the longer second one is over it. */
-    {"oversized line", EV("ADDED", "a", "1") EV("ADDED", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "2"),
+    {"oversized line", EV("ADDED", "a", "1") EV("ADDED", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "2"),
      sizeof(EV("ADDED", "a", "1")), PC_ETOOBIG, "ADDED a 1;"},
     {"oversized line without newline", "{\"type\":\"ADDED\",\"object\":{\"a\":\"xxxxxxxxxxxxxx",
      16, PC_ETOOBIG, ""},
