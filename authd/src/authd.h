@@ -827,7 +827,11 @@ int authd_oidc_token(struct authd_oidc *o, const struct authd_token_opts *opts);
 typedef void (*authd_verify_done_fn)(void *ud, int rc, json_t *claims, const char *why);
 int authd_oidc_verify(struct authd_oidc *o, const char *issuer_url, const char *token,
                       const struct authd_jwt_expect *expect, authd_verify_done_fn done, void *ud);
-/* Readiness/status line for logs: "issuer discovered=.. jwks=.." */
+/*
+ * Starts a background JWKS refetch for an unknown kid (at most once per issuer per 30 s) and
+ * returns at once: the check path never waits for it.
+ */
+void authd_oidc_jwks_refetch(struct authd_oidc *o, const char *issuer_url);
 
 
 #endif

@@ -74,6 +74,9 @@ open_bearer(struct check *c)
                                   .audiences = &c->host->bearer.audiences,
                                   .now = authd_now()};
     rc = authd_jwt_verify(iss->jwks, a + 7, &ex, &claims, NULL);
+    /* An unknown kid may be a rotated key: refetch in the background, answer 401 now. */
+    if (rc == PC_ENOTFOUND)
+        authd_oidc_jwks_refetch(c->srv->oidc, c->host->oidc.issuer_url);
     if (!rc)
         rc = authd_identity_from_claims(c->host, claims, &c->bearer);
     json_decref(claims);

@@ -485,6 +485,19 @@ authd_oidc_verify(struct authd_oidc *o, const char *issuer_url, const char *toke
     return 1;
 }
 
+void
+authd_oidc_jwks_refetch(struct authd_oidc *o, const char *issuer_url)
+{
+    struct reg_entry *e = find(o, issuer_url);
+    int64_t now = authd_now();
+
+    if (!e || !e->iss.discovered || e->iss.busy ||
+        now - e->iss.jwks_refetch_at < JWKS_REFETCH_MIN_SECS)
+        return;
+    e->iss.jwks_refetch_at = now;
+    fetch_jwks(o, &e->iss);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* token endpoint */
 

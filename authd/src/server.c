@@ -785,6 +785,10 @@ authd_server_config_loaded(struct authd_server *srv, struct authd_cfgref *ref,
         authd_cfgref_put(ref);
         return;
     }
+    if (strcmp(srv->cfg->cfg->listen, ref->cfg->listen) ||
+        strcmp(srv->cfg->cfg->admin_listen, ref->cfg->admin_listen))
+        pc_log(PC_LOG_WARN, "config_reload", "error",
+               "listen/adminListen changes take effect after a restart", NULL);
     authd_cfgref_put(srv->cfg);
     srv->cfg = ref;
     authd_oidc_sync(srv->oidc, ref->cfg);
