@@ -10,8 +10,9 @@
 #   scripts/images.sh authd        base + one image (authd | controller)
 #
 # Env: PORTCULLIS_IMAGE_TAG (default: the project version), PORTCULLIS_REBUILD_BASE=1 forces a
-# new debootstrap, BUILDAH_LAYERS (default true: the two builds share their first stage's apt
-# layer, and a rebuild after a source change starts at the COPY).
+# new debootstrap, CMAKE_FLAGS (extra flags for the daemons' cmake, as in the Makefile),
+# BUILDAH_LAYERS (default true: the two builds share their first stage's apt layer, and a
+# rebuild after a source change starts at the COPY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -135,10 +136,14 @@ build_image() {
     local name=$1 start=$SECONDS
     log "building portcullis-$name:$tag"
     buildah bud --isolation chroot --pull=never --layers="$BUILDAH_LAYERS" \
-        --build-arg "VERSION=$version" -f "Dockerfile.$name" -t "portcullis-$name:$tag" . >&2
+        --build-arg "CMAKE_FLAGS=${CMAKE_FLAGS:-}" -f "Dockerfile.$name" -t "portcullis-$name:$tag" . >&2
     log "portcullis-$name:$tag built in $((SECONDS - start)) s"
 }
 
+if [ "$(id -u)" != 0 ]; then
+    log "needs root (debootstrap, and buildah's local storage); run it with sudo"
+    exit 1
+fi
 need_tools
 case "${1:-all}" in
 base) build_base ;;
