@@ -640,6 +640,7 @@ struct authd_http {
     const char *x_forwarded_proto;
     const char *x_forwarded_host;
     const char *x_original_uri;
+    const char *x_original_url; /* ingress-nginx: scheme://host/path?query */
     bool head;
 };
 

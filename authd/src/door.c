@@ -337,6 +337,31 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
     return 0;
 }
 
+/*
+ * The nginx door's original host and path: X-Forwarded-Host/Host and X-Original-URI, or, as
+ * ingress-nginx sends it, X-Original-URL (scheme://host/path?query) split into host and path.
+ */
+static int
+nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn,
+            struct authd_reply *r)
+{
+    const char *host = authd_login_host(h), *path = h->x_original_uri, *u = h->x_original_url;
+    const char *auth, *slash;
+    char hbuf[256];
+
+    if (!path && u && (auth = strstr(u, "://"))) {
+        auth += 3;
+        slash = strchr(auth, '/');
+        path = slash ? slash : "/";
+        if (!h->x_forwarded_host) {
+            size_t n = slash ? (size_t)(slash - auth) : strlen(auth);
+            snprintf(hbuf, sizeof(hbuf), "%.*s", (int)(n < sizeof(hbuf) ? n : 0), auth);
+            host = hbuf;
+        }
+    }
+    return run_check(srv, h, AUTHD_DOOR_NGINX, host, path ? path : "/", conn, r);
+}
+
 int
 authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
                   struct authd_reply *r)
@@ -346,7 +371,6 @@ authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *co
     if (orig)
         return run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
     if (!strcmp(h->path, "/oauth2/auth"))
-        return run_check(srv, h, AUTHD_DOOR_NGINX, authd_login_host(h),
-                         h->x_original_uri ? h->x_original_uri : "/", conn, r);
+        return nginx_check(srv, h, conn, r);
     return direct(srv, h, conn, r);
 }

@@ -447,6 +447,8 @@ read_request(struct lws *wsi, const char *in, struct authd_http *h)
     h->x_forwarded_proto = hdr_custom(wsi, &a, "x-forwarded-proto:", &overflow);
     h->x_forwarded_host = hdr_custom(wsi, &a, "x-forwarded-host:", &overflow);
     h->x_original_uri = hdr_custom(wsi, &a, "x-original-uri:", &overflow);
+    if (!h->x_original_uri && !strcmp(h->path, "/oauth2/auth"))
+        h->x_original_url = hdr_custom(wsi, &a, "x-original-url:", &overflow);
     return !overflow;
 }
 

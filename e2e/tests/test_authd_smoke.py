@@ -302,6 +302,10 @@ def test_nginx_door(env, alice):
     assert status == 202 and header(h, "X-Auth-Request-Email") == "alice@example.com"
     status, _, _ = authd.request("/oauth2/auth", host="authd.internal", headers=hdrs)
     assert status == 401
+    # ingress-nginx style: only X-Original-URL
+    url = {"X-Original-URL": f"https://echo.localhost:{authd.port}/app?y=2"}
+    status, h, _ = authd.request("/oauth2/auth", host="authd.internal", cookies=alice, headers=url)
+    assert status == 202 and header(h, "X-Auth-Request-User") == "alice"
 
 
 def test_userinfo(env, alice):
