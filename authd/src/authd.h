@@ -685,6 +685,7 @@ struct authd_server {
     const char *config_path;
     atomic_int stopping;      /* set by the signal handler */
     bool draining;
+    bool debug_logs;          /* allowed checks are logged (at debug level) */
     int64_t started_at;
     struct authd_reply scratch; /* reused for every synchronous reply */
 };
@@ -694,6 +695,7 @@ struct authd_server_opts {
     struct authd_config *cfg; /* taken over */
     int workers;              /* default 4 */
     int reload_interval_ms;   /* stat fallback, default 2000 */
+    bool debug_logs;          /* --log-level debug */
 };
 
 /* Creates the context and both listeners. Returns 0 or a negative code (logged). */

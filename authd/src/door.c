@@ -185,6 +185,8 @@ account(struct check *c, const struct authd_reply *r)
 
     authd_metrics_decision(c->srv->metrics, c->host ? c->host->id : "_unknown", door, outcome,
                            us);
+    if (lvl == PC_LOG_DEBUG && !c->srv->debug_logs)
+        return;
     snprintf(lat, sizeof(lat), "%lld", (long long)us);
     snprintf(status, sizeof(status), "%d", r->status);
     pc_log(lvl, "check", "host", c->host_name, "policy", c->host ? c->host->id : NULL, "door",

@@ -53,10 +53,10 @@ load(const char *path, struct authd_config **cfg, bool quiet_ok)
 }
 
 static int
-serve(const char *path, struct authd_config *cfg)
+serve(const char *path, struct authd_config *cfg, bool debug)
 {
     struct authd_server *srv = NULL;
-    struct authd_server_opts opts = {.config_path = path, .cfg = cfg};
+    struct authd_server_opts opts = {.config_path = path, .cfg = cfg, .debug_logs = debug};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -122,5 +122,5 @@ main(int argc, char **argv)
         authd_config_free(cfg);
         return 0;
     }
-    return serve(path, cfg);
+    return serve(path, cfg, level == PC_LOG_DEBUG);
 }

@@ -680,6 +680,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     const struct authd_config *cfg = opts->cfg;
 
     srv->config_path = opts->config_path;
+    srv->debug_logs = opts->debug_logs;
     srv->started_at = authd_now();
     authd_reply_init(&srv->scratch);
     srv->metrics = authd_metrics_new();
