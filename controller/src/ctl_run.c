@@ -3,8 +3,10 @@
  * listener and an orderly shutdown on SIGTERM/SIGINT.
  *
  * Every replica watches (so a standby has warm caches and answers /readyz); only the leader's
- * worker writes. Losing the lease ends the process with status 1 so the pod restarts clean,
- * as client-go controllers do.
+ * worker writes. A replica that loses the lease (an apiserver restart longer than the renew
+ * deadline does that to every replica at once) stops taking work after the key in hand and
+ * campaigns again; winning queues a resync. Exiting instead, as client-go does, would turn a
+ * control-plane blip into a crash loop of every replica.
  */
 #include "controller.h"
 
@@ -27,8 +29,6 @@ struct runner {
     size_t nwatches;
     struct k8s_elector *elector;
     atomic_bool stopping;
-    atomic_bool lost_lease;
-    pthread_t main_thread;
 };
 
 static void
@@ -213,11 +213,8 @@ on_stopped_leading(void *ud)
     struct runner *r = ud;
 
     atomic_store(&r->c.leader, false);
-    if (atomic_load(&r->stopping))
-        return;
-    pc_log(PC_LOG_ERROR, "leader_lost", NULL);
-    atomic_store(&r->lost_lease, true);
-    pthread_kill(r->main_thread, SIGTERM);
+    if (!atomic_load(&r->stopping))
+        pc_log(PC_LOG_WARN, "leader_lost", "action", "campaigning again", NULL);
 }
 
 static char *
@@ -332,7 +329,6 @@ ctl_cmd_run(int argc, char **argv)
     if (!(kc = connect_client(&o)))
         goto out;
     ctl_ctx_init(&r.c, &o, kc);
-    r.main_thread = pthread_self();
     if (o.metrics_addr[0] &&
         !(http = ctl_http_start(o.metrics_addr, admin, &r, NULL, &d))) {
         pc_log(PC_LOG_ERROR, "metrics_listen_failed", "error", d.msg, NULL);
@@ -347,7 +343,7 @@ ctl_cmd_run(int argc, char **argv)
     wait_for_signal();
     pc_log(PC_LOG_INFO, "stopping", NULL);
     stop_all(&r, worker, http);
-    rc = atomic_load(&r.lost_lease) ? 1 : 0;
+    rc = 0;
 release:
     ctl_ctx_release(&r.c);
     k8s_client_free(kc);

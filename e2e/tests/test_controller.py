@@ -1,0 +1,497 @@
+"""portcullis-controller against a real kube-apiserver, driven with kubectl like a user.
+
+The controller runs as the `portcullis-controller` user with the RBAC of deploy/ bound to it,
+so a missing permission fails here as it would in a cluster. Istio's own validation
+(istio-validate) checks every policy the controller wrote and the mesh config it merged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.kube import REPO, ApiServer, free_port, istio_validate, skip_e2e, stop_process  # noqa: E402,F401
+
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+
+ISTIO_MESH = """\
+accessLogFile: /dev/stdout
+defaultConfig:
+  holdApplicationUntilProxyStarts: true
+extensionProviders:
+- name: otel
+  opentelemetry: {port: 4317, service: otel.observability.svc.cluster.local}
+rootNamespace: istio-system
+"""
+
+USER_BINDINGS = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis-controller-e2e-user}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-e2e-user, namespace: portcullis-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-mesh-e2e-user, namespace: istio-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller-mesh}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+"""
+
+
+def controller_path() -> str:
+    path = os.environ.get("PORTCULLIS_CONTROLLER") or str(
+        REPO / "build" / "controller" / "portcullis-controller"
+    )
+    assert Path(path).exists(), f"{path} is missing: build portcullis-controller first"
+    return path
+
+
+def wait_for(what, fn, timeout=30.0, interval=0.2):
+    """Polls fn until it returns something truthy; fails with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except (RuntimeError, KeyError, IndexError, json.JSONDecodeError) as e:
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Controller:
+    """One `portcullis-controller run` process with its log in the apiserver's workdir."""
+
+    def __init__(self, api: ApiServer, lease: str = "portcullis-controller", name: str = "ctl"):
+        self.api = api
+        self.lease = lease
+        self.name = name
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log = api.workdir / f"{name}.log"
+
+    def start(self) -> "Controller":
+        self.port = free_port()
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [controller_path(), "run", "--kubeconfig", self.api.controller_kubeconfig,
+             "--metrics-addr", f"127.0.0.1:{self.port}", "--lease-name", self.lease,
+             "--resync-period", "0", "--log-level", "debug"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def stop(self, sig=signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        if sig == signal.SIGKILL:
+            self.proc.kill()
+        rc = None
+        stop_process(self.proc)
+        rc = self.proc.returncode
+        self.proc = None
+        self._log.close()
+        return rc
+
+    def admin(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metric(self, name: str) -> float | None:
+        status, text = self.admin("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def api():
+    if skip_e2e():
+        pytest.skip("PORTCULLIS_SKIP_E2E=1")
+    with ApiServer() as a:
+        a.install_istio_crds()
+        a.kubectl("apply", "-f", str(REPO / "deploy" / "namespace.yaml"))
+        for ns in ("istio-system", "team-a", "team-b"):
+            a.kubectl("create", "namespace", ns)
+        a.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
+        a.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                  "crd/protectedhosts.portcullis.io")
+        a.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
+                  "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"))
+        a.kubectl("apply", "-f", "-", input=USER_BINDINGS)
+        a.kubectl("create", "configmap", "istio", "-n", "istio-system",
+                  f"--from-literal=mesh={ISTIO_MESH}")
+        yield a
+
+
+@pytest.fixture(scope="module")
+def ctl(api):
+    c = Controller(api, lease="portcullis-controller-e2e").start()
+    wait_for("controller ready", lambda: c.admin("/readyz")[0] == 200, timeout=30)
+    yield c
+    c.stop()
+
+
+def kjson(api, *args):
+    return json.loads(api.kubectl("get", "-o", "json", *args).stdout)
+
+
+def ph_manifest(name, ns, hosts, secret="oidc", groups=("admins",), extra=""):
+    return f"""\
+apiVersion: portcullis.io/v1alpha1
+kind: ProtectedHost
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  hosts: {json.dumps(list(hosts))}
+  oidc:
+    issuerURL: https://idp.example.com/realms/main
+    clientID: {name}
+    clientSecretRef: {{name: {secret}, key: client-secret}}
+  access:
+    allowedGroups: {json.dumps(list(groups))}
+{extra}"""
+
+
+def condition(api, ns, name, ctype):
+    obj = kjson(api, "protectedhost", "-n", ns, name)
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == ctype:
+            return c
+    return None
+
+
+def authd_config(api) -> str:
+    sec = kjson(api, "secret", "-n", "portcullis-system", "portcullis-authd-config")
+    return base64.b64decode(sec["data"]["config.yaml"]).decode()
+
+
+def mesh_text(api) -> str:
+    return kjson(api, "configmap", "-n", "istio-system", "istio")["data"]["mesh"]
+
+
+def policy(api, name, check=True):
+    proc = api.kubectl("get", "-o", "json", "authorizationpolicy", "-n", "istio-system", name,
+                       check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)
+
+
+def policies_as_written(api) -> str:
+    """Every AuthorizationPolicy as a YAML stream, without the server's bookkeeping."""
+    docs = []
+    for item in kjson(api, "authorizationpolicies", "-A")["items"]:
+        md = item["metadata"]
+        keep = {k: md[k] for k in ("name", "namespace", "labels", "annotations") if k in md}
+        docs.append(json.dumps({"apiVersion": item["apiVersion"], "kind": item["kind"],
+                                "metadata": keep, "spec": item["spec"]}))
+    return "\n---\n".join(docs) + "\n"
+
+
+def secret(api, ns, name, value):
+    api.kubectl("create", "secret", "generic", name, "-n", ns,
+                f"--from-literal=client-secret={value}")
+
+
+# ---- the CRD on its own -----------------------------------------------------------------------
+
+
+INVALID = [
+    ("hosts: [Bad_Host.example.com]", "spec.hosts[0]"),
+    ("hosts: []", "spec.hosts"),
+    ("hosts: [a.example.com, a.example.com]", "spec.hosts[1]"),
+    ("hosts: [a.example.com]\n  mode: Audit", "spec.mode"),
+    ("hosts: [a.example.com]\n  session: {sameSite: lax}", "spec.session.sameSite"),
+    ("hosts: [a.example.com]\n  upstreamHeaders: [{name: 'X Bad', claim: sub}]",
+     "spec.upstreamHeaders[0].name"),
+]
+
+
+@pytest.mark.parametrize("spec,field", INVALID)
+def test_invalid_resource_refused_by_schema(api, spec, field):
+    doc = f"""\
+apiVersion: portcullis.io/v1alpha1
+kind: ProtectedHost
+metadata: {{name: invalid, namespace: team-a}}
+spec:
+  {spec}
+  oidc: {{issuerURL: https://idp.example.com, clientID: c}}
+"""
+    proc = api.kubectl("apply", "-f", "-", input=doc, check=False)
+    assert proc.returncode != 0
+    assert field in proc.stderr, proc.stderr
+
+
+def test_schema_requires_oidc_fields_and_callback_path(api):
+    doc = """\
+apiVersion: portcullis.io/v1alpha1
+kind: ProtectedHost
+metadata: {name: invalid, namespace: team-a}
+spec:
+  hosts: [a.example.com]
+  oidc: {issuerURL: "ftp://idp", callbackPath: "oauth2/callback"}
+"""
+    proc = api.kubectl("apply", "-f", "-", input=doc, check=False)
+    assert proc.returncode != 0
+    for field in ("spec.oidc.issuerURL", "spec.oidc.clientID"):
+        assert field in proc.stderr, proc.stderr
+    # CEL rules run once the structural checks pass
+    doc = doc.replace('issuerURL: "ftp://idp"', 'issuerURL: "https://idp", clientID: c')
+    proc = api.kubectl("apply", "-f", "-", input=doc, check=False)
+    assert proc.returncode != 0
+    assert "spec.oidc.callbackPath" in proc.stderr and "must be an absolute path" in proc.stderr
+
+
+def test_schema_defaults(api):
+    out = json.loads(api.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                                 input=ph_manifest("defaults", "team-a",
+                                                   ["d.example.com"])).stdout)
+    spec = out["spec"]
+    assert spec["gateway"] == {"namespace": "istio-system", "selector": {"istio": "ingressgateway"}}
+    assert spec["oidc"]["callbackPath"] == "/oauth2/callback"
+    assert spec["oidc"]["scopes"] == ["openid", "email", "profile"]
+    assert spec["session"]["cookieName"] == "_portcullis"
+    assert spec["mode"] == "Enforce"
+    assert [h["name"] for h in spec["upstreamHeaders"]][0] == "X-Auth-Request-User"
+
+
+# ---- the controller -------------------------------------------------------------------------------
+
+
+def test_apply_update_delete(api, ctl, istio_validate, tmp_path):
+    secret(api, "team-a", "oidc", "team-a-client-secret")
+    api.kubectl("apply", "-f", "-", input=ph_manifest("echo", "team-a", ["echo.example.com"]))
+    pol = wait_for("policy", lambda: policy(api, "portcullis-team-a-echo"))
+    op = pol["spec"]["rules"][0]["to"][0]["operation"]
+    assert op["hosts"] == ["echo.example.com", "echo.example.com:*"]
+    assert pol["spec"]["action"] == "CUSTOM"
+    assert pol["spec"]["provider"] == {"name": "portcullis"}
+    assert pol["metadata"]["labels"]["portcullis.io/owner-namespace"] == "team-a"
+    wait_for("Ready", lambda: (condition(api, "team-a", "echo", "Ready") or {}).get("status")
+             == "True")
+    cfg = wait_for("authd config", lambda: "team-a/echo" in authd_config(api) and authd_config(api))
+    assert "clientSecret: team-a-client-secret" in cfg
+    mesh = wait_for("provider", lambda: "name: portcullis" in mesh_text(api) and mesh_text(api))
+    assert "timeout: 2s" in mesh and 'statusOnError: "503"' in mesh
+    status = kjson(api, "protectedhost", "-n", "team-a", "echo")["status"]
+    assert status["authorizationPolicy"] == "istio-system/portcullis-team-a-echo"
+    assert status["observedGeneration"] == 1
+
+    # update: another host and an extra identity header
+    extra = ("  upstreamHeaders:\n  - {name: X-Auth-Request-Email, claim: email}\n"
+             "  - {name: X-Team, claim: team}\n  paths: {skip: [/healthz]}\n")
+    api.kubectl("apply", "-f", "-", input=ph_manifest("echo", "team-a",
+                                                       ["echo.example.com", "echo2.example.com"],
+                                                       extra=extra))
+    wait_for("policy update", lambda: "echo2.example.com:*" in json.dumps(
+        policy(api, "portcullis-team-a-echo")))
+    op = policy(api, "portcullis-team-a-echo")["spec"]["rules"][0]["to"][0]["operation"]
+    assert op["notPaths"] == ["/healthz"]
+    wait_for("mesh header", lambda: "- x-team" in mesh_text(api))
+    wait_for("observedGeneration 2", lambda: kjson(api, "protectedhost", "-n", "team-a", "echo")
+             .get("status", {}).get("observedGeneration") == 2)
+
+    # everything written passes Istio's own validation
+    pols = tmp_path / "policies.yaml"
+    pols.write_text(policies_as_written(api))
+    meshf = tmp_path / "mesh.yaml"
+    meshf.write_text(mesh_text(api))
+    for args in (["policy", str(pols)], ["mesh", str(meshf)]):
+        proc = subprocess.run([istio_validate, *args], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    # delete: policy, authd entry and the object itself go
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "echo", "--timeout=30s")
+    wait_for("policy gone", lambda: policy(api, "portcullis-team-a-echo") is None)
+    wait_for("authd entry gone", lambda: "team-a/echo" not in authd_config(api))
+    wait_for("mesh header gone", lambda: "- x-team" not in mesh_text(api))
+
+
+def test_other_mesh_fields_untouched(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("keep", "team-a", ["keep.example.com"]))
+    mesh = wait_for("provider", lambda: "name: portcullis" in mesh_text(api) and mesh_text(api))
+    assert mesh.startswith("accessLogFile: /dev/stdout\ndefaultConfig:\n"
+                           "  holdApplicationUntilProxyStarts: true\nextensionProviders:\n"
+                           "- name: otel\n")
+    assert "service: otel.observability.svc.cluster.local" in mesh
+    assert mesh.index("name: otel") < mesh.index("name: portcullis") < mesh.index("rootNamespace")
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "keep", "--timeout=30s")
+
+
+def test_missing_secret_then_ready(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("late", "team-b", ["late.example.com"],
+                                                       secret="late-oidc"))
+    ready = wait_for("SecretNotFound", lambda: condition(api, "team-b", "late", "Ready"))
+    assert ready["status"] == "False" and ready["reason"] == "SecretNotFound", ready
+    assert condition(api, "team-b", "late", "Accepted")["status"] == "True"
+    # fail closed: the policy exists, so the host is never open while the secret is missing
+    assert policy(api, "portcullis-team-b-late") is not None
+    events = api.kubectl("get", "events", "-n", "team-b").stdout
+    assert "SecretNotFound" in events
+    secret(api, "team-b", "late-oidc", "late-secret")
+    wait_for("Ready", lambda: condition(api, "team-b", "late", "Ready")["status"] == "True")
+    assert "clientSecret: late-secret" in authd_config(api)
+    # a changed Secret flows into authd's config
+    api.kubectl("patch", "secret", "late-oidc", "-n", "team-b", "-p",
+                json.dumps({"data": {"client-secret": base64.b64encode(b"rotated").decode()}}))
+    wait_for("rotated secret", lambda: "clientSecret: rotated" in authd_config(api))
+    api.kubectl("delete", "protectedhost", "-n", "team-b", "late", "--timeout=30s")
+
+
+def test_host_conflict(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("first", "team-a", ["shared.example.com"]))
+    wait_for("first accepted", lambda: (condition(api, "team-a", "first", "Accepted") or {})
+             .get("status") == "True")
+    time.sleep(1.1)  # creationTimestamp has one-second resolution
+    api.kubectl("apply", "-f", "-", input=ph_manifest("second", "team-b",
+                                                       ["other.example.com",
+                                                        "shared.example.com"]))
+    acc = wait_for("conflict", lambda: condition(api, "team-b", "second", "Accepted"))
+    assert acc["status"] == "False" and acc["reason"] == "HostConflict", acc
+    assert "team-a/first" in acc["message"]
+    assert policy(api, "portcullis-team-b-second") is None
+    assert "team-b/second" not in authd_config(api)
+    # the older one goes away: the newer one takes over
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "first", "--timeout=30s")
+    wait_for("second accepted", lambda: condition(api, "team-b", "second", "Accepted")["status"]
+             == "True")
+    wait_for("second policy", lambda: policy(api, "portcullis-team-b-second"))
+    api.kubectl("delete", "protectedhost", "-n", "team-b", "second", "--timeout=30s")
+
+
+def test_get_columns(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("cols", "team-a", ["cols.example.com"],
+                                                       groups=["sre", "ops"]))
+    wait_for("Ready", lambda: (condition(api, "team-a", "cols", "Ready") or {}).get("status"))
+    out = api.kubectl("get", "ph", "-n", "team-a", "cols").stdout
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "HOSTS", "GROUPS", "READY", "AGE"]
+    assert '["cols.example.com"]' in row and '["sre","ops"]' in row
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "cols", "--timeout=30s")
+
+
+def test_metrics_and_health(ctl):
+    assert ctl.admin("/healthz")[0] == 200
+    assert ctl.admin("/readyz")[0] == 200
+    status, text = ctl.admin("/metrics")
+    assert status == 200
+    assert 'portcullis_controller_reconciles_total{result="success"}' in text
+    assert "portcullis_controller_apply_duration_seconds_bucket" in text
+    assert ctl.metric("portcullis_controller_leader") == 1
+    assert ctl.metric("portcullis_controller_queue_depth") is not None
+
+
+def test_apiserver_restart_converges(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("before", "team-a", ["before.example.com"]))
+    wait_for("policy", lambda: policy(api, "portcullis-team-a-before"))
+    api.restart()
+    api.kubectl("apply", "-f", "-", input=ph_manifest("after", "team-a", ["after.example.com"]))
+    wait_for("policy after restart", lambda: policy(api, "portcullis-team-a-after"), timeout=60)
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "before", "after", "--timeout=60s")
+    wait_for("policies gone", lambda: policy(api, "portcullis-team-a-after") is None
+             and policy(api, "portcullis-team-a-before") is None, timeout=60)
+
+
+def test_restart_converges_and_removes_orphans(api, ctl):
+    api.kubectl("apply", "-f", "-", input=ph_manifest("gone", "team-a", ["gone.example.com"]))
+    wait_for("policy", lambda: policy(api, "portcullis-team-a-gone"))
+    ctl.stop()
+    # while it is down: the object is deleted (its finalizer holds it) and an orphan appears
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "gone", "--wait=false")
+    orphan = json.loads(json.dumps(policy(api, "portcullis-team-a-gone")))
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        orphan["metadata"].pop(k, None)
+    orphan["metadata"]["name"] = "portcullis-nobody-home"
+    api.kubectl("apply", "-f", "-", input=json.dumps(orphan))
+    ctl.start()
+    wait_for("finalized", lambda: api.kubectl("get", "protectedhost", "-n", "team-a", "gone",
+                                              check=False).returncode != 0)
+    wait_for("policy gone", lambda: policy(api, "portcullis-team-a-gone") is None)
+    wait_for("orphan gone", lambda: policy(api, "portcullis-nobody-home") is None)
+
+
+def test_two_replicas_one_leader_and_failover(api, ctl):
+    ctl.stop()
+    a = Controller(api, lease="portcullis-ha", name="ha-a").start()
+    b = Controller(api, lease="portcullis-ha", name="ha-b").start()
+    try:
+        leaders = wait_for("a leader", lambda: [c for c in (a, b)
+                                                if c.metric("portcullis_controller_leader") == 1])
+        time.sleep(2)
+        leaders = [c for c in (a, b) if c.metric("portcullis_controller_leader") == 1]
+        assert len(leaders) == 1
+        leader, standby = leaders[0], (b if leaders[0] is a else a)
+        assert standby.admin("/readyz")[0] == 200  # warm caches on the standby
+        leader.stop(signal.SIGKILL)  # a crash: no lease release, the lease must expire
+        wait_for("failover", lambda: standby.metric("portcullis_controller_leader") == 1,
+                 timeout=45)
+        api.kubectl("apply", "-f", "-", input=ph_manifest("ha", "team-a", ["ha.example.com"]))
+        wait_for("policy by the new leader", lambda: policy(api, "portcullis-team-a-ha"))
+        api.kubectl("delete", "protectedhost", "-n", "team-a", "ha", "--timeout=30s")
+    finally:
+        a.stop()
+        b.stop()
+        ctl.start()
+
+
+# ---- render -------------------------------------------------------------------------------------
+
+
+def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
+    cmd = [controller_path(), "render", "-f", str(REPO / "examples")]
+    one = subprocess.run(cmd, capture_output=True, check=True).stdout
+    two = subprocess.run(cmd, capture_output=True, check=True).stdout
+    assert one == two and one
+    out = tmp_path / "out"
+    subprocess.run([*cmd, "-o", str(out)], check=True)
+    policies = sorted(out.glob("authorizationpolicy-*.yaml"))
+    assert len(policies) == 5
+    proc = subprocess.run([istio_validate, "policy", *map(str, policies)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([istio_validate, "mesh", str(out / "mesh-config.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    # the apiserver (with Istio's CRDs) accepts them too
+    for p in policies:
+        api.kubectl("apply", "--dry-run=server", "-f", str(p))
+    api.kubectl("apply", "--dry-run=server", "-f", str(out / "authd-config-secret.yaml"))
+
+
+def test_render_rejects_invalid(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ph_manifest("bad", "x", ["Bad.example.com"]))
+    proc = subprocess.run([controller_path(), "render", "-f", str(bad)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1
+    assert f"{bad}:1: spec.hosts[0]" in proc.stderr
+    assert proc.stdout == ""
