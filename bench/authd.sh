@@ -275,8 +275,15 @@ if has_target envoy; then
     --authd-port "$AUTHD_PORT" --upstream-port "$NGINX_PORT" --out "$WORK/envoy.json"
   start envoy "$SCPU" "$ENVOY" -c "$WORK/envoy.json" --concurrency 1 --use-dynamic-base-id \
     --disable-hot-restart -l warning
-  wait_http envoy "http://127.0.0.1:$ENVOY_ADMIN/ready" 30 &&
-    wait_http envoy "http://127.0.0.1:$ENVOY_PORT/" 10 || drop_target envoy "did not start"
+  # /ready answers 200 once the listeners are initialised; a probe on the listener itself
+  # would reach authd as a check for an unknown host.
+  if wait_http envoy "http://127.0.0.1:$ENVOY_ADMIN/ready" 30; then
+    for ((i = 0; i < 50; i++)); do
+      [[ "$(status "http://127.0.0.1:$ENVOY_ADMIN/ready")" == 200 ]] && break; sleep 0.2
+    done
+  else
+    drop_target envoy "did not start"
+  fi
 fi
 
 if has_target o2p || has_target o2p_auth; then
