@@ -42,16 +42,19 @@ authd_door_scheme(const struct authd_http *h)
 static const char *
 verdict_name(const struct authd_decision *d)
 {
-    switch (d->verdict) {
-    case AUTHD_ALLOW: return "allow";
-    case AUTHD_SKIP: return "skip";
-    case AUTHD_LOGIN_REDIRECT: return "login";
-    case AUTHD_UNAUTHORIZED: return "unauthorized";
-    case AUTHD_FORBIDDEN: return "forbidden";
-    case AUTHD_UNKNOWN_HOST: return "unknown_host";
-    case AUTHD_CALLBACK: return "callback";
-    case AUTHD_SIGN_OUT: return "sign_out";
-    }
+    static const char *const names[] = {
+        [AUTHD_ALLOW] = "allow",
+        [AUTHD_SKIP] = "skip",
+        [AUTHD_LOGIN_REDIRECT] = "login",
+        [AUTHD_UNAUTHORIZED] = "unauthorized",
+        [AUTHD_FORBIDDEN] = "forbidden",
+        [AUTHD_UNKNOWN_HOST] = "unknown_host",
+        [AUTHD_CALLBACK] = "callback",
+        [AUTHD_SIGN_OUT] = "sign_out",
+    };
+
+    if ((size_t)d->verdict < sizeof(names) / sizeof(names[0]) && names[d->verdict])
+        return names[d->verdict];
     return "unknown";
 }
 

@@ -98,17 +98,27 @@ main(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'k': check_only = true; break;
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check_only = true;
+            break;
         case 'l':
             if (pc_log_parse_level(optarg, &level)) {
                 fprintf(stderr, "invalid log level \"%s\"\n", optarg);
                 return 2;
             }
             break;
-        case 'V': printf("portcullis-authd %s\n", PORTCULLIS_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'V':
+            printf("portcullis-authd %s\n", PORTCULLIS_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!path || optind != argc) {

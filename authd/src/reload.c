@@ -184,7 +184,8 @@ watch_main(void *arg)
     struct authd_watch *w = arg;
 
     for (;;) {
-        struct pollfd fds[2] = {{.fd = w->stopfd, .events = POLLIN}, {.fd = w->ifd, .events = POLLIN}};
+        struct pollfd fds[2] = {{.fd = w->stopfd, .events = POLLIN},
+                                {.fd = w->ifd, .events = POLLIN}};
         int n = poll(fds, w->ifd >= 0 ? 2 : 1, w->interval_ms);
 
         if (n < 0 && errno != EINTR)

@@ -134,12 +134,23 @@ append_html_escaped(struct pc_buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': pc_buf_appends(b, "&lt;"); break;
-        case '>': pc_buf_appends(b, "&gt;"); break;
-        case '&': pc_buf_appends(b, "&amp;"); break;
-        case '"': pc_buf_appends(b, "&quot;"); break;
-        case '\'': pc_buf_appends(b, "&#39;"); break;
-        default: pc_buf_append(b, s, 1);
+        case '<':
+            pc_buf_appends(b, "&lt;");
+            break;
+        case '>':
+            pc_buf_appends(b, "&gt;");
+            break;
+        case '&':
+            pc_buf_appends(b, "&amp;");
+            break;
+        case '"':
+            pc_buf_appends(b, "&quot;");
+            break;
+        case '\'':
+            pc_buf_appends(b, "&#39;");
+            break;
+        default:
+            pc_buf_append(b, s, 1);
         }
     }
 }
@@ -211,7 +222,8 @@ write_reply(struct lws *wsi, const struct authd_reply *r, bool head)
 {
     size_t need = LWS_PRE + 1024 + r->headers.len + r->body.len;
     unsigned char *buf = need <= sizeof(out_mem) ? out_mem : pc_xmalloc(need);
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + (buf == out_mem ? sizeof(out_mem) : need);
+    size_t cap = buf == out_mem ? sizeof(out_mem) : need;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
     int rc = -1;
 
     if (!build_head(wsi, r, &p, end))
@@ -600,7 +612,8 @@ wake(void *ud)
 static void
 tick(lws_sorted_usec_list_t *sul)
 {
-    struct server_priv *sp = (struct server_priv *)((char *)sul - offsetof(struct server_priv, tick));
+    struct server_priv *sp =
+        (struct server_priv *)((char *)sul - offsetof(struct server_priv, tick));
     int64_t now = authd_now();
 
     authd_oidc_tick(sp->pub.oidc, now);

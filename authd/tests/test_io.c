@@ -35,13 +35,15 @@ test_metrics_render(void **state)
     const char *t = pc_buf_str(&b);
     static const char *const want[] = {
         "portcullis_authd_decisions_total{host=\"ns/app\",door=\"envoy\",outcome=\"allow\"} 2\n",
-        "portcullis_authd_decisions_total{host=\"ns/\\\"q\\\"\",door=\"nginx\",outcome=\"forbidden\"} 1\n",
+        "portcullis_authd_decisions_total{host=\"ns/\\\"q\\\"\",door=\"nginx\","
+        "outcome=\"forbidden\"} 1\n",
         "portcullis_authd_check_duration_seconds_bucket{le=\"5e-05\"} 1\n",
         "portcullis_authd_check_duration_seconds_bucket{le=\"0.001\"} 2\n",
         "portcullis_authd_check_duration_seconds_bucket{le=\"1\"} 2\n",
         "portcullis_authd_check_duration_seconds_bucket{le=\"+Inf\"} 3\n",
         "portcullis_authd_check_duration_seconds_count 3\n",
-        "portcullis_authd_idp_requests_total{issuer=\"https://idp\",kind=\"token\",result=\"timeout\"} 1\n",
+        "portcullis_authd_idp_requests_total{issuer=\"https://idp\",kind=\"token\","
+        "result=\"timeout\"} 1\n",
         "portcullis_authd_config_reloads_total{result=\"failure\"} 1\n",
         "portcullis_authd_config_reloads_total{result=\"success\"} 0\n",
         "# TYPE portcullis_authd_check_duration_seconds histogram\n",
