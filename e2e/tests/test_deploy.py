@@ -136,7 +136,7 @@ def test_controller_deployment():
     assert c["readinessProbe"]["httpGet"]["port"] == "metrics"
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "32Mi"},
                               "limits": {"cpu": "200m", "memory": "64Mi"}}
-    assert {e["name"] for e in c["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+    assert {e["name"] for e in c["env"]} == {"POD_NAME", "PORTCULLIS_AUTHD_NAMESPACE"}
 
 
 def test_authd_deployment_service_and_pdb():
