@@ -163,10 +163,23 @@ struct authd_login_state {
  */
 typedef int (*authd_read_file_fn)(void *ud, const char *path, char **data, size_t *len);
 
+/*
+ * Values from the command line that win over the file's: the file is often rendered for a
+ * pod's layout (listen 0.0.0.0:4180, secrets under /etc/portcullis) that differs from where
+ * authd actually runs. Applied on every load, reloads included.
+ */
+struct authd_overrides {
+    const char *listen;       /* NULL: the file's */
+    const char *admin_listen; /* NULL: the file's */
+    const char *secret_files[AUTHD_MAX_SECRETS];
+    size_t nsecret_files;     /* 0: the file's cookieSecretFiles */
+};
+
 struct authd_config_opts {
     const char *file;             /* name used in diagnostics, may be NULL */
     authd_read_file_fn read_file; /* NULL: read from disk */
     void *ud;
+    const struct authd_overrides *overrides; /* may be NULL */
 };
 
 /*
@@ -179,6 +192,9 @@ int authd_config_parse(const char *text, size_t len, const struct authd_config_o
                        struct authd_config **out, struct pc_diag *diag);
 /* Reads path and parses it (diag->file = path). Same errors, plus -errno for the file. */
 int authd_config_load(const char *path, struct authd_config **out, struct pc_diag *diag);
+/* The same with command-line overrides (may be NULL). */
+int authd_config_load_with(const char *path, const struct authd_overrides *ov,
+                           struct authd_config **out, struct pc_diag *diag);
 void authd_config_free(struct authd_config *cfg);
 
 /*
@@ -675,6 +691,7 @@ void authd_pending_finish(struct authd_pending *p, const struct authd_reply *r);
 /* The daemon: everything the lws thread owns. */
 struct authd_server {
     struct lws_context *lws;
+    const struct authd_overrides *overrides; /* applied to every reload */
     struct authd_cfgref *cfg; /* current config, swapped on reload */
     struct authd_metrics *metrics;
     struct authd_pool *pool;
@@ -692,6 +709,7 @@ struct authd_server {
 
 struct authd_server_opts {
     const char *config_path;
+    const struct authd_overrides *overrides; /* borrowed for the server's life; may be NULL */
     struct authd_config *cfg; /* taken over */
     int workers;              /* default 4 */
     int reload_interval_ms;   /* stat fallback, default 2000 */

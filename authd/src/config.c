@@ -37,14 +37,17 @@ struct where {
 static const char *
 at(struct where *w, const char *parent, const char *key)
 {
-    snprintf(w->s, sizeof(w->s), "%s%s%s", parent, parent[0] ? "." : "", key);
+    /* Labels only name fields in diagnostics: truncating a long one is harmless. */
+    if (snprintf(w->s, sizeof(w->s), "%s%s%s", parent, parent[0] ? "." : "", key) < 0)
+        w->s[0] = '\0';
     return w->s;
 }
 
 static const char *
 at_index(struct where *w, const char *parent, size_t i)
 {
-    snprintf(w->s, sizeof(w->s), "%s[%zu]", parent, i);
+    if (snprintf(w->s, sizeof(w->s), "%s[%zu]", parent, i) < 0)
+        w->s[0] = '\0';
     return w->s;
 }
 
@@ -943,12 +946,33 @@ load_secrets(struct ctx *c, const struct pc_ynode *list)
     return rc;
 }
 
+/* --cookie-secret-file replaces the file's list; errors name the flag. */
+static int
+load_override_secrets(struct ctx *c)
+{
+    const struct authd_overrides *ov = c->opts->overrides;
+    struct pc_ynode list = {.type = PC_YNODE_SEQ};
+    struct pc_ynode items[AUTHD_MAX_SECRETS] = {0};
+    struct pc_ynode *vals[AUTHD_MAX_SECRETS];
+
+    authd_strlist_release(&c->cfg->secret_files);
+    for (size_t i = 0; i < ov->nsecret_files && i < AUTHD_MAX_SECRETS; i++) {
+        authd_strlist_add(&c->cfg->secret_files, ov->secret_files[i]);
+        vals[i] = &items[i];
+    }
+    list.n = c->cfg->secret_files.n;
+    list.vals = vals;
+    return load_secrets(c, &list);
+}
+
 static int
 parse_secrets(struct ctx *c, const struct pc_ynode *root)
 {
     const struct pc_ynode *n = pc_ynode_get(root, "cookieSecretFiles");
     int rc;
 
+    if (c->opts->overrides != NULL && c->opts->overrides->nsecret_files > 0)
+        return load_override_secrets(c);
     if (n == NULL || is_null(n))
         return fail(c, root, "cookieSecretFiles: required (a list of files holding >= %d-byte "
                     "secrets; the first encrypts, all decrypt)", AUTHD_MIN_SECRET);
@@ -985,6 +1009,25 @@ check_top(struct ctx *c, const struct pc_ynode *root)
     return 0;
 }
 
+static void
+replace_str(char **dst, const char *value)
+{
+    free(*dst);
+    *dst = pc_xstrdup(value);
+}
+
+static int
+apply_listen_overrides(struct ctx *c)
+{
+    const struct authd_overrides *ov = c->opts->overrides;
+
+    if (ov != NULL && ov->listen != NULL)
+        replace_str(&c->cfg->listen, ov->listen);
+    if (ov != NULL && ov->admin_listen != NULL)
+        replace_str(&c->cfg->admin_listen, ov->admin_listen);
+    return 0;
+}
+
 static int
 parse_root(struct ctx *c, const struct pc_ynode *root)
 {
@@ -1004,8 +1047,8 @@ parse_root(struct ctx *c, const struct pc_ynode *root)
         (rc = get_str(c, root, "adminListen", "", &cfg->admin_listen)) != 0 ||
         (rc = get_str(c, root, "extAuthzPathPrefix", "", &cfg->ext_authz_prefix)) != 0 ||
         (rc = get_bool(c, root, "allowInsecureIssuers", "", &cfg->allow_insecure_issuers)) ||
-        (rc = check_top(c, root)) != 0 || (rc = parse_hosts(c, root)) != 0 ||
-        (rc = parse_secrets(c, root)) != 0)
+        (rc = apply_listen_overrides(c)) != 0 || (rc = check_top(c, root)) != 0 ||
+        (rc = parse_hosts(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0)
         return rc;
     return 0;
 }
@@ -1073,7 +1116,14 @@ read_config(const char *path, char **text, size_t *len)
 int
 authd_config_load(const char *path, struct authd_config **out, struct pc_diag *diag)
 {
-    struct authd_config_opts opts = {.file = path};
+    return authd_config_load_with(path, NULL, out, diag);
+}
+
+int
+authd_config_load_with(const char *path, const struct authd_overrides *ov,
+                       struct authd_config **out, struct pc_diag *diag)
+{
+    struct authd_config_opts opts = {.file = path, .overrides = ov};
     char *text = NULL;
     size_t len = 0;
     int rc;

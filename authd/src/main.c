@@ -21,6 +21,9 @@ usage(FILE *f)
                "  -c, --config FILE      the authd config (YAML), reloaded when it changes\n"
                "      --check-config     validate the config, print problems, exit 1 or 0\n"
                "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
+               "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
+               "      --admin-listen ADDR  host:port of the admin port (overrides adminListen)\n"
+               "      --cookie-secret-file FILE  repeatable; replaces cookieSecretFiles\n"
                "  -V, --version          print the version\n"
                "  -h, --help             this help\n");
 }
@@ -33,12 +36,14 @@ on_signal(int sig)
         authd_server_stop(running);
 }
 
+static struct authd_overrides overrides;
+
 static int
 load(const char *path, struct authd_config **cfg, bool quiet_ok)
 {
     struct pc_diag diag = {0};
     char msg[700];
-    int rc = authd_config_load(path, cfg, &diag);
+    int rc = authd_config_load_with(path, &overrides, cfg, &diag);
 
     if (rc) {
         if (!diag.file)
@@ -56,7 +61,8 @@ static int
 serve(const char *path, struct authd_config *cfg, bool debug)
 {
     struct authd_server *srv = NULL;
-    struct authd_server_opts opts = {.config_path = path, .cfg = cfg, .debug_logs = debug};
+    struct authd_server_opts opts = {
+        .config_path = path, .overrides = &overrides, .cfg = cfg, .debug_logs = debug};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -88,7 +94,9 @@ main(int argc, char **argv)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
         {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'}, {"listen", required_argument, NULL, 'L'},
+        {"admin-listen", required_argument, NULL, 'A'},
+        {"cookie-secret-file", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     bool check_only = false;
@@ -109,6 +117,20 @@ main(int argc, char **argv)
                 fprintf(stderr, "invalid log level \"%s\"\n", optarg);
                 return 2;
             }
+            break;
+        case 'L':
+            overrides.listen = optarg;
+            break;
+        case 'A':
+            overrides.admin_listen = optarg;
+            break;
+        case 'S':
+            if (overrides.nsecret_files == AUTHD_MAX_SECRETS) {
+                fprintf(stderr, "too many --cookie-secret-file flags (at most %d)\n",
+                        AUTHD_MAX_SECRETS);
+                return 2;
+            }
+            overrides.secret_files[overrides.nsecret_files++] = optarg;
             break;
         case 'V':
             printf("portcullis-authd %s\n", PORTCULLIS_VERSION);

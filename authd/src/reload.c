@@ -158,7 +158,7 @@ check(struct authd_watch *w)
     j = pc_xcalloc(1, sizeof(*j));
     j->job.done = reload_done;
     j->srv = w->srv;
-    j->rc = authd_config_load(w->path, &cfg, &j->diag);
+    j->rc = authd_config_load_with(w->path, w->srv->overrides, &cfg, &j->diag);
     if (j->rc == 0) {
         /* The digest covers the new config's secret files from now on. */
         copy_secrets(w, cfg);

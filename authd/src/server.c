@@ -693,6 +693,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     const struct authd_config *cfg = opts->cfg;
 
     srv->config_path = opts->config_path;
+    srv->overrides = opts->overrides;
     srv->debug_logs = opts->debug_logs;
     srv->started_at = authd_now();
     authd_reply_init(&srv->scratch);

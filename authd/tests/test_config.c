@@ -184,6 +184,30 @@ test_parse_from_memory(void **state)
     authd_config_free(cfg);
 }
 
+/* Command-line overrides win over the file, also where the file names unreadable secrets. */
+static void
+test_overrides(void **state)
+{
+    static const char text[] = "listen: 0.0.0.0:4180\ncookieSecretFiles: [/nonexistent]\n"
+                               "hosts: []\n";
+    struct authd_overrides ov = {.listen = "127.0.0.1:1234", .admin_listen = "127.0.0.1:1235",
+                                 .secret_files = {"mem"}, .nsecret_files = 1};
+    struct authd_config_opts opts = {.file = "inline", .read_file = mem_reader, .overrides = &ov};
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    (void)state;
+    assert_int_equal(authd_config_parse(text, sizeof(text) - 1, &opts, &cfg, &diag), 0);
+    assert_string_equal(cfg->listen, "127.0.0.1:1234");
+    assert_string_equal(cfg->admin_listen, "127.0.0.1:1235");
+    assert_int_equal(cfg->secret_files.n, 1);
+    assert_string_equal(cfg->secret_files.v[0], "mem");
+    authd_config_free(cfg);
+    ov.secret_files[0] = "missing";
+    assert_int_not_equal(authd_config_parse(text, sizeof(text) - 1, &opts, &cfg, &diag), 0);
+    assert_non_null(strstr(diag.msg, "cannot read \"missing\""));
+}
+
 static void
 test_durations(void **state)
 {
@@ -257,6 +281,7 @@ main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_yaml_error_and_insecure),
         cmocka_unit_test(test_parse_from_memory),
+        cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_match_host),
     };
