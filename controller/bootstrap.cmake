@@ -19,3 +19,9 @@ if(PORTCULLIS_TESTS)
     pc_unit_test(test_bootstrap SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_bootstrap.c
                  LIBS ctl_bootstrap)
 endif()
+
+# deploy/ keeps a copy of the CRD (kustomize refuses ../crds); it must not drift.
+if(PORTCULLIS_TESTS)
+    add_test(NAME deploy_crd_in_sync COMMAND ${PROJECT_SOURCE_DIR}/scripts/sync-deploy.sh --check)
+    set_tests_properties(deploy_crd_in_sync PROPERTIES LABELS unit)
+endif()

@@ -14,6 +14,7 @@ get no Pods), and the service accounts have exactly the rights deploy/ claims: c
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,10 @@ KINDS = {
     "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
     "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
 }
+
+# The images deploy/ names carry the project version (CMakeLists.txt), like `make images` tags.
+VERSION = re.search(r"project\(portcullis VERSION ([0-9.]+)",
+                    (REPO / "CMakeLists.txt").read_text()).group(1)
 
 needs_apiserver = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
@@ -112,7 +117,7 @@ def test_deployments_are_hardened(name):
     spec = dep["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert dep["spec"]["replicas"] == 2
-    assert c["image"] == f"{name}:0.1.0"
+    assert c["image"] == f"{name}:{VERSION}"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 65532
     sc = c["securityContext"]
