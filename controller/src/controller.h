@@ -413,7 +413,7 @@ json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
  */
 json_t *ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
                               const char *client_secret);
-/* New complete authd config object around hosts (a borrowed array of host entries). */
+/* New complete authd config object around hosts (an array it takes a reference to). */
 json_t *ctl_render_authd_config(const json_t *hosts, const struct ctl_authd_opts *o);
 /* Adds spec's upstreamHeaders names (lowercased) to the set `names` (an object used as a set). */
 void ctl_headers_collect(json_t *names, const json_t *spec);

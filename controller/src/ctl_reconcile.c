@@ -16,6 +16,7 @@
  */
 #include "controller.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -724,6 +725,7 @@ reconcile_global(struct ctl_ctx *c)
     json_decref(out.policy_errors);
     free(out.authd_error);
     free(out.mesh_error);
+    malloc_trim(0); /* a state of 1000s of hosts is built and dropped per pass: give it back */
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #include "controller.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +326,8 @@ ctl_cmd_run(int argc, char **argv)
         return 2;
     }
     block_signals();
+    /* Watch threads allocate what the worker frees: per-thread arenas would only fragment. */
+    mallopt(M_ARENA_MAX, 2);
     pc_http_global_init();
     if (!(kc = connect_client(&o)))
         goto out;
