@@ -487,7 +487,11 @@ class Envoy(_Peer):
         route_all = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}
         skip = [{"match": _path_match(np), "route": {"cluster": "upstream", "timeout": "0s"},
                  "typed_per_filter_config": _AUTHZ_OFF} for np in (self.not_paths or [])]
-        if self.hosts:
+        if self.hosts is not None and not self.hosts:
+            # An empty host list protects nothing, like a gateway without CUSTOM policies.
+            vhosts = [{"name": "other", "domains": ["*"], "routes": [route_all],
+                       "typed_per_filter_config": _AUTHZ_OFF}]
+        elif self.hosts:
             domains = []
             for h in self.hosts:
                 domains += [h, f"{h}:*"]

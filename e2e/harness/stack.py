@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from e2e.harness.kube import ApiServer
-from e2e.harness.peers import Echo, Envoy, Keycloak, Proc, free_port, work_dir
+from e2e.harness.peers import Echo, Envoy, Keycloak, Proc, free_port, http, work_dir
 
 REPO = Path(__file__).resolve().parents[2]
 AUTHD_NS = "portcullis-system"
@@ -310,13 +310,22 @@ class Stack:
         wait_for("authd to load the host", lambda: self.host.encode() in
                  (self.volume.current or b""), timeout)
         wait_for("authd to be ready", lambda: self.authd_ready(), timeout)
+        wait_for("authd to serve the host", lambda: self.authd_knows_host(), timeout)
 
     def authd_ready(self) -> bool:
-        from e2e.harness.peers import http
         try:
             return http("GET", f"http://127.0.0.1:{self.authd_admin_port}/readyz")[0] == 200
         except OSError:
             return False
+
+    def authd_knows_host(self) -> bool:
+        """authd has reloaded the config with the host: a check asks for a login, not 403."""
+        try:
+            status = http("GET", f"http://127.0.0.1:{self.authd_port}/ext-authz/",
+                          headers={"Host": self.host, "Accept": "application/json"})[0]
+        except OSError:
+            return False
+        return status == 401
 
     def ready_condition(self) -> str:
         r = self.api.kubectl("-n", "test-auth", "get", "ph", "echo", "-o",
