@@ -7,8 +7,7 @@ set -euo pipefail
 debs=(build-essential cmake pkg-config
       libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libjwt-dev libssl-dev
       libcmocka-dev clang
-      nginx-light chromium wrk curl unzip ca-certificates procps)
-[ "${PORTCULLIS_IMAGES:-0}" = 1 ] && debs+=(buildah debootstrap)
+      nginx-light chromium wrk curl unzip ca-certificates procps buildah debootstrap)
 
 missing=()
 for p in "${debs[@]}"; do
@@ -30,6 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     done
 else
     echo "deps: Debian packages present"
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "deps: kubectl is not on PATH; the end-to-end tests drive the API server with it" >&2
+    exit 1
 fi
 
 if ! python3 -c 'import pytest, requests, yaml' 2>/dev/null; then
