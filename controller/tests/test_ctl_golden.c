@@ -35,7 +35,8 @@ static const struct golden_case cases[] = {
     {"grafana", 0, {"-f", "examples/grafana.yaml"}},
     {"api-bearer", 0, {"-f", "examples/api-bearer.yaml"}},
     {"two-apps", 0, {"-f", "examples/two-apps.yaml"}},
-    {"all-examples", 0, {"-f", "examples"}},
+    {"all-examples", 0, {"-f", "examples/api-bearer.yaml", "-f", "examples/echoserver.yaml",
+                         "-f", "examples/grafana.yaml", "-f", "examples/two-apps.yaml"}},
     {"secret-file", 0, {"-f", "examples/echoserver.yaml", "--secret-file",
                         "test-auth/echo-oidc/client-secret=controller/tests/data/"
                         "echo-client-secret.txt", "--authd-namespace", "auth",
@@ -153,7 +154,9 @@ test_golden(void **state)
 static void
 test_outdir_matches_stream(void **state)
 {
-    static const struct golden_case c = {"outdir", 0, {"-f", "examples", "-o", NULL}};
+    static const struct golden_case c = {
+        "outdir", 0, {"-f", "examples/api-bearer.yaml", "-f", "examples/echoserver.yaml", "-f",
+                      "examples/grafana.yaml", "-f", "examples/two-apps.yaml", "-o", NULL}};
     struct golden_case oc = c;
     char tmpl[] = "/tmp/ctl-golden-XXXXXX";
     char *dir = mkdtemp(tmpl), *out = pc_xasprintf("%s/out", dir);
@@ -163,7 +166,7 @@ test_outdir_matches_stream(void **state)
 
     (void)state;
     assert_int_equal(chdir(CTL_SOURCE_ROOT), 0);
-    oc.args[3] = out;
+    oc.args[9] = out;
     assert_int_equal(run_render(&oc, dir), 0);
     stream = slurp(GOLDEN "/all-examples/stdout.yaml");
     assert_non_null(stream);
