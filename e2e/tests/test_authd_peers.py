@@ -158,9 +158,55 @@ class Authd:
         return 0.0
 
 
+# What ingress-nginx's nginx.tmpl generates for the README's annotations (auth-url pointing at
+# authd's Service, auth-signin, auth-response-headers): the auth subrequest carries the
+# Service's name as Host and the app's URL only as X-Original-URL.
+INGRESS_NGINX_SERVER = """
+    server {{
+        listen {listen};
+        server_name _;
+        location = /_external-auth-Lw {{
+            internal;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Proto "";
+            proxy_set_header Host portcullis-authd.portcullis-system.svc.cluster.local;
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Sent-From "nginx-ingress-controller";
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Auth-Request-Redirect $request_uri;
+            proxy_http_version 1.1;
+            proxy_pass_request_headers on;
+            proxy_pass http://portcullis_authd/oauth2/auth;
+        }}
+        location / {{
+            auth_request /_external-auth-Lw;
+            auth_request_set $auth_cookie $upstream_http_set_cookie;
+            add_header Set-Cookie $auth_cookie;
+            auth_request_set $authHeader0 $upstream_http_x_auth_request_user;
+            proxy_set_header 'X-Auth-Request-User' $authHeader0;
+            auth_request_set $authHeader1 $upstream_http_x_auth_request_email;
+            proxy_set_header 'X-Auth-Request-Email' $authHeader1;
+            auth_request_set $authHeader2 $upstream_http_x_auth_request_groups;
+            proxy_set_header 'X-Auth-Request-Groups' $authHeader2;
+            error_page 401 = http://$http_host/oauth2/start?rd=$request_uri;
+            proxy_set_header Host $host;
+            proxy_pass http://app;
+        }}
+    }}
+"""
+
+
 class ExampleNginx(Nginx):
     """nginx running examples/nginx/nginx.conf with its included portcullis-locations.conf;
-    only addresses, the listen port and the daemon's private paths are changed."""
+    only addresses, the listen port and the daemon's private paths are changed. A second
+    server on `ingress_port` is shaped like ingress-nginx's generated config."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.ingress_port = free_port()
 
     def render(self) -> str:
         text = (EXAMPLE_NGINX / "nginx.conf").read_text()
@@ -179,6 +225,9 @@ class ExampleNginx(Nginx):
         for pattern, repl in subs:
             text, n = re.subn(pattern, lambda _m, r=repl: r, text, count=1)
             assert n == 1, f"examples/nginx/nginx.conf lacks {pattern!r}"
+        text = text.rstrip()
+        assert text.endswith("}")
+        text = text[:-1] + INGRESS_NGINX_SERVER.format(listen=f"{self.host}:{self.ingress_port}") + "}\n"
         user = ""
         if os.geteuid() == 0:    # workers would otherwise switch to nobody
             import grp
@@ -342,6 +391,21 @@ def test_browser_login_through_nginx_example(env):
                          headers={"X-Auth-Request-Email": "evil@example.com"})
     assert status == 200 and json.loads(body)["headers"]["x-auth-request-email"] == "carol@example.com"
 
+    # the same session through the config ingress-nginx generates for the annotations
+    ing = env["nginx"].ingress_port
+
+    def ingress(path, host="ng.localhost", **kw):
+        return http("GET", f"http://127.0.0.1:{ing}{path}", headers={"Host": f"{host}:{ing}", **kw})
+
+    status, _, body = ingress("/via/ingress?q=1", Cookie="; ".join(f"{k}={v}" for k, v in cookies.items()),
+                              **{"X-Auth-Request-Email": "evil@example.com"})
+    assert status == 200, body[:300]
+    up = json.loads(body)
+    assert up["headers"]["x-auth-request-email"] == "carol@example.com" and up["path"] == "/via/ingress?q=1"
+    status, headers, _ = ingress("/via/ingress")
+    assert status == 302 and headers["Location"] == f"http://ng.localhost:{ing}/oauth2/start?rd=/via/ingress"
+    assert ingress("/", host="unknown.localhost")[0] == 403
+
 
 # 3. two hosts, one authd, different allowedGroups
 
@@ -355,8 +419,15 @@ def test_two_hosts_with_different_groups(env):
     bob = Browser().run(login_steps(app2, "bob") + [{"expect_status": 200},
                                                      {"text": "bob@example.com"}, {"goto": app1}])
     assert bob["status"] == 403, step_statuses(bob)
-    # the 403 says why, in a page meant for people
+    # the 403 says why, in a page meant for people; an API client gets JSON
     assert re.search(r"forbidden|not allowed|access denied", bob["text"], re.I), bob["text"][:500]
+    bob_app1 = browser_cookies(bob, "app1.localhost")
+    status, h, body = gw(env, "app1.localhost", "/api/x", cookies=bob_app1,
+                         headers={"Accept": "application/json"})
+    assert status == 403 and h["Content-Type"].startswith("application/json"), (status, body[:200])
+    json.loads(body)
+    # the session is kept: 403 is not "log in again"
+    assert not [k for k, v in set_cookies(h).items() if v is None and k.startswith("_portcullis")]
 
 
 # 4. client-sent identity headers never reach the upstream
@@ -449,6 +520,12 @@ def test_large_token_session_is_chunked_and_reassembled(env):
     status, _, _ = gw(env, "big.localhost", "/again", cookies={k: cookies[k] for k in chunks[:-1]},
                       headers={"Accept": "text/html"})
     assert status == 302
+    # sign-out through Envoy on the app's own host clears every chunk, then goes to Keycloak
+    status, h, _ = gw(env, "big.localhost", "/oauth2/sign_out?rd=/bye",
+                      cookies={k: cookies[k] for k in chunks})
+    assert status == 302 and h["Location"].startswith(env["kc"].discovery()["end_session_endpoint"])
+    cleared = {k for k, v in set_cookies(h).items() if v is None}
+    assert set(chunks) <= cleared, (chunks, cleared)
 
 
 # 7. the IdP stopped
