@@ -345,7 +345,8 @@ struct authd_jwks {
 
 /*
  * Parses a JWKS document ({"keys": [...]}). RSA (n, e) and EC P-256/P-384 (crv, x, y) keys
- * become PEM; "use": "enc" keys, other kty/crv and malformed single keys are skipped.
+ * become PEM; "use": "enc" keys, other kty/crv, weak keys (RSA under 2048 bits or with e < 3,
+ * EC points off the curve) and malformed single keys are skipped.
  * Returns 0 with *out new (possibly with no keys), PC_EPARSE when the document is not a JWKS,
  * PC_ETOOBIG over 1 MiB.
  */

@@ -20,14 +20,16 @@ path_len(const char *path)
 }
 
 /*
- * Dot segments, encoded dots/slashes/backslashes and doubled slashes could make a skip prefix
- * cover a path the upstream resolves elsewhere ("/public/../admin"); such paths never skip.
+ * Dot segments, encoded dots/slashes/backslashes, doubled slashes, path parameters (Tomcat and
+ * Jetty resolve "/public/..;/admin" to "/admin") and double encoding ("%252e" is "." to an
+ * upstream that decodes twice) could make a skip prefix cover a path the upstream resolves
+ * elsewhere; such paths never skip.
  */
 static bool
 is_ambiguous(const char *path, size_t n)
 {
-    static const char *const bad[] = {"/./", "/../", "//", "\\", "%2e", "%2E", "%2f", "%2F",
-                                      "%5c", "%5C", "%00", NULL};
+    static const char *const bad[] = {"/./", "/../", "//", "\\", ";", "%2e", "%2E", "%2f", "%2F",
+                                      "%5c", "%5C", "%00", "%25", "%3b", "%3B", NULL};
     char tmp[AUTHD_MAX_REDIRECT * 4 + 2];
 
     if (n + 2 > sizeof(tmp))

@@ -84,8 +84,9 @@ rsa_key(const json_t *jwk)
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     EVP_PKEY *pkey = NULL;
 
+    /* e = 1 would make the signature the padded digest itself: anyone could sign. */
     if (n == NULL || e == NULL || bld == NULL || BN_num_bits(n) < MIN_RSA_BITS ||
-        BN_num_bits(n) > 16384 || !BN_is_odd(e) || BN_num_bits(e) > 64)
+        BN_num_bits(n) > 16384 || !BN_is_odd(e) || BN_num_bits(e) < 2 || BN_num_bits(e) > 64)
         goto out;
     if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))

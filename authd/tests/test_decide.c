@@ -214,6 +214,22 @@ static const struct row rows[] = {
      NOBODY, PC_EAUTH, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"any user", E, "open.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER, NB, AUTHD_ALLOW,
      200, "session"},
+    /* Path parameters: Tomcat/Jetty resolve "/static/..;/admin" to "/admin". */
+    {"skip dotdot semicolon", E, "app.example.com", "GET", "/static/..;/admin", HTML, NULL, NULL,
+     NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip semicolon nginx", N, "app.example.com", "GET", "/static/..;x/admin", HTML, NULL, NULL,
+     NOBODY, NB, AUTHD_UNAUTHORIZED, 401, "no-session"},
+    {"skip exact semicolon", E, "app.example.com", "GET", "/healthz;x", HTML, NULL, NULL, NOBODY,
+     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip encoded semicolon", E, "app.example.com", "GET", "/static/..%3b/admin", HTML, NULL,
+     NULL, NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    /* Upstreams that decode twice see "/static/../admin". */
+    {"skip double encoded", E, "app.example.com", "GET", "/static/%252e%252e/admin", HTML, NULL,
+     NULL, NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip dotdot at end", E, "app.example.com", "GET", "/static/..", HTML, NULL, NULL, NOBODY,
+     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip query may hold anything", E, "app.example.com", "GET", "/static/a.css?x=/../;", HTML,
+     NULL, NULL, NOBODY, NB, AUTHD_SKIP, 200, "skip"},
 };
 
 static const char *

@@ -20,6 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 
 #include "authd.h"
 #include "portcullis/b64.h"
@@ -427,13 +428,97 @@ test_identity(void **state)
     json_decref(claims);
 }
 
+/* A JWKS with one RSA key (modulus of k, exponent e_b64) under kid "weak"; new. */
+static struct authd_jwks *
+jwks_with_exponent(EVP_PKEY *k, const char *e_b64)
+{
+    json_t *doc = json_pack("{s:[o]}", "keys", rsa_jwk(k, "weak"));
+    json_t *jwk = json_array_get(json_object_get(doc, "keys"), 0);
+    struct authd_jwks *ks = NULL;
+    char *text;
+
+    json_object_set_new(jwk, "e", json_string(e_b64));
+    text = json_dumps(doc, 0);
+    assert_int_equal(authd_jwks_parse(text, strlen(text), &ks), 0);
+    free(text);
+    json_decref(doc);
+    return ks;
+}
+
+/*
+ * Keys that make forgery trivial are never used: an RSA exponent of 1 turns the signature into
+ * the padded digest itself (anyone can "sign"), RSA moduli under 2048 bits, EC points that are
+ * not on the named curve.
+ */
+static void
+test_weak_keys(void **state)
+{
+    static const unsigned char sha256_prefix[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                                  0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                                  0x01, 0x05, 0x00, 0x04, 0x20};
+    struct authd_jwt_expect e = {.issuer = ISS, .client_id = "app", .now = NOW};
+    const char *hdr = "{\"alg\":\"RS256\",\"kid\":\"weak\"}", *why = NULL;
+    unsigned char em[256];
+    char *hb, *cb, *input, *sig, *tok, *text;
+    struct authd_jwks *ks;
+    json_t *out = NULL;
+    EVP_PKEY *small;
+
+    (void)state;
+    /* e = 1: the "signature" is EMSA-PKCS1-v1_5(SHA-256(input)), computed without a key. */
+    hb = pc_b64url_encode(hdr, strlen(hdr));
+    cb = pc_b64url_encode("{" GOOD "}", strlen("{" GOOD "}"));
+    input = pc_xasprintf("%s.%s", hb, cb);
+    memset(em, 0xff, sizeof(em));
+    em[0] = 0x00;
+    em[1] = 0x01;
+    em[sizeof(em) - 32 - sizeof(sha256_prefix) - 1] = 0x00;
+    memcpy(em + sizeof(em) - 32 - sizeof(sha256_prefix), sha256_prefix, sizeof(sha256_prefix));
+    SHA256((const unsigned char *)input, strlen(input), em + sizeof(em) - 32);
+    sig = pc_b64url_encode(em, sizeof(em));
+    tok = pc_xasprintf("%s.%s", input, sig);
+    ks = jwks_with_exponent(rsa_key, "AQ"); /* e = 1 */
+    assert_int_not_equal(authd_jwt_verify(ks, tok, &e, &out, &why), 0);
+    assert_null(out);
+    assert_null(authd_jwks_find(ks, "weak"));
+    authd_jwks_free(ks);
+    ks = jwks_with_exponent(rsa_key, "AAE"); /* e = 1 with a leading zero byte */
+    assert_null(authd_jwks_find(ks, "weak"));
+    authd_jwks_free(ks);
+    ks = jwks_with_exponent(rsa_key, "AQAB"); /* 65537: the same modulus is fine */
+    assert_non_null(authd_jwks_find(ks, "weak"));
+    authd_jwks_free(ks);
+
+    /* RSA-1024 is refused. */
+    small = EVP_RSA_gen(1024);
+    ks = jwks_with_exponent(small, "AQAB");
+    assert_null(authd_jwks_find(ks, "weak"));
+    authd_jwks_free(ks);
+    EVP_PKEY_free(small);
+
+    /* A P-256 point off the curve (x, y = 1, 1) is refused. */
+    text = pc_xasprintf("{\"keys\":[{\"kty\":\"EC\",\"kid\":\"off\",\"crv\":\"P-256\",\"x\":\"%s\","
+                        "\"y\":\"%s\"}]}",
+                        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE",
+                        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE");
+    assert_int_equal(authd_jwks_parse(text, strlen(text), &ks), 0);
+    assert_null(authd_jwks_find(ks, "off"));
+    authd_jwks_free(ks);
+    free(text);
+    free(hb);
+    free(cb);
+    free(input);
+    free(sig);
+    free(tok);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jwks_parse), cmocka_unit_test(test_verify_matrix),
         cmocka_unit_test(test_malformed),  cmocka_unit_test(test_typ_at_jwt),
-        cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_identity),    cmocka_unit_test(test_weak_keys),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
