@@ -119,7 +119,8 @@ enum {
  *   group:     {.api_version = "coordination.k8s.io/v1", .plural = "leases", ...}
  *              -> /apis/coordination.k8s.io/v1/...
  * namespace NULL: cluster-scoped or across all namespaces. name NULL: the collection.
- * subresource: "status" or NULL. label_selector: for list and watch only.
+ * subresource: "status" or NULL. label_selector, field_selector: for list and watch only
+ * (e.g. "metadata.name!=x").
  */
 struct k8s_ref {
     const char *api_version;
@@ -128,6 +129,7 @@ struct k8s_ref {
     const char *name;
     const char *subresource;
     const char *label_selector;
+    const char *field_selector;
 };
 
 struct k8s_client;
@@ -152,6 +154,16 @@ void k8s_list_release(struct k8s_list *l);
 /* LIST a collection, following limit/continue pages. Fills *out (release it either way). */
 int k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
              struct pc_diag *diag);
+/*
+ * The same one page at a time, so a big collection is never held whole: fn gets each page's
+ * items (a borrowed array, each with apiVersion and kind; it may modify or take references to
+ * them). page_size 0: 500. *resource_version (new) is the list's, to watch from. Returns 0 or
+ * the first error (pages before it were handed on); fn's non-zero result stops the list and is
+ * returned.
+ */
+typedef int (*k8s_page_fn)(void *ud, json_t *items);
+int k8s_list_pages(struct k8s_client *c, const struct k8s_ref *ref, int page_size,
+                   k8s_page_fn fn, void *ud, char **resource_version, struct pc_diag *diag);
 
 /* POST obj to the collection of ref (ref->name ignored). Exists -> K8S_ECONFLICT. */
 int k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
@@ -251,9 +263,12 @@ enum k8s_event_type { K8S_ADDED, K8S_MODIFIED, K8S_DELETED };
 
 /*
  * Called on the watch's own thread; obj is borrowed for the call (json_incref to keep it).
+ * Objects arrive without the server's bookkeeping that no controller reads and that doubles
+ * their size: metadata.managedFields and the kubectl last-applied-configuration annotation.
  * After a relist (410 Gone) the watch sends what changed while it was not watching: ADDED
- * and MODIFIED for new and changed objects, DELETED (with the last known object) for those
- * that are gone.
+ * and MODIFIED for new and changed objects, DELETED for those that are gone. The watch keeps
+ * only each object's resourceVersion, so such a DELETED object is a stub: apiVersion and
+ * metadata.{namespace,name,resourceVersion}.
  */
 typedef void (*k8s_watch_fn)(void *ud, enum k8s_event_type type, json_t *obj);
 /* Called after every complete (re)list, once its events were sent. */
@@ -295,11 +310,19 @@ void k8s_wire_release(struct k8s_wire *w);
  */
 int k8s_wire_feed(struct k8s_wire *w, const char *p, size_t n, struct pc_diag *diag);
 
+/* Removes metadata.managedFields and the last-applied-configuration annotation from obj. */
+void k8s_strip_bookkeeping(json_t *obj);
+
 /*
- * Replaces the contents of store ("namespace/name" -> object) with the list items and reports
- * the difference through fn: ADDED for new keys, MODIFIED for a changed resourceVersion,
- * DELETED (with the stored object) for keys that are gone. What a watch does on a relist.
+ * A relist, as a watch does it: store maps "namespace/name" -> resourceVersion (a string).
+ * k8s_store_note records one listed object in fresh (a new object the caller made) and reports
+ * ADDED for a key store lacks, MODIFIED for a changed resourceVersion. k8s_store_finish reports
+ * DELETED (a stub, see k8s_watch_fn) for each key of store missing from fresh, then moves
+ * fresh's contents into store. k8s_store_replace does both for a whole list of items.
  */
+void k8s_store_note(const json_t *store, json_t *fresh, json_t *obj, k8s_watch_fn fn, void *ud);
+void k8s_store_finish(json_t *store, json_t *fresh, const char *api_version, k8s_watch_fn fn,
+                      void *ud);
 void k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud);
 
 /* Capped exponential backoff with jitter: attempt 0 -> ~0.5 s, doubling, capped at 30 s. */

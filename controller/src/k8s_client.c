@@ -578,31 +578,36 @@ tag_items(json_t *page, json_t *items)
     }
 }
 
-/* The query of one page: limit, continue token and label selector, URL-encoded. */
-static char *
-page_query(const struct k8s_ref *ref, const char *cont)
+/* Appends "&name=<encoded value>" when value is set. */
+static void
+append_param(struct pc_buf *b, const char *name, const char *value)
 {
-    struct pc_buf b;
     char *e;
 
+    if (!value || !*value)
+        return;
+    e = curl_easy_escape(NULL, value, 0);
+    pc_buf_appendf(b, "&%s=%s", name, e);
+    curl_free(e);
+}
+
+/* The query of one page: limit, continue token and selectors, URL-encoded. */
+static char *
+page_query(const struct k8s_ref *ref, int limit, const char *cont)
+{
+    struct pc_buf b;
+
     pc_buf_init(&b, 0);
-    pc_buf_appendf(&b, "limit=%d", LIST_PAGE);
-    if (cont && *cont) {
-        e = curl_easy_escape(NULL, cont, 0);
-        pc_buf_appendf(&b, "&continue=%s", e);
-        curl_free(e);
-    }
-    if (ref->label_selector) {
-        e = curl_easy_escape(NULL, ref->label_selector, 0);
-        pc_buf_appendf(&b, "&labelSelector=%s", e);
-        curl_free(e);
-    }
+    pc_buf_appendf(&b, "limit=%d", limit);
+    append_param(&b, "continue", cont);
+    append_param(&b, "labelSelector", ref->label_selector);
+    append_param(&b, "fieldSelector", ref->field_selector);
     return pc_buf_detach(&b);
 }
 
 int
-k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
-         struct pc_diag *diag)
+k8s_list_pages(struct k8s_client *c, const struct k8s_ref *ref, int page_size, k8s_page_fn fn,
+               void *ud, char **resource_version, struct pc_diag *diag)
 {
     struct k8s_ref r = *ref;
     json_t *page = NULL;
@@ -610,10 +615,9 @@ k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
     int rc;
 
     r.name = NULL;
-    out->items = json_array();
-    out->resource_version = NULL;
+    *resource_version = NULL;
     do {
-        q = page_query(&r, cont);
+        q = page_query(&r, page_size > 0 ? page_size : LIST_PAGE, cont);
         rc = k8s_request(c, &(struct k8s_request){.method = "GET", .ref = &r, .query = q}, &page,
                          diag);
         free(q);
@@ -623,15 +627,29 @@ k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
             break;
         json_t *md = json_object_get(page, "metadata"), *items = json_object_get(page, "items");
         tag_items(page, items);
-        json_array_extend(out->items, items);
-        free(out->resource_version);
-        out->resource_version = dup_or_null(pc_json_str(md, "resourceVersion"));
+        free(*resource_version);
+        *resource_version = dup_or_null(pc_json_str(md, "resourceVersion"));
         cont = dup_or_null(pc_json_str(md, "continue"));
+        rc = fn(ud, items);
         json_decref(page);
         page = NULL;
-    } while (cont && *cont);
+    } while (rc == 0 && cont && *cont);
     free(cont);
     return rc;
+}
+
+static int
+collect_page(void *ud, json_t *items)
+{
+    return json_array_extend(ud, items) == 0 ? 0 : PC_EINVAL;
+}
+
+int
+k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
+         struct pc_diag *diag)
+{
+    out->items = json_array();
+    return k8s_list_pages(c, ref, 0, collect_page, out->items, &out->resource_version, diag);
 }
 
 /* ---- stopping threads ------------------------------------------------------------------- */

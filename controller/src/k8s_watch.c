@@ -2,8 +2,9 @@
  * k8s_watch.c - list, then watch from the list's resourceVersion, on a thread per watch.
  *
  * The stream is newline-delimited JSON ({"type":"ADDED","object":{...}}) that arrives in
- * arbitrary chunks. The watch keeps the objects it has seen so that a relist after 410 Gone
- * can tell its caller what was deleted while it was not watching.
+ * arbitrary chunks. The watch keeps the resourceVersion of each object it has seen so that a
+ * relist after 410 Gone can tell its caller what changed or was deleted while it was not
+ * watching; the objects themselves are its caller's to keep, if it wants them.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include "controller.h"
 
 #define DEFAULT_MAX_LINE (4u << 20)
+#define LIST_PAGE 100 /* objects per page of a (re)list: bounds the memory it takes */
 
 /* ---- the wire format -------------------------------------------------------------------- */
 
@@ -138,10 +140,10 @@ k8s_backoff_ms(unsigned attempt)
 struct k8s_watch {
     struct k8s_client *client;
     struct k8s_watch_opts o;      /* strings below are our copies */
-    char *api_version, *plural, *namespace, *label_selector;
+    char *api_version, *plural, *namespace, *label_selector, *field_selector;
     char *path;                   /* collection path */
     char *rv;                     /* resourceVersion to resume from */
-    json_t *store;                /* "namespace/name" -> last object seen */
+    json_t *store;                /* "namespace/name" -> its last resourceVersion */
     struct k8s_stop stop;
     pthread_t thread;
 };
@@ -167,33 +169,85 @@ set_rv(struct k8s_watch *w, const json_t *obj)
 }
 
 void
-k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud)
+k8s_strip_bookkeeping(json_t *obj)
 {
-    json_t *fresh = json_object(), *obj, *old;
+    json_t *md = json_object_get(obj, "metadata");
+    json_t *ann = json_object_get(md, "annotations");
+
+    json_object_del(md, "managedFields");
+    json_object_del(ann, "kubectl.kubernetes.io/last-applied-configuration");
+    if (ann && json_object_size(ann) == 0)
+        json_object_del(md, "annotations");
+}
+
+static json_t *
+rv_of(const json_t *obj)
+{
+    return json_object_get(json_object_get(obj, "metadata"), "resourceVersion");
+}
+
+void
+k8s_store_note(const json_t *store, json_t *fresh, json_t *obj, k8s_watch_fn fn, void *ud)
+{
+    char *k = obj_key(obj);
+    const json_t *old = json_object_get(store, k);
+    json_t *rv = rv_of(obj);
+
+    json_object_set_new(fresh, k, json_string(json_is_string(rv) ? json_string_value(rv) : ""));
+    free(k);
+    if (!old)
+        fn(ud, K8S_ADDED, obj);
+    else if (!json_equal(old, rv))
+        fn(ud, K8S_MODIFIED, obj);
+}
+
+/* What a DELETED event found by a relist carries: the identity the store kept. */
+static json_t *
+stub_object(const char *key, const json_t *rv, const char *api_version)
+{
+    const char *slash = strchr(key, '/');
+    json_t *md = json_pack("{s:s%,s:s,s:O}", "namespace", key, slash ? (size_t)(slash - key) : 0,
+                           "name", slash ? slash + 1 : key, "resourceVersion", rv);
+    json_t *obj = json_pack("{s:o}", "metadata", md);
+
+    if (api_version)
+        json_object_set_new(obj, "apiVersion", json_string(api_version));
+    return obj;
+}
+
+void
+k8s_store_finish(json_t *store, json_t *fresh, const char *api_version, k8s_watch_fn fn,
+                 void *ud)
+{
     const char *key;
-    size_t i;
+    json_t *rv;
     void *tmp;
 
-    json_array_foreach(items, i, obj)
+    json_object_foreach_safe(store, tmp, key, rv)
     {
-        char *k = obj_key(obj);
-        old = json_object_get(store, k);
-        json_object_set(fresh, k, obj);
-        free(k);
-        if (!old)
-            fn(ud, K8S_ADDED, obj);
-        else if (!json_equal(json_object_get(json_object_get(old, "metadata"), "resourceVersion"),
-                             json_object_get(json_object_get(obj, "metadata"),
-                                             "resourceVersion")))
-            fn(ud, K8S_MODIFIED, obj);
-    }
-    json_object_foreach_safe(store, tmp, key, old)
-    {
-        if (!json_object_get(fresh, key))
-            fn(ud, K8S_DELETED, old);
+        if (!json_object_get(fresh, key)) {
+            json_t *stub = stub_object(key, rv, api_version);
+
+            fn(ud, K8S_DELETED, stub);
+            json_decref(stub);
+        }
     }
     json_object_clear(store);
     json_object_update(store, fresh);
+}
+
+void
+k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud)
+{
+    json_t *fresh = json_object(), *obj;
+    size_t i;
+
+    json_array_foreach(items, i, obj)
+    {
+        k8s_strip_bookkeeping(obj);
+        k8s_store_note(store, fresh, obj, fn, ud);
+    }
+    k8s_store_finish(store, fresh, NULL, fn, ud);
     json_decref(fresh);
 }
 
@@ -202,6 +256,7 @@ on_wire(void *ud, enum k8s_wire_type type, json_t *obj)
 {
     struct k8s_watch *w = ud;
     struct pc_diag d = {0};
+    const char *rv;
     char *key;
 
     if (type == K8S_W_ERROR) {
@@ -212,33 +267,57 @@ on_wire(void *ud, enum k8s_wire_type type, json_t *obj)
     set_rv(w, obj);
     if (type == K8S_W_BOOKMARK)
         return 0;
+    k8s_strip_bookkeeping(obj);
     key = obj_key(obj);
+    rv = pc_json_str(json_object_get(obj, "metadata"), "resourceVersion");
     if (type == K8S_W_DELETED)
         json_object_del(w->store, key);
     else
-        json_object_set(w->store, key, obj);
+        json_object_set_new(w->store, key, json_string(rv ? rv : ""));
     free(key);
     w->o.on_event(w->o.ud, (enum k8s_event_type)type, obj);
+    return 0;
+}
+
+struct relist {
+    struct k8s_watch *w;
+    json_t *fresh;
+};
+
+static int
+on_page(void *ud, json_t *items)
+{
+    struct relist *r = ud;
+    json_t *obj;
+    size_t i;
+
+    json_array_foreach(items, i, obj)
+    {
+        k8s_strip_bookkeeping(obj);
+        k8s_store_note(r->w->store, r->fresh, obj, r->w->o.on_event, r->w->o.ud);
+        /* Drop each object once handed on: a page of a big list is never held whole. */
+        json_array_set_new(items, i, json_null());
+    }
     return 0;
 }
 
 static int
 do_list(struct k8s_watch *w, struct pc_diag *d)
 {
-    struct k8s_ref ref = w->o.ref;
-    struct k8s_list l = {0};
-    int rc;
+    struct relist r = {.w = w, .fresh = json_object()};
+    char *rv = NULL;
+    int rc = k8s_list_pages(w->client, &w->o.ref, LIST_PAGE, on_page, &r, &rv, d);
 
-    ref.name = NULL;
-    if ((rc = k8s_list(w->client, &ref, &l, d)) == 0) {
-        k8s_store_replace(w->store, l.items, w->o.on_event, w->o.ud);
+    if (rc == 0) {
+        k8s_store_finish(w->store, r.fresh, w->o.ref.api_version, w->o.on_event, w->o.ud);
         free(w->rv);
-        w->rv = l.resource_version;
-        l.resource_version = NULL;
+        w->rv = rv;
+        rv = NULL;
         if (w->o.on_synced)
             w->o.on_synced(w->o.ud);
     }
-    k8s_list_release(&l);
+    free(rv);
+    json_decref(r.fresh);
     return rc;
 }
 
@@ -270,6 +349,11 @@ watch_query(const struct k8s_watch *w)
     if (w->o.ref.label_selector) {
         e = curl_easy_escape(NULL, w->o.ref.label_selector, 0);
         pc_buf_appendf(&b, "&labelSelector=%s", e);
+        curl_free(e);
+    }
+    if (w->o.ref.field_selector) {
+        e = curl_easy_escape(NULL, w->o.ref.field_selector, 0);
+        pc_buf_appendf(&b, "&fieldSelector=%s", e);
         curl_free(e);
     }
     return pc_buf_detach(&b);
@@ -354,8 +438,10 @@ k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o)
     w->plural = pc_xstrdup(o->ref.plural);
     w->namespace = dup_or_null(o->ref.namespace);
     w->label_selector = dup_or_null(o->ref.label_selector);
+    w->field_selector = dup_or_null(o->ref.field_selector);
     w->o.ref = (struct k8s_ref){.api_version = w->api_version, .plural = w->plural,
-                                .namespace = w->namespace, .label_selector = w->label_selector};
+                                .namespace = w->namespace, .label_selector = w->label_selector,
+                                .field_selector = w->field_selector};
     w->o.timeout_secs = o->timeout_secs > 0 ? o->timeout_secs : 300;
     w->o.low_speed_secs = o->low_speed_secs > 0 ? o->low_speed_secs : 90;
     w->path = k8s_path(&w->o.ref);
@@ -381,6 +467,7 @@ k8s_watch_stop(struct k8s_watch *w)
     free(w->plural);
     free(w->namespace);
     free(w->label_selector);
+    free(w->field_selector);
     free(w->path);
     free(w->rv);
     free(w);

@@ -253,6 +253,51 @@ test_relist_diff(void **state)
     }
 }
 
+/* Watched objects lose the bookkeeping nobody reads; everything else stays. */
+static void
+test_strip_bookkeeping(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } t[] = {
+        {"{\"metadata\":{\"name\":\"a\",\"managedFields\":[{\"manager\":\"kubectl\"}]}}",
+         "{\"metadata\":{\"name\":\"a\"}}"},
+        {"{\"metadata\":{\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
+         "\"{}\",\"keep\":\"1\"}},\"spec\":{\"managedFields\":1}}",
+         "{\"metadata\":{\"annotations\":{\"keep\":\"1\"}},\"spec\":{\"managedFields\":1}}"},
+        {"{\"metadata\":{\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
+         "\"{}\"}}}",
+         "{\"metadata\":{}}"},
+        {"{\"kind\":\"NoMetadata\"}", "{\"kind\":\"NoMetadata\"}"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        json_t *obj = json_loads(t[i].in, 0, NULL), *want = json_loads(t[i].want, 0, NULL);
+
+        k8s_strip_bookkeeping(obj);
+        if (!json_equal(obj, want))
+            fail_msg("case %zu: got %s", i, json_dumps(obj, JSON_COMPACT));
+        json_decref(obj);
+        json_decref(want);
+    }
+}
+
+/* The store keeps versions, not objects. */
+static void
+test_store_keeps_versions(void **state)
+{
+    struct record r = {{0}};
+    json_t *store = json_object(), *list = items("a/x@1 b/y@2");
+
+    (void)state;
+    k8s_store_replace(store, list, on_store_event, &r);
+    assert_string_equal(json_string_value(json_object_get(store, "a/x")), "1");
+    assert_string_equal(json_string_value(json_object_get(store, "b/y")), "2");
+    json_decref(list);
+    json_decref(store);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -282,6 +327,8 @@ main(void)
         cmocka_unit_test(test_wire_long_stream),
         cmocka_unit_test(test_relist_diff),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_strip_bookkeeping),
+        cmocka_unit_test(test_store_keeps_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
