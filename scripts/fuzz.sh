@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang and either replays their corpora (replay) or fuzzes
-# each for a number of seconds (run). Corpora live in */fuzz/corpus/<target>/.
+# each for a number of seconds (run). Corpora live in */fuzz/corpus/<target>/ (or <target> without its fuzz_ prefix).
 set -euo pipefail
 mode=${1:?usage: fuzz.sh replay|run BUILD_DIR [SECONDS]}
 build=${2:?build dir}
@@ -15,7 +15,9 @@ status=0
 count=0
 for bin in $(find "$build" -type f -name 'fuzz_*' -perm -u+x | sort); do
     name=$(basename "$bin")
-    corpus=$(find . -path "./build*" -prune -o -type d -path "*/fuzz/corpus/$name" -print | head -n1)
+    short=${name#fuzz_}
+    corpus=$(find . -path "./build*" -prune -o -type d \( -path "*/fuzz/corpus/$name" -o \
+             -path "*/fuzz/corpus/$short" \) -print | head -n1)
     if [ -z "$corpus" ]; then
         echo "fuzz: $name has no corpus directory (*/fuzz/corpus/$name)" >&2
         status=1

@@ -668,12 +668,19 @@ struct authd_reply {
     struct pc_buf body;
     char content_type[96];    /* "" : none */
     bool close;               /* Connection: close after this reply */
+    /*
+     * The browser's request was plain http (X-Forwarded-Proto: http): Set-Cookie headers drop
+     * their Secure attribute, which browsers would otherwise refuse outside localhost. Without
+     * the header, or with https, cookies stay Secure.
+     */
+    bool plain_http;
 };
 
 void authd_reply_init(struct authd_reply *r);
 void authd_reply_reset(struct authd_reply *r);
 void authd_reply_release(struct authd_reply *r);
-/* Adds one header line; values with CR/LF are refused (PC_EINVAL). */
+/* Adds one header line; values with CR/LF are refused (PC_EINVAL). Set-Cookie values lose
+ * "; Secure" when r->plain_http. */
 int authd_reply_header(struct authd_reply *r, const char *name, const char *value);
 /* Sets the Content-Type (copied; truncated to fit). */
 void authd_reply_type(struct authd_reply *r, const char *type);
@@ -747,6 +754,14 @@ int authd_admin_handle(struct authd_server *srv, const struct authd_http *h,
  */
 int authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
                       struct authd_reply *r);
+/*
+ * Envoy treats any 5xx from the authorizer as an error and answers statusOnError with an
+ * empty body, so the user would never see authd's page. Replies through the Envoy door that
+ * would be 5xx become 401 (still not logged in) with Retry-After; the page stays.
+ */
+void authd_envoy_safe_reply(struct authd_reply *r);
+/* A token exchange answering through Envoy must finish within the mesh provider's 2 s. */
+#define AUTHD_ENVOY_IDP_TIMEOUT_MS 1500
 /* "https" or the X-Forwarded-Proto value ("http"/"https" only). */
 const char *authd_door_scheme(const struct authd_http *h);
 
@@ -770,8 +785,6 @@ int authd_login_callback(struct authd_server *srv, const struct authd_host *host
 void authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
                           const struct authd_http *h, const char *host_name, const char *query,
                           struct authd_reply *r);
-/* The value of query parameter name (decoded, new) or NULL. */
-char *authd_query_param(const char *query, const char *name);
 
 struct authd_refresh;
 struct authd_refresh *authd_refresh_new(void);
@@ -836,6 +849,7 @@ struct authd_token_opts {
     const char *code_verifier;
     const char *refresh_token;
     const char *kind;               /* metric label: token | refresh */
+    long timeout_ms;                /* whole call; 0: the default (5 s) */
     authd_token_done_fn done;
     void *ud;
 };
@@ -855,5 +869,40 @@ int authd_oidc_verify(struct authd_oidc *o, const char *issuer_url, const char *
  */
 void authd_oidc_jwks_refetch(struct authd_oidc *o, const char *issuer_url);
 
+/* ------------------------------------------------------------------------------------------ */
+/* http1.c: request heads of the auth port, parsed raw (no I/O; fuzzed). */
+
+#define AUTHD_MAX_HEAD (64 * 1024)   /* bytes of a request line plus header fields */
+#define AUTHD_MAX_TARGET (8 * 1024)  /* bytes of the request target (path + query) */
+#define AUTHD_MAX_FIELDS 128         /* header fields of one request */
+
+/*
+ * One parsed request head. h's strings point into the parsed buffer (or into cookies, when
+ * several Cookie fields were joined) and live as long as both; h->path is the target up to
+ * "?", h->query what follows it ("" when none), h->uri the whole target: all exactly as
+ * received, never decoded or normalised.
+ */
+struct authd_http1_req {
+    struct authd_http h;
+    char path[AUTHD_MAX_TARGET + 1];
+    struct pc_buf cookies;   /* joined Cookie fields when there were several */
+    size_t head_len;         /* bytes of the head, final CRLF CRLF included */
+    int64_t content_length;  /* -1 when absent */
+    bool chunked;            /* Transfer-Encoding present: the body cannot be skipped */
+    bool keep_alive;         /* the connection may carry another request */
+    bool close, keep_alive_asked; /* Connection: close / keep-alive seen */
+};
+
+/*
+ * Parses the request head at the start of buf (len bytes), writing NULs into buf. Returns 0
+ * with *req filled (release it), PC_EMORE while the head is incomplete, PC_EPARSE for a head
+ * to answer with 400 (malformed, ambiguous, duplicate single-valued field), PC_ETOOBIG for
+ * one over AUTHD_MAX_HEAD / AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released
+ * whatever the result.
+ */
+int authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req);
+void authd_http1_req_release(struct authd_http1_req *req);
+/* The value of query parameter name (decoded, "+" as space, new) or NULL. */
+char *authd_query_param(const char *query, const char *name);
 
 #endif

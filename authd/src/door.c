@@ -367,14 +367,29 @@ nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn,
     return run_check(srv, h, AUTHD_DOOR_NGINX, host, path ? path : "/", conn, r);
 }
 
+void
+authd_envoy_safe_reply(struct authd_reply *r)
+{
+    if (r->status < 500)
+        return;
+    r->status = 401;
+    authd_reply_header(r, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
+    authd_reply_header(r, "Retry-After", "5");
+}
+
 int
 authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
                   struct authd_reply *r)
 {
     const char *orig = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri);
 
-    if (orig)
-        return run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
+    if (orig) {
+        int rc = run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
+
+        if (rc == 0)
+            authd_envoy_safe_reply(r);
+        return rc;
+    }
     if (!strcmp(h->path, "/oauth2/auth"))
         return nginx_check(srv, h, conn, r);
     return direct(srv, h, conn, r);

@@ -34,23 +34,6 @@ authd_login_host(const struct authd_http *h)
     return h->host ? h->host : "";
 }
 
-char *
-authd_query_param(const char *query, const char *name)
-{
-    size_t nlen = strlen(name);
-    const char *p = query;
-
-    while (p && *p) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        if (len > nlen && !strncmp(p, name, nlen) && p[nlen] == '=')
-            return pc_url_decode(p + nlen + 1, len - nlen - 1, true);
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
 static char *
 redirect_uri(const struct authd_host *host, const struct authd_http *h, const char *host_name)
 {
@@ -155,6 +138,8 @@ struct callback_ctx {
     char *id_token;
     char *host_name;
     int64_t t0;
+    bool envoy;      /* arrived through the Envoy door: never answer 5xx */
+    bool plain_http; /* see struct authd_reply */
 };
 
 static void
@@ -188,8 +173,11 @@ callback_fail(struct callback_ctx *c, int status, const char *msg, const char *w
     struct authd_reply r;
 
     authd_reply_init(&r);
+    r.plain_http = c->plain_http;
     authd_reply_page(&r, status, "login failed", msg);
     add_set_cookies(&r, &c->set_cookie); /* clears the used state cookie */
+    if (c->envoy)
+        authd_envoy_safe_reply(&r);
     log_login(c, "failure", NULL, why);
     authd_pending_finish(c->pending, &r);
     authd_reply_release(&r);
@@ -219,6 +207,7 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
         return;
     }
     authd_reply_init(&r);
+    r.plain_http = c->plain_http;
     redirect(&r, c->st->redirect);
     add_set_cookies(&r, &c->set_cookie);
     log_login(c, "ok", s->id.email ? s->id.email : s->id.sub, "code");
@@ -322,10 +311,13 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
     c->cookie_header = h->cookie ? pc_xstrdup(h->cookie) : NULL;
     c->host_name = pc_xstrdup(host_name);
     c->t0 = authd_mono_us();
+    c->envoy = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri) != NULL;
+    c->plain_http = r->plain_http;
     ruri = redirect_uri(host, h, host_name);
     struct authd_token_opts opts = {.host = host, .issuer = iss,
                                     .grant_type = "authorization_code", .code = code,
                                     .redirect_uri = ruri,
+                                    .timeout_ms = c->envoy ? AUTHD_ENVOY_IDP_TIMEOUT_MS : 0,
                                     .code_verifier = c->st->pkce_verifier, .kind = "token",
                                     .done = token_done, .ud = c};
     c->pending = authd_pending_new(conn);

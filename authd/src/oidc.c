@@ -54,6 +54,7 @@ struct http_job {
     char *user, *password;
     char *issuer;
     const char *kind;
+    long timeout_ms;
     struct pc_http_response resp;
     int rc;
     void (*cb)(struct http_job *j);
@@ -79,7 +80,7 @@ http_run(struct authd_job *job)
         .body_len = j->body ? strlen(j->body) : 0,
         .basic_user = j->user,
         .basic_password = j->password,
-        .timeout_ms = TOTAL_TIMEOUT_MS,
+        .timeout_ms = j->timeout_ms > 0 ? j->timeout_ms : TOTAL_TIMEOUT_MS,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
         .max_response = 1024 * 1024,
     };
@@ -556,6 +557,7 @@ authd_oidc_token(struct authd_oidc *o, const struct authd_token_opts *opts)
         form_add(&form, "client_secret", host->oidc.client_secret);
     }
     j->body = pc_buf_detach(&form);
+    j->timeout_ms = opts->timeout_ms;
     j->cb = token_done;
     j->token_done = opts->done;
     j->ud = opts->ud;

@@ -7,9 +7,15 @@
  * nothing here) and written with one lws_write: status line, headers and body in one segment,
  * which avoids a Nagle/delayed-ACK stall between a header write and a body write.
  *
- * lws hands the path already percent-decoded and normalised ("/a/../b" -> "/b") and the query
- * as decoded "k=v" fragments; authd re-encodes both so URLs it builds (redirect targets) are
- * well-formed.
+ * The auth port is a raw-socket vhost with authd's own HTTP/1.1 request parser (http1.c): lws
+ * hands its HTTP callbacks the path already percent-decoded, dot-segment-resolved and cut at
+ * ";" or "&", so "/admin/..%2fpublic/x" would be decided as "/public/x" while the upstream
+ * serves "/admin/...". Decisions must see the target exactly as the proxy sent it. Keep-alive,
+ * bodies (skipped), deferred replies and timeouts are handled here; lws only moves bytes.
+ *
+ * The admin port keeps lws's HTTP server: its paths are fixed strings, nothing is decided there.
+ * lws hands that path decoded and normalised, and the query as decoded "k=v" fragments, which
+ * read_request re-encodes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +35,9 @@
 #define OUT_SIZE (64 * 1024)
 #define DEFER_TIMEOUT_SECS 30
 #define DRAIN_SECS 10
+#define HEAD_TIMEOUT_SECS 15       /* a request head must arrive within this */
+#define KEEPALIVE_SECS 300         /* idle keep-alive: longer than proxies' pools expect */
+#define MAX_SKIPPED_BODY (1 << 20) /* larger bodies close the connection instead */
 
 struct server_priv {
     struct authd_server pub;
@@ -37,9 +46,15 @@ struct server_priv {
     int pending; /* deferred replies not yet written or abandoned */
 };
 
-/* Per-connection state (lws allocates it for each wsi). */
+/* Per-connection state (lws allocates it, zeroed, for each wsi). */
 struct conn {
     struct authd_pending *pending;
+    /* auth port (raw socket) only */
+    struct pc_buf in;  /* bytes received and not yet parsed */
+    int64_t discard;   /* request body bytes still to skip */
+    bool busy;         /* a deferred reply is in flight: parsing waits */
+    bool close_after;  /* close once the current reply is written */
+    bool closing;      /* the last reply is written: close when writeable */
 };
 
 struct authd_pending {
@@ -98,6 +113,7 @@ authd_reply_reset(struct authd_reply *r)
     r->status = 500;
     r->content_type[0] = '\0';
     r->close = false;
+    r->plain_http = false;
 }
 
 void
@@ -116,6 +132,14 @@ authd_reply_header(struct authd_reply *r, const char *name, const char *value)
     if (memchr(name, '\r', nl) || memchr(name, '\n', nl) || memchr(name, ':', nl) ||
         memchr(value, '\r', vl) || memchr(value, '\n', vl))
         return PC_EINVAL;
+    if (r->plain_http && strcasecmp(name, "Set-Cookie") == 0) {
+        const char *secure = strstr(value, "; Secure");
+        if (secure != NULL) {
+            rc = pc_buf_appendf(&r->headers, "Set-Cookie: %.*s%s\r\n", (int)(secure - value),
+                                value, secure + strlen("; Secure"));
+            return rc;
+        }
+    }
     /* Plain appends: this runs for every identity header of every allowed check. */
     rc = pc_buf_append(&r->headers, name, nl);
     rc = rc ? rc : pc_buf_append(&r->headers, ": ", 2);
@@ -493,6 +517,7 @@ on_http(struct lws *wsi, struct server_priv *sp, const char *in, bool admin)
         r->close = true;
         return write_reply(wsi, r, false);
     }
+    r->plain_http = h.x_forwarded_proto && strcasecmp(h.x_forwarded_proto, "http") == 0;
     if (admin)
         rc = authd_admin_handle(srv, &h, r);
     else

@@ -617,18 +617,10 @@ def assert_clear_login_error(c: dict, *phrases: str):
         assert p in text, text[:500]
 
 
-ENVOY_5XX = ("authd answers failed logins with 5xx pages (502/503/504/500), and Envoy's ext_authz "
-             "treats any 5xx from the authorizer as an authorizer error: the browser gets "
-             "statusOnError (503) with an empty body instead of authd's page")
-
-
-@pytest.mark.xfail(strict=True, reason=ENVOY_5XX)
 def test_idp_stopped_new_login_gets_clear_error_page_through_envoy(idp_down):
     assert_clear_login_error(idp_down["refused"], "identity provider", "did not answer")
 
 
-@pytest.mark.xfail(strict=True, reason=ENVOY_5XX + "; and the code exchange waits up to 5 s "
-                   "(oidc.c TOTAL_TIMEOUT_MS) while Envoy's check timeout is 2 s")
 def test_idp_hanging_new_login_gets_clear_error_page_through_envoy(idp_down):
     assert_clear_login_error(idp_down["hung"], "identity provider", "did not answer")
 

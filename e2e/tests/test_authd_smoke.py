@@ -448,14 +448,16 @@ def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
             assert time.monotonic() - t0 < 0.25
         th.join(15)
         status, _, body = result["r"]
-        assert status == 504 and b"did not answer" in body, (status, body)
-        assert result["t"] < 8
+        # Through the Envoy door authd never answers 5xx (Envoy would hide the page) and
+        # gives up on the IdP before Envoy's 2 s check timeout.
+        assert status == 401 and b"did not answer" in body, (status, body)
+        assert result["t"] < 2
     finally:
         os.kill(idp.proc.pid, signal.SIGCONT)
     idp.stop()  # now it is gone: connection refused
     t0 = time.monotonic()
     status, _, body = authd.request(codes[1][0], cookies=codes[1][1])
-    assert status == 502 and b"login failed" in body and time.monotonic() - t0 < 3
+    assert status == 401 and b"login failed" in body and time.monotonic() - t0 < 2
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
 
 
