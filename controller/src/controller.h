@@ -443,6 +443,22 @@ void ctl_headers_collect(json_t *names, const json_t *spec);
 /* New extensionProviders entry (DESIGN.md §4.2); names: the set from ctl_headers_collect. */
 json_t *ctl_render_provider(const json_t *names, const struct ctl_authd_opts *o);
 /*
+ * New YAML text of one authd hosts[] entry as an item of the hosts list ("- id: ...\n  ...").
+ * It holds the client secret: free it with pc_free_secret.
+ */
+char *ctl_render_authd_entry_text(const json_t *entry);
+/*
+ * New authd config text around entries (len bytes of ctl_render_authd_entry_text results, in
+ * id order): the same bytes as pc_json_to_yaml of ctl_render_authd_config over those entries.
+ */
+char *ctl_render_authd_text(const char *entries, size_t len, const struct ctl_authd_opts *o);
+/*
+ * New one-line form of a provider entry for an Event ("add to meshConfig.extensionProviders:
+ * {...}", JSON flow style, which YAML reads too), cut to at most max bytes with a note when
+ * longer.
+ */
+char *ctl_provider_snippet(const json_t *provider, size_t max);
+/*
  * Checks a provider entry strictly before it is written: only fields portcullis knows, each of
  * the right type and form. Returns 0 or PC_EINVAL with the reason in diag.
  */
@@ -503,6 +519,80 @@ void ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_
 void ctl_state_release(struct ctl_state *st);
 /* The item of ns/name, borrowed; NULL when absent. */
 struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, const char *name);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_hosts.c - what `run` keeps per ProtectedHost, rendered once per change                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * One ProtectedHost as `run` remembers it between changes: small rendered results instead of
+ * JSON trees, so a thousand of them fit in a few MB. ctl_host_refresh fills the first group
+ * from the object; ctl_hosts_settle sets conflict. The run loop owns the second group.
+ */
+struct ctl_host {
+    char *id, *ns, *name;   /* "ns/name" and its parts */
+    char *created;          /* creationTimestamp, "" when absent (sorts first) */
+    long long generation;
+    char *policy_name;
+    bool valid;             /* spec passed validation */
+    char *invalid;          /* why not, else NULL */
+    char *hosts;            /* spec.hosts joined with '\n' ("" when invalid or deleting) */
+    char *secret_missing;   /* why the client secret could not be resolved, else NULL */
+    char *entry;            /* authd hosts[] entry text (holds the client secret), else NULL */
+    char *headers;          /* upstreamHeaders names lowercased, each followed by '\n' */
+    char *conflict;         /* HostConflict message from ctl_hosts_settle, else NULL */
+    bool deleting;          /* claims nothing and has no outputs */
+    /* the run loop's bookkeeping */
+    char *out_sig;          /* signature of the outputs last published for the global writer */
+    unsigned long seq;      /* the global outputs' sequence number that includes them */
+    bool waiting;           /* the key waits for the global outputs to reach seq */
+    char *applied_ref;      /* "gwns/name" of our AuthorizationPolicy in the cluster */
+    char *applied_hash;     /* SHA-256 of the policy as applied */
+    char *status_sig;       /* the status as last written (see the reconciler) */
+    char *snippet_sig;      /* --mesh-config=none: the provider snippet last announced */
+};
+
+/* CTL_ACCEPTED, CTL_INVALID, CTL_HOST_CONFLICT or CTL_SECRET_MISSING, and why (borrowed). */
+enum ctl_verdict ctl_host_verdict(const struct ctl_host *h);
+const char *ctl_host_message(const struct ctl_host *h);
+/* Whether h contributes to the shared outputs: its entry (when any) and headers. */
+bool ctl_host_publishes(const struct ctl_host *h);
+
+/* Every host, sorted by id. */
+struct ctl_hosts {
+    struct ctl_host **v;
+    size_t n, cap;
+};
+void ctl_hosts_init(struct ctl_hosts *hs);
+/* Frees every host (secrets wiped). */
+void ctl_hosts_release(struct ctl_hosts *hs);
+/* The host of id, borrowed until removed; NULL when absent. */
+struct ctl_host *ctl_hosts_find(const struct ctl_hosts *hs, const char *id);
+/* The host of id, added (empty, not valid) when absent. Borrowed until removed. */
+struct ctl_host *ctl_hosts_get(struct ctl_hosts *hs, const char *id);
+void ctl_hosts_remove(struct ctl_hosts *hs, const char *id);
+/*
+ * Re-renders h from obj, its ProtectedHost (which must have h's id), resolving the client
+ * secret through o->secret. *policy (may be NULL) gets the new AuthorizationPolicy when the
+ * spec is valid, else NULL. Returns true when what h claims changed (creation time, hosts,
+ * validity): the caller then settles the conflicts again.
+ */
+bool ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_opts *o,
+                      json_t **policy);
+/* Marks h as being deleted: no claims, no outputs. Returns true when it claimed something. */
+bool ctl_host_retire(struct ctl_host *h);
+/*
+ * Settles host conflicts as ctl_state_build does (the oldest keeps a host or policy name) and
+ * calls changed(ud, h) for each host whose conflict message changed.
+ */
+void ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host *h),
+                      void *ud);
+/* New signature of h's current outputs (entry and headers when it publishes). */
+char *ctl_host_out_sig(const struct ctl_host *h);
+/* New authd config text of every publishing host (free it with pc_free_secret). */
+char *ctl_hosts_authd_text(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
+/* New extensionProviders entry over every publishing host's headers. */
+json_t *ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_mesh.c - merging the provider into Istio's mesh config                               */

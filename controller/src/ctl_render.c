@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "portcullis/json.h"
+#include "portcullis/yaml.h"
 
 #define AUTHD_DEFAULT_NS "portcullis-system"
 #define AUTHD_DEFAULT_SVC "portcullis-authd"
@@ -331,4 +332,54 @@ ctl_provider_check(const json_t *provider, struct pc_diag *d)
         if ((rc = check_header_list(json_object_get(h, lists[i]), lists[i], d)) < 0)
             return rc;
     return 0;
+}
+
+char *
+ctl_render_authd_entry_text(const json_t *entry)
+{
+    json_t *one = json_pack("[O]", entry);
+    char *text = pc_json_to_yaml(one);
+
+    json_decref(one);
+    return text;
+}
+
+char *
+ctl_render_authd_text(const char *entries, size_t len, const struct ctl_authd_opts *o)
+{
+    static const char empty[] = "hosts: []\n";
+    json_t *hosts = json_array(), *cfg = ctl_render_authd_config(hosts, o);
+    char *head = pc_json_to_yaml(cfg), *at = strstr(head, empty);
+    struct pc_buf b;
+
+    json_decref(cfg);
+    json_decref(hosts);
+    if (len == 0 || !at)
+        return head;
+    /* Keys are sorted, so "hosts" sits between the fields before and after it. */
+    pc_buf_init(&b, 0);
+    pc_buf_append(&b, head, (size_t)(at - head));
+    pc_buf_append(&b, "hosts:\n", 7);
+    pc_buf_append(&b, entries, len);
+    pc_buf_append(&b, at + sizeof(empty) - 1, strlen(at + sizeof(empty) - 1));
+    free(head);
+    return pc_buf_detach(&b);
+}
+
+char *
+ctl_provider_snippet(const json_t *provider, size_t max)
+{
+    static const char more[] = " ... (cut; `portcullis-controller render` prints it whole)";
+    char *entry = json_dumps(provider, JSON_COMPACT);
+    char *out = pc_xasprintf("add to meshConfig.extensionProviders: %s", entry);
+    size_t n = strlen(out);
+
+    free(entry);
+    if (max > sizeof(more) && n > max) {
+        n = max - sizeof(more) + 1;
+        while (n > 0 && (out[n] & 0xc0) == 0x80)
+            n--; /* never split a UTF-8 sequence */
+        memcpy(out + n, more, sizeof(more));
+    }
+    return out;
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,13 +173,49 @@ test_authd_config(void **state)
     json_decref(hosts);
 }
 
+/* The Event form of the provider: one line, YAML-readable, never over the bound. */
+static void
+test_provider_snippet(void **state)
+{
+    static const size_t bounds[] = {1024, 300};
+    struct ctl_authd_opts o = {0};
+    json_t *names = json_object(), *provider;
+    char *s;
+
+    (void)state;
+    provider = ctl_render_provider(names, &o);
+    s = ctl_provider_snippet(provider, 1024);
+    assert_true(strncmp(s, "add to meshConfig.extensionProviders: {\"name\":\"portcullis\"", 58) ==
+                0);
+    assert_non_null(strstr(s, "\"timeout\":\"2s\""));
+    assert_null(strchr(s, '\n'));
+    assert_null(strstr(s, "cut;"));
+    free(s);
+    json_decref(provider);
+    for (int i = 0; i < 80; i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "x-upstream-header-%02d", i);
+        json_object_set_new(names, name, json_true());
+    }
+    provider = ctl_render_provider(names, &o);
+    for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        s = ctl_provider_snippet(provider, bounds[i]);
+        assert_true(strlen(s) <= bounds[i]);
+        assert_non_null(strstr(s, "render` prints it whole)"));
+        free(s);
+    }
+    json_decref(provider);
+    json_decref(names);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy),        cmocka_unit_test(test_policy_without_skip),
         cmocka_unit_test(test_authd_host),    cmocka_unit_test(test_provider_union),
-        cmocka_unit_test(test_authd_config),
+        cmocka_unit_test(test_authd_config),  cmocka_unit_test(test_provider_snippet),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
