@@ -489,6 +489,227 @@ read_request(struct lws *wsi, const char *in, struct authd_http *h)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the auth port: HTTP/1.1 over a raw socket */
+
+static const char *
+reason_phrase(int status)
+{
+    static const struct {
+        int status;
+        const char *text;
+    } phrases[] = {
+        {200, "OK"},          {202, "Accepted"},     {302, "Found"},
+        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
+        {404, "Not Found"},   {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {502, "Bad Gateway"},
+        {503, "Service Unavailable"},   {504, "Gateway Timeout"},
+    };
+
+    for (size_t i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)
+        if (phrases[i].status == status)
+            return phrases[i].text;
+    return "Unknown";
+}
+
+static bool
+build_raw_head(const struct authd_reply *r, unsigned char **p, unsigned char *end)
+{
+    char line[96];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", r->status,
+                     reason_phrase(r->status));
+
+    if (!put(p, end, line, (size_t)n))
+        return false;
+    if (r->headers.len && !put(p, end, r->headers.data, r->headers.len))
+        return false;
+    if (r->content_type[0] &&
+        !(put(p, end, "content-type: ", 14) &&
+          put(p, end, r->content_type, strlen(r->content_type)) && put(p, end, "\r\n", 2)))
+        return false;
+    n = snprintf(line, sizeof(line), "content-length: %zu\r\n", r->body.len);
+    if (!put(p, end, line, (size_t)n))
+        return false;
+    if (r->close && !put(p, end, "connection: close\r\n", 19))
+        return false;
+    return put(p, end, "\r\n", 2);
+}
+
+/*
+ * Writes r on the raw connection as one segment (lws buffers what the socket does not take).
+ * A reply that closes marks the connection, which closes once lws flushed it.
+ * Returns 0, or -1 to close now.
+ */
+static int
+raw_send(struct lws *wsi, struct conn *c, struct authd_reply *r, bool head)
+{
+    struct server_priv *sp = lws_context_user(lws_get_context(wsi));
+    size_t need = LWS_PRE + 1024 + r->headers.len + r->body.len;
+    unsigned char *buf = need <= sizeof(out_mem) ? out_mem : pc_xmalloc(need);
+    size_t cap = buf == out_mem ? sizeof(out_mem) : need;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+    int rc = -1;
+
+    if (c->close_after || sp->pub.draining)
+        r->close = true;
+    if (!build_raw_head(r, &p, end) || (!head && r->body.len &&
+                                        !put(&p, end, r->body.data, r->body.len)))
+        goto out;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_RAW) < 0)
+        goto out;
+    rc = 0;
+    if (r->close) {
+        c->closing = true;
+        lws_callback_on_writable(wsi);
+    }
+out:
+    if (buf != out_mem)
+        free(buf);
+    return rc;
+}
+
+/* Answers a head that could not be parsed, and closes. */
+static int
+raw_refuse(struct lws *wsi, struct conn *c, struct authd_reply *r, int rc)
+{
+    authd_reply_reset(r);
+    if (rc == PC_ETOOBIG)
+        authd_reply_page(r, 431, "request too large", "request head too large");
+    else
+        authd_reply_page(r, 400, "bad request", "malformed or ambiguous HTTP request");
+    c->close_after = true;
+    return raw_send(wsi, c, r, false);
+}
+
+/* Drops n parsed bytes from the front of the input buffer. */
+static void
+consume(struct conn *c, size_t n)
+{
+    memmove(c->in.data, c->in.data + n, c->in.len - n);
+    c->in.len -= n;
+    c->in.data[c->in.len] = '\0';
+}
+
+/* What follows the head: the body is skipped (bounded), or the connection ends after it. */
+static size_t
+body_plan(struct conn *c, const struct authd_http1_req *req)
+{
+    size_t avail = c->in.len - req->head_len;
+    size_t take = 0;
+
+    if (!req->keep_alive || req->chunked || req->content_length > MAX_SKIPPED_BODY)
+        c->close_after = true;
+    else if (req->content_length > 0) {
+        take = (size_t)req->content_length < avail ? (size_t)req->content_length : avail;
+        c->discard = req->content_length - (int64_t)take;
+    }
+    return take;
+}
+
+/* Serves every complete request in the input buffer, one at a time. Returns 0 or -1. */
+static int
+raw_serve(struct server_priv *sp, struct lws *wsi, struct conn *c)
+{
+    struct authd_reply *r = &sp->pub.scratch;
+
+    while (!c->busy && !c->closing && c->in.len > 0 && c->discard == 0) {
+        struct authd_http1_req req;
+        size_t body;
+        int rc = authd_http1_parse(c->in.data, c->in.len, &req);
+
+        if (rc == PC_EMORE) {
+            authd_http1_req_release(&req);
+            return 0;
+        }
+        if (rc) {
+            authd_http1_req_release(&req);
+            return raw_refuse(wsi, c, r, rc);
+        }
+        body = body_plan(c, &req);
+        authd_reply_reset(r);
+        r->plain_http = strcmp(authd_door_scheme(&req.h), "http") == 0;
+        rc = authd_door_handle(&sp->pub, &req.h, wsi, r);
+        if (rc == 1) {
+            c->busy = true;
+            if (c->pending)
+                c->pending->head = req.h.head;
+        } else {
+            rc = raw_send(wsi, c, r, req.h.head);
+        }
+        authd_http1_req_release(&req);
+        consume(c, req.head_len + body);
+        if (rc < 0)
+            return -1;
+    }
+    if (!c->busy && !c->closing)
+        lws_set_timeout(wsi, c->in.len ? PENDING_TIMEOUT_HTTP_CONTENT
+                                       : PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE,
+                        c->in.len ? HEAD_TIMEOUT_SECS : KEEPALIVE_SECS);
+    return 0;
+}
+
+static int
+raw_rx(struct server_priv *sp, struct lws *wsi, struct conn *c, const char *data, size_t len)
+{
+    int64_t skip = c->discard < (int64_t)len ? c->discard : (int64_t)len;
+
+    c->discard -= skip;
+    data += skip;
+    len -= (size_t)skip;
+    if (c->closing || len == 0)
+        return 0;
+    /* The head timeout starts with its first byte and is not extended by a trickle. */
+    if (c->in.len == 0 && !c->busy)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, HEAD_TIMEOUT_SECS);
+    if (pc_buf_append(&c->in, data, len))
+        return raw_refuse(wsi, c, &sp->pub.scratch, PC_ETOOBIG);
+    return raw_serve(sp, wsi, c);
+}
+
+/* Writes a completed deferred reply, then serves what arrived meanwhile. */
+static int
+raw_writeable(struct server_priv *sp, struct lws *wsi, struct conn *c)
+{
+    struct authd_pending *p = c->pending;
+    int rc;
+
+    if (c->closing)
+        return -1;
+    if (!p || !p->ready)
+        return 0;
+    c->pending = NULL;
+    p->wsi = NULL;
+    p->sp->pending--;
+    c->busy = false;
+    rc = raw_send(wsi, c, &p->reply, p->head);
+    pending_put(p);
+    return rc < 0 ? -1 : raw_serve(sp, wsi, c);
+}
+
+static int
+raw_callback(struct lws *wsi, enum lws_callback_reasons reason, struct server_priv *sp,
+             struct conn *c, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+        pc_buf_init(&c->in, 2 * AUTHD_MAX_HEAD);
+        c->in.secret = true; /* cookies and tokens pass through it */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, KEEPALIVE_SECS);
+        return 0;
+    case LWS_CALLBACK_RAW_RX:
+        return raw_rx(sp, wsi, c, in, len);
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        return raw_writeable(sp, wsi, c);
+    case LWS_CALLBACK_RAW_CLOSE:
+        if (c->pending)
+            pending_detach(c);
+        pc_buf_release(&c->in);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* lws callbacks */
 
 static bool
@@ -564,6 +785,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
     struct conn *c = user;
 
     switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_CLOSE:
+        return c ? raw_callback(wsi, reason, sp, c, in, len) : 0;
     case LWS_CALLBACK_HTTP:
         if (c)
             c->pending = NULL;
@@ -681,7 +907,7 @@ parse_listen(const char *spec, char *iface, size_t iflen, int *port, bool *v4)
 
 static struct lws_vhost *
 make_vhost(struct server_priv *sp, const char *name, const char *spec,
-           const struct lws_protocols *protos)
+           const struct lws_protocols *protos, bool raw)
 {
     struct lws_context_creation_info info;
     char iface[128];
@@ -699,8 +925,13 @@ make_vhost(struct server_priv *sp, const char *name, const char *spec,
     info.port = port;
     info.iface = iface[0] ? iface : NULL;
     info.protocols = protos;
-    info.keepalive_timeout = 300; /* idle keep-alive: longer than proxies' pools expect */
+    info.keepalive_timeout = KEEPALIVE_SECS;
     info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    if (raw) {
+        info.options |= LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+        info.listen_accept_role = "raw-skt";
+        info.listen_accept_protocol = protos[0].name;
+    }
     if (v4 && iface[0])
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     vh = lws_create_vhost(sp->pub.lws, &info);
@@ -739,8 +970,8 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
         pc_log(PC_LOG_ERROR, "start", "error", "cannot create the lws context", NULL);
         goto fail;
     }
-    sp->auth_vh = make_vhost(sp, "auth", cfg->listen, auth_protocols);
-    sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols);
+    sp->auth_vh = make_vhost(sp, "auth", cfg->listen, auth_protocols, true);
+    sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols, false);
     if (!sp->auth_vh || !sp->admin_vh)
         goto fail;
     srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : 4, wake, sp);

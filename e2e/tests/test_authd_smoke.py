@@ -461,6 +461,97 @@ def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
 
 
+@pytest.mark.parametrize("proto,secure", [("http", False), ("https", True), (None, True),
+                                          ("HTTP", True), ("http, https", True)])
+def test_secure_cookie_rule(env, proto, secure):
+    """Secure is left out only when the gateway says the browser came over plain http."""
+    hdrs = {"Accept": "text/html"}
+    if proto is not None:
+        hdrs["X-Forwarded-Proto"] = proto
+    conn = http.client.HTTPConnection("127.0.0.1", env["authd"].port, timeout=10)
+    if proto is None:
+        conn.putrequest("GET", "/ext-authz/app", skip_host=True)
+        conn.putheader("Host", f"echo.localhost:{env['authd'].port}")
+        conn.putheader("Accept", "text/html")
+        conn.endheaders()
+    else:
+        conn.request("GET", "/ext-authz/app", headers={"Host": f"echo.localhost:{env['authd'].port}", **hdrs})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
+    assert r.status == 302 and cookies
+    assert all(("; Secure" in c) == secure for c in cookies), cookies
+
+
+# --- request parsing: what authd decides on is what the upstream gets ------------------------
+
+def raw_exchange(authd, data: bytes, timeout=5) -> bytes:
+    """Sends bytes as-is on one connection and reads until authd closes it."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", authd.port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    finally:
+        s.close()
+    return out
+
+
+def statuses(reply: bytes) -> list:
+    return [int(m) for m in re.findall(rb"^HTTP/1\.1 (\d{3}) ", reply, re.M)]
+
+
+def raw_check(authd, target: str) -> int:
+    req = (f"GET {target} HTTP/1.1\r\nHost: echo.localhost:{authd.port}\r\n"
+           "Accept: application/json\r\nConnection: close\r\n\r\n").encode()
+    return statuses(raw_exchange(authd, req))[0]
+
+
+# Envoy forwards the original path (normalize_path leaves "..%2f", ";" and "%2e%2e%2f" alone);
+# the upstream may route "/admin/..%2fpublic/x" to /admin. None of these may skip the login.
+@pytest.mark.parametrize("path", [
+    "/admin/..%2fpublic/x", "/admin/..%2Fpublic/x", "/admin/%2e%2e/public/x",
+    "/admin/.%2e/public/x", "/admin/../public/x", "/public/..;/admin", "/public/;/../admin",
+    "/public/&/../admin", "/public/%2e%2e/admin", "/public/%252e%252e/admin",
+    "/admin%3f/../public/x", "/admin%23/../public/x", "//public/x", "/./public/x",
+])
+def test_skip_path_never_covers_a_protected_path(env, path):
+    authd = env["authd"]
+    assert raw_check(authd, "/ext-authz/public/logo.png") == 200
+    assert raw_check(authd, f"/ext-authz{path}") == 401, path
+
+
+@pytest.mark.parametrize("head", [
+    "GET /ext-authz/public/x HTTP/1.1\r\nHost: echo.localhost\r\nHost: other.localhost\r\n",
+    "POST /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nContent-Length: 1\r\n"
+    "Transfer-Encoding: chunked\r\n",
+    "GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nX-Auth: a\r\n b\r\n",
+    "GET /ext-authz/x HTTP/1.1\r\nHost : echo.localhost\r\n",
+    "GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\nCookie: a=1\r\n",
+    "GET /ext-authz/x#frag HTTP/1.1\r\nHost: echo.localhost\r\n",
+])
+def test_ambiguous_requests_get_400_and_close(env, head):
+    reply = raw_exchange(env["authd"], (head + "\r\n").encode())
+    assert statuses(reply) == [400] and b"connection: close" in reply.lower()
+
+
+def test_oversized_head_gets_431(env):
+    head = f"GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nX-Pad: {'a' * 70000}\r\n\r\n"
+    assert statuses(raw_exchange(env["authd"], head.encode())) == [431]
+
+
+def test_keep_alive_skips_bodies_and_serves_pipelined_requests(env):
+    authd = env["authd"]
+    h = f"Host: echo.localhost:{authd.port}\r\nAccept: application/json\r\n"
+    data = (f"POST /ext-authz/x HTTP/1.1\r\n{h}Content-Length: 11\r\n\r\nGET / HTTP/1.1"
+            f"GET /ext-authz/public/a HTTP/1.1\r\n{h}\r\n"
+            f"GET /ext-authz/x HTTP/1.1\r\n{h}Connection: close\r\n\r\n").encode()
+    assert statuses(raw_exchange(authd, data)) == [401, 200, 401]
+
+
 # --- shutdown --------------------------------------------------------------------------------
 
 def test_sigterm_exits_zero(env):
