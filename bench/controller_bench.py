@@ -353,7 +353,12 @@ def main():
         sys.exit(f"bench/controller: {binary} is not built")
     out = Path(a.out or Path(a.build) / "bench" / time.strftime("controller-%Y%m%dT%H%M%SZ", time.gmtime()))
     out.mkdir(parents=True, exist_ok=True)
+    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "controller", "common"],
+                           capture_output=True, text=True).stdout.strip()
     res: dict = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "source": git + (" + uncommitted changes in controller/ or common/" if dirty else ""),
                  "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     ctl = None
     with ApiServer() as api:
@@ -394,6 +399,7 @@ def main():
     res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     print(f"\ncontroller benchmark, {res['date_utc']}, results in {out}")
     print(f"  loadavg before {' '.join(res['loadavg_before'])}, after {' '.join(res['loadavg_after'])}")
+    print(f"  source: {res['source']}")
     print(f"  controller: {' '.join(res['controller_argv'])}")
     print(f"  controller ready (/readyz) after {fmt(res.get('controller_ready_seconds'))}\n")
     report(res, out)
