@@ -196,6 +196,12 @@ int authd_config_load(const char *path, struct authd_config **out, struct pc_dia
 int authd_config_load_with(const char *path, const struct authd_overrides *ov,
                            struct authd_config **out, struct pc_diag *diag);
 void authd_config_free(struct authd_config *cfg);
+/*
+ * New config to serve with while the --config file does not exist yet (a Kubernetes Secret
+ * mounted optional: true): no hosts, no keys, listen addresses from ov (may be NULL) or the
+ * defaults 0.0.0.0:4180 / 0.0.0.0:9090, secret_files from ov (so the watcher notices them).
+ */
+struct authd_config *authd_config_placeholder(const struct authd_overrides *ov);
 
 /*
  * The host policy for a Host header value: port stripped, lowercased, an exact entry beats any
@@ -711,6 +717,7 @@ struct authd_server {
     atomic_int stopping;      /* set by the signal handler */
     bool draining;
     bool debug_logs;          /* allowed checks are logged (at debug level) */
+    bool no_config;           /* serving authd_config_placeholder: checks get 503 */
     int64_t started_at;
     struct authd_reply scratch; /* reused for every synchronous reply */
 };
@@ -722,6 +729,7 @@ struct authd_server_opts {
     int workers;              /* default 4 */
     int reload_interval_ms;   /* stat fallback, default 2000 */
     bool debug_logs;          /* --log-level debug */
+    bool no_config;           /* cfg is authd_config_placeholder (the file is missing) */
 };
 
 /* Creates the context and both listeners. Returns 0 or a negative code (logged). */

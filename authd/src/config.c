@@ -1142,6 +1142,20 @@ authd_config_load_with(const char *path, const struct authd_overrides *ov,
     return rc;
 }
 
+struct authd_config *
+authd_config_placeholder(const struct authd_overrides *ov)
+{
+    struct authd_config *cfg = pc_xcalloc(1, sizeof(*cfg));
+
+    cfg->listen = pc_xstrdup(ov != NULL && ov->listen != NULL ? ov->listen : "0.0.0.0:4180");
+    cfg->admin_listen =
+        pc_xstrdup(ov != NULL && ov->admin_listen != NULL ? ov->admin_listen : "0.0.0.0:9090");
+    cfg->ext_authz_prefix = pc_xstrdup("/ext-authz");
+    for (size_t i = 0; ov != NULL && i < ov->nsecret_files; i++)
+        authd_strlist_add(&cfg->secret_files, ov->secret_files[i]);
+    return cfg;
+}
+
 void
 authd_config_free(struct authd_config *cfg)
 {

@@ -377,10 +377,27 @@ authd_envoy_safe_reply(struct authd_reply *r)
     authd_reply_header(r, "Retry-After", "5");
 }
 
+/*
+ * Started before its config file existed: nothing can be decided yet. 503 rather than the
+ * unknown-host 403: the host may well be protected, authd just does not know yet, and through
+ * Envoy a 5xx becomes statusOnError (503, failing closed) like an unreachable authorizer.
+ */
+static void
+no_config(struct authd_reply *r)
+{
+    authd_reply_page(r, 503, "not ready",
+                     "authd has not loaded its config yet (the config file does not exist)");
+    authd_reply_header(r, "Retry-After", "5");
+}
+
 int
 authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
                   struct authd_reply *r)
 {
+    if (srv->no_config) {
+        no_config(r);
+        return 0;
+    }
     const char *orig = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri);
 
     if (orig) {

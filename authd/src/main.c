@@ -1,6 +1,7 @@
 /*
  * main.c - portcullis-authd: options, config, logging, the server loop, shutdown.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ on_signal(int sig)
 
 static struct authd_overrides overrides;
 
+/* Loads the config. Returns 0, or the load error (printed as file:line:col: message). */
 static int
 load(const char *path, struct authd_config **cfg, bool quiet_ok)
 {
@@ -50,7 +52,7 @@ load(const char *path, struct authd_config **cfg, bool quiet_ok)
             diag.file = path;
         pc_diag_format(&diag, msg, sizeof(msg));
         fprintf(stderr, "%s\n", msg);
-        return 1;
+        return rc;
     }
     if (!quiet_ok)
         printf("config ok\n");
@@ -58,11 +60,11 @@ load(const char *path, struct authd_config **cfg, bool quiet_ok)
 }
 
 static int
-serve(const char *path, struct authd_config *cfg, bool debug)
+serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
 {
     struct authd_server *srv = NULL;
-    struct authd_server_opts opts = {
-        .config_path = path, .overrides = &overrides, .cfg = cfg, .debug_logs = debug};
+    struct authd_server_opts opts = {.config_path = path, .overrides = &overrides, .cfg = cfg,
+                                     .debug_logs = debug, .no_config = no_config};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -81,6 +83,9 @@ serve(const char *path, struct authd_config *cfg, bool debug)
     snprintf(n, sizeof(n), "%zu", cfg->nhosts);
     pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen,
            "admin", cfg->admin_listen, "hosts", n, NULL);
+    if (no_config)
+        pc_log(PC_LOG_WARN, "start", "error", "config file does not exist; not ready until it "
+               "appears", "config", path, NULL);
     rc = authd_server_run(srv);
     running = NULL;
     authd_server_free(srv);
@@ -102,7 +107,7 @@ main(int argc, char **argv)
     bool check_only = false;
     enum pc_log_level level = PC_LOG_INFO;
     struct authd_config *cfg = NULL;
-    int c;
+    int c, rc;
 
     while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
@@ -148,11 +153,18 @@ main(int argc, char **argv)
         return 2;
     }
     pc_log_set_level(level);
-    if (load(path, &cfg, !check_only))
+    rc = load(path, &cfg, !check_only);
+    /*
+     * A missing file is what a first boot looks like when the config is a Secret mounted
+     * optional: serve (not ready) until it appears. Anything else wrong with it stops here.
+     */
+    if (rc == -ENOENT && !check_only)
+        return serve(path, authd_config_placeholder(&overrides), true, level == PC_LOG_DEBUG);
+    if (rc)
         return 1;
     if (check_only) {
         authd_config_free(cfg);
         return 0;
     }
-    return serve(path, cfg, level == PC_LOG_DEBUG);
+    return serve(path, cfg, false, level == PC_LOG_DEBUG);
 }

@@ -7,6 +7,8 @@
  * fallback (filesystems without inotify, missed events). Whenever the digest of the config and
  * its secret files changes, it parses the file on its own thread and posts the result to the
  * lws thread through the worker pool's completion queue; the lws thread swaps the pointer.
+ * The file, and its directory, may not exist yet when authd starts (a Secret volume mounted
+ * optional: true); the directory watch is (re)added as soon as the directory exists.
  * Work in flight holds its own reference, so a swap never frees a config someone still uses.
  */
 #include <errno.h>
@@ -111,6 +113,7 @@ struct authd_watch {
     char *dir;
     int interval_ms;
     int ifd, stopfd;
+    int wd;                 /* inotify watch on dir, -1 while dir does not exist (yet) */
     pthread_t thread;
     uint8_t digest[32];     /* what the last load attempt (good or bad) was made from */
     struct authd_strlist secrets; /* secret files of the last good config (own copy) */
@@ -169,13 +172,36 @@ check(struct authd_watch *w)
     authd_pool_complete(w->pool, &j->job);
 }
 
+#define DIR_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | \
+                    IN_DELETE_SELF | IN_MOVE_SELF)
+
+/*
+ * Watches the config file's directory. It may not exist yet (authd started before its volume
+ * was filled) or may go away and come back; the loop calls this until it succeeds.
+ */
 static void
-drain_inotify(int fd)
+add_dir_watch(struct authd_watch *w)
+{
+    if (w->ifd >= 0 && w->wd < 0)
+        w->wd = inotify_add_watch(w->ifd, w->dir, DIR_EVENTS);
+}
+
+/* Reads all pending events; a watch the kernel dropped (directory gone) is re-added later. */
+static void
+drain_inotify(struct authd_watch *w)
 {
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
 
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
+    while ((n = read(w->ifd, buf, sizeof(buf))) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
+
+            if (ev->mask & IN_IGNORED)
+                w->wd = -1;
+            off += (ssize_t)(sizeof(*ev) + ev->len);
+        }
+    }
 }
 
 static void *
@@ -195,8 +221,9 @@ watch_main(void *arg)
         if (n > 0 && fds[1].revents) {
             /* Let a writer finish (several events per update) before reading. */
             usleep(DEBOUNCE_MS * 1000);
-            drain_inotify(w->ifd);
+            drain_inotify(w);
         }
+        add_dir_watch(w);
         check(w);
     }
     return NULL;
@@ -217,12 +244,8 @@ authd_watch_start(struct authd_server *srv, const char *path, int interval_ms,
     w->interval_ms = interval_ms;
     w->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     w->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (w->ifd >= 0 &&
-        inotify_add_watch(w->ifd, w->dir,
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
-        close(w->ifd);
-        w->ifd = -1;
-    }
+    w->wd = -1;
+    add_dir_watch(w);
     /* The running config was loaded from what is on disk now. */
     copy_secrets(w, srv->cfg ? srv->cfg->cfg : NULL);
     authd_config_digest(path, srv->cfg ? srv->cfg->cfg : NULL, w->digest);

@@ -951,6 +951,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     srv->config_path = opts->config_path;
     srv->overrides = opts->overrides;
     srv->debug_logs = opts->debug_logs;
+    srv->no_config = opts->no_config;
     srv->started_at = authd_now();
     authd_reply_init(&srv->scratch);
     srv->metrics = authd_metrics_new();
@@ -1064,6 +1065,7 @@ authd_server_config_loaded(struct authd_server *srv, struct authd_cfgref *ref,
                "listen/adminListen changes take effect after a restart", NULL);
     authd_cfgref_put(srv->cfg);
     srv->cfg = ref;
+    srv->no_config = false;
     authd_oidc_sync(srv->oidc, ref->cfg);
     authd_metrics_reload(srv->metrics, true);
     snprintf(msg, sizeof(msg), "%zu", ref->cfg->nhosts);

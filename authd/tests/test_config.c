@@ -272,6 +272,29 @@ test_match_host(void **state)
     authd_config_free(cfg);
 }
 
+/* What authd serves with while its config file does not exist yet. */
+static void
+test_placeholder(void **state)
+{
+    struct authd_overrides ov = {.listen = "127.0.0.1:1", .secret_files = {"/s"},
+                                 .nsecret_files = 1};
+    struct authd_config *cfg = authd_config_placeholder(NULL);
+
+    (void)state;
+    assert_string_equal(cfg->listen, "0.0.0.0:4180");
+    assert_string_equal(cfg->admin_listen, "0.0.0.0:9090");
+    assert_string_equal(cfg->ext_authz_prefix, "/ext-authz");
+    assert_int_equal(cfg->nhosts, 0);
+    assert_int_equal(cfg->keys.n, 0);
+    assert_null(authd_config_match_host(cfg, "app.example.com"));
+    authd_config_free(cfg);
+    cfg = authd_config_placeholder(&ov);
+    assert_string_equal(cfg->listen, "127.0.0.1:1");
+    assert_string_equal(cfg->admin_listen, "0.0.0.0:9090");
+    assert_int_equal(cfg->secret_files.n, 1);
+    authd_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -284,6 +307,7 @@ main(void)
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_match_host),
+        cmocka_unit_test(test_placeholder),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -418,6 +418,84 @@ def test_bad_config_while_serving_keeps_old_config(env, alice):
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
 
 
+# --- first boot: the config Secret is mounted optional and not written yet ------------------
+
+def k8s_publish(volume: Path, files: dict, generation: int):
+    """Writes files the way the kubelet fills a Secret volume: a timestamped directory, then
+    an atomic rename of the "..data" symlink, with each file a symlink through "..data"."""
+    volume.mkdir(parents=True, exist_ok=True)
+    gen = volume / f"..2026_11_22_00_00_0{generation}"
+    gen.mkdir()
+    for name, text in files.items():
+        (gen / name).write_text(text)
+    tmp = volume / "..data_tmp"
+    os.symlink(gen.name, tmp)
+    os.replace(tmp, volume / "..data")
+    for name in files:
+        if not (volume / name).is_symlink():
+            os.symlink(f"..data/{name}", volume / name)
+
+
+def test_starts_without_config_file_and_serves_once_it_appears(env, tmp_path):
+    idp = env["idp"]
+    port, admin = free_port(), free_port()
+    secret = tmp_path / "cookie-secret"
+    secret.write_text("0123456789abcdef0123456789abcdef-first-boot\n")
+    volume = tmp_path / "config"  # does not exist yet, like an unfilled volume
+    config = volume / "config.yaml"
+    r = subprocess.run([AUTHD, "--config", config, "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 1 and str(config) in r.stderr
+    proc = Proc("authd-first-boot", [AUTHD, "--config", config, "--listen", f"127.0.0.1:{port}",
+                                     "--admin-listen", f"127.0.0.1:{admin}",
+                                     "--cookie-secret-file", secret],
+                log_path=tmp_path / "authd.log").start()
+    try:
+        proc.wait_http(f"http://127.0.0.1:{admin}/healthz", 10, ok=lambda s: s == 200)
+
+        def get(path, p=port, host="echo.localhost", accept="application/json"):
+            conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+            conn.request("GET", path, headers={"Host": host, "Accept": accept})
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            return resp.status, body
+
+        status, body = get("/readyz", admin)
+        assert status == 503 and b"config file not found" in body
+        assert get("/ext-authz/app")[0] == 503
+        assert get("/oauth2/auth")[0] == 503
+        assert "config file does not exist" in (tmp_path / "authd.log").read_text()
+
+        text = f"""hosts:
+  - id: test/echo
+    hosts: [echo.localhost]
+    oidc: {{issuerURL: "{idp.issuer}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+    paths: {{skip: [/public/]}}
+allowInsecureIssuers: true
+cookieSecretFiles: [/nonexistent/overridden-by-the-flag]
+"""
+        k8s_publish(volume, {"config.yaml": text}, 1)
+        deadline = time.monotonic() + 10
+        while get("/ext-authz/app")[0] != 401:
+            assert time.monotonic() < deadline, "the config that appeared was never loaded"
+            time.sleep(0.1)
+        assert get("/ext-authz/public/x")[0] == 200
+        assert get("/ext-authz/app", host="other.localhost")[0] == 403
+        while get("/readyz", admin)[0] != 200:
+            assert time.monotonic() < deadline + 10, "readyz never turned 200"
+            time.sleep(0.1)
+        # the next Secret update (another ..data swap) adds a host
+        k8s_publish(volume, {"config.yaml": text.replace("[echo.localhost]",
+                                                         "[echo.localhost, other.localhost]")}, 2)
+        deadline = time.monotonic() + 10
+        while get("/ext-authz/app", host="other.localhost")[0] != 401:
+            assert time.monotonic() < deadline, "the ..data swap was never loaded"
+            time.sleep(0.1)
+    finally:
+        proc.stop()
+    assert proc.popen.returncode == 0
+
+
 # --- the IdP goes away -----------------------------------------------------------------------
 
 def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
