@@ -1178,7 +1178,8 @@ authd_config_free(struct authd_config *cfg)
 /*
  * Copies the host part of a Host header value, lowercased, into out. False when unusable: a
  * port must be digits only, and the name only letters, digits, "-", "_" and "." (or an IPv6
- * literal in brackets), so "a.example.com:80@evil" never matches a.example.com.
+ * literal in brackets), so "a.example.com:80@evil" never matches a.example.com; trailing dots
+ * are dropped, empty labels (".a.example.com", "a..example.com") refused.
  */
 static bool
 normalize_host(const char *in, char *out, size_t outlen)
@@ -1202,10 +1203,13 @@ normalize_host(const char *in, char *out, size_t outlen)
         return false;
     while (n > 0 && in[n - 1] == '.')
         n--;
-    if (n == 0 || n >= outlen)
+    if (n == 0 || n >= outlen || in[0] == '.')
         return false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '.' && in[i + 1] == '.')
+            return false; /* an empty label: no DNS name, never a wildcard's subdomain */
         out[i] = (char)tolower((unsigned char)in[i]);
+    }
     out[n] = '\0';
     return true;
 }

@@ -251,6 +251,23 @@ test_match_host(void **state)
         {"evil.com", -1},
         {"echo.example.com:80@evil.com", -1},
         {"echo.example.com:abc", -1},
+        {"echo.example.com:", -1},
+        {" echo.example.com", -1},
+        {"echo.example.com\t", -1},
+        {"echo.example.com/x", -1},
+        {"echo.example.com%2e", -1},
+        {"echo.example.com..", 0},
+        {"x..apps.example.com", -1},
+        {"[::1]:443", -1},
+        {"[echo.example.com]", -1},
+        {"*.apps.example.com", -1},
+        {".apps.example.com", -1},
+        {"x.apps.example.com:443:443", -1},
+        {"x.apps.example.com\r\nX-Evil: 1", -1},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         ".other.example.com", -1}, /* over 253 bytes: not a DNS name */
         {"", -1},
         {NULL, -1},
     };
