@@ -98,14 +98,36 @@ authd_envoy_original_path(const char *prefix, const char *path)
 
 /* ---- identity ---- */
 
+/*
+ * Claim values become header values. Control characters would split or end a header, and
+ * bytes over 0x7e reach applications that decode them as Latin-1, UTF-8 or not at all (and,
+ * unchecked, as invalid UTF-8): all of them, and "%" itself so the result stays unambiguous,
+ * are percent-encoded. Printable ASCII without "%" (nearly every claim) is unchanged. Takes s.
+ */
 static char *
 sanitize(char *s)
 {
-    /* Claim values become header values: control characters would split or end headers. */
-    for (char *p = s; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
-    return s;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t extra = 0, j = 0;
+    char *out;
+
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        extra += *p < 0x20 || *p > 0x7e || *p == '%' ? 2 : 0;
+    if (extra == 0)
+        return s;
+    out = pc_xmalloc(strlen(s) + extra + 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '%') {
+            out[j++] = '%';
+            out[j++] = hex[*p >> 4];
+            out[j++] = hex[*p & 15];
+        } else {
+            out[j++] = (char)*p;
+        }
+    }
+    out[j] = '\0';
+    free(s);
+    return out;
 }
 
 char *

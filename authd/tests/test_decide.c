@@ -356,15 +356,39 @@ test_original_url(void **state)
 static void
 test_claim_sanitized(void **state)
 {
-    struct authd_identity id = {.sub = "a\r\nX-Evil: 1"};
-    char *v = authd_identity_claim(&id, "sub");
+    static const struct {
+        const char *claim, *header;
+    } claims[] = {
+        {"a\r\nX-Evil: 1", "a%0D%0AX-Evil: 1"},
+        {"alice@example.com", "alice@example.com"},
+        {"Zo\xc3\xab", "Zo%C3%AB"},
+        {"bad\xff\xfeutf8", "bad%FF%FEutf8"},
+        {"100%", "100%25"},
+        {"tab\there\x7f", "tab%09here%7F"},
+        {"", ""},
+    };
 
     (void)state;
-    assert_string_equal(v, "a  X-Evil: 1");
-    free(v);
-    v = authd_identity_claim(&id, "nope");
-    assert_string_equal(v, "");
-    free(v);
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        char *groups[] = {(char *)claims[i].claim, "ops"};
+        struct authd_identity id = {.sub = (char *)claims[i].claim,
+                                    .groups = {.v = groups, .n = 2}};
+        char *v = authd_identity_claim(&id, "sub"), *g = authd_identity_claim(&id, "groups");
+        char *want = pc_xasprintf("%s,ops", claims[i].header);
+
+        assert_string_equal(v, claims[i].header);
+        assert_string_equal(g, want);
+        free(v);
+        free(g);
+        free(want);
+    }
+    {
+        struct authd_identity id = {.sub = "x"};
+        char *v = authd_identity_claim(&id, "nope");
+
+        assert_string_equal(v, "");
+        free(v);
+    }
 }
 
 static void
