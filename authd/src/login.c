@@ -499,6 +499,11 @@ refresh_seal(struct refresh_ctx *c, json_t *claims, const char *idt, const char 
     if ((rc = authd_session_from_claims(c->host, claims, idt ? idt : c->old->id_token,
                                         rt ? rt : c->old->refresh_token, now, &s)))
         return rc;
+    /* OIDC Core 12.2: a refreshed ID token is about the same user, or it is not accepted. */
+    if (strcmp(s->id.sub, c->old->id.sub) != 0) {
+        authd_session_free(s);
+        return PC_EAUTH;
+    }
     s->issued_at = c->old->issued_at;
     s->expires_at = c->old->expires_at;
     rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, out);
