@@ -188,7 +188,11 @@ fi
   echo "libwebsockets: $(pkg-config --modversion libwebsockets)"
   [[ -x "$ENVOY" ]] && echo "envoy: $("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p' | head -1)"
   [[ -n "${O2P:-}" ]] && echo "oauth2-proxy: $("$O2P" --version 2>&1 | head -1)"
-  echo "source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain -- authd common 2>/dev/null | grep -q . && echo ' + uncommitted changes in authd/ or common/')"
+  if git -C "$ROOT" rev-parse --short HEAD >/dev/null 2>&1; then
+    echo "source: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" status --porcelain -- authd common | grep -q . && echo ' + uncommitted changes in authd/ or common/')"
+  else
+    echo "source: ${BENCH_SOURCE:-$ROOT (not a git checkout; set BENCH_SOURCE)}"
+  fi
   echo "authd: $BUILD ($(sed -n 's/^CMAKE_BUILD_TYPE:[^=]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null))"
   echo "method: servers on core $SCPU, wrk on core $CCPU, wrk -t1 -c$CONNS -d$DURATION --latency, warm-up $WARMUP, $RUNS rounds interleaved, medians"
 } >"$OUT/machine.txt"

@@ -358,7 +358,8 @@ def main():
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "controller", "common"],
                            capture_output=True, text=True).stdout.strip()
     res: dict = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "source": git + (" + uncommitted changes in controller/ or common/" if dirty else ""),
+                 "source": (git + (" + uncommitted changes in controller/ or common/" if dirty else "")
+                            if git else os.environ.get("BENCH_SOURCE", f"{ROOT} (not a git checkout)")),
                  "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     ctl = None
     with ApiServer() as api:
