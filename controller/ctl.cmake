@@ -13,7 +13,9 @@ target_link_libraries(ctl_core PUBLIC pccommon PkgConfig::JANSSON PkgConfig::YAM
 add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_queue.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_metrics.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c)
 target_link_libraries(ctl_run PUBLIC ctl_core k8s Threads::Threads)
 
 add_executable(portcullis-controller

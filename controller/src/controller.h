@@ -157,13 +157,18 @@ int k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *o
 /*
  * The same one page at a time, so a big collection is never held whole: fn gets each page's
  * items (a borrowed array, each with apiVersion and kind; it may modify or take references to
- * them). page_size 0: 500. *resource_version (new) is the list's, to watch from. Returns 0 or
- * the first error (pages before it were handed on); fn's non-zero result stops the list and is
- * returned.
+ * them). Returns 0 or the first error (pages before it were handed on); fn's non-zero result
+ * stops the list and is returned. Free p->resource_version either way.
  */
 typedef int (*k8s_page_fn)(void *ud, json_t *items);
-int k8s_list_pages(struct k8s_client *c, const struct k8s_ref *ref, int page_size,
-                   k8s_page_fn fn, void *ud, char **resource_version, struct pc_diag *diag);
+struct k8s_pages {
+    const struct k8s_ref *ref;
+    int page_size;            /* 0: 500 */
+    k8s_page_fn fn;
+    void *ud;
+    char *resource_version;   /* out, new: the list's, to watch from */
+};
+int k8s_list_pages(struct k8s_client *c, struct k8s_pages *p, struct pc_diag *diag);
 
 /* POST obj to the collection of ref (ref->name ignored). Exists -> K8S_ECONFLICT. */
 int k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
@@ -315,14 +320,20 @@ void k8s_strip_bookkeeping(json_t *obj);
 
 /*
  * A relist, as a watch does it: store maps "namespace/name" -> resourceVersion (a string).
- * k8s_store_note records one listed object in fresh (a new object the caller made) and reports
- * ADDED for a key store lacks, MODIFIED for a changed resourceVersion. k8s_store_finish reports
- * DELETED (a stub, see k8s_watch_fn) for each key of store missing from fresh, then moves
- * fresh's contents into store. k8s_store_replace does both for a whole list of items.
+ * k8s_relist_note records one listed object in fresh and reports ADDED for a key store lacks,
+ * MODIFIED for a changed resourceVersion. k8s_relist_finish reports DELETED (a stub, see
+ * k8s_watch_fn) for each key of store missing from fresh, then moves fresh's contents into
+ * store. k8s_store_replace does all of it for a whole list of items.
  */
-void k8s_store_note(const json_t *store, json_t *fresh, json_t *obj, k8s_watch_fn fn, void *ud);
-void k8s_store_finish(json_t *store, json_t *fresh, const char *api_version, k8s_watch_fn fn,
-                      void *ud);
+struct k8s_relist {
+    json_t *store;            /* borrowed */
+    json_t *fresh;            /* borrowed: a new object the caller made */
+    const char *api_version;  /* of the stubs, may be NULL */
+    k8s_watch_fn fn;
+    void *ud;
+};
+void k8s_relist_note(struct k8s_relist *r, json_t *obj);
+void k8s_relist_finish(struct k8s_relist *r);
 void k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud);
 
 /* Capped exponential backoff with jitter: attempt 0 -> ~0.5 s, doubling, capped at 30 s. */
@@ -687,7 +698,7 @@ struct ctl_http *ctl_http_start(const char *addr, ctl_http_fn fn, void *ud, int 
 void ctl_http_stop(struct ctl_http *h);
 
 /* ---------------------------------------------------------------------------------------- */
-/* ctl_reconcile.c - the controller: caches fed by watches, one worker applying the state     */
+/* ctl_reconcile.c - the controller: caches fed by watches, a key worker per ProtectedHost   */
 /* ---------------------------------------------------------------------------------------- */
 
 enum ctl_mesh_mode { CTL_MESH_ISTIO, CTL_MESH_SHARED, CTL_MESH_NONE };
@@ -706,20 +717,38 @@ struct ctl_run_opts {
     long resync_secs;            /* full re-apply period, default 600 */
 };
 
+/*
+ * Two kinds of threads write: the key workers (queue q: "ph:<ns>/<name>" and "resync") apply
+ * each ProtectedHost's policy, finalizer and status as soon as its object changes; the global
+ * writer (queue gq: only "global") writes the outputs every host shares, authd's config Secret
+ * and the mesh provider. A change marks the shared outputs dirty by bumping seq and queueing
+ * "global"; the queue runs one pass at a time and, when dirtied during a pass, exactly one more
+ * with the latest state. Statuses that depend on the shared outputs wait for a pass that
+ * included them (written_seq >= the host's seq); the writer queues their keys again.
+ */
 struct ctl_ctx {
     struct ctl_run_opts o;
     struct k8s_client *kc;
-    struct ctl_queue *q;
+    struct ctl_queue *q;    /* "ph:<ns>/<name>", "resync": the key worker */
+    struct ctl_queue *gq;   /* "global": the global writer */
     struct ctl_metrics m;
-    pthread_mutex_t mu;     /* guards the caches and counters below */
-    json_t *phs;            /* "ns/name" -> ProtectedHost, fed by the watches */
+    pthread_mutex_t mu;     /* guards the caches and counters below; never held before hmu */
+    json_t *phs;            /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
+                               "look": what a change must touch to matter,
+                               "secret": "ns/name" of its client Secret} */
     json_t *secrets;        /* "ns/name" -> the Secret's data object */
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;      /* every watch listed once */
-    /* owned by the worker thread */
-    json_t *applied;        /* "ns/name" -> {"ref": "gwns/policy", "hash": "..."} */
-    json_t *status_written; /* "ns/name" -> status as last written */
+    pthread_mutex_t hmu;    /* guards the hosts and the shared outputs' state below */
+    struct ctl_hosts hosts;
+    unsigned long seq;         /* bumped whenever a host's shared outputs change */
+    unsigned long written_seq; /* the last seq whose outputs were all applied */
+    char *authd_error;      /* the global writer's last failures, NULL when fine */
+    char *mesh_error;
+    char *snippet;          /* --mesh-config=none: the provider in one line, for Events */
+    bool recheck;           /* the writer must not trust what it believes was written */
+    /* owned by the global writer */
     char *authd_hash;       /* SHA-256 of the authd config last written (or found) */
     char *mesh_hash;
 };
@@ -734,8 +763,59 @@ struct ctl_watch_slot {
 void ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_synced(void *ud);
-/* The worker: takes keys until the queue shuts down. */
+/*
+ * A key worker: takes keys of q until it shuts down. CTL_KEY_WORKERS of them run; the queue
+ * never hands the same key to two at once, and what they share is under hmu.
+ */
+#define CTL_KEY_WORKERS 2
 void *ctl_worker(void *arg);
+/* Queues "ph:<id>". */
+void ctl_queue_host(struct ctl_ctx *c, const char *id);
+/*
+ * Called by the key worker with hmu held after h's outputs may have changed: when their
+ * signature changed, bumps seq, records it in h and returns true (queue "global" once
+ * unlocked).
+ */
+bool ctl_publish(struct ctl_ctx *c, struct ctl_host *h);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_status.c - a ProtectedHost's status conditions and Events                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/* What a status is made of. All borrowed. */
+struct ctl_status_in {
+    enum ctl_verdict verdict; /* h's, read under hmu: other workers may settle h meanwhile */
+    const char *message;      /* ctl_host_message(h), likewise */
+    const json_t *obj;        /* the ProtectedHost: generation, old conditions, Event subject */
+    const char *policy_ns;    /* the policy's namespace, NULL when the host has no policy */
+    const char *policy_error; /* applying the policy failed, else NULL */
+    const char *authd_error;  /* the global writer's failures, else NULL */
+    const char *mesh_error;
+};
+/*
+ * Applies h's status when it says something else than the status last written (h->status_sig,
+ * else the object's), and records an Event when the Ready reason changes. Of h it reads only
+ * what never changes (names) and, under hmu, status_sig. Returns 0 (also when the object is
+ * gone) or the write's error.
+ */
+int ctl_status_write(struct ctl_ctx *c, struct ctl_host *h, const struct ctl_status_in *in);
+/*
+ * --mesh-config=none: records the Normal Event ProviderSnippet with the provider's one-line
+ * form on obj, unless h already got this snippet (h->snippet_sig).
+ */
+void ctl_snippet_event(struct ctl_ctx *c, struct ctl_host *h, const json_t *obj,
+                       const char *snippet);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_global.c - the global writer: authd's config Secret and the mesh provider            */
+/* ---------------------------------------------------------------------------------------- */
+
+/* k8s_apply, its latency recorded in the metrics. */
+int ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj,
+                    struct pc_diag *d);
+/* Takes "global" from gq until it shuts down; one pass writes what changed, then queues the
+ * keys of the hosts that waited for it. */
+void *ctl_global_worker(void *arg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_cli_render.c, ctl_run.c - the subcommands (argv as main got it, minus the program)    */

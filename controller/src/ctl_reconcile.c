@@ -1,18 +1,24 @@
 /*
- * ctl_reconcile.c - from what the watches saw to what the cluster holds.
+ * ctl_reconcile.c - from what the watches saw to what the cluster holds, one ProtectedHost at
+ * a time.
  *
- * The watch threads only update the caches and queue keys. One worker thread does all the
- * writing, so the reconciler needs no locks beyond copying the caches:
+ * The watch threads only update the caches and queue keys. CTL_KEY_WORKERS key workers take
+ * them; the queue hands a key to one worker at a time:
  *
- *   "ph:<ns>/<name>"  the finalizer: added to live objects; for deleted ones the policy and the
- *                     authd entry go first, then the finalizer.
- *   "global"          the whole desired state from every ProtectedHost: policies applied (only
- *                     those that changed), stale ones deleted, authd's config Secret and the
- *                     mesh provider written when their content changes, then each status.
- *   "resync"          after (re)gaining leadership and periodically: deletes policies with our
- *                     labels that no ProtectedHost wants, forgets what was applied, re-queues all.
+ *   "ph:<ns>/<name>"  that ProtectedHost alone: the finalizer; its entry in the host cache
+ *                     re-rendered (ctl_hosts.c); its AuthorizationPolicy applied when it
+ *                     changed, or deleted; its status. When its shared outputs (authd entry,
+ *                     header names) changed, it bumps the sequence number and queues "global"
+ *                     for the global writer (ctl_global.c), and its Ready status waits for a
+ *                     pass of that writer; a deleted object keeps its finalizer until then.
+ *   "resync"          after (re)gaining leadership and periodically: every cached object
+ *                     rendered again, policies with our labels that no ProtectedHost wants
+ *                     deleted, what was applied forgotten, every key queued again.
  *
  * Everything is level-based and idempotent: a key may be processed any number of times.
+ * Locks: mu guards the watch caches, hmu the host cache (settling one host's conflicts
+ * changes others, and the global writer reads them all); a key worker takes hmu then mu,
+ * nobody the other way round. A host's names never change, so they are read unlocked.
  */
 #include "controller.h"
 
@@ -26,13 +32,15 @@
 #include "portcullis/crypto.h"
 #include "portcullis/json.h"
 #include "portcullis/log.h"
-#include "portcullis/yaml.h"
 
 #define KEY_GLOBAL "global"
 #define KEY_RESYNC "resync"
+#define ORPHAN_PAGE 100
 
 static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION,
                                       .plural = "protectedhosts"};
+static const struct k8s_ref ap_ref = {.api_version = "security.istio.io/v1",
+                                      .plural = "authorizationpolicies"};
 
 void
 ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc)
@@ -41,125 +49,145 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->o = *o;
     c->kc = kc;
     c->q = ctl_queue_new();
+    c->gq = ctl_queue_new();
     ctl_metrics_init(&c->m);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->hmu, NULL);
     c->phs = json_object();
     c->secrets = json_object();
-    c->applied = json_object();
-    c->status_written = json_object();
+    ctl_hosts_init(&c->hosts);
 }
 
 void
 ctl_ctx_release(struct ctl_ctx *c)
 {
     ctl_queue_free(c->q);
+    ctl_queue_free(c->gq);
     ctl_metrics_release(&c->m);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->hmu);
     json_decref(c->phs);
     json_decref(c->secrets);
-    json_decref(c->applied);
-    json_decref(c->status_written);
+    ctl_hosts_release(&c->hosts);
+    free(c->authd_error);
+    free(c->mesh_error);
+    free(c->snippet);
     free(c->authd_hash);
     free(c->mesh_hash);
-}
-
-static double
-now_secs(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static char *
 object_id(const json_t *obj)
 {
     const json_t *md = json_object_get(obj, "metadata");
-    const char *ns = pc_json_str(md, "namespace");
+    const char *ns = pc_json_str(md, "namespace"), *name = pc_json_str(md, "name");
 
-    return pc_xasprintf("%s/%s", ns ? ns : "", pc_json_str(md, "name") ? pc_json_str(md, "name")
-                                                                      : "");
+    return pc_xasprintf("%s/%s", ns ? ns : "", name ? name : "");
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+void
+ctl_queue_host(struct ctl_ctx *c, const char *id)
+{
+    char *key = pc_xasprintf("ph:%s", id);
+
+    ctl_queue_add(c->q, key);
+    free(key);
 }
 
 /* ---- watch side ------------------------------------------------------------------------ */
 
-/* Whether the change is one the reconciler acts on (not just our own status write). */
-static bool
-worth_a_look(const json_t *old, const json_t *obj)
+/* What a change must touch to matter (not just our own status write), as one string. */
+static char *
+look_of(const json_t *obj)
 {
-    static const char *const fields[] = {"metadata.generation", "metadata.deletionTimestamp",
-                                         "metadata.finalizers", "metadata.uid", NULL};
+    json_t *l = json_pack("[O?,O?,O?,O?]", pc_json_path(obj, "metadata.uid"),
+                          pc_json_path(obj, "metadata.generation"),
+                          pc_json_path(obj, "metadata.deletionTimestamp"),
+                          pc_json_path(obj, "metadata.finalizers"));
+    char *text = json_dumps(l, JSON_COMPACT);
 
-    if (!old)
-        return true;
-    for (size_t i = 0; fields[i]; i++) {
-        const json_t *a = pc_json_path(old, fields[i]), *b = pc_json_path(obj, fields[i]);
+    json_decref(l);
+    return text;
+}
 
-        if ((a == NULL) != (b == NULL) || (a && !json_equal(a, b)))
-            return true;
-    }
-    return false;
+/*
+ * The cache keeps each ProtectedHost as compact JSON text: a parsed object costs ten times
+ * its text in jansson nodes, and the key worker needs only one object at a time.
+ */
+static json_t *
+cache_entry(const json_t *obj, const char *look)
+{
+    const json_t *ref = pc_json_path(obj, "spec.oidc.clientSecretRef");
+    const char *ns = pc_json_str(json_object_get(obj, "metadata"), "namespace");
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_t *e = json_pack("{s:s,s:s}", "text", text, "look", look);
+
+    if (pc_json_str(ref, "name"))
+        json_object_set_new(e, "secret",
+                            json_sprintf("%s/%s", ns ? ns : "", pc_json_str(ref, "name")));
+    free(text);
+    return e;
 }
 
 void
 ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
-    char *id = object_id(obj), *key = pc_xasprintf("ph:%s", id);
-    bool look;
+    char *id = object_id(obj), *look = type == K8S_DELETED ? NULL : look_of(obj);
+    json_t *entry = look ? cache_entry(obj, look) : NULL;
+    bool changed = true;
 
     pthread_mutex_lock(&c->mu);
-    look = type == K8S_DELETED || worth_a_look(json_object_get(c->phs, id), obj);
-    if (type == K8S_DELETED)
+    if (entry) {
+        changed = !same_str(pc_json_str(json_object_get(c->phs, id), "look"), look);
+        json_object_set_new(c->phs, id, entry);
+    } else {
         json_object_del(c->phs, id);
-    else
-        json_object_set(c->phs, id, obj);
-    pthread_mutex_unlock(&c->mu);
-    if (look) {
-        ctl_queue_add(c->q, key);
-        ctl_queue_add(c->q, KEY_GLOBAL);
     }
-    free(key);
+    pthread_mutex_unlock(&c->mu);
+    if (changed)
+        ctl_queue_host(c, id);
+    free(look);
     free(id);
 }
 
-/* Whether a ProtectedHost in the cache refers to Secret ns/name. Called locked. */
-static bool
-secret_in_use(struct ctl_ctx *c, const char *ns, const char *name)
+/* The ids of the ProtectedHosts whose client Secret is secret_id. Called locked. */
+static json_t *
+secret_users(struct ctl_ctx *c, const char *secret_id)
 {
+    json_t *ids = json_array(), *e;
     const char *id;
-    json_t *ph;
 
-    json_object_foreach(c->phs, id, ph) {
-        const char *ref = pc_json_str(pc_json_path(ph, "spec.oidc.clientSecretRef"), "name");
-        const char *pns = pc_json_str(json_object_get(ph, "metadata"), "namespace");
-
-        if (ref && pns && strcmp(ref, name) == 0 && strcmp(pns, ns) == 0)
-            return true;
+    json_object_foreach(c->phs, id, e) {
+        if (same_str(pc_json_str(e, "secret"), secret_id))
+            json_array_append_new(ids, json_string(id));
     }
-    return false;
+    return ids;
 }
 
 void
 ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
-    const json_t *md = json_object_get(obj, "metadata");
     char *id = object_id(obj);
-    json_t *data = json_object_get(obj, "data");
-    bool used;
+    json_t *data = json_object_get(obj, "data"), *users, *v;
+    size_t i;
 
     pthread_mutex_lock(&c->mu);
     if (type == K8S_DELETED)
         json_object_del(c->secrets, id);
     else
         json_object_set_new(c->secrets, id, data ? json_incref(data) : json_object());
-    used = secret_in_use(c, pc_json_str(md, "namespace") ? pc_json_str(md, "namespace") : "",
-                         pc_json_str(md, "name") ? pc_json_str(md, "name") : "");
+    users = secret_users(c, id);
     pthread_mutex_unlock(&c->mu);
-    if (used)
-        ctl_queue_add(c->q, KEY_GLOBAL);
+    json_array_foreach(users, i, v) ctl_queue_host(c, json_string_value(v));
+    json_decref(users);
     free(id);
 }
 
@@ -179,557 +207,54 @@ ctl_on_synced(void *ud)
     pthread_mutex_unlock(&c->mu);
     if (relist)
         ctl_metrics_inc(&c->m, &c->m.watch_relists);
+    /* A relist's own events queued what changed; the first complete sync starts the work. */
     if (all && !atomic_exchange(&c->ready, true)) {
         pc_log(PC_LOG_INFO, "caches_synced", NULL);
         ctl_queue_add(c->q, KEY_RESYNC);
-    } else if (all) {
-        ctl_queue_add(c->q, KEY_GLOBAL);
     }
 }
 
-/* ---- helpers for writes ------------------------------------------------------------------ */
+/* ---- reading the caches -------------------------------------------------------------------- */
 
-static int
-timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *d)
+/* New parsed ProtectedHost id from the cache, or NULL. */
+static json_t *
+cached_object(struct ctl_ctx *c, const char *id)
 {
-    double t0 = now_secs();
-    int rc = k8s_apply(c->kc, ref, obj, d);
+    json_t *obj = NULL;
+    const char *text;
 
-    ctl_metrics_apply(&c->m, now_secs() - t0);
-    return rc;
+    pthread_mutex_lock(&c->mu);
+    text = pc_json_str(json_object_get(c->phs, id), "text");
+    if (text)
+        obj = json_loads(text, 0, NULL);
+    pthread_mutex_unlock(&c->mu);
+    return obj;
 }
 
-static void
-rfc3339_now(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Splits "ns/name" in place into two strings. */
-static void
-split_ref(char *ref, const char **ns, const char **name)
-{
-    char *slash = strchr(ref, '/');
-
-    *ns = ref;
-    *name = slash ? slash + 1 : "";
-    if (slash)
-        *slash = '\0';
-}
-
-static int
-delete_policy(struct ctl_ctx *c, const char *policy_ref)
-{
-    char *copy = pc_xstrdup(policy_ref);
-    struct k8s_ref ref = {.api_version = "security.istio.io/v1",
-                          .plural = "authorizationpolicies"};
-    struct pc_diag d = {0};
-    int rc;
-
-    split_ref(copy, &ref.namespace, &ref.name);
-    rc = k8s_delete(c->kc, &ref, &d);
-    if (rc == K8S_ENOTFOUND)
-        rc = 0;
-    if (rc < 0)
-        pc_log(PC_LOG_WARN, "policy_delete_failed", "policy", policy_ref, "error", d.msg, NULL);
-    else {
-        ctl_metrics_inc(&c->m, &c->m.policy_deletes);
-        pc_log(PC_LOG_INFO, "policy_deleted", "policy", policy_ref, NULL);
-    }
-    free(copy);
-    return rc;
-}
-
-/* ---- the desired state ------------------------------------------------------------------- */
-
-struct snapshot {
-    json_t *objs;    /* ProtectedHosts not being deleted */
-    json_t *secrets; /* shallow copy of the Secret cache */
-};
-
+/* Secret lookups for ctl_host_refresh; takes mu (the caller may hold hmu). */
 static int
 lookup_secret(void *ud, const char *ns, const char *name, const char *key, char **value)
 {
-    struct snapshot *s = ud;
-    char *id = pc_xasprintf("%s/%s", ns, name);
-    const char *b64 = pc_json_str(json_object_get(s->secrets, id), key);
+    struct ctl_ctx *c = ud;
+    char *id = pc_xasprintf("%s/%s", ns, name), *b64 = NULL;
     unsigned char *raw = NULL;
     size_t len = 0;
+    int rc = 0;
 
-    free(id);
-    if (!b64 || pc_b64_decode(b64, strlen(b64), &raw, &len) < 0 || memchr(raw, '\0', len)) {
-        free(raw);
-        return PC_ENOTFOUND;
-    }
-    *value = (char *)raw;
-    return 0;
-}
-
-static void
-take_snapshot(struct ctl_ctx *c, struct snapshot *s)
-{
-    const char *id;
-    json_t *ph;
-
-    s->objs = json_array();
     pthread_mutex_lock(&c->mu);
-    json_object_foreach(c->phs, id, ph) {
-        if (!pc_json_path(ph, "metadata.deletionTimestamp"))
-            json_array_append(s->objs, ph);
-    }
-    s->secrets = json_copy(c->secrets);
+    if (pc_json_str(json_object_get(c->secrets, id), key))
+        b64 = pc_xstrdup(pc_json_str(json_object_get(c->secrets, id), key));
     pthread_mutex_unlock(&c->mu);
-}
-
-static void
-build_state(struct ctl_ctx *c, struct ctl_state *st, struct snapshot *s)
-{
-    struct ctl_state_opts so = {.authd = c->o.authd, .secret = lookup_secret, .ud = s};
-
-    take_snapshot(c, s);
-    ctl_state_build(st, s->objs, &so);
-}
-
-static void
-release_snapshot(struct snapshot *s)
-{
-    json_decref(s->objs);
-    json_decref(s->secrets);
-}
-
-/* ---- global: policies ---------------------------------------------------------------------- */
-
-/* What went wrong per id ("ns/name" -> message), for the statuses. */
-struct outcome {
-    json_t *policy_errors;
-    char *authd_error;
-    char *mesh_error;
-};
-
-static char *
-policy_ref_of(const struct ctl_item *it)
-{
-    return pc_xasprintf("%s/%s", pc_json_str(pc_json_path(it->policy, "metadata"), "namespace"),
-                        it->policy_name);
-}
-
-static int
-apply_policy(struct ctl_ctx *c, const struct ctl_item *it, struct outcome *out)
-{
-    char *dump = pc_json_dumps_sorted(it->policy), *hash = pc_sha256_hex(dump, strlen(dump));
-    char *ref = policy_ref_of(it);
-    const json_t *prev = json_object_get(c->applied, it->id);
-    struct k8s_ref kref = {.api_version = "security.istio.io/v1", .plural = "authorizationpolicies"};
-    struct pc_diag d = {0};
-    int rc = 0;
-
-    if (!prev || strcmp(pc_json_str(prev, "hash"), hash) != 0) {
-        rc = timed_apply(c, &kref, it->policy, &d);
-        if (rc < 0) {
-            json_object_set_new(out->policy_errors, it->id, json_string(d.msg));
-            pc_log(PC_LOG_WARN, "policy_apply_failed", "policy", ref, "error", d.msg, NULL);
-        } else {
-            if (prev && strcmp(pc_json_str(prev, "ref"), ref) != 0)
-                delete_policy(c, pc_json_str(prev, "ref")); /* moved to another gateway */
-            json_object_set_new(c->applied, it->id, json_pack("{s:s,s:s}", "ref", ref, "hash",
-                                                              hash));
-            pc_log(PC_LOG_INFO, "policy_applied", "policy", ref, "owner", it->id, NULL);
-        }
-    }
-    free(ref);
-    free(hash);
-    free(dump);
-    return rc;
-}
-
-/* Policies applied before that no item wants any more. */
-static int
-delete_unwanted(struct ctl_ctx *c, const struct ctl_state *st)
-{
-    json_t *gone = json_array();
-    const char *id;
-    json_t *v;
-    size_t i;
-    int rc = 0;
-
-    json_object_foreach(c->applied, id, v) {
-        const char *slash = strchr(id, '/');
-        char *ns = pc_xstrndup(id, slash ? (size_t)(slash - id) : 0);
-        const struct ctl_item *it = ctl_state_find(st, ns, slash ? slash + 1 : "");
-
-        if (!it || !it->policy)
-            json_array_append_new(gone, json_string(id));
-        free(ns);
-    }
-    json_array_foreach(gone, i, v) {
-        const char *ref = pc_json_str(json_object_get(c->applied, json_string_value(v)), "ref");
-
-        if (delete_policy(c, ref) < 0)
-            rc = -1;
-        else
-            json_object_del(c->applied, json_string_value(v));
-    }
-    json_decref(gone);
-    return rc;
-}
-
-/* ---- global: authd config and mesh provider -------------------------------------------------- */
-
-static bool
-authd_secret_matches(struct ctl_ctx *c, const char *text)
-{
-    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets",
-                          .namespace = c->o.authd.namespace, .name = CTL_AUTHD_SECRET};
-    struct pc_diag d = {0};
-    json_t *cur = NULL;
-    unsigned char *raw = NULL;
-    size_t len = 0;
-    const char *b64;
-    bool same = false;
-
-    if (k8s_get(c->kc, &ref, &cur, &d) == 0) {
-        b64 = pc_json_str(json_object_get(cur, "data"), "config.yaml");
-        same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 &&
-               len == strlen(text) && memcmp(raw, text, len) == 0;
-    }
-    if (raw)
-        pc_cleanse(raw, len);
-    free(raw);
-    json_decref(cur);
-    return same;
-}
-
-static void
-write_authd_config(struct ctl_ctx *c, const struct ctl_state *st, struct outcome *out)
-{
-    char *hash = pc_sha256_hex(st->authd_text, strlen(st->authd_text)), *b64;
-    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets"};
-    struct pc_diag d = {0};
-    json_t *secret;
-
-    if (c->authd_hash && strcmp(c->authd_hash, hash) == 0) {
-        free(hash);
-        return;
-    }
-    if (!c->authd_hash && authd_secret_matches(c, st->authd_text)) {
-        c->authd_hash = hash; /* a restart: what is there is already right */
-        return;
-    }
-    b64 = pc_b64_encode(st->authd_text, strlen(st->authd_text));
-    secret = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
-                       "Secret", "metadata", "name", CTL_AUTHD_SECRET, "namespace",
-                       c->o.authd.namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis",
-                       "type", "Opaque", "data", "config.yaml", b64);
-    if (timed_apply(c, &ref, secret, &d) < 0) {
-        out->authd_error = pc_xasprintf("authd config Secret %s/%s: %s", c->o.authd.namespace,
-                                        CTL_AUTHD_SECRET, d.msg);
-        free(hash);
+    if (!b64 || pc_b64_decode(b64, strlen(b64), &raw, &len) < 0 || memchr(raw, '\0', len)) {
+        pc_free_secret((char *)raw);
+        rc = PC_ENOTFOUND;
     } else {
-        ctl_metrics_inc(&c->m, &c->m.authd_writes);
-        char n[32];
-
-        snprintf(n, sizeof(n), "%zu", json_array_size(json_object_get(st->authd_config, "hosts")));
-        pc_log(PC_LOG_INFO, "authd_config_written", "hosts", n, NULL);
-        free(c->authd_hash);
-        c->authd_hash = hash;
+        *value = (char *)raw;
     }
-    pc_cleanse(b64, strlen(b64));
-    free(b64);
-    json_decref(secret);
-}
-
-/* --mesh-config=istio: merge into the installer's ConfigMap, with optimistic concurrency. */
-static int
-mesh_istio(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
-{
-    struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps",
-                          .namespace = c->o.mesh_namespace, .name = c->o.mesh_configmap};
-    json_t *cm = NULL;
-    char *merged = NULL;
-    const char *cur;
-    int rc = k8s_get(c->kc, &ref, &cm, d);
-
-    if (rc == K8S_ENOTFOUND)
-        pc_diag_set(d, 0, 0, "mesh ConfigMap %s/%s not found", ref.namespace, ref.name);
-    if (rc < 0)
-        goto out;
-    cur = pc_json_str(json_object_get(cm, "data"), "mesh");
-    if ((rc = ctl_mesh_merge(cur, provider, &merged, d)) < 0)
-        goto out;
-    if (cur && strcmp(cur, merged) == 0)
-        goto out;
-    if (!json_is_object(json_object_get(cm, "data")))
-        json_object_set_new(cm, "data", json_object());
-    json_object_set_new(json_object_get(cm, "data"), "mesh", json_string(merged));
-    if ((rc = k8s_update(c->kc, &ref, cm, d)) == 0) {
-        ctl_metrics_inc(&c->m, &c->m.mesh_writes);
-        pc_log(PC_LOG_INFO, "mesh_provider_written", "configmap", ref.name, NULL);
-    }
-out:
-    free(merged);
-    json_decref(cm);
+    pc_free_secret(b64);
+    free(id);
     return rc;
 }
-
-/* --mesh-config=shared: a ConfigMap of our own, only the provider in it. */
-static int
-mesh_shared(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
-{
-    struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps"};
-    char *text = NULL;
-    json_t *cm;
-    int rc = ctl_mesh_merge(NULL, provider, &text, d);
-
-    if (rc < 0)
-        return rc;
-    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind",
-                   "ConfigMap", "metadata", "name", c->o.mesh_configmap, "namespace",
-                   c->o.mesh_namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis", "data",
-                   "mesh", text);
-    rc = timed_apply(c, &ref, cm, d);
-    if (rc == 0)
-        ctl_metrics_inc(&c->m, &c->m.mesh_writes);
-    json_decref(cm);
-    free(text);
-    return rc;
-}
-
-static void
-write_mesh(struct ctl_ctx *c, const struct ctl_state *st, struct outcome *out)
-{
-    char *dump = pc_json_dumps_sorted(st->provider), *hash = pc_sha256_hex(dump, strlen(dump));
-    struct pc_diag d = {0};
-    int rc = 0;
-
-    if (c->o.mesh_mode == CTL_MESH_ISTIO)
-        rc = mesh_istio(c, st->provider, &d); /* always read: an installer may have reset it */
-    else if (c->o.mesh_mode == CTL_MESH_SHARED &&
-             (!c->mesh_hash || strcmp(c->mesh_hash, hash) != 0))
-        rc = mesh_shared(c, st->provider, &d);
-    else if (c->o.mesh_mode == CTL_MESH_NONE &&
-             (!c->mesh_hash || strcmp(c->mesh_hash, hash) != 0)) {
-        char *text = ctl_yaml_ordered(st->provider);
-
-        pc_log(PC_LOG_INFO, "mesh_provider_required", "provider", text, NULL);
-        free(text);
-    }
-    if (rc < 0) {
-        out->mesh_error = pc_xstrdup(d.msg);
-        pc_log(PC_LOG_WARN, "mesh_provider_failed", "error", d.msg, NULL);
-        free(hash);
-    } else {
-        free(c->mesh_hash);
-        c->mesh_hash = hash;
-    }
-    free(dump);
-}
-
-/* ---- global: status ------------------------------------------------------------------------- */
-
-struct cond {
-    const char *status, *reason;
-    char *message; /* new */
-};
-
-static void
-ready_condition(const struct ctl_item *it, const struct outcome *out, struct cond *r)
-{
-    const char *perr = pc_json_str(out->policy_errors, it->id);
-
-    r->status = "False";
-    if (it->verdict == CTL_INVALID || it->verdict == CTL_HOST_CONFLICT) {
-        r->reason = it->verdict == CTL_INVALID ? "Invalid" : "HostConflict";
-        r->message = pc_xstrdup(it->message);
-    } else if (perr) {
-        r->reason = "ApplyFailed";
-        r->message = pc_xasprintf("AuthorizationPolicy: %s", perr);
-    } else if (it->verdict == CTL_SECRET_MISSING) {
-        r->reason = "SecretNotFound";
-        r->message = pc_xstrdup(it->message);
-    } else if (out->authd_error) {
-        r->reason = "ApplyFailed";
-        r->message = pc_xstrdup(out->authd_error);
-    } else if (out->mesh_error) {
-        r->reason = "ProviderNotRegistered";
-        r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME,
-                                  out->mesh_error);
-    } else {
-        r->status = "True";
-        r->reason = "Applied";
-        r->message = pc_xasprintf("AuthorizationPolicy %s/%s, authd config and mesh provider "
-                                  "applied", pc_json_str(pc_json_path(it->policy, "metadata"),
-                                                         "namespace"), it->policy_name);
-    }
-}
-
-/* The previous lastTransitionTime when status is unchanged, else now. */
-static json_t *
-condition(const json_t *old_conds, const char *type, const struct cond *k, long long gen)
-{
-    char now[32];
-    const char *ltt = NULL;
-    size_t i;
-    json_t *o;
-
-    json_array_foreach(old_conds, i, o) {
-        if (strcmp(pc_json_str(o, "type") ? pc_json_str(o, "type") : "", type) == 0 &&
-            strcmp(pc_json_str(o, "status") ? pc_json_str(o, "status") : "", k->status) == 0)
-            ltt = pc_json_str(o, "lastTransitionTime");
-    }
-    rfc3339_now(now, sizeof(now));
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "type", type, "status", k->status, "reason",
-                     k->reason, "message", k->message ? k->message : "", "observedGeneration",
-                     (json_int_t)gen, "lastTransitionTime", ltt ? ltt : now);
-}
-
-static json_t *
-desired_status(const struct ctl_item *it, const struct outcome *out)
-{
-    const json_t *old = pc_json_path(it->obj, "status.conditions");
-    struct cond acc = {"True", "Accepted", NULL}, ready = {0};
-    json_t *st;
-
-    if (it->verdict == CTL_INVALID || it->verdict == CTL_HOST_CONFLICT) {
-        acc.status = "False";
-        acc.reason = it->verdict == CTL_INVALID ? "Invalid" : "HostConflict";
-        acc.message = pc_xstrdup(it->message);
-    } else {
-        acc.message = pc_xstrdup("spec is valid and its hosts are not claimed by an older "
-                                 "ProtectedHost");
-    }
-    ready_condition(it, out, &ready);
-    st = json_pack("{s:I,s:[o,o]}", "observedGeneration", (json_int_t)it->generation,
-                   "conditions", condition(old, "Accepted", &acc, it->generation),
-                   condition(old, "Ready", &ready, it->generation));
-    if (it->policy)
-        json_object_set_new(st, "authorizationPolicy", json_sprintf("%s/%s",
-                            pc_json_str(pc_json_path(it->policy, "metadata"), "namespace"),
-                            it->policy_name));
-    free(acc.message);
-    free(ready.message);
-    return st;
-}
-
-static const char *
-cond_field(const json_t *status, const char *type, const char *field)
-{
-    size_t i;
-    json_t *o;
-
-    json_array_foreach(json_object_get(status, "conditions"), i, o) {
-        if (strcmp(pc_json_str(o, "type") ? pc_json_str(o, "type") : "", type) == 0)
-            return pc_json_str(o, field);
-    }
-    return NULL;
-}
-
-static bool
-same_str(const char *a, const char *b)
-{
-    return a && b ? strcmp(a, b) == 0 : a == b;
-}
-
-/* Equal for our purposes: everything but the transition times. */
-static bool
-status_equal(const json_t *a, const json_t *b)
-{
-    static const char *const types[] = {"Accepted", "Ready", NULL};
-    static const char *const fields[] = {"status", "reason", "message", NULL};
-
-    if (!a || !b || !json_equal(json_object_get(a, "observedGeneration"),
-                                json_object_get(b, "observedGeneration")) ||
-        !same_str(pc_json_str(a, "authorizationPolicy"), pc_json_str(b, "authorizationPolicy")))
-        return false;
-    for (size_t t = 0; types[t]; t++)
-        for (size_t f = 0; fields[f]; f++)
-            if (!same_str(cond_field(a, types[t], fields[f]), cond_field(b, types[t], fields[f])))
-                return false;
-    return true;
-}
-
-static void
-record_event(struct ctl_ctx *c, const struct ctl_item *it, const json_t *st)
-{
-    const char *ready = cond_field(st, "Ready", "status");
-    struct k8s_event ev = {.involved = it->obj,
-                           .type = same_str(ready, "True") ? "Normal" : "Warning",
-                           .reason = cond_field(st, "Ready", "reason"),
-                           .message = cond_field(st, "Ready", "message")};
-    struct pc_diag d = {0};
-
-    if (k8s_event(c->kc, &ev, &d) < 0)
-        pc_log(PC_LOG_DEBUG, "event_failed", "owner", it->id, "error", d.msg, NULL);
-}
-
-static int
-write_status(struct ctl_ctx *c, const struct ctl_item *it, const struct outcome *out)
-{
-    json_t *st = desired_status(it, out), *body;
-    const json_t *known = json_object_get(c->status_written, it->id);
-    const json_t *cur = known ? known : json_object_get(it->obj, "status");
-    struct k8s_ref ref = ph_ref;
-    struct pc_diag d = {0};
-    int rc = 0;
-
-    if (status_equal(cur, st)) {
-        json_decref(st);
-        return 0;
-    }
-    ref.subresource = "status";
-    body = json_pack("{s:s,s:s,s:{s:s,s:s},s:O}", "apiVersion", CTL_GROUP_VERSION, "kind",
-                     "ProtectedHost", "metadata", "name", it->name, "namespace", it->ns,
-                     "status", st);
-    rc = timed_apply(c, &ref, body, &d);
-    if (rc == 0) {
-        ctl_metrics_inc(&c->m, &c->m.status_writes);
-        if (!same_str(cond_field(cur, "Ready", "reason"), cond_field(st, "Ready", "reason")))
-            record_event(c, it, st);
-        json_object_set(c->status_written, it->id, st);
-    } else if (rc != K8S_ENOTFOUND) {
-        pc_log(PC_LOG_WARN, "status_write_failed", "owner", it->id, "error", d.msg, NULL);
-    }
-    json_decref(body);
-    json_decref(st);
-    return rc == K8S_ENOTFOUND ? 0 : rc;
-}
-
-/* ---- global ------------------------------------------------------------------------------ */
-
-static int
-reconcile_global(struct ctl_ctx *c)
-{
-    struct outcome out = {.policy_errors = json_object()};
-    struct snapshot snap = {0};
-    struct ctl_state st;
-    int rc = 0;
-
-    build_state(c, &st, &snap);
-    for (size_t i = 0; i < st.n; i++)
-        if (st.items[i].policy && apply_policy(c, &st.items[i], &out) < 0)
-            rc = -1;
-    if (delete_unwanted(c, &st) < 0)
-        rc = -1;
-    write_authd_config(c, &st, &out);
-    write_mesh(c, &st, &out);
-    if (out.authd_error || out.mesh_error)
-        rc = -1;
-    for (size_t i = 0; i < st.n; i++)
-        if (write_status(c, &st.items[i], &out) < 0)
-            rc = -1;
-    ctl_state_release(&st);
-    release_snapshot(&snap);
-    json_decref(out.policy_errors);
-    free(out.authd_error);
-    free(out.mesh_error);
-    malloc_trim(0); /* a state of 1000s of hosts is built and dropped per pass: give it back */
-    return rc;
-}
-
-/* ---- one ProtectedHost: the finalizer ------------------------------------------------------- */
 
 static bool
 has_finalizer(const json_t *obj)
@@ -742,6 +267,33 @@ has_finalizer(const json_t *obj)
             return true;
     }
     return false;
+}
+
+/* ---- writes ------------------------------------------------------------------------------- */
+
+static int
+delete_policy(struct ctl_ctx *c, const char *policy_ref)
+{
+    char *copy = pc_xstrdup(policy_ref), *slash = strchr(copy, '/');
+    struct k8s_ref ref = ap_ref;
+    struct pc_diag d = {0};
+    int rc;
+
+    ref.namespace = copy;
+    ref.name = slash ? slash + 1 : "";
+    if (slash)
+        *slash = '\0';
+    rc = k8s_delete(c->kc, &ref, &d);
+    if (rc == K8S_ENOTFOUND)
+        rc = 0;
+    if (rc < 0)
+        pc_log(PC_LOG_WARN, "policy_delete_failed", "policy", policy_ref, "error", d.msg, NULL);
+    else {
+        ctl_metrics_inc(&c->m, &c->m.policy_deletes);
+        pc_log(PC_LOG_INFO, "policy_deleted", "policy", policy_ref, NULL);
+    }
+    free(copy);
+    return rc;
 }
 
 /* Adds or removes our finalizer, guarded by the object's resourceVersion. */
@@ -773,95 +325,378 @@ set_finalizer(struct ctl_ctx *c, const json_t *obj, bool present)
     return rc == K8S_ENOTFOUND ? 0 : rc;
 }
 
+/* ---- the host cache ---------------------------------------------------------------------- */
+
+bool
+ctl_publish(struct ctl_ctx *c, struct ctl_host *h)
+{
+    char *sig = ctl_host_out_sig(h);
+
+    if (same_str(sig, h->out_sig)) {
+        free(sig);
+        return false;
+    }
+    free(h->out_sig);
+    h->out_sig = sig;
+    h->seq = ++c->seq;
+    return true;
+}
+
+static void
+requeue_changed(void *ud, struct ctl_host *h)
+{
+    ctl_queue_host(ud, h->id);
+}
+
+/* Stops h claiming anything; the hosts it held go to the next in line. Called with hmu. */
+static bool
+retire(struct ctl_ctx *c, struct ctl_host *h)
+{
+    if (ctl_host_retire(h))
+        ctl_hosts_settle(&c->hosts, requeue_changed, c);
+    return ctl_publish(c, h);
+}
+
+/* The applied policy reference of id, new (NULL when none); forgets it when drop. */
+static char *
+applied_ref(struct ctl_ctx *c, const char *id, bool drop)
+{
+    struct ctl_host *h;
+    char *ref = NULL;
+
+    pthread_mutex_lock(&c->hmu);
+    if ((h = ctl_hosts_find(&c->hosts, id)) && h->applied_ref) {
+        ref = pc_xstrdup(h->applied_ref);
+        if (drop) {
+            free(h->applied_ref);
+            free(h->applied_hash);
+            h->applied_ref = h->applied_hash = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->hmu);
+    return ref;
+}
+
+/* Deletes id's policy if one is applied. */
+static int
+drop_policy(struct ctl_ctx *c, const char *id)
+{
+    char *ref = applied_ref(c, id, false);
+    int rc = ref ? delete_policy(c, ref) : 0;
+
+    if (ref && rc == 0)
+        free(applied_ref(c, id, true));
+    free(ref);
+    return rc;
+}
+
+/* ---- one ProtectedHost --------------------------------------------------------------------- */
+
+/* The object is gone: its policy goes, then its place in the cache and in authd's config. */
+static int
+forget(struct ctl_ctx *c, const char *id)
+{
+    bool dirty = false;
+    int rc = drop_policy(c, id);
+
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&c->hmu);
+    if (ctl_hosts_find(&c->hosts, id)) {
+        dirty = retire(c, ctl_hosts_find(&c->hosts, id));
+        ctl_hosts_remove(&c->hosts, id);
+    }
+    pthread_mutex_unlock(&c->hmu);
+    if (dirty)
+        ctl_queue_add(c->gq, KEY_GLOBAL);
+    return 0;
+}
+
+/*
+ * Being deleted: the policy and the authd entry must be gone before our finalizer is, so the
+ * host is never open while its object still exists.
+ */
+static int
+finalize(struct ctl_ctx *c, const char *id, const json_t *obj)
+{
+    struct ctl_host *h;
+    bool dirty, done;
+    int rc;
+
+    pthread_mutex_lock(&c->hmu);
+    h = ctl_hosts_get(&c->hosts, id);
+    dirty = retire(c, h);
+    done = c->written_seq >= h->seq;
+    h->waiting = !done;
+    pthread_mutex_unlock(&c->hmu);
+    if (dirty)
+        ctl_queue_add(c->gq, KEY_GLOBAL);
+    if ((rc = drop_policy(c, id)) < 0 || !done || !has_finalizer(obj))
+        return rc; /* not done: the global writer queues this key again */
+    if ((rc = set_finalizer(c, obj, false)) == 0)
+        pc_log(PC_LOG_INFO, "protectedhost_finalized", "owner", id, NULL);
+    return rc;
+}
+
+static char *
+policy_ref_of(const json_t *policy)
+{
+    const json_t *md = json_object_get(policy, "metadata");
+
+    return pc_xasprintf("%s/%s", pc_json_str(md, "namespace"), pc_json_str(md, "name"));
+}
+
+/* Applies policy when it differs from what was applied; *error gets why it failed. */
+static int
+apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **error)
+{
+    char *dump = pc_json_dumps_sorted(policy), *hash = pc_sha256_hex(dump, strlen(dump));
+    char *ref = policy_ref_of(policy), *old = NULL;
+    struct pc_diag d = {0};
+    struct ctl_host *h;
+    bool same;
+    int rc = 0;
+
+    pthread_mutex_lock(&c->hmu);
+    h = ctl_hosts_find(&c->hosts, id);
+    same = h && same_str(h->applied_hash, hash);
+    pthread_mutex_unlock(&c->hmu);
+    if (!same && (rc = ctl_timed_apply(c, &ap_ref, policy, &d)) < 0) {
+        *error = pc_xstrdup(d.msg);
+        pc_log(PC_LOG_WARN, "policy_apply_failed", "policy", ref, "error", d.msg, NULL);
+    } else if (!same) {
+        pc_log(PC_LOG_INFO, "policy_applied", "policy", ref, "owner", id, NULL);
+        pthread_mutex_lock(&c->hmu);
+        if ((h = ctl_hosts_find(&c->hosts, id))) {
+            old = h->applied_ref && strcmp(h->applied_ref, ref) ? pc_xstrdup(h->applied_ref)
+                                                                 : NULL;
+            free(h->applied_ref);
+            free(h->applied_hash);
+            h->applied_ref = pc_xstrdup(ref);
+            h->applied_hash = pc_xstrdup(hash);
+        }
+        pthread_mutex_unlock(&c->hmu);
+    }
+    if (old)
+        delete_policy(c, old); /* moved to another gateway namespace */
+    free(old);
+    free(ref);
+    free(hash);
+    free(dump);
+    return rc;
+}
+
+/* Re-renders id from obj; *policy gets its AuthorizationPolicy when it should have one. */
+static bool
+refresh(struct ctl_ctx *c, const char *id, const json_t *obj, json_t **policy)
+{
+    struct ctl_state_opts so = {.authd = c->o.authd, .secret = lookup_secret, .ud = c};
+    struct ctl_host *h;
+    enum ctl_verdict v;
+    bool dirty;
+
+    pthread_mutex_lock(&c->hmu);
+    h = ctl_hosts_get(&c->hosts, id);
+    if (ctl_host_refresh(h, obj, &so, policy))
+        ctl_hosts_settle(&c->hosts, requeue_changed, c);
+    dirty = ctl_publish(c, h);
+    v = ctl_host_verdict(h);
+    pthread_mutex_unlock(&c->hmu);
+    if (v != CTL_ACCEPTED && v != CTL_SECRET_MISSING) {
+        json_decref(*policy);
+        *policy = NULL;
+    }
+    return dirty;
+}
+
+/*
+ * The status, unless it must wait: a host that would be Ready waits until the global writer
+ * has applied its authd entry and headers (it queues this key again then). in's verdict,
+ * message and shared errors are filled here, under hmu.
+ */
+static int
+update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
+{
+    char *authd_error = NULL, *mesh_error = NULL, *snippet = NULL, *message = NULL;
+    struct ctl_host *h;
+    bool wait;
+    int rc = 0;
+
+    pthread_mutex_lock(&c->hmu);
+    h = ctl_hosts_find(&c->hosts, id);
+    in->verdict = ctl_host_verdict(h);
+    wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&
+           !c->authd_error && !c->mesh_error;
+    h->waiting = wait;
+    message = ctl_host_message(h) ? pc_xstrdup(ctl_host_message(h)) : NULL;
+    authd_error = c->authd_error ? pc_xstrdup(c->authd_error) : NULL;
+    mesh_error = c->mesh_error ? pc_xstrdup(c->mesh_error) : NULL;
+    snippet = c->snippet && ctl_host_publishes(h) ? pc_xstrdup(c->snippet) : NULL;
+    pthread_mutex_unlock(&c->hmu);
+    if (!wait) {
+        in->message = message;
+        in->authd_error = authd_error;
+        in->mesh_error = mesh_error;
+        rc = ctl_status_write(c, h, in);
+        if (snippet && c->o.mesh_mode == CTL_MESH_NONE)
+            ctl_snippet_event(c, h, in->obj, snippet);
+    }
+    free(message);
+    free(authd_error);
+    free(mesh_error);
+    free(snippet);
+    return rc;
+}
+
+static int
+reconcile_live(struct ctl_ctx *c, const char *id, const json_t *obj)
+{
+    struct ctl_status_in in = {.obj = obj};
+    json_t *policy = NULL;
+    char *policy_error = NULL;
+    int rc = 0, prc;
+
+    if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
+        return rc;
+    if (refresh(c, id, obj, &policy))
+        ctl_queue_add(c->gq, KEY_GLOBAL);
+    prc = policy ? apply_policy(c, id, policy, &policy_error) : drop_policy(c, id);
+    in.policy_ns = pc_json_str(json_object_get(policy, "metadata"), "namespace");
+    in.policy_error = policy_error;
+    rc = update_status(c, id, &in);
+    json_decref(policy);
+    free(policy_error);
+    return prc < 0 ? prc : rc;
+}
+
 static int
 reconcile_ph(struct ctl_ctx *c, const char *id)
 {
-    json_t *obj;
-    int rc = 0;
+    json_t *obj = cached_object(c, id);
+    int rc;
 
-    pthread_mutex_lock(&c->mu);
-    obj = json_incref(json_object_get(c->phs, id));
-    pthread_mutex_unlock(&c->mu);
     if (!obj)
-        return 0; /* gone: "global" drops its policy and authd entry */
-    if (pc_json_path(obj, "metadata.deletionTimestamp")) {
-        if (has_finalizer(obj)) {
-            /* The policy and authd entry must be gone before the object may go. */
-            rc = reconcile_global(c);
-            if (rc == 0)
-                rc = set_finalizer(c, obj, false);
-            if (rc == 0)
-                pc_log(PC_LOG_INFO, "protectedhost_finalized", "owner", id, NULL);
-        }
-    } else if (!has_finalizer(obj)) {
-        rc = set_finalizer(c, obj, true);
-    }
+        return forget(c, id);
+    if (pc_json_path(obj, "metadata.deletionTimestamp"))
+        rc = finalize(c, id, obj);
+    else
+        rc = reconcile_live(c, id, obj);
     json_decref(obj);
     return rc;
 }
 
 /* ---- resync -------------------------------------------------------------------------------- */
 
-/* Policies with our label that no current item wants: left from before a restart. */
-static int
-delete_orphans(struct ctl_ctx *c, const struct ctl_state *st)
+/* Every cached object rendered again, so conflicts are settled over all of them at once. */
+static json_t *
+rebuild_cache(struct ctl_ctx *c)
 {
-    struct k8s_ref ref = {.api_version = "security.istio.io/v1",
-                          .plural = "authorizationpolicies",
-                          .label_selector = CTL_LABEL_MANAGED_BY "=portcullis"};
-    struct k8s_list l = {0};
-    struct pc_diag d = {0};
-    json_t *wanted = json_object(), *ap;
+    struct ctl_state_opts so = {.authd = c->o.authd, .secret = lookup_secret, .ud = c};
+    json_t *ids = json_array(), *id, *obj;
+    const char *k;
     size_t i;
-    int rc;
 
-    for (size_t k = 0; k < st->n; k++)
-        if (st->items[k].policy)
-            json_object_set_new(wanted, st->items[k].policy_name, json_true());
-    rc = k8s_list(c->kc, &ref, &l, &d);
-    if (rc < 0)
-        pc_log(PC_LOG_WARN, "orphan_scan_failed", "error", d.msg, NULL);
-    json_array_foreach(l.items, i, ap) {
+    pthread_mutex_lock(&c->mu);
+    json_object_foreach(c->phs, k, obj) json_array_append_new(ids, json_string(k));
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->hmu);
+    json_array_foreach(ids, i, id) {
+        struct ctl_host *h = ctl_hosts_get(&c->hosts, json_string_value(id));
+
+        if (!(obj = cached_object(c, json_string_value(id))))
+            continue;
+        ctl_host_refresh(h, obj, &so, NULL);
+        if (pc_json_path(obj, "metadata.deletionTimestamp"))
+            ctl_host_retire(h);
+        json_decref(obj);
+    }
+    /* Hosts whose object went while we were not leading: their keys forget them. */
+    for (i = 0; i < c->hosts.n; i++)
+        json_array_append_new(ids, json_string(c->hosts.v[i]->id));
+    pthread_mutex_unlock(&c->hmu);
+    return ids;
+}
+
+/* Forgets what was applied, so every key applies its objects again. Returns wanted names. */
+static json_t *
+forget_applied(struct ctl_ctx *c)
+{
+    json_t *wanted = json_object();
+
+    pthread_mutex_lock(&c->hmu);
+    ctl_hosts_settle(&c->hosts, NULL, NULL);
+    for (size_t i = 0; i < c->hosts.n; i++) {
+        struct ctl_host *h = c->hosts.v[i];
+        enum ctl_verdict v = ctl_host_verdict(h);
+
+        free(h->applied_hash);
+        free(h->status_sig);
+        h->applied_hash = h->status_sig = NULL;
+        if (!h->deleting && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING))
+            json_object_set_new(wanted, h->policy_name, json_true());
+        ctl_publish(c, h);
+    }
+    c->recheck = true;
+    pthread_mutex_unlock(&c->hmu);
+    return wanted;
+}
+
+struct orphans {
+    struct ctl_ctx *c;
+    json_t *wanted;
+    int rc;
+};
+
+static int
+orphan_page(void *ud, json_t *items)
+{
+    struct orphans *o = ud;
+    size_t i;
+    json_t *ap;
+
+    json_array_foreach(items, i, ap) {
         const char *name = pc_json_str(json_object_get(ap, "metadata"), "name");
         char *pref = object_id(ap);
 
-        if (name && !json_object_get(wanted, name) && delete_policy(c, pref) < 0)
-            rc = -1;
+        if (name && !json_object_get(o->wanted, name) && delete_policy(o->c, pref) < 0)
+            o->rc = -1;
         free(pref);
     }
-    k8s_list_release(&l);
-    json_decref(wanted);
-    return rc;
+    return 0;
+}
+
+/* Policies with our label that no ProtectedHost wants: left from before a restart. */
+static int
+delete_orphans(struct ctl_ctx *c, json_t *wanted)
+{
+    struct k8s_ref ref = ap_ref;
+    struct orphans o = {.c = c, .wanted = wanted};
+    struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
+    struct pc_diag d = {0};
+    int rc;
+
+    ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
+    rc = k8s_list_pages(c->kc, &p, &d);
+    if (rc < 0)
+        pc_log(PC_LOG_WARN, "orphan_scan_failed", "error", d.msg, NULL);
+    free(p.resource_version);
+    return rc < 0 ? rc : o.rc;
 }
 
 static int
 resync(struct ctl_ctx *c)
 {
-    struct snapshot snap = {0};
-    struct ctl_state st;
-    const char *id;
-    json_t *v;
-    int rc;
+    json_t *ids = rebuild_cache(c), *wanted = forget_applied(c), *id;
+    size_t i;
+    int rc = delete_orphans(c, wanted);
 
-    build_state(c, &st, &snap);
-    rc = delete_orphans(c, &st);
-    ctl_state_release(&st);
-    release_snapshot(&snap);
-    json_object_clear(c->applied);
-    json_object_clear(c->status_written);
-    free(c->authd_hash);
-    c->authd_hash = NULL;
-    pthread_mutex_lock(&c->mu);
-    json_object_foreach(c->phs, id, v) {
-        char *key = pc_xasprintf("ph:%s", id);
-
-        ctl_queue_add(c->q, key);
-        free(key);
-    }
-    pthread_mutex_unlock(&c->mu);
-    ctl_queue_add(c->q, KEY_GLOBAL);
+    json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
+    ctl_queue_add(c->gq, KEY_GLOBAL);
     if (c->o.resync_secs > 0)
         ctl_queue_add_after(c->q, KEY_RESYNC, c->o.resync_secs * 1000);
+    json_decref(ids);
+    json_decref(wanted);
+    malloc_trim(0);
     return rc;
 }
 
@@ -870,8 +705,6 @@ resync(struct ctl_ctx *c)
 static int
 process(struct ctl_ctx *c, const char *key)
 {
-    if (strcmp(key, KEY_GLOBAL) == 0)
-        return reconcile_global(c);
     if (strcmp(key, KEY_RESYNC) == 0)
         return resync(c);
     if (strncmp(key, "ph:", 3) == 0)

@@ -164,16 +164,29 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
 /* ---- watches, leadership, admin ------------------------------------------------------------ */
 
 static void
-start_watch(struct runner *r, const char *plural, const char *api_version, const char *ns,
-            k8s_watch_fn fn)
+start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 {
     struct ctl_watch_slot *slot = &r->slots[r->nwatches];
-    struct k8s_watch_opts wo = {.ref = {.api_version = api_version, .plural = plural,
-                                        .namespace = ns},
-                                .on_event = fn, .on_synced = ctl_on_synced, .ud = slot};
+    struct k8s_watch_opts wo = {.ref = ref, .on_event = fn, .on_synced = ctl_on_synced,
+                                .ud = slot};
 
     slot->c = &r->c;
     r->watches[r->nwatches++] = k8s_watch_start(r->c.kc, &wo);
+}
+
+/*
+ * The ProtectedHosts and the Secrets of a namespace (NULL: all). authd's config Secret is left
+ * out: we write it, nobody refers to it, and each write would bring its ~1 MB back to us.
+ */
+static void
+start_pair(struct runner *r, const char *ns)
+{
+    start_watch(r, (struct k8s_ref){.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts",
+                                    .namespace = ns},
+                ctl_on_protectedhost);
+    start_watch(r, (struct k8s_ref){.api_version = "v1", .plural = "secrets", .namespace = ns,
+                                    .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
+                ctl_on_secret);
 }
 
 static void
@@ -186,15 +199,11 @@ start_watches(struct runner *r)
         n++;
     r->c.nwatches = n ? (int)(2 * n) : 2;
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
-    if (n == 0) {
-        start_watch(r, "protectedhosts", CTL_GROUP_VERSION, NULL, ctl_on_protectedhost);
-        start_watch(r, "secrets", "v1", NULL, ctl_on_secret);
-    }
+    if (n == 0)
+        start_pair(r, NULL);
     for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 2 <= MAX_WATCHES;
-         ns = strtok_r(NULL, ",", &save)) {
-        start_watch(r, "protectedhosts", CTL_GROUP_VERSION, ns, ctl_on_protectedhost);
-        start_watch(r, "secrets", "v1", ns, ctl_on_secret);
-    }
+         ns = strtok_r(NULL, ",", &save))
+        start_pair(r, ns);
     free(list);
 }
 
@@ -297,11 +306,23 @@ start_leading_or_elect(struct runner *r)
 }
 
 static void
-stop_all(struct runner *r, pthread_t worker, struct ctl_http *http)
+start_workers(struct runner *r, pthread_t workers[CTL_KEY_WORKERS + 1])
+{
+    for (int i = 0; i < CTL_KEY_WORKERS; i++)
+        if (pthread_create(&workers[i], NULL, ctl_worker, &r->c) != 0)
+            abort();
+    if (pthread_create(&workers[CTL_KEY_WORKERS], NULL, ctl_global_worker, &r->c) != 0)
+        abort();
+}
+
+static void
+stop_all(struct runner *r, pthread_t workers[CTL_KEY_WORKERS + 1], struct ctl_http *http)
 {
     atomic_store(&r->stopping, true);
     ctl_queue_shutdown(r->c.q);
-    pthread_join(worker, NULL);
+    ctl_queue_shutdown(r->c.gq);
+    for (int i = 0; i <= CTL_KEY_WORKERS; i++)
+        pthread_join(workers[i], NULL);
     k8s_elector_stop(r->elector); /* releases the lease: a standby takes over at once */
     for (size_t i = 0; i < r->nwatches; i++)
         k8s_watch_stop(r->watches[i]);
@@ -317,7 +338,7 @@ ctl_cmd_run(int argc, char **argv)
     struct k8s_client *kc;
     char *revision_cm = NULL;
     struct pc_diag d = {0};
-    pthread_t worker;
+    pthread_t workers[CTL_KEY_WORKERS + 1];
     int rc = 1;
 
     if (parse_args(&o, argc, argv, &revision_cm) < 0) {
@@ -340,12 +361,11 @@ ctl_cmd_run(int argc, char **argv)
     pc_log(PC_LOG_INFO, "starting", "version", PORTCULLIS_VERSION, "authd_namespace",
            o.authd.namespace, "mesh_configmap", o.mesh_configmap, NULL);
     start_watches(&r);
-    if (pthread_create(&worker, NULL, ctl_worker, &r.c) != 0)
-        abort();
+    start_workers(&r, workers);
     start_leading_or_elect(&r);
     wait_for_signal();
     pc_log(PC_LOG_INFO, "stopping", NULL);
-    stop_all(&r, worker, http);
+    stop_all(&r, workers, http);
     rc = 0;
 release:
     ctl_ctx_release(&r.c);

@@ -606,18 +606,17 @@ page_query(const struct k8s_ref *ref, int limit, const char *cont)
 }
 
 int
-k8s_list_pages(struct k8s_client *c, const struct k8s_ref *ref, int page_size, k8s_page_fn fn,
-               void *ud, char **resource_version, struct pc_diag *diag)
+k8s_list_pages(struct k8s_client *c, struct k8s_pages *p, struct pc_diag *diag)
 {
-    struct k8s_ref r = *ref;
+    struct k8s_ref r = *p->ref;
     json_t *page = NULL;
     char *cont = NULL, *q;
     int rc;
 
     r.name = NULL;
-    *resource_version = NULL;
+    p->resource_version = NULL;
     do {
-        q = page_query(&r, page_size > 0 ? page_size : LIST_PAGE, cont);
+        q = page_query(&r, p->page_size > 0 ? p->page_size : LIST_PAGE, cont);
         rc = k8s_request(c, &(struct k8s_request){.method = "GET", .ref = &r, .query = q}, &page,
                          diag);
         free(q);
@@ -627,10 +626,10 @@ k8s_list_pages(struct k8s_client *c, const struct k8s_ref *ref, int page_size, k
             break;
         json_t *md = json_object_get(page, "metadata"), *items = json_object_get(page, "items");
         tag_items(page, items);
-        free(*resource_version);
-        *resource_version = dup_or_null(pc_json_str(md, "resourceVersion"));
+        free(p->resource_version);
+        p->resource_version = dup_or_null(pc_json_str(md, "resourceVersion"));
         cont = dup_or_null(pc_json_str(md, "continue"));
-        rc = fn(ud, items);
+        rc = p->fn(p->ud, items);
         json_decref(page);
         page = NULL;
     } while (rc == 0 && cont && *cont);
@@ -648,8 +647,13 @@ int
 k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *out,
          struct pc_diag *diag)
 {
-    out->items = json_array();
-    return k8s_list_pages(c, ref, 0, collect_page, out->items, &out->resource_version, diag);
+    struct k8s_pages p = {.ref = ref, .fn = collect_page};
+    int rc;
+
+    p.ud = out->items = json_array();
+    rc = k8s_list_pages(c, &p, diag);
+    out->resource_version = p.resource_version;
+    return rc;
 }
 
 /* ---- stopping threads ------------------------------------------------------------------- */

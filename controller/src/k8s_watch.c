@@ -187,18 +187,19 @@ rv_of(const json_t *obj)
 }
 
 void
-k8s_store_note(const json_t *store, json_t *fresh, json_t *obj, k8s_watch_fn fn, void *ud)
+k8s_relist_note(struct k8s_relist *r, json_t *obj)
 {
     char *k = obj_key(obj);
-    const json_t *old = json_object_get(store, k);
+    const json_t *old = json_object_get(r->store, k);
     json_t *rv = rv_of(obj);
 
-    json_object_set_new(fresh, k, json_string(json_is_string(rv) ? json_string_value(rv) : ""));
+    json_object_set_new(r->fresh, k,
+                        json_string(json_is_string(rv) ? json_string_value(rv) : ""));
     free(k);
     if (!old)
-        fn(ud, K8S_ADDED, obj);
+        r->fn(r->ud, K8S_ADDED, obj);
     else if (!json_equal(old, rv))
-        fn(ud, K8S_MODIFIED, obj);
+        r->fn(r->ud, K8S_MODIFIED, obj);
 }
 
 /* What a DELETED event found by a relist carries: the identity the store kept. */
@@ -216,39 +217,39 @@ stub_object(const char *key, const json_t *rv, const char *api_version)
 }
 
 void
-k8s_store_finish(json_t *store, json_t *fresh, const char *api_version, k8s_watch_fn fn,
-                 void *ud)
+k8s_relist_finish(struct k8s_relist *r)
 {
     const char *key;
     json_t *rv;
     void *tmp;
 
-    json_object_foreach_safe(store, tmp, key, rv)
+    json_object_foreach_safe(r->store, tmp, key, rv)
     {
-        if (!json_object_get(fresh, key)) {
-            json_t *stub = stub_object(key, rv, api_version);
+        if (!json_object_get(r->fresh, key)) {
+            json_t *stub = stub_object(key, rv, r->api_version);
 
-            fn(ud, K8S_DELETED, stub);
+            r->fn(r->ud, K8S_DELETED, stub);
             json_decref(stub);
         }
     }
-    json_object_clear(store);
-    json_object_update(store, fresh);
+    json_object_clear(r->store);
+    json_object_update(r->store, r->fresh);
 }
 
 void
 k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud)
 {
-    json_t *fresh = json_object(), *obj;
+    struct k8s_relist r = {.store = store, .fresh = json_object(), .fn = fn, .ud = ud};
+    json_t *obj;
     size_t i;
 
     json_array_foreach(items, i, obj)
     {
         k8s_strip_bookkeeping(obj);
-        k8s_store_note(store, fresh, obj, fn, ud);
+        k8s_relist_note(&r, obj);
     }
-    k8s_store_finish(store, fresh, NULL, fn, ud);
-    json_decref(fresh);
+    k8s_relist_finish(&r);
+    json_decref(r.fresh);
 }
 
 static int
@@ -279,22 +280,17 @@ on_wire(void *ud, enum k8s_wire_type type, json_t *obj)
     return 0;
 }
 
-struct relist {
-    struct k8s_watch *w;
-    json_t *fresh;
-};
-
 static int
 on_page(void *ud, json_t *items)
 {
-    struct relist *r = ud;
+    struct k8s_relist *r = ud;
     json_t *obj;
     size_t i;
 
     json_array_foreach(items, i, obj)
     {
         k8s_strip_bookkeeping(obj);
-        k8s_store_note(r->w->store, r->fresh, obj, r->w->o.on_event, r->w->o.ud);
+        k8s_relist_note(r, obj);
         /* Drop each object once handed on: a page of a big list is never held whole. */
         json_array_set_new(items, i, json_null());
     }
@@ -304,19 +300,21 @@ on_page(void *ud, json_t *items)
 static int
 do_list(struct k8s_watch *w, struct pc_diag *d)
 {
-    struct relist r = {.w = w, .fresh = json_object()};
-    char *rv = NULL;
-    int rc = k8s_list_pages(w->client, &w->o.ref, LIST_PAGE, on_page, &r, &rv, d);
+    struct k8s_relist r = {.store = w->store, .fresh = json_object(),
+                           .api_version = w->o.ref.api_version, .fn = w->o.on_event,
+                           .ud = w->o.ud};
+    struct k8s_pages p = {.ref = &w->o.ref, .page_size = LIST_PAGE, .fn = on_page, .ud = &r};
+    int rc = k8s_list_pages(w->client, &p, d);
 
     if (rc == 0) {
-        k8s_store_finish(w->store, r.fresh, w->o.ref.api_version, w->o.on_event, w->o.ud);
+        k8s_relist_finish(&r);
         free(w->rv);
-        w->rv = rv;
-        rv = NULL;
+        w->rv = p.resource_version;
+        p.resource_version = NULL;
         if (w->o.on_synced)
             w->o.on_synced(w->o.ud);
     }
-    free(rv);
+    free(p.resource_version);
     json_decref(r.fresh);
     return rc;
 }

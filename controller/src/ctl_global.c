@@ -1,0 +1,374 @@
+/*
+ * ctl_global.c - the global writer: the outputs every ProtectedHost shares.
+ *
+ * authd's config Secret holds every host (about 700 KB for a thousand) and the mesh provider
+ * lists every host's upstream headers, so writing them is slow compared to one policy. They
+ * are written here, on a thread of their own, so a spec change applies its policy without
+ * waiting behind them. The queue gq coalesces: one pass at a time, and a change during a pass
+ * makes exactly one more pass, which writes the latest state. Each pass reads the hosts under
+ * hmu, writes without it, then queues the keys whose statuses waited for it.
+ */
+#include "controller.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "portcullis/b64.h"
+#include "portcullis/crypto.h"
+#include "portcullis/json.h"
+#include "portcullis/log.h"
+
+#define KEY_GLOBAL "global"
+#define SNIPPET_MAX 1024 /* events.k8s.io bounds an Event's note to 1 KiB */
+/*
+ * The keys queued again after a pass (their statuses) go after the keys already waiting:
+ * when a thousand ProtectedHosts arrive at once, their policies come first.
+ */
+#define STATUS_DELAY_MS 100
+
+static double
+now_secs(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int
+ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *d)
+{
+    double t0 = now_secs();
+    int rc = k8s_apply(c->kc, ref, obj, d);
+
+    ctl_metrics_apply(&c->m, now_secs() - t0);
+    return rc;
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* ---- authd's config Secret ------------------------------------------------------------------ */
+
+static bool
+authd_secret_matches(struct ctl_ctx *c, const char *text)
+{
+    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets",
+                          .namespace = c->o.authd.namespace, .name = CTL_AUTHD_SECRET};
+    struct pc_diag d = {0};
+    json_t *cur = NULL;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    const char *b64;
+    bool same = false;
+
+    if (k8s_get(c->kc, &ref, &cur, &d) == 0) {
+        b64 = pc_json_str(json_object_get(cur, "data"), "config.yaml");
+        same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 &&
+               len == strlen(text) && memcmp(raw, text, len) == 0;
+    }
+    if (raw)
+        pc_cleanse(raw, len);
+    free(raw);
+    json_decref(cur);
+    return same;
+}
+
+static json_t *
+authd_secret(struct ctl_ctx *c, const char *b64)
+{
+    return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+                     "Secret", "metadata", "name", CTL_AUTHD_SECRET, "namespace",
+                     c->o.authd.namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis", "type",
+                     "Opaque", "data", "config.yaml", b64);
+}
+
+/* Writes text unless it is what was written last (or, after a restart, what is there). */
+static int
+write_authd(struct ctl_ctx *c, const char *text, char **error)
+{
+    char *hash = pc_sha256_hex(text, strlen(text)), *b64;
+    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets"};
+    struct pc_diag d = {0};
+    json_t *secret;
+    int rc;
+
+    if (same_str(c->authd_hash, hash) || (!c->authd_hash && authd_secret_matches(c, text))) {
+        free(c->authd_hash);
+        c->authd_hash = hash;
+        return 0;
+    }
+    b64 = pc_b64_encode(text, strlen(text));
+    secret = authd_secret(c, b64);
+    pc_cleanse(b64, strlen(b64));
+    free(b64);
+    if ((rc = ctl_timed_apply(c, &ref, secret, &d)) < 0) {
+        *error = pc_xasprintf("authd config Secret %s/%s: %s", c->o.authd.namespace,
+                              CTL_AUTHD_SECRET, d.msg);
+        free(hash);
+    } else {
+        char n[32];
+
+        snprintf(n, sizeof(n), "%zu", strlen(text));
+        ctl_metrics_inc(&c->m, &c->m.authd_writes);
+        pc_log(PC_LOG_INFO, "authd_config_written", "bytes", n, NULL);
+        free(c->authd_hash);
+        c->authd_hash = hash;
+    }
+    pc_cleanse((char *)json_string_value(pc_json_path(secret, "data.config.yaml")),
+               json_string_length(pc_json_path(secret, "data.config.yaml")));
+    json_decref(secret);
+    return rc;
+}
+
+/* ---- the mesh provider ---------------------------------------------------------------------- */
+
+/* --mesh-config=istio: merge into the installer's ConfigMap, with optimistic concurrency. */
+static int
+mesh_istio(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
+{
+    struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps",
+                          .namespace = c->o.mesh_namespace, .name = c->o.mesh_configmap};
+    json_t *cm = NULL;
+    char *merged = NULL;
+    const char *cur;
+    int rc = k8s_get(c->kc, &ref, &cm, d);
+
+    if (rc == K8S_ENOTFOUND)
+        pc_diag_set(d, 0, 0, "mesh ConfigMap %s/%s not found", ref.namespace, ref.name);
+    if (rc < 0)
+        goto out;
+    cur = pc_json_str(json_object_get(cm, "data"), "mesh");
+    if ((rc = ctl_mesh_merge(cur, provider, &merged, d)) < 0)
+        goto out;
+    if (cur && strcmp(cur, merged) == 0)
+        goto out;
+    if (!json_is_object(json_object_get(cm, "data")))
+        json_object_set_new(cm, "data", json_object());
+    json_object_set_new(json_object_get(cm, "data"), "mesh", json_string(merged));
+    if ((rc = k8s_update(c->kc, &ref, cm, d)) == 0) {
+        ctl_metrics_inc(&c->m, &c->m.mesh_writes);
+        pc_log(PC_LOG_INFO, "mesh_provider_written", "configmap", ref.name, NULL);
+    }
+out:
+    free(merged);
+    json_decref(cm);
+    return rc;
+}
+
+/* --mesh-config=shared: a ConfigMap of our own, only the provider in it. */
+static int
+mesh_shared(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
+{
+    struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps"};
+    char *text = NULL;
+    json_t *cm;
+    int rc = ctl_mesh_merge(NULL, provider, &text, d);
+
+    if (rc < 0)
+        return rc;
+    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind",
+                   "ConfigMap", "metadata", "name", c->o.mesh_configmap, "namespace",
+                   c->o.mesh_namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis", "data",
+                   "mesh", text);
+    rc = ctl_timed_apply(c, &ref, cm, d);
+    if (rc == 0)
+        ctl_metrics_inc(&c->m, &c->m.mesh_writes);
+    json_decref(cm);
+    free(text);
+    return rc;
+}
+
+/* --mesh-config=none: someone else registers the provider; say what it must be. */
+static void
+mesh_none(const json_t *provider)
+{
+    char *text = ctl_yaml_ordered(provider);
+
+    pc_log(PC_LOG_INFO, "mesh_provider_required", "provider", text, NULL);
+    free(text);
+}
+
+static int
+write_mesh(struct ctl_ctx *c, const json_t *provider, char **error)
+{
+    char *dump = pc_json_dumps_sorted(provider), *hash = pc_sha256_hex(dump, strlen(dump));
+    bool changed = !same_str(c->mesh_hash, hash);
+    struct pc_diag d = {0};
+    int rc = 0;
+
+    if (c->o.mesh_mode == CTL_MESH_ISTIO)
+        rc = mesh_istio(c, provider, &d); /* always read: an installer may have reset it */
+    else if (c->o.mesh_mode == CTL_MESH_SHARED && changed)
+        rc = mesh_shared(c, provider, &d);
+    else if (c->o.mesh_mode == CTL_MESH_NONE && changed)
+        mesh_none(provider);
+    if (rc < 0) {
+        *error = pc_xstrdup(d.msg);
+        pc_log(PC_LOG_WARN, "mesh_provider_failed", "error", d.msg, NULL);
+        free(hash);
+    } else {
+        free(c->mesh_hash);
+        c->mesh_hash = hash;
+    }
+    free(dump);
+    return rc;
+}
+
+/* ---- one pass ---------------------------------------------------------------------------- */
+
+struct pass {
+    unsigned long seq;
+    char *authd_text; /* secret */
+    json_t *provider;
+    char *authd_error, *mesh_error, *snippet;
+};
+
+static void
+pass_begin(struct ctl_ctx *c, struct pass *p)
+{
+    pthread_mutex_lock(&c->hmu);
+    if (c->recheck) {
+        c->recheck = false;
+        free(c->authd_hash);
+        free(c->mesh_hash);
+        c->authd_hash = c->mesh_hash = NULL;
+    }
+    p->seq = c->seq;
+    p->authd_text = ctl_hosts_authd_text(&c->hosts, &c->o.authd);
+    p->provider = ctl_hosts_provider(&c->hosts, &c->o.authd);
+    pthread_mutex_unlock(&c->hmu);
+}
+
+static void
+replace(char **field, char *value)
+{
+    free(*field);
+    *field = value;
+}
+
+/*
+ * Records the outcome and collects the keys to run again: every host when the outcome
+ * changed (their Ready may change), else those that waited for this pass.
+ */
+static json_t *
+pass_end(struct ctl_ctx *c, struct pass *p)
+{
+    json_t *ids = json_array();
+    bool changed, ok = !p->authd_error && !p->mesh_error;
+
+    pthread_mutex_lock(&c->hmu);
+    changed = !same_str(c->authd_error, p->authd_error) ||
+              !same_str(c->mesh_error, p->mesh_error) || !same_str(c->snippet, p->snippet);
+    replace(&c->authd_error, p->authd_error);
+    replace(&c->mesh_error, p->mesh_error);
+    replace(&c->snippet, p->snippet);
+    p->authd_error = p->mesh_error = p->snippet = NULL;
+    if (ok && p->seq > c->written_seq)
+        c->written_seq = p->seq;
+    for (size_t i = 0; i < c->hosts.n; i++) {
+        const struct ctl_host *h = c->hosts.v[i];
+
+        if (changed || (h->waiting && h->seq <= c->written_seq))
+            json_array_append_new(ids, json_string(h->id));
+    }
+    pthread_mutex_unlock(&c->hmu);
+    return ids;
+}
+
+static int
+global_pass(struct ctl_ctx *c)
+{
+    struct pass p = {0};
+    json_t *ids, *id;
+    size_t i;
+    int rc;
+
+    pass_begin(c, &p);
+    rc = write_authd(c, p.authd_text, &p.authd_error);
+    if (write_mesh(c, p.provider, &p.mesh_error) < 0)
+        rc = -1;
+    if (c->o.mesh_mode == CTL_MESH_NONE)
+        p.snippet = ctl_provider_snippet(p.provider, SNIPPET_MAX);
+    ids = pass_end(c, &p);
+    json_array_foreach(ids, i, id) {
+        char *key = pc_xasprintf("ph:%s", json_string_value(id));
+
+        ctl_queue_add_after(c->q, key, STATUS_DELAY_MS);
+        free(key);
+    }
+    json_decref(ids);
+    json_decref(p.provider);
+    pc_free_secret(p.authd_text);
+    malloc_trim(0); /* the config text, its base64 and the request body were each ~1 MB */
+    return rc;
+}
+
+/*
+ * Each pass may rewrite a Secret of up to ~1 MB, which the apiserver and etcd pay for. While
+ * changes keep coming (a thousand ProtectedHosts applied at once), passes are spaced so that
+ * writing them takes at most about a ninth of the time: the next one starts GAP_FACTOR times
+ * the last one's duration after it ended. A lone change after a quiet spell goes out at once.
+ */
+#define GAP_FACTOR 8
+#define MIN_GAP_SECS 0.05
+#define MAX_GAP_SECS 5.0
+
+static double
+next_pass_at(double started, double ended)
+{
+    double gap = GAP_FACTOR * (ended - started);
+
+    return ended + (gap < MIN_GAP_SECS ? MIN_GAP_SECS : gap > MAX_GAP_SECS ? MAX_GAP_SECS : gap);
+}
+
+static void
+run_pass(struct ctl_ctx *c, const char *key, double *next_at)
+{
+    double t0 = now_secs();
+    int rc = global_pass(c);
+
+    *next_at = next_pass_at(t0, now_secs());
+    if (rc < 0) {
+        long delay = ctl_queue_retry(c->gq, key);
+        char ms[32];
+
+        snprintf(ms, sizeof(ms), "%ld", delay);
+        ctl_metrics_reconcile(&c->m, CTL_RESULT_ERROR);
+        pc_log(PC_LOG_INFO, "reconcile_retry", "key", key, "delay_ms", ms, NULL);
+    } else {
+        ctl_queue_forget(c->gq, key);
+        ctl_metrics_reconcile(&c->m, CTL_RESULT_SUCCESS);
+    }
+}
+
+void *
+ctl_global_worker(void *arg)
+{
+    struct ctl_ctx *c = arg;
+    double next_at = 0;
+    char *key;
+
+    while ((key = ctl_queue_get(c->gq)) != NULL) {
+        double early = next_at - now_secs();
+
+        if (!atomic_load(&c->leader)) {
+            /* Dropped: winning the lease queues a resync that covers everything. */
+        } else if (!atomic_load(&c->ready)) {
+            ctl_queue_add_after(c->gq, key, 500);
+        } else if (early > 0) {
+            ctl_queue_add_after(c->gq, key, (long)(early * 1000) + 1);
+        } else {
+            run_pass(c, key, &next_at);
+        }
+        ctl_queue_done(c->gq, key);
+        free(key);
+    }
+    return NULL;
+}
