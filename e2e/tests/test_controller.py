@@ -82,10 +82,12 @@ def wait_for(what, fn, timeout=30.0, interval=0.2):
 class Controller:
     """One `portcullis-controller run` process with its log in the apiserver's workdir."""
 
-    def __init__(self, api: ApiServer, lease: str = "portcullis-controller", name: str = "ctl"):
+    def __init__(self, api: ApiServer, lease: str = "portcullis-controller", name: str = "ctl",
+                 extra: tuple[str, ...] = ()):
         self.api = api
         self.lease = lease
         self.name = name
+        self.extra = list(extra)
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.log = api.workdir / f"{name}.log"
@@ -96,7 +98,7 @@ class Controller:
         self.proc = subprocess.Popen(
             [controller_path(), "run", "--kubeconfig", self.api.controller_kubeconfig,
              "--metrics-addr", f"127.0.0.1:{self.port}", "--lease-name", self.lease,
-             "--resync-period", "0", "--log-level", "debug"],
+             "--resync-period", "0", "--log-level", "debug", *self.extra],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self
@@ -463,11 +465,55 @@ def test_two_replicas_one_leader_and_failover(api, ctl):
         ctl.start()
 
 
+def test_mesh_none_snippet_event(api, ctl):
+    """--mesh-config=none: the provider goes to an Event on the ProtectedHost, nothing is written
+    to the mesh config."""
+    ctl.stop()
+    mesh_before = mesh_text(api)
+    none = Controller(api, lease="portcullis-none", name="none",
+                      extra=("--mesh-config=none",)).start()
+    try:
+        wait_for("controller ready", lambda: none.admin("/readyz")[0] == 200)
+        secret(api, "team-b", "snip-oidc", "snip-secret")
+        extra = "  upstreamHeaders:\n  - {name: X-Snip-User, claim: sub}\n"
+        api.kubectl("apply", "-f", "-", input=ph_manifest("snip", "team-b", ["snip.example.com"],
+                                                           secret="snip-oidc", extra=extra))
+        wait_for("Ready", lambda: (condition(api, "team-b", "snip", "Ready") or {})
+                 .get("status") == "True")
+        events = wait_for("ProviderSnippet event", lambda: [
+            e for e in kjson(api, "events", "-n", "team-b")["items"]
+            if e["reason"] == "ProviderSnippet" and e["involvedObject"]["name"] == "snip"])
+        ev = events[0]
+        assert ev["type"] == "Normal"
+        assert ev["involvedObject"]["kind"] == "ProtectedHost"
+        msg = ev["message"]
+        assert len(msg.encode()) <= 1024
+        prefix = "add to meshConfig.extensionProviders: "
+        assert msg.startswith(prefix), msg
+        entry = json.loads(msg[len(prefix):])  # JSON flow style: YAML reads it as it is
+        ext = entry["envoyExtAuthzHttp"]
+        assert entry["name"] == "portcullis"
+        assert ext["timeout"] == "2s" and ext["statusOnError"] == "503"
+        assert ext["service"] == "portcullis-authd.portcullis-system.svc.cluster.local"
+        assert "x-snip-user" in ext["headersToUpstreamOnAllow"]
+        assert "cookie" in ext["includeRequestHeadersInCheck"]
+        assert len(events) == 1  # once per snippet, not per reconcile
+        assert mesh_text(api) == mesh_before  # nothing merged into the mesh config
+        assert "team-b/snip" in authd_config(api)
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "snip", "--timeout=30s")
+        wait_for("policy gone", lambda: policy(api, "portcullis-team-b-snip") is None)
+    finally:
+        none.stop()
+        ctl.start()
+
+
 # ---- render -------------------------------------------------------------------------------------
 
 
 def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
-    cmd = [controller_path(), "render", "-f", str(REPO / "examples")]
+    # the top-level examples; examples/gitops holds copies of some of them (rendered on its own)
+    files = sorted((REPO / "examples").glob("*.yaml"))
+    cmd = [controller_path(), "render", *[a for f in files for a in ("-f", str(f))]]
     one = subprocess.run(cmd, capture_output=True, check=True).stdout
     two = subprocess.run(cmd, capture_output=True, check=True).stdout
     assert one == two and one
