@@ -61,17 +61,22 @@ decide(const struct authd_config *cfg, const struct authd_http *h, const char *p
        enum authd_door door, const char *host)
 {
     struct authd_session *s = NULL;
-    struct authd_request req = {.door = door, .method = h->method, .host = host, .path = path,
-                                .accept = h->accept, .x_requested_with = h->x_requested_with,
+    struct authd_request req = {.door = door,
+                                .method = h->method,
+                                .host = host,
+                                .path = path,
+                                .accept = h->accept,
+                                .x_requested_with = h->x_requested_with,
                                 .sec_fetch_mode = h->sec_fetch_mode,
-                                .authorization = h->authorization, .cookie = h->cookie,
+                                .authorization = h->authorization,
+                                .cookie = h->cookie,
                                 .x_forwarded_proto = h->x_forwarded_proto};
     struct authd_decide_input in = {.req = &req, .bearer_rc = PC_ENOTFOUND, .now = 1700000000};
     struct authd_decision d;
 
     in.host = authd_config_match_host(cfg, host);
-    in.session_rc = in.host ? authd_session_open(&cfg->keys, in.host, h->cookie, in.now, &s)
-                            : PC_ENOTFOUND;
+    in.session_rc =
+        in.host ? authd_session_open(&cfg->keys, in.host, h->cookie, in.now, &s) : PC_ENOTFOUND;
     in.session = s;
     if (authd_decide(&in, &d) == 0)
         check_skip(&d, path);
@@ -92,7 +97,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (req.head_len > size || strchr(h->path, '?') != NULL)
             abort();
         host = h->x_forwarded_host && *h->x_forwarded_host ? h->x_forwarded_host
-                                                            : (h->host ? h->host : "");
+                                                           : (h->host ? h->host : "");
         query_params(cfg, host, h->query);
         free(authd_cookie_strip(h->cookie, "_portcullis"));
         bearer = authd_bearer_from_header(h->authorization);

@@ -12,8 +12,8 @@ verify(const struct authd_jwks *ks, const char *token)
 {
     static char *auds_v[] = {"api"};
     static const struct authd_strlist auds = {.v = auds_v, .n = 1};
-    struct authd_jwt_expect e = {.issuer = "https://idp", .client_id = "app", .nonce = "n",
-                                 .now = 1700000000};
+    struct authd_jwt_expect e = {
+        .issuer = "https://idp", .client_id = "app", .nonce = "n", .now = 1700000000};
     struct authd_identity id;
     json_t *claims = NULL;
 

@@ -9,10 +9,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const struct authd_config *cfg = fuzz_config();
     char *in = fuzz_string(data, size), *out = NULL;
-    struct authd_request req = {.door = AUTHD_DOOR_ENVOY, .method = "GET", .path = in,
-                                .host = "app.example.com", .cookie = in};
-    struct authd_decide_input di = {.req = &req, .session_rc = PC_ENOTFOUND,
-                                    .bearer_rc = PC_ENOTFOUND, .now = 1700000000};
+    struct authd_request req = {.door = AUTHD_DOOR_ENVOY,
+                                .method = "GET",
+                                .path = in,
+                                .host = "app.example.com",
+                                .cookie = in};
+    struct authd_decide_input di = {
+        .req = &req, .session_rc = PC_ENOTFOUND, .bearer_rc = PC_ENOTFOUND, .now = 1700000000};
     struct authd_decision d;
 
     if (authd_redirect_validate(cfg, "app.example.com", in, &out) == 0) {

@@ -24,8 +24,7 @@ readyz(struct authd_server *srv, struct authd_reply *r)
 }
 
 int
-authd_admin_handle(struct authd_server *srv, const struct authd_http *h,
-                   struct authd_reply *r)
+authd_admin_handle(struct authd_server *srv, const struct authd_http *h, struct authd_reply *r)
 {
     if (!strcmp(h->path, "/healthz")) {
         r->status = 200;

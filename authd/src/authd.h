@@ -61,15 +61,15 @@ struct authd_keys {
 
 /* One hosts[] entry of the config: a ProtectedHost's spec with its secrets resolved. */
 struct authd_host {
-    char *id;     /* "namespace/name" */
-    size_t index; /* position in authd_config.hosts */
+    char *id;                   /* "namespace/name" */
+    size_t index;               /* position in authd_config.hosts */
     struct authd_strlist hosts; /* lowercase; "*.example.com" wildcards kept as written */
     struct {
         char *issuer_url; /* no trailing slash is added or removed: compared exactly */
         char *client_id;
-        char *client_secret; /* NULL for public clients; cleansed on free */
+        char *client_secret;         /* NULL for public clients; cleansed on free */
         struct authd_strlist scopes; /* "openid" always first */
-        char *claim_groups;   /* dotted paths, default groups / email / preferred_username */
+        char *claim_groups;          /* dotted paths, default groups / email / preferred_username */
         char *claim_email;
         char *claim_username;
         char *callback_path; /* default /oauth2/callback */
@@ -102,9 +102,9 @@ struct authd_host {
 };
 
 struct authd_config {
-    char *file; /* path it was loaded from, or NULL */
-    char *listen;       /* default 0.0.0.0:4180 */
-    char *admin_listen; /* default 0.0.0.0:9090 */
+    char *file;             /* path it was loaded from, or NULL */
+    char *listen;           /* default 0.0.0.0:4180 */
+    char *admin_listen;     /* default 0.0.0.0:9090 */
     char *ext_authz_prefix; /* default /ext-authz */
     bool allow_insecure_issuers;
     struct authd_strlist secret_files;
@@ -172,7 +172,7 @@ struct authd_overrides {
     const char *listen;       /* NULL: the file's */
     const char *admin_listen; /* NULL: the file's */
     const char *secret_files[AUTHD_MAX_SECRETS];
-    size_t nsecret_files;     /* 0: the file's cookieSecretFiles */
+    size_t nsecret_files; /* 0: the file's cookieSecretFiles */
 };
 
 struct authd_config_opts {
@@ -208,8 +208,7 @@ struct authd_config *authd_config_placeholder(const struct authd_overrides *ov);
  * "*." wildcard, the longest wildcard suffix wins ("*.example.com" matches "a.example.com" and
  * "a.b.example.com", never "example.com"). Borrowed from cfg; NULL for unknown hosts.
  */
-const struct authd_host *authd_config_match_host(const struct authd_config *cfg,
-                                                 const char *host);
+const struct authd_host *authd_config_match_host(const struct authd_config *cfg, const char *host);
 /* Parses "12h", "30m", "90s", "1h30m", "0s", "0" into seconds. Returns 0 or PC_EPARSE. */
 int authd_parse_duration(const char *s, int64_t *out);
 
@@ -222,8 +221,7 @@ bool authd_strlist_contains(const struct authd_strlist *l, const char *s);
 /* session.c */
 
 /* Derives the keys from secrets (each >= AUTHD_MIN_SECRET bytes). Returns 0 or PC_EINVAL. */
-int authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *lens,
-                    size_t n);
+int authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *lens, size_t n);
 void authd_keys_release(struct authd_keys *k);
 
 /* One parsed Cookie header: name/value pairs borrowed from `buf` (owned). */
@@ -299,15 +297,15 @@ bool authd_session_needs_refresh(const struct authd_host *host, const struct aut
  * the session (unchunked and each chunk; the unchunked name always) and, when with_state, the
  * login state cookies.
  */
-void authd_session_clear(const struct authd_host *host, const char *cookie_header,
-                         bool with_state, struct authd_strlist *set_cookie);
+void authd_session_clear(const struct authd_host *host, const char *cookie_header, bool with_state,
+                         struct authd_strlist *set_cookie);
 
 /*
  * New login state for host with fresh random id/state/nonce/PKCE verifier, redirect copied
  * (validate it first with authd_redirect_validate), expires_at = now + AUTHD_STATE_LIFETIME.
  */
-struct authd_login_state *authd_login_state_new(const struct authd_host *host,
-                                                const char *redirect, int64_t now);
+struct authd_login_state *authd_login_state_new(const struct authd_host *host, const char *redirect,
+                                                int64_t now);
 void authd_login_state_free(struct authd_login_state *st);
 
 /*
@@ -341,7 +339,7 @@ struct authd_jwk {
     char *kid; /* may be NULL in the document; such keys are never selected */
     char *alg; /* the JWK's own "alg", NULL when absent; narrows the allowed algs */
     enum authd_key_type type;
-    char *pem; /* SubjectPublicKeyInfo PEM (for libjwt or logging the key) */
+    char *pem;  /* SubjectPublicKeyInfo PEM (for libjwt or logging the key) */
     void *pkey; /* the same key as an OpenSSL EVP_PKEY, owned; verification uses it */
 };
 struct authd_jwks {
@@ -368,9 +366,9 @@ struct authd_jwt_expect {
     const struct authd_strlist *audiences; /* non-NULL: bearer-token mode: "aud" intersects
                                               audiences (contains client_id when the list is
                                               empty) and "azp" is not checked */
-    const char *nonce;     /* non-NULL: "nonce" must equal it */
+    const char *nonce;                     /* non-NULL: "nonce" must equal it */
     int64_t now;
-    int64_t leeway;        /* seconds for exp/nbf/iat; 0 means AUTHD_JWT_LEEWAY */
+    int64_t leeway; /* seconds for exp/nbf/iat; 0 means AUTHD_JWT_LEEWAY */
 };
 
 /*
@@ -421,14 +419,14 @@ struct authd_request {
 };
 
 enum authd_verdict {
-    AUTHD_ALLOW,           /* authenticated and permitted */
-    AUTHD_SKIP,            /* paths.skip: allowed without identity */
-    AUTHD_LOGIN_REDIRECT,  /* browser without session: server builds the IdP URL (302) */
-    AUTHD_UNAUTHORIZED,    /* 401 + WWW-Authenticate */
-    AUTHD_FORBIDDEN,       /* 403: authenticated, not in the access lists */
-    AUTHD_UNKNOWN_HOST,    /* 403: no policy for this host */
-    AUTHD_CALLBACK,        /* path is the host's callbackPath: server handles it (status 0) */
-    AUTHD_SIGN_OUT,        /* path is the host's signOutPath: server handles it (status 0) */
+    AUTHD_ALLOW,          /* authenticated and permitted */
+    AUTHD_SKIP,           /* paths.skip: allowed without identity */
+    AUTHD_LOGIN_REDIRECT, /* browser without session: server builds the IdP URL (302) */
+    AUTHD_UNAUTHORIZED,   /* 401 + WWW-Authenticate */
+    AUTHD_FORBIDDEN,      /* 403: authenticated, not in the access lists */
+    AUTHD_UNKNOWN_HOST,   /* 403: no policy for this host */
+    AUTHD_CALLBACK,       /* path is the host's callbackPath: server handles it (status 0) */
+    AUTHD_SIGN_OUT,       /* path is the host's signOutPath: server handles it (status 0) */
 };
 
 struct authd_header {
@@ -438,10 +436,10 @@ struct authd_header {
 
 struct authd_decide_input {
     const struct authd_request *req;
-    const struct authd_host *host;     /* authd_config_match_host result, NULL when unknown */
-    int session_rc;                    /* authd_session_open result */
+    const struct authd_host *host;       /* authd_config_match_host result, NULL when unknown */
+    int session_rc;                      /* authd_session_open result */
     const struct authd_session *session; /* when session_rc == 0 */
-    int bearer_rc;       /* PC_ENOTFOUND: no bearer token presented/verified; 0: verified */
+    int bearer_rc; /* PC_ENOTFOUND: no bearer token presented/verified; 0: verified */
     const struct authd_identity *bearer; /* when bearer_rc == 0 */
     int64_t now;
 };
@@ -456,13 +454,13 @@ struct authd_decision {
     enum authd_verdict verdict;
     int status;
     bool report_only;
-    const char *reason;     /* static, for logs and metric labels: "session", "no-session",
-                               "expired", "forbidden-groups", "unknown-host", ... */
+    const char *reason;           /* static, for logs and metric labels: "session", "no-session",
+                                     "expired", "forbidden-groups", "unknown-host", ... */
     struct authd_header *headers; /* on allow: every upstreamHeader (empty value when the claim
                                      is absent), Authorization when passIDToken, Cookie
                                      stripped of authd's cookies (value "" when none left) */
     size_t nheaders;
-    char *content_type;     /* 401/403 body type, NULL otherwise */
+    char *content_type; /* 401/403 body type, NULL otherwise */
     char *body;
     char *www_authenticate; /* 401 */
     char *original_url;     /* LOGIN_REDIRECT: scheme://host/path of the request (scheme from
@@ -619,15 +617,15 @@ struct authd_sesscache *authd_sesscache_new(size_t n);
 void authd_sesscache_free(struct authd_sesscache *c);
 /* The cached session (borrowed until the next put) or NULL. Expired entries are dropped. */
 const struct authd_session *authd_sesscache_get(struct authd_sesscache *c, uint64_t generation,
-                                                const struct authd_host *host,
-                                                const char *cookie, int64_t now);
+                                                const struct authd_host *host, const char *cookie,
+                                                int64_t now);
 /*
  * Caches s under the key. Returns s (now owned by the cache, borrowed by the caller) or NULL
  * when not cacheable (refresh-enabled host, no/oversized cookie): the caller keeps s.
  */
 const struct authd_session *authd_sesscache_put(struct authd_sesscache *c, uint64_t generation,
-                                                const struct authd_host *host,
-                                                const char *cookie, struct authd_session *s);
+                                                const struct authd_host *host, const char *cookie,
+                                                struct authd_session *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* metrics.c: Prometheus counters. Updated on the lws thread only. */
@@ -652,10 +650,10 @@ int authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out);
 
 /* One request as read off the wire; all borrowed until the handler returns. */
 struct authd_http {
-    const char *method;     /* "GET", "POST", ... */
-    const char *path;       /* decoded, normalised path (lws) */
-    const char *query;      /* re-encoded query without "?", "" when none */
-    const char *uri;        /* path + "?" + query */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* decoded, normalised path (lws) */
+    const char *query;  /* re-encoded query without "?", "" when none */
+    const char *uri;    /* path + "?" + query */
     const char *host;
     const char *cookie;
     const char *authorization;
@@ -674,8 +672,8 @@ struct authd_reply {
     int status;
     struct pc_buf headers; /* "name: value\r\n" lines */
     struct pc_buf body;
-    char content_type[96];    /* "" : none */
-    bool close;               /* Connection: close after this reply */
+    char content_type[96]; /* "" : none */
+    bool close;            /* Connection: close after this reply */
     /*
      * The browser's request was plain http (X-Forwarded-Proto: http): Set-Cookie headers drop
      * their Secure attribute, which browsers would otherwise refuse outside localhost. Without
@@ -708,7 +706,7 @@ void authd_pending_finish(struct authd_pending *p, const struct authd_reply *r);
 struct authd_server {
     struct lws_context *lws;
     const struct authd_overrides *overrides; /* applied to every reload */
-    struct authd_cfgref *cfg; /* current config, swapped on reload */
+    struct authd_cfgref *cfg;                /* current config, swapped on reload */
     struct authd_metrics *metrics;
     struct authd_pool *pool;
     struct authd_oidc *oidc;
@@ -716,10 +714,10 @@ struct authd_server {
     struct authd_sesscache *sessions;
     struct authd_watch *watch;
     const char *config_path;
-    atomic_int stopping;      /* set by the signal handler */
+    atomic_int stopping; /* set by the signal handler */
     bool draining;
-    bool debug_logs;          /* allowed checks are logged (at debug level) */
-    bool no_config;           /* serving authd_config_placeholder: checks get 503 */
+    bool debug_logs; /* allowed checks are logged (at debug level) */
+    bool no_config;  /* serving authd_config_placeholder: checks get 503 */
     int64_t started_at;
     struct authd_reply scratch; /* reused for every synchronous reply */
 };
@@ -727,11 +725,11 @@ struct authd_server {
 struct authd_server_opts {
     const char *config_path;
     const struct authd_overrides *overrides; /* borrowed for the server's life; may be NULL */
-    struct authd_config *cfg; /* taken over */
-    int workers;              /* default 4 */
-    int reload_interval_ms;   /* stat fallback, default 2000 */
-    bool debug_logs;          /* --log-level debug */
-    bool no_config;           /* cfg is authd_config_placeholder (the file is missing) */
+    struct authd_config *cfg;                /* taken over */
+    int workers;                             /* default 4 */
+    int reload_interval_ms;                  /* stat fallback, default 2000 */
+    bool debug_logs;                         /* --log-level debug */
+    bool no_config; /* cfg is authd_config_placeholder (the file is missing) */
 };
 
 /* Creates the context and both listeners. Returns 0 or a negative code (logged). */
@@ -752,8 +750,7 @@ int64_t authd_mono_us(void);
 /* admin.c: the admin port (/healthz, /readyz, /metrics). */
 
 /* Fills r for one admin request. Returns 0. */
-int authd_admin_handle(struct authd_server *srv, const struct authd_http *h,
-                       struct authd_reply *r);
+int authd_admin_handle(struct authd_server *srv, const struct authd_http *h, struct authd_reply *r);
 
 /* ------------------------------------------------------------------------------------------ */
 /* door.c: the front doors on the auth port (Envoy ext_authz, nginx auth_request, direct). */
@@ -822,15 +819,15 @@ struct authd_issuer {
     char *token_endpoint;
     char *end_session_endpoint;
     char *jwks_uri;
-    bool token_auth_basic;  /* client_secret_basic supported (default when list absent) */
+    bool token_auth_basic; /* client_secret_basic supported (default when list absent) */
     bool discovered;
     struct authd_jwks *jwks; /* NULL until fetched */
     int64_t jwks_fetched_at;
     int64_t jwks_refetch_at; /* last unknown-kid refetch (rate limit) */
     int64_t retry_at;        /* next discovery/JWKS retry */
     int failures;
-    bool busy;               /* a discovery or JWKS fetch is in flight */
-    bool used;               /* referenced by the current config */
+    bool busy; /* a discovery or JWKS fetch is in flight */
+    bool used; /* referenced by the current config */
 };
 
 struct authd_oidc;
@@ -848,18 +845,17 @@ bool authd_oidc_ready(struct authd_oidc *o, const struct authd_config *cfg);
 
 /* Completion of a token endpoint call (lws thread); resp is the HTTP result. */
 struct authd_token_call;
-typedef void (*authd_token_done_fn)(void *ud, int rc, long status, json_t *body,
-                                    const char *error);
+typedef void (*authd_token_done_fn)(void *ud, int rc, long status, json_t *body, const char *error);
 struct authd_token_opts {
-    const struct authd_host *host;  /* client id/secret; borrowed during the call setup */
+    const struct authd_host *host; /* client id/secret; borrowed during the call setup */
     const struct authd_issuer *issuer;
-    const char *grant_type;         /* authorization_code | refresh_token */
+    const char *grant_type; /* authorization_code | refresh_token */
     const char *code;
     const char *redirect_uri;
     const char *code_verifier;
     const char *refresh_token;
-    const char *kind;               /* metric label: token | refresh */
-    long timeout_ms;                /* whole call; 0: the default (5 s) */
+    const char *kind; /* metric label: token | refresh */
+    long timeout_ms;  /* whole call; 0: the default (5 s) */
     authd_token_done_fn done;
     void *ud;
 };
@@ -882,9 +878,9 @@ void authd_oidc_jwks_refetch(struct authd_oidc *o, const char *issuer_url);
 /* ------------------------------------------------------------------------------------------ */
 /* http1.c: request heads of the auth port, parsed raw (no I/O; fuzzed). */
 
-#define AUTHD_MAX_HEAD (64 * 1024)   /* bytes of a request line plus header fields */
-#define AUTHD_MAX_TARGET (8 * 1024)  /* bytes of the request target (path + query) */
-#define AUTHD_MAX_FIELDS 128         /* header fields of one request */
+#define AUTHD_MAX_HEAD (64 * 1024)  /* bytes of a request line plus header fields */
+#define AUTHD_MAX_TARGET (8 * 1024) /* bytes of the request target (path + query) */
+#define AUTHD_MAX_FIELDS 128        /* header fields of one request */
 
 /*
  * One parsed request head. h's strings point into the parsed buffer (or into cookies, when
@@ -895,11 +891,11 @@ void authd_oidc_jwks_refetch(struct authd_oidc *o, const char *issuer_url);
 struct authd_http1_req {
     struct authd_http h;
     char path[AUTHD_MAX_TARGET + 1];
-    struct pc_buf cookies;   /* joined Cookie fields when there were several */
-    size_t head_len;         /* bytes of the head, final CRLF CRLF included */
-    int64_t content_length;  /* -1 when absent */
-    bool chunked;            /* Transfer-Encoding present: the body cannot be skipped */
-    bool keep_alive;         /* the connection may carry another request */
+    struct pc_buf cookies;        /* joined Cookie fields when there were several */
+    size_t head_len;              /* bytes of the head, final CRLF CRLF included */
+    int64_t content_length;       /* -1 when absent */
+    bool chunked;                 /* Transfer-Encoding present: the body cannot be skipped */
+    bool keep_alive;              /* the connection may carry another request */
     bool close, keep_alive_asked; /* Connection: close / keep-alive seen */
 };
 

@@ -51,8 +51,7 @@ at_index(struct where *w, const char *parent, size_t i)
     return w->s;
 }
 
-static int
-fail(struct ctx *c, const struct pc_ynode *n, const char *fmt, ...)
+static int fail(struct ctx *c, const struct pc_ynode *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -110,8 +109,7 @@ is_null(const struct pc_ynode *n)
 
 /* Checks that every key of map n is in allowed (NULL-terminated), and that none repeats. */
 static int
-check_keys(struct ctx *c, const struct pc_ynode *n, const char *where,
-           const char *const *allowed)
+check_keys(struct ctx *c, const struct pc_ynode *n, const char *where, const char *const *allowed)
 {
     for (size_t i = 0; i < n->n; i++) {
         const char *k = n->keys[i]->value;
@@ -121,7 +119,8 @@ check_keys(struct ctx *c, const struct pc_ynode *n, const char *where,
             if (strcmp(k, allowed[j]) == 0)
                 break;
         if (allowed[j] == NULL)
-            return fail(c, n->keys[i], "%s: unknown key \"%s\" (check the spelling; keys are "
+            return fail(c, n->keys[i],
+                        "%s: unknown key \"%s\" (check the spelling; keys are "
                         "case-sensitive camelCase as in DESIGN.md §5)",
                         where[0] ? where : "top level", k);
         for (j = 0; j < i; j++)
@@ -144,8 +143,7 @@ want_type(struct ctx *c, const struct pc_ynode *n, enum pc_ynode_type t, const c
 
 /* A string field: *out new, or NULL when the key is absent or null. */
 static int
-get_str(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
-        char **out)
+get_str(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent, char **out)
 {
     const struct pc_ynode *n = pc_ynode_get(map, key);
     struct where w;
@@ -175,8 +173,7 @@ get_required_str(struct ctx *c, const struct pc_ynode *map, const char *key, con
 }
 
 static int
-get_bool(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent,
-         bool *out)
+get_bool(struct ctx *c, const struct pc_ynode *map, const char *key, const char *parent, bool *out)
 {
     const struct pc_ynode *n = pc_ynode_get(map, key);
     struct where w;
@@ -386,8 +383,7 @@ lowercase(char *s)
 /* ---- hosts[] entry sections ---- */
 
 static int
-parse_host_names(struct ctx *c, const struct pc_ynode *e, const char *where,
-                 struct authd_host *h)
+parse_host_names(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
     const struct pc_ynode *n = pc_ynode_get(e, "hosts");
     struct where w, wi;
@@ -402,8 +398,10 @@ parse_host_names(struct ctx *c, const struct pc_ynode *e, const char *where,
         return fail(c, n, "%s: needs 1 to %d host names", w.s, MAX_HOSTS_PER_ENTRY);
     for (size_t i = 0; i < h->hosts.n; i++) {
         if (!is_dns_name(h->hosts.v[i], true))
-            return fail(c, n->vals[i], "%s: \"%s\" is not a lowercase DNS name (optionally "
-                        "with a leading \"*.\"; no port)", at_index(&wi, w.s, i), h->hosts.v[i]);
+            return fail(c, n->vals[i],
+                        "%s: \"%s\" is not a lowercase DNS name (optionally "
+                        "with a leading \"*.\"; no port)",
+                        at_index(&wi, w.s, i), h->hosts.v[i]);
         for (size_t j = 0; j < i; j++)
             if (strcmp(h->hosts.v[i], h->hosts.v[j]) == 0)
                 return fail(c, n->vals[i], "%s: \"%s\" is listed twice (remove one)",
@@ -454,15 +452,18 @@ check_path_field(struct ctx *c, const struct pc_ynode *map, const char *key, con
 
     if (is_path(value))
         return 0;
-    return fail(c, pc_ynode_get(map, key), "%s: \"%s\" must be a path starting with \"/\" "
-                "without spaces, backslashes or \"#\"", at(&w, where, key), value);
+    return fail(c, pc_ynode_get(map, key),
+                "%s: \"%s\" must be a path starting with \"/\" "
+                "without spaces, backslashes or \"#\"",
+                at(&w, where, key), value);
 }
 
 static int
 parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
-    static const char *const keys[] = {"issuerURL", "clientID", "clientSecret", "clientSecretRef",
-                                       "scopes", "claims", "callbackPath", "signOutPath", NULL};
+    static const char *const keys[] = {"issuerURL",       "clientID",    "clientSecret",
+                                       "clientSecretRef", "scopes",      "claims",
+                                       "callbackPath",    "signOutPath", NULL};
     const struct pc_ynode *n = pc_ynode_get(e, "oidc");
     const char *why;
     struct where w, wk;
@@ -483,8 +484,8 @@ parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
         return rc;
     why = check_issuer(h->oidc.issuer_url, c->cfg->allow_insecure_issuers);
     if (why != NULL)
-        return fail(c, pc_ynode_get(n, "issuerURL"), "%s: \"%s\" %s",
-                    at(&wk, w.s, "issuerURL"), h->oidc.issuer_url, why);
+        return fail(c, pc_ynode_get(n, "issuerURL"), "%s: \"%s\" %s", at(&wk, w.s, "issuerURL"),
+                    h->oidc.issuer_url, why);
     normalize_scopes(h);
     if ((rc = check_path_field(c, n, "callbackPath", w.s, h->oidc.callback_path)) != 0 ||
         (rc = check_path_field(c, n, "signOutPath", w.s, h->oidc.sign_out_path)) != 0)
@@ -541,7 +542,8 @@ check_path_list(struct ctx *c, const struct pc_ynode *map, const char *key, cons
     at(&w, where, key);
     for (size_t i = 0; i < l->n; i++)
         if (!is_path(l->v[i]))
-            return fail(c, n->vals[i], "%s: \"%s\" must be a path starting with \"/\" (exact, or "
+            return fail(c, n->vals[i],
+                        "%s: \"%s\" must be a path starting with \"/\" (exact, or "
                         "a prefix when it ends with \"/\" or \"*\")",
                         at_index(&wi, w.s, i), l->v[i]);
     return 0;
@@ -573,7 +575,8 @@ parse_paths(struct ctx *c, const struct pc_ynode *e, const char *where, struct a
         hit = authd_path_matches(&one, h->oidc.callback_path) ||
               authd_path_matches(&one, h->oidc.sign_out_path);
         if (hit)
-            return fail(c, pc_ynode_get(n, "skip")->vals[i], "%s.skip[%zu]: \"%s\" covers the "
+            return fail(c, pc_ynode_get(n, "skip")->vals[i],
+                        "%s.skip[%zu]: \"%s\" covers the "
                         "callback or sign-out path, which must stay reachable; narrow it",
                         w.s, i, h->paths.skip.v[i]);
     }
@@ -607,15 +610,18 @@ check_session(struct ctx *c, const struct pc_ynode *n, const char *where, struct
     const char *d = h->session.cookie_domain;
 
     if (!is_cookie_name(h->session.cookie_name))
-        return fail(c, pc_ynode_get(n, "cookieName"), "%s: \"%s\" is not a valid cookie name "
+        return fail(c, pc_ynode_get(n, "cookieName"),
+                    "%s: \"%s\" is not a valid cookie name "
                     "(letters, digits, \"_\", \"-\", \".\"; at most 64)",
                     at(&w, where, "cookieName"), h->session.cookie_name);
     if (d != NULL && d[0] == '\0') {
         free(h->session.cookie_domain);
         h->session.cookie_domain = NULL;
     } else if (d != NULL && !is_dns_name(d[0] == '.' ? d + 1 : d, false)) {
-        return fail(c, pc_ynode_get(n, "cookieDomain"), "%s: \"%s\" is not a lowercase domain "
-                    "like .example.com", at(&w, where, "cookieDomain"), d);
+        return fail(c, pc_ynode_get(n, "cookieDomain"),
+                    "%s: \"%s\" is not a lowercase domain "
+                    "like .example.com",
+                    at(&w, where, "cookieDomain"), d);
     }
     if (h->session.lifetime <= 0)
         return fail(c, pc_ynode_get(n, "lifetime"), "%s: must be longer than 0s",
@@ -626,8 +632,8 @@ check_session(struct ctx *c, const struct pc_ynode *n, const char *where, struct
 static int
 parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
-    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime", "refresh",
-                                       "sameSite", NULL};
+    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime",
+                                       "refresh",    "sameSite",     NULL};
     const struct pc_ynode *n = pc_ynode_get(e, "session");
     struct where w;
     int rc;
@@ -651,8 +657,8 @@ parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct
 static void
 upstream_add(struct authd_host *h, const char *name, const char *claim)
 {
-    h->upstream_headers = pc_xrealloc(h->upstream_headers,
-                                      (h->nupstream_headers + 1) * sizeof(*h->upstream_headers));
+    h->upstream_headers =
+        pc_xrealloc(h->upstream_headers, (h->nupstream_headers + 1) * sizeof(*h->upstream_headers));
     h->upstream_headers[h->nupstream_headers].name = pc_xstrdup(name);
     h->upstream_headers[h->nupstream_headers].claim = pc_xstrdup(claim);
     h->nupstream_headers++;
@@ -683,8 +689,8 @@ parse_upstream_entry(struct ctx *c, const struct pc_ynode *e, const char *where,
         (rc = get_required_str(c, e, "claim", where, &claim)) != 0)
         goto out;
     if (!is_token(name)) {
-        rc = fail(c, pc_ynode_get(e, "name"), "%s.name: \"%s\" is not a valid header name",
-                  where, name);
+        rc = fail(c, pc_ynode_get(e, "name"), "%s.name: \"%s\" is not a valid header name", where,
+                  name);
         goto out;
     }
     for (size_t i = 0; i < h->nupstream_headers; i++)
@@ -804,9 +810,9 @@ host_release(struct authd_host *h)
 static int
 parse_host(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
-    static const char *const keys[] = {"id", "hosts", "gateway", "oidc", "access", "paths",
-                                       "session", "upstreamHeaders", "passIDToken",
-                                       "bearerTokens", "mode", NULL};
+    static const char *const keys[] = {"id",          "hosts",        "gateway", "oidc",
+                                       "access",      "paths",        "session", "upstreamHeaders",
+                                       "passIDToken", "bearerTokens", "mode",    NULL};
     int rc;
 
     host_defaults(h);
@@ -833,13 +839,17 @@ check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i)
         const struct authd_host *o = &c->cfg->hosts[j];
 
         if (strcmp(o->id, h->id) == 0)
-            return fail(c, pc_ynode_get(e, "id"), "hosts[%zu].id: \"%s\" is already used by "
-                        "hosts[%zu] (ids must be unique)", i, h->id, j);
+            return fail(c, pc_ynode_get(e, "id"),
+                        "hosts[%zu].id: \"%s\" is already used by "
+                        "hosts[%zu] (ids must be unique)",
+                        i, h->id, j);
         for (size_t k = 0; k < h->hosts.n; k++)
             if (authd_strlist_contains(&o->hosts, h->hosts.v[k]))
-                return fail(c, pc_ynode_get(e, "hosts")->vals[k], "hosts[%zu].hosts[%zu]: \"%s\" "
+                return fail(c, pc_ynode_get(e, "hosts")->vals[k],
+                            "hosts[%zu].hosts[%zu]: \"%s\" "
                             "is already protected by hosts[%zu] (id %s); a host may appear in one "
-                            "entry only", i, k, h->hosts.v[k], j, o->id);
+                            "entry only",
+                            i, k, h->hosts.v[k], j, o->id);
     }
     return 0;
 }
@@ -923,8 +933,8 @@ load_secrets(struct ctx *c, const struct pc_ynode *list)
         rc = rd(c->opts->ud, files->v[i], &data[i], &lens[i]);
         if (rc != 0) {
             data[i] = NULL;
-            rc = fail(c, list->vals[i], "cookieSecretFiles[%zu]: cannot read \"%s\": %s",
-                      i, files->v[i], code_text(rc));
+            rc = fail(c, list->vals[i], "cookieSecretFiles[%zu]: cannot read \"%s\": %s", i,
+                      files->v[i], code_text(rc));
             break;
         }
         if (lens[i] > 0 && data[i][lens[i] - 1] == '\n')
@@ -932,9 +942,10 @@ load_secrets(struct ctx *c, const struct pc_ynode *list)
         if (lens[i] > 0 && data[i][lens[i] - 1] == '\r')
             lens[i]--;
         if (lens[i] < AUTHD_MIN_SECRET)
-            rc = fail(c, list->vals[i], "cookieSecretFiles[%zu]: the secret in \"%s\" is %zu "
-                      "bytes; at least %d are required (e.g. openssl rand -base64 48)", i,
-                      files->v[i], lens[i], AUTHD_MIN_SECRET);
+            rc = fail(c, list->vals[i],
+                      "cookieSecretFiles[%zu]: the secret in \"%s\" is %zu "
+                      "bytes; at least %d are required (e.g. openssl rand -base64 48)",
+                      i, files->v[i], lens[i], AUTHD_MIN_SECRET);
     }
     if (rc == 0 && authd_keys_init(&c->cfg->keys, (const char *const *)data, lens, files->n))
         rc = fail(c, list, "cookieSecretFiles: cannot derive keys from the secrets");
@@ -974,8 +985,10 @@ parse_secrets(struct ctx *c, const struct pc_ynode *root)
     if (c->opts->overrides != NULL && c->opts->overrides->nsecret_files > 0)
         return load_override_secrets(c);
     if (n == NULL || is_null(n))
-        return fail(c, root, "cookieSecretFiles: required (a list of files holding >= %d-byte "
-                    "secrets; the first encrypts, all decrypt)", AUTHD_MIN_SECRET);
+        return fail(c, root,
+                    "cookieSecretFiles: required (a list of files holding >= %d-byte "
+                    "secrets; the first encrypts, all decrypt)",
+                    AUTHD_MIN_SECRET);
     if ((rc = get_strlist(c, root, "cookieSecretFiles", "", &c->cfg->secret_files)) != 0)
         return rc;
     if (c->cfg->secret_files.n == 0 || c->cfg->secret_files.n > AUTHD_MAX_SECRETS)
@@ -992,17 +1005,24 @@ check_top(struct ctx *c, const struct pc_ynode *root)
     size_t plen;
 
     if (!is_listen(cfg->listen))
-        return fail(c, pc_ynode_get(root, "listen"), "listen: \"%s\" must be host:port, e.g. "
-                    "0.0.0.0:4180", cfg->listen);
+        return fail(c, pc_ynode_get(root, "listen"),
+                    "listen: \"%s\" must be host:port, e.g. "
+                    "0.0.0.0:4180",
+                    cfg->listen);
     if (!is_listen(cfg->admin_listen))
-        return fail(c, pc_ynode_get(root, "adminListen"), "adminListen: \"%s\" must be "
-                    "host:port, e.g. 0.0.0.0:9090", cfg->admin_listen);
+        return fail(c, pc_ynode_get(root, "adminListen"),
+                    "adminListen: \"%s\" must be "
+                    "host:port, e.g. 0.0.0.0:9090",
+                    cfg->admin_listen);
     if (strcmp(cfg->listen, cfg->admin_listen) == 0)
-        return fail(c, pc_ynode_get(root, "adminListen"), "adminListen: must differ from listen "
+        return fail(c, pc_ynode_get(root, "adminListen"),
+                    "adminListen: must differ from listen "
                     "(metrics never share the auth port)");
     if (!is_path(cfg->ext_authz_prefix))
-        return fail(c, pc_ynode_get(root, "extAuthzPathPrefix"), "extAuthzPathPrefix: \"%s\" "
-                    "must be a path starting with \"/\"", cfg->ext_authz_prefix);
+        return fail(c, pc_ynode_get(root, "extAuthzPathPrefix"),
+                    "extAuthzPathPrefix: \"%s\" "
+                    "must be a path starting with \"/\"",
+                    cfg->ext_authz_prefix);
     plen = strlen(cfg->ext_authz_prefix);
     while (plen > 1 && cfg->ext_authz_prefix[plen - 1] == '/')
         cfg->ext_authz_prefix[--plen] = '\0';
@@ -1031,9 +1051,9 @@ apply_listen_overrides(struct ctx *c)
 static int
 parse_root(struct ctx *c, const struct pc_ynode *root)
 {
-    static const char *const keys[] = {"listen", "adminListen", "cookieSecretFiles",
-                                       "extAuthzPathPrefix", "allowInsecureIssuers", "hosts",
-                                       NULL};
+    static const char *const keys[] = {
+        "listen", "adminListen", "cookieSecretFiles", "extAuthzPathPrefix", "allowInsecureIssuers",
+        "hosts",  NULL};
     struct authd_config *cfg = c->cfg;
     int rc;
 

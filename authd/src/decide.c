@@ -28,8 +28,8 @@ path_len(const char *path)
 static bool
 is_ambiguous(const char *path, size_t n)
 {
-    static const char *const bad[] = {"/./", "/../", "//", "\\", ";", "%2e", "%2E", "%2f", "%2F",
-                                      "%5c", "%5C", "%00", "%25", "%3b", "%3B", NULL};
+    static const char *const bad[] = {"/./", "/../", "//",  "\\",  ";",   "%2e", "%2E", "%2f",
+                                      "%2F", "%5c",  "%5C", "%00", "%25", "%3b", "%3B", NULL};
     char tmp[AUTHD_MAX_REDIRECT * 4 + 2];
 
     if (n + 2 > sizeof(tmp))
@@ -336,11 +336,11 @@ not_authenticated(struct authd_decision *d, const struct authd_decide_input *in)
     const struct authd_request *r = in->req;
     bool bearer_bad = in->host->bearer.enabled && in->bearer_rc != PC_ENOTFOUND;
 
-    d->reason = bearer_bad                        ? "invalid-bearer"
-                : in->session_rc == PC_EEXPIRED   ? "session-expired"
-                : in->session_rc == PC_EINVAL     ? "session-other-client"
-                : in->session_rc == PC_ENOTFOUND  ? "no-session"
-                                                  : "session-invalid";
+    d->reason = bearer_bad                       ? "invalid-bearer"
+                : in->session_rc == PC_EEXPIRED  ? "session-expired"
+                : in->session_rc == PC_EINVAL    ? "session-other-client"
+                : in->session_rc == PC_ENOTFOUND ? "no-session"
+                                                 : "session-invalid";
     if (bearer_bad || wants_401(r, in->host)) {
         d->verdict = AUTHD_UNAUTHORIZED;
         d->status = 401;
@@ -439,8 +439,8 @@ authd_decide(const struct authd_decide_input *in, struct authd_decision *out)
     }
     if (path_is(in->host->oidc.callback_path, r->path) ||
         path_is(in->host->oidc.sign_out_path, r->path)) {
-        out->verdict = path_is(in->host->oidc.callback_path, r->path) ? AUTHD_CALLBACK
-                                                                      : AUTHD_SIGN_OUT;
+        out->verdict =
+            path_is(in->host->oidc.callback_path, r->path) ? AUTHD_CALLBACK : AUTHD_SIGN_OUT;
         out->reason = out->verdict == AUTHD_CALLBACK ? "callback" : "sign-out";
         return 0;
     }

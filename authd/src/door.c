@@ -43,14 +43,10 @@ static const char *
 verdict_name(const struct authd_decision *d)
 {
     static const char *const names[] = {
-        [AUTHD_ALLOW] = "allow",
-        [AUTHD_SKIP] = "skip",
-        [AUTHD_LOGIN_REDIRECT] = "login",
-        [AUTHD_UNAUTHORIZED] = "unauthorized",
-        [AUTHD_FORBIDDEN] = "forbidden",
-        [AUTHD_UNKNOWN_HOST] = "unknown_host",
-        [AUTHD_CALLBACK] = "callback",
-        [AUTHD_SIGN_OUT] = "sign_out",
+        [AUTHD_ALLOW] = "allow",          [AUTHD_SKIP] = "skip",
+        [AUTHD_LOGIN_REDIRECT] = "login", [AUTHD_UNAUTHORIZED] = "unauthorized",
+        [AUTHD_FORBIDDEN] = "forbidden",  [AUTHD_UNKNOWN_HOST] = "unknown_host",
+        [AUTHD_CALLBACK] = "callback",    [AUTHD_SIGN_OUT] = "sign_out",
     };
 
     if ((size_t)d->verdict < sizeof(names) / sizeof(names[0]) && names[d->verdict])
@@ -167,8 +163,8 @@ static const char *
 user_of(const struct check *c)
 {
     const struct authd_identity *id = c->has_bearer ? &c->bearer
-                                      : c->session ? &c->session->id
-                                                   : NULL;
+                                      : c->session  ? &c->session->id
+                                                    : NULL;
 
     if (!id)
         return NULL;
@@ -181,19 +177,17 @@ account(struct check *c, const struct authd_reply *r)
     const char *door = c->door == AUTHD_DOOR_ENVOY ? "envoy" : "nginx";
     const char *outcome = verdict_name(&c->d);
     int64_t us = authd_mono_us() - c->t0;
-    enum pc_log_level lvl = c->d.verdict == AUTHD_ALLOW || c->d.verdict == AUTHD_SKIP
-                                ? PC_LOG_DEBUG
-                                : PC_LOG_INFO;
+    enum pc_log_level lvl =
+        c->d.verdict == AUTHD_ALLOW || c->d.verdict == AUTHD_SKIP ? PC_LOG_DEBUG : PC_LOG_INFO;
     char lat[24], status[8];
 
-    authd_metrics_decision(c->srv->metrics, c->host ? c->host->id : "_unknown", door, outcome,
-                           us);
+    authd_metrics_decision(c->srv->metrics, c->host ? c->host->id : "_unknown", door, outcome, us);
     if (lvl == PC_LOG_DEBUG && !c->srv->debug_logs)
         return;
     snprintf(lat, sizeof(lat), "%lld", (long long)us);
     snprintf(status, sizeof(status), "%d", r->status);
-    pc_log(lvl, "check", "host", c->host_name, "policy", c->host ? c->host->id : NULL, "door",
-           door, "decision", outcome, "status", status, "report_only",
+    pc_log(lvl, "check", "host", c->host_name, "policy", c->host ? c->host->id : NULL, "door", door,
+           "decision", outcome, "status", status, "report_only",
            c->d.report_only ? "true" : "false", "user", user_of(c), "reason", c->d.reason,
            "latency_us", lat, NULL);
 }
@@ -232,14 +226,24 @@ check(struct check *c, void *conn, struct authd_reply *r)
         bearer_rc = open_bearer(c);
     }
     struct authd_request req = {
-        .door = c->door, .method = c->h->method, .host = c->host_name, .path = c->path,
-        .accept = c->h->accept, .x_requested_with = c->h->x_requested_with,
-        .sec_fetch_mode = c->h->sec_fetch_mode, .authorization = c->h->authorization,
-        .cookie = c->h->cookie, .x_forwarded_proto = c->h->x_forwarded_proto,
+        .door = c->door,
+        .method = c->h->method,
+        .host = c->host_name,
+        .path = c->path,
+        .accept = c->h->accept,
+        .x_requested_with = c->h->x_requested_with,
+        .sec_fetch_mode = c->h->sec_fetch_mode,
+        .authorization = c->h->authorization,
+        .cookie = c->h->cookie,
+        .x_forwarded_proto = c->h->x_forwarded_proto,
     };
-    struct authd_decide_input in = {.req = &req, .host = c->host, .session_rc = session_rc,
-                                    .session = c->session, .bearer_rc = bearer_rc,
-                                    .bearer = c->has_bearer ? &c->bearer : NULL, .now = now};
+    struct authd_decide_input in = {.req = &req,
+                                    .host = c->host,
+                                    .session_rc = session_rc,
+                                    .session = c->session,
+                                    .bearer_rc = bearer_rc,
+                                    .bearer = c->has_bearer ? &c->bearer : NULL,
+                                    .now = now};
     authd_decide(&in, &c->d);
     if (c->d.refresh_due && c->owned && c->owned->refresh_token &&
         authd_refresh_check(c->srv, c->host, &c->owned, c->h->cookie, &c->set_cookie) ==
@@ -262,7 +266,11 @@ static int
 run_check(struct authd_server *srv, const struct authd_http *h, enum authd_door door,
           const char *host_name, const char *path, void *conn, struct authd_reply *r)
 {
-    struct check c = {.srv = srv, .h = h, .door = door, .host_name = host_name, .path = path,
+    struct check c = {.srv = srv,
+                      .h = h,
+                      .door = door,
+                      .host_name = host_name,
+                      .path = path,
                       .t0 = authd_mono_us()};
     int rc = check(&c, conn, r);
 
@@ -347,8 +355,7 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
  * ingress-nginx sends it, X-Original-URL (scheme://host/path?query) split into host and path.
  */
 static int
-nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn,
-            struct authd_reply *r)
+nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn, struct authd_reply *r)
 {
     const char *host = authd_login_host(h), *path = h->x_original_uri, *u = h->x_original_url;
     const char *auth, *slash;

@@ -110,16 +110,14 @@ ec_key(const json_t *jwk, const char *group, size_t coord_len)
     EVP_PKEY *pkey = NULL;
 
     if (xs == NULL || ys == NULL || pc_b64url_decode(xs, strlen(xs), &x, &xlen) != 0 ||
-        pc_b64url_decode(ys, strlen(ys), &y, &ylen) != 0 || xlen != coord_len ||
-        ylen != coord_len)
+        pc_b64url_decode(ys, strlen(ys), &y, &ylen) != 0 || xlen != coord_len || ylen != coord_len)
         goto out;
     point[0] = 0x04;
     memcpy(point + 1, x, coord_len);
     memcpy(point + 1 + coord_len, y, coord_len);
     if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
         !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
-        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                          1 + 2 * coord_len))
+        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * coord_len))
         goto out;
     pkey = pkey_fromdata("EC", bld);
 out:
@@ -180,7 +178,8 @@ authd_jwks_parse(const char *json, size_t len, struct authd_jwks **out)
     }
     ks = pc_xcalloc(1, sizeof(*ks));
     ks->keys = pc_xcalloc(json_array_size(keys) + 1, sizeof(*ks->keys));
-    json_array_foreach(keys, i, jwk) {
+    json_array_foreach(keys, i, jwk)
+    {
         if (json_is_object(jwk) && parse_jwk(jwk, &ks->keys[ks->n]))
             ks->n++;
     }
@@ -375,7 +374,8 @@ aud_has(const json_t *aud, const char *want)
 
     if (json_is_string(aud))
         return strcmp(json_string_value(aud), want) == 0;
-    json_array_foreach(aud, i, v) {
+    json_array_foreach(aud, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
             return true;
     }
@@ -513,7 +513,8 @@ claim_string(const json_t *v)
         return pc_xstrdup(json_is_true(v) ? "true" : "false");
     if (!json_is_array(v))
         return NULL;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (json_is_string(e))
             authd_strlist_add(&parts, json_string_value(e));
     }
@@ -547,7 +548,8 @@ add_groups(struct authd_identity *id, const json_t *v)
         authd_strlist_add(&id->groups, json_string_value(v));
         return;
     }
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (json_is_string(e) && id->groups.n < 1024)
             authd_strlist_add(&id->groups, json_string_value(e));
     }

@@ -74,9 +74,9 @@ authorize_url(const struct authd_issuer *iss, const struct authd_host *host,
     pc_buf_appends(&b, iss->authorization_endpoint);
     pc_buf_appends(&b, strchr(iss->authorization_endpoint, '?') ? "&" : "?");
     const char *kv[][2] = {
-        {"response_type", "code"}, {"client_id", host->oidc.client_id},
-        {"redirect_uri", ruri},    {"scope", scope},
-        {"state", st->state},      {"nonce", st->nonce},
+        {"response_type", "code"},     {"client_id", host->oidc.client_id},
+        {"redirect_uri", ruri},        {"scope", scope},
+        {"state", st->state},          {"nonce", st->nonce},
         {"code_challenge", challenge}, {"code_challenge_method", "S256"},
     };
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
@@ -162,8 +162,8 @@ log_login(const struct callback_ctx *c, const char *result, const char *user, co
 
     snprintf(lat, sizeof(lat), "%lld", (long long)(authd_mono_us() - c->t0));
     pc_log(strcmp(result, "ok") ? PC_LOG_WARN : PC_LOG_INFO, "login", "host", c->host_name,
-           "policy", c->host->id, "result", result, "user", user, "reason", why, "latency_us",
-           lat, NULL);
+           "policy", c->host->id, "result", result, "user", user, "reason", why, "latency_us", lat,
+           NULL);
 }
 
 /* Finishes the callback with an error page. */
@@ -200,8 +200,8 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
     }
     rc = authd_session_from_claims(c->host, claims, c->id_token, c->refresh_token, now, &s);
     json_decref(claims);
-    if (rc || authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now,
-                                 &c->set_cookie)) {
+    if (rc ||
+        authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, &c->set_cookie)) {
         callback_fail(c, 502, "login failed: the session could not be created", "session");
         authd_session_free(s);
         return;
@@ -234,8 +234,10 @@ token_done(void *ud, int rc, long status, json_t *body, const char *error)
         return;
     }
     if (rc == PC_EAUTH && err && !strcmp(err, "invalid_grant")) {
-        callback_fail(c, 400, "login failed: the authorization code was refused (expired or "
-                              "already used); start the login again", err);
+        callback_fail(c, 400,
+                      "login failed: the authorization code was refused (expired or "
+                      "already used); start the login again",
+                      err);
         return;
     }
     if (rc || !idt) {
@@ -271,8 +273,8 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
 
     if (error) {
         char *desc = authd_query_param(query, "error_description");
-        char *msg = pc_xasprintf("login failed: the identity provider answered \"%s\"%s%s",
-                                 error, desc ? ": " : "", desc ? desc : "");
+        char *msg = pc_xasprintf("login failed: the identity provider answered \"%s\"%s%s", error,
+                                 desc ? ": " : "", desc ? desc : "");
         authd_reply_page(r, 403, "login failed", msg);
         pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
                "reason", error, NULL);
@@ -280,8 +282,8 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
         free(msg);
         goto out;
     }
-    orc = state ? authd_login_state_open(&srv->cfg->cfg->keys, host, h->cookie, state,
-                                         authd_now(), &st, &set_cookie)
+    orc = state ? authd_login_state_open(&srv->cfg->cfg->keys, host, h->cookie, state, authd_now(),
+                                         &st, &set_cookie)
                 : PC_ENOTFOUND;
     if (orc || !code) {
         authd_reply_page(r, 400, "login failed",
@@ -314,12 +316,16 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
     c->envoy = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri) != NULL;
     c->plain_http = r->plain_http;
     ruri = redirect_uri(host, h, host_name);
-    struct authd_token_opts opts = {.host = host, .issuer = iss,
-                                    .grant_type = "authorization_code", .code = code,
+    struct authd_token_opts opts = {.host = host,
+                                    .issuer = iss,
+                                    .grant_type = "authorization_code",
+                                    .code = code,
                                     .redirect_uri = ruri,
                                     .timeout_ms = c->envoy ? AUTHD_ENVOY_IDP_TIMEOUT_MS : 0,
-                                    .code_verifier = c->st->pkce_verifier, .kind = "token",
-                                    .done = token_done, .ud = c};
+                                    .code_verifier = c->st->pkce_verifier,
+                                    .kind = "token",
+                                    .done = token_done,
+                                    .ud = c};
     c->pending = authd_pending_new(conn);
     authd_oidc_token(srv->oidc, &opts);
     rc = 1;
@@ -480,7 +486,10 @@ refresh_finish(struct refresh_ctx *c, enum refresh_state st, const char *why)
     }
     pc_log(st == RF_DONE ? PC_LOG_INFO : PC_LOG_WARN, "refresh", "policy", c->host->id, "user",
            c->old->id.email ? c->old->id.email : c->old->id.sub, "result",
-           st == RF_DONE ? "ok" : st == RF_REVOKED ? "revoked" : "failure", "reason", why, NULL);
+           st == RF_DONE      ? "ok"
+           : st == RF_REVOKED ? "revoked"
+                              : "failure",
+           "reason", why, NULL);
     authd_session_free(c->old);
     free(c->cookie_header);
     authd_cfgref_put(c->cfg);
@@ -554,8 +563,7 @@ refresh_token_done(void *ud, int rc, long status, json_t *body, const char *erro
                                       .client_id = c->host->oidc.client_id,
                                       .now = authd_now()};
         struct authd_issuer *iss = authd_oidc_issuer(c->srv->oidc, c->host->oidc.issuer_url);
-        rc = iss && iss->jwks ? authd_jwt_verify(iss->jwks, idt, &ex, &claims, &why)
-                              : PC_ENOTFOUND;
+        rc = iss && iss->jwks ? authd_jwt_verify(iss->jwks, idt, &ex, &claims, &why) : PC_ENOTFOUND;
         if (!rc)
             rc = refresh_seal(c, claims, idt, rt, &e->set_cookie);
         json_decref(claims);
@@ -598,10 +606,13 @@ authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
     e->state = RF_INFLIGHT;
     e->next = t->head;
     t->head = e;
-    struct authd_token_opts opts = {.host = host, .issuer = iss,
+    struct authd_token_opts opts = {.host = host,
+                                    .issuer = iss,
                                     .grant_type = "refresh_token",
-                                    .refresh_token = c->old->refresh_token, .kind = "refresh",
-                                    .done = refresh_token_done, .ud = c};
+                                    .refresh_token = c->old->refresh_token,
+                                    .kind = "refresh",
+                                    .done = refresh_token_done,
+                                    .ud = c};
     authd_oidc_token(srv->oidc, &opts);
     return 0;
 }

@@ -63,8 +63,11 @@ static int
 serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
 {
     struct authd_server *srv = NULL;
-    struct authd_server_opts opts = {.config_path = path, .overrides = &overrides, .cfg = cfg,
-                                     .debug_logs = debug, .no_config = no_config};
+    struct authd_server_opts opts = {.config_path = path,
+                                     .overrides = &overrides,
+                                     .cfg = cfg,
+                                     .debug_logs = debug,
+                                     .no_config = no_config};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -81,11 +84,13 @@ serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     snprintf(n, sizeof(n), "%zu", cfg->nhosts);
-    pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen,
-           "admin", cfg->admin_listen, "hosts", n, NULL);
+    pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen, "admin",
+           cfg->admin_listen, "hosts", n, NULL);
     if (no_config)
-        pc_log(PC_LOG_WARN, "start", "error", "config file does not exist; not ready until it "
-               "appears", "config", path, NULL);
+        pc_log(PC_LOG_WARN, "start", "error",
+               "config file does not exist; not ready until it "
+               "appears",
+               "config", path, NULL);
     rc = authd_server_run(srv);
     running = NULL;
     authd_server_free(srv);
@@ -97,11 +102,15 @@ int
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-        {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'}, {"listen", required_argument, NULL, 'L'},
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'L'},
         {"admin-listen", required_argument, NULL, 'A'},
-        {"cookie-secret-file", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0},
+        {"cookie-secret-file", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     bool check_only = false;

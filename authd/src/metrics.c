@@ -15,8 +15,8 @@
 #define MAX_SERIES 2048
 
 /* Upper bounds of the check-duration buckets, in microseconds. */
-static const int64_t bucket_us[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
-                                    50000, 100000, 250000, 1000000};
+static const int64_t bucket_us[] = {50,    100,   250,   500,    1000,   2500,   5000,
+                                    10000, 25000, 50000, 100000, 250000, 1000000};
 #define NBUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
 
 struct series {
@@ -131,8 +131,7 @@ authd_metrics_decision(struct authd_metrics *m, const char *host, const char *do
 }
 
 void
-authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind,
-                  const char *result)
+authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind, const char *result)
 {
     table_add(&m->idp, issuer ? issuer : "", kind, result);
 }
@@ -199,8 +198,8 @@ render_histogram(const struct authd_metrics *m, struct pc_buf *out)
     }
     cum += m->hist[NBUCKETS];
     rc = rc ? rc
-            : pc_buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
-                             n, (unsigned long long)cum, n, (double)m->hist_sum_us / 1e6, n,
+            : pc_buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", n,
+                             (unsigned long long)cum, n, (double)m->hist_sum_us / 1e6, n,
                              (unsigned long long)m->hist_count);
     return rc;
 }
@@ -222,8 +221,7 @@ authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out)
                              "# TYPE portcullis_authd_config_reloads_total counter\n"
                              "portcullis_authd_config_reloads_total{result=\"success\"} %llu\n"
                              "portcullis_authd_config_reloads_total{result=\"failure\"} %llu\n",
-                             (unsigned long long)m->reload_ok,
-                             (unsigned long long)m->reload_fail);
+                             (unsigned long long)m->reload_ok, (unsigned long long)m->reload_fail);
     rc = rc ? rc
             : pc_buf_appendf(out,
                              "# HELP portcullis_authd_build_info Build information.\n"

@@ -231,9 +231,9 @@ discovery_parse(struct authd_issuer *iss, const json_t *doc)
         size_t i;
         json_t *m;
         iss->token_auth_basic = false;
-        json_array_foreach(methods, i, m)
-            if (json_is_string(m) && !strcmp(json_string_value(m), "client_secret_basic"))
-                iss->token_auth_basic = true;
+        json_array_foreach(methods, i, m) if (json_is_string(m) &&
+                                              !strcmp(json_string_value(m), "client_secret_basic"))
+            iss->token_auth_basic = true;
     }
     iss->discovered = true;
 }
@@ -251,8 +251,8 @@ discovery_done(struct http_job *j)
         failed(j->o, &e->iss, "discovery", j->rc ? j->resp.error : "not a JSON 200 response");
     } else if (!iss_claim || strcmp(iss_claim, e->iss.url)) {
         failed(j->o, &e->iss, "discovery", "issuer in the document does not match issuerURL");
-    } else if (!pc_json_str(doc, "authorization_endpoint") ||
-               !pc_json_str(doc, "token_endpoint") || !pc_json_str(doc, "jwks_uri")) {
+    } else if (!pc_json_str(doc, "authorization_endpoint") || !pc_json_str(doc, "token_endpoint") ||
+               !pc_json_str(doc, "jwks_uri")) {
         failed(j->o, &e->iss, "discovery", "document lacks an endpoint or jwks_uri");
     } else {
         discovery_parse(&e->iss, doc);
@@ -293,8 +293,8 @@ jwks_done(struct http_job *j)
         return;
     if (j->rc || j->resp.status != 200) {
         failed(j->o, &e->iss, "jwks", j->rc ? j->resp.error : "non-200 response");
-    } else if ((rc = authd_jwks_parse(j->resp.body.data ? j->resp.body.data : "",
-                                      j->resp.body.len, &ks))) {
+    } else if ((rc = authd_jwks_parse(j->resp.body.data ? j->resp.body.data : "", j->resp.body.len,
+                                      &ks))) {
         failed(j->o, &e->iss, "jwks", pc_strerror(rc));
     } else {
         authd_jwks_free(e->iss.jwks);
@@ -410,8 +410,8 @@ authd_oidc_ready(struct authd_oidc *o, const struct authd_config *cfg)
 /* ID token verification with one JWKS refetch on an unknown kid */
 
 static int
-verify_now(const struct authd_issuer *iss, const char *token,
-           const struct authd_jwt_expect *expect, json_t **claims, const char **why)
+verify_now(const struct authd_issuer *iss, const char *token, const struct authd_jwt_expect *expect,
+           json_t **claims, const char **why)
 {
     static const struct authd_jwks empty = {0};
 
@@ -437,8 +437,8 @@ run_waiters(struct authd_oidc *o, struct reg_entry *e)
     e->waiters = NULL;
     while (w) {
         struct waiter *next = w->next;
-        struct authd_jwt_expect ex = {.issuer = w->issuer, .client_id = w->client_id,
-                                      .nonce = w->nonce, .now = w->now};
+        struct authd_jwt_expect ex = {
+            .issuer = w->issuer, .client_id = w->client_id, .nonce = w->nonce, .now = w->now};
         json_t *claims = NULL;
         const char *why = "unknown kid";
         int rc = e->iss.jwks ? verify_now(&e->iss, w->token, &ex, &claims, &why) : PC_ENOTFOUND;

@@ -121,8 +121,7 @@ parse_authority(const char *auth, size_t n, char **name)
 }
 
 static int
-validate_absolute(const struct authd_config *cfg, const char *host_name, const char *t,
-                  char **out)
+validate_absolute(const struct authd_config *cfg, const char *host_name, const char *t, char **out)
 {
     const char *auth;
     char *name = NULL, *scheme;
@@ -156,8 +155,8 @@ out:
 }
 
 int
-authd_redirect_validate(const struct authd_config *cfg, const char *host_name,
-                        const char *target, char **out)
+authd_redirect_validate(const struct authd_config *cfg, const char *host_name, const char *target,
+                        char **out)
 {
     *out = NULL;
     if (target == NULL || target[0] == '\0')

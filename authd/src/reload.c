@@ -94,8 +94,7 @@ authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t ou
         /* Secret files are compared by identity, not content, so no secret is hashed. */
         if (stat(cfg->secret_files.v[i], &st) == 0)
             pc_buf_appendf(&b, "\n%llu:%lld:%lld.%09ld", (unsigned long long)st.st_ino,
-                           (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                           st.st_mtim.tv_nsec);
+                           (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     }
     if (!rc)
         pc_sha256(b.data ? b.data : "", b.len, out);
@@ -113,9 +112,9 @@ struct authd_watch {
     char *dir;
     int interval_ms;
     int ifd, stopfd;
-    int wd;                 /* inotify watch on dir, -1 while dir does not exist (yet) */
+    int wd; /* inotify watch on dir, -1 while dir does not exist (yet) */
     pthread_t thread;
-    uint8_t digest[32];     /* what the last load attempt (good or bad) was made from */
+    uint8_t digest[32];           /* what the last load attempt (good or bad) was made from */
     struct authd_strlist secrets; /* secret files of the last good config (own copy) */
 };
 
@@ -172,8 +171,9 @@ check(struct authd_watch *w)
     authd_pool_complete(w->pool, &j->job);
 }
 
-#define DIR_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | \
-                    IN_DELETE_SELF | IN_MOVE_SELF)
+#define DIR_EVENTS                                                                                 \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF |           \
+     IN_MOVE_SELF)
 
 /*
  * Watches the config file's directory. It may not exist yet (authd started before its volume

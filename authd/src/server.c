@@ -50,11 +50,11 @@ struct server_priv {
 struct conn {
     struct authd_pending *pending;
     /* auth port (raw socket) only */
-    struct pc_buf in;  /* bytes received and not yet parsed */
-    int64_t discard;   /* request body bytes still to skip */
-    bool busy;         /* a deferred reply is in flight: parsing waits */
-    bool close_after;  /* close once the current reply is written */
-    bool closing;      /* the last reply is written: close when writeable */
+    struct pc_buf in; /* bytes received and not yet parsed */
+    int64_t discard;  /* request body bytes still to skip */
+    bool busy;        /* a deferred reply is in flight: parsing waits */
+    bool close_after; /* close once the current reply is written */
+    bool closing;     /* the last reply is written: close when writeable */
 };
 
 struct authd_pending {
@@ -135,8 +135,8 @@ authd_reply_header(struct authd_reply *r, const char *name, const char *value)
     if (r->plain_http && strcasecmp(name, "Set-Cookie") == 0) {
         const char *secure = strstr(value, "; Secure");
         if (secure != NULL) {
-            rc = pc_buf_appendf(&r->headers, "Set-Cookie: %.*s%s\r\n", (int)(secure - value),
-                                value, secure + strlen("; Secure"));
+            rc = pc_buf_appendf(&r->headers, "Set-Cookie: %.*s%s\r\n", (int)(secure - value), value,
+                                secure + strlen("; Secure"));
             return rc;
         }
     }
@@ -405,8 +405,9 @@ read_query(struct lws *wsi, struct arena *a, bool *overflow)
     size_t start = a->used;
     int len;
 
-    for (int i = 0; (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
-                                                 WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0; i++) {
+    for (int i = 0;
+         (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0;
+         i++) {
         char *eq = memchr(frag, '=', (size_t)len);
         size_t klen = eq ? (size_t)(eq - frag) : (size_t)len;
 
@@ -498,11 +499,18 @@ reason_phrase(int status)
         int status;
         const char *text;
     } phrases[] = {
-        {200, "OK"},          {202, "Accepted"},     {302, "Found"},
-        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-        {404, "Not Found"},   {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"}, {502, "Bad Gateway"},
-        {503, "Service Unavailable"},   {504, "Gateway Timeout"},
+        {200, "OK"},
+        {202, "Accepted"},
+        {302, "Found"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
     };
 
     for (size_t i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)
@@ -515,8 +523,7 @@ static bool
 build_raw_head(const struct authd_reply *r, unsigned char **p, unsigned char *end)
 {
     char line[96];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", r->status,
-                     reason_phrase(r->status));
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", r->status, reason_phrase(r->status));
 
     if (!put(p, end, line, (size_t)n))
         return false;
@@ -551,8 +558,8 @@ raw_send(struct lws *wsi, struct conn *c, struct authd_reply *r, bool head)
 
     if (c->close_after || sp->pub.draining)
         r->close = true;
-    if (!build_raw_head(r, &p, end) || (!head && r->body.len &&
-                                        !put(&p, end, r->body.data, r->body.len)))
+    if (!build_raw_head(r, &p, end) ||
+        (!head && r->body.len && !put(&p, end, r->body.data, r->body.len)))
         goto out;
     if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_RAW) < 0)
         goto out;
@@ -641,9 +648,9 @@ raw_serve(struct server_priv *sp, struct lws *wsi, struct conn *c)
             return -1;
     }
     if (!c->busy && !c->closing)
-        lws_set_timeout(wsi, c->in.len ? PENDING_TIMEOUT_HTTP_CONTENT
-                                       : PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE,
-                        c->in.len ? HEAD_TIMEOUT_SECS : KEEPALIVE_SECS);
+        lws_set_timeout(
+            wsi, c->in.len ? PENDING_TIMEOUT_HTTP_CONTENT : PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE,
+            c->in.len ? HEAD_TIMEOUT_SECS : KEEPALIVE_SECS);
     return 0;
 }
 
@@ -916,8 +923,7 @@ make_vhost(struct server_priv *sp, const char *name, const char *spec,
     struct lws_vhost *vh;
 
     if (parse_listen(spec, iface, sizeof(iface), &port, &v4)) {
-        pc_log(PC_LOG_ERROR, "listen", "error", "invalid listen address", "address", spec,
-               NULL);
+        pc_log(PC_LOG_ERROR, "listen", "error", "invalid listen address", "address", spec, NULL);
         return NULL;
     }
     memset(&info, 0, sizeof(info));

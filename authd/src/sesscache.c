@@ -78,8 +78,8 @@ authd_sesscache_free(struct authd_sesscache *c)
 }
 
 const struct authd_session *
-authd_sesscache_get(struct authd_sesscache *c, uint64_t generation,
-                    const struct authd_host *host, const char *cookie, int64_t now)
+authd_sesscache_get(struct authd_sesscache *c, uint64_t generation, const struct authd_host *host,
+                    const char *cookie, int64_t now)
 {
     size_t len = cookie ? strlen(cookie) : 0;
     uint64_t h;
@@ -100,8 +100,8 @@ authd_sesscache_get(struct authd_sesscache *c, uint64_t generation,
 }
 
 const struct authd_session *
-authd_sesscache_put(struct authd_sesscache *c, uint64_t generation,
-                    const struct authd_host *host, const char *cookie, struct authd_session *s)
+authd_sesscache_put(struct authd_sesscache *c, uint64_t generation, const struct authd_host *host,
+                    const char *cookie, struct authd_session *s)
 {
     size_t len = cookie ? strlen(cookie) : 0;
     struct slot *sl;

@@ -105,8 +105,8 @@ canonical_tail(const char *value, size_t vlen)
 
 /* Opens value with any of n keys. Returns 0 with *pt new (NUL-terminated), or PC_EAUTH. */
 static int
-open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *value,
-           size_t vlen, char **pt)
+open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *value, size_t vlen,
+           char **pt)
 {
     unsigned char *raw = NULL;
     size_t rawlen = 0, aadlen, ctlen;
@@ -289,10 +289,10 @@ static void
 add_set_cookie(struct authd_strlist *out, const char *name, const char *value,
                const struct cookie_attrs *a)
 {
-    char *s = pc_xasprintf("%s=%s; Path=/; Max-Age=%lld%s%s; Secure; HttpOnly; SameSite=%s",
-                           name, value, (long long)(a->max_age > 0 ? a->max_age : 0),
-                           a->domain ? "; Domain=" : "", a->domain ? a->domain : "",
-                           same_site_name(a->same_site));
+    char *s =
+        pc_xasprintf("%s=%s; Path=/; Max-Age=%lld%s%s; Secure; HttpOnly; SameSite=%s", name, value,
+                     (long long)(a->max_age > 0 ? a->max_age : 0), a->domain ? "; Domain=" : "",
+                     a->domain ? a->domain : "", same_site_name(a->same_site));
 
     out->v = pc_xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
     out->v[out->n++] = s;
@@ -302,8 +302,7 @@ static void
 add_clear(struct authd_strlist *out, const char *name, const struct authd_host *host,
           const char *domain)
 {
-    struct cookie_attrs a = {.max_age = 0, .domain = domain,
-                             .same_site = host->session.same_site};
+    struct cookie_attrs a = {.max_age = 0, .domain = domain, .same_site = host->session.same_site};
 
     add_set_cookie(out, name, "", &a);
 }
@@ -437,13 +436,15 @@ identity_from_json(const json_t *o, struct authd_identity *id)
     id->preferred_username = dup_str(o, "un");
     if (id->sub == NULL || !json_is_array(groups) || !json_is_object(extra))
         return PC_EAUTH;
-    json_array_foreach(groups, i, v) {
+    json_array_foreach(groups, i, v)
+    {
         if (!json_is_string(v))
             return PC_EAUTH;
         authd_strlist_add(&id->groups, json_string_value(v));
     }
     id->extra = pc_xcalloc(json_object_size(extra) + 1, sizeof(*id->extra));
-    json_object_foreach((json_t *)extra, k, v) {
+    json_object_foreach((json_t *)extra, k, v)
+    {
         if (!json_is_string(v))
             return PC_EAUTH;
         id->extra[id->nextra].name = pc_xstrdup(k);
@@ -480,9 +481,8 @@ out:
 }
 
 int
-authd_session_from_claims(const struct authd_host *host, const json_t *claims,
-                          const char *id_token, const char *refresh_token, int64_t now,
-                          struct authd_session **out)
+authd_session_from_claims(const struct authd_host *host, const json_t *claims, const char *id_token,
+                          const char *refresh_token, int64_t now, struct authd_session **out)
 {
     struct authd_session *s = pc_xcalloc(1, sizeof(*s));
     int rc;
@@ -509,7 +509,8 @@ authd_session_from_claims(const struct authd_host *host, const json_t *claims,
 static struct cookie_attrs
 session_attrs(const struct authd_host *host, int64_t max_age)
 {
-    struct cookie_attrs a = {.max_age = max_age, .domain = host->session.cookie_domain,
+    struct cookie_attrs a = {.max_age = max_age,
+                             .domain = host->session.cookie_domain,
                              .same_site = host->session.same_site};
 
     return a;
@@ -636,8 +637,8 @@ open_session_value(const struct authd_keys *keys, const struct authd_cookie_jar 
 
     for (size_t i = 0; i < jar->n && rc != 0; i++)
         if (strcmp(jar->v[i].name, base) == 0)
-            rc = open_value(keys->session, keys->n, base, jar->v[i].value,
-                            strlen(jar->v[i].value), pt);
+            rc = open_value(keys->session, keys->n, base, jar->v[i].value, strlen(jar->v[i].value),
+                            pt);
     if (rc == 0)
         return 0;
     rr = reassemble(jar, base, &joined);
@@ -833,8 +834,8 @@ prune_states(const struct authd_keys *keys, const struct authd_host *host,
 
 int
 authd_login_state_seal(const struct authd_keys *keys, const struct authd_host *host,
-                       const struct authd_login_state *st, const char *cookie_header,
-                       int64_t now, struct authd_strlist *set_cookie)
+                       const struct authd_login_state *st, const char *cookie_header, int64_t now,
+                       struct authd_strlist *set_cookie)
 {
     struct cookie_attrs a = {.max_age = st->expires_at - now, .same_site = AUTHD_SAMESITE_LAX};
     char *name = state_cookie_name(host, st->id), *pt = state_to_json(st), *value = NULL;

@@ -100,12 +100,15 @@ static const struct {
     const char *msg;
 } bad[] = {
     {"data/bad-unknown-key.yaml", 6, 5, "hosts[0]: unknown key \"sesion\""},
-    {"data/bad-http-issuer.yaml", 7, 18, "hosts[0].oidc.issuerURL: \"http://idp.example.com\" "
-                                         "must be an https URL (set allowInsecureIssuers"},
-    {"data/bad-dup-host.yaml", 7, 28, "hosts[1].hosts[1]: \"b.example.com\" is already "
-                                      "protected by hosts[0]"},
-    {"data/bad-secret-missing.yaml", 3, 5, "cookieSecretFiles[1]: cannot read "
-                                           "\"data/no-such-secret\""},
+    {"data/bad-http-issuer.yaml", 7, 18,
+     "hosts[0].oidc.issuerURL: \"http://idp.example.com\" "
+     "must be an https URL (set allowInsecureIssuers"},
+    {"data/bad-dup-host.yaml", 7, 28,
+     "hosts[1].hosts[1]: \"b.example.com\" is already "
+     "protected by hosts[0]"},
+    {"data/bad-secret-missing.yaml", 3, 5,
+     "cookieSecretFiles[1]: cannot read "
+     "\"data/no-such-secret\""},
     {"data/bad-secret-short.yaml", 1, 21, "is 5 bytes; at least 32 are required"},
     {"data/bad-enum.yaml", 7, 17, "hosts[0].session.sameSite: expected one of Lax, Strict, None"},
     {"data/bad-mode.yaml", 6, 11, "hosts[0].mode: expected Enforce or ReportOnly"},
@@ -190,8 +193,10 @@ test_overrides(void **state)
 {
     static const char text[] = "listen: 0.0.0.0:4180\ncookieSecretFiles: [/nonexistent]\n"
                                "hosts: []\n";
-    struct authd_overrides ov = {.listen = "127.0.0.1:1234", .admin_listen = "127.0.0.1:1235",
-                                 .secret_files = {"mem"}, .nsecret_files = 1};
+    struct authd_overrides ov = {.listen = "127.0.0.1:1234",
+                                 .admin_listen = "127.0.0.1:1235",
+                                 .secret_files = {"mem"},
+                                 .nsecret_files = 1};
     struct authd_config_opts opts = {.file = "inline", .read_file = mem_reader, .overrides = &ov};
     struct authd_config *cfg = NULL;
     struct pc_diag diag = {0};
@@ -216,8 +221,9 @@ test_durations(void **state)
         int rc;
         int64_t want;
     } cases[] = {
-        {"12h", 0, 43200}, {"30m", 0, 1800}, {"90s", 0, 90}, {"0s", 0, 0}, {"0", 0, 0},
-        {"1h30m", 0, 5400}, {"", PC_EPARSE, 0}, {"12", PC_EPARSE, 0}, {"h", PC_EPARSE, 0},
+        {"12h", 0, 43200},     {"30m", 0, 1800},     {"90s", 0, 90},
+        {"0s", 0, 0},          {"0", 0, 0},          {"1h30m", 0, 5400},
+        {"", PC_EPARSE, 0},    {"12", PC_EPARSE, 0}, {"h", PC_EPARSE, 0},
         {"-1h", PC_EPARSE, 0}, {"1d", PC_EPARSE, 0}, {"99999999999h", PC_EPARSE, 0},
     };
 
@@ -241,8 +247,8 @@ test_match_host(void **state)
         {"echo.example.com", 0},
         {"ECHO.Example.COM:8443", 0},
         {"echo.example.com.", 0},
-        {"x.apps.example.com", 0},       /* *.apps.example.com beats *.example.com */
-        {"a.b.apps.example.com", 1},     /* *.b.apps.example.com is longer */
+        {"x.apps.example.com", 0},   /* *.apps.example.com beats *.example.com */
+        {"a.b.apps.example.com", 1}, /* *.b.apps.example.com is longer */
         {"b.apps.example.com", 0},
         {"other.example.com", 1},
         {"deep.other.example.com", 1},
@@ -267,7 +273,8 @@ test_match_host(void **state)
         {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-         ".other.example.com", -1}, /* over 253 bytes: not a DNS name */
+         ".other.example.com",
+         -1}, /* over 253 bytes: not a DNS name */
         {"", -1},
         {NULL, -1},
     };
@@ -293,8 +300,8 @@ test_match_host(void **state)
 static void
 test_placeholder(void **state)
 {
-    struct authd_overrides ov = {.listen = "127.0.0.1:1", .secret_files = {"/s"},
-                                 .nsecret_files = 1};
+    struct authd_overrides ov = {
+        .listen = "127.0.0.1:1", .secret_files = {"/s"}, .nsecret_files = 1};
     struct authd_config *cfg = authd_config_placeholder(NULL);
 
     (void)state;

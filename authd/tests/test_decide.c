@@ -144,16 +144,16 @@ static const struct row rows[] = {
      AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"browser expired", E, "app.example.com", "GET", "/", HTML, NULL, NULL, EXPIRED, NB,
      AUTHD_LOGIN_REDIRECT, 302, "session-expired"},
-    {"browser other client", E, "app.example.com", "GET", "/", HTML, NULL, NULL, OTHER_CLIENT,
-     NB, AUTHD_LOGIN_REDIRECT, 302, "session-other-client"},
+    {"browser other client", E, "app.example.com", "GET", "/", HTML, NULL, NULL, OTHER_CLIENT, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "session-other-client"},
     {"tampered", E, "app.example.com", "GET", "/", HTML, NULL, NULL, TAMPERED, NB,
      AUTHD_LOGIN_REDIRECT, 302, "session-invalid"},
     {"api path", E, "app.example.com", "GET", "/api/v1", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_UNAUTHORIZED, 401, "no-session"},
     {"api exact", E, "app.example.com", "GET", "/graphql?q=1", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_UNAUTHORIZED, 401, "no-session"},
-    {"api exact no prefix", E, "app.example.com", "GET", "/graphql2", HTML, NULL, NULL, NOBODY,
-     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"api exact no prefix", E, "app.example.com", "GET", "/graphql2", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"json accept", E, "app.example.com", "GET", "/x", JSON, NULL, NULL, NOBODY, NB,
      AUTHD_UNAUTHORIZED, 401, "no-session"},
     {"xhr", E, "app.example.com", "GET", "/x", "*/*", "XMLHttpRequest", NULL, NOBODY, NB,
@@ -164,14 +164,14 @@ static const struct row rows[] = {
      AUTHD_UNAUTHORIZED, 401, "no-session"},
     {"nginx no session", N, "app.example.com", "GET", "/x", HTML, NULL, "navigate", NOBODY, NB,
      AUTHD_UNAUTHORIZED, 401, "no-session"},
-    {"admin allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, ADMIN, NB,
-     AUTHD_ALLOW, 200, "session"},
-    {"admin nginx", N, "APP.example.com:443", "GET", "/x", HTML, NULL, NULL, ADMIN, NB,
-     AUTHD_ALLOW, 202, "session"},
+    {"admin allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, ADMIN, NB, AUTHD_ALLOW,
+     200, "session"},
+    {"admin nginx", N, "APP.example.com:443", "GET", "/x", HTML, NULL, NULL, ADMIN, NB, AUTHD_ALLOW,
+     202, "session"},
     {"domain allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, DOMAIN_USER, NB,
      AUTHD_ALLOW, 200, "session"},
-    {"email allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, BOSS, NB,
-     AUTHD_ALLOW, 200, "session"},
+    {"email allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, BOSS, NB, AUTHD_ALLOW,
+     200, "session"},
     {"subdomain not allowed", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, OUTSIDER, NB,
      AUTHD_FORBIDDEN, 403, "forbidden"},
     {"forbidden nginx", N, "app.example.com", "GET", "/x", HTML, NULL, NULL, OUTSIDER, NB,
@@ -184,34 +184,34 @@ static const struct row rows[] = {
      AUTHD_SKIP, 200, "skip"},
     {"skip star", E, "app.example.com", "GET", "/public.txt", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_SKIP, 200, "skip"},
-    {"skip dotdot", E, "app.example.com", "GET", "/static/../admin", HTML, NULL, NULL, NOBODY,
+    {"skip dotdot", E, "app.example.com", "GET", "/static/../admin", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip encoded", E, "app.example.com", "GET", "/static/%2e%2e/admin", HTML, NULL, NULL, NOBODY,
      NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
-    {"skip encoded", E, "app.example.com", "GET", "/static/%2e%2e/admin", HTML, NULL, NULL,
-     NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"skip nginx", N, "app.example.com", "GET", "/healthz", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_SKIP, 202, "skip"},
-    {"callback", E, "app.example.com", "GET", "/oauth2/callback?code=1", HTML, NULL, NULL,
-     NOBODY, NB, AUTHD_CALLBACK, 0, "callback"},
+    {"callback", E, "app.example.com", "GET", "/oauth2/callback?code=1", HTML, NULL, NULL, NOBODY,
+     NB, AUTHD_CALLBACK, 0, "callback"},
     {"sign out", E, "app.example.com", "GET", "/oauth2/sign_out", HTML, NULL, NULL, ADMIN, NB,
      AUTHD_SIGN_OUT, 0, "sign-out"},
     {"unknown host", E, "evil.example.org", "GET", "/", HTML, NULL, NULL, ADMIN, NB,
      AUTHD_UNKNOWN_HOST, 403, "unknown-host"},
-    {"unknown host nginx", N, NULL, "GET", "/", HTML, NULL, NULL, ADMIN, NB,
-     AUTHD_UNKNOWN_HOST, 403, "unknown-host"},
-    {"report only forbidden", E, "report.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER,
-     NB, AUTHD_FORBIDDEN, 200, "forbidden"},
+    {"unknown host nginx", N, NULL, "GET", "/", HTML, NULL, NULL, ADMIN, NB, AUTHD_UNKNOWN_HOST,
+     403, "unknown-host"},
+    {"report only forbidden", E, "report.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER, NB,
+     AUTHD_FORBIDDEN, 200, "forbidden"},
     {"report only login", E, "report.example.com", "GET", "/", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_LOGIN_REDIRECT, 200, "no-session"},
     {"report only nginx", N, "report.example.com", "GET", "/", HTML, NULL, NULL, NOBODY, NB,
      AUTHD_UNAUTHORIZED, 202, "no-session"},
-    {"bearer valid", E, "api.example.com", "GET", "/v1", JSON, NULL, NULL, NOBODY, 0,
-     AUTHD_ALLOW, 200, "bearer"},
+    {"bearer valid", E, "api.example.com", "GET", "/v1", JSON, NULL, NULL, NOBODY, 0, AUTHD_ALLOW,
+     200, "bearer"},
     {"bearer invalid", E, "api.example.com", "GET", "/v1", HTML, NULL, NULL, ADMIN, PC_EAUTH,
      AUTHD_UNAUTHORIZED, 401, "invalid-bearer"},
-    {"bearer absent uses session", E, "api.example.com", "GET", "/v1", HTML, NULL, NULL, ADMIN,
-     NB, AUTHD_ALLOW, 200, "session"},
-    {"bearer ignored when disabled", E, "app.example.com", "GET", "/x", HTML, NULL, NULL,
-     NOBODY, PC_EAUTH, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"bearer absent uses session", E, "api.example.com", "GET", "/v1", HTML, NULL, NULL, ADMIN, NB,
+     AUTHD_ALLOW, 200, "session"},
+    {"bearer ignored when disabled", E, "app.example.com", "GET", "/x", HTML, NULL, NULL, NOBODY,
+     PC_EAUTH, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"any user", E, "open.example.com", "GET", "/", HTML, NULL, NULL, OUTSIDER, NB, AUTHD_ALLOW,
      200, "session"},
     /* Path parameters: Tomcat/Jetty resolve "/static/..;/admin" to "/admin". */
@@ -221,13 +221,13 @@ static const struct row rows[] = {
      NOBODY, NB, AUTHD_UNAUTHORIZED, 401, "no-session"},
     {"skip exact semicolon", E, "app.example.com", "GET", "/healthz;x", HTML, NULL, NULL, NOBODY,
      NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
-    {"skip encoded semicolon", E, "app.example.com", "GET", "/static/..%3b/admin", HTML, NULL,
-     NULL, NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip encoded semicolon", E, "app.example.com", "GET", "/static/..%3b/admin", HTML, NULL, NULL,
+     NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     /* Upstreams that decode twice see "/static/../admin". */
     {"skip double encoded", E, "app.example.com", "GET", "/static/%252e%252e/admin", HTML, NULL,
      NULL, NOBODY, NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
-    {"skip dotdot at end", E, "app.example.com", "GET", "/static/..", HTML, NULL, NULL, NOBODY,
-     NB, AUTHD_LOGIN_REDIRECT, 302, "no-session"},
+    {"skip dotdot at end", E, "app.example.com", "GET", "/static/..", HTML, NULL, NULL, NOBODY, NB,
+     AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"skip query may hold anything", E, "app.example.com", "GET", "/static/a.css?x=/../;", HTML,
      NULL, NULL, NOBODY, NB, AUTHD_SKIP, 200, "skip"},
 };
@@ -245,12 +245,16 @@ static void
 run_row(const struct row *r, struct authd_decision *d, struct authd_session *s,
         struct authd_identity *bearer)
 {
-    struct authd_request req = {.door = r->door, .method = r->method, .host = r->host,
-                                .path = r->path, .accept = r->accept,
-                                .x_requested_with = r->xrw, .sec_fetch_mode = r->sfm,
+    struct authd_request req = {.door = r->door,
+                                .method = r->method,
+                                .host = r->host,
+                                .path = r->path,
+                                .accept = r->accept,
+                                .x_requested_with = r->xrw,
+                                .sec_fetch_mode = r->sfm,
                                 .cookie = "theme=dark; _portcullis=abc; _portcullis_csrf_x=1"};
-    struct authd_decide_input in = {.req = &req, .now = NOW, .bearer_rc = r->bearer_rc,
-                                    .bearer = bearer};
+    struct authd_decide_input in = {
+        .req = &req, .now = NOW, .bearer_rc = r->bearer_rc, .bearer = bearer};
 
     in.host = authd_config_match_host(cfg, r->host);
     in.session_rc = session_for(r->who, s);
@@ -274,13 +278,13 @@ test_table(void **state)
 
         run_row(r, &d, &s, &bearer);
         if (d.verdict != r->verdict || d.status != r->status || strcmp(d.reason, r->reason) != 0)
-            fail_msg("%s: got verdict %d status %d reason %s, want %d %d %s", r->name,
-                     d.verdict, d.status, d.reason, r->verdict, r->status, r->reason);
+            fail_msg("%s: got verdict %d status %d reason %s, want %d %d %s", r->name, d.verdict,
+                     d.status, d.reason, r->verdict, r->status, r->reason);
         if (d.status == 401)
             assert_non_null(d.www_authenticate);
         if (d.status == 401 || d.status == 403)
-            assert_non_null(strstr(d.content_type,
-                                   strcmp(r->accept, JSON) == 0 || r->xrw ? "json" : "html"));
+            assert_non_null(
+                strstr(d.content_type, strcmp(r->accept, JSON) == 0 || r->xrw ? "json" : "html"));
         if (d.verdict == AUTHD_LOGIN_REDIRECT && d.status == 302)
             assert_non_null(d.original_url);
         authd_decision_release(&d);
@@ -338,11 +342,13 @@ test_original_url(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct authd_request req = {.door = AUTHD_DOOR_ENVOY, .method = "GET",
-                                    .host = cases[i].host, .path = cases[i].path,
+        struct authd_request req = {.door = AUTHD_DOOR_ENVOY,
+                                    .method = "GET",
+                                    .host = cases[i].host,
+                                    .path = cases[i].path,
                                     .x_forwarded_proto = cases[i].proto};
-        struct authd_decide_input in = {.req = &req, .now = NOW, .session_rc = PC_ENOTFOUND,
-                                        .bearer_rc = PC_ENOTFOUND};
+        struct authd_decide_input in = {
+            .req = &req, .now = NOW, .session_rc = PC_ENOTFOUND, .bearer_rc = PC_ENOTFOUND};
         struct authd_decision d;
 
         in.host = authd_config_match_host(cfg, req.host);
@@ -397,15 +403,21 @@ test_helpers(void **state)
     static const struct {
         const char *prefix, *path, *want;
     } envoy[] = {
-        {"/ext-authz", "/ext-authz/a/b?c=d", "/a/b?c=d"}, {"/ext-authz", "/ext-authz", "/"},
-        {"/ext-authz", "/ext-authzX/a", NULL},            {"/ext-authz", "/other", NULL},
+        {"/ext-authz", "/ext-authz/a/b?c=d", "/a/b?c=d"},
+        {"/ext-authz", "/ext-authz", "/"},
+        {"/ext-authz", "/ext-authzX/a", NULL},
+        {"/ext-authz", "/other", NULL},
         {"/", "/a", "/a"},
     };
     static const struct {
         const char *in, *want;
     } bearer[] = {
-        {"Bearer abc.def.ghi", "abc.def.ghi"}, {"bearer  tok", "tok"}, {"Basic eHk=", NULL},
-        {"Bearer ", NULL}, {"Bearer a b", NULL}, {NULL, NULL},
+        {"Bearer abc.def.ghi", "abc.def.ghi"},
+        {"bearer  tok", "tok"},
+        {"Basic eHk=", NULL},
+        {"Bearer ", NULL},
+        {"Bearer a b", NULL},
+        {NULL, NULL},
     };
 
     (void)state;
@@ -432,8 +444,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),           cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_original_url),    cmocka_unit_test(test_claim_sanitized),
+        cmocka_unit_test(test_table),        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_original_url), cmocka_unit_test(test_claim_sanitized),
         cmocka_unit_test(test_helpers),
     };
 

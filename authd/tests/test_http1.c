@@ -29,8 +29,8 @@ test_raw_target(void **state)
 {
     static const char *const targets[] = {
         "/ext-authz/admin/..%2fpublic/x", "/ext-authz/admin/../public/x",
-        "/ext-authz/public/..;/admin",     "/ext-authz/public/&/../admin",
-        "/ext-authz//public/./x",          "/ext-authz/a+b%20c",
+        "/ext-authz/public/..;/admin",    "/ext-authz/public/&/../admin",
+        "/ext-authz//public/./x",         "/ext-authz/a+b%20c",
         "/ext-authz/%2e%2e/%252e",
     };
 
@@ -39,8 +39,7 @@ test_raw_target(void **state)
         char text[512], *copy;
         struct authd_http1_req req;
 
-        snprintf(text, sizeof(text), "GET %s?rd=%%2Fx&y=1 HTTP/1.1\r\nHost: a\r\n\r\n",
-                 targets[i]);
+        snprintf(text, sizeof(text), "GET %s?rd=%%2Fx&y=1 HTTP/1.1\r\nHost: a\r\n\r\n", targets[i]);
         assert_int_equal(parse(text, strlen(text), &req, &copy), 0);
         assert_string_equal(req.h.path, targets[i]);
         assert_string_equal(req.h.query, "rd=%2Fx&y=1");
@@ -263,9 +262,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_raw_target), cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_connection), cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_nul_byte),   cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_raw_target),  cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_connection),  cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nul_byte),    cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_query_param),
     };
 

@@ -65,8 +65,8 @@ static json_t *
 rsa_jwk(EVP_PKEY *k, const char *kid)
 {
     char *n = b64_bn_param(k, OSSL_PKEY_PARAM_RSA_N), *e = b64_bn_param(k, OSSL_PKEY_PARAM_RSA_E);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "use", "sig",
-                          "n", n, "e", e);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "use", "sig", "n",
+                          n, "e", e);
 
     free(n);
     free(e);
@@ -78,8 +78,8 @@ ec_jwk(EVP_PKEY *k, const char *kid, const char *crv, int len)
 {
     char *x = b64_coord(k, OSSL_PKEY_PARAM_EC_PUB_X, len);
     char *y = b64_coord(k, OSSL_PKEY_PARAM_EC_PUB_Y, len);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", kid, "crv", crv,
-                          "x", x, "y", y);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", kid, "crv", crv, "x", x, "y", y);
 
     free(x);
     free(y);
@@ -108,10 +108,10 @@ setup(void **state)
     enc = rsa_jwk(rsa_key, "rsa384only");
     json_object_set_new(enc, "alg", json_string("RS384"));
     json_array_append_new(keys, enc);
-    json_array_append_new(keys, json_pack("{s:s, s:s, s:s}", "kty", "oct", "kid", "hmac",
-                                          "k", "c2VjcmV0"));
-    json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "kid", "bad",
-                                          "crv", "P-256", "x", "AAAA"));
+    json_array_append_new(
+        keys, json_pack("{s:s, s:s, s:s}", "kty", "oct", "kid", "hmac", "k", "c2VjcmV0"));
+    json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "kid", "bad", "crv",
+                                          "P-256", "x", "AAAA"));
     text = json_dumps(doc, 0);
     assert_int_equal(authd_jwks_parse(text, strlen(text), &jwks), 0);
     free(text);
@@ -161,8 +161,8 @@ sign(const char *alg, EVP_PKEY *key, const char *input)
         EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
     }
-    assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input,
-                                    strlen(input)), 1);
+    assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input, strlen(input)),
+                     1);
     EVP_MD_CTX_free(ctx);
     if (alg[0] == 'E') {
         int len = strstr(alg, "384") ? 48 : 32;
@@ -203,8 +203,9 @@ make_token(const char *alg, const char *kid, EVP_PKEY *key, const char *claims)
     return tok;
 }
 
-#define GOOD "\"iss\":\"" ISS "\",\"sub\":\"u1\",\"aud\":\"app\",\"iat\":1700000000," \
-             "\"exp\":1700000300,\"nonce\":\"n1\""
+#define GOOD                                                                                       \
+    "\"iss\":\"" ISS "\",\"sub\":\"u1\",\"aud\":\"app\",\"iat\":1700000000,"                       \
+    "\"exp\":1700000300,\"nonce\":\"n1\""
 
 /* GOOD claims updated with the override object (the payload must not repeat keys). */
 static char *
@@ -266,42 +267,39 @@ test_verify_matrix(void **state)
         {"valid PS256", "PS256", "rsa1", 0, "{}", NULL, 0, "ok"},
         {"valid ES256", "ES256", "ec1", 2, "{}", NULL, 0, "ok"},
         {"valid ES384", "ES384", "ec384", 3, "{}", NULL, 0, "ok"},
-        {"aud array", "RS256", "rsa1", 0, "{\"aud\":[\"x\",\"app\"],\"azp\":\"app\"}",
-         NULL, 0, "ok"},
-        {"exp within leeway", "RS256", "rsa1", 0, "{\"exp\":1699999950}", NULL, 0,
+        {"aud array", "RS256", "rsa1", 0, "{\"aud\":[\"x\",\"app\"],\"azp\":\"app\"}", NULL, 0,
          "ok"},
-        {"expired", "RS256", "rsa1", 0, "{\"exp\":1699999939}", NULL, PC_EEXPIRED,
-         "expired"},
-        {"no exp", "RS256", "rsa1", 0, "{\"replace_all\":{\"iss\":\"" ISS "\",\"sub\":\"u\","
-         "\"aud\":\"app\",\"nonce\":\"n1\"}}", NULL, PC_EINVAL, NULL},
+        {"exp within leeway", "RS256", "rsa1", 0, "{\"exp\":1699999950}", NULL, 0, "ok"},
+        {"expired", "RS256", "rsa1", 0, "{\"exp\":1699999939}", NULL, PC_EEXPIRED, "expired"},
+        {"no exp", "RS256", "rsa1", 0,
+         "{\"replace_all\":{\"iss\":\"" ISS "\",\"sub\":\"u\","
+         "\"aud\":\"app\",\"nonce\":\"n1\"}}",
+         NULL, PC_EINVAL, NULL},
         {"nbf future", "RS256", "rsa1", 0, "{\"nbf\":1700000120}", NULL, PC_EINVAL,
          "nbf in the future"},
         {"iat future", "RS256", "rsa1", 0, "{\"iat\":1700000120}", NULL, PC_EINVAL,
          "iat in the future"},
-        {"wrong iss", "RS256", "rsa1", 0, "{\"iss\":\"https://evil\"}", NULL,
-         PC_EINVAL, "iss mismatch"},
+        {"wrong iss", "RS256", "rsa1", 0, "{\"iss\":\"https://evil\"}", NULL, PC_EINVAL,
+         "iss mismatch"},
         {"iss prefix", "RS256", "rsa1", 0, "{\"iss\":\"" ISS "/\"}", NULL, PC_EINVAL,
          "iss mismatch"},
-        {"wrong aud", "RS256", "rsa1", 0, "{\"aud\":\"other\"}", NULL, PC_EINVAL,
-         "aud mismatch"},
-        {"azp mismatch", "RS256", "rsa1", 0, "{\"aud\":[\"app\"],\"azp\":\"other\"}",
-         NULL, PC_EINVAL, "azp mismatch"},
+        {"wrong aud", "RS256", "rsa1", 0, "{\"aud\":\"other\"}", NULL, PC_EINVAL, "aud mismatch"},
+        {"azp mismatch", "RS256", "rsa1", 0, "{\"aud\":[\"app\"],\"azp\":\"other\"}", NULL,
+         PC_EINVAL, "azp mismatch"},
         {"bad signature", "RS256", "rsa1", 1, "{}", NULL, PC_EAUTH, "bad signature"},
         {"alg none", "none", "rsa1", 0, "{}", NULL, PC_EAUTH, NULL},
         {"HS256 with RSA PEM", "HS256", "rsa1", 0, "{}", NULL, PC_EAUTH, NULL},
         {"unknown kid", "RS256", "rsa9", 0, "{}", NULL, PC_ENOTFOUND, "unknown kid"},
         {"no kid", "RS256", NULL, 0, "{}", NULL, PC_ENOTFOUND, "unknown kid"},
         {"enc key kid", "RS256", "enc1", 1, "{}", NULL, PC_ENOTFOUND, "unknown kid"},
-        {"ES256 on RSA key", "ES256", "rsa1", 2, "{}", NULL, PC_EAUTH,
-         "alg not allowed for key"},
+        {"ES256 on RSA key", "ES256", "rsa1", 2, "{}", NULL, PC_EAUTH, "alg not allowed for key"},
         {"RS256 on EC key", "RS256", "ec1", 0, "{}", NULL, PC_EAUTH, NULL},
         {"ES384 on P-256", "ES384", "ec1", 3, "{}", NULL, PC_EAUTH, NULL},
         {"jwk alg pins RS384", "RS256", "rsa384only", 0, "{}", NULL, PC_EAUTH, NULL},
         {"jwk alg RS384 ok", "RS384", "rsa384only", 0, "{}", NULL, 0, "ok"},
         {"nonce mismatch", "RS256", "rsa1", 0, "{\"nonce\":\"n2\"}", NULL, PC_EINVAL,
          "nonce mismatch"},
-        {"bearer aud", "RS256", "rsa1", 0, "{\"aud\":[\"api\"],\"azp\":\"svc\"}", &api,
-         0, "ok"},
+        {"bearer aud", "RS256", "rsa1", 0, "{\"aud\":[\"api\"],\"azp\":\"svc\"}", &api, 0, "ok"},
         {"bearer wrong aud", "RS256", "rsa1", 0, "{\"aud\":\"app\"}", &api, PC_EINVAL,
          "aud mismatch"},
         {"bearer default aud", "RS256", "rsa1", 0, "{\"azp\":\"svc\"}", &none, 0, "ok"},
@@ -312,7 +310,9 @@ test_verify_matrix(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *text = merged(cases[i].claims);
         char *tok = make_token(cases[i].alg, cases[i].kid, keys[cases[i].key], text);
-        struct authd_jwt_expect e = {.issuer = ISS, .client_id = "app", .now = NOW,
+        struct authd_jwt_expect e = {.issuer = ISS,
+                                     .client_id = "app",
+                                     .now = NOW,
                                      .audiences = cases[i].audiences,
                                      .nonce = cases[i].audiences ? NULL : "n1"};
         json_t *claims = NULL;
@@ -336,8 +336,15 @@ static void
 test_malformed(void **state)
 {
     static const char *const bad[] = {
-        "", "a", "a.b", "a.b.c.d", "..", "eyJhbGciOiJSUzI1NiJ9..sig", "!!.!!.!!",
-        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.", "bm90IGpzb24.bm90IGpzb24.c2ln",
+        "",
+        "a",
+        "a.b",
+        "a.b.c.d",
+        "..",
+        "eyJhbGciOiJSUzI1NiJ9..sig",
+        "!!.!!.!!",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.",
+        "bm90IGpzb24.bm90IGpzb24.c2ln",
     };
     struct authd_jwt_expect e = {.issuer = ISS, .client_id = "app", .now = NOW};
     json_t *claims = NULL;
@@ -393,12 +400,13 @@ static void
 test_identity(void **state)
 {
     struct authd_host h = {0};
-    struct authd_upstream_header hdrs[] = {{"X-User", "sub"}, {"X-Name", "name"},
-                                           {"X-Age", "age"}, {"X-Teams", "teams"}};
+    struct authd_upstream_header hdrs[] = {
+        {"X-User", "sub"}, {"X-Name", "name"}, {"X-Age", "age"}, {"X-Teams", "teams"}};
     struct authd_identity id;
     json_t *claims = json_loads("{\"sub\":\"u\",\"mail\":\"a@b\",\"name\":\"N\",\"age\":42,"
                                 "\"teams\":[\"a\",\"b\"],\"realm_access\":{\"roles\":[\"r1\","
-                                "\"r2\",7]}}", 0, NULL);
+                                "\"r2\",7]}}",
+                                0, NULL);
 
     (void)state;
     h.oidc.claim_groups = "realm_access.roles";
@@ -518,7 +526,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jwks_parse), cmocka_unit_test(test_verify_matrix),
         cmocka_unit_test(test_malformed),  cmocka_unit_test(test_typ_at_jwt),
-        cmocka_unit_test(test_identity),    cmocka_unit_test(test_weak_keys),
+        cmocka_unit_test(test_identity),   cmocka_unit_test(test_weak_keys),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,13 +12,12 @@
 
 #include "authd.h"
 
-static const char config_text[] =
-    "cookieSecretFiles: [mem]\n"
-    "hosts:\n"
-    "- id: ns/app\n"
-    "  hosts: [app.example.com, '*.apps.example.com']\n"
-    "  oidc: {issuerURL: 'https://idp', clientID: app}\n"
-    "  session: {cookieDomain: .corp.example.org}\n";
+static const char config_text[] = "cookieSecretFiles: [mem]\n"
+                                  "hosts:\n"
+                                  "- id: ns/app\n"
+                                  "  hosts: [app.example.com, '*.apps.example.com']\n"
+                                  "  oidc: {issuerURL: 'https://idp', clientID: app}\n"
+                                  "  session: {cookieDomain: .corp.example.org}\n";
 
 static struct authd_config *cfg;
 
@@ -125,8 +124,8 @@ test_table(void **state)
         if (cases[i].want == NULL && (rc == 0 || out != NULL))
             fail_msg("\"%s\": accepted as \"%s\"", cases[i].in, out);
         if (cases[i].want != NULL && (rc != 0 || strcmp(out, cases[i].want) != 0))
-            fail_msg("\"%s\": rc %d out \"%s\", want \"%s\"", cases[i].in, rc,
-                     out ? out : "(null)", cases[i].want);
+            fail_msg("\"%s\": rc %d out \"%s\", want \"%s\"", cases[i].in, rc, out ? out : "(null)",
+                     cases[i].want);
         free(out);
     }
 }

@@ -101,7 +101,8 @@ list_has(const struct authd_strlist *l, const char *prefix)
 static void
 test_roundtrip(void **state)
 {
-    struct authd_config *cfg = make_config("a", "app", "  upstreamHeaders: [{name: X-Name, "
+    struct authd_config *cfg = make_config("a", "app",
+                                           "  upstreamHeaders: [{name: X-Name, "
                                            "claim: name}]\n  passIDToken: true\n");
     const struct authd_host *h = &cfg->hosts[0];
     struct authd_session *s = make_session(h, 2), *o = NULL;
@@ -185,8 +186,7 @@ test_rotation(void **state)
     hdr = cookie_header(&set, NULL);
     assert_int_equal(authd_session_open(&both->keys, &both->hosts[0], hdr, NOW, &o), 0);
     authd_session_free(o);
-    assert_int_equal(authd_session_open(&only_b->keys, &only_b->hosts[0], hdr, NOW, &o),
-                     PC_EAUTH);
+    assert_int_equal(authd_session_open(&only_b->keys, &only_b->hosts[0], hdr, NOW, &o), PC_EAUTH);
     assert_int_equal(authd_session_seal(&both->keys, &both->hosts[0], s, NULL, NOW, &set2), 0);
     hdr2 = cookie_header(&set2, NULL);
     assert_int_equal(authd_session_open(&only_b->keys, &only_b->hosts[0], hdr2, NOW, &o), 0);
@@ -223,8 +223,7 @@ test_expiry_and_binding(void **state)
     authd_session_free(o);
     assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW + 3600, &o), PC_EEXPIRED);
     /* Same cookie name and keys, another client: refused. */
-    assert_int_equal(authd_session_open(&other->keys, &other->hosts[0], hdr, NOW, &o),
-                     PC_EINVAL);
+    assert_int_equal(authd_session_open(&other->keys, &other->hosts[0], hdr, NOW, &o), PC_EINVAL);
     /* The value moved under another cookie name fails authentication (name is AAD). */
     moved = calloc(1, strlen(hdr) + 8);
     sprintf(moved, "_x=%s", hdr + strlen("_portcullis="));
@@ -243,7 +242,8 @@ test_expiry_and_binding(void **state)
 static void
 test_chunking(void **state)
 {
-    struct authd_config *cfg = make_config("a", "app", "  session: {cookieDomain: .example.com, "
+    struct authd_config *cfg = make_config("a", "app",
+                                           "  session: {cookieDomain: .example.com, "
                                            "sameSite: None}\n");
     const struct authd_host *h = &cfg->hosts[0];
     struct authd_session *s = make_session(h, 150), *o = NULL, *small = make_session(h, 1);
@@ -346,8 +346,10 @@ test_clear(void **state)
     struct authd_strlist set = {0};
 
     (void)state;
-    authd_session_clear(&cfg->hosts[0], "_portcullis_0=a; _portcullis_1=b; x=1; "
-                                        "_portcullis_csrf_abc=c", true, &set);
+    authd_session_clear(&cfg->hosts[0],
+                        "_portcullis_0=a; _portcullis_1=b; x=1; "
+                        "_portcullis_csrf_abc=c",
+                        true, &set);
     assert_int_equal(set.n, 4);
     assert_string_equal(set.v[0], "_portcullis=; Path=/; Max-Age=0; Domain=example.com; Secure; "
                                   "HttpOnly; SameSite=Lax");
@@ -401,8 +403,9 @@ test_login_state(void **state)
     a->state[strlen(a->state) - 1] ^= 1;
     assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr2, a->state, NOW + 600, &o, &clr),
                      PC_EEXPIRED);
-    assert_int_equal(authd_login_state_open(&other->keys, &other->hosts[0], hdr2, a->state, NOW,
-                                            &o, &clr), PC_EAUTH);
+    assert_int_equal(
+        authd_login_state_open(&other->keys, &other->hosts[0], hdr2, a->state, NOW, &o, &clr),
+        PC_EAUTH);
     assert_int_equal(authd_login_state_open(&cfg->keys, h, "x=1", a->state, NOW, &o, &clr),
                      PC_ENOTFOUND);
     assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr2, "short", NOW, &o, &clr),
@@ -436,8 +439,8 @@ test_state_bound(void **state)
     assert_int_equal(authd_session_seal(&cfg->keys, h, s, NULL, NOW, &jar), 0);
     for (size_t i = 0; i < 12; i++) {
         st[i] = authd_login_state_new(h, "/", NOW + (int64_t)i);
-        assert_int_equal(authd_login_state_seal(&cfg->keys, h, st[i], NULL, NOW + (int64_t)i,
-                                                &jar), 0);
+        assert_int_equal(authd_login_state_seal(&cfg->keys, h, st[i], NULL, NOW + (int64_t)i, &jar),
+                         0);
     }
     hdr = cookie_header(&jar, "_portcullis_csrf_junk=xyz");
     st[0]->expires_at = NOW + 1000;
@@ -474,11 +477,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_tamper_truncate),
-        cmocka_unit_test(test_rotation),      cmocka_unit_test(test_expiry_and_binding),
-        cmocka_unit_test(test_chunking),      cmocka_unit_test(test_too_big),
-        cmocka_unit_test(test_cookie_jar),    cmocka_unit_test(test_clear),
-        cmocka_unit_test(test_login_state),   cmocka_unit_test(test_state_bound),
+        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_tamper_truncate),
+        cmocka_unit_test(test_rotation),    cmocka_unit_test(test_expiry_and_binding),
+        cmocka_unit_test(test_chunking),    cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_cookie_jar),  cmocka_unit_test(test_clear),
+        cmocka_unit_test(test_login_state), cmocka_unit_test(test_state_bound),
         cmocka_unit_test(test_pkce),
     };
 

@@ -59,8 +59,8 @@ pc_sha256_hex(const void *p, size_t n)
 }
 
 int
-pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_len,
-               const void *info, size_t info_len, void *out, size_t out_len)
+pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_len, const void *info,
+               size_t info_len, void *out, size_t out_len)
 {
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     EVP_KDF_CTX *ctx = NULL;

@@ -87,8 +87,8 @@ static int load_node(struct loader *l, yaml_event_t *ev, int depth, struct pc_yn
 static int
 load_children(struct loader *l, struct pc_ynode *parent, int depth)
 {
-    yaml_event_type_t end = parent->type == PC_YNODE_MAP ? YAML_MAPPING_END_EVENT
-                                                         : YAML_SEQUENCE_END_EVENT;
+    yaml_event_type_t end =
+        parent->type == PC_YNODE_MAP ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
     for (;;) {
         yaml_event_t ev;
         struct pc_ynode *key = NULL, *val = NULL;
@@ -421,8 +421,7 @@ emit_object(yaml_emitter_t *e, const json_t *j)
     yaml_event_t ev;
     int rc;
 
-    json_object_foreach((json_t *)j, key, val)
-        keys[i++] = key;
+    json_object_foreach((json_t *)j, key, val) keys[i++] = key;
     qsort(keys, n, sizeof(*keys), compare_keys);
     yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
                                         n ? YAML_BLOCK_MAPPING_STYLE : YAML_FLOW_MAPPING_STYLE);

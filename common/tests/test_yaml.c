@@ -123,10 +123,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_positions),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_depth_bound),
-        cmocka_unit_test(test_multi_doc_and_json),
+        cmocka_unit_test(test_positions),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_depth_bound),    cmocka_unit_test(test_multi_doc_and_json),
         cmocka_unit_test(test_emit_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

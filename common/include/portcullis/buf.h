@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 struct pc_buf {
-    char *data;  /* NUL-terminated once anything was appended; NULL before */
+    char *data; /* NUL-terminated once anything was appended; NULL before */
     size_t len;
     size_t cap;
     size_t max;  /* bound on len; 0 means unbounded */
