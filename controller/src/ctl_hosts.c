@@ -358,8 +358,10 @@ ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host
     struct ctl_host **v = pc_xcalloc(hs->n + 1, sizeof(*v));
     json_t *claims = json_object();
 
-    memcpy(v, hs->v, hs->n * sizeof(*v));
-    qsort(v, hs->n, sizeof(*v), by_age);
+    if (hs->n > 0) {
+        memcpy(v, hs->v, hs->n * sizeof(*v));
+        qsort(v, hs->n, sizeof(*v), by_age);
+    }
     for (size_t i = 0; i < hs->n; i++) {
         char *msg = v[i]->valid && !v[i]->deleting ? claim(v[i], claims) : NULL;
 

@@ -219,6 +219,8 @@ test_sorted_set(void **state)
 
     (void)state;
     ctl_hosts_init(&hs);
+    ctl_hosts_settle(&hs, NULL, NULL); /* nothing to settle */
+    assert_null(ctl_hosts_find(&hs, "a/a"));
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
         assert_ptr_equal(ctl_hosts_get(&hs, ids[i]), ctl_hosts_get(&hs, ids[i]));
     assert_int_equal(hs.n, 5);
