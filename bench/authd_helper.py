@@ -12,39 +12,24 @@ harness so the benchmark's Envoy is configured exactly like the e2e tests' Envoy
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
 import json
 import re
 import statistics
 import sys
-import urllib.error
-import urllib.parse
 import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "e2e"))
+sys.path.insert(0, str(ROOT))
 
-# The users of the bench IdP (test-only passwords).
-USERS = [{"username": "alice", "password": "alice-password", "email": "alice@example.com",
-          "firstName": "Alice", "lastName": "Admin", "groups": ["admins"]}]
+# The e2e harness: the bench's Envoy, provider and logins are the e2e tests' own.
+from e2e.harness.authd import idp_login, mesh_provider  # noqa: E402
+from e2e.harness.peers import DEFAULT_USERS, Envoy  # noqa: E402
+from e2e.harness.proc import NoRedirect, http  # noqa: E402
 
-# The mesh extension provider of DESIGN.md §4.2, pointed at authd on loopback.
-PROVIDER = {
-    "pathPrefix": "/ext-authz",
-    "timeout": "2s",
-    "failOpen": False,
-    "statusOnError": "503",
-    "includeRequestHeadersInCheck": ["cookie", "authorization", "accept", "x-requested-with",
-                                     "sec-fetch-mode", "x-forwarded-proto", "x-forwarded-host",
-                                     "user-agent"],
-    "headersToUpstreamOnAllow": ["x-auth-request-user", "x-auth-request-email",
-                                 "x-auth-request-preferred-username", "x-auth-request-groups",
-                                 "authorization", "cookie"],
-    "headersToDownstreamOnDeny": ["content-type", "set-cookie", "location", "www-authenticate",
-                                  "cache-control"],
-    "headersToDownstreamOnAllow": ["set-cookie"],
-}
+# The users of the bench IdP: alice (admins), test-only password.
+USERS = DEFAULT_USERS[:1]
 
 
 def cmd_idp_config(a):
@@ -56,49 +41,25 @@ def cmd_idp_config(a):
 
 
 def cmd_envoy_config(a):
-    from harness.peers import Envoy  # noqa: E402  (the e2e harness renders like istiod)
-
-    env = Envoy.__new__(Envoy)  # render only: no work dir, no process
-    env.provider = dict(PROVIDER, service="127.0.0.1", port=a.authd_port)
+    env = Envoy.__new__(Envoy)  # render only (like istiod): no work dir, no process
+    env.provider = mesh_provider(a.authd_port)
     env.upstream = ("127.0.0.1", a.upstream_port)
     env.hosts, env.not_paths = None, None
     env.host, env.port, env.admin_port = "127.0.0.1", a.port, a.admin_port
     Path(a.out).write_text(json.dumps(env.render(), indent=1))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kw):
-        return None
-
-
-def _open(opener, url, data=None):
-    req = urllib.request.Request(url, data=data)
-    try:
-        with opener.open(req, timeout=15) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
-
-
 def cmd_o2p_login(a):
     """A real authorization-code login at oauth2-proxy against the bench IdP: /oauth2/start →
     IdP → login form → callback; prints oauth2-proxy's session cookie(s) as a Cookie header."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
     url = f"{a.url}/oauth2/start?rd=%2F"
-    for _ in range(20):
-        status, headers, body = _open(opener, url)
-        if status in (301, 302, 303, 307, 308):
-            url = urllib.parse.urljoin(url, headers["Location"])
-            continue
-        m = re.search(rb'action="(/interaction/[^"]+/login)"', body)
-        if status == 200 and m:
-            form = urllib.parse.urlencode({"username": a.user, "password": a.password}).encode()
-            status, headers, body = _open(opener, urllib.parse.urljoin(url, m.group(1).decode()), form)
-            if status in (301, 302, 303, 307, 308):
-                url = urllib.parse.urljoin(url, headers["Location"])
-                continue
-        break
+    try:
+        url = idp_login(url, a.user, a.password, opener=opener, steps=20)
+        status = http("GET", url, opener=opener, timeout=15)[0]  # the callback sets the cookie
+    except (AssertionError, OSError) as e:
+        sys.exit(f"o2p-login: {e}")
     cookies = [f"{c.name}={c.value}" for c in jar if c.name.startswith(a.cookie_name)]
     if not cookies:
         sys.exit(f"o2p-login: no {a.cookie_name} cookie after the login (last status {status} at {url})")
@@ -111,12 +72,7 @@ def cmd_status(a):
         headers["Host"] = a.host
     if a.cookie:
         headers["Cookie"] = a.cookie
-    opener = urllib.request.build_opener(_NoRedirect())
-    try:
-        with opener.open(urllib.request.Request(a.url, headers=headers), timeout=15) as r:
-            print(r.status)
-    except urllib.error.HTTPError as e:
-        print(e.code)
+    print(http("GET", a.url, headers=headers, timeout=15)[0])
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -168,6 +124,7 @@ def summarize(d: Path, targets: list[str]) -> dict:
             "label": meta.get("label", t),
             "runs": [p["rps"] for p in parsed],
             "rps": _median([p["rps"] for p in parsed]),
+            "best": max((p["rps"] for p in parsed if p["rps"]), default=None),
             "p50": _median([p["p50"] for p in parsed]),
             "p99": _median([p["p99"] for p in parsed]),
             "bad": sum(p["non2xx"] + p["errors"] for p in parsed),
@@ -196,14 +153,15 @@ def cmd_table(a):
     targets = [t for t in a.targets.split(",") if t]
     rows = summarize(d, targets)
     head = ("target", "req/s (median)", "p50 ms", "p99 ms", "peak RSS MB", "non-2xx/err",
-            "status", "runs req/s")
+            "status", "runs req/s", "best round")
     lines = [head]
     for t in targets:
         r = rows[t]
         rss = None if r["rss_kb"] is None else r["rss_kb"] / 1024
         lines.append((r["label"], _fmt(r["rps"], ",.0f"), _fmt(r["p50"], ".3f"),
                       _fmt(r["p99"], ".3f"), _fmt(rss, ".1f") + (f" ({r['rss_note']})" if r["rss_note"] else ""),
-                      str(r["bad"]), str(r["status"]), " / ".join(_fmt(x, ".0f") for x in r["runs"])))
+                      str(r["bad"]), str(r["status"]), " / ".join(_fmt(x, ".0f") for x in r["runs"]),
+                      _fmt(r["best"], ",.0f")))
     o2p = max((t for t in targets if t.startswith("o2p")), key=lambda t: rows[t]["rps"] or 0,
               default=None)
     ratios = [("authd / oauth2-proxy (faster of its checks)", _ratio(rows, "authd", o2p) if o2p else (None, None)),
