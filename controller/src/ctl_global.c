@@ -319,6 +319,14 @@ global_pass(struct ctl_ctx *c)
 #define GAP_FACTOR 8
 #define MIN_GAP_SECS 0.05
 #define MAX_GAP_SECS 5.0
+/*
+ * And while the key workers have a backlog (more than BUSY_KEYS keys waiting), a pass waits
+ * for it to drain, up to MAX_DEFER_SECS: the policies of a burst go first, and each pass then
+ * carries many hosts instead of a few.
+ */
+#define BUSY_KEYS 16
+#define MAX_DEFER_SECS 5.0
+#define DEFER_STEP_MS 200
 
 static double
 next_pass_at(double started, double ended)
@@ -348,22 +356,37 @@ run_pass(struct ctl_ctx *c, const char *key, double *next_at)
     }
 }
 
+/* Milliseconds the pass should still wait (0: run it now); *since: when waiting began. */
+static long
+pass_delay_ms(struct ctl_ctx *c, double next_at, double *since)
+{
+    double now = now_secs();
+
+    if (next_at > now)
+        return (long)((next_at - now) * 1000) + 1;
+    if (*since == 0)
+        *since = now;
+    if (ctl_queue_len(c->q) > BUSY_KEYS && now - *since < MAX_DEFER_SECS)
+        return DEFER_STEP_MS;
+    *since = 0;
+    return 0;
+}
+
 void *
 ctl_global_worker(void *arg)
 {
     struct ctl_ctx *c = arg;
-    double next_at = 0;
+    double next_at = 0, since = 0;
+    long delay;
     char *key;
 
     while ((key = ctl_queue_get(c->gq)) != NULL) {
-        double early = next_at - now_secs();
-
         if (!atomic_load(&c->leader)) {
             /* Dropped: winning the lease queues a resync that covers everything. */
         } else if (!atomic_load(&c->ready)) {
             ctl_queue_add_after(c->gq, key, 500);
-        } else if (early > 0) {
-            ctl_queue_add_after(c->gq, key, (long)(early * 1000) + 1);
+        } else if ((delay = pass_delay_ms(c, next_at, &since)) > 0) {
+            ctl_queue_add_after(c->gq, key, delay);
         } else {
             run_pass(c, key, &next_at);
         }
