@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Go peers of the end-to-end tests (DESIGN.md §6) into the cache,
+# Builds the Go peers of the end-to-end tests (docs/design.md §6) into the cache,
 # keyed by version, and copies the Istio CRDs beside them:
 #
 #   $PORTCULLIS_CACHE/bin/kubeserver-<k8s version>-<src hash>        etcd + kube-apiserver

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end and integration tests against real peers (DESIGN.md §6): fetches and builds the
+# End-to-end and integration tests against real peers (docs/design.md §6): fetches and builds the
 # peers (cached under ${PORTCULLIS_CACHE:-~/.cache/portcullis}), then runs pytest on e2e/tests.
 # PORTCULLIS_SKIP_E2E=1 skips them; extra arguments go to pytest (e.g. -k controller).
 set -euo pipefail

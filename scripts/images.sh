@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the two images, portcullis-authd:<version> and portcullis-controller:<version>, with
-# buildah (DESIGN.md §6): no Docker engine and no registry. The base image debian:bookworm-slim
+# buildah (docs/design.md §6): no Docker engine and no registry. The base image debian:bookworm-slim
 # is made here with `debootstrap --variant=minbase bookworm` from the Debian mirror apt on this
 # machine already uses, cached as a rootfs tarball under ${PORTCULLIS_CACHE:-~/.cache/portcullis}
 # and imported once into buildah's local storage.

@@ -1,5 +1,5 @@
 /*
- * config.c - authd's configuration (DESIGN.md §5): YAML tree in, struct authd_config out,
+ * config.c - authd's configuration (docs/design.md §5): YAML tree in, struct authd_config out,
  * every problem reported as "file:line:col: message" naming the field and the fix.
  */
 #include "authd.h"
@@ -121,7 +121,7 @@ check_keys(struct ctx *c, const struct pc_ynode *n, const char *where, const cha
         if (allowed[j] == NULL)
             return fail(c, n->keys[i],
                         "%s: unknown key \"%s\" (check the spelling; keys are "
-                        "case-sensitive camelCase as in DESIGN.md §5)",
+                        "case-sensitive camelCase, listed under \"Running authd\" in README.md)",
                         where[0] ? where : "top level", k);
         for (j = 0; j < i; j++)
             if (strcmp(k, n->keys[j]->value) == 0)
@@ -482,6 +482,11 @@ parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
         (rc = get_str(c, n, "callbackPath", w.s, &h->oidc.callback_path)) != 0 ||
         (rc = get_str(c, n, "signOutPath", w.s, &h->oidc.sign_out_path)) != 0)
         return rc;
+    if (h->oidc.client_secret != NULL && strncmp(h->oidc.client_secret, "<secret:", 8) == 0)
+        return fail(c, pc_ynode_get(n, "clientSecret"),
+                    "%s.clientSecret: an unresolved render placeholder; render with "
+                    "--secret-file NS/NAME/KEY=PATH or let the controller write this config",
+                    w.s);
     why = check_issuer(h->oidc.issuer_url, c->cfg->allow_insecure_issuers);
     if (why != NULL)
         return fail(c, pc_ynode_get(n, "issuerURL"), "%s: \"%s\" %s", at(&wk, w.s, "issuerURL"),

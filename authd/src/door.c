@@ -258,6 +258,8 @@ check(struct check *c, void *conn, struct authd_reply *r)
         authd_decide(&in, &c->d);
     }
     rc = respond(c, conn, r);
+    if (rc == 0 && c->door == AUTHD_DOOR_ENVOY)
+        authd_envoy_safe_reply(r); /* before accounting: log and metrics show what was sent */
     account(c, r);
     return rc;
 }
@@ -381,7 +383,9 @@ authd_envoy_safe_reply(struct authd_reply *r)
         return;
     r->status = 401;
     authd_reply_header(r, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
-    authd_reply_header(r, "Retry-After", "5");
+    if (strcasestr(pc_buf_str(&r->headers), "\nRetry-After:") == NULL &&
+        strncasecmp(pc_buf_str(&r->headers), "Retry-After:", 12) != 0)
+        authd_reply_header(r, "Retry-After", "5");
 }
 
 /*
@@ -407,13 +411,8 @@ authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *co
     }
     const char *orig = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri);
 
-    if (orig) {
-        int rc = run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
-
-        if (rc == 0)
-            authd_envoy_safe_reply(r);
-        return rc;
-    }
+    if (orig)
+        return run_check(srv, h, AUTHD_DOOR_ENVOY, h->host ? h->host : "", orig, conn, r);
     if (!strcmp(h->path, "/oauth2/auth"))
         return nginx_check(srv, h, conn, r);
     return direct(srv, h, conn, r);

@@ -247,8 +247,13 @@ authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
     pc_buf_init(&req->cookies, AUTHD_MAX_COOKIE_HEADER + 1);
     req->cookies.secret = true;
     req->content_length = -1;
-    if ((end = head_end(buf, len)) == NULL)
+    if ((end = head_end(buf, len)) == NULL) {
+        /* A head ended by bare LFs never completes as CRLF CRLF: refuse it now rather than
+         * wait for bytes that will not come. */
+        if (memmem(buf, len < AUTHD_MAX_HEAD ? len : AUTHD_MAX_HEAD, "\n\n", 2) != NULL)
+            return PC_EPARSE;
         return len >= AUTHD_MAX_HEAD ? PC_ETOOBIG : PC_EMORE;
+    }
     req->head_len = (size_t)(end - buf);
     if ((rc = parse_lines(buf, end, req)) != 0)
         return rc;

@@ -2,7 +2,7 @@
  * jwt.c - JWKS documents into PEM keys, and ID / bearer token verification.
  *
  * libjwt 1.10.2 trusts the token's "alg" header and decodes without verifying when given no
- * key (DESIGN.md §5); it also refuses any "typ" but JWT (RFC 9068 access tokens say at+jwt)
+ * key (docs/design.md §5); it also refuses any "typ" but JWT (RFC 9068 access tokens say at+jwt)
  * and has no PS*. So the key is chosen here by "kid", the algorithm is checked against the
  * key type, and the signature is verified with OpenSSL's EVP_DigestVerify on that key; the
  * claims are checked here as well.

@@ -115,6 +115,8 @@ static const struct {
     {"data/bad-type.yaml", 4, 12, "hosts[0].hosts: expected a sequence, found a scalar"},
     {"data/bad-duration.yaml", 6, 25, "hosts[0].session.lifetime: expected a duration"},
     {"data/bad-missing-client.yaml", 5, 11, "hosts[0].oidc.clientID: required"},
+    {"data/bad-secret-placeholder.yaml", 5, 75,
+     "hosts[0].oidc.clientSecret: an unresolved render placeholder"},
     {"data/bad-host-name.yaml", 4, 28, "hosts[0].hosts[1]: \"Bad_Host:8080\" is not a lowercase"},
     {"data/bad-skip-callback.yaml", 7, 24, "\"/oauth2/\" covers the callback or sign-out path"},
     {"data/bad-bool.yaml", 6, 18, "hosts[0].passIDToken: expected true or false"},

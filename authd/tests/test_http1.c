@@ -142,6 +142,8 @@ test_refused(void **state)
          PC_EPARSE},
         {"signed length", "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", PC_EPARSE},
         {"bare lf", "GET / HTTP/1.1\nHost: a\r\n\r\n", PC_EPARSE},
+        {"bare lf only", "GET / HTTP/1.1\nHost: a\n\n", PC_EPARSE},
+        {"bare lf end", "GET / HTTP/1.1\r\nHost: a\r\n\n", PC_EPARSE},
         {"cr in value", "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", PC_EPARSE},
         {"ctl in value", "GET / HTTP/1.1\r\nCookie: a=\x01\r\n\r\n", PC_EPARSE},
         {"del in value", "GET / HTTP/1.1\r\nCookie: a=\x7f\r\n\r\n", PC_EPARSE},

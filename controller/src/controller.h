@@ -439,7 +439,7 @@ struct ctl_authd_opts {
     bool allow_insecure_issuers;
 };
 
-/* New AuthorizationPolicy (DESIGN.md §4.1) for ProtectedHost ns/name with canonical spec. */
+/* New AuthorizationPolicy (docs/design.md §4.1) for ProtectedHost ns/name with canonical spec. */
 json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
 /*
  * New hosts[] entry of authd's config. client_secret: the resolved value, or NULL: a
@@ -451,7 +451,7 @@ json_t *ctl_render_authd_host(const char *ns, const char *name, const json_t *sp
 json_t *ctl_render_authd_config(const json_t *hosts, const struct ctl_authd_opts *o);
 /* Adds spec's upstreamHeaders names (lowercased) to the set `names` (an object used as a set). */
 void ctl_headers_collect(json_t *names, const json_t *spec);
-/* New extensionProviders entry (DESIGN.md §4.2); names: the set from ctl_headers_collect. */
+/* New extensionProviders entry (docs/design.md §4.2); names: the set from ctl_headers_collect. */
 json_t *ctl_render_provider(const json_t *names, const struct ctl_authd_opts *o);
 /*
  * New YAML text of one authd hosts[] entry as an item of the hosts list ("- id: ...\n  ...").
