@@ -22,7 +22,6 @@ import json
 import math
 import os
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
@@ -34,9 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "e2e"))
+sys.path.insert(0, str(ROOT))
 
-from harness.kube import ApiServer, free_port  # noqa: E402
+from e2e.harness.kube import ApiServer  # noqa: E402
+from e2e.harness.proc import Proc, free_port  # noqa: E402
 
 NS = "bench"
 GATEWAY_NS = "istio-system"
@@ -182,10 +182,10 @@ def controller_argv(binary: str, api: ApiServer, metrics_port: int) -> list[str]
     return [binary, "run", *[a.format(kubeconfig=api.kubeconfig, metrics=metrics_port) for a in args]]
 
 
-def wait_ready(ctl: subprocess.Popen, port: int, timeout: float) -> float | None:
+def wait_ready(ctl: Proc, port: int, timeout: float) -> float | None:
     """Seconds until the controller's /readyz answers 200 (caches synced), None if not."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout and ctl.poll() is None:
+    while time.monotonic() - t0 < timeout and ctl.alive():
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 if r.status == 200:
@@ -233,6 +233,18 @@ def count_ready(k: Api) -> int:
     return n
 
 
+def poll_count(read, target: int, t0: float, deadline: float, interval: float):
+    """Calls read() every interval until it returns target or more, or deadline passes:
+    (seconds since t0, or None when it never got there; the last count)."""
+    n = 0
+    while time.monotonic() < deadline:
+        n = read()
+        if n >= target:
+            return time.monotonic() - t0, n
+        time.sleep(interval)
+    return None, n
+
+
 def phase_create(k: Api, watch: PolicyWatch, count: int, timeout: float) -> dict:
     owners = {f"{NS}/ph-{i:04d}" for i in range(count)}
     bodies = [protected_host(i) for i in range(count)]
@@ -247,23 +259,11 @@ def phase_create(k: Api, watch: PolicyWatch, count: int, timeout: float) -> dict
     t_after = (t_all - t_created) if t_all is not None else None
     have = len(owners & watch.first.keys())
     first = min((watch.first[o] for o in owners if o in watch.first), default=None)
-    # authd's config Secret: bounded poll until it lists every host.
-    t_secret, n_secret = None, 0
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        n_secret = authd_config_hosts(k)
-        if n_secret >= count:
-            t_secret = time.monotonic() - t0
-            break
-        time.sleep(0.5)
+    # authd's config Secret lists every host.
+    t_secret, n_secret = poll_count(lambda: authd_config_hosts(k), count, t0, deadline, 0.5)
     # Every ProtectedHost reconciled: Ready=True for the current generation.
-    t_ready, n_ready = None, 0
-    while time.monotonic() < deadline:
-        n_ready = count_ready(k)
-        if n_ready >= count:
-            t_ready = time.monotonic() - t0
-            break
-        time.sleep(1.0)
+    t_ready, n_ready = poll_count(lambda: count_ready(k), count, t0, deadline, 1.0)
     return {"count": count, "create_failed": failed, "create_seconds": t_created,
             "all_ready_seconds": t_ready, "ready": n_ready,
             "first_policy_seconds": None if first is None else first - t0,
@@ -354,14 +354,13 @@ def main():
     out = Path(a.out or Path(a.build) / "bench" / time.strftime("controller-%Y%m%dT%H%M%SZ", time.gmtime()))
     out.mkdir(parents=True, exist_ok=True)
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
+                         capture_output=True, text=True, timeout=30).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "controller", "common"],
-                           capture_output=True, text=True).stdout.strip()
+                           capture_output=True, text=True, timeout=30).stdout.strip()
     res: dict = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "source": (git + (" + uncommitted changes in controller/ or common/" if dirty else "")
                             if git else os.environ.get("BENCH_SOURCE", f"{ROOT} (not a git checkout)")),
                  "loadavg_before": open("/proc/loadavg").read().split()[:3]}
-    ctl = None
     with ApiServer() as api:
         k = Api(api)
         setup_cluster(api, k)
@@ -370,11 +369,11 @@ def main():
         mport = free_port()
         argv = controller_argv(str(binary), api, mport)
         log("starting " + " ".join(argv))
-        logf = open(out / "controller.log", "wb")
-        ctl = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        ctl = Proc("controller", argv, log_path=out / "controller.log")
         try:
+            ctl.start()
             res["controller_ready_seconds"] = wait_ready(ctl, mport, 30)
-            if ctl.poll() is not None:
+            if not ctl.alive():
                 sys.exit(f"bench/controller: controller exited {ctl.returncode}; see {out}/controller.log")
             res["controller_argv"] = argv[1:]
             res["create"] = phase_create(k, watch, a.count, a.timeout)
@@ -386,17 +385,10 @@ def main():
                 res["update"] = phase_update(k, watch, a.count, a.updates, min(a.timeout, 30))
                 log("update: " + str({k: v for k, v in res["update"].items() if k != "latencies"}))
             res["rss_kb"] = vmhwm_kb(ctl.pid)
-            res["controller_alive"] = ctl.poll() is None
+            res["controller_alive"] = ctl.alive()
         finally:
             watch.stopping = True
-            if ctl.poll() is None:
-                ctl.send_signal(signal.SIGTERM)
-                try:
-                    ctl.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    ctl.kill()
-                    ctl.wait(timeout=10)
-            logf.close()
+            ctl.stop()  # by its pid: SIGTERM, 10 s, SIGKILL
     res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     print(f"\ncontroller benchmark, {res['date_utc']}, results in {out}")
     print(f"  loadavg before {' '.join(res['loadavg_before'])}, after {' '.join(res['loadavg_after'])}")

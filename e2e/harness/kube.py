@@ -10,8 +10,9 @@ authenticate with static bearer tokens, authorization is RBAC.
         api.kubectl("apply", "-f", "-", input=manifest)
         api.restart()            # same port, same etcd: watches see a disconnect
 
-Every child process is stopped by its pid (SIGTERM, bounded wait, SIGKILL).
-Logs stay in files under the temp dir and are printed when startup fails.
+Every child process is stopped by its pid (SIGTERM, bounded wait, SIGKILL; proc.Proc).
+Logs stay in files under the work dir (e2e/.work/kube-*, removed by stop() unless
+PORTCULLIS_KEEP_TMP=1) and are printed when startup fails.
 """
 
 from __future__ import annotations
@@ -21,29 +22,20 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .proc import REPO, PeerError, Proc, free_port, skip_e2e, work_dir
+
 BUILD_SCRIPT = REPO / "scripts" / "build-e2e-tools.sh"
 
 ADMIN_USER = "portcullis-admin"
 CONTROLLER_USER = "portcullis-controller"
-
-
-def skip_e2e() -> bool:
-    """True when the environment asks to skip tests that start real peers."""
-    return os.environ.get("PORTCULLIS_SKIP_E2E") == "1"
 
 
 @functools.cache
@@ -64,6 +56,7 @@ def e2e_tools() -> dict[str, str]:
         stderr=None,  # progress lines go straight to the terminal
         text=True,
         check=True,
+        timeout=3600,  # a cold build compiles kube-apiserver, etcd and istio-validate
     )
     for line in proc.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -72,36 +65,8 @@ def e2e_tools() -> dict[str, str]:
     return tools
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    """SIGTERM proc by its pid, wait up to timeout, then SIGKILL it."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class StartError(RuntimeError):
-    """A peer did not come up; the message holds the end of its log."""
+# A peer that did not come up; the message holds the end of its log.
+StartError = PeerError
 
 
 class ApiServer:
@@ -116,8 +81,8 @@ class ApiServer:
         self.kubeserver = kubeserver
         self.ready_timeout = ready_timeout
         self.workdir: Path | None = None
-        self.etcd: subprocess.Popen | None = None
-        self.apiserver: subprocess.Popen | None = None
+        self.etcd: Proc | None = None
+        self.apiserver: Proc | None = None
         self.token = secrets.token_hex(16)
         self.controller_token = secrets.token_hex(16)
         self.port = 0
@@ -140,7 +105,7 @@ class ApiServer:
     def start(self) -> None:
         if self.kubeserver is None:
             self.kubeserver = e2e_tools()["PORTCULLIS_KUBESERVER"]
-        self.workdir = Path(tempfile.mkdtemp(prefix="portcullis-kube-"))
+        self.workdir = work_dir("kube")
         try:
             self._write_files()
             # A port picked by free_port() can be taken before the child
@@ -163,7 +128,7 @@ class ApiServer:
 
     def restart(self) -> None:
         """Stop only the apiserver and start it again on the same port and etcd."""
-        stop_process(self.apiserver)
+        self.apiserver.stop()
         self.apiserver = None
         self._start_apiserver()
 
@@ -173,10 +138,10 @@ class ApiServer:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _stop_children(self) -> None:
-        stop_process(self.apiserver)
-        self.apiserver = None
-        stop_process(self.etcd)
-        self.etcd = None
+        for child in (self.apiserver, self.etcd):
+            if child is not None:
+                child.stop()
+        self.apiserver = self.etcd = None
 
     # -- setup ---------------------------------------------------------------
 
@@ -188,11 +153,13 @@ class ApiServer:
             ["openssl", "genrsa", "-out", str(wd / "sa.key"), "2048"],
             check=True,
             capture_output=True,
+            timeout=120,
         )
         subprocess.run(
             ["openssl", "rsa", "-in", str(wd / "sa.key"), "-pubout", "-out", str(wd / "sa.pub")],
             check=True,
             capture_output=True,
+            timeout=120,
         )
         # token,user,uid,"group,..." — see kube-apiserver --token-auth-file.
         (wd / "tokens.csv").write_text(
@@ -201,19 +168,11 @@ class ApiServer:
         )
         os.chmod(wd / "tokens.csv", 0o600)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "ab")
-        try:
-            return subprocess.Popen(
-                [self.kubeserver, name, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,  # a Ctrl-C reaches the test, not the peers
-            )
-        finally:
-            log.close()
+    def _spawn(self, name: str, args: list[str]) -> Proc:
+        """kubeserver <name> in its own session (a Ctrl-C reaches the test, not the peers),
+        logging to <workdir>/<name>.log."""
+        return Proc(name, [self.kubeserver, name, *args], cwd=self.workdir,
+                    log_path=self.workdir / f"{name}.log").start()
 
     def _start_etcd(self) -> None:
         self.etcd_port = free_port()
@@ -236,7 +195,8 @@ class ApiServer:
                 "--log-level=warn",
             ],
         )
-        self._wait("etcd", self.etcd, lambda: self._etcd_healthy(client_url))
+        self.etcd.wait(lambda: self._etcd_healthy(client_url), "etcd /health",
+                       self.ready_timeout, interval=0.2)
 
     def _apiserver_args(self) -> list[str]:
         wd = self.workdir
@@ -260,24 +220,9 @@ class ApiServer:
 
     def _start_apiserver(self) -> None:
         self.apiserver = self._spawn("kube-apiserver", self._apiserver_args())
-        self._wait("kube-apiserver", self.apiserver, self._apiserver_ready)
+        self.apiserver.wait(self._apiserver_ready, "kube-apiserver /readyz", self.ready_timeout,
+                            interval=0.2)
         self.ca_file = str(self.workdir / "certs" / "apiserver.crt")
-
-    def _wait(self, name: str, proc: subprocess.Popen, ready) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StartError(self._failure(name, f"exited with {proc.returncode}"))
-            if ready():
-                return
-            time.sleep(0.2)
-        raise StartError(self._failure(name, f"not ready after {self.ready_timeout:.0f}s"))
-
-    def _failure(self, name: str, what: str) -> str:
-        log = self.workdir / f"{name}.log"
-        text = f"{name} {what}; last lines of {log}:\n{_tail(log)}"
-        print(text, file=sys.stderr)
-        return text
 
     @staticmethod
     def _etcd_healthy(client_url: str) -> bool:

@@ -15,23 +15,19 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-E2E = HERE.parent
-ROOT = E2E.parent
+# Processes, ports, work dirs and the HTTP client live in proc.py; they are re-exported here.
+from .proc import REPO as ROOT
+from .proc import PeerError, Proc, free_port, http, skip_e2e, stop_process, work_dir  # noqa: F401
+
+E2E = ROOT / "e2e"
 NODE_DIR = E2E / "node"
-WORK = Path(os.environ.get("PORTCULLIS_WORK", E2E / ".work"))
 CACHE = Path(os.environ.get("PORTCULLIS_CACHE", Path.home() / ".cache" / "portcullis"))
 FETCH = ROOT / "scripts" / "fetch-peers.sh"
 
@@ -50,16 +46,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--host-resolver-rules=MAP * 127.0.0.1"]
 
 
-class PeerError(RuntimeError):
-    pass
-
-
 # ---------------------------------------------------------------------------------------
 # small helpers
-
-def skip_e2e() -> bool:
-    return os.environ.get("PORTCULLIS_SKIP_E2E") == "1"
-
 
 _PARTS = ("apt", "envoy", "keycloak", "node")
 _fetched: set = set()
@@ -96,43 +84,6 @@ def require_peers(*parts: str) -> dict:
     }
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def work_dir(name: str) -> Path:
-    """A fresh temp dir under e2e/.work (git-ignored); falls back to the system tmp."""
-    try:
-        WORK.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK))
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix=f"portcullis-{name}-"))
-
-
-def http(method: str, url: str, *, headers: dict | None = None, data: bytes | dict | None = None,
-         timeout: float = 10, follow: bool = False):
-    """Tiny HTTP client: returns (status, headers-as-email.Message, body bytes); never raises
-    on HTTP status; does not follow redirects unless follow=True."""
-    if isinstance(data, dict):
-        data = urllib.parse.urlencode(data).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    handlers = [] if follow else [_NoRedirect()]
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *a, **k):
-        return None
-
-
 def jwt_claims(token: str) -> dict:
     """Decode a JWT's payload WITHOUT verifying it (tests inspect what the IdP issued)."""
     part = token.split(".")[1]
@@ -145,109 +96,44 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
+def serve_http(handler, host: str = "127.0.0.1", port: int = 0, name: str = "http", **attrs):
+    """A ThreadingHTTPServer for handler on host:port (0: a free one), serving on a daemon
+    thread; attrs are set on the server first (handlers see them as self.server.<attr>).
+    End it with stop_http(); server_address holds the bound port."""
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    for k, v in attrs.items():
+        setattr(server, k, v)
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return server
+
+
+def stop_http(server) -> None:
+    """Stops serve_forever (waits for it to return) and closes the listening socket."""
+    server.shutdown()
+    server.server_close()
+
+
 # ---------------------------------------------------------------------------------------
-# processes
-
-class Proc:
-    """A child process with a log file.  start() → wait_http()/wait_port() → stop().
-    The child gets its own process group, so stop() also ends what it forked (kc.sh → java)."""
-
-    def __init__(self, name: str, argv: list[str], *, cwd=None, env: dict | None = None,
-                 log_path: Path | None = None):
-        self.name, self.argv, self.cwd = name, [str(a) for a in argv], cwd
-        self.env = {**os.environ, **(env or {})}
-        self.log_path = Path(log_path) if log_path else work_dir(name) / f"{name}.log"
-        self.popen: subprocess.Popen | None = None
-        self.started_at = 0.0
-        self.ready_after = None   # seconds from start() to ready
-
-    @property
-    def pid(self):
-        return self.popen.pid if self.popen else None
-
-    def start(self) -> "Proc":
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
-        log.flush()
-        self.started_at = time.monotonic()
-        self.popen = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def fail(self, msg: str):
-        text = f"{self.name}: {msg}\n--- last lines of {self.log_path} ---\n{self.tail()}"
-        print(text, file=sys.stderr)
-        raise PeerError(text)
-
-    def _wait(self, probe, what: str, timeout: float, interval: float = 0.1):
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.alive():
-                self.fail(f"exited with {self.popen.returncode if self.popen else '?'} while waiting for {what}")
-            try:
-                if probe():
-                    self.ready_after = time.monotonic() - self.started_at
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                self.fail(f"not ready after {timeout:.0f}s waiting for {what}")
-            time.sleep(interval)
-
-    def wait_http(self, url: str, timeout: float = 30, ok=lambda status: status < 500):
-        def probe():
-            status, _, _ = http("GET", url, timeout=2)
-            return ok(status)
-        return self._wait(probe, url, timeout)
-
-    def wait_port(self, port: int, host: str = "127.0.0.1", timeout: float = 30):
-        def probe():
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        return self._wait(probe, f"tcp {host}:{port}", timeout)
-
-    def stop(self, timeout: float = 10, sig=signal.SIGTERM):
-        p = self.popen
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
+# peers
 
 class _Peer:
-    """Base: context-manager support around start()/stop()."""
+    """Base: a server on http://host:port; context-manager support around start()/stop()
+    (a start that fails half-way stops what it started)."""
     proc: Proc | None = None
+    host = "127.0.0.1"
+    port = 0
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc):
         self.stop()
@@ -313,29 +199,19 @@ class Echo(_Peer):
     def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
         self.host, self.port = host, port or 0
         self.server: ThreadingHTTPServer | None = None
-        self.thread = None
-
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
 
     @property
     def requests(self) -> list:
         return self.server.requests if self.server else []
 
     def start(self):
-        self.server = ThreadingHTTPServer((self.host, self.port), _EchoHandler)
-        self.server.daemon_threads = True
-        self.server.requests = []
+        self.server = serve_http(_EchoHandler, self.host, self.port, "echo", requests=[])
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="echo", daemon=True)
-        self.thread.start()
         return self
 
     def stop(self):
         if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+            stop_http(self.server)
             self.server = None
 
 
@@ -460,7 +336,6 @@ class Envoy(_Peer):
                  admin_port: int | None = None, envoy_bin: str | None = None, log_level: str = "info"):
         self.provider, self.upstream = dict(provider), upstream
         self.hosts, self.not_paths = hosts, not_paths
-        self.host = "127.0.0.1"
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         self.envoy_bin = envoy_bin
@@ -470,10 +345,6 @@ class Envoy(_Peer):
         self.log_path = self.dir / "envoy.log"
         self.proc = None
         self.bootstrap = None
-
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
 
     @property
     def admin_url(self):
@@ -662,6 +533,15 @@ http {{
 """
 
 
+def nginx_user() -> str:
+    """The `user` directive for root (workers would otherwise switch to nobody), else ""."""
+    if os.geteuid() != 0:
+        return ""
+    import grp
+    import pwd
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
+
+
 class Nginx(_Peer):
     """nginx (Debian) on 127.0.0.1:<port> protecting `upstream` with
     `auth_request /oauth2/auth` → `authd` ('host:port', URL, (host, port) or a peer object),
@@ -671,7 +551,6 @@ class Nginx(_Peer):
     def __init__(self, authd, upstream, *, port: int | None = None, server_name: str = "_",
                  extra: str = "", nginx_bin: str | None = None):
         self.authd, self.upstream = authd, upstream
-        self.host = "127.0.0.1"
         self.port = port or free_port()
         self.server_name, self.extra = server_name, extra
         self.nginx_bin = nginx_bin
@@ -679,19 +558,10 @@ class Nginx(_Peer):
         self.conf_path = self.dir / "nginx.conf"
         self.proc = None
 
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
-
     def render(self) -> str:
         a_host, a_port = _addr(self.authd)
         u_host, u_port = _addr(self.upstream)
-        user = ""
-        if os.geteuid() == 0:    # workers would otherwise switch to nobody
-            import grp
-            import pwd
-            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
-        return NGINX_CONF.format(user=user, dir=self.dir, authd=f"{a_host}:{a_port}",
+        return NGINX_CONF.format(user=nginx_user(), dir=self.dir, authd=f"{a_host}:{a_port}",
                                  upstream=f"{u_host}:{u_port}", listen=f"{self.host}:{self.port}",
                                  server_name=self.server_name, extra=self.extra)
 
@@ -703,7 +573,7 @@ class Nginx(_Peer):
         self._write()
         binary = self.nginx_bin or require_peers("apt")["nginx"]
         argv = [binary, "-p", self.dir, "-c", self.conf_path, "-e", self.dir / "error.log"]
-        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
+        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise PeerError(f"nginx -t failed:\n{r.stderr}\n{self.conf_path.read_text()}")
         self.proc = Proc("nginx", argv, log_path=self.dir / "nginx.out", cwd=self.dir).start()
@@ -792,7 +662,6 @@ class Keycloak(_Peer):
                                  "standardFlow": False})
         self.users = users if users is not None else DEFAULT_USERS
         self.realm = realm
-        self.host = "127.0.0.1"
         self.port = port or free_port()
         self.management_port = free_port()
         self.kc_home = kc_home
@@ -803,7 +672,7 @@ class Keycloak(_Peer):
 
     @property
     def base_url(self):
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     @property
     def issuer(self):
@@ -886,16 +755,11 @@ class OidcProvider(_Peer):
     def __init__(self, clients: list[dict], users: list[dict] | None = None, *, port: int | None = None,
                  issuer_host: str = "127.0.0.1", ttl: dict | None = None, node: str = "node"):
         self.clients, self.users = clients, users if users is not None else DEFAULT_USERS
-        self.host = "127.0.0.1"
         self.port = port or free_port()
         self.issuer = f"http://{issuer_host}:{self.port}"
         self.ttl, self.node = ttl or {}, node
         self.dir = work_dir("idp")
         self.proc = None
-
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30):
         node_dir = Path(require_peers("node")["node_dir"])
@@ -958,12 +822,19 @@ class Browser:
         payload = {"steps": steps, "executablePath": self.chromium or peers["chromium"],
                    "args": self.args, "timeout": self.action_timeout_ms}
         t0 = time.monotonic()
+        # Its own process group: a timeout stops node and the Chromium it started, by pid.
+        p = subprocess.Popen([self.node, node_dir / "browser.mjs"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=node_dir,
+                             start_new_session=True)
         try:
-            r = subprocess.run([self.node, node_dir / "browser.mjs"], input=json.dumps(payload),
-                               capture_output=True, text=True, timeout=timeout or self.timeout,
-                               cwd=node_dir)
-        except subprocess.TimeoutExpired as e:
-            raise BrowserError(f"browser.mjs timed out; stderr:\n{(e.stderr or '')[-3000:]}")
+            out, err = p.communicate(json.dumps(payload), timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(p, timeout=5)
+            _, err = p.communicate(timeout=10)
+            raise BrowserError(f"browser.mjs timed out; stderr:\n{(err or '')[-3000:]}")
+        finally:
+            stop_process(p, timeout=5)
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
         self.last_run_seconds = time.monotonic() - t0
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
         if not lines:

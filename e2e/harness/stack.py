@@ -22,42 +22,59 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import yaml
 
-from e2e.harness.kube import ApiServer
-from e2e.harness.peers import Echo, Envoy, Keycloak, Proc, free_port, http, work_dir
+from .authd import publish_volume
+from .kube import ApiServer
+from .peers import Echo, Envoy, Keycloak
+from .proc import AUTHD, CONTROLLER, REPO, Proc, built, free_port, http, wait_for, work_dir
 
-REPO = Path(__file__).resolve().parents[2]
 AUTHD_NS = "portcullis-system"
 AUTHD_SECRET = "portcullis-authd-config"
 
 
-def binary(env: str, rel: str) -> str:
-    path = os.environ.get(env) or str(REPO / "build" / rel)
-    if not os.access(path, os.X_OK):
-        raise RuntimeError(f"{path} is not built: run `make` first (or set {env})")
-    return path
+class _Poller(threading.Thread):
+    """Calls sync_once() every interval seconds on a daemon thread until stop()."""
+
+    def __init__(self, interval: float):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self._stopping = threading.Event()
+
+    def sync_once(self):
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self.sync_once()
+            except Exception:  # the API server may be restarting; try again next tick
+                pass
+
+    def stop(self) -> None:
+        """Ends the loop and waits (bounded) for a pass under way to finish."""
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout=60)
 
 
-class SecretVolume(threading.Thread):
-    """Projects one key of a Secret into dir/<key> the way kubelet does: a timestamped
-    directory, `..data` swapped atomically with rename(2), `<key>` a symlink through it."""
+class SecretVolume(_Poller):
+    """Projects one key of a Secret into dir/<key> the way kubelet does (publish_volume: a
+    timestamped directory, `..data` swapped atomically with rename(2), `<key>` a symlink
+    through it)."""
 
     def __init__(self, api: ApiServer, namespace: str, name: str, key: str, directory: Path,
                  interval: float = 0.3):
-        super().__init__(daemon=True)
+        super().__init__(interval)
         self.api, self.namespace, self.name, self.key = api, namespace, name, key
-        self.dir, self.interval = directory, interval
+        self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / key
         self.current: bytes | None = None
         self.updates = 0
-        self._stop = threading.Event()
 
     def fetch(self) -> bytes | None:
         status, body = self.api.get(f"/api/v1/namespaces/{self.namespace}/secrets/{self.name}")
@@ -67,20 +84,7 @@ class SecretVolume(threading.Thread):
         return base64.b64decode(data[self.key]) if self.key in data else None
 
     def project(self, content: bytes) -> None:
-        stamp = self.dir / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
-        stamp.mkdir()
-        (stamp / self.key).write_bytes(content)
-        tmp = self.dir / "..data_tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        tmp.symlink_to(stamp.name)
-        old = (self.dir / "..data").resolve() if (self.dir / "..data").exists() else None
-        os.replace(tmp, self.dir / "..data")
-        if not self.path.is_symlink():
-            self.path.symlink_to(f"..data/{self.key}")
-        if old is not None and old.is_dir():
-            (old / self.key).unlink(missing_ok=True)
-            old.rmdir()
+        publish_volume(self.dir, {self.key: content})
         self.current = content
         self.updates += 1
 
@@ -89,27 +93,17 @@ class SecretVolume(threading.Thread):
         if content is not None and content != self.current:
             self.project(content)
 
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sync_once()
-            except Exception:  # the API server may be restarting; try again next tick
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
-class Gateway(threading.Thread):
+class Gateway(_Poller):
     """istiod's part for one ingress gateway: reads the `portcullis` provider from the mesh
     config and the CUSTOM AuthorizationPolicies in istio-system, and (re)configures Envoy."""
 
     def __init__(self, api: ApiServer, envoy: Envoy, authd_port: int, interval: float = 0.3):
-        super().__init__(daemon=True)
-        self.api, self.envoy, self.authd_port, self.interval = api, envoy, authd_port, interval
+        super().__init__(interval)
+        self.api, self.envoy, self.authd_port = api, envoy, authd_port
         self.applied = None
         self.reconfigures = 0
-        self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def desired(self):
@@ -150,26 +144,6 @@ class Gateway(threading.Thread):
             self.reconfigures += 1
             return True
 
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sync_once()
-            except Exception:
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
-    """Polls probe() until it returns something truthy; raises TimeoutError naming what."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class Stack:
@@ -204,11 +178,16 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _start(self, part):
+        """Records part before starting it, so stop() ends it even when its start fails
+        half-way."""
+        self.parts.append(part)
+        part.start()
+        return part
+
     def start(self) -> None:
         self.progress("starting kube-apiserver and etcd")
-        self.api = ApiServer()
-        self.api.start()
-        self.parts.append(self.api)
+        self.api = self._start(ApiServer())
         self.progress("installing the ProtectedHost and Istio CRDs")
         self.api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
         self.api.install_istio_crds()
@@ -228,20 +207,18 @@ class Stack:
         self.keycloak = Keycloak([{"clientId": self.CLIENT_ID, "secret": self.CLIENT_SECRET,
                                    "redirectUris": [f"{base}/*"], "pkce": "S256",
                                    "directAccessGrants": True}])
-        self.keycloak.start()
-        self.parts.append(self.keycloak)
+        self._start(self.keycloak)
 
     def start_daemons(self) -> None:
         secret = self.dir / "cookie-secret"
         secret.write_bytes(base64.b64encode(os.urandom(32)))
         os.chmod(secret, 0o600)
         self.progress("starting portcullis-controller")
-        self.controller = Proc("controller", [
-            binary("PORTCULLIS_CONTROLLER", "controller/portcullis-controller"), "run",
+        self.controller = self._start(Proc("controller", [
+            built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run",
             f"--kubeconfig={self.api.kubeconfig}", "--mesh-config=istio", "--leader-elect=false",
             "--allow-insecure-issuers", f"--metrics-addr=127.0.0.1:{self.metrics_port}"],
-            log_path=self.dir / "controller.log").start()
-        self.parts.append(self.controller)
+            log_path=self.dir / "controller.log"))
         self.controller.wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz",
                                   ok=lambda s: s == 200)
         self.volume = SecretVolume(self.api, AUTHD_NS, AUTHD_SECRET, "config.yaml",
@@ -249,31 +226,24 @@ class Stack:
         wait_for("the controller to write authd's config Secret",
                  lambda: self.volume.fetch() is not None)
         self.volume.sync_once()
-        self.volume.start()
-        self.parts.append(self.volume)
+        self._start(self.volume)
         self.progress("starting portcullis-authd")
-        self.authd = Proc("authd", [
-            binary("PORTCULLIS_AUTHD", "authd/portcullis-authd"),
+        self.authd = self._start(Proc("authd", [
+            built(AUTHD, "PORTCULLIS_AUTHD"),
             f"--config={self.volume.path}", f"--listen=127.0.0.1:{self.authd_port}",
             f"--admin-listen=127.0.0.1:{self.authd_admin_port}",
-            f"--cookie-secret-file={secret}"], log_path=self.dir / "authd.log").start()
-        self.parts.append(self.authd)
+            f"--cookie-secret-file={secret}"], log_path=self.dir / "authd.log"))
         self.authd.wait_http(f"http://127.0.0.1:{self.authd_admin_port}/healthz")
 
     def start_gateway(self) -> None:
         self.progress("starting the echo app and the gateway Envoy")
-        self.echo = Echo()
-        self.echo.start()
-        self.parts.append(self.echo)
+        self.echo = self._start(Echo())
         placeholder = {"service": "127.0.0.1", "port": self.authd_port, "pathPrefix": "/ext-authz",
                        "timeout": "2s"}
-        self.envoy = Envoy(placeholder, self.echo, hosts=[], port=self.gateway_port)
-        self.envoy.start()
-        self.parts.append(self.envoy)
+        self.envoy = self._start(Envoy(placeholder, self.echo, hosts=[], port=self.gateway_port))
         self.gateway = Gateway(self.api, self.envoy, self.authd_port)
         self.gateway.sync_once()
-        self.gateway.start()
-        self.parts.append(self.gateway)
+        self._start(self.gateway)
 
     def stop(self) -> None:
         for part in reversed(self.parts):

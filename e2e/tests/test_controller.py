@@ -8,20 +8,22 @@ so a missing permission fails here as it would in a cluster. Istio's own validat
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.kube import REPO, ApiServer, free_port, istio_validate, skip_e2e, stop_process  # noqa: E402,F401
+from e2e.harness.kube import ApiServer, istio_validate  # noqa: E402,F401  (fixture)
+from e2e.harness.proc import (CONTROLLER, REPO, Proc, built, free_port, http,  # noqa: E402
+                              metric_value, skip_e2e)
+from e2e.harness.proc import wait_for as poll  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
@@ -57,26 +59,12 @@ subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorizatio
 
 
 def controller_path() -> str:
-    path = os.environ.get("PORTCULLIS_CONTROLLER") or str(
-        REPO / "build" / "controller" / "portcullis-controller"
-    )
-    assert Path(path).exists(), f"{path} is missing: build portcullis-controller first"
-    return path
+    return built(CONTROLLER, "PORTCULLIS_CONTROLLER")
 
 
-def wait_for(what, fn, timeout=30.0, interval=0.2):
-    """Polls fn until it returns something truthy; fails with `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (RuntimeError, KeyError, IndexError, json.JSONDecodeError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+# Polls until truthy, failing with `what` on timeout; kubectl and parsing errors count as not yet.
+wait_for = functools.partial(poll, timeout=30.0,
+                             ignore=(RuntimeError, KeyError, IndexError, json.JSONDecodeError))
 
 
 class Controller:
@@ -89,47 +77,35 @@ class Controller:
         self.name = name
         self.extra = list(extra)
         self.port = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: Proc | None = None
         self.log = api.workdir / f"{name}.log"
 
     def start(self) -> "Controller":
         self.port = free_port()
-        self._log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [controller_path(), "run", "--kubeconfig", self.api.controller_kubeconfig,
-             "--metrics-addr", f"127.0.0.1:{self.port}", "--lease-name", self.lease,
-             "--resync-period", "0", "--log-level", "debug", *self.extra],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.proc = Proc(self.name, [
+            controller_path(), "run", "--kubeconfig", self.api.controller_kubeconfig,
+            "--metrics-addr", f"127.0.0.1:{self.port}", "--lease-name", self.lease,
+            "--resync-period", "0", "--log-level", "debug", *self.extra],
+            log_path=self.log).start()
         return self
 
     def stop(self, sig=signal.SIGTERM) -> int | None:
+        """Stops the process by its pid (SIGKILL: a crash, no lease release); its exit status."""
         if self.proc is None:
             return None
-        if sig == signal.SIGKILL:
-            self.proc.kill()
-        rc = None
-        stop_process(self.proc)
-        rc = self.proc.returncode
+        rc = self.proc.stop(sig=sig)
         self.proc = None
-        self._log.close()
         return rc
 
     def admin(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            status, _, body = http("GET", f"http://127.0.0.1:{self.port}{path}", timeout=5)
+            return status, body.decode()
         except OSError:
             return 0, ""
 
     def metric(self, name: str) -> float | None:
-        status, text = self.admin("/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
+        return metric_value(self.admin("/metrics")[1], name)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -157,10 +133,13 @@ def api():
 
 @pytest.fixture(scope="module")
 def ctl(api):
-    c = Controller(api, lease="portcullis-controller-e2e").start()
-    wait_for("controller ready", lambda: c.admin("/readyz")[0] == 200, timeout=30)
-    yield c
-    c.stop()
+    c = Controller(api, lease="portcullis-controller-e2e")
+    try:
+        c.start()
+        wait_for("controller ready", lambda: c.admin("/readyz")[0] == 200, timeout=30)
+        yield c
+    finally:
+        c.stop()
 
 
 def kjson(api, *args):
@@ -328,7 +307,7 @@ def test_apply_update_delete(api, ctl, istio_validate, tmp_path):
     meshf = tmp_path / "mesh.yaml"
     meshf.write_text(mesh_text(api))
     for args in (["policy", str(pols)], ["mesh", str(meshf)]):
-        proc = subprocess.run([istio_validate, *args], capture_output=True, text=True)
+        proc = subprocess.run([istio_validate, *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr + proc.stdout
 
     # delete: policy, authd entry and the object itself go
@@ -443,9 +422,11 @@ def test_restart_converges_and_removes_orphans(api, ctl):
 
 def test_two_replicas_one_leader_and_failover(api, ctl):
     ctl.stop()
-    a = Controller(api, lease="portcullis-ha", name="ha-a").start()
-    b = Controller(api, lease="portcullis-ha", name="ha-b").start()
+    a = Controller(api, lease="portcullis-ha", name="ha-a")
+    b = Controller(api, lease="portcullis-ha", name="ha-b")
     try:
+        a.start()
+        b.start()
         leaders = wait_for("a leader", lambda: [c for c in (a, b)
                                                 if c.metric("portcullis_controller_leader") == 1])
         time.sleep(2)
@@ -470,9 +451,9 @@ def test_mesh_none_snippet_event(api, ctl):
     to the mesh config."""
     ctl.stop()
     mesh_before = mesh_text(api)
-    none = Controller(api, lease="portcullis-none", name="none",
-                      extra=("--mesh-config=none",)).start()
+    none = Controller(api, lease="portcullis-none", name="none", extra=("--mesh-config=none",))
     try:
+        none.start()
         wait_for("controller ready", lambda: none.admin("/readyz")[0] == 200)
         secret(api, "team-b", "snip-oidc", "snip-secret")
         extra = "  upstreamHeaders:\n  - {name: X-Snip-User, claim: sub}\n"
@@ -514,18 +495,18 @@ def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
     # the top-level examples; examples/gitops holds copies of some of them (rendered on its own)
     files = sorted((REPO / "examples").glob("*.yaml"))
     cmd = [controller_path(), "render", *[a for f in files for a in ("-f", str(f))]]
-    one = subprocess.run(cmd, capture_output=True, check=True).stdout
-    two = subprocess.run(cmd, capture_output=True, check=True).stdout
+    one = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+    two = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
     assert one == two and one
     out = tmp_path / "out"
-    subprocess.run([*cmd, "-o", str(out)], check=True)
+    subprocess.run([*cmd, "-o", str(out)], check=True, timeout=60)
     policies = sorted(out.glob("authorizationpolicy-*.yaml"))
     assert len(policies) == 5
     proc = subprocess.run([istio_validate, "policy", *map(str, policies)], capture_output=True,
-                          text=True)
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run([istio_validate, "mesh", str(out / "mesh-config.yaml")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     # the apiserver (with Istio's CRDs) accepts them too
     for p in policies:
@@ -537,7 +518,7 @@ def test_render_rejects_invalid(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(ph_manifest("bad", "x", ["Bad.example.com"]))
     proc = subprocess.run([controller_path(), "render", "-f", str(bad)], capture_output=True,
-                          text=True)
+                          text=True, timeout=60)
     assert proc.returncode == 1
     assert f"{bad}:1: spec.hosts[0]" in proc.stderr
     assert proc.stdout == ""

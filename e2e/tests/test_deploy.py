@@ -13,7 +13,6 @@ get no Pods), and the service accounts have exactly the rights deploy/ claims: c
 
 import base64
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,9 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.kube import REPO, api_server, skip_e2e  # noqa: E402,F401  (fixture)
+from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
+from e2e.harness.proc import CONTROLLER, REPO, built, skip_e2e  # noqa: E402
 
 DEPLOY = REPO / "deploy"
 NS = "portcullis-system"
@@ -43,11 +43,7 @@ needs_apiserver = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
 
 def controller_bin() -> str:
-    path = os.environ.get("PORTCULLIS_CONTROLLER") or str(
-        REPO / "build" / "controller" / "portcullis-controller"
-    )
-    assert Path(path).exists(), f"{path} is missing: build portcullis-controller first"
-    return path
+    return built(CONTROLLER, "PORTCULLIS_CONTROLLER")
 
 
 def bootstrap(*args: str) -> str:
@@ -85,7 +81,8 @@ def canonical(docs) -> list[str]:
 
 def test_crd_copy_matches_crds():
     proc = subprocess.run(
-        [str(REPO / "scripts" / "sync-deploy.sh"), "--check"], capture_output=True, text=True
+        [str(REPO / "scripts" / "sync-deploy.sh"), "--check"], capture_output=True, text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert (DEPLOY / "crd-protectedhost.yaml").read_bytes() == (
@@ -204,7 +201,8 @@ def test_bootstrap_mesh_modes(mode, mesh_role, shared_cm):
 
 @pytest.mark.parametrize("args", [["--mesh-config=istiod"], ["--namespace", "Bad"], ["extra"]])
 def test_bootstrap_refuses_bad_arguments(args):
-    proc = subprocess.run([controller_bin(), "bootstrap", *args], capture_output=True, text=True)
+    proc = subprocess.run([controller_bin(), "bootstrap", *args], capture_output=True, text=True,
+                          timeout=30)
     assert proc.returncode == 2
     assert proc.stdout == ""
 

@@ -11,18 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness.kube import e2e_tools, skip_e2e
+from e2e.harness.kube import e2e_tools
+from e2e.harness.proc import AUTHD, CONTROLLER, REPO, skip_e2e
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-CONTROLLER = os.environ.get("PORTCULLIS_CONTROLLER") or str(REPO / "build/controller/portcullis-controller")
-AUTHD = os.environ.get("PORTCULLIS_AUTHD") or str(REPO / "build/authd/portcullis-authd")
 
 
 def render(out: Path, *sources: Path, extra: tuple = ()) -> None:
-    args = [CONTROLLER, "render", *[a for s in sources for a in ("-f", str(s))], "-o", str(out),
+    args = [str(CONTROLLER), "render", *[a for s in sources for a in ("-f", str(s))], "-o", str(out),
             *extra]
     r = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -62,7 +60,7 @@ def test_rendered_authd_config_passes_check_config(tmp_path):
     config.write_text(secret["stringData"]["config.yaml"])
     cookie = tmp_path / "cookie"
     cookie.write_text(os.urandom(24).hex())
-    r = subprocess.run([AUTHD, "--config", str(config), "--check-config",
+    r = subprocess.run([str(AUTHD), "--config", str(config), "--check-config",
                         f"--cookie-secret-file={cookie}"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from e2e.harness.peers import Browser, DEFAULT_USERS, http, skip_e2e
-from e2e.harness.stack import Stack, wait_for
+from e2e.harness.peers import Browser, DEFAULT_USERS
+from e2e.harness.proc import http, skip_e2e, wait_for
+from e2e.harness.stack import Stack
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.kube import REPO, ApiServer, api_server  # noqa: E402,F401  (fixture)
+from e2e.harness.kube import ApiServer, api_server  # noqa: E402,F401  (fixture)
+from e2e.harness.proc import CONTROLLER, skip_e2e, stop_process  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PORTCULLIS_SKIP_E2E") == "1", reason="PORTCULLIS_SKIP_E2E=1"
-)
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
 NS = "k8s-client"
 K8S_ENOTFOUND = -1005
@@ -36,9 +35,7 @@ def probe_path() -> str:
     """k8s_probe sits beside portcullis-controller in the build tree."""
     if os.environ.get("PORTCULLIS_K8S_PROBE"):
         return os.environ["PORTCULLIS_K8S_PROBE"]
-    ctl = os.environ.get("PORTCULLIS_CONTROLLER")
-    build = Path(ctl).parent if ctl else REPO / "build" / "controller"
-    path = build / "k8s_probe"
+    path = CONTROLLER.parent / "k8s_probe"
     assert path.exists(), f"{path} is missing: build the k8s_probe target first"
     return str(path)
 
@@ -54,6 +51,7 @@ class Probe:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # stopped by its pid in stop(), not by a Ctrl-C
         )
         self.stderr = []
         self.readers = [threading.Thread(target=f, daemon=True) for f in (self._read, self._read_err)]
@@ -68,14 +66,20 @@ class Probe:
         for line in self.proc.stderr:
             self.stderr.append(line)
 
+    def _next(self, deadline):
+        """The next line if one comes before deadline, else None."""
+        try:
+            return self.lines.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
     def expect(self, pred, timeout=20.0, what="event"):
         """The first line matching pred (earlier lines are consumed)."""
         deadline = time.monotonic() + timeout
         seen = []
         while time.monotonic() < deadline:
-            try:
-                ev = self.lines.get(timeout=max(0.05, deadline - time.monotonic()))
-            except queue.Empty:
+            ev = self._next(deadline)
+            if ev is None:
                 break
             seen.append(ev)
             if pred(ev):
@@ -88,20 +92,13 @@ class Probe:
         """Asserts no line matching pred arrives for the given time."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            try:
-                ev = self.lines.get(timeout=max(0.05, deadline - time.monotonic()))
-            except queue.Empty:
+            ev = self._next(deadline)
+            if ev is None:
                 return
             assert not pred(ev), f"unexpected {ev}"
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15, sig=sig)
         for t in self.readers:
             t.join(timeout=5)
         return self.proc.returncode
@@ -249,10 +246,9 @@ def leaders(probes, seconds):
 
 
 def test_lease_elects_one_leader_and_fails_over(api):
-    a = Probe(api, "lease", "default", "k8s-client-test", "a")
-    b = Probe(api, "lease", "default", "k8s-client-test", "b")
-    probes = {"a": a, "b": b}
+    probes = {"a": Probe(api, "lease", "default", "k8s-client-test", "a")}
     try:
+        probes["b"] = Probe(api, "lease", "default", "k8s-client-test", "b")
         now = leaders(probes, 8)
         assert len(now) == 1, now
         first = now.pop()

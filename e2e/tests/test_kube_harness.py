@@ -6,20 +6,18 @@ AuthorizationPolicy and mesh extension provider and rejects broken ones.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.kube import api_server, istio_validate  # noqa: E402,F401  (fixtures)
+from e2e.harness.kube import api_server, istio_validate  # noqa: E402,F401  (fixtures)
+from e2e.harness.proc import skip_e2e  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PORTCULLIS_SKIP_E2E") == "1", reason="PORTCULLIS_SKIP_E2E=1"
-)
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
 NAMESPACE = """\
 apiVersion: v1

@@ -10,19 +10,20 @@ import base64
 import json
 import secrets
 import sys
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness import peers  # noqa: E402
-from e2e.harness.peers import Browser, Echo, Envoy, Keycloak, Nginx, OidcProvider, http, jwt_claims  # noqa: E402
+from e2e.harness.peers import (Browser, Echo, Envoy, Keycloak, Nginx, OidcProvider,  # noqa: E402
+                               jwt_claims, serve_http, stop_http)
+from e2e.harness.proc import http, skip_e2e  # noqa: E402
 
-pytestmark = pytest.mark.skipif(peers.skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
 
 # --- a stand-in authorizer ---------------------------------------------------------------
@@ -76,14 +77,11 @@ class StubAuthz:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
+        self.server = serve_http(H, name="stub-authz")
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 @pytest.fixture(scope="module")
@@ -261,15 +259,13 @@ class RelyingParty:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = serve_http(H, name="relying-party")
         self.port = self.server.server_address[1]
         self.url = f"http://rp.localhost:{self.port}"
         self.redirect_uri = f"{self.url}/cb"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
     def __enter__(self):
         return self
