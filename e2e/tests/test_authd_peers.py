@@ -35,15 +35,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness import peers  # noqa: E402
+from e2e.harness.authd import Authd, config_head, idp_login, mesh_provider, set_cookies  # noqa: E402
 from e2e.harness.peers import (DEFAULT_USERS, Browser, Echo, Envoy, Keycloak, Nginx,  # noqa: E402
-                               OidcProvider, Proc, free_port, http, work_dir)
+                               OidcProvider, nginx_user)
+from e2e.harness.proc import REPO, free_port, http, skip_e2e  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(peers.skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1"),
+pytestmark = [pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1"),
               pytest.mark.keycloak]
 
-ROOT = Path(__file__).resolve().parents[2]
-AUTHD = Path(os.environ.get("PORTCULLIS_AUTHD", ROOT / "build" / "authd" / "portcullis-authd"))
-EXAMPLE_NGINX = ROOT / "examples" / "nginx"
+EXAMPLE_NGINX = REPO / "examples" / "nginx"
 
 KC_CLIENT, KC_SECRET = "portcullis", "portcullis-client-secret"
 IDP_CLIENT, IDP_SECRET = "down", "down-client-secret"
@@ -58,32 +58,10 @@ DAVE = {"username": "dave", "password": "dave-password", "email": "dave@example.
         "firstName": "Dave", "lastName": "Many", "groups": BIG_GROUPS}
 PASSWORDS["dave"] = DAVE["password"]
 
-# README.md "Mesh-config modes": the provider the controller merges into meshConfig,
-# pointed at this authd
-def mesh_provider(authd_port: int) -> dict:
-    return {
-        "service": "127.0.0.1", "port": authd_port, "pathPrefix": "/ext-authz", "timeout": "2s",
-        "failOpen": False, "statusOnError": "503",
-        "includeRequestHeadersInCheck": ["cookie", "authorization", "accept", "x-requested-with",
-                                         "sec-fetch-mode", "x-forwarded-proto", "x-forwarded-host",
-                                         "user-agent"],
-        "headersToUpstreamOnAllow": ["x-auth-request-user", "x-auth-request-email",
-                                     "x-auth-request-preferred-username", "x-auth-request-groups",
-                                     "authorization", "cookie"],
-        "headersToDownstreamOnDeny": ["content-type", "set-cookie", "location", "www-authenticate",
-                                      "cache-control"],
-        "headersToDownstreamOnAllow": ["set-cookie"],
-    }
-
-
 def authd_config(c: dict, extra: str = "") -> str:
     kc = f'{{issuerURL: "{c["kc_issuer"]}", clientID: {KC_CLIENT}, clientSecret: {KC_SECRET}}}'
     idp = f'{{issuerURL: "{c["idp_issuer"]}", clientID: {IDP_CLIENT}, clientSecret: {IDP_SECRET}}}'
-    return f"""\
-listen: 127.0.0.1:{c['port']}
-adminListen: 127.0.0.1:{c['admin']}
-allowInsecureIssuers: true
-cookieSecretFiles: [{c['secret']}]
+    return config_head(c) + f"""\
 hosts:
   - id: test/app1
     hosts: [app1.localhost]
@@ -108,54 +86,6 @@ hosts:
     hosts: [down.localhost]
     oidc: {idp}
 {extra}"""
-
-
-class Authd:
-    """portcullis-authd with its config file, admin port and log."""
-
-    def __init__(self, kc_issuer: str, idp_issuer: str):
-        self.dir = work_dir("authd-peers")
-        self.port, self.admin = free_port(), free_port()
-        secret = self.dir / "cookie-secret"
-        secret.write_text("peers-test-cookie-secret-0123456789abcdef\n")
-        self.c = {"port": self.port, "admin": self.admin, "secret": secret,
-                  "kc_issuer": kc_issuer, "idp_issuer": idp_issuer}
-        self.config = self.dir / "config.yaml"
-        self.write_config(authd_config(self.c))
-        self.proc = None
-
-    def write_config(self, text: str):
-        tmp = self.config.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config)
-
-    def start(self):
-        assert AUTHD.exists(), f"build portcullis-authd first (or set PORTCULLIS_AUTHD): {AUTHD}"
-        self.proc = Proc("authd", [AUTHD, "--config", self.config],
-                         log_path=self.dir / "authd.log").start()
-        self.proc.wait_http(f"http://127.0.0.1:{self.admin}/readyz", 30, ok=lambda s: s == 200)
-        return self
-
-    def stop(self):
-        if self.proc:
-            self.proc.stop()
-
-    def log_size(self) -> int:
-        return (self.dir / "authd.log").stat().st_size
-
-    def log_since(self, offset: int) -> str:
-        with open(self.dir / "authd.log", "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")
-
-    def metrics(self) -> str:
-        return http("GET", f"http://127.0.0.1:{self.admin}/metrics")[2].decode()
-
-    def metric(self, name_and_labels: str) -> float:
-        for line in self.metrics().splitlines():
-            if line.startswith(name_and_labels + " "):
-                return float(line.split()[-1])
-        return 0.0
 
 
 # What ingress-nginx's nginx.tmpl generates for the README's annotations (auth-url pointing at
@@ -228,12 +158,7 @@ class ExampleNginx(Nginx):
         text = text.rstrip()
         assert text.endswith("}")
         text = text[:-1] + INGRESS_NGINX_SERVER.format(listen=f"{self.host}:{self.ingress_port}") + "}\n"
-        user = ""
-        if os.geteuid() == 0:    # workers would otherwise switch to nobody
-            import grp
-            import pwd
-            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
-        return (f"{user}daemon off;\nmaster_process on;\nworker_processes 1;\npid {self.dir}/nginx.pid;\n"
+        return (f"{nginx_user()}daemon off;\nmaster_process on;\nworker_processes 1;\npid {self.dir}/nginx.pid;\n"
                 f"error_log {self.dir}/error.log info;\n") + text
 
 
@@ -257,7 +182,8 @@ def env():
     idp = OidcProvider([{"clientId": IDP_CLIENT, "secret": IDP_SECRET,
                          "redirectUris": [f"http://down.localhost:{envoy_port}/oauth2/callback"]}],
                        port=idp_port)
-    authd = Authd(kc.issuer, idp.issuer)
+    authd = Authd("authd-peers", authd_config, kc_issuer=kc.issuer, idp_issuer=idp.issuer,
+                  cookie_secret="peers-test-cookie-secret-0123456789abcdef\n")
     echo = Echo()
     envoy = Envoy(mesh_provider(authd.port), echo, hosts=ENVOY_HOSTS, port=envoy_port)
     nginx = ExampleNginx(("127.0.0.1", authd.port), echo, port=nginx_port)
@@ -276,22 +202,20 @@ def env():
         started.append(kc)
         kc_thread.start()
         for peer in (echo, idp, envoy, nginx):
+            started.append(peer)  # first: stopped even when its start fails half-way
             peer.start()
-            started.append(peer)
         kc_thread.join(300)
         if kc_error or kc_thread.is_alive():
             raise kc_error[0] if kc_error else peers.PeerError("Keycloak did not start")
-        authd.start()
         started.append(authd)
+        authd.start(ready="/readyz", timeout=30)
         print(f"peers up in {time.monotonic() - t0:.1f}s (Keycloak {kc.startup_seconds:.1f}s)")
         yield {"kc": kc, "idp": idp, "authd": authd, "echo": echo, "envoy": envoy,
                "nginx": nginx}
     finally:
-        kc_thread.join(300)
-        if idp.proc and idp.proc.alive():
-            os.kill(idp.proc.pid, signal.SIGCONT)
+        kc_thread.join(300)  # Keycloak's own start gives up (and stops it) within 300 s
         for peer in reversed(started):
-            peer.stop()
+            peer.stop()  # a peer a test left stopped (SIGSTOP) is continued and stopped
 
 
 # ------------------------------------------------------------------------------------------
@@ -324,14 +248,6 @@ def echo_requests(env, since: int, email: str | None = None) -> list:
 
 def step_statuses(result: dict) -> list:
     return [(s["step"], s.get("status"), s.get("url")) for s in result["steps"]]
-
-
-def set_cookies(headers) -> dict:
-    out = {}
-    for v in headers.get_all("Set-Cookie") or []:
-        name, _, rest = v.partition("=")
-        out[name] = None if "max-age=0" in v.lower() else rest.split(";", 1)[0]
-    return out
 
 
 def login_steps(start_url: str, user: str) -> list:
@@ -530,11 +446,6 @@ def test_large_token_session_is_chunked_and_reassembled(env):
 
 # 7. the IdP stopped
 
-def idp_login(authorize_url: str, username: str, password: str) -> str:
-    from e2e.tests.test_authd_smoke import idp_login as smoke_idp_login
-    return smoke_idp_login(authorize_url, username, password)
-
-
 def start_login_via_envoy(env, host: str, path: str):
     status, headers, _ = gw(env, host, path, headers={"Accept": "text/html"})
     assert status == 302, status
@@ -627,13 +538,6 @@ def test_idp_hanging_new_login_gets_clear_error_page_through_envoy(idp_down):
 
 # 8. a bad config written while serving
 
-def wait_metric(authd, name, value, timeout=10):
-    deadline = time.monotonic() + timeout
-    while authd.metric(name) < value:
-        assert time.monotonic() < deadline, f"{name} never reached {value}"
-        time.sleep(0.1)
-
-
 def test_bad_config_keeps_old_config_serving(env, alice_app1):
     authd = env["authd"]
     fail = 'portcullis_authd_config_reloads_total{result="failure"}'
@@ -645,13 +549,13 @@ def test_bad_config_keeps_old_config_serving(env, alice_app1):
         authd.write_config(good + "  - id: test/takeover\n    hosts: [app1.localhost]\n"
                                   f"    oidc: {{issuerURL: \"{authd.c['kc_issuer']}\", clientID: x}}\n"
                                   "    surprise: true\n")
-        wait_metric(authd, fail, fail0 + 1)
+        authd.wait_metric(fail, fail0 + 1)
         status, _, body = gw(env, "app1.localhost", "/after-bad-config", cookies=alice_app1["cookies"])
         assert status == 200 and json.loads(body)["headers"]["x-auth-request-email"] == "alice@example.com"
         assert gw(env, "app1.localhost", "/", headers={"Accept": "text/html"})[0] == 302
         # garbage that is not even YAML
         authd.write_config("hosts: [\n  {{{ not yaml")
-        wait_metric(authd, fail, fail0 + 2)
+        authd.wait_metric(fail, fail0 + 2)
         assert gw(env, "app1.localhost", "/x", cookies=alice_app1["cookies"])[0] == 200
         assert authd.metric(ok) == ok0
         assert re.search(r'^portcullis_authd_config_reloads_total\{result="failure"\} [1-9]',
@@ -659,7 +563,7 @@ def test_bad_config_keeps_old_config_serving(env, alice_app1):
         assert authd.proc.alive()
     finally:
         authd.write_config(good + "\n")
-        wait_metric(authd, ok, ok0 + 1)
+        authd.wait_metric(ok, ok0 + 1)
     assert gw(env, "app1.localhost", "/y", cookies=alice_app1["cookies"])[0] == 200
 
 

@@ -15,29 +15,22 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from e2e.harness import peers  # noqa: E402
-from e2e.harness.peers import OidcProvider, Proc, free_port, work_dir  # noqa: E402
+from e2e.harness.authd import Authd, config_head, idp_login, publish_volume, set_cookies  # noqa: E402
+from e2e.harness.peers import OidcProvider  # noqa: E402
+from e2e.harness.proc import AUTHD, Proc, free_port, skip_e2e  # noqa: E402
 
-pytestmark = pytest.mark.skipif(peers.skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
-ROOT = Path(__file__).resolve().parents[2]
-AUTHD = Path(os.environ.get("PORTCULLIS_AUTHD", ROOT / "build" / "authd" / "portcullis-authd"))
 CLIENT, SECRET = "echo", "echo-client-secret"
 
 
 def config_yaml(c, extra_hosts=""):
-    return f"""\
-listen: 127.0.0.1:{c['port']}
-adminListen: 127.0.0.1:{c['admin']}
-allowInsecureIssuers: true
-cookieSecretFiles: [{c['secret']}]
+    return config_head(c) + f"""\
 hosts:
   - id: test/echo
     hosts: [echo.localhost]
@@ -51,30 +44,16 @@ hosts:
 {extra_hosts}"""
 
 
-class Authd:
-    """The daemon plus a tiny client that speaks like Envoy / nginx / a browser."""
+class SmokeAuthd(Authd):
+    """The daemon (debug log, ready once /healthz answers) plus a tiny client that speaks like
+    Envoy / nginx / a browser."""
 
     def __init__(self, issuer: str):
-        self.dir = work_dir("authd-smoke")
-        self.port, self.admin = free_port(), free_port()
-        secret = self.dir / "cookie-secret"
-        secret.write_text("0123456789abcdef0123456789abcdef-smoke-test\n")
-        self.c = {"port": self.port, "admin": self.admin, "secret": secret, "issuer": issuer}
-        self.config = self.dir / "config.yaml"
-        self.write_config(config_yaml(self.c))
-        self.proc = None
-
-    def write_config(self, text: str):
-        tmp = self.config.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config)
+        super().__init__("authd-smoke", config_yaml, args=("--log-level", "debug"), issuer=issuer,
+                         cookie_secret="0123456789abcdef0123456789abcdef-smoke-test\n")
 
     def start(self):
-        assert AUTHD.exists(), f"build portcullis-authd first (or set PORTCULLIS_AUTHD): {AUTHD}"
-        self.proc = Proc("authd", [AUTHD, "--config", self.config, "--log-level", "debug"],
-                         log_path=self.dir / "authd.log").start()
-        self.proc.wait_http(f"http://127.0.0.1:{self.admin}/healthz", 10, ok=lambda s: s == 200)
-        return self
+        return super().start("/healthz", 10)
 
     def request(self, path, host="echo.localhost", cookies=None, headers=None, method="GET",
                 admin=False, timeout=15):
@@ -84,39 +63,18 @@ class Authd:
         if cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         h.update(headers or {})
-        conn.request(method, path, headers=h)
-        r = conn.getresponse()
-        body = r.read()
-        conn.close()
+        try:
+            conn.request(method, path, headers=h)
+            r = conn.getresponse()
+            body = r.read()
+        finally:
+            conn.close()
         return r.status, r.getheaders(), body
-
-    def metrics(self) -> str:
-        return self.request("/metrics", admin=True)[2].decode()
-
-    def metric(self, name_and_labels: str) -> float:
-        for line in self.metrics().splitlines():
-            if line.startswith(name_and_labels + " "):
-                return float(line.split()[-1])
-        return 0.0
-
-    def log(self) -> str:
-        return (self.dir / "authd.log").read_text(errors="replace")
 
 
 def header(headers, name):
     vals = [v for k, v in headers if k.lower() == name.lower()]
     return vals[0] if vals else None
-
-
-def set_cookies(headers) -> dict:
-    """name -> value for every Set-Cookie (value None when it clears the cookie)."""
-    out = {}
-    for k, v in headers:
-        if k.lower() == "set-cookie":
-            name, _, rest = v.partition("=")
-            value = rest.split(";", 1)[0]
-            out[name] = None if "max-age=0" in v.lower() else value
-    return out
 
 
 def apply_cookies(jar: dict, headers) -> dict:
@@ -126,39 +84,6 @@ def apply_cookies(jar: dict, headers) -> dict:
         else:
             jar[k] = v
     return jar
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *a, **k):
-        return None
-
-
-def idp_login(authorize_url: str, username: str, password: str) -> str:
-    """Drives oidc-provider's login form like a browser; returns the redirect back to the RP."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()), _NoRedirect())
-
-    def fetch(url, data=None):
-        try:
-            r = opener.open(urllib.request.Request(url, data=data), timeout=10)
-            return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
-
-    url, data = authorize_url, None
-    for _ in range(12):
-        status, headers, body = fetch(url, data)
-        data = None
-        if status in (301, 302, 303):
-            loc = urllib.parse.urljoin(url, headers["Location"])
-            if "/oauth2/callback" in loc:
-                return loc
-            url = loc
-            continue
-        m = re.search(rb'action="(/interaction/[^"]+/login)"', body)
-        assert status == 200 and m, f"unexpected IdP page {status}: {body[:300]!r}"
-        url = urllib.parse.urljoin(url, m.group(1).decode())
-        data = urllib.parse.urlencode({"username": username, "password": password}).encode()
-    raise AssertionError("IdP login did not redirect back")
 
 
 def start_login(authd, host="echo.localhost", path="/ext-authz/app/page?x=1"):
@@ -187,20 +112,18 @@ def login(authd, user, password, host="echo.localhost"):
 def env():
     # The IdP must know authd's callback URLs before it starts, so pick authd's ports first.
     idp_port = free_port()
-    authd = Authd(f"http://127.0.0.1:{idp_port}")
+    authd = SmokeAuthd(f"http://127.0.0.1:{idp_port}")
     redirect_uris = [f"http://{h}:{authd.port}/oauth2/callback" for h in ("echo.localhost", "refresh.localhost")]
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": redirect_uris,
                          "postLogoutRedirectUris": [f"http://echo.localhost:{authd.port}/"]}],
                        port=idp_port)
-    idp.start()
-    authd.start()
     try:
+        idp.start()
+        authd.start()
         yield {"idp": idp, "authd": authd}
     finally:
-        authd.proc.stop()
-        if idp.proc and idp.proc.alive():
-            os.kill(idp.proc.pid, signal.SIGCONT)
-        idp.stop()
+        authd.stop()
+        idp.stop()  # also continues it when a test left it stopped (SIGSTOP)
 
 
 @pytest.fixture(scope="module")
@@ -214,16 +137,17 @@ def test_check_config_reports_file_line_col(tmp_path):
     assert AUTHD.exists(), f"build portcullis-authd first (or set PORTCULLIS_AUTHD): {AUTHD}"
     bad = tmp_path / "bad.yaml"
     bad.write_text("listen: 127.0.0.1:1\nhosts:\n  - id: x\n    hosts: [Not A Host]\n")
-    r = subprocess.run([AUTHD, "--config", bad, "--check-config"], capture_output=True, text=True)
+    r = subprocess.run([AUTHD, "--config", bad, "--check-config"], capture_output=True, text=True,
+                       timeout=30)
     assert r.returncode == 1
     assert re.search(rf"^{re.escape(str(bad))}:\d+:\d+: \S", r.stderr, re.M), r.stderr
-    r = subprocess.run([AUTHD, "--version"], capture_output=True, text=True)
+    r = subprocess.run([AUTHD, "--version"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "portcullis-authd" in r.stdout
 
 
 def test_check_config_ok(env):
     r = subprocess.run([AUTHD, "--config", env["authd"].config, "--check-config"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "config ok" in r.stdout, r.stderr
 
 
@@ -390,20 +314,13 @@ def test_logs_never_contain_cookie_values(env, alice):
 
 # --- reload ----------------------------------------------------------------------------------
 
-def wait_metric(authd, name, value, timeout=8):
-    deadline = time.monotonic() + timeout
-    while authd.metric(name) < value:
-        assert time.monotonic() < deadline, f"{name} never reached {value}"
-        time.sleep(0.1)
-
-
 def test_bad_config_while_serving_keeps_old_config(env, alice):
     authd = env["authd"]
     fail0 = authd.metric('portcullis_authd_config_reloads_total{result="failure"}')
     ok0 = authd.metric('portcullis_authd_config_reloads_total{result="success"}')
     good = authd.config.read_text()
     authd.write_config(good + "  - id: broken\n    hosts: [BAD HOST]\n")
-    wait_metric(authd, 'portcullis_authd_config_reloads_total{result="failure"}', fail0 + 1)
+    authd.wait_metric('portcullis_authd_config_reloads_total{result="failure"}', fail0 + 1, timeout=8)
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
     assert "event=config_reload" in authd.log()
     # a good change is picked up: a new host appears
@@ -413,28 +330,12 @@ def test_bad_config_while_serving_keeps_old_config(env, alice):
 """
     assert authd.request("/ext-authz/", host="new.localhost")[0] == 403
     authd.write_config(config_yaml(authd.c, extra))
-    wait_metric(authd, 'portcullis_authd_config_reloads_total{result="success"}', ok0 + 1)
+    authd.wait_metric('portcullis_authd_config_reloads_total{result="success"}', ok0 + 1, timeout=8)
     assert authd.request("/ext-authz/", host="new.localhost", headers={"Accept": "text/html"})[0] == 302
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
 
 
 # --- first boot: the config Secret is mounted optional and not written yet ------------------
-
-def k8s_publish(volume: Path, files: dict, generation: int):
-    """Writes files the way the kubelet fills a Secret volume: a timestamped directory, then
-    an atomic rename of the "..data" symlink, with each file a symlink through "..data"."""
-    volume.mkdir(parents=True, exist_ok=True)
-    gen = volume / f"..2026_11_22_00_00_0{generation}"
-    gen.mkdir()
-    for name, text in files.items():
-        (gen / name).write_text(text)
-    tmp = volume / "..data_tmp"
-    os.symlink(gen.name, tmp)
-    os.replace(tmp, volume / "..data")
-    for name in files:
-        if not (volume / name).is_symlink():
-            os.symlink(f"..data/{name}", volume / name)
-
 
 def test_starts_without_config_file_and_serves_once_it_appears(env, tmp_path):
     idp = env["idp"]
@@ -443,7 +344,8 @@ def test_starts_without_config_file_and_serves_once_it_appears(env, tmp_path):
     secret.write_text("0123456789abcdef0123456789abcdef-first-boot\n")
     volume = tmp_path / "config"  # does not exist yet, like an unfilled volume
     config = volume / "config.yaml"
-    r = subprocess.run([AUTHD, "--config", config, "--check-config"], capture_output=True, text=True)
+    r = subprocess.run([AUTHD, "--config", config, "--check-config"], capture_output=True, text=True,
+                       timeout=30)
     assert r.returncode == 1 and str(config) in r.stderr
     proc = Proc("authd-first-boot", [AUTHD, "--config", config, "--listen", f"127.0.0.1:{port}",
                                      "--admin-listen", f"127.0.0.1:{admin}",
@@ -474,7 +376,7 @@ def test_starts_without_config_file_and_serves_once_it_appears(env, tmp_path):
 allowInsecureIssuers: true
 cookieSecretFiles: [/nonexistent/overridden-by-the-flag]
 """
-        k8s_publish(volume, {"config.yaml": text}, 1)
+        publish_volume(volume, {"config.yaml": text})
         deadline = time.monotonic() + 10
         while get("/ext-authz/app")[0] != 401:
             assert time.monotonic() < deadline, "the config that appeared was never loaded"
@@ -485,8 +387,8 @@ cookieSecretFiles: [/nonexistent/overridden-by-the-flag]
             assert time.monotonic() < deadline + 10, "readyz never turned 200"
             time.sleep(0.1)
         # the next Secret update (another ..data swap) adds a host
-        k8s_publish(volume, {"config.yaml": text.replace("[echo.localhost]",
-                                                         "[echo.localhost, other.localhost]")}, 2)
+        publish_volume(volume, {"config.yaml": text.replace("[echo.localhost]",
+                                                            "[echo.localhost, other.localhost]")})
         deadline = time.monotonic() + 10
         while get("/ext-authz/app", host="other.localhost")[0] != 401:
             assert time.monotonic() < deadline, "the ..data swap was never loaded"
