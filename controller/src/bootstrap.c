@@ -50,8 +50,7 @@ valid_namespace(const char *ns)
 static bool
 valid_mesh_mode(const char *mode)
 {
-    return strcmp(mode, "istio") == 0 || strcmp(mode, "shared") == 0 ||
-           strcmp(mode, "none") == 0;
+    return strcmp(mode, "istio") == 0 || strcmp(mode, "shared") == 0 || strcmp(mode, "none") == 0;
 }
 
 /* Appends text with every occurrence of from replaced by to; returns how many there were. */
@@ -84,8 +83,8 @@ append_file(struct pc_buf *b, const struct ctl_manifest *m, const char *mesh, co
     if (strcmp(m->name, CONTROLLER_FILE) == 0) {
         arg = pc_xasprintf(MESH_ARG_PREFIX "%s", mesh);
         if (append_replaced(&tmp, m->text, MESH_ARG_DEFAULT, arg) != 1) {
-            pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected one \"%s\" argument",
-                        m->name, MESH_ARG_DEFAULT);
+            pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected one \"%s\" argument", m->name,
+                        MESH_ARG_DEFAULT);
             rc = PC_EPARSE;
             goto out;
         }
@@ -267,10 +266,18 @@ ctl_cmd_bootstrap(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'm': o.mesh_config = optarg; break;
-        case 'n': o.namespace = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'm':
+            o.mesh_config = optarg;
+            break;
+        case 'n':
+            o.namespace = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {

@@ -61,16 +61,16 @@
 
 /* Every string is owned (heap) or NULL. Secrets are cleansed by k8s_config_release. */
 struct k8s_config {
-    char *server;            /* "https://host:port", no trailing slash */
-    char *ca_file;           /* PEM file of trusted CAs */
-    char *ca_pem;            /* PEM text of trusted CAs */
+    char *server;  /* "https://host:port", no trailing slash */
+    char *ca_file; /* PEM file of trusted CAs */
+    char *ca_pem;  /* PEM text of trusted CAs */
     bool insecure_skip_verify;
-    char *token;             /* bearer token (secret) */
-    char *token_file;        /* bearer token re-read when it changes (at most every 60 s) */
-    char *client_cert_pem;   /* client certificate, PEM text */
-    char *client_key_pem;    /* client key, PEM text (secret) */
-    char *namespace;         /* the context's (or service account's) namespace, "default" */
-    char *sa_dir;            /* in-cluster only: the service account directory (tests) */
+    char *token;           /* bearer token (secret) */
+    char *token_file;      /* bearer token re-read when it changes (at most every 60 s) */
+    char *client_cert_pem; /* client certificate, PEM text */
+    char *client_key_pem;  /* client key, PEM text (secret) */
+    char *namespace;       /* the context's (or service account's) namespace, "default" */
+    char *sa_dir;          /* in-cluster only: the service account directory (tests) */
 };
 
 void k8s_config_init(struct k8s_config *c);
@@ -147,8 +147,8 @@ char *k8s_path(const struct k8s_ref *ref);
 int k8s_get(struct k8s_client *c, const struct k8s_ref *ref, json_t **out, struct pc_diag *diag);
 
 struct k8s_list {
-    json_t *items;            /* new array of the objects (each with apiVersion and kind) */
-    char *resource_version;   /* new: the list's resourceVersion, to watch from */
+    json_t *items;          /* new array of the objects (each with apiVersion and kind) */
+    char *resource_version; /* new: the list's resourceVersion, to watch from */
 };
 void k8s_list_release(struct k8s_list *l);
 /* LIST a collection, following limit/continue pages. Fills *out (release it either way). */
@@ -163,10 +163,10 @@ int k8s_list(struct k8s_client *c, const struct k8s_ref *ref, struct k8s_list *o
 typedef int (*k8s_page_fn)(void *ud, json_t *items);
 struct k8s_pages {
     const struct k8s_ref *ref;
-    int page_size;            /* 0: 500 */
+    int page_size; /* 0: 500 */
     k8s_page_fn fn;
     void *ud;
-    char *resource_version;   /* out, new: the list's, to watch from */
+    char *resource_version; /* out, new: the list's, to watch from */
 };
 int k8s_list_pages(struct k8s_client *c, struct k8s_pages *p, struct pc_diag *diag);
 
@@ -191,13 +191,13 @@ int k8s_delete(struct k8s_client *c, const struct k8s_ref *ref, struct pc_diag *
 
 /* The general form behind the calls above. */
 struct k8s_request {
-    const char *method;        /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const struct k8s_ref *ref;
-    const char *query;         /* appended after '?', already encoded; may be NULL */
-    const json_t *body;        /* may be NULL */
-    const char *content_type;  /* default application/json */
-    long timeout_ms;           /* default 30000 */
-    const atomic_bool *stop;   /* may be NULL; when it turns true the request ends, -ECANCELED */
+    const char *query;        /* appended after '?', already encoded; may be NULL */
+    const json_t *body;       /* may be NULL */
+    const char *content_type; /* default application/json */
+    long timeout_ms;          /* default 30000 */
+    const atomic_bool *stop;  /* may be NULL; when it turns true the request ends, -ECANCELED */
 };
 /* *out (may be NULL) receives the new response object on 2xx. */
 int k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **out,
@@ -214,18 +214,18 @@ int k8s_status_json(long http_status, const json_t *status, struct pc_diag *diag
 
 /* Internal to k8s*.c: one HTTP exchange on a pooled keep-alive handle. */
 struct k8s_xfer {
-    const char *method;       /* default GET */
-    const char *path;         /* path and query, appended to the server URL */
-    const char *body;         /* may be NULL */
+    const char *method; /* default GET */
+    const char *path;   /* path and query, appended to the server URL */
+    const char *body;   /* may be NULL */
     size_t body_len;
-    const char *content_type; /* of body, default application/json */
-    long timeout_ms;          /* whole exchange; 0 = none (watches) */
-    long low_speed_secs;      /* abort below 1 byte/s this long; 0 = off */
+    const char *content_type;                          /* of body, default application/json */
+    long timeout_ms;                                   /* whole exchange; 0 = none (watches) */
+    long low_speed_secs;                               /* abort below 1 byte/s this long; 0 = off */
     int (*on_data)(void *ud, const char *p, size_t n); /* streams 2xx bodies; non-zero aborts */
     void *ud;
-    const atomic_bool *stop;  /* aborts within about a second once true (-ECANCELED) */
-    long status;              /* out: HTTP status, 0 when none arrived */
-    struct pc_buf resp;       /* out: the body (non-2xx only when streaming); release it */
+    const atomic_bool *stop; /* aborts within about a second once true (-ECANCELED) */
+    long status;             /* out: HTTP status, 0 when none arrived */
+    struct pc_buf resp;      /* out: the body (non-2xx only when streaming); release it */
 };
 /* Returns 0 when an answer arrived (any status), PC_EIO, PC_ETOOBIG, -ECANCELED, or on_data's. */
 int k8s_xfer_do(struct k8s_client *c, struct k8s_xfer *x, struct pc_diag *diag);
@@ -248,9 +248,9 @@ void k8s_stop_nap(struct k8s_stop *s, long ms);
 /* ---------------------------------------------------------------------------------------- */
 
 struct k8s_event {
-    const json_t *involved;   /* the object (apiVersion, kind, metadata.{name,namespace,uid}) */
-    const char *type;         /* "Normal" or "Warning" */
-    const char *reason;       /* CamelCase */
+    const json_t *involved; /* the object (apiVersion, kind, metadata.{name,namespace,uid}) */
+    const char *type;       /* "Normal" or "Warning" */
+    const char *reason;     /* CamelCase */
     const char *message;
 };
 /*
@@ -280,15 +280,15 @@ typedef void (*k8s_watch_fn)(void *ud, enum k8s_event_type type, json_t *obj);
 typedef void (*k8s_synced_fn)(void *ud);
 
 struct k8s_watch_opts {
-    struct k8s_ref ref;            /* the collection (name NULL) */
-    k8s_watch_fn on_event;         /* required */
-    k8s_synced_fn on_synced;       /* may be NULL */
+    struct k8s_ref ref;      /* the collection (name NULL) */
+    k8s_watch_fn on_event;   /* required */
+    k8s_synced_fn on_synced; /* may be NULL */
     void *ud;
-    int timeout_secs;              /* server-side stream lifetime, default 300 */
-    long low_speed_secs;           /* dead-connection detection, default 90 */
-    size_t max_line;               /* one event's bound, default 4 MiB */
-    const char *resource_version;  /* resume from here instead of listing first (e.g. a
-                                      version kept from before); the list follows a 410 */
+    int timeout_secs;             /* server-side stream lifetime, default 300 */
+    long low_speed_secs;          /* dead-connection detection, default 90 */
+    size_t max_line;              /* one event's bound, default 4 MiB */
+    const char *resource_version; /* resume from here instead of listing first (e.g. a
+                                     version kept from before); the list follows a 410 */
 };
 
 struct k8s_watch;
@@ -301,7 +301,7 @@ void k8s_watch_stop(struct k8s_watch *w);
 enum k8s_wire_type { K8S_W_ADDED, K8S_W_MODIFIED, K8S_W_DELETED, K8S_W_BOOKMARK, K8S_W_ERROR };
 typedef int (*k8s_wire_fn)(void *ud, enum k8s_wire_type type, json_t *obj);
 struct k8s_wire {
-    struct pc_buf line;        /* the partial line carried between chunks */
+    struct pc_buf line; /* the partial line carried between chunks */
     size_t max_line;
     k8s_wire_fn on_event;
     void *ud;
@@ -326,9 +326,9 @@ void k8s_strip_bookkeeping(json_t *obj);
  * store. k8s_store_replace does all of it for a whole list of items.
  */
 struct k8s_relist {
-    json_t *store;            /* borrowed */
-    json_t *fresh;            /* borrowed: a new object the caller made */
-    const char *api_version;  /* of the stubs, may be NULL */
+    json_t *store;           /* borrowed */
+    json_t *fresh;           /* borrowed: a new object the caller made */
+    const char *api_version; /* of the stubs, may be NULL */
     k8s_watch_fn fn;
     void *ud;
 };
@@ -344,14 +344,14 @@ long k8s_backoff_ms(unsigned attempt);
 /* ---------------------------------------------------------------------------------------- */
 
 struct k8s_lease_opts {
-    const char *namespace;          /* required */
-    const char *name;               /* required */
-    const char *identity;           /* NULL: $POD_NAME, else "<hostname>_<pid>" */
-    int lease_secs;                 /* leaseDurationSeconds, default 15 */
-    int renew_secs;                 /* renew period, default 5 */
-    int renew_deadline_secs;        /* stop leading after failing to renew this long, 10 */
-    int retry_secs;                 /* how often a candidate tries to acquire, default 2 */
-    void (*on_started_leading)(void *ud);  /* called on the elector's thread */
+    const char *namespace;                /* required */
+    const char *name;                     /* required */
+    const char *identity;                 /* NULL: $POD_NAME, else "<hostname>_<pid>" */
+    int lease_secs;                       /* leaseDurationSeconds, default 15 */
+    int renew_secs;                       /* renew period, default 5 */
+    int renew_deadline_secs;              /* stop leading after failing to renew this long, 10 */
+    int retry_secs;                       /* how often a candidate tries to acquire, default 2 */
+    void (*on_started_leading)(void *ud); /* called on the elector's thread */
     void (*on_stopped_leading)(void *ud);
     void *ud;
 };
@@ -370,7 +370,6 @@ void k8s_elector_stop(struct k8s_elector *e);
 bool k8s_lease_acquirable(const json_t *lease, const char *identity, time_t now);
 /* RFC 3339 with optional fraction ("2024-01-02T03:04:05.123456Z") to a time. PC_EPARSE. */
 int k8s_parse_time(const char *s, time_t *out);
-
 
 /* ======================================================================================== */
 /* The ProtectedHost side (ctl_*.c). The renderer (ctl_spec.c, ctl_render.c, ctl_state.c,   */
@@ -433,9 +432,9 @@ char *ctl_policy_name(const char *ns, const char *name);
 
 /* Where authd runs. Strings borrowed. */
 struct ctl_authd_opts {
-    const char *namespace;      /* default portcullis-system */
-    const char *service;        /* default portcullis-authd */
-    int port;                   /* default 4180 */
+    const char *namespace; /* default portcullis-system */
+    const char *service;   /* default portcullis-authd */
+    int port;              /* default 4180 */
     bool allow_insecure_issuers;
 };
 
@@ -488,16 +487,16 @@ enum ctl_verdict {
 
 /* One ProtectedHost as the state sees it. */
 struct ctl_item {
-    char *ns, *name, *id;    /* new; id is "ns/name" */
-    char *created;           /* creationTimestamp, "" when absent (sorts first) */
+    char *ns, *name, *id; /* new; id is "ns/name" */
+    char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
-    json_t *obj;             /* the ProtectedHost, a reference held */
-    json_t *spec;            /* new canonical spec, NULL when invalid */
-    char *policy_name;       /* new */
+    json_t *obj;       /* the ProtectedHost, a reference held */
+    json_t *spec;      /* new canonical spec, NULL when invalid */
+    char *policy_name; /* new */
     enum ctl_verdict verdict;
-    char *message;           /* new: why not accepted / not ready, NULL otherwise */
-    json_t *policy;          /* new AuthorizationPolicy when the spec is valid and accepted */
-    json_t *authd_host;      /* new authd entry when accepted and its secret resolved */
+    char *message;      /* new: why not accepted / not ready, NULL otherwise */
+    json_t *policy;     /* new AuthorizationPolicy when the spec is valid and accepted */
+    json_t *authd_host; /* new authd entry when accepted and its secret resolved */
 };
 
 /*
@@ -515,11 +514,11 @@ struct ctl_state_opts {
 };
 
 struct ctl_state {
-    struct ctl_item *items;  /* sorted by creationTimestamp, then namespace/name */
+    struct ctl_item *items; /* sorted by creationTimestamp, then namespace/name */
     size_t n;
-    json_t *provider;        /* new extensionProviders entry */
-    json_t *authd_config;    /* new authd config object */
-    char *authd_text;        /* new config.yaml text (deterministic) */
+    json_t *provider;     /* new extensionProviders entry */
+    json_t *authd_config; /* new authd config object */
+    char *authd_text;     /* new config.yaml text (deterministic) */
 };
 
 /*
@@ -541,26 +540,26 @@ struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, cons
  * from the object; ctl_hosts_settle sets conflict. The run loop owns the second group.
  */
 struct ctl_host {
-    char *id, *ns, *name;   /* "ns/name" and its parts */
-    char *created;          /* creationTimestamp, "" when absent (sorts first) */
+    char *id, *ns, *name; /* "ns/name" and its parts */
+    char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
     char *policy_name;
-    bool valid;             /* spec passed validation */
-    char *invalid;          /* why not, else NULL */
-    char *hosts;            /* spec.hosts joined with '\n' ("" when invalid or deleting) */
-    char *secret_missing;   /* why the client secret could not be resolved, else NULL */
-    char *entry;            /* authd hosts[] entry text (holds the client secret), else NULL */
-    char *headers;          /* upstreamHeaders names lowercased, each followed by '\n' */
-    char *conflict;         /* HostConflict message from ctl_hosts_settle, else NULL */
-    bool deleting;          /* claims nothing and has no outputs */
+    bool valid;           /* spec passed validation */
+    char *invalid;        /* why not, else NULL */
+    char *hosts;          /* spec.hosts joined with '\n' ("" when invalid or deleting) */
+    char *secret_missing; /* why the client secret could not be resolved, else NULL */
+    char *entry;          /* authd hosts[] entry text (holds the client secret), else NULL */
+    char *headers;        /* upstreamHeaders names lowercased, each followed by '\n' */
+    char *conflict;       /* HostConflict message from ctl_hosts_settle, else NULL */
+    bool deleting;        /* claims nothing and has no outputs */
     /* the run loop's bookkeeping */
-    char *out_sig;          /* signature of the outputs last published for the global writer */
-    unsigned long seq;      /* the global outputs' sequence number that includes them */
-    bool waiting;           /* the key waits for the global outputs to reach seq */
-    char *applied_ref;      /* "gwns/name" of our AuthorizationPolicy in the cluster */
-    char *applied_hash;     /* SHA-256 of the policy as applied */
-    char *status_sig;       /* the status as last written (see the reconciler) */
-    char *snippet_sig;      /* --mesh-config=none: the provider snippet last announced */
+    char *out_sig;      /* signature of the outputs last published for the global writer */
+    unsigned long seq;  /* the global outputs' sequence number that includes them */
+    bool waiting;       /* the key waits for the global outputs to reach seq */
+    char *applied_ref;  /* "gwns/name" of our AuthorizationPolicy in the cluster */
+    char *applied_hash; /* SHA-256 of the policy as applied */
+    char *status_sig;   /* the status as last written (see the reconciler) */
+    char *snippet_sig;  /* --mesh-config=none: the provider snippet last announced */
 };
 
 /* CTL_ACCEPTED, CTL_INVALID, CTL_HOST_CONFLICT or CTL_SECRET_MISSING, and why (borrowed). */
@@ -704,12 +703,12 @@ void ctl_http_stop(struct ctl_http *h);
 enum ctl_mesh_mode { CTL_MESH_ISTIO, CTL_MESH_SHARED, CTL_MESH_NONE };
 
 struct ctl_run_opts {
-    const char *kubeconfig;      /* NULL: $KUBECONFIG, in-cluster, ~/.kube/config */
-    const char *namespaces;      /* comma-separated; NULL or "": all */
+    const char *kubeconfig; /* NULL: $KUBECONFIG, in-cluster, ~/.kube/config */
+    const char *namespaces; /* comma-separated; NULL or "": all */
     struct ctl_authd_opts authd;
     enum ctl_mesh_mode mesh_mode;
-    const char *mesh_namespace;  /* default istio-system */
-    const char *mesh_configmap;  /* istio: default "istio"; shared: default "portcullis-mesh" */
+    const char *mesh_namespace; /* default istio-system */
+    const char *mesh_configmap; /* istio: default "istio"; shared: default "portcullis-mesh" */
     bool leader_elect;
     const char *lease_name;      /* default portcullis-controller */
     const char *lease_namespace; /* default: the authd namespace */
@@ -729,27 +728,27 @@ struct ctl_run_opts {
 struct ctl_ctx {
     struct ctl_run_opts o;
     struct k8s_client *kc;
-    struct ctl_queue *q;    /* "ph:<ns>/<name>", "resync": the key worker */
-    struct ctl_queue *gq;   /* "global": the global writer */
+    struct ctl_queue *q;  /* "ph:<ns>/<name>", "resync": the key worker */
+    struct ctl_queue *gq; /* "global": the global writer */
     struct ctl_metrics m;
-    pthread_mutex_t mu;     /* guards the caches and counters below; never held before hmu */
-    json_t *phs;            /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
-                               "look": what a change must touch to matter,
-                               "secret": "ns/name" of its client Secret} */
-    json_t *secrets;        /* "ns/name" -> the Secret's data object */
+    pthread_mutex_t mu; /* guards the caches and counters below; never held before hmu */
+    json_t *phs;        /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
+                           "look": what a change must touch to matter,
+                           "secret": "ns/name" of its client Secret} */
+    json_t *secrets;    /* "ns/name" -> the Secret's data object */
     int nwatches, nsynced;
     atomic_bool leader;
-    atomic_bool ready;      /* every watch listed once */
-    pthread_mutex_t hmu;    /* guards the hosts and the shared outputs' state below */
+    atomic_bool ready;   /* every watch listed once */
+    pthread_mutex_t hmu; /* guards the hosts and the shared outputs' state below */
     struct ctl_hosts hosts;
     unsigned long seq;         /* bumped whenever a host's shared outputs change */
     unsigned long written_seq; /* the last seq whose outputs were all applied */
-    char *authd_error;      /* the global writer's last failures, NULL when fine */
+    char *authd_error;         /* the global writer's last failures, NULL when fine */
     char *mesh_error;
-    char *snippet;          /* --mesh-config=none: the provider in one line, for Events */
-    bool recheck;           /* the writer must not trust what it believes was written */
+    char *snippet; /* --mesh-config=none: the provider in one line, for Events */
+    bool recheck;  /* the writer must not trust what it believes was written */
     /* owned by the global writer */
-    char *authd_hash;       /* SHA-256 of the authd config last written (or found) */
+    char *authd_hash; /* SHA-256 of the authd config last written (or found) */
     char *mesh_hash;
 };
 

@@ -22,9 +22,9 @@
 #define RENDER_MAX_INPUT (16 * 1024 * 1024)
 
 struct render_ctx {
-    json_t *objs;       /* the ProtectedHosts read */
-    json_t *origin;     /* "ns/name" -> "file:line" */
-    json_t *secrets;    /* "ns/name/key" -> file path */
+    json_t *objs;    /* the ProtectedHosts read */
+    json_t *origin;  /* "ns/name" -> "file:line" */
+    json_t *secrets; /* "ns/name/key" -> file path */
     const char *outdir;
     bool manifests_only;
     struct ctl_state_opts opts;
@@ -190,8 +190,11 @@ secret_from_file(void *ud, const char *ns, const char *name, const char *key, ch
     *value = NULL;
     if (!path)
         return 0; /* no file: the config gets a placeholder */
-    if ((rc = read_file(path, value, &len)) < 0)
+    if ((rc = read_file(path, value, &len)) < 0) {
+        fprintf(stderr, "%s: cannot read the --secret-file for %s/%s key \"%s\": %s\n", path, ns,
+                name, key, pc_strerror(rc));
         return rc;
+    }
     if (len > 0 && (*value)[len - 1] == '\n')
         (*value)[len - 1] = '\0';
     return 0;
@@ -281,10 +284,9 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
                        "mesh config fragment: merge into meshConfig (ConfigMap istio, key mesh)",
                        mesh);
     if (rc == 0 && !c->manifests_only)
-        rc = write_json_doc(c, "istio-values.yaml",
-                            "Helm values / IstioOperator snippet (meshConfig)",
-                            json_pack("{s:{s:[O]}}", "meshConfig", "extensionProviders",
-                                      st->provider));
+        rc = write_json_doc(
+            c, "istio-values.yaml", "Helm values / IstioOperator snippet (meshConfig)",
+            json_pack("{s:{s:[O]}}", "meshConfig", "extensionProviders", st->provider));
     if (rc == 0)
         rc = write_json_doc(c, "authd-config-secret.yaml",
                             "authd config; <secret:ns/name/key> placeholders need the client "
@@ -340,18 +342,35 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
     optind = 0; /* glibc: a full rescan, so render can run more than once (tests) */
     while ((ch = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'f': json_array_append_new(inputs, json_string(optarg)); break;
-        case 'o': c->outdir = optarg; break;
+        case 'f':
+            json_array_append_new(inputs, json_string(optarg));
+            break;
+        case 'o':
+            c->outdir = optarg;
+            break;
         case OPT_SECRET:
             if (add_secret_file(c, optarg) < 0)
                 return PC_EINVAL;
             break;
-        case OPT_NS: c->opts.authd.namespace = optarg; break;
-        case OPT_SVC: c->opts.authd.service = optarg; break;
-        case OPT_PORT: c->opts.authd.port = atoi(optarg); break;
-        case OPT_INSECURE: c->opts.authd.allow_insecure_issuers = true; break;
-        case OPT_MANIFESTS: c->manifests_only = true; break;
-        default: return PC_EINVAL;
+        case OPT_NS:
+            c->opts.authd.namespace = optarg;
+            break;
+        case OPT_SVC:
+            c->opts.authd.service = optarg;
+            break;
+        case OPT_PORT:
+            c->opts.authd.port = atoi(optarg);
+            break;
+        case OPT_INSECURE:
+            c->opts.authd.allow_insecure_issuers = true;
+            break;
+        case OPT_MANIFESTS:
+            c->manifests_only = true;
+            break;
+        case 'h':
+            return 1;
+        default:
+            return PC_EINVAL;
         }
     }
     if (optind < argc || json_array_size(inputs) == 0 || c->opts.authd.port < 0 ||
@@ -386,8 +405,7 @@ render(struct render_ctx *c)
 int
 ctl_cmd_render(int argc, char **argv)
 {
-    struct render_ctx c = {.objs = json_array(), .origin = json_object(),
-                           .secrets = json_object()};
+    struct render_ctx c = {.objs = json_array(), .origin = json_object(), .secrets = json_object()};
     json_t *inputs = json_array();
     size_t i;
     json_t *in;
@@ -395,9 +413,10 @@ ctl_cmd_render(int argc, char **argv)
 
     c.opts.secret = secret_from_file;
     c.opts.ud = &c;
-    if (parse_args(&c, argc, argv, inputs) < 0) {
-        usage(stderr);
-        rc = 2;
+    rc = parse_args(&c, argc, argv, inputs);
+    if (rc != 0) {
+        usage(rc > 0 ? stdout : stderr);
+        rc = rc > 0 ? 0 : 2;
         goto out;
     }
     json_array_foreach(inputs, i, in) load_path(&c, json_string_value(in), true);

@@ -59,8 +59,10 @@ same_str(const char *a, const char *b)
 static bool
 authd_secret_matches(struct ctl_ctx *c, const char *text)
 {
-    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets",
-                          .namespace = c->o.authd.namespace, .name = CTL_AUTHD_SECRET};
+    struct k8s_ref ref = {.api_version = "v1",
+                          .plural = "secrets",
+                          .namespace = c->o.authd.namespace,
+                          .name = CTL_AUTHD_SECRET};
     struct pc_diag d = {0};
     json_t *cur = NULL;
     unsigned char *raw = NULL;
@@ -70,8 +72,8 @@ authd_secret_matches(struct ctl_ctx *c, const char *text)
 
     if (k8s_get(c->kc, &ref, &cur, &d) == 0) {
         b64 = pc_json_str(json_object_get(cur, "data"), "config.yaml");
-        same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 &&
-               len == strlen(text) && memcmp(raw, text, len) == 0;
+        same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 && len == strlen(text) &&
+               memcmp(raw, text, len) == 0;
     }
     if (raw)
         pc_cleanse(raw, len);
@@ -133,8 +135,10 @@ write_authd(struct ctl_ctx *c, const char *text, char **error)
 static int
 mesh_istio(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
 {
-    struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps",
-                          .namespace = c->o.mesh_namespace, .name = c->o.mesh_configmap};
+    struct k8s_ref ref = {.api_version = "v1",
+                          .plural = "configmaps",
+                          .namespace = c->o.mesh_namespace,
+                          .name = c->o.mesh_configmap};
     json_t *cm = NULL;
     char *merged = NULL;
     const char *cur;
@@ -173,10 +177,9 @@ mesh_shared(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
 
     if (rc < 0)
         return rc;
-    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind",
-                   "ConfigMap", "metadata", "name", c->o.mesh_configmap, "namespace",
-                   c->o.mesh_namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis", "data",
-                   "mesh", text);
+    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap",
+                   "metadata", "name", c->o.mesh_configmap, "namespace", c->o.mesh_namespace,
+                   "labels", CTL_LABEL_MANAGED_BY, "portcullis", "data", "mesh", text);
     rc = ctl_timed_apply(c, &ref, cm, d);
     if (rc == 0)
         ctl_metrics_inc(&c->m, &c->m.mesh_writes);
@@ -297,7 +300,8 @@ global_pass(struct ctl_ctx *c)
     if (c->o.mesh_mode == CTL_MESH_NONE)
         p.snippet = ctl_provider_snippet(p.provider, SNIPPET_MAX);
     ids = pass_end(c, &p);
-    json_array_foreach(ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         char *key = pc_xasprintf("ph:%s", json_string_value(id));
 
         ctl_queue_add_after(c->q, key, STATUS_DELAY_MS);

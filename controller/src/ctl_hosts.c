@@ -188,7 +188,8 @@ joined(const json_t *names, bool lower)
     json_t *v;
 
     pc_buf_init(&b, 0);
-    json_array_foreach(names, i, v) {
+    json_array_foreach(names, i, v)
+    {
         size_t at = b.len;
 
         pc_buf_appendf(&b, "%s\n", json_string_value(v));
@@ -327,15 +328,16 @@ claim(const struct ctl_host *h, json_t *claims)
     size_t i = 0;
 
     if (holder)
-        msg = pc_xasprintf("policy name \"%s\" is already used by ProtectedHost %s",
-                           h->policy_name, holder);
+        msg = pc_xasprintf("policy name \"%s\" is already used by ProtectedHost %s", h->policy_name,
+                           holder);
     for (; !msg && *p; i++) {
         const char *nl = strchr(p, '\n');
         char *hkey = pc_xasprintf("host:%.*s", (int)(nl - p), p);
 
         if ((holder = pc_json_str(claims, hkey)))
             msg = pc_xasprintf("spec.hosts[%zu]: host \"%.*s\" is already protected by "
-                               "ProtectedHost %s, which is older", i, (int)(nl - p), p, holder);
+                               "ProtectedHost %s, which is older",
+                               i, (int)(nl - p), p, holder);
         free(hkey);
         p = nl + 1;
     }

@@ -46,8 +46,8 @@ emit_scalar(yaml_emitter_t *e, const char *s, size_t len, bool plain, yaml_scala
 static bool
 looks_typed(const char *s)
 {
-    static const char *const words[] = {"null", "~", "true", "false", "yes", "no", "on",
-                                        "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan", NULL};
+    static const char *const words[] = {"null", "~", "true", "false", "yes",   "no",   "on", "off",
+                                        "y",    "n", ".inf", "-.inf", "+.inf", ".nan", NULL};
 
     if (*s == '\0')
         return true;
@@ -85,7 +85,8 @@ emit_json_container(yaml_emitter_t *e, const json_t *j)
                                             json_object_size(j) ? YAML_BLOCK_MAPPING_STYLE
                                                                 : YAML_FLOW_MAPPING_STYLE);
         rc = emit(e, &ev);
-        json_object_foreach((json_t *)j, key, v) {
+        json_object_foreach((json_t *)j, key, v)
+        {
             rc = rc ? rc : emit_json_string(e, key, strlen(key));
             rc = rc ? rc : emit_json(e, v);
         }
@@ -151,9 +152,8 @@ emit_ynode(yaml_emitter_t *e, const struct pc_ynode *n)
     if (n->type == PC_YNODE_SCALAR)
         return emit_ynode_scalar(e, n);
     if (n->type == PC_YNODE_MAP) {
-        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
-                                            n->n ? YAML_BLOCK_MAPPING_STYLE
-                                                 : YAML_FLOW_MAPPING_STYLE);
+        yaml_mapping_start_event_initialize(
+            &ev, NULL, NULL, 1, n->n ? YAML_BLOCK_MAPPING_STYLE : YAML_FLOW_MAPPING_STYLE);
         rc = emit(e, &ev);
         for (size_t i = 0; rc == 0 && i < n->n; i++) {
             rc = emit_ynode(e, n->keys[i]);
@@ -162,9 +162,8 @@ emit_ynode(yaml_emitter_t *e, const struct pc_ynode *n)
         yaml_mapping_end_event_initialize(&ev);
         return rc ? rc : emit(e, &ev);
     }
-    yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-                                         n->n ? YAML_BLOCK_SEQUENCE_STYLE
-                                              : YAML_FLOW_SEQUENCE_STYLE);
+    yaml_sequence_start_event_initialize(
+        &ev, NULL, NULL, 1, n->n ? YAML_BLOCK_SEQUENCE_STYLE : YAML_FLOW_SEQUENCE_STYLE);
     rc = emit(e, &ev);
     for (size_t i = 0; rc == 0 && i < n->n; i++)
         rc = emit_ynode(e, n->vals[i]);
@@ -337,7 +336,8 @@ ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_d
     }
     if (rc == 0) {
         start(&e, &buf);
-        *out = finish(&e, &buf, emit_mesh(&e, ndocs && !is_null(docs[0]) ? docs[0] : NULL, provider));
+        *out =
+            finish(&e, &buf, emit_mesh(&e, ndocs && !is_null(docs[0]) ? docs[0] : NULL, provider));
         if (!*out) {
             pc_diag_set(d, 0, 0, "mesh: cannot be written back as YAML");
             rc = PC_EINVAL;

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 static const double apply_bounds[CTL_APPLY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
-                                                        0.25,  0.5,  1,     2.5,  5};
+                                                       0.25,  0.5,  1,     2.5,  5};
 
 void
 ctl_metrics_init(struct ctl_metrics *m)
@@ -94,22 +94,23 @@ ctl_metrics_text(struct ctl_metrics *m, size_t queue_depth, bool leader, bool sy
             m->mesh_writes);
     counter(&b, "portcullis_controller_policy_deletes_total", "AuthorizationPolicies deleted.",
             m->policy_deletes);
-    pc_buf_appendf(&b, "# HELP %s Duration of writes to the API server.\n# TYPE %s histogram\n",
-                   h, h);
+    pc_buf_appendf(&b, "# HELP %s Duration of writes to the API server.\n# TYPE %s histogram\n", h,
+                   h);
     for (size_t i = 0; i < CTL_APPLY_BUCKETS; i++)
         pc_buf_appendf(&b, "%s_bucket{le=\"%g\"} %lu\n", h, apply_bounds[i], m->apply_buckets[i]);
-    pc_buf_appendf(&b, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", h, m->applies,
-                   h, m->apply_seconds_sum, h, m->applies);
+    pc_buf_appendf(&b, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", h, m->applies, h,
+                   m->apply_seconds_sum, h, m->applies);
     pthread_mutex_unlock(&m->mu);
-    pc_buf_appendf(&b, "# HELP portcullis_controller_queue_depth Keys waiting in the work queue.\n"
-                       "# TYPE portcullis_controller_queue_depth gauge\n"
-                       "portcullis_controller_queue_depth %zu\n"
-                       "# HELP portcullis_controller_leader 1 while this replica leads.\n"
-                       "# TYPE portcullis_controller_leader gauge\n"
-                       "portcullis_controller_leader %d\n"
-                       "# HELP portcullis_controller_caches_synced 1 once every watch listed.\n"
-                       "# TYPE portcullis_controller_caches_synced gauge\n"
-                       "portcullis_controller_caches_synced %d\n",
+    pc_buf_appendf(&b,
+                   "# HELP portcullis_controller_queue_depth Keys waiting in the work queue.\n"
+                   "# TYPE portcullis_controller_queue_depth gauge\n"
+                   "portcullis_controller_queue_depth %zu\n"
+                   "# HELP portcullis_controller_leader 1 while this replica leads.\n"
+                   "# TYPE portcullis_controller_leader gauge\n"
+                   "portcullis_controller_leader %d\n"
+                   "# HELP portcullis_controller_caches_synced 1 once every watch listed.\n"
+                   "# TYPE portcullis_controller_caches_synced gauge\n"
+                   "portcullis_controller_caches_synced %d\n",
                    queue_depth, leader ? 1 : 0, synced ? 1 : 0);
     return pc_buf_detach(&b);
 }
@@ -148,8 +149,8 @@ split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t port
 static int
 listen_on(const char *addr, int *port_out, struct pc_diag *d)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char host[256], port[16];
     int fd = -1, one = 1;

@@ -123,7 +123,8 @@ earliest(struct ctl_queue *q, long long *due)
     const char *key, *best = NULL;
     json_t *v;
 
-    json_object_foreach(q->pending, key, v) {
+    json_object_foreach(q->pending, key, v)
+    {
         if (!best || json_integer_value(v) < *due) {
             best = key;
             *due = json_integer_value(v);

@@ -37,8 +37,7 @@
 #define KEY_RESYNC "resync"
 #define ORPHAN_PAGE 100
 
-static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION,
-                                      .plural = "protectedhosts"};
+static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts"};
 static const struct k8s_ref ap_ref = {.api_version = "security.istio.io/v1",
                                       .plural = "authorizationpolicies"};
 
@@ -164,7 +163,8 @@ secret_users(struct ctl_ctx *c, const char *secret_id)
     json_t *ids = json_array(), *e;
     const char *id;
 
-    json_object_foreach(c->phs, id, e) {
+    json_object_foreach(c->phs, id, e)
+    {
         if (same_str(pc_json_str(e, "secret"), secret_id))
             json_array_append_new(ids, json_string(id));
     }
@@ -262,7 +262,8 @@ has_finalizer(const json_t *obj)
     size_t i;
     json_t *f;
 
-    json_array_foreach(pc_json_path(obj, "metadata.finalizers"), i, f) {
+    json_array_foreach(pc_json_path(obj, "metadata.finalizers"), i, f)
+    {
         if (same_str(json_string_value(f), CTL_FINALIZER))
             return true;
     }
@@ -308,7 +309,8 @@ set_finalizer(struct ctl_ctx *c, const json_t *obj, bool present)
     json_t *f;
     int rc;
 
-    json_array_foreach(json_object_get(md, "finalizers"), i, f) {
+    json_array_foreach(json_object_get(md, "finalizers"), i, f)
+    {
         if (!same_str(json_string_value(f), CTL_FINALIZER))
             json_array_append(list, f);
     }
@@ -468,8 +470,7 @@ apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **err
         pc_log(PC_LOG_INFO, "policy_applied", "policy", ref, "owner", id, NULL);
         pthread_mutex_lock(&c->hmu);
         if ((h = ctl_hosts_find(&c->hosts, id))) {
-            old = h->applied_ref && strcmp(h->applied_ref, ref) ? pc_xstrdup(h->applied_ref)
-                                                                 : NULL;
+            old = h->applied_ref && strcmp(h->applied_ref, ref) ? pc_xstrdup(h->applied_ref) : NULL;
             free(h->applied_ref);
             free(h->applied_hash);
             h->applied_ref = pc_xstrdup(ref);
@@ -600,7 +601,8 @@ rebuild_cache(struct ctl_ctx *c)
     json_object_foreach(c->phs, k, obj) json_array_append_new(ids, json_string(k));
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&c->hmu);
-    json_array_foreach(ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         struct ctl_host *h = ctl_hosts_get(&c->hosts, json_string_value(id));
 
         if (!(obj = cached_object(c, json_string_value(id))))
@@ -654,7 +656,8 @@ orphan_page(void *ud, json_t *items)
     size_t i;
     json_t *ap;
 
-    json_array_foreach(items, i, ap) {
+    json_array_foreach(items, i, ap)
+    {
         const char *name = pc_json_str(json_object_get(ap, "metadata"), "name");
         char *pref = object_id(ap);
 

@@ -19,10 +19,11 @@
 #define AUTHD_DEFAULT_PORT 4180
 
 static const char *const include_in_check[] = {
-    "cookie", "authorization", "accept", "x-requested-with", "sec-fetch-mode",
-    "x-forwarded-proto", "x-forwarded-host", "user-agent", NULL};
-static const char *const downstream_on_deny[] = {
-    "content-type", "set-cookie", "location", "www-authenticate", "cache-control", NULL};
+    "cookie",           "authorization",  "accept",
+    "x-requested-with", "sec-fetch-mode", "x-forwarded-proto",
+    "x-forwarded-host", "user-agent",     NULL};
+static const char *const downstream_on_deny[] = {"content-type",     "set-cookie",    "location",
+                                                 "www-authenticate", "cache-control", NULL};
 
 static json_t *
 string_array(const char *const *v)
@@ -62,11 +63,11 @@ static json_t *
 policy_metadata(const char *ns, const char *name, const json_t *spec)
 {
     char *pname = ctl_policy_name(ns, name);
-    json_t *md = json_pack(
-        "{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace",
-        pc_json_str(json_object_get(spec, "gateway"), "namespace"), "labels",
-        CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns, CTL_LABEL_OWNER_NAME,
-        label_value(name), "annotations", CTL_ANNOT_OWNER, ns, "/", name);
+    json_t *md =
+        json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace",
+                  pc_json_str(json_object_get(spec, "gateway"), "namespace"), "labels",
+                  CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns, CTL_LABEL_OWNER_NAME,
+                  label_value(name), "annotations", CTL_ANNOT_OWNER, ns, "/", name);
 
     free(pname);
     return md;
@@ -84,7 +85,8 @@ policy_hosts(const json_t *hosts)
     size_t i;
     json_t *h;
 
-    json_array_foreach(hosts, i, h) {
+    json_array_foreach(hosts, i, h)
+    {
         json_array_append(out, h);
         if (strncmp(json_string_value(h), "*.", 2) != 0)
             json_array_append_new(out, json_sprintf("%s:*", json_string_value(h)));
@@ -102,7 +104,8 @@ policy_not_paths(const json_t *spec)
     size_t i;
     json_t *p;
 
-    json_array_foreach(skip, i, p) {
+    json_array_foreach(skip, i, p)
+    {
         const char *s = json_string_value(p);
 
         if (strcmp(s, cb) != 0 && strcmp(s, CTL_SIGN_OUT_PATH) != 0 && !array_has(out, s))
@@ -187,7 +190,8 @@ ctl_headers_collect(json_t *names, const json_t *spec)
     size_t i;
     json_t *h;
 
-    json_array_foreach(json_object_get(spec, "upstreamHeaders"), i, h) {
+    json_array_foreach(json_object_get(spec, "upstreamHeaders"), i, h)
+    {
         char *lower = pc_xstrdup(pc_json_str(h, "name"));
 
         for (char *p = lower; *p; p++)
@@ -236,8 +240,7 @@ ctl_render_provider(const json_t *names, const struct ctl_authd_opts *o)
                      "2s", "failOpen", 0, "statusOnError", "503", "includeRequestHeadersInCheck",
                      string_array(include_in_check), "headersToUpstreamOnAllow",
                      upstream_on_allow(names), "headersToDownstreamOnDeny",
-                     string_array(downstream_on_deny), "headersToDownstreamOnAllow",
-                     "set-cookie");
+                     string_array(downstream_on_deny), "headersToDownstreamOnAllow", "set-cookie");
 }
 
 /* ---- strict check of what is written ----------------------------------------------------- */
@@ -252,7 +255,8 @@ check_header_list(const json_t *v, const char *key, struct pc_diag *d)
         pc_diag_set(d, 0, 0, "envoyExtAuthzHttp.%s: must be a non-empty list", key);
         return PC_EINVAL;
     }
-    json_array_foreach(v, i, h) {
+    json_array_foreach(v, i, h)
+    {
         const char *s = json_string_value(h);
 
         if (!s || !ctl_valid_header_name(s)) {
@@ -299,8 +303,8 @@ ctl_provider_check(const json_t *provider, struct pc_diag *d)
     static const char *const lists[] = {"includeRequestHeadersInCheck", "headersToUpstreamOnAllow",
                                         "headersToDownstreamOnDeny", "headersToDownstreamOnAllow",
                                         NULL};
-    static const char *const scalars[] = {"service", "port", "pathPrefix", "timeout", "failOpen",
-                                          "statusOnError", NULL};
+    static const char *const scalars[] = {"service",  "port",          "pathPrefix", "timeout",
+                                          "failOpen", "statusOnError", NULL};
     const json_t *h = json_object_get(provider, "envoyExtAuthzHttp");
     const char *key;
     json_t *v;
@@ -314,7 +318,8 @@ ctl_provider_check(const json_t *provider, struct pc_diag *d)
                     CTL_PROVIDER_NAME);
         return PC_EINVAL;
     }
-    json_object_foreach((json_t *)h, key, v) {
+    json_object_foreach((json_t *)h, key, v)
+    {
         bool known = false;
 
         for (size_t i = 0; lists[i]; i++)

@@ -35,24 +35,25 @@ struct runner {
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: portcullis-controller run [flags]\n"
-            "  --kubeconfig PATH            default: $KUBECONFIG, in-cluster, ~/.kube/config\n"
-            "  --namespaces NS,NS           ProtectedHost namespaces to watch (default all)\n"
-            "  --authd-namespace NS         default portcullis-system ($PORTCULLIS_AUTHD_NAMESPACE)\n"
-            "  --authd-service NAME         default portcullis-authd\n"
-            "  --authd-port PORT            default 4180\n"
-            "  --mesh-config MODE           istio (default) | shared | none\n"
-            "  --mesh-configmap NAME        istio: default istio; shared: portcullis-mesh\n"
-            "  --mesh-namespace NS          default istio-system\n"
-            "  --revision REV               Istio revision: ConfigMap istio-REV\n"
-            "  --leader-elect[=true|false]  default true\n"
-            "  --lease-name NAME            default portcullis-controller\n"
-            "  --lease-namespace NS         default: the authd namespace\n"
-            "  --allow-insecure-issuers     accept http:// issuers (tests only)\n"
-            "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
-            "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
-            "  --log-level LEVEL            debug|info|warn|error\n");
+    fprintf(
+        f,
+        "usage: portcullis-controller run [flags]\n"
+        "  --kubeconfig PATH            default: $KUBECONFIG, in-cluster, ~/.kube/config\n"
+        "  --namespaces NS,NS           ProtectedHost namespaces to watch (default all)\n"
+        "  --authd-namespace NS         default portcullis-system ($PORTCULLIS_AUTHD_NAMESPACE)\n"
+        "  --authd-service NAME         default portcullis-authd\n"
+        "  --authd-port PORT            default 4180\n"
+        "  --mesh-config MODE           istio (default) | shared | none\n"
+        "  --mesh-configmap NAME        istio: default istio; shared: portcullis-mesh\n"
+        "  --mesh-namespace NS          default istio-system\n"
+        "  --revision REV               Istio revision: ConfigMap istio-REV\n"
+        "  --leader-elect[=true|false]  default true\n"
+        "  --lease-name NAME            default portcullis-controller\n"
+        "  --lease-namespace NS         default: the authd namespace\n"
+        "  --allow-insecure-issuers     accept http:// issuers (tests only)\n"
+        "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
+        "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
+        "  --log-level LEVEL            debug|info|warn|error\n");
 }
 
 static bool
@@ -68,9 +69,22 @@ parse_bool(const char *s, bool *out)
 }
 
 enum {
-    OPT_KUBECONFIG = 256, OPT_NAMESPACES, OPT_AUTHD_NS, OPT_AUTHD_SVC, OPT_AUTHD_PORT, OPT_MESH,
-    OPT_MESH_CM, OPT_MESH_NS, OPT_REVISION, OPT_LEADER, OPT_LEASE, OPT_LEASE_NS, OPT_INSECURE,
-    OPT_METRICS, OPT_RESYNC, OPT_LOG,
+    OPT_KUBECONFIG = 256,
+    OPT_NAMESPACES,
+    OPT_AUTHD_NS,
+    OPT_AUTHD_SVC,
+    OPT_AUTHD_PORT,
+    OPT_MESH,
+    OPT_MESH_CM,
+    OPT_MESH_NS,
+    OPT_REVISION,
+    OPT_LEADER,
+    OPT_LEASE,
+    OPT_LEASE_NS,
+    OPT_INSECURE,
+    OPT_METRICS,
+    OPT_RESYNC,
+    OPT_LOG,
 };
 
 static const struct option longopts[] = {
@@ -100,31 +114,58 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
     enum pc_log_level lvl;
 
     switch (ch) {
-    case OPT_KUBECONFIG: o->kubeconfig = arg; return true;
-    case OPT_NAMESPACES: o->namespaces = arg; return true;
-    case OPT_AUTHD_NS: o->authd.namespace = arg; return true;
-    case OPT_AUTHD_SVC: o->authd.service = arg; return true;
-    case OPT_AUTHD_PORT: o->authd.port = atoi(arg); return o->authd.port > 0 && o->authd.port < 65536;
-    case OPT_MESH_CM: o->mesh_configmap = arg; return true;
-    case OPT_MESH_NS: o->mesh_namespace = arg; return true;
+    case OPT_KUBECONFIG:
+        o->kubeconfig = arg;
+        return true;
+    case OPT_NAMESPACES:
+        o->namespaces = arg;
+        return true;
+    case OPT_AUTHD_NS:
+        o->authd.namespace = arg;
+        return true;
+    case OPT_AUTHD_SVC:
+        o->authd.service = arg;
+        return true;
+    case OPT_AUTHD_PORT:
+        o->authd.port = atoi(arg);
+        return o->authd.port > 0 && o->authd.port < 65536;
+    case OPT_MESH_CM:
+        o->mesh_configmap = arg;
+        return true;
+    case OPT_MESH_NS:
+        o->mesh_namespace = arg;
+        return true;
     case OPT_REVISION:
         free(*revision_cm);
         *revision_cm = pc_xasprintf("istio-%s", arg);
         return true;
-    case OPT_LEADER: return parse_bool(arg, &o->leader_elect);
-    case OPT_LEASE: o->lease_name = arg; return true;
-    case OPT_LEASE_NS: o->lease_namespace = arg; return true;
-    case OPT_INSECURE: o->authd.allow_insecure_issuers = true; return true;
-    case OPT_METRICS: o->metrics_addr = arg; return true;
-    case OPT_RESYNC: o->resync_secs = atol(arg); return o->resync_secs >= 0;
-    case OPT_LOG: return pc_log_parse_level(arg, &lvl) == 0 && (pc_log_set_level(lvl), true);
+    case OPT_LEADER:
+        return parse_bool(arg, &o->leader_elect);
+    case OPT_LEASE:
+        o->lease_name = arg;
+        return true;
+    case OPT_LEASE_NS:
+        o->lease_namespace = arg;
+        return true;
+    case OPT_INSECURE:
+        o->authd.allow_insecure_issuers = true;
+        return true;
+    case OPT_METRICS:
+        o->metrics_addr = arg;
+        return true;
+    case OPT_RESYNC:
+        o->resync_secs = atol(arg);
+        return o->resync_secs >= 0;
+    case OPT_LOG:
+        return pc_log_parse_level(arg, &lvl) == 0 && (pc_log_set_level(lvl), true);
     case OPT_MESH:
         o->mesh_mode = strcmp(arg, "istio") == 0    ? CTL_MESH_ISTIO
                        : strcmp(arg, "shared") == 0 ? CTL_MESH_SHARED
                        : strcmp(arg, "none") == 0   ? CTL_MESH_NONE
-                                                    : (enum ctl_mesh_mode)-1;
+                                                    : (enum ctl_mesh_mode) - 1;
         return (int)o->mesh_mode >= 0;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -135,10 +176,14 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
     int ch;
 
     *o = (struct ctl_run_opts){.authd = {.namespace = env && *env ? env : "portcullis-system",
-                                         .service = "portcullis-authd", .port = 4180},
-                               .mesh_mode = CTL_MESH_ISTIO, .mesh_namespace = "istio-system",
-                               .leader_elect = true, .lease_name = "portcullis-controller",
-                               .metrics_addr = ":9091", .resync_secs = 600};
+                                         .service = "portcullis-authd",
+                                         .port = 4180},
+                               .mesh_mode = CTL_MESH_ISTIO,
+                               .mesh_namespace = "istio-system",
+                               .leader_elect = true,
+                               .lease_name = "portcullis-controller",
+                               .metrics_addr = ":9091",
+                               .resync_secs = 600};
     optind = 0;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (ch == 'h') {
@@ -154,8 +199,9 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
     if (optind < argc)
         return PC_EINVAL;
     if (!o->mesh_configmap)
-        o->mesh_configmap = *revision_cm ? *revision_cm
-                            : o->mesh_mode == CTL_MESH_SHARED ? "portcullis-mesh" : "istio";
+        o->mesh_configmap = *revision_cm                      ? *revision_cm
+                            : o->mesh_mode == CTL_MESH_SHARED ? "portcullis-mesh"
+                                                              : "istio";
     if (!o->lease_namespace)
         o->lease_namespace = o->authd.namespace;
     return 0;
@@ -167,8 +213,7 @@ static void
 start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 {
     struct ctl_watch_slot *slot = &r->slots[r->nwatches];
-    struct k8s_watch_opts wo = {.ref = ref, .on_event = fn, .on_synced = ctl_on_synced,
-                                .ud = slot};
+    struct k8s_watch_opts wo = {.ref = ref, .on_event = fn, .on_synced = ctl_on_synced, .ud = slot};
 
     slot->c = &r->c;
     r->watches[r->nwatches++] = k8s_watch_start(r->c.kc, &wo);
@@ -181,11 +226,15 @@ start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 static void
 start_pair(struct runner *r, const char *ns)
 {
-    start_watch(r, (struct k8s_ref){.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts",
-                                    .namespace = ns},
+    start_watch(r,
+                (struct k8s_ref){
+                    .api_version = CTL_GROUP_VERSION, .plural = "protectedhosts", .namespace = ns},
                 ctl_on_protectedhost);
-    start_watch(r, (struct k8s_ref){.api_version = "v1", .plural = "secrets", .namespace = ns,
-                                    .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
+    start_watch(r,
+                (struct k8s_ref){.api_version = "v1",
+                                 .plural = "secrets",
+                                 .namespace = ns,
+                                 .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
                 ctl_on_secret);
 }
 
@@ -297,12 +346,12 @@ start_leading_or_elect(struct runner *r)
         on_started_leading(r);
         return;
     }
-    r->elector = k8s_elector_start(r->c.kc, &(struct k8s_lease_opts){
-                                                .namespace = r->c.o.lease_namespace,
-                                                .name = r->c.o.lease_name,
-                                                .on_started_leading = on_started_leading,
-                                                .on_stopped_leading = on_stopped_leading,
-                                                .ud = r});
+    r->elector = k8s_elector_start(
+        r->c.kc, &(struct k8s_lease_opts){.namespace = r->c.o.lease_namespace,
+                                          .name = r->c.o.lease_name,
+                                          .on_started_leading = on_started_leading,
+                                          .on_stopped_leading = on_stopped_leading,
+                                          .ud = r});
 }
 
 static void
@@ -353,8 +402,7 @@ ctl_cmd_run(int argc, char **argv)
     if (!(kc = connect_client(&o)))
         goto out;
     ctl_ctx_init(&r.c, &o, kc);
-    if (o.metrics_addr[0] &&
-        !(http = ctl_http_start(o.metrics_addr, admin, &r, NULL, &d))) {
+    if (o.metrics_addr[0] && !(http = ctl_http_start(o.metrics_addr, admin, &r, NULL, &d))) {
         pc_log(PC_LOG_ERROR, "metrics_listen_failed", "error", d.msg, NULL);
         goto release;
     }

@@ -118,10 +118,16 @@ ctl_parse_duration(const char *s, long long *secs)
         if (s == start || isdigit((unsigned char)*s))
             return PC_EPARSE;
         switch (*s++) {
-        case 'h': v *= 3600; break;
-        case 'm': v *= 60; break;
-        case 's': break;
-        default: return PC_EPARSE;
+        case 'h':
+            v *= 3600;
+            break;
+        case 'm':
+            v *= 60;
+            break;
+        case 's':
+            break;
+        default:
+            return PC_EPARSE;
         }
         total += v;
     }
@@ -168,7 +174,8 @@ check_keys(struct ctl_errors *e, const json_t *obj, const char *path, const char
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         size_t i = 0;
 
         while (known[i] && strcmp(known[i], key) != 0)
@@ -254,13 +261,14 @@ strlist_field(struct ctl_errors *e, const json_t *obj, const char *key, const ch
     }
     if (json_array_size(v) > max)
         ctl_errors_add(e, "%s.%s: must have at most %zu items", path, key, max);
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         const char *s = json_string_value(it);
         const char *why = !s || strlen(s) != json_string_length(it) ? "must be a string"
-                          : *s == '\0'                            ? "must not be empty"
-                          : strlen(s) > 1024                      ? "is too long"
-                          : check                                 ? check(s)
-                                                                  : NULL;
+                          : *s == '\0'                              ? "must not be empty"
+                          : strlen(s) > 1024                        ? "is too long"
+                          : check                                   ? check(s)
+                                                                    : NULL;
         if (why)
             ctl_errors_add(e, "%s.%s[%zu]: %s", path, key, i, why);
         else
@@ -316,8 +324,10 @@ norm_hosts(struct ctl_errors *e, const json_t *spec)
         if (!h)
             continue;
         if (!ctl_valid_dns_name(h, true))
-            ctl_errors_add(e, "spec.hosts[%zu]: \"%s\" is not a lowercase DNS name "
-                              "(optionally with a leading \"*.\")", i, h);
+            ctl_errors_add(e,
+                           "spec.hosts[%zu]: \"%s\" is not a lowercase DNS name "
+                           "(optionally with a leading \"*.\")",
+                           i, h);
         for (size_t j = 0; j < i; j++)
             if (json_equal(json_array_get(raw, j), json_array_get(raw, i)))
                 ctl_errors_add(e, "spec.hosts[%zu]: duplicate host \"%s\"", i, h);
@@ -346,7 +356,8 @@ norm_gateway(struct ctl_errors *e, const json_t *spec)
         json_t *v;
 
         out_sel = json_object();
-        json_object_foreach((json_t *)sel, k, v) {
+        json_object_foreach((json_t *)sel, k, v)
+        {
             if (!json_is_string(v) || json_string_length(v) > 63)
                 ctl_errors_add(e, "spec.gateway.selector.%s: must be a label value", k);
             else
@@ -373,7 +384,7 @@ norm_secret_ref(struct ctl_errors *e, const json_t *oidc)
     if (!ctl_valid_dns_name(name, false))
         ctl_errors_add(e, "spec.oidc.clientSecretRef.name: Required value: a Secret name");
     if (*key == '\0' || strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "0123456789-._") != strlen(key))
+                                    "0123456789-._") != strlen(key))
         ctl_errors_add(e, "spec.oidc.clientSecretRef.key: Required value: a Secret key");
     return json_pack("{s:s,s:s}", "name", name, "key", key);
 }
@@ -390,7 +401,8 @@ norm_scopes(struct ctl_errors *e, const json_t *oidc)
         return json_pack("[sss]", "openid", "email", "profile");
     out = json_pack("[s]", "openid");
     in = strlist_field(e, oidc, "scopes", "spec.oidc", 32, check_scope);
-    json_array_foreach(in, i, s) {
+    json_array_foreach(in, i, s)
+    {
         size_t j;
         json_t *t;
         bool seen = false;
@@ -421,8 +433,8 @@ norm_claims(struct ctl_errors *e, const json_t *oidc)
 static json_t *
 norm_oidc(struct ctl_errors *e, const json_t *spec, bool allow_insecure)
 {
-    static const char *const keys[] = {"issuerURL", "clientID", "clientSecretRef", "scopes",
-                                       "claims", "callbackPath", NULL};
+    static const char *const keys[] = {
+        "issuerURL", "clientID", "clientSecretRef", "scopes", "claims", "callbackPath", NULL};
     const json_t *o = json_object_get(spec, "oidc");
     const char *iss, *cid, *cb;
     json_t *out, *ref;
@@ -501,8 +513,10 @@ check_session_values(struct ctl_errors *e, const char *cookie, const char *domai
     if (*domain && !ctl_valid_dns_name(domain + (*domain == '.'), false))
         ctl_errors_add(e, "spec.session.cookieDomain: \"%s\" is not a domain", domain);
     if (ctl_parse_duration(lifetime, &life) < 0 || life <= 0)
-        ctl_errors_add(e, "spec.session.lifetime: \"%s\" must be a duration > 0 like 12h or "
-                          "1h30m", lifetime);
+        ctl_errors_add(e,
+                       "spec.session.lifetime: \"%s\" must be a duration > 0 like 12h or "
+                       "1h30m",
+                       lifetime);
     if (ctl_parse_duration(refresh, &ref) < 0)
         ctl_errors_add(e, "spec.session.refresh: \"%s\" must be a duration like 0s or 30m",
                        refresh);
@@ -513,8 +527,8 @@ check_session_values(struct ctl_errors *e, const char *cookie, const char *domai
 static json_t *
 norm_session(struct ctl_errors *e, const json_t *spec)
 {
-    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime", "refresh",
-                                       "sameSite", NULL};
+    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime",
+                                       "refresh",    "sameSite",     NULL};
     const json_t *s = obj_field(e, spec, "session", "spec", keys);
     const char *p = "spec.session";
     const char *cookie, *domain, *life, *ref, *ss;
@@ -526,8 +540,10 @@ norm_session(struct ctl_errors *e, const json_t *spec)
     ss = str_field(e, s, "sameSite", p, "Lax");
     check_session_values(e, cookie, domain, life, ref);
     if (strcmp(ss, "Lax") && strcmp(ss, "Strict") && strcmp(ss, "None"))
-        ctl_errors_add(e, "spec.session.sameSite: Unsupported value: \"%s\": supported values: "
-                          "\"Lax\", \"Strict\", \"None\"", ss);
+        ctl_errors_add(e,
+                       "spec.session.sameSite: Unsupported value: \"%s\": supported values: "
+                       "\"Lax\", \"Strict\", \"None\"",
+                       ss);
     return json_pack("{s:s,s:s,s:s,s:s,s:s}", "cookieName", cookie, "cookieDomain", domain,
                      "lifetime", life, "refresh", ref, "sameSite", ss);
 }
@@ -595,8 +611,8 @@ norm_bearer(struct ctl_errors *e, const json_t *spec)
 
     json_t *out = json_object();
 
-    json_object_set_new(out, "enabled", json_boolean(bool_field(e, b, "enabled",
-                                                                "spec.bearerTokens")));
+    json_object_set_new(out, "enabled",
+                        json_boolean(bool_field(e, b, "enabled", "spec.bearerTokens")));
     json_object_set_new(out, "audiences",
                         strlist_field(e, b, "audiences", "spec.bearerTokens", 32, NULL));
     return out;
@@ -628,23 +644,26 @@ check_skip_paths(struct ctl_errors *e, const json_t *spec)
     size_t i;
     json_t *p;
 
-    json_array_foreach(pc_json_path(spec, "paths.skip"), i, p) {
+    json_array_foreach(pc_json_path(spec, "paths.skip"), i, p)
+    {
         const char *s = json_string_value(p);
 
         if (strchr(s, '*') == NULL)
             continue;
         if ((cb && path_pattern_matches(s, cb)) || path_pattern_matches(s, CTL_SIGN_OUT_PATH))
-            ctl_errors_add(e, "spec.paths.skip[%zu]: \"%s\" would skip %s, which authd must "
-                              "see", i, s, cb && path_pattern_matches(s, cb) ? cb : CTL_SIGN_OUT_PATH);
+            ctl_errors_add(e,
+                           "spec.paths.skip[%zu]: \"%s\" would skip %s, which authd must "
+                           "see",
+                           i, s, cb && path_pattern_matches(s, cb) ? cb : CTL_SIGN_OUT_PATH);
     }
 }
 
 int
 ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct ctl_errors *e)
 {
-    static const char *const keys[] = {"hosts", "gateway", "oidc", "access", "paths", "session",
-                                       "upstreamHeaders", "passIDToken", "bearerTokens", "mode",
-                                       NULL};
+    static const char *const keys[] = {
+        "hosts",           "gateway",     "oidc",         "access", "paths", "session",
+        "upstreamHeaders", "passIDToken", "bearerTokens", "mode",   NULL};
     size_t before = e->n + e->dropped;
     const char *mode;
     json_t *n, *oidc;
@@ -670,8 +689,10 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
     json_object_set_new(n, "bearerTokens", norm_bearer(e, spec));
     mode = str_field(e, spec, "mode", "spec", "Enforce");
     if (strcmp(mode, "Enforce") && strcmp(mode, "ReportOnly"))
-        ctl_errors_add(e, "spec.mode: Unsupported value: \"%s\": supported values: \"Enforce\", "
-                          "\"ReportOnly\"", mode);
+        ctl_errors_add(e,
+                       "spec.mode: Unsupported value: \"%s\": supported values: \"Enforce\", "
+                       "\"ReportOnly\"",
+                       mode);
     json_object_set_new(n, "mode", json_string(mode));
     if (n)
         check_skip_paths(e, n);

@@ -93,7 +93,8 @@ claim(struct ctl_item *it, json_t *claims)
         free(pkey);
         return;
     }
-    json_array_foreach(hosts, i, h) {
+    json_array_foreach(hosts, i, h)
+    {
         char *hkey = pc_xasprintf("host:%s", json_string_value(h));
 
         holder = pc_json_str(claims, hkey);
@@ -109,7 +110,8 @@ claim(struct ctl_item *it, json_t *claims)
     }
     json_object_set_new(claims, pkey, json_string(it->id));
     free(pkey);
-    json_array_foreach(hosts, i, h) {
+    json_array_foreach(hosts, i, h)
+    {
         char *hkey = pc_xasprintf("host:%s", json_string_value(h));
 
         json_object_set_new(claims, hkey, json_string(it->id));
@@ -208,7 +210,8 @@ cleanse_secrets(json_t *j)
         json_array_foreach(j, i, v) cleanse_secrets(v);
         return;
     }
-    json_object_foreach(j, key, v) {
+    json_object_foreach(j, key, v)
+    {
         if (strcmp(key, "clientSecret") == 0 && json_is_string(v))
             pc_cleanse((char *)json_string_value(v), json_string_length(v));
         else

@@ -14,8 +14,7 @@
 #include "portcullis/json.h"
 #include "portcullis/log.h"
 
-static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION,
-                                      .plural = "protectedhosts"};
+static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts"};
 
 struct cond {
     const char *status, *reason;
@@ -58,13 +57,13 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
         r->message = pc_xstrdup(in->authd_error);
     } else if (in->mesh_error) {
         r->reason = "ProviderNotRegistered";
-        r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME,
-                                  in->mesh_error);
+        r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME, in->mesh_error);
     } else {
         r->status = "True";
         r->reason = "Applied";
         r->message = pc_xasprintf("AuthorizationPolicy %s/%s, authd config and mesh provider "
-                                  "applied", in->policy_ns, h->policy_name);
+                                  "applied",
+                                  in->policy_ns, h->policy_name);
     }
 }
 
@@ -77,9 +76,9 @@ condition(const json_t *old_conds, const char *type, const struct cond *k, long 
     size_t i;
     json_t *o;
 
-    json_array_foreach(old_conds, i, o) {
-        if (same_str(pc_json_str(o, "type"), type) && same_str(pc_json_str(o, "status"),
-                                                               k->status))
+    json_array_foreach(old_conds, i, o)
+    {
+        if (same_str(pc_json_str(o, "type"), type) && same_str(pc_json_str(o, "status"), k->status))
             ltt = pc_json_str(o, "lastTransitionTime");
     }
     rfc3339_now(now, sizeof(now));
@@ -122,7 +121,8 @@ cond_field(const json_t *status, const char *type, const char *field)
     size_t i;
     json_t *o;
 
-    json_array_foreach(json_object_get(status, "conditions"), i, o) {
+    json_array_foreach(json_object_get(status, "conditions"), i, o)
+    {
         if (same_str(pc_json_str(o, "type"), type))
             return pc_json_str(o, field);
     }
@@ -179,9 +179,9 @@ record_event(struct ctl_ctx *c, const struct ctl_host *h, const struct ctl_statu
 static int
 apply_status(struct ctl_ctx *c, const struct ctl_host *h, const json_t *st)
 {
-    json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:O}", "apiVersion", CTL_GROUP_VERSION,
-                             "kind", "ProtectedHost", "metadata", "name", h->name, "namespace",
-                             h->ns, "status", st);
+    json_t *body =
+        json_pack("{s:s,s:s,s:{s:s,s:s},s:O}", "apiVersion", CTL_GROUP_VERSION, "kind",
+                  "ProtectedHost", "metadata", "name", h->name, "namespace", h->ns, "status", st);
     struct k8s_ref ref = ph_ref;
     struct pc_diag d = {0};
     int rc;
@@ -245,8 +245,8 @@ void
 ctl_snippet_event(struct ctl_ctx *c, struct ctl_host *h, const json_t *obj, const char *snippet)
 {
     char *sig = pc_sha256_hex(snippet, strlen(snippet)), *had = locked_copy(c, &h->snippet_sig);
-    struct k8s_event ev = {.involved = obj, .type = "Normal", .reason = "ProviderSnippet",
-                           .message = snippet};
+    struct k8s_event ev = {
+        .involved = obj, .type = "Normal", .reason = "ProviderSnippet", .message = snippet};
     struct pc_diag d = {0};
 
     if (same_str(had, sig)) {

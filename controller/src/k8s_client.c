@@ -96,8 +96,7 @@ k8s_path(const struct k8s_ref *ref)
     struct pc_buf b;
 
     pc_buf_init(&b, 0);
-    pc_buf_appendf(&b, "/%s/%s", strchr(ref->api_version, '/') ? "apis" : "api",
-                   ref->api_version);
+    pc_buf_appendf(&b, "/%s/%s", strchr(ref->api_version, '/') ? "apis" : "api", ref->api_version);
     if (ref->namespace)
         pc_buf_appendf(&b, "/namespaces/%s", ref->namespace);
     pc_buf_appendf(&b, "/%s", ref->plural);
@@ -412,8 +411,7 @@ k8s_status_error(long http_status, const char *body, size_t len, struct pc_diag 
 /* ---- requests --------------------------------------------------------------------------- */
 
 int
-k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **out,
-            struct pc_diag *diag)
+k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **out, struct pc_diag *diag)
 {
     char *path = k8s_path(req->ref), *body = NULL;
     struct k8s_xfer x = {.method = req->method,
@@ -482,8 +480,7 @@ need_name(const struct k8s_ref *r, struct pc_diag *diag)
 }
 
 int
-k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
-           struct pc_diag *diag)
+k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *diag)
 {
     struct k8s_ref r = ref_from_obj(ref, obj, false);
 
@@ -492,8 +489,7 @@ k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
 }
 
 int
-k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
-          struct pc_diag *diag)
+k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *diag)
 {
     struct k8s_ref r = ref_from_obj(ref, obj, true);
 
@@ -509,19 +505,17 @@ k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
 }
 
 int
-k8s_update(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
-           struct pc_diag *diag)
+k8s_update(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *diag)
 {
     struct k8s_ref r = ref_from_obj(ref, obj, true);
 
     if (need_name(&r, diag) < 0)
         return PC_EINVAL;
-    return k8s_request(c,
-                       &(struct k8s_request){.method = "PUT",
-                                             .ref = &r,
-                                             .query = "fieldManager=portcullis",
-                                             .body = obj},
-                       NULL, diag);
+    return k8s_request(
+        c,
+        &(struct k8s_request){
+            .method = "PUT", .ref = &r, .query = "fieldManager=portcullis", .body = obj},
+        NULL, diag);
 }
 
 int

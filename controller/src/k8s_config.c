@@ -235,8 +235,7 @@ kc_user(struct kc_parse *p, const struct pc_ynode *u, struct k8s_config *c)
 }
 
 static int
-kc_apply(struct kc_parse *p, const struct pc_ynode *root, const char *context,
-         struct k8s_config *c)
+kc_apply(struct kc_parse *p, const struct pc_ynode *root, const char *context, struct k8s_config *c)
 {
     const struct pc_ynode *ctx, *cl, *u = NULL;
     const char *cluster, *user, *ns;
@@ -246,8 +245,7 @@ kc_apply(struct kc_parse *p, const struct pc_ynode *root, const char *context,
     if (!context && kc_str(p, root, "current-context", &context) < 0)
         return PC_EINVAL;
     if (!context || !*context)
-        return kc_fail(p, root, "missing field '%s' (and no context was named)",
-                       "current-context");
+        return kc_fail(p, root, "missing field '%s' (and no context was named)", "current-context");
     if (kc_named(p, root, "contexts", context, &ctx) < 0)
         return PC_EINVAL;
     if (kc_str(p, ctx, "cluster", &cluster) < 0 || kc_str(p, ctx, "user", &user) < 0 ||

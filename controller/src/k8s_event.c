@@ -20,8 +20,7 @@
 static struct k8s_ref
 events_ref(const char *ns, const char *name)
 {
-    return (struct k8s_ref){.api_version = "v1", .plural = "events", .namespace = ns,
-                            .name = name};
+    return (struct k8s_ref){.api_version = "v1", .plural = "events", .namespace = ns, .name = name};
 }
 
 /* A metav1.Time for now: RFC 3339 in UTC, whole seconds. */
@@ -40,8 +39,7 @@ static char *
 event_name(const struct k8s_event *ev, const json_t *md)
 {
     const char *uid = pc_json_str(md, "uid"), *name = pc_json_str(md, "name");
-    char *what = pc_xasprintf("%s\n%s\n%s\n%s", uid ? uid : "", ev->type, ev->reason,
-                              ev->message);
+    char *what = pc_xasprintf("%s\n%s\n%s\n%s", uid ? uid : "", ev->type, ev->reason, ev->message);
     char *hex = pc_sha256_hex(what, strlen(what));
     char *out = pc_xasprintf("%.200s.%.16s", name ? name : "unknown", hex);
 
@@ -76,11 +74,11 @@ event_object(const struct k8s_event *ev, const char *ns, const char *name)
     now_rfc3339(now);
     return json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:i, s:s, s:s, s:{s:s},"
                      " s:s, s:s}",
-                     "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
-                     ns, "involvedObject", involved_object(ev->involved), "reason", ev->reason,
+                     "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", ns,
+                     "involvedObject", involved_object(ev->involved), "reason", ev->reason,
                      "message", ev->message, "type", ev->type, "count", 1, "firstTimestamp", now,
-                     "lastTimestamp", now, "source", "component", COMPONENT,
-                     "reportingComponent", COMPONENT, "reportingInstance", host);
+                     "lastTimestamp", now, "source", "component", COMPONENT, "reportingComponent",
+                     COMPONENT, "reportingInstance", host);
 }
 
 /* The Event exists already: count it once more. */
@@ -95,9 +93,8 @@ event_bump(struct k8s_client *c, const char *ns, const char *name, struct pc_dia
     if ((rc = k8s_get(c, &ref, &old, diag)) < 0)
         return rc;
     now_rfc3339(now);
-    patch = json_pack("{s:I, s:s}", "count",
-                      json_integer_value(json_object_get(old, "count")) + 1, "lastTimestamp",
-                      now);
+    patch = json_pack("{s:I, s:s}", "count", json_integer_value(json_object_get(old, "count")) + 1,
+                      "lastTimestamp", now);
     rc = k8s_merge_patch(c, &ref, patch, diag);
     json_decref(patch);
     json_decref(old);

@@ -38,8 +38,10 @@ k8s_parse_time(const char *s, time_t *out)
     const char *p;
     time_t t;
 
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19)
         return PC_EPARSE;
     p = s + n;
     if (*p == '.')
@@ -151,8 +153,7 @@ lease_fill(struct k8s_elector *e, json_t *lease, const char *holder)
                 json_integer(json_integer_value(json_object_get(spec, "leaseTransitions")) + 1));
     }
     json_object_set_new(spec, "holderIdentity", json_string(holder ? holder : ""));
-    json_object_set_new(spec, "leaseDurationSeconds",
-                        json_integer(holder ? e->o.lease_secs : 1));
+    json_object_set_new(spec, "leaseDurationSeconds", json_integer(holder ? e->o.lease_secs : 1));
     json_object_set_new(spec, "renewTime", json_string(now));
     free(now);
 }
@@ -211,10 +212,11 @@ release(struct k8s_elector *e)
         (holder = pc_json_str(json_object_get(lease, "spec"), "holderIdentity")) &&
         strcmp(holder, e->identity) == 0) {
         lease_fill(e, lease, NULL);
-        if (k8s_request(e->client,
-                        &(struct k8s_request){.method = "PUT", .ref = &ref, .body = lease,
-                                              .timeout_ms = LEASE_TIMEOUT_MS},
-                        NULL, &d) < 0)
+        if (k8s_request(
+                e->client,
+                &(struct k8s_request){
+                    .method = "PUT", .ref = &ref, .body = lease, .timeout_ms = LEASE_TIMEOUT_MS},
+                NULL, &d) < 0)
             pc_log(PC_LOG_WARN, "lease_release_failed", "lease", e->name, "error", d.msg, NULL);
     }
     json_decref(lease);

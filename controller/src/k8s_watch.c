@@ -139,11 +139,11 @@ k8s_backoff_ms(unsigned attempt)
 
 struct k8s_watch {
     struct k8s_client *client;
-    struct k8s_watch_opts o;      /* strings below are our copies */
+    struct k8s_watch_opts o; /* strings below are our copies */
     char *api_version, *plural, *namespace, *label_selector, *field_selector;
-    char *path;                   /* collection path */
-    char *rv;                     /* resourceVersion to resume from */
-    json_t *store;                /* "namespace/name" -> its last resourceVersion */
+    char *path;    /* collection path */
+    char *rv;      /* resourceVersion to resume from */
+    json_t *store; /* "namespace/name" -> its last resourceVersion */
     struct k8s_stop stop;
     pthread_t thread;
 };
@@ -193,8 +193,7 @@ k8s_relist_note(struct k8s_relist *r, json_t *obj)
     const json_t *old = json_object_get(r->store, k);
     json_t *rv = rv_of(obj);
 
-    json_object_set_new(r->fresh, k,
-                        json_string(json_is_string(rv) ? json_string_value(rv) : ""));
+    json_object_set_new(r->fresh, k, json_string(json_is_string(rv) ? json_string_value(rv) : ""));
     free(k);
     if (!old)
         r->fn(r->ud, K8S_ADDED, obj);
@@ -300,8 +299,10 @@ on_page(void *ud, json_t *items)
 static int
 do_list(struct k8s_watch *w, struct pc_diag *d)
 {
-    struct k8s_relist r = {.store = w->store, .fresh = json_object(),
-                           .api_version = w->o.ref.api_version, .fn = w->o.on_event,
+    struct k8s_relist r = {.store = w->store,
+                           .fresh = json_object(),
+                           .api_version = w->o.ref.api_version,
+                           .fn = w->o.on_event,
                            .ud = w->o.ud};
     struct k8s_pages p = {.ref = &w->o.ref, .page_size = LIST_PAGE, .fn = on_page, .ud = &r};
     int rc = k8s_list_pages(w->client, &p, d);
@@ -412,8 +413,8 @@ watch_main(void *arg)
             need_list = true;
             continue;
         }
-        pc_log(PC_LOG_WARN, need_list ? "list_failed" : "watch_failed", "path", w->path,
-               "error", d.msg[0] ? d.msg : pc_strerror(rc), NULL);
+        pc_log(PC_LOG_WARN, need_list ? "list_failed" : "watch_failed", "path", w->path, "error",
+               d.msg[0] ? d.msg : pc_strerror(rc), NULL);
         k8s_stop_nap(&w->stop, k8s_backoff_ms(attempt < 16 ? attempt++ : attempt));
     }
     return NULL;
@@ -437,8 +438,10 @@ k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o)
     w->namespace = dup_or_null(o->ref.namespace);
     w->label_selector = dup_or_null(o->ref.label_selector);
     w->field_selector = dup_or_null(o->ref.field_selector);
-    w->o.ref = (struct k8s_ref){.api_version = w->api_version, .plural = w->plural,
-                                .namespace = w->namespace, .label_selector = w->label_selector,
+    w->o.ref = (struct k8s_ref){.api_version = w->api_version,
+                                .plural = w->plural,
+                                .namespace = w->namespace,
+                                .label_selector = w->label_selector,
                                 .field_selector = w->field_selector};
     w->o.timeout_secs = o->timeout_secs > 0 ? o->timeout_secs : 300;
     w->o.low_speed_secs = o->low_speed_secs > 0 ? o->low_speed_secs : 90;

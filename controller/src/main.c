@@ -39,6 +39,7 @@ main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    fprintf(stderr, "portcullis-controller: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -53,9 +53,8 @@ on_event(void *ud, enum k8s_event_type type, json_t *obj)
 
     (void)ud;
     print_json(json_pack("{s:s, s:s?, s:s?, s:s?, s:O?}", "type", names[type], "name",
-                         pc_json_str(md, "name"), "namespace", pc_json_str(md, "namespace"),
-                         "rv", pc_json_str(md, "resourceVersion"), "data",
-                         json_object_get(obj, "data")));
+                         pc_json_str(md, "name"), "namespace", pc_json_str(md, "namespace"), "rv",
+                         pc_json_str(md, "resourceVersion"), "data", json_object_get(obj, "data")));
 }
 
 static void
@@ -116,8 +115,8 @@ cmd_request(struct k8s_client *kc, const char *cmd, char **argv, int argc)
         print_json(json_incref(obj));
     if (rc == 0 && strcmp(cmd, "event") == 0 && argc >= 7)
         rc = k8s_event(kc,
-                       &(struct k8s_event){.involved = obj, .type = argv[4], .reason = argv[5],
-                                           .message = argv[6]},
+                       &(struct k8s_event){
+                           .involved = obj, .type = argv[4], .reason = argv[5], .message = argv[6]},
                        &d);
     json_decref(obj);
     return report(rc, &d);
@@ -130,26 +129,28 @@ run(struct k8s_client *kc, char **argv, int argc)
 
     if (strcmp(cmd, "watch") == 0 && argc >= 3) {
         struct k8s_watch *w = k8s_watch_start(
-            kc, &(struct k8s_watch_opts){
-                    .ref = {.api_version = argv[1], .plural = argv[2],
-                            .namespace = argc > 3 ? argv[3] : NULL},
-                    .on_event = on_event,
-                    .on_synced = on_synced,
-                    .low_speed_secs = getenv("K8S_PROBE_LOW_SPEED")
-                                          ? atol(getenv("K8S_PROBE_LOW_SPEED"))
-                                          : 0,
-                    .timeout_secs = getenv("K8S_PROBE_TIMEOUT") ? atoi(getenv("K8S_PROBE_TIMEOUT"))
-                                                                : 0,
-                    .resource_version = getenv("K8S_PROBE_RV")});
+            kc,
+            &(struct k8s_watch_opts){
+                .ref = {.api_version = argv[1],
+                        .plural = argv[2],
+                        .namespace = argc > 3 ? argv[3] : NULL},
+                .on_event = on_event,
+                .on_synced = on_synced,
+                .low_speed_secs =
+                    getenv("K8S_PROBE_LOW_SPEED") ? atol(getenv("K8S_PROBE_LOW_SPEED")) : 0,
+                .timeout_secs = getenv("K8S_PROBE_TIMEOUT") ? atoi(getenv("K8S_PROBE_TIMEOUT")) : 0,
+                .resource_version = getenv("K8S_PROBE_RV")});
         wait_for_signal();
         k8s_watch_stop(w);
         return 0;
     }
     if (strcmp(cmd, "lease") == 0 && argc >= 4) {
-        struct k8s_elector *e = k8s_elector_start(
-            kc, &(struct k8s_lease_opts){.namespace = argv[1], .name = argv[2],
-                                         .identity = argv[3], .on_started_leading = on_lead,
-                                         .on_stopped_leading = on_unlead});
+        struct k8s_elector *e =
+            k8s_elector_start(kc, &(struct k8s_lease_opts){.namespace = argv[1],
+                                                           .name = argv[2],
+                                                           .identity = argv[3],
+                                                           .on_started_leading = on_lead,
+                                                           .on_stopped_leading = on_unlead});
         wait_for_signal();
         k8s_elector_stop(e);
         return 0;

@@ -38,7 +38,8 @@ find_doc(const json_t *docs, const char *kind, const char *name)
     size_t i;
     json_t *doc;
 
-    json_array_foreach(docs, i, doc) {
+    json_array_foreach(docs, i, doc)
+    {
         if (strcmp(pc_json_str(doc, "kind"), kind) == 0 &&
             strcmp(pc_json_str(json_object_get(doc, "metadata"), "name"), name) == 0)
             return doc;
@@ -65,7 +66,8 @@ controller_args(const json_t *docs)
     size_t i;
     char *out = pc_xstrdup("");
 
-    json_array_foreach(args, i, a) {
+    json_array_foreach(args, i, a)
+    {
         char *next = pc_xasprintf("%s%s%s", out, i ? " " : "", json_string_value(a));
         free(out);
         out = next;
@@ -77,9 +79,17 @@ static void
 test_every_kind_present(void **state)
 {
     static const char *const kinds[] = {
-        "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-        "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service",
-        "PodDisruptionBudget", "Secret",
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "Secret",
     };
     char *text = NULL;
     json_t *docs = render_docs(&(struct ctl_bootstrap_opts){0}, &text);
@@ -107,7 +117,8 @@ test_every_document_is_an_object(void **state)
     size_t i;
     (void)state;
 
-    json_array_foreach(docs, i, doc) {
+    json_array_foreach(docs, i, doc)
+    {
         assert_non_null(pc_json_str(doc, "apiVersion"));
         assert_non_null(pc_json_str(doc, "kind"));
         assert_non_null(pc_json_path(doc, "metadata.name"));
@@ -162,8 +173,9 @@ test_cookie_secret_fresh_each_run(void **state)
     assert_int_equal(strlen(s2), 43);
     assert_string_not_equal(s1, s2);
     json_t *sec = find_doc(d1, "Secret", "portcullis-cookie-secret");
-    assert_string_equal(pc_json_path(sec, "metadata.namespace") ?
-                        json_string_value(pc_json_path(sec, "metadata.namespace")) : "",
+    assert_string_equal(pc_json_path(sec, "metadata.namespace")
+                            ? json_string_value(pc_json_path(sec, "metadata.namespace"))
+                            : "",
                         "portcullis-system");
     json_decref(d1);
     json_decref(d2);
@@ -202,8 +214,8 @@ test_mesh_modes(void **state)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *text = NULL;
-        json_t *docs = render_docs(&(struct ctl_bootstrap_opts){.mesh_config = cases[i].mode},
-                                   &text);
+        json_t *docs =
+            render_docs(&(struct ctl_bootstrap_opts){.mesh_config = cases[i].mode}, &text);
         char *args = controller_args(docs);
 
         assert_non_null(strstr(args, cases[i].args));
@@ -230,7 +242,8 @@ test_namespace_moves_everything(void **state)
 
     assert_null(strstr(text, "portcullis-system"));
     assert_non_null(find_doc(docs, "Namespace", "auth"));
-    json_array_foreach(docs, i, doc) {
+    json_array_foreach(docs, i, doc)
+    {
         const char *ns = json_string_value(pc_json_path(doc, "metadata.namespace"));
         if (ns && strcmp(ns, "istio-system") != 0)
             assert_string_equal(ns, "auth");

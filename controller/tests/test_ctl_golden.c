@@ -35,13 +35,17 @@ static const struct golden_case cases[] = {
     {"grafana", 0, {"-f", "examples/grafana.yaml"}},
     {"api-bearer", 0, {"-f", "examples/api-bearer.yaml"}},
     {"two-apps", 0, {"-f", "examples/two-apps.yaml"}},
-    {"all-examples", 0, {"-f", "examples/api-bearer.yaml", "-f", "examples/echoserver.yaml",
-                         "-f", "examples/grafana.yaml", "-f", "examples/two-apps.yaml"}},
-    {"secret-file", 0, {"-f", "examples/echoserver.yaml", "--secret-file",
-                        "test-auth/echo-oidc/client-secret=controller/tests/data/"
-                        "echo-client-secret.txt", "--authd-namespace", "auth",
-                        "--authd-service", "authd", "--authd-port", "8080",
-                        "--allow-insecure-issuers"}},
+    {"all-examples",
+     0,
+     {"-f", "examples/api-bearer.yaml", "-f", "examples/echoserver.yaml", "-f",
+      "examples/grafana.yaml", "-f", "examples/two-apps.yaml"}},
+    {"secret-file",
+     0,
+     {"-f", "examples/echoserver.yaml", "--secret-file",
+      "test-auth/echo-oidc/client-secret=controller/tests/data/"
+      "echo-client-secret.txt",
+      "--authd-namespace", "auth", "--authd-service", "authd", "--authd-port", "8080",
+      "--allow-insecure-issuers"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
 };
 
@@ -154,9 +158,11 @@ test_golden(void **state)
 static void
 test_outdir_matches_stream(void **state)
 {
-    static const struct golden_case c = {
-        "outdir", 0, {"-f", "examples/api-bearer.yaml", "-f", "examples/echoserver.yaml", "-f",
-                      "examples/grafana.yaml", "-f", "examples/two-apps.yaml", "-o", NULL}};
+    static const struct golden_case c = {"outdir",
+                                         0,
+                                         {"-f", "examples/api-bearer.yaml", "-f",
+                                          "examples/echoserver.yaml", "-f", "examples/grafana.yaml",
+                                          "-f", "examples/two-apps.yaml", "-o", NULL}};
     struct golden_case oc = c;
     char tmpl[] = "/tmp/ctl-golden-XXXXXX";
     char *dir = mkdtemp(tmpl), *out = pc_xasprintf("%s/out", dir);

@@ -21,10 +21,10 @@ static json_t *
 ph(const char *ns, const char *name, const char *created, const char *hosts, const char *extra)
 {
     json_t *more = extra ? json_loads(extra, 0, NULL) : NULL;
-    json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s,s:s},s:{s:o,s:{s:s,s:s,s:{s:s,s:s}}}}",
-                          "apiVersion", CTL_GROUP_VERSION, "kind", "ProtectedHost", "metadata",
-                          "namespace", ns, "name", name, "creationTimestamp", created, "spec",
-                          "hosts", json_loads(hosts, 0, NULL), "oidc", "issuerURL", "https://idp",
+    json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s,s:s},s:{s:o,s:{s:s,s:s,s:{s:s,s:s}}}}", "apiVersion",
+                          CTL_GROUP_VERSION, "kind", "ProtectedHost", "metadata", "namespace", ns,
+                          "name", name, "creationTimestamp", created, "spec", "hosts",
+                          json_loads(hosts, 0, NULL), "oidc", "issuerURL", "https://idp",
                           "clientID", name, "clientSecretRef", "name", "oidc", "key", "secret");
 
     if (more)
@@ -53,20 +53,16 @@ scenario(void)
                                 "{\"upstreamHeaders\":[{\"name\":\"X-Email\",\"claim\":\"e\"}]}"));
     json_array_append_new(a, ph("a", "other", "2026-01-03T00:00:00Z", "[\"y.example.com\"]",
                                 "{\"upstreamHeaders\":[{\"name\":\"X-User\",\"claim\":\"u\"}]}"));
-    json_array_append_new(a, ph("z", "older", "2026-01-01T00:00:00Z",
-                                "[\"w.example.com\",\"x.example.com\"]", NULL));
-    json_array_append_new(a, ph("a", "bad", "2026-01-01T00:00:00Z", "[\"y.example.com\"]",
-                                "{\"mode\":\"Loud\"}"));
+    json_array_append_new(
+        a, ph("z", "older", "2026-01-01T00:00:00Z", "[\"w.example.com\",\"x.example.com\"]", NULL));
+    json_array_append_new(
+        a, ph("a", "bad", "2026-01-01T00:00:00Z", "[\"y.example.com\"]", "{\"mode\":\"Loud\"}"));
     json_array_append_new(a, ph("missing", "app", "2026-01-04T00:00:00Z", "[\"m.example.com\"]",
                                 "{\"upstreamHeaders\":[{\"name\":\"X-Gone\",\"claim\":\"g\"}]}"));
-    json_array_append_new(a, ph("a-b", "c", "2026-01-05T00:00:00Z", "[\"one.example.com\"]",
-                                NULL));
-    json_array_append_new(a, ph("a", "b-c", "2026-01-06T00:00:00Z", "[\"two.example.com\"]",
-                                NULL));
-    json_array_append_new(a, ph("t", "tie-b", "2026-01-07T00:00:00Z", "[\"t.example.com\"]",
-                                NULL));
-    json_array_append_new(a, ph("t", "tie-a", "2026-01-07T00:00:00Z", "[\"t.example.com\"]",
-                                NULL));
+    json_array_append_new(a, ph("a-b", "c", "2026-01-05T00:00:00Z", "[\"one.example.com\"]", NULL));
+    json_array_append_new(a, ph("a", "b-c", "2026-01-06T00:00:00Z", "[\"two.example.com\"]", NULL));
+    json_array_append_new(a, ph("t", "tie-b", "2026-01-07T00:00:00Z", "[\"t.example.com\"]", NULL));
+    json_array_append_new(a, ph("t", "tie-a", "2026-01-07T00:00:00Z", "[\"t.example.com\"]", NULL));
     return a;
 }
 
@@ -80,8 +76,7 @@ id_of(const json_t *obj)
 
 /* Feeds objs[order[i]] one at a time, settling after each, as the run loop does. */
 static void
-feed(struct ctl_hosts *hs, const json_t *objs, const size_t *order,
-     const struct ctl_state_opts *o)
+feed(struct ctl_hosts *hs, const json_t *objs, const size_t *order, const struct ctl_state_opts *o)
 {
     for (size_t i = 0; i < json_array_size(objs); i++) {
         json_t *obj = json_array_get(objs, order[i]), *policy = NULL;

@@ -53,37 +53,36 @@ as_json(const char *text)
     return j;
 }
 
-static const char *const istio_mesh =
-    "accessLogFile: /dev/stdout\n"
-    "defaultConfig:\n"
-    "  discoveryAddress: istiod.istio-system.svc:15012\n"
-    "  proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}\n"
-    "  holdApplicationUntilProxyStarts: true\n"
-    "enablePrometheusMerge: true\n"
-    "# comments are not kept\n"
-    "extensionProviders:\n"
-    "- name: otel\n"
-    "  opentelemetry:\n"
-    "    port: 4317\n"
-    "    service: otel.observability.svc.cluster.local\n"
-    "- name: portcullis\n"
-    "  envoyExtAuthzHttp:\n"
-    "    service: old.portcullis-system.svc.cluster.local\n"
-    "    port: 9999\n"
-    "    timeout: 600s\n"
-    "- name: oauth2-proxy\n"
-    "  envoyExtAuthzHttp:\n"
-    "    service: oauth2-proxy.oauth2-proxy.svc.cluster.local\n"
-    "    port: 80\n"
-    "    statusOnError: \"500\"\n"
-    "    includeRequestHeadersInCheck: [authorization, cookie]\n"
-    "rootNamespace: istio-system\n"
-    "trustDomain: cluster.local\n"
-    "meshMTLS: {minProtocolVersion: 'TLSV1_2'}\n"
-    "customVersion: 1.10\n"
-    "multiline: |\n"
-    "  line one\n"
-    "  line two\n";
+static const char *const istio_mesh = "accessLogFile: /dev/stdout\n"
+                                      "defaultConfig:\n"
+                                      "  discoveryAddress: istiod.istio-system.svc:15012\n"
+                                      "  proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}\n"
+                                      "  holdApplicationUntilProxyStarts: true\n"
+                                      "enablePrometheusMerge: true\n"
+                                      "# comments are not kept\n"
+                                      "extensionProviders:\n"
+                                      "- name: otel\n"
+                                      "  opentelemetry:\n"
+                                      "    port: 4317\n"
+                                      "    service: otel.observability.svc.cluster.local\n"
+                                      "- name: portcullis\n"
+                                      "  envoyExtAuthzHttp:\n"
+                                      "    service: old.portcullis-system.svc.cluster.local\n"
+                                      "    port: 9999\n"
+                                      "    timeout: 600s\n"
+                                      "- name: oauth2-proxy\n"
+                                      "  envoyExtAuthzHttp:\n"
+                                      "    service: oauth2-proxy.oauth2-proxy.svc.cluster.local\n"
+                                      "    port: 80\n"
+                                      "    statusOnError: \"500\"\n"
+                                      "    includeRequestHeadersInCheck: [authorization, cookie]\n"
+                                      "rootNamespace: istio-system\n"
+                                      "trustDomain: cluster.local\n"
+                                      "meshMTLS: {minProtocolVersion: 'TLSV1_2'}\n"
+                                      "customVersion: 1.10\n"
+                                      "multiline: |\n"
+                                      "  line one\n"
+                                      "  line two\n";
 
 static void
 test_no_mesh(void **state)
@@ -123,15 +122,17 @@ test_replaced_in_place(void **state)
     assert_true(json_equal(json_array_get(list, 2),
                            json_array_get(json_object_get(in, "extensionProviders"), 2)));
     /* every other field is untouched */
-    json_object_foreach(in, key, v) {
+    json_object_foreach(in, key, v)
+    {
         if (strcmp(key, "extensionProviders") != 0)
             assert_true(json_equal(v, json_object_get(j, key)));
     }
     assert_int_equal(json_object_size(in), json_object_size(j));
     /* scalars keep their text: 1.10 is not rewritten as 1.1, "500" stays a string */
     assert_non_null(strstr(out, "customVersion: 1.10\n"));
-    assert_string_equal(pc_json_str(pc_json_path(j, "defaultConfig.proxyMetadata"),
-                                    "ISTIO_META_DNS_CAPTURE"), "true");
+    assert_string_equal(
+        pc_json_str(pc_json_path(j, "defaultConfig.proxyMetadata"), "ISTIO_META_DNS_CAPTURE"),
+        "true");
     assert_non_null(strstr(out, "multiline: |"));
     /* order of keys is kept */
     assert_true(strstr(out, "accessLogFile") < strstr(out, "defaultConfig"));
@@ -158,8 +159,8 @@ test_appended(void **state)
     (void)state;
     j = as_json(out);
     assert_int_equal(json_array_size(json_object_get(j, "extensionProviders")), 2);
-    assert_string_equal(pc_json_str(json_array_get(json_object_get(j, "extensionProviders"), 0),
-                                    "name"), "otel");
+    assert_string_equal(
+        pc_json_str(json_array_get(json_object_get(j, "extensionProviders"), 0), "name"), "otel");
     assert_true(json_equal(json_array_get(json_object_get(j, "extensionProviders"), 1), p));
     json_decref(j);
     free(out);
@@ -285,8 +286,7 @@ test_provider_checked(void **state)
     assert_int_equal(ctl_mesh_merge("a: 1\n", p, &out, &d), PC_EINVAL);
     assert_non_null(strstr(d.msg, "includeRequestBodyInCheck: unknown field"));
     json_object_del(h, "includeRequestBodyInCheck");
-    json_array_append_new(json_object_get(h, "headersToUpstreamOnAllow"),
-                          json_string("X-Upper"));
+    json_array_append_new(json_object_get(h, "headersToUpstreamOnAllow"), json_string("X-Upper"));
     assert_int_equal(ctl_provider_check(p, &d), PC_EINVAL);
     assert_non_null(strstr(d.msg, "must be lowercase"));
     json_decref(p);
@@ -305,9 +305,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_mesh),          cmocka_unit_test(test_replaced_in_place),
-        cmocka_unit_test(test_appended),         cmocka_unit_test(test_duplicates_collapse),
-        cmocka_unit_test(test_idempotent_and_updates), cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_no_mesh),
+        cmocka_unit_test(test_replaced_in_place),
+        cmocka_unit_test(test_appended),
+        cmocka_unit_test(test_duplicates_collapse),
+        cmocka_unit_test(test_idempotent_and_updates),
+        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_provider_checked),
     };
 

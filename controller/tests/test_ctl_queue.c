@@ -136,8 +136,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_coalesces),          cmocka_unit_test(test_readded_while_processing),
-        cmocka_unit_test(test_delay_and_order),    cmocka_unit_test(test_backoff_grows_and_resets),
+        cmocka_unit_test(test_coalesces),       cmocka_unit_test(test_readded_while_processing),
+        cmocka_unit_test(test_delay_and_order), cmocka_unit_test(test_backoff_grows_and_resets),
         cmocka_unit_test(test_shutdown),
     };
 

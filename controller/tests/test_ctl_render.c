@@ -48,16 +48,15 @@ test_policy(void **state)
     (void)state;
     assert_string_equal(pc_json_str(p, "apiVersion"), "security.istio.io/v1");
     assert_string_equal(pc_json_str(p, "kind"), "AuthorizationPolicy");
-    assert_string_equal(pc_json_str(pc_json_path(p, "metadata"), "name"),
-                        "portcullis-team-a-echo");
+    assert_string_equal(pc_json_str(pc_json_path(p, "metadata"), "name"), "portcullis-team-a-echo");
     assert_string_equal(pc_json_str(pc_json_path(p, "metadata"), "namespace"), "gw");
     s = dump(pc_json_path(p, "metadata.labels"));
     assert_string_equal(s, "{\"app.kubernetes.io/managed-by\":\"portcullis\","
                            "\"portcullis.io/owner-name\":\"echo\","
                            "\"portcullis.io/owner-namespace\":\"team-a\"}");
     free(s);
-    assert_string_equal(pc_json_str(pc_json_path(p, "metadata.annotations"),
-                                    "portcullis.io/owner"), "team-a/echo");
+    assert_string_equal(pc_json_str(pc_json_path(p, "metadata.annotations"), "portcullis.io/owner"),
+                        "team-a/echo");
     s = dump(json_object_get(p, "spec"));
     assert_string_equal(s, "{\"action\":\"CUSTOM\",\"provider\":{\"name\":\"portcullis\"},"
                            "\"rules\":[{\"to\":[{\"operation\":{\"hosts\":[\"echo.example.com\","
@@ -78,18 +77,21 @@ test_policy_without_skip(void **state)
     char *long_name = pc_xcalloc(254, 1);
 
     (void)state;
-    assert_null(json_object_get(json_object_get(json_array_get(json_object_get(
-                                    json_array_get(pc_json_path(p, "spec.rules"), 0), "to"), 0),
-                                                "operation"), "notPaths"));
+    assert_null(json_object_get(
+        json_object_get(
+            json_array_get(json_object_get(json_array_get(pc_json_path(p, "spec.rules"), 0), "to"),
+                           0),
+            "operation"),
+        "notPaths"));
     json_decref(p);
     /* a long owner name is shortened in the label, kept whole in the annotation */
     memset(long_name, 'n', 200);
     p = ctl_render_policy("ns", long_name, spec);
-    assert_true(strlen(pc_json_str(pc_json_path(p, "metadata.labels"),
-                                   "portcullis.io/owner-name")) <= 63);
+    assert_true(
+        strlen(pc_json_str(pc_json_path(p, "metadata.labels"), "portcullis.io/owner-name")) <= 63);
     assert_true(strlen(pc_json_str(pc_json_path(p, "metadata"), "name")) <= 63);
-    assert_int_equal(strlen(pc_json_str(pc_json_path(p, "metadata.annotations"),
-                                        "portcullis.io/owner")), 203);
+    assert_int_equal(
+        strlen(pc_json_str(pc_json_path(p, "metadata.annotations"), "portcullis.io/owner")), 203);
     json_decref(p);
     free(long_name);
     json_decref(spec);
@@ -105,8 +107,7 @@ test_authd_host(void **state)
 
     (void)state;
     assert_string_equal(pc_json_str(h, "id"), "ns/n");
-    assert_string_equal(pc_json_str(json_object_get(h, "oidc"), "clientSecret"),
-                        "<secret:ns/s/k>");
+    assert_string_equal(pc_json_str(json_object_get(h, "oidc"), "clientSecret"), "<secret:ns/s/k>");
     assert_null(pc_json_path(h, "oidc.clientSecretRef"));
     assert_null(pc_json_path(h, "session.cookieDomain")); /* host-only */
     assert_string_equal(pc_json_str(h, "mode"), "ReportOnly");
@@ -213,9 +214,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy),        cmocka_unit_test(test_policy_without_skip),
-        cmocka_unit_test(test_authd_host),    cmocka_unit_test(test_provider_union),
-        cmocka_unit_test(test_authd_config),  cmocka_unit_test(test_provider_snippet),
+        cmocka_unit_test(test_policy),       cmocka_unit_test(test_policy_without_skip),
+        cmocka_unit_test(test_authd_host),   cmocka_unit_test(test_provider_union),
+        cmocka_unit_test(test_authd_config), cmocka_unit_test(test_provider_snippet),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,13 +13,14 @@
 #include "controller.h"
 #include "portcullis/json.h"
 
-#define BASE "\"hosts\":[\"echo.example.com\"],\"oidc\":{\"issuerURL\":\"https://idp.example.com\"," \
-             "\"clientID\":\"echo\"}"
+#define BASE                                                                                       \
+    "\"hosts\":[\"echo.example.com\"],\"oidc\":{\"issuerURL\":\"https://idp.example.com\","        \
+    "\"clientID\":\"echo\"}"
 
 struct spec_case {
-    const char *spec;       /* JSON */
+    const char *spec; /* JSON */
     bool insecure;
-    const char *error;      /* substring of the first error, NULL: valid */
+    const char *error; /* substring of the first error, NULL: valid */
 };
 
 static const struct spec_case spec_cases[] = {
@@ -28,16 +29,19 @@ static const struct spec_case spec_cases[] = {
     {"{\"hosts\":[],\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}", false,
      "spec.hosts: Required"},
     {"{\"hosts\":[\"a.example.com\",\"a.example.com\"],\"oidc\":{\"issuerURL\":\"https://i\","
-     "\"clientID\":\"c\"}}", false, "spec.hosts[1]: duplicate host \"a.example.com\""},
+     "\"clientID\":\"c\"}}",
+     false, "spec.hosts[1]: duplicate host \"a.example.com\""},
     {"{\"hosts\":[\"Echo.example.com\"],\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}",
      false, "spec.hosts[0]: \"Echo.example.com\" is not a lowercase DNS name"},
-    {"{\"hosts\":[\"*.apps.example.com\"],\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}",
+    {"{\"hosts\":[\"*.apps.example.com\"],\"oidc\":{\"issuerURL\":\"https://"
+     "i\",\"clientID\":\"c\"}}",
      false, NULL},
     {"{\"hosts\":[\"a.*.example.com\"],\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}",
      false, "spec.hosts[0]"},
     {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"http://idp\",\"clientID\":\"c\"}}", false,
      "spec.oidc.issuerURL: \"http://idp\" must be an https URL"},
-    {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"http://idp\",\"clientID\":\"c\"}}", true, NULL},
+    {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"http://idp\",\"clientID\":\"c\"}}", true,
+     NULL},
     {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"ftp://idp\",\"clientID\":\"c\"}}", true,
      "spec.oidc.issuerURL"},
     {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"https://idp\"}}", false,
@@ -45,7 +49,8 @@ static const struct spec_case spec_cases[] = {
     {"{\"hosts\":[\"a.b\"]}", false, "spec.oidc: Required value"},
     {"{" BASE ",\"oidc2\":{}}", false, "spec.oidc2: unknown field"},
     {"{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\","
-     "\"callbackPath\":\"oauth2/callback\"}}", false, "spec.oidc.callbackPath: must be an absolute"},
+     "\"callbackPath\":\"oauth2/callback\"}}",
+     false, "spec.oidc.callbackPath: must be an absolute"},
     {"{" BASE ",\"mode\":\"Audit\"}", false, "spec.mode: Unsupported value: \"Audit\""},
     {"{" BASE ",\"session\":{\"sameSite\":\"lax\"}}", false, "spec.session.sameSite"},
     {"{" BASE ",\"session\":{\"lifetime\":\"0s\"}}", false, "spec.session.lifetime"},
@@ -56,7 +61,8 @@ static const struct spec_case spec_cases[] = {
     {"{" BASE ",\"upstreamHeaders\":[{\"name\":\"X Bad\",\"claim\":\"sub\"}]}", false,
      "spec.upstreamHeaders[0].name: \"X Bad\" is not a header name"},
     {"{" BASE ",\"upstreamHeaders\":[{\"name\":\"X-A\",\"claim\":\"sub\"},"
-     "{\"name\":\"x-a\",\"claim\":\"email\"}]}", false, "spec.upstreamHeaders[1].name: duplicate"},
+     "{\"name\":\"x-a\",\"claim\":\"email\"}]}",
+     false, "spec.upstreamHeaders[1].name: duplicate"},
     {"{" BASE ",\"upstreamHeaders\":[{\"name\":\"X-A\"}]}", false,
      "spec.upstreamHeaders[0].claim: Required value"},
     {"{" BASE ",\"paths\":{\"skip\":[\"healthz\"]}}", false, "spec.paths.skip[0]: must be a path"},
@@ -114,8 +120,7 @@ test_defaults(void **state)
     assert_string_equal(pc_json_str(pc_json_path(out, "gateway"), "namespace"), "istio-system");
     assert_string_equal(pc_json_str(pc_json_path(out, "gateway.selector"), "istio"),
                         "ingressgateway");
-    assert_string_equal(pc_json_str(pc_json_path(out, "oidc"), "callbackPath"),
-                        "/oauth2/callback");
+    assert_string_equal(pc_json_str(pc_json_path(out, "oidc"), "callbackPath"), "/oauth2/callback");
     assert_string_equal(pc_json_str(pc_json_path(out, "oidc.claims"), "username"),
                         "preferred_username");
     assert_int_equal(json_array_size(pc_json_path(out, "oidc.scopes")), 3);
@@ -137,7 +142,9 @@ test_scopes_openid_first(void **state)
 {
     json_t *in = json_loads("{\"hosts\":[\"a.b\"],\"oidc\":{\"issuerURL\":\"https://i\","
                             "\"clientID\":\"c\",\"scopes\":[\"email\",\"openid\",\"groups\","
-                            "\"email\"]}}", 0, NULL), *out = NULL;
+                            "\"email\"]}}",
+                            0, NULL),
+           *out = NULL;
     struct ctl_errors errs = {0};
     char *dump;
 
@@ -153,8 +160,9 @@ test_scopes_openid_first(void **state)
 static void
 test_errors_collected(void **state)
 {
-    json_t *in = json_loads("{\"hosts\":[\"A\"],\"oidc\":{\"issuerURL\":\"x\"},\"mode\":\"m\"}",
-                            0, NULL), *out = NULL;
+    json_t *in = json_loads("{\"hosts\":[\"A\"],\"oidc\":{\"issuerURL\":\"x\"},\"mode\":\"m\"}", 0,
+                            NULL),
+           *out = NULL;
     struct ctl_errors errs = {0};
     char *joined;
 
@@ -177,8 +185,8 @@ test_durations(void **state)
     static const struct {
         const char *s;
         long long secs; /* -1: invalid */
-    } cases[] = {{"12h", 43200}, {"1h30m", 5400}, {"90s", 90}, {"0s", 0}, {"30m", 1800},
-                 {"", -1}, {"12", -1}, {"h", -1}, {"1.5h", -1}, {"1d", -1}, {"-1s", -1}};
+    } cases[] = {{"12h", 43200}, {"1h30m", 5400}, {"90s", 90},  {"0s", 0},  {"30m", 1800}, {"", -1},
+                 {"12", -1},     {"h", -1},       {"1.5h", -1}, {"1d", -1}, {"-1s", -1}};
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -263,9 +271,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spec_table),   cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_spec_table),          cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_scopes_openid_first), cmocka_unit_test(test_errors_collected),
-        cmocka_unit_test(test_durations),    cmocka_unit_test(test_policy_names),
+        cmocka_unit_test(test_durations),           cmocka_unit_test(test_policy_names),
         cmocka_unit_test(test_dns_and_headers),
     };
 

@@ -53,8 +53,8 @@ test_older_keeps_host(void **state)
     /* listed newest first: order of arrival must not matter */
     json_array_append_new(objs, ph("z", "newer", "2026-01-02T00:00:00Z", "[\"x.example.com\"]"));
     json_array_append_new(objs, ph("a", "other", "2026-01-03T00:00:00Z", "[\"y.example.com\"]"));
-    json_array_append_new(objs, ph("z", "older", "2026-01-01T00:00:00Z",
-                                   "[\"w.example.com\",\"x.example.com\"]"));
+    json_array_append_new(
+        objs, ph("z", "older", "2026-01-01T00:00:00Z", "[\"w.example.com\",\"x.example.com\"]"));
     ctl_state_build(&st, objs, &o);
     a = ctl_state_find(&st, "z", "older");
     b = ctl_state_find(&st, "z", "newer");
@@ -70,8 +70,8 @@ test_older_keeps_host(void **state)
     assert_non_null(a->authd_host);
     assert_int_equal(json_array_size(json_object_get(st.authd_config, "hosts")), 2);
     /* authd's hosts are listed by id, not by age */
-    assert_string_equal(pc_json_str(json_array_get(json_object_get(st.authd_config, "hosts"), 0),
-                                    "id"), "a/other");
+    assert_string_equal(
+        pc_json_str(json_array_get(json_object_get(st.authd_config, "hosts"), 0), "id"), "a/other");
     assert_non_null(strstr(st.authd_text, "clientSecret: secret-of-z-oidc"));
     ctl_state_release(&st);
     json_decref(objs);
@@ -100,8 +100,8 @@ test_tie_by_name(void **state)
 static void
 test_invalid_claims_nothing(void **state)
 {
-    json_t *objs = json_array(), *bad = ph("a", "bad", "2026-01-01T00:00:00Z",
-                                           "[\"x.example.com\"]");
+    json_t *objs = json_array(),
+           *bad = ph("a", "bad", "2026-01-01T00:00:00Z", "[\"x.example.com\"]");
     struct ctl_state_opts o = {0};
     struct ctl_state st;
     struct ctl_item *it;
@@ -195,9 +195,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_older_keeps_host),     cmocka_unit_test(test_tie_by_name),
-        cmocka_unit_test(test_invalid_claims_nothing), cmocka_unit_test(test_secret_missing),
-        cmocka_unit_test(test_policy_name_collision), cmocka_unit_test(test_empty_and_deterministic),
+        cmocka_unit_test(test_older_keeps_host),
+        cmocka_unit_test(test_tie_by_name),
+        cmocka_unit_test(test_invalid_claims_nothing),
+        cmocka_unit_test(test_secret_missing),
+        cmocka_unit_test(test_policy_name_collision),
+        cmocka_unit_test(test_empty_and_deterministic),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,7 +46,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    static const char *const files[] = {"ca.pem", "client.crt", "client.key", "token",
+    static const char *const files[] = {"ca.pem",    "client.crt", "client.key", "token",
                                         "namespace", "kubeconfig", "ca.crt"};
     (void)state;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -59,42 +59,42 @@ teardown(void **state)
 }
 
 #define CLUSTERS                                                                                   \
-    "clusters:\n"                                                                              \
-    "- name: c1\n"                                                                             \
-    "  cluster:\n"                                                                             \
-    "    server: https://127.0.0.1:6443/\n"                                                    \
-    "    certificate-authority-data: Q0EtREFUQQo=\n" /* "CA-DATA\n" */                         \
-    "- name: c2\n"                                                                             \
-    "  cluster:\n"                                                                             \
-    "    server: https://10.0.0.2\n"                                                           \
-    "    certificate-authority: ca.pem\n"                                                      \
-    "- name: c3\n"                                                                             \
+    "clusters:\n"                                                                                  \
+    "- name: c1\n"                                                                                 \
+    "  cluster:\n"                                                                                 \
+    "    server: https://127.0.0.1:6443/\n"                                                        \
+    "    certificate-authority-data: Q0EtREFUQQo=\n" /* "CA-DATA\n" */                             \
+    "- name: c2\n"                                                                                 \
+    "  cluster:\n"                                                                                 \
+    "    server: https://10.0.0.2\n"                                                               \
+    "    certificate-authority: ca.pem\n"                                                          \
+    "- name: c3\n"                                                                                 \
     "  cluster: {server: 'https://c3:443', insecure-skip-tls-verify: true}\n"
 #define USERS                                                                                      \
-    "users:\n"                                                                                 \
-    "- name: tok\n"                                                                            \
-    "  user: {token: s3cret}\n"                                                                \
-    "- name: certdata\n"                                                                       \
-    "  user:\n"                                                                                \
-    "    client-certificate-data: Q1JULURBVEEK\n" /* "CRT-DATA\n" */                           \
-    "    client-key-data: S0VZLURBVEEK\n"          /* "KEY-DATA\n" */                          \
-    "- name: certfile\n"                                                                       \
-    "  user: {client-certificate: client.crt, client-key: client.key, tokenFile: token}\n"     \
-    "- name: halfcert\n"                                                                       \
+    "users:\n"                                                                                     \
+    "- name: tok\n"                                                                                \
+    "  user: {token: s3cret}\n"                                                                    \
+    "- name: certdata\n"                                                                           \
+    "  user:\n"                                                                                    \
+    "    client-certificate-data: Q1JULURBVEEK\n" /* "CRT-DATA\n" */                               \
+    "    client-key-data: S0VZLURBVEEK\n"         /* "KEY-DATA\n" */                               \
+    "- name: certfile\n"                                                                           \
+    "  user: {client-certificate: client.crt, client-key: client.key, tokenFile: token}\n"         \
+    "- name: halfcert\n"                                                                           \
     "  user: {client-certificate: client.crt}\n"
 #define CONTEXTS                                                                                   \
-    "contexts:\n"                                                                              \
-    "- name: a\n"                                                                              \
-    "  context: {cluster: c1, user: tok, namespace: team-a}\n"                                 \
-    "- name: b\n"                                                                              \
-    "  context: {cluster: c2, user: certdata}\n"                                               \
-    "- name: c\n"                                                                              \
-    "  context: {cluster: c3, user: certfile}\n"                                               \
-    "- name: half\n"                                                                           \
-    "  context: {cluster: c1, user: halfcert}\n"                                               \
-    "- name: nouser\n"                                                                         \
-    "  context: {cluster: c1}\n"                                                               \
-    "- name: ghost\n"                                                                          \
+    "contexts:\n"                                                                                  \
+    "- name: a\n"                                                                                  \
+    "  context: {cluster: c1, user: tok, namespace: team-a}\n"                                     \
+    "- name: b\n"                                                                                  \
+    "  context: {cluster: c2, user: certdata}\n"                                                   \
+    "- name: c\n"                                                                                  \
+    "  context: {cluster: c3, user: certfile}\n"                                                   \
+    "- name: half\n"                                                                               \
+    "  context: {cluster: c1, user: halfcert}\n"                                                   \
+    "- name: nouser\n"                                                                             \
+    "  context: {cluster: c1}\n"                                                                   \
+    "- name: ghost\n"                                                                              \
     "  context: {cluster: nowhere, user: tok}\n"
 
 struct expect {
@@ -128,23 +128,37 @@ test_contexts(void **state)
         const char *current, *context;
         struct expect e;
     } t[] = {
-        {"a", NULL,
-         {.server = "https://127.0.0.1:6443", .ca_pem = "CA-DATA\n", .token = "s3cret",
+        {"a",
+         NULL,
+         {.server = "https://127.0.0.1:6443",
+          .ca_pem = "CA-DATA\n",
+          .token = "s3cret",
           .ns = "team-a"}},
-        {"a", "b",
-         {.server = "https://10.0.0.2", .ca_file = "DIR/ca.pem", .cert = "CRT-DATA\n",
-          .key = "KEY-DATA\n", .ns = "default"}},
-        {"", "c",
-         {.server = "https://c3:443", .insecure = true, .cert = "CRT-PEM\n", .key = "KEY-PEM\n",
-          .token_file = "DIR/token", .ns = "default"}},
-        {"nouser", NULL, {.server = "https://127.0.0.1:6443", .ca_pem = "CA-DATA\n",
-                          .ns = "default"}},
+        {"a",
+         "b",
+         {.server = "https://10.0.0.2",
+          .ca_file = "DIR/ca.pem",
+          .cert = "CRT-DATA\n",
+          .key = "KEY-DATA\n",
+          .ns = "default"}},
+        {"",
+         "c",
+         {.server = "https://c3:443",
+          .insecure = true,
+          .cert = "CRT-PEM\n",
+          .key = "KEY-PEM\n",
+          .token_file = "DIR/token",
+          .ns = "default"}},
+        {"nouser",
+         NULL,
+         {.server = "https://127.0.0.1:6443", .ca_pem = "CA-DATA\n", .ns = "default"}},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        char *text = pc_xasprintf("apiVersion: v1\nkind: Config\ncurrent-context: '%s'\n"
-                                  CLUSTERS USERS CONTEXTS, t[i].current);
+        char *text = pc_xasprintf(
+            "apiVersion: v1\nkind: Config\ncurrent-context: '%s'\n" CLUSTERS USERS CONTEXTS,
+            t[i].current);
         char *path = write_file("kubeconfig", text);
         struct k8s_config c;
         struct pc_diag d = {0};
@@ -294,7 +308,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_contexts),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_contexts),     cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_kubeconfig_env),
         cmocka_unit_test(test_in_cluster),
     };

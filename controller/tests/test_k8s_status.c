@@ -59,8 +59,8 @@ test_status_table(void **state)
 static void
 test_codes_distinct(void **state)
 {
-    static const int codes[] = {K8S_ENOTFOUND, K8S_ECONFLICT, K8S_EGONE,  K8S_EINVALID,
-                                K8S_EFORBIDDEN, K8S_EHTTP,    PC_EIO,     PC_EPARSE};
+    static const int codes[] = {K8S_ENOTFOUND,  K8S_ECONFLICT, K8S_EGONE, K8S_EINVALID,
+                                K8S_EFORBIDDEN, K8S_EHTTP,     PC_EIO,    PC_EPARSE};
 
     (void)state;
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
@@ -78,12 +78,16 @@ test_path_table(void **state)
         {{.api_version = "v1", .plural = "configmaps"}, "/api/v1/configmaps"},
         {{.api_version = "v1", .plural = "configmaps", .namespace = "ns", .name = "x"},
          "/api/v1/namespaces/ns/configmaps/x"},
-        {{.api_version = "portcullis.io/v1alpha1", .plural = "protectedhosts", .namespace = "a",
-          .name = "echo", .subresource = "status"},
+        {{.api_version = "portcullis.io/v1alpha1",
+          .plural = "protectedhosts",
+          .namespace = "a",
+          .name = "echo",
+          .subresource = "status"},
          "/apis/portcullis.io/v1alpha1/namespaces/a/protectedhosts/echo/status"},
         {{.api_version = "coordination.k8s.io/v1", .plural = "leases", .namespace = "s"},
          "/apis/coordination.k8s.io/v1/namespaces/s/leases"},
-        {{.api_version = "apiextensions.k8s.io/v1", .plural = "customresourcedefinitions",
+        {{.api_version = "apiextensions.k8s.io/v1",
+          .plural = "customresourcedefinitions",
           .name = "x.io"},
          "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x.io"},
         /* A subresource needs an object. */

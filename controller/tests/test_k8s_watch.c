@@ -68,8 +68,8 @@ static const struct wire_case {
     /* The bound is exactly the first event's size, so the longer second one is over it. */
     {"oversized line", EV("ADDED", "a", "1") EV("ADDED", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "2"),
      sizeof(EV("ADDED", "a", "1")), PC_ETOOBIG, "ADDED a 1;"},
-    {"oversized line without newline", "{\"type\":\"ADDED\",\"object\":{\"a\":\"xxxxxxxxxxxxxx",
-     16, PC_ETOOBIG, ""},
+    {"oversized line without newline", "{\"type\":\"ADDED\",\"object\":{\"a\":\"xxxxxxxxxxxxxx", 16,
+     PC_ETOOBIG, ""},
     {"garbage", "not json at all\n", 0, PC_EPARSE, ""},
     {"unknown type", "{\"type\":\"RENAMED\",\"object\":{}}\n", 0, PC_EPARSE, ""},
     {"no object", "{\"type\":\"ADDED\"}\n", 0, PC_EPARSE, ""},
@@ -305,8 +305,8 @@ test_backoff(void **state)
         unsigned attempt;
         long lo, hi;
     } t[] = {
-        {0, 375, 500},       {1, 750, 1000},      {2, 1500, 2000},     {5, 12000, 16000},
-        {6, 22500, 30000},   {10, 22500, 30000},  {1000, 22500, 30000},
+        {0, 375, 500},     {1, 750, 1000},     {2, 1500, 2000},      {5, 12000, 16000},
+        {6, 22500, 30000}, {10, 22500, 30000}, {1000, 22500, 30000},
     };
 
     (void)state;
