@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/authd.sh [BUILD_DIR] - authd's check path against its competitor and two floors, in one
-# run on one machine (DESIGN.md §7, issue 2 "Benchmark"). Numbers are printed, nothing asserted.
+# run on one machine (docs/design.md §7, issue 2 "Benchmark"). Numbers are printed, nothing asserted.
 #
 # Targets (every server pinned to core $BENCH_SERVER_CPU, wrk to core $BENCH_CLIENT_CPU):
 #   authd      GET /ext-authz/ on authd's Envoy door, valid session cookie, configured Host → 200

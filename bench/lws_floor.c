@@ -1,5 +1,5 @@
 /*
- * lws_floor.c - the second benchmark floor (DESIGN.md §7): a bare libwebsockets HTTP server
+ * lws_floor.c - the second benchmark floor (docs/design.md §7): a bare libwebsockets HTTP server
  * that answers every request with 200, one header (content-length: 0) and no body, on one
  * service thread with keep-alive. authd runs on the same library, so the gap between this and
  * authd's check is what authd itself costs.
