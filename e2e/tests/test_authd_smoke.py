@@ -270,7 +270,7 @@ def test_refresh_happens_off_the_request_path(env):
     time.sleep(1.2)
     t0 = time.monotonic()
     status, h, _ = authd.request("/ext-authz/x", host="refresh.localhost", cookies=jar)
-    assert status == 200 and time.monotonic() - t0 < 0.5  # answered from the old session
+    assert status == 200 and time.monotonic() - t0 < 2  # from the old session, not after the 5 s IdP timeout
     deadline = time.monotonic() + 5
     while True:
         status, h, _ = authd.request("/ext-authz/x", host="refresh.localhost", cookies=jar)
@@ -425,7 +425,7 @@ def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
         for _ in range(20):
             t0 = time.monotonic()
             assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
-            assert time.monotonic() - t0 < 0.25
+            assert time.monotonic() - t0 < 1  # not held up by the 1.5 s exchange
         th.join(15)
         status, _, body = result["r"]
         # Through the Envoy door authd never answers 5xx (Envoy would hide the page) and
