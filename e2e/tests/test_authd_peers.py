@@ -401,10 +401,14 @@ def test_two_tabs_log_in_at_once(env):
     assert all(t["status"] == 200 for t in result["tabs"])
     paths = {r["path"] for r in echo_requests(env, n, "carol@example.com")}
     assert {"/tab/one", "/tab/two"} <= paths
-    # two logins on app1, each completed once; no state cookie is left behind
+    # every login a tab started on app1 completed (when one tab's login finishes before the
+    # other tab's first request, that tab is simply let in with the new session: the browser
+    # decides the interleaving; test_authd_smoke interleaves two logins deterministically);
+    # no state cookie is left behind
     log = env["authd"].log_since(log0)
-    assert len(re.findall(r"event=check host=app1\.localhost\S* .*decision=login ", log)) == 2
-    assert len(re.findall(r"event=login host=app1\.localhost\S* .*result=ok", log)) == 2
+    started = len(re.findall(r"event=check host=app1\.localhost\S* .*decision=login ", log))
+    completed = len(re.findall(r"event=login host=app1\.localhost\S* .*result=ok", log))
+    assert 1 <= started <= 2 and completed == started, (started, completed)
     names = browser_cookies(result, "app1.localhost")
     assert "_portcullis" in names and not [k for k in names if "_csrf_" in k], names
 
