@@ -5,7 +5,7 @@
 set -euo pipefail
 
 debs=(build-essential cmake pkg-config
-      libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libjwt-dev libssl-dev
+      libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libssl-dev
       libcmocka-dev clang
       nginx-light chromium wrk curl unzip ca-certificates procps buildah debootstrap)
 

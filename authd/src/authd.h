@@ -339,7 +339,7 @@ struct authd_jwk {
     char *kid; /* may be NULL in the document; such keys are never selected */
     char *alg; /* the JWK's own "alg", NULL when absent; narrows the allowed algs */
     enum authd_key_type type;
-    char *pem;  /* SubjectPublicKeyInfo PEM (for libjwt or logging the key) */
+    char *pem;  /* SubjectPublicKeyInfo PEM (for diagnostics) */
     void *pkey; /* the same key as an OpenSSL EVP_PKEY, owned; verification uses it */
 };
 struct authd_jwks {
