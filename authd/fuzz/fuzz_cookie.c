@@ -1,4 +1,8 @@
-/* libFuzzer target: arbitrary Cookie headers through every cookie reader of authd. */
+/*
+ * libFuzzer target: arbitrary Cookie headers through every cookie reader of authd, and the
+ * input again as the tail of a state-cookie name (names come from the client and reach the
+ * sealing code through the login-state pruning) carrying a value that passes the length checks.
+ */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +27,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     authd_session_clear(h, header, true, &set);
     st = authd_login_state_new(h, "/", 1700000000);
     authd_login_state_seal(&cfg->keys, h, st, header, 1700000000, &set);
+    authd_login_state_free(st);
+    authd_strlist_release(&set);
+    free(header);
+
+    /* base64url of 0x01 and 40 zero bytes: the version byte and room for nonce and tag. */
+    header = pc_xasprintf("_portcullis_csrf_%.*s="
+                          "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; x=1",
+                          (int)strnlen((const char *)data, size), (const char *)data);
+    st = authd_login_state_new(h, "/", 1700000000);
+    authd_login_state_seal(&cfg->keys, h, st, header, 1700000000, &set);
+    free(authd_cookie_strip(header, h->session.cookie_name));
     authd_login_state_free(st);
     authd_strlist_release(&set);
     free(header);

@@ -79,6 +79,9 @@ struct authd_host {
         struct authd_strlist groups;
         struct authd_strlist email_domains; /* lowercase, no leading "@" */
         struct authd_strlist emails;        /* lowercase */
+        /* Email rules and the email header use the email claim even without
+         * email_verified: true (IdPs that never send it). Off by default. */
+        bool allow_unverified_email;
     } access;
     struct {
         struct authd_strlist skip;
@@ -124,7 +127,8 @@ struct authd_claim {
 };
 struct authd_identity {
     char *sub;
-    char *email;
+    char *email;         /* as the IdP sent it; authd_identity_email says whether it counts */
+    bool email_verified; /* the token's email_verified was true */
     char *preferred_username;
     struct authd_strlist groups;
     struct authd_claim *extra;
@@ -284,6 +288,7 @@ int authd_session_seal(const struct authd_keys *keys, const struct authd_host *h
  *   PC_EAUTH      not decryptable with any key (tampered, truncated, foreign, bad version)
  *   PC_EEXPIRED   expires_at <= now
  *   PC_EINVAL     minted for another issuer+client than host's
+ * A session sealed before email_verified was recorded is PC_EAUTH (the user logs in again).
  */
 int authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
                        const char *cookie_header, int64_t now, struct authd_session **out);
@@ -393,7 +398,9 @@ int authd_jwt_verify(const struct authd_jwks *ks, const char *token,
  * Fills id (released first by the caller) from verified claims: sub, email, username and
  * groups per host->oidc.claims (groups as an array of strings or one string), plus every
  * upstreamHeaders claim that is not one of those four, as a string (numbers and bools
- * rendered, arrays joined with ","). Returns 0 or PC_EINVAL when "sub" is missing.
+ * rendered, arrays joined with ","). email_verified is true only when the token's
+ * email_verified claim is the boolean true (or the string "true", as some IdPs send it).
+ * Returns 0 or PC_EINVAL when "sub" is missing.
  */
 int authd_identity_from_claims(const struct authd_host *host, const json_t *claims,
                                struct authd_identity *id);
@@ -489,6 +496,13 @@ void authd_decision_release(struct authd_decision *d);
  */
 bool authd_access_allows(const struct authd_host *host, const struct authd_identity *id,
                          const char **why);
+
+/*
+ * The email of id that host may act on: id->email when the IdP verified it, or when host sets
+ * access.allowUnverifiedEmail; NULL otherwise. Email rules and the "email" identity header
+ * use only this. Borrowed from id.
+ */
+const char *authd_identity_email(const struct authd_host *host, const struct authd_identity *id);
 
 /*
  * Path lists (paths.skip, paths.api): an entry matches the request path (query stripped)

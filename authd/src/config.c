@@ -520,7 +520,7 @@ static int
 parse_access(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
     static const char *const keys[] = {"allowedGroups", "allowedEmailDomains", "allowedEmails",
-                                       NULL};
+                                       "allowUnverifiedEmail", NULL};
     const struct pc_ynode *n = pc_ynode_get(e, "access");
     struct where w;
     int rc;
@@ -532,7 +532,8 @@ parse_access(struct ctx *c, const struct pc_ynode *e, const char *where, struct 
         return rc;
     if ((rc = get_strlist(c, n, "allowedGroups", w.s, &h->access.groups)) != 0 ||
         (rc = lower_list(c, n, "allowedEmailDomains", w.s, &h->access.email_domains, true)) ||
-        (rc = lower_list(c, n, "allowedEmails", w.s, &h->access.emails, false)) != 0)
+        (rc = lower_list(c, n, "allowedEmails", w.s, &h->access.emails, false)) != 0 ||
+        (rc = get_bool(c, n, "allowUnverifiedEmail", w.s, &h->access.allow_unverified_email)) != 0)
         return rc;
     return 0;
 }

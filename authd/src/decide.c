@@ -188,11 +188,25 @@ group_in(const struct authd_strlist *allowed, const struct authd_strlist *groups
     return false;
 }
 
+const char *
+authd_identity_email(const struct authd_host *host, const struct authd_identity *id)
+{
+    if (id == NULL || id->email == NULL)
+        return NULL;
+    return id->email_verified || host->access.allow_unverified_email ? id->email : NULL;
+}
+
+static bool
+has_email_rules(const struct authd_host *host)
+{
+    return host->access.email_domains.n > 0 || host->access.emails.n > 0;
+}
+
 bool
 authd_access_allows(const struct authd_host *host, const struct authd_identity *id,
                     const char **why)
 {
-    const char *dummy;
+    const char *dummy, *email;
 
     why = why ? why : &dummy;
     *why = "allowed";
@@ -201,11 +215,13 @@ authd_access_allows(const struct authd_host *host, const struct authd_identity *
         return true;
     if (host->access.groups.n > 0 && group_in(&host->access.groups, &id->groups))
         return true;
-    if (host->access.email_domains.n > 0 && email_domain_in(&host->access.email_domains, id->email))
+    email = authd_identity_email(host, id);
+    if (host->access.email_domains.n > 0 && email_domain_in(&host->access.email_domains, email))
         return true;
-    if (host->access.emails.n > 0 && email_in(&host->access.emails, id->email))
+    if (host->access.emails.n > 0 && email_in(&host->access.emails, email))
         return true;
-    *why = "forbidden";
+    *why = email == NULL && id->email != NULL && has_email_rules(host) ? "email-unverified"
+                                                                       : "forbidden";
     return false;
 }
 
@@ -282,9 +298,15 @@ identity_headers(struct authd_decision *d, const struct authd_decide_input *in,
     const struct authd_host *h = in->host;
     char *cookie;
 
-    for (size_t i = 0; i < h->nupstream_headers; i++)
+    for (size_t i = 0; i < h->nupstream_headers; i++) {
+        const char *claim = h->upstream_headers[i].claim;
+        /* An app that picks its user by email must never see one the IdP did not verify. */
+        bool hide =
+            id != NULL && strcmp(claim, "email") == 0 && authd_identity_email(h, id) == NULL;
+
         add_header(d, h->upstream_headers[i].name,
-                   authd_identity_claim(id, h->upstream_headers[i].claim));
+                   hide ? pc_xstrdup("") : authd_identity_claim(id, claim));
+    }
     if (h->pass_id_token && id != NULL && in->session_rc == 0 && in->session != NULL &&
         id == &in->session->id && in->session->id_token != NULL)
         add_header(d, "Authorization", pc_xasprintf("Bearer %s", in->session->id_token));

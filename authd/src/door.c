@@ -168,7 +168,7 @@ user_of(const struct check *c)
 
     if (!id)
         return NULL;
-    return id->email ? id->email : id->sub;
+    return authd_identity_email(c->host, id) ? authd_identity_email(c->host, id) : id->sub;
 }
 
 static void
@@ -301,8 +301,9 @@ userinfo(struct authd_server *srv, const struct authd_host *host, const struct a
     groups = json_array();
     for (size_t i = 0; i < s->id.groups.n; i++)
         json_array_append_new(groups, json_string(s->id.groups.v[i]));
-    o = json_pack("{s:s?, s:s?, s:s?, s:o}", "user", s->id.sub, "email", s->id.email,
-                  "preferredUsername", s->id.preferred_username, "groups", groups);
+    o = json_pack("{s:s?, s:s?, s:s?, s:o}", "user", s->id.sub, "email",
+                  authd_identity_email(host, &s->id), "preferredUsername", s->id.preferred_username,
+                  "groups", groups);
     text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     authd_reply_json(r, 200, text ? text : "{}");
     authd_reply_header(r, "Cache-Control", "no-store");

@@ -555,6 +555,16 @@ add_groups(struct authd_identity *id, const json_t *v)
     }
 }
 
+/* OIDC Core §5.1: a boolean; a few IdPs send the string "true". */
+static bool
+email_verified(const json_t *claims)
+{
+    const json_t *v = json_object_get(claims, "email_verified");
+    const char *s = json_string_value(v);
+
+    return json_is_true(v) || (s != NULL && strcmp(s, "true") == 0);
+}
+
 static bool
 is_core_claim(const char *claim)
 {
@@ -570,6 +580,7 @@ authd_identity_from_claims(const struct authd_host *host, const json_t *claims,
     if ((id->sub = path_string(claims, "sub")) == NULL)
         return PC_EINVAL;
     id->email = path_string(claims, host->oidc.claim_email);
+    id->email_verified = email_verified(claims);
     id->preferred_username = path_string(claims, host->oidc.claim_username);
     if (host->oidc.claim_groups != NULL)
         add_groups(id, pc_json_path(claims, host->oidc.claim_groups));

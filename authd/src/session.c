@@ -18,6 +18,7 @@
 #define FORMAT_VERSION 1
 #define MAX_PLAINTEXT (AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS)
 #define STATE_ID_LEN 12
+#define B64URL_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 /* Room left in the Cookie header for the application's own cookies and our state cookies. */
 #define MAX_SEALED_VALUE (AUTHD_MAX_COOKIE_HEADER - 3072)
 
@@ -56,14 +57,17 @@ authd_keys_release(struct authd_keys *k)
 
 /* ---- sealing ---- */
 
-static void
-build_aad(uint8_t *aad, const char *name, size_t *len)
+/* New authenticated data for cookie `name`: version || name, sized from the name. */
+static uint8_t *
+build_aad(const char *name, size_t *len)
 {
     size_t n = strlen(name);
+    uint8_t *aad = pc_xmalloc(n + 1);
 
     aad[0] = FORMAT_VERSION;
     memcpy(aad + 1, name, n);
     *len = n + 1;
+    return aad;
 }
 
 /* New cookie value for plaintext pt under key, bound to cookie `name`. */
@@ -71,14 +75,14 @@ static char *
 seal_value(const uint8_t key[32], const char *name, const char *pt, size_t ptlen)
 {
     size_t rawlen = 1 + PC_AEAD_NONCE_LEN + ptlen + PC_AEAD_TAG_LEN, aadlen;
-    uint8_t *raw = pc_xmalloc(rawlen), aad[128];
+    uint8_t *raw = pc_xmalloc(rawlen), *aad = build_aad(name, &aadlen);
     char *out = NULL;
 
-    build_aad(aad, name, &aadlen);
     raw[0] = FORMAT_VERSION;
     if (pc_random_bytes(raw + 1, PC_AEAD_NONCE_LEN) == 0 &&
         pc_aead_seal(key, raw + 1, aad, aadlen, pt, ptlen, raw + 1 + PC_AEAD_NONCE_LEN) == 0)
         out = pc_b64url_encode(raw, rawlen);
+    free(aad);
     free(raw);
     return out;
 }
@@ -90,8 +94,7 @@ seal_value(const uint8_t key[32], const char *name, const char *pt, size_t ptlen
 static bool
 canonical_tail(const char *value, size_t vlen)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char alphabet[] = B64URL_ALPHABET;
     const char *p;
     int v;
 
@@ -110,7 +113,7 @@ open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *va
 {
     unsigned char *raw = NULL;
     size_t rawlen = 0, aadlen, ctlen;
-    uint8_t aad[128];
+    uint8_t *aad = NULL;
     char *out = NULL;
     int rc = PC_EAUTH;
 
@@ -119,7 +122,7 @@ open_value(const uint8_t (*keys)[32], size_t n, const char *name, const char *va
         goto out;
     if (rawlen < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || raw[0] != FORMAT_VERSION)
         goto out;
-    build_aad(aad, name, &aadlen);
+    aad = build_aad(name, &aadlen);
     ctlen = rawlen - 1 - PC_AEAD_NONCE_LEN;
     out = pc_xmalloc(ctlen - PC_AEAD_TAG_LEN + 1);
     for (size_t i = 0; i < n && rc != 0; i++)
@@ -135,6 +138,7 @@ out:
     if (out != NULL)
         pc_cleanse(out, ctlen - PC_AEAD_TAG_LEN);
     free(out);
+    free(aad);
     free(raw);
     return rc;
 }
@@ -230,12 +234,19 @@ is_chunk(const char *name, const char *base, size_t *index)
     return true;
 }
 
+/*
+ * True when name is exactly what state_cookie_name writes: <base>_csrf_ and STATE_ID_LEN
+ * base64url characters. Names come from the client, so anything else is not authd's.
+ */
 static bool
 is_state_cookie(const char *name, const char *base)
 {
     size_t blen = strlen(base);
+    const char *id = name + blen + 6;
 
-    return strncmp(name, base, blen) == 0 && strncmp(name + blen, "_csrf_", 6) == 0;
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, "_csrf_", 6) != 0)
+        return false;
+    return strlen(id) == STATE_ID_LEN && strspn(id, B64URL_ALPHABET) == STATE_ID_LEN;
 }
 
 static bool
@@ -388,6 +399,7 @@ identity_to_json(const struct authd_identity *id, json_t *o)
 
     set_str(o, "sub", id->sub);
     set_str(o, "em", id->email);
+    json_object_set_new(o, "ev", json_boolean(id->email_verified));
     set_str(o, "un", id->preferred_username);
     for (size_t i = 0; i < id->groups.n; i++)
         json_array_append_new(groups, json_string(id->groups.v[i]));
@@ -434,7 +446,10 @@ identity_from_json(const json_t *o, struct authd_identity *id)
     id->sub = dup_str(o, "sub");
     id->email = dup_str(o, "em");
     id->preferred_username = dup_str(o, "un");
-    if (id->sub == NULL || !json_is_array(groups) || !json_is_object(extra))
+    id->email_verified = json_is_true(json_object_get(o, "ev"));
+    /* No "ev": sealed before authd recorded email_verified; that email was never checked. */
+    if (id->sub == NULL || !json_is_array(groups) || !json_is_object(extra) ||
+        !json_is_boolean(json_object_get(o, "ev")))
         return PC_EAUTH;
     json_array_foreach(groups, i, v)
     {
@@ -608,11 +623,11 @@ reassemble(const struct authd_cookie_jar *jar, const char *base, char **out)
     pc_buf_init(&b, (size_t)AUTHD_CHUNK_SIZE * AUTHD_MAX_CHUNKS);
     b.secret = true;
     for (i = 0; i < AUTHD_MAX_CHUNKS + 1 && rc == 0; i++) {
-        char name[96];
-        const char *v;
+        char *name = pc_xasprintf("%s_%zu", base, i);
+        const char *v = authd_cookie_get(jar, name);
 
-        snprintf(name, sizeof(name), "%s_%zu", base, i);
-        if ((v = authd_cookie_get(jar, name)) == NULL)
+        free(name);
+        if (v == NULL)
             break;
         if (i == AUTHD_MAX_CHUNKS)
             rc = PC_ETOOBIG;

@@ -53,6 +53,7 @@ test_good_config(void **state)
     assert_string_equal(h->oidc.callback_path, "/oauth2/callback");
     assert_string_equal(h->oidc.sign_out_path, "/oauth2/sign_out");
     assert_string_equal(h->access.email_domains.v[0], "example.com");
+    assert_true(h->access.allow_unverified_email);
     assert_int_equal(h->paths.skip.n, 2);
     assert_string_equal(h->session.cookie_domain, ".example.com");
     assert_int_equal(h->session.lifetime, 5400);
@@ -84,6 +85,7 @@ test_defaults(void **state)
     assert_int_equal(h->session.lifetime, 12 * 3600);
     assert_int_equal(h->session.refresh, 0);
     assert_int_equal(h->session.same_site, AUTHD_SAMESITE_LAX);
+    assert_false(h->access.allow_unverified_email);
     assert_int_equal(h->nupstream_headers, 4);
     assert_string_equal(h->upstream_headers[0].name, "X-Auth-Request-User");
     assert_string_equal(h->upstream_headers[3].claim, "groups");

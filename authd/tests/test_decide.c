@@ -38,7 +38,12 @@ static const char config_text[] =
     "  bearerTokens: {enabled: true}\n"
     "- id: ns/open\n"
     "  hosts: [open.example.com]\n"
-    "  oidc: {issuerURL: 'https://idp', clientID: open}\n";
+    "  oidc: {issuerURL: 'https://idp', clientID: open}\n"
+    "- id: ns/lax\n"
+    "  hosts: [lax.example.com]\n"
+    "  oidc: {issuerURL: 'https://idp', clientID: lax}\n"
+    "  access: {allowedEmailDomains: [example.com], allowedEmails: [boss@other.com],\n"
+    "           allowUnverifiedEmail: true}\n";
 
 static struct authd_config *cfg;
 
@@ -70,7 +75,19 @@ teardown(void **state)
     return 0;
 }
 
-enum who { NOBODY, ADMIN, DOMAIN_USER, BOSS, OUTSIDER, EXPIRED, OTHER_CLIENT, TAMPERED };
+enum who {
+    NOBODY,
+    ADMIN,
+    DOMAIN_USER,
+    BOSS,
+    OUTSIDER,
+    EXPIRED,
+    OTHER_CLIENT,
+    TAMPERED,
+    UNVERIFIED_DOMAIN_USER, /* email_verified false */
+    UNVERIFIED_BOSS,
+    UNVERIFIED_ADMIN,
+};
 
 static char *admin_groups[] = {"users", "admins"};
 static char *user_groups[] = {"users"};
@@ -86,19 +103,29 @@ session_for(enum who w, struct authd_session *s)
     s->refreshed_at = NOW - 600; /* due for refresh on hosts with refresh: 5m */
     s->id_token = "ey.id.token";
     s->refresh_token = "rt";
+    s->id.email_verified = true;
     switch (w) {
+    case UNVERIFIED_ADMIN:
+        s->id.email_verified = false;
+        /* fall through */
     case ADMIN:
         s->id.sub = "admin-1";
         s->id.email = "a@corp.net";
         s->id.groups.v = admin_groups;
         s->id.groups.n = 2;
         return 0;
+    case UNVERIFIED_DOMAIN_USER:
+        s->id.email_verified = false;
+        /* fall through */
     case DOMAIN_USER:
         s->id.sub = "user-2";
         s->id.email = "u@EXAMPLE.com";
         s->id.groups.v = user_groups;
         s->id.groups.n = 1;
         return 0;
+    case UNVERIFIED_BOSS:
+        s->id.email_verified = false;
+        /* fall through */
     case BOSS:
         s->id.sub = "boss";
         s->id.email = "boss@other.com";
@@ -230,7 +257,31 @@ static const struct row rows[] = {
      AUTHD_LOGIN_REDIRECT, 302, "no-session"},
     {"skip query may hold anything", E, "app.example.com", "GET", "/static/a.css?x=/../;", HTML,
      NULL, NULL, NOBODY, NB, AUTHD_SKIP, 200, "skip"},
+    /* Email rules act only on addresses the IdP verified, unless the host opts out. */
+    {"unverified domain", E, "app.example.com", "GET", "/x", HTML, NULL, NULL,
+     UNVERIFIED_DOMAIN_USER, NB, AUTHD_FORBIDDEN, 403, "email-unverified"},
+    {"unverified email", N, "app.example.com", "GET", "/x", HTML, NULL, NULL, UNVERIFIED_BOSS, NB,
+     AUTHD_FORBIDDEN, 403, "email-unverified"},
+    {"unverified but in group", E, "app.example.com", "GET", "/x", HTML, NULL, NULL,
+     UNVERIFIED_ADMIN, NB, AUTHD_ALLOW, 200, "session"},
+    {"unverified domain opt-out", E, "lax.example.com", "GET", "/x", HTML, NULL, NULL,
+     UNVERIFIED_DOMAIN_USER, NB, AUTHD_ALLOW, 200, "session"},
+    {"unverified email opt-out", E, "lax.example.com", "GET", "/x", HTML, NULL, NULL,
+     UNVERIFIED_BOSS, NB, AUTHD_ALLOW, 200, "session"},
+    {"verified outsider opt-out", E, "lax.example.com", "GET", "/x", HTML, NULL, NULL, OUTSIDER, NB,
+     AUTHD_FORBIDDEN, 403, "forbidden"},
 };
+
+/* The index of the row called name. */
+static size_t
+row_index(const char *name)
+{
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return i;
+    fail_msg("no row %s", name);
+    return 0;
+}
 
 static const char *
 header(const struct authd_decision *d, const char *name)
@@ -252,7 +303,8 @@ run_row(const struct row *r, struct authd_decision *d, struct authd_session *s,
                                 .accept = r->accept,
                                 .x_requested_with = r->xrw,
                                 .sec_fetch_mode = r->sfm,
-                                .cookie = "theme=dark; _portcullis=abc; _portcullis_csrf_x=1"};
+                                .cookie =
+                                    "theme=dark; _portcullis=abc; _portcullis_csrf_abcdefghijkl=1"};
     struct authd_decide_input in = {
         .req = &req, .now = NOW, .bearer_rc = r->bearer_rc, .bearer = bearer};
 
@@ -325,6 +377,14 @@ test_headers(void **state)
     authd_decision_release(&d);
     run_row(&rows[16], &d, &s, &bearer); /* forbidden: nothing upstream */
     assert_int_equal(d.nheaders, 0);
+    authd_decision_release(&d);
+    /* An unverified email never reaches the app (which may pick its user by it). */
+    run_row(&rows[row_index("unverified but in group")], &d, &s, &bearer);
+    assert_string_equal(header(&d, "X-Auth-Request-User"), "admin-1");
+    assert_string_equal(header(&d, "X-Auth-Request-Email"), "");
+    authd_decision_release(&d);
+    run_row(&rows[row_index("unverified email opt-out")], &d, &s, &bearer);
+    assert_string_equal(header(&d, "X-Auth-Request-Email"), "boss@other.com");
     authd_decision_release(&d);
 }
 

@@ -417,6 +417,7 @@ test_identity(void **state)
     assert_int_equal(authd_identity_from_claims(&h, claims, &id), 0);
     assert_string_equal(id.sub, "u");
     assert_string_equal(id.email, "a@b");
+    assert_false(id.email_verified); /* no email_verified claim */
     assert_null(id.preferred_username);
     assert_int_equal(id.groups.n, 2);
     assert_string_equal(id.groups.v[1], "r2");
@@ -430,6 +431,23 @@ test_identity(void **state)
     assert_int_equal(id.groups.n, 1);
     assert_string_equal(id.groups.v[0], "solo");
     authd_identity_release(&id);
+    {
+        /* OIDC Core §5.1: only a true email_verified counts (a few IdPs send "true"). */
+        static const struct {
+            const char *json;
+            bool want;
+        } ev[] = {{"true", true}, {"\"true\"", true}, {"false", false},    {"\"false\"", false},
+                  {"1", false},   {"null", false},    {"\"TRUE\"", false}, {"[true]", false}};
+
+        for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+            json_object_set_new(claims, "email_verified",
+                                json_loads(ev[i].json, JSON_DECODE_ANY, NULL));
+            assert_int_equal(authd_identity_from_claims(&h, claims, &id), 0);
+            if (id.email_verified != ev[i].want)
+                fail_msg("email_verified %s: got %d", ev[i].json, id.email_verified);
+            authd_identity_release(&id);
+        }
+    }
     json_object_del(claims, "sub");
     assert_int_equal(authd_identity_from_claims(&h, claims, &id), PC_EINVAL);
     authd_identity_release(&id);

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "authd.h"
+#include "portcullis/b64.h"
+#include "portcullis/crypto.h"
 
 #define NOW 1700000000
 
@@ -50,8 +52,9 @@ make_config(const char *secrets, const char *client, const char *extra)
 static struct authd_session *
 make_session(const struct authd_host *h, size_t ngroups)
 {
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:s}", "sub", "user-1", "email", "u@example.com",
-                               "preferred_username", "user", "name", "Ann Example");
+    json_t *claims =
+        json_pack("{s:s, s:s, s:b, s:s, s:s}", "sub", "user-1", "email", "u@example.com",
+                  "email_verified", 1, "preferred_username", "user", "name", "Ann Example");
     json_t *groups = json_array();
     struct authd_session *s = NULL;
 
@@ -118,6 +121,7 @@ test_roundtrip(void **state)
     assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW + 10, &o), 0);
     assert_string_equal(o->id.sub, "user-1");
     assert_string_equal(o->id.email, "u@example.com");
+    assert_true(o->id.email_verified);
     assert_string_equal(o->id.preferred_username, "user");
     assert_int_equal(o->id.groups.n, 2);
     assert_int_equal(o->id.nextra, 1);
@@ -307,8 +311,14 @@ test_cookie_jar(void **state)
         const char *in;
         const char *want; /* NULL: nothing left */
     } strip[] = {
-        {"a=1; _portcullis=x; _portcullis_0=y; _portcullis_csrf_abc=z; b=2; _portcullisX=3",
+        {"a=1; _portcullis=x; _portcullis_0=y; _portcullis_csrf_abcdefghijkl=z; b=2; "
+         "_portcullisX=3",
          "a=1; b=2; _portcullisX=3"},
+        /* Only the exact state-cookie shape is authd's: these belong to the app. */
+        {"_portcullis_csrf_abc=z; _portcullis_csrf_abcdefghijklm=y; "
+         "_portcullis_csrf_abcdefghijk!=x",
+         "_portcullis_csrf_abc=z; _portcullis_csrf_abcdefghijklm=y; "
+         "_portcullis_csrf_abcdefghijk!=x"},
         {"_portcullis=x", NULL},
         {"_portcullis_12=x;  c = \"q\" ", "c=q"},
         {"noequals; d=4", "d=4"},
@@ -348,15 +358,15 @@ test_clear(void **state)
     (void)state;
     authd_session_clear(&cfg->hosts[0],
                         "_portcullis_0=a; _portcullis_1=b; x=1; "
-                        "_portcullis_csrf_abc=c",
+                        "_portcullis_csrf_abcdefghijkl=c",
                         true, &set);
     assert_int_equal(set.n, 4);
     assert_string_equal(set.v[0], "_portcullis=; Path=/; Max-Age=0; Domain=example.com; Secure; "
                                   "HttpOnly; SameSite=Lax");
     assert_true(list_has(&set, "_portcullis_1=; Path=/; Max-Age=0; Domain=example.com"));
-    assert_true(list_has(&set, "_portcullis_csrf_abc=; Path=/; Max-Age=0; Secure"));
+    assert_true(list_has(&set, "_portcullis_csrf_abcdefghijkl=; Path=/; Max-Age=0; Secure"));
     authd_strlist_release(&set);
-    authd_session_clear(&cfg->hosts[0], "_portcullis_csrf_abc=c", false, &set);
+    authd_session_clear(&cfg->hosts[0], "_portcullis_csrf_abcdefghijkl=c", false, &set);
     assert_int_equal(set.n, 1);
     authd_strlist_release(&set);
     authd_config_free(cfg);
@@ -442,14 +452,14 @@ test_state_bound(void **state)
         assert_int_equal(authd_login_state_seal(&cfg->keys, h, st[i], NULL, NOW + (int64_t)i, &jar),
                          0);
     }
-    hdr = cookie_header(&jar, "_portcullis_csrf_junk=xyz");
+    hdr = cookie_header(&jar, "_portcullis_csrf_junkjunkjunk=xyz");
     st[0]->expires_at = NOW + 1000;
     assert_int_equal(authd_login_state_seal(&cfg->keys, h, st[0], hdr, NOW + 12, &set), 0);
     for (size_t i = 0; i < set.n; i++)
         cleared += strstr(set.v[i], "Max-Age=0;") != NULL;
     /* 12 live + 1 junk present; keep the 7 newest plus the new one. */
     assert_int_equal(cleared, 12 - (AUTHD_MAX_STATE_COOKIES - 1) + 1);
-    assert_true(list_has(&set, "_portcullis_csrf_junk=;"));
+    assert_true(list_has(&set, "_portcullis_csrf_junkjunkjunk=;"));
     next = cookie_header(&set, NULL);
     assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW + 20, &o), 0);
     authd_session_free(o);
@@ -460,6 +470,102 @@ test_state_bound(void **state)
     authd_strlist_release(&jar);
     authd_strlist_release(&set);
     authd_session_free(s);
+    authd_config_free(cfg);
+}
+
+/*
+ * State cookie names come from the client: a name far longer than any authd writes, with a
+ * value that passes the length checks, must neither overflow a buffer nor be taken for one of
+ * authd's cookies (it is not pruned, and it is handed to the app like any foreign cookie).
+ */
+/* A cookie value sealed the way authd seals one: version || nonce || AES-GCM(pt), AAD version ||
+ * name. */
+static char *
+seal_raw(const struct authd_keys *k, const char *name, const char *pt)
+{
+    size_t ptlen = strlen(pt), rawlen = 1 + PC_AEAD_NONCE_LEN + ptlen + PC_AEAD_TAG_LEN;
+    uint8_t *raw = calloc(1, rawlen), aad[80] = {1};
+    char *out;
+
+    assert_true(strlen(name) < sizeof(aad));
+    memcpy(aad + 1, name, strlen(name));
+    raw[0] = 1;
+    assert_int_equal(pc_aead_seal(k->session[0], raw + 1, aad, 1 + strlen(name),
+                                  (const uint8_t *)pt, ptlen, raw + 1 + PC_AEAD_NONCE_LEN),
+                     0);
+    out = pc_b64url_encode(raw, rawlen);
+    free(raw);
+    return out;
+}
+
+/*
+ * Sessions sealed before authd recorded email_verified carry an email nobody checked: they
+ * are refused (the user logs in again) instead of being trusted.
+ */
+static void
+test_session_without_email_verified(void **state)
+{
+    static const char legacy[] = "{\"sub\":\"u\",\"em\":\"ceo@corp.example.com\",\"g\":[],"
+                                 "\"x\":{},\"iss\":\"https://idp.example.com\",\"cid\":\"app\","
+                                 "\"iat\":1700000000,\"exp\":1700043200,\"rat\":1700000000}";
+    static const char current[] = "{\"sub\":\"u\",\"em\":\"ceo@corp.example.com\",\"ev\":false,"
+                                  "\"g\":[],\"x\":{},\"iss\":\"https://idp.example.com\","
+                                  "\"cid\":\"app\",\"iat\":1700000000,\"exp\":1700043200,"
+                                  "\"rat\":1700000000}";
+    struct authd_config *cfg = make_config("a", "app", NULL);
+    const struct authd_host *h = &cfg->hosts[0];
+    struct authd_session *o = NULL;
+    char *v, *hdr;
+
+    (void)state;
+    v = seal_raw(&cfg->keys, "_portcullis", current);
+    hdr = pc_xasprintf("_portcullis=%s", v);
+    assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW, &o), 0);
+    assert_false(o->id.email_verified);
+    authd_session_free(o);
+    free(hdr);
+    free(v);
+    v = seal_raw(&cfg->keys, "_portcullis", legacy);
+    hdr = pc_xasprintf("_portcullis=%s", v);
+    assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW, &o), PC_EAUTH);
+    assert_null(o);
+    free(hdr);
+    free(v);
+    authd_config_free(cfg);
+}
+
+static void
+test_hostile_state_names(void **state)
+{
+    struct authd_config *cfg = make_config("a", "app", NULL);
+    const struct authd_host *h = &cfg->hosts[0];
+    struct authd_login_state *st = authd_login_state_new(h, "/", NOW), *o = NULL;
+    struct authd_strlist set = {0};
+    unsigned char raw[41] = {1};
+    char *value = pc_b64url_encode(raw, sizeof(raw)), *hdr, *stripped;
+    static const size_t lens[] = {1, 11, 13, 115, 600, 4000};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        char *suffix = calloc(1, lens[i] + 1);
+
+        memset(suffix, 'A', lens[i]);
+        hdr = malloc(strlen(suffix) + strlen(value) + 64);
+        sprintf(hdr, "_portcullis_csrf_%s=%s", suffix, value);
+        assert_int_equal(authd_login_state_seal(&cfg->keys, h, st, hdr, NOW, &set), 0);
+        assert_int_equal(set.n, 1); /* only the new state cookie: the foreign one is left */
+        assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr, st->state, NOW, &o, &set),
+                         PC_ENOTFOUND);
+        stripped = authd_cookie_strip(hdr, h->session.cookie_name);
+        assert_non_null(stripped);
+        assert_string_equal(stripped, hdr);
+        free(stripped);
+        authd_strlist_release(&set);
+        free(hdr);
+        free(suffix);
+    }
+    free(value);
+    authd_login_state_free(st);
     authd_config_free(cfg);
 }
 
@@ -477,12 +583,19 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_tamper_truncate),
-        cmocka_unit_test(test_rotation),    cmocka_unit_test(test_expiry_and_binding),
-        cmocka_unit_test(test_chunking),    cmocka_unit_test(test_too_big),
-        cmocka_unit_test(test_cookie_jar),  cmocka_unit_test(test_clear),
-        cmocka_unit_test(test_login_state), cmocka_unit_test(test_state_bound),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_tamper_truncate),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_expiry_and_binding),
+        cmocka_unit_test(test_chunking),
+        cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_cookie_jar),
+        cmocka_unit_test(test_clear),
+        cmocka_unit_test(test_login_state),
+        cmocka_unit_test(test_state_bound),
         cmocka_unit_test(test_pkce),
+        cmocka_unit_test(test_hostile_state_names),
+        cmocka_unit_test(test_session_without_email_verified),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -475,7 +475,7 @@ static json_t *
 norm_access(struct ctl_errors *e, const json_t *spec)
 {
     static const char *const keys[] = {"allowedGroups", "allowedEmailDomains", "allowedEmails",
-                                       NULL};
+                                       "allowUnverifiedEmail", NULL};
     const json_t *a = obj_field(e, spec, "access", "spec", keys);
     const char *p = "spec.access";
 
@@ -486,6 +486,9 @@ norm_access(struct ctl_errors *e, const json_t *spec)
                         strlist_field(e, a, "allowedEmailDomains", p, 256, check_domain));
     json_object_set_new(out, "allowedEmails",
                         strlist_field(e, a, "allowedEmails", p, 1024, check_email));
+    /* Written only when set: authd's default is false. */
+    if (bool_field(e, a, "allowUnverifiedEmail", p))
+        json_object_set_new(out, "allowUnverifiedEmail", json_true());
     return out;
 }
 

@@ -74,6 +74,9 @@ static const struct spec_case spec_cases[] = {
     {"{" BASE ",\"access\":{\"allowedEmailDomains\":[\"Example.com\"]}}", false,
      "spec.access.allowedEmailDomains[0]"},
     {"{" BASE ",\"access\":[]}", false, "spec.access: must be an object"},
+    {"{" BASE ",\"access\":{\"allowUnverifiedEmail\":\"yes\"}}", false,
+     "spec.access.allowUnverifiedEmail: must be a boolean"},
+    {"{" BASE ",\"access\":{\"allowUnverifiedEmail\":true}}", false, NULL},
     {"{" BASE ",\"passIDToken\":\"yes\"}", false, "spec.passIDToken: must be a boolean"},
     {"{" BASE ",\"gateway\":{\"namespace\":\"Istio\"}}", false, "spec.gateway.namespace"},
     {"{" BASE ",\"gateway\":{\"selector\":{}}}", false, "spec.gateway.selector"},
@@ -133,6 +136,7 @@ test_defaults(void **state)
     assert_true(json_is_false(json_object_get(out, "passIDToken")));
     assert_true(json_is_false(pc_json_path(out, "bearerTokens.enabled")));
     assert_null(pc_json_path(out, "oidc.clientSecretRef"));
+    assert_null(pc_json_path(out, "access.allowUnverifiedEmail")); /* authd's default: false */
     json_decref(out);
     json_decref(in);
 }

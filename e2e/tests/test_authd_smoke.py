@@ -5,6 +5,7 @@ browser, sending exactly what Envoy's ext_authz / nginx auth_request would send.
 The binary is not built here: env PORTCULLIS_AUTHD, default build/authd/portcullis-authd.
 Run:  python3 -m pytest e2e/tests/test_authd_smoke.py      (< 60 s)
 """
+import base64
 import http.client
 import json
 import os
@@ -21,8 +22,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, publish_volume, set_cookies  # noqa: E402
-from e2e.harness.peers import OidcProvider  # noqa: E402
-from e2e.harness.proc import AUTHD, Proc, free_port, skip_e2e  # noqa: E402
+from e2e.harness.peers import DEFAULT_USERS, OidcProvider  # noqa: E402
+from e2e.harness.proc import AUTHD, Proc, free_port, skip_e2e, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
@@ -41,7 +42,19 @@ hosts:
     hosts: [refresh.localhost]
     oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
     session: {{refresh: 1s}}
+  - id: test/email
+    hosts: [email.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+    access: {{allowedEmails: [ceo@corp.example.com], allowedEmailDomains: [example.com]}}
+  - id: test/email-lax
+    hosts: [email-lax.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
+    access: {{allowedEmails: [ceo@corp.example.com], allowUnverifiedEmail: true}}
 {extra_hosts}"""
+
+# An account whose email address the IdP has not verified (anyone can type the CEO's).
+MALLORY = {"username": "mallory", "password": "mallory-password", "email": "ceo@corp.example.com",
+           "emailVerified": False, "firstName": "Mal", "lastName": "Lory", "groups": []}
 
 
 class SmokeAuthd(Authd):
@@ -113,10 +126,12 @@ def env():
     # The IdP must know authd's callback URLs before it starts, so pick authd's ports first.
     idp_port = free_port()
     authd = SmokeAuthd(f"http://127.0.0.1:{idp_port}")
-    redirect_uris = [f"http://{h}:{authd.port}/oauth2/callback" for h in ("echo.localhost", "refresh.localhost")]
+    redirect_uris = [f"http://{h}:{authd.port}/oauth2/callback"
+                     for h in ("echo.localhost", "refresh.localhost", "email.localhost",
+                               "email-lax.localhost")]
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": redirect_uris,
                          "postLogoutRedirectUris": [f"http://echo.localhost:{authd.port}/"]}],
-                       port=idp_port)
+                       DEFAULT_USERS + [MALLORY], port=idp_port)
     try:
         idp.start()
         authd.start()
@@ -246,6 +261,28 @@ def test_user_outside_allowed_groups_is_403(env):
     assert status == 403 and header(h, "X-Auth-Request-Email") is None
 
 
+def test_unverified_email_passes_no_email_rule(env):
+    """email_verified: false from a real IdP: the email rules of the host do not match and the
+    app never sees the address; a verified user of the allowed domain still gets in."""
+    authd = env["authd"]
+    mallory = login(authd, "mallory", "mallory-password", host="email.localhost")
+    status, h, body = authd.request("/ext-authz/app", host="email.localhost", cookies=mallory)
+    assert status == 403, body
+    wait_for("the refusal logged", lambda: "reason=email-unverified" in authd.log(), 10)
+    alice = login(authd, "alice", "alice-password", host="email.localhost")
+    status, h, _ = authd.request("/ext-authz/app", host="email.localhost", cookies=alice)
+    assert status == 200 and header(h, "X-Auth-Request-Email") == "alice@example.com"
+    status, _, body = authd.request("/oauth2/userinfo", host="email.localhost", cookies=mallory)
+    assert status == 200 and json.loads(body).get("email") is None
+
+
+def test_allow_unverified_email_opts_out(env):
+    authd = env["authd"]
+    mallory = login(authd, "mallory", "mallory-password", host="email-lax.localhost")
+    status, h, _ = authd.request("/ext-authz/app", host="email-lax.localhost", cookies=mallory)
+    assert status == 200 and header(h, "X-Auth-Request-Email") == "ceo@corp.example.com"
+
+
 def test_parallel_logins_in_two_tabs(env):
     authd = env["authd"]
     loc1, jar1 = start_login(authd)
@@ -257,6 +294,23 @@ def test_parallel_logins_in_two_tabs(env):
         assert status == 302, status
         apply_cookies(jar, h)
     assert authd.request("/ext-authz/app", cookies=jar)[0] == 200
+
+
+def test_hostile_state_cookie_names_do_not_crash_authd(env):
+    """State-cookie names come from the client: a 600-byte one with a value that passes the
+    length checks reaches the login-state pruning on every login redirect."""
+    authd = env["authd"]
+    value = base64.urlsafe_b64encode(b"\x01" + bytes(40)).decode().rstrip("=")
+    for n in (600, 4000):
+        status, headers, _ = authd.request(
+            "/ext-authz/app", headers={"Accept": "text/html"},
+            cookies={"_portcullis_csrf_" + "A" * n: value})
+        assert status == 302
+        # Not authd's cookie: nothing is cleared, only the new state cookie is set.
+        assert [k for k in set_cookies(headers)] == [k for k in set_cookies(headers)
+                                                     if len(k) == len("_portcullis_csrf_") + 12]
+    assert authd.request("/healthz", admin=True)[0] == 200
+    assert authd.proc.alive()
 
 
 def test_callback_with_bad_state_is_400(env):
