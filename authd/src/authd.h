@@ -25,6 +25,7 @@
 #define AUTHD_MAX_COOKIE_HEADER (16 * 1024) /* bytes of one Cookie header */
 #define AUTHD_MAX_COOKIES 128               /* name=value pairs parsed from one header */
 #define AUTHD_MAX_CHUNKS 16                 /* <name>_0 .. <name>_15 */
+#define AUTHD_MAX_CHUNK_SETS 4              /* colliding sets of chunks tried per request */
 #define AUTHD_CHUNK_SIZE 4000               /* bytes of one cookie value */
 #define AUTHD_MAX_STATE_COOKIES 8           /* parallel logins honoured per browser */
 #define AUTHD_STATE_LIFETIME 600            /* seconds a login may take */
@@ -281,8 +282,9 @@ int authd_session_seal(const struct authd_keys *keys, const struct authd_host *h
                        struct authd_strlist *set_cookie);
 
 /*
- * Opens the session cookie of host from a Cookie header (chunks reassembled).
- * Returns 0 with *out new, or:
+ * Opens the session cookie of host from a Cookie header (chunks reassembled). Every cookie
+ * of that name (and up to AUTHD_MAX_CHUNK_SETS sets of chunks) is tried until one is a live
+ * session of host's issuer and client. Returns 0 with *out new, or the most specific failure:
  *   PC_ENOTFOUND  no session cookie
  *   PC_ETOOBIG    header or reassembled value over its bounds
  *   PC_EAUTH      not decryptable with any key (tampered, truncated, foreign, bad version)

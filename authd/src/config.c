@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "portcullis/cookiescope.h"
 #include "portcullis/yaml.h"
 
 #define MAX_CONFIG (16 * 1024 * 1024)
@@ -860,12 +861,43 @@ check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i)
     return 0;
 }
 
+/*
+ * Two entries whose cookies of one name reach the same host while they cannot read each
+ * other's sessions (another issuer or client) are refused: the browser would send both.
+ */
+static int
+check_cookie_scope(struct ctx *c, const struct pc_ynode *e, size_t i, struct pc_cookie_scopes *s)
+{
+    const struct authd_host *h = &c->cfg->hosts[i];
+    char *id = pc_xasprintf("hosts[%zu] (id %s)", i, h->id), *why = NULL;
+    char *binding = pc_xasprintf("%s\n%s", h->oidc.issuer_url, h->oidc.client_id);
+    struct pc_cookie_owner o = {.id = id,
+                                .name = h->session.cookie_name,
+                                .binding = binding,
+                                .domain = h->session.cookie_domain,
+                                .hosts = (const char *const *)h->hosts.v,
+                                .nhosts = h->hosts.n};
+    const struct pc_ynode *session = pc_ynode_get(e, "session");
+    int rc = 0;
+
+    if (pc_cookie_scopes_add(s, &o, &why) != 0)
+        rc = fail(c, session ? session : e,
+                  "hosts[%zu].session: %s, which has another issuer or client; give one of "
+                  "them another session.cookieName",
+                  i, why);
+    free(why);
+    free(binding);
+    free(id);
+    return rc;
+}
+
 static int
 parse_hosts(struct ctx *c, const struct pc_ynode *root)
 {
     const struct pc_ynode *n = pc_ynode_get(root, "hosts");
+    struct pc_cookie_scopes *scopes = NULL;
     struct where wi;
-    int rc;
+    int rc = 0;
 
     if (n == NULL || is_null(n))
         return fail(c, root, "hosts: required (add at least one hosts entry)");
@@ -874,14 +906,16 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
     /* An empty list is valid: the controller writes one before any ProtectedHost exists,
      * and authd then answers every check with "unknown host". */
     c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
-    for (size_t i = 0; i < n->n; i++) {
+    scopes = pc_cookie_scopes_new();
+    for (size_t i = 0; i < n->n && rc == 0; i++) {
         c->cfg->nhosts = i + 1;
         c->cfg->hosts[i].index = i;
-        if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), &c->cfg->hosts[i])) != 0 ||
-            (rc = check_unique(c, n, i)) != 0)
-            return rc;
+        if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), &c->cfg->hosts[i])) == 0 &&
+            (rc = check_unique(c, n, i)) == 0)
+            rc = check_cookie_scope(c, n->vals[i], i, scopes);
     }
-    return 0;
+    pc_cookie_scopes_free(scopes);
+    return rc;
 }
 
 /* ---- cookie secrets ---- */

@@ -612,9 +612,23 @@ out:
     return rc;
 }
 
-/* Reassembles <base>_0.. from jar into *out (new). PC_ENOTFOUND when there is no _0. */
+/* The value of the nth (0-based) cookie called name in jar, or NULL. */
+static const char *
+cookie_nth(const struct authd_cookie_jar *jar, const char *name, size_t nth)
+{
+    for (size_t i = 0; i < jar->n; i++)
+        if (strcmp(jar->v[i].name, name) == 0 && nth-- == 0)
+            return jar->v[i].value;
+    return NULL;
+}
+
+/*
+ * Reassembles <base>_0.. from the nth occurrence of each chunk name into *out (new).
+ * PC_ENOTFOUND when there is no such _0. Browsers send cookies of equal path in creation
+ * order, and a set of chunks is written at once, so the nth occurrences belong together.
+ */
 static int
-reassemble(const struct authd_cookie_jar *jar, const char *base, char **out)
+reassemble(const struct authd_cookie_jar *jar, const char *base, size_t nth, char **out)
 {
     struct pc_buf b;
     size_t i;
@@ -624,7 +638,7 @@ reassemble(const struct authd_cookie_jar *jar, const char *base, char **out)
     b.secret = true;
     for (i = 0; i < AUTHD_MAX_CHUNKS + 1 && rc == 0; i++) {
         char *name = pc_xasprintf("%s_%zu", base, i);
-        const char *v = authd_cookie_get(jar, name);
+        const char *v = cookie_nth(jar, name, nth);
 
         free(name);
         if (v == NULL)
@@ -642,45 +656,21 @@ reassemble(const struct authd_cookie_jar *jar, const char *base, char **out)
     return rc;
 }
 
-/* Decrypts the session value: each unchunked occurrence first, then the chunks. */
+/*
+ * Opens one candidate value into a session for host: 0 with *out new, or PC_EAUTH,
+ * PC_EEXPIRED, PC_EINVAL as authd_session_open.
+ */
 static int
-open_session_value(const struct authd_keys *keys, const struct authd_cookie_jar *jar,
-                   const char *base, char **pt)
+open_candidate(const struct authd_keys *keys, const struct authd_host *host, const char *value,
+               int64_t now, struct authd_session **out)
 {
-    char *joined = NULL;
-    int rc = PC_ENOTFOUND, rr;
-
-    for (size_t i = 0; i < jar->n && rc != 0; i++)
-        if (strcmp(jar->v[i].name, base) == 0)
-            rc = open_value(keys->session, keys->n, base, jar->v[i].value, strlen(jar->v[i].value),
-                            pt);
-    if (rc == 0)
-        return 0;
-    rr = reassemble(jar, base, &joined);
-    if (rr == 0) {
-        rc = open_value(keys->session, keys->n, base, joined, strlen(joined), pt);
-        pc_free_secret(joined);
-    } else if (rr != PC_ENOTFOUND) {
-        rc = rr;
-    }
-    return rc;
-}
-
-int
-authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
-                   const char *cookie_header, int64_t now, struct authd_session **out)
-{
-    struct authd_cookie_jar jar;
+    const char *base = host->session.cookie_name;
     struct authd_session *s = NULL;
     char *pt = NULL;
     int rc;
 
-    *out = NULL;
-    if ((rc = authd_cookie_jar_parse(&jar, cookie_header)) != 0)
-        return rc;
-    if ((rc = open_session_value(keys, &jar, host->session.cookie_name, &pt)) != 0)
-        goto out;
-    if ((rc = session_from_json(pt, &s)) != 0)
+    if ((rc = open_value(keys->session, keys->n, base, value, strlen(value), &pt)) != 0 ||
+        (rc = session_from_json(pt, &s)) != 0)
         goto out;
     if (s->expires_at <= now)
         rc = PC_EEXPIRED;
@@ -694,8 +684,48 @@ authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
 out:
     authd_session_free(s);
     pc_free_secret(pt);
-    authd_cookie_jar_release(&jar);
     return rc;
+}
+
+/* Which failure to report when no candidate opens: the most specific one seen. */
+static int
+worse(int seen, int rc)
+{
+    if (seen == PC_EINVAL || seen == PC_EEXPIRED || seen == PC_ETOOBIG)
+        return seen;
+    return rc == PC_ENOTFOUND ? seen : rc;
+}
+
+/*
+ * Every candidate is tried until one is a live session of host's issuer and client: a
+ * browser sends every cookie whose domain matches, so a sibling host's shared cookie (or one
+ * a sibling subdomain planted) can stand before this host's own. Candidates: each unchunked
+ * cookie called name, then up to AUTHD_MAX_CHUNK_SETS sets of chunks.
+ */
+int
+authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
+                   const char *cookie_header, int64_t now, struct authd_session **out)
+{
+    const char *base = host->session.cookie_name;
+    struct authd_cookie_jar jar;
+    int rc, seen = PC_ENOTFOUND;
+
+    *out = NULL;
+    if ((rc = authd_cookie_jar_parse(&jar, cookie_header)) != 0)
+        return rc;
+    for (size_t i = 0; i < jar.n && *out == NULL; i++)
+        if (strcmp(jar.v[i].name, base) == 0)
+            seen = worse(seen, open_candidate(keys, host, jar.v[i].value, now, out));
+    for (size_t nth = 0; nth < AUTHD_MAX_CHUNK_SETS && *out == NULL; nth++) {
+        char *joined = NULL;
+
+        if ((rc = reassemble(&jar, base, nth, &joined)) == PC_ENOTFOUND)
+            break;
+        seen = worse(seen, rc != 0 ? rc : open_candidate(keys, host, joined, now, out));
+        pc_free_secret(joined);
+    }
+    authd_cookie_jar_release(&jar);
+    return *out != NULL ? 0 : seen;
 }
 
 bool

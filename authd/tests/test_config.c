@@ -123,6 +123,10 @@ static const struct {
     {"data/bad-skip-callback.yaml", 7, 24, "\"/oauth2/\" covers the callback or sign-out path"},
     {"data/bad-bool.yaml", 6, 18, "hosts[0].passIDToken: expected true or false"},
     {"data/bad-no-secrets.yaml", 1, 1, "cookieSecretFiles: required"},
+    {"data/bad-cookie-collision.yaml", 10, 14,
+     "hosts[1].session: host \"app.example.com\" also receives cookie \"_portcullis\" of "
+     "hosts[0] (id portal/shared) (Domain=example.com), which has another issuer or client; "
+     "give one of them another session.cookieName"},
 };
 
 static void

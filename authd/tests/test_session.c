@@ -534,6 +534,79 @@ test_session_without_email_verified(void **state)
     authd_config_free(cfg);
 }
 
+/* The Cookie header of the set's values in order: "name=value; ..." */
+static char *
+join_cookies(const struct authd_strlist *a, const struct authd_strlist *b)
+{
+    struct authd_strlist both = {0};
+    char *out;
+
+    for (size_t i = 0; i < a->n; i++)
+        authd_strlist_add(&both, a->v[i]);
+    for (size_t i = 0; i < b->n; i++)
+        authd_strlist_add(&both, b->v[i]);
+    out = cookie_header(&both, NULL);
+    authd_strlist_release(&both);
+    return out;
+}
+
+/*
+ * A host sharing cookieDomain and a host-only host with another client, both on the default
+ * cookie name: the browser sends both cookies (or chunk sets), in either order. Each host
+ * must find its own session instead of failing on the first that decrypts.
+ */
+static void
+test_colliding_cookies(void **state)
+{
+    struct authd_config *shared =
+        make_config("a", "shared", "  session: {cookieDomain: .example.com}\n");
+    struct authd_config *own = make_config("a", "app", NULL);
+    const struct authd_host *hs = &shared->hosts[0], *ho = &own->hosts[0];
+    static const size_t groups[] = {1, 120}; /* unchunked, chunked */
+
+    (void)state;
+    for (size_t g = 0; g < 2; g++) {
+        struct authd_session *a = make_session(hs, groups[g]), *b = make_session(ho, groups[g]);
+        struct authd_strlist sa = {0}, sb = {0};
+        char *ab, *ba;
+        struct authd_session *o = NULL;
+
+        assert_int_equal(authd_session_seal(&shared->keys, hs, a, NULL, NOW, &sa), 0);
+        assert_int_equal(authd_session_seal(&own->keys, ho, b, NULL, NOW, &sb), 0);
+        assert_int_equal(sa.n > 1, groups[g] > 1);
+        ab = join_cookies(&sa, &sb);
+        ba = join_cookies(&sb, &sa);
+        for (int order = 0; order < 2; order++) {
+            const char *hdr = order ? ba : ab;
+
+            assert_int_equal(authd_session_open(&own->keys, ho, hdr, NOW + 1, &o), 0);
+            assert_string_equal(o->client_id, "app");
+            authd_session_free(o);
+            assert_int_equal(authd_session_open(&shared->keys, hs, hdr, NOW + 1, &o), 0);
+            assert_string_equal(o->client_id, "shared");
+            authd_session_free(o);
+        }
+        /* Only the other client's cookie: still refused as another client's. */
+        free(ab);
+        ab = cookie_header(&sa, NULL);
+        assert_int_equal(authd_session_open(&own->keys, ho, ab, NOW + 1, &o), PC_EINVAL);
+        /* A planted undecryptable copy in front changes nothing. */
+        free(ba);
+        ba = cookie_header(&sb, groups[g] > 1 ? "_portcullis_0=AAAA; _portcullis_1=AAAA"
+                                              : "_portcullis=AAAA");
+        assert_int_equal(authd_session_open(&own->keys, ho, ba, NOW + 1, &o), 0);
+        authd_session_free(o);
+        free(ab);
+        free(ba);
+        authd_strlist_release(&sa);
+        authd_strlist_release(&sb);
+        authd_session_free(a);
+        authd_session_free(b);
+    }
+    authd_config_free(shared);
+    authd_config_free(own);
+}
+
 static void
 test_hostile_state_names(void **state)
 {
@@ -596,6 +669,7 @@ main(void)
         cmocka_unit_test(test_pkce),
         cmocka_unit_test(test_hostile_state_names),
         cmocka_unit_test(test_session_without_email_verified),
+        cmocka_unit_test(test_colliding_cookies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

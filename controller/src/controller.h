@@ -480,10 +480,16 @@ int ctl_provider_check(const json_t *provider, struct pc_diag *diag);
 
 enum ctl_verdict {
     CTL_ACCEPTED,
-    CTL_INVALID,        /* spec fails validation: Accepted=False, reason Invalid */
-    CTL_HOST_CONFLICT,  /* an older ProtectedHost keeps a host: Accepted=False, HostConflict */
-    CTL_SECRET_MISSING, /* accepted, but the client Secret (or its key) is absent */
+    CTL_INVALID,         /* spec fails validation: Accepted=False, reason Invalid */
+    CTL_HOST_CONFLICT,   /* an older ProtectedHost keeps a host: Accepted=False, HostConflict */
+    CTL_SECRET_MISSING,  /* accepted, but the client Secret (or its key) is absent */
+    CTL_COOKIE_CONFLICT, /* an older ProtectedHost's session cookie reaches one of its hosts
+                            (or its own reaches one of the older's) with another issuer or
+                            client on the same cookie name: Accepted=False, CookieConflict */
 };
+
+/* The Accepted=False reason of a refused verdict ("Invalid", ...); NULL for accepted ones. */
+const char *ctl_verdict_reason(enum ctl_verdict v);
 
 /* One ProtectedHost as the state sees it. */
 struct ctl_item {
@@ -526,6 +532,15 @@ struct ctl_state {
  * are left out by the caller). Never fails: problems land in each item's verdict/message.
  */
 void ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state_opts *o);
+/* What the cookie rule looks at in a canonical spec, as one new string. */
+char *ctl_cookie_scope(const json_t *spec);
+/*
+ * The CookieConflict message of ProtectedHost id (scope from ctl_cookie_scope, hosts each
+ * followed by '\n') against the older ones recorded in s, new; NULL after recording id's own.
+ */
+struct pc_cookie_scopes;
+char *ctl_cookie_claim(struct pc_cookie_scopes *s, const char *id, const char *scope,
+                       const char *hosts);
 void ctl_state_release(struct ctl_state *st);
 /* The item of ns/name, borrowed; NULL when absent. */
 struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, const char *name);
@@ -550,7 +565,9 @@ struct ctl_host {
     char *secret_missing; /* why the client secret could not be resolved, else NULL */
     char *entry;          /* authd hosts[] entry text (holds the client secret), else NULL */
     char *headers;        /* upstreamHeaders names lowercased, each followed by '\n' */
-    char *conflict;       /* HostConflict message from ctl_hosts_settle, else NULL */
+    char *cookie;         /* ctl_cookie_scope of the spec ("" when invalid or deleting) */
+    char *conflict;       /* HostConflict/CookieConflict message from ctl_hosts_settle */
+    bool cookie_conflict; /* conflict is a CookieConflict */
     bool deleting;        /* claims nothing and has no outputs */
     /* the run loop's bookkeeping */
     char *out_sig;      /* signature of the outputs last published for the global writer */
@@ -562,7 +579,7 @@ struct ctl_host {
     char *snippet_sig;  /* --mesh-config=none: the provider snippet last announced */
 };
 
-/* CTL_ACCEPTED, CTL_INVALID, CTL_HOST_CONFLICT or CTL_SECRET_MISSING, and why (borrowed). */
+/* The verdict of h (CTL_ACCEPTED, CTL_INVALID, ...), and why (borrowed). */
 enum ctl_verdict ctl_host_verdict(const struct ctl_host *h);
 const char *ctl_host_message(const struct ctl_host *h);
 /* Whether h contributes to the shared outputs: its entry (when any) and headers. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portcullis/cookiescope.h"
 #include "portcullis/crypto.h"
 #include "portcullis/json.h"
 
@@ -23,7 +24,7 @@ ctl_host_verdict(const struct ctl_host *h)
     if (!h->valid)
         return CTL_INVALID;
     if (h->conflict)
-        return CTL_HOST_CONFLICT;
+        return h->cookie_conflict ? CTL_COOKIE_CONFLICT : CTL_HOST_CONFLICT;
     return h->secret_missing ? CTL_SECRET_MISSING : CTL_ACCEPTED;
 }
 
@@ -63,6 +64,7 @@ host_free(struct ctl_host *h)
     pc_free_secret(h->entry);
     free(h->headers);
     free(h->conflict);
+    free(h->cookie);
     free(h->out_sig);
     free(h->applied_ref);
     free(h->applied_hash);
@@ -177,7 +179,8 @@ same(const char *a, const char *b)
 static char *
 claims_sig(const struct ctl_host *h)
 {
-    return pc_xasprintf("%s|%d|%d|%s", h->created, h->valid, h->deleting, h->hosts);
+    return pc_xasprintf("%s|%d|%d|%s|%s", h->created, h->valid, h->deleting, h->hosts,
+                        h->cookie ? h->cookie : "");
 }
 
 static char *
@@ -277,6 +280,7 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     validate(h, obj, o->authd.allow_insecure_issuers, &spec);
     h->valid = spec != NULL;
     replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
+    replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
     replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
     if (spec)
         render_entry(h, spec, o);
@@ -297,6 +301,7 @@ ctl_host_retire(struct ctl_host *h)
 
     h->deleting = true;
     replace(&h->hosts, pc_xstrdup(""));
+    replace(&h->cookie, pc_xstrdup(""));
     pc_free_secret(h->entry);
     h->entry = NULL;
     replace(&h->headers, pc_xstrdup(""));
@@ -358,6 +363,7 @@ void
 ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host *h), void *ud)
 {
     struct ctl_host **v = pc_xcalloc(hs->n + 1, sizeof(*v));
+    struct pc_cookie_scopes *cookies = pc_cookie_scopes_new();
     json_t *claims = json_object();
 
     if (hs->n > 0) {
@@ -366,15 +372,20 @@ ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host
     }
     for (size_t i = 0; i < hs->n; i++) {
         char *msg = v[i]->valid && !v[i]->deleting ? claim(v[i], claims) : NULL;
+        bool cookie = false;
 
+        if (msg == NULL && v[i]->valid && !v[i]->deleting)
+            cookie = (msg = ctl_cookie_claim(cookies, v[i]->id, v[i]->cookie, v[i]->hosts)) != NULL;
         if (same(msg, v[i]->conflict)) {
             free(msg);
             continue;
         }
+        v[i]->cookie_conflict = cookie;
         replace(&v[i]->conflict, msg);
         if (changed)
             changed(ud, v[i]);
     }
+    pc_cookie_scopes_free(cookies);
     json_decref(claims);
     free(v);
 }

@@ -11,8 +11,71 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portcullis/cookiescope.h"
 #include "portcullis/json.h"
 #include "portcullis/yaml.h"
+
+const char *
+ctl_verdict_reason(enum ctl_verdict v)
+{
+    switch (v) {
+    case CTL_INVALID:
+        return "Invalid";
+    case CTL_HOST_CONFLICT:
+        return "HostConflict";
+    case CTL_COOKIE_CONFLICT:
+        return "CookieConflict";
+    default:
+        return NULL;
+    }
+}
+
+char *
+ctl_cookie_scope(const json_t *spec)
+{
+    const json_t *session = json_object_get(spec, "session"), *oidc = json_object_get(spec, "oidc");
+    const char *domain = pc_json_str(session, "cookieDomain");
+
+    return pc_xasprintf("%s\n%s\n%s %s", pc_json_str(session, "cookieName"), domain ? domain : "",
+                        pc_json_str(oidc, "issuerURL"), pc_json_str(oidc, "clientID"));
+}
+
+char *
+ctl_cookie_claim(struct pc_cookie_scopes *s, const char *id, const char *scope, const char *hosts)
+{
+    char *copy = pc_xstrdup(scope), *domain = strchr(copy, '\n'), *binding, *why = NULL;
+    char *owner = pc_xasprintf("ProtectedHost %s", id), *hs = pc_xstrdup(hosts), *msg = NULL;
+    const char **v = NULL;
+    size_t n = 0;
+
+    *domain++ = '\0';
+    binding = strchr(domain, '\n');
+    *binding++ = '\0';
+    for (char *p = hs, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+        *nl = '\0';
+        v = pc_xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = p;
+    }
+    {
+        struct pc_cookie_owner o = {.id = owner,
+                                    .name = copy,
+                                    .binding = binding,
+                                    .domain = domain,
+                                    .hosts = v,
+                                    .nhosts = n};
+
+        if (pc_cookie_scopes_add(s, &o, &why) != 0)
+            msg = pc_xasprintf("spec.session: %s, which is older and has another issuer or "
+                               "client; set another spec.session.cookieName",
+                               why);
+    }
+    free(why);
+    free(v);
+    free(hs);
+    free(owner);
+    free(copy);
+    return msg;
+}
 
 static void
 item_init(struct ctl_item *it, json_t *obj)
@@ -157,8 +220,7 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
     size_t k = 0;
 
     for (size_t i = 0; i < st->n; i++) {
-        if (st->items[i].spec && st->items[i].verdict != CTL_INVALID &&
-            st->items[i].verdict != CTL_HOST_CONFLICT)
+        if (st->items[i].spec && ctl_verdict_reason(st->items[i].verdict) == NULL)
             ctl_headers_collect(names, st->items[i].spec);
         if (st->items[i].authd_host)
             by_id[k++] = &st->items[i];
@@ -174,10 +236,29 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
     free(by_id);
 }
 
+/* Claims its cookie scope in s, unless it collides with an older item's. */
+static void
+claim_cookie(struct ctl_item *it, struct pc_cookie_scopes *s)
+{
+    struct pc_buf hosts;
+    char *scope = ctl_cookie_scope(it->spec);
+    size_t i;
+    json_t *h;
+
+    pc_buf_init(&hosts, 0);
+    json_array_foreach(json_object_get(it->spec, "hosts"), i, h)
+        pc_buf_appendf(&hosts, "%s\n", json_string_value(h));
+    if ((it->message = ctl_cookie_claim(s, it->id, scope, hosts.data ? hosts.data : "")) != NULL)
+        it->verdict = CTL_COOKIE_CONFLICT;
+    pc_buf_release(&hosts);
+    free(scope);
+}
+
 void
 ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state_opts *o)
 {
     json_t *claims = json_object();
+    struct pc_cookie_scopes *cookies = pc_cookie_scopes_new();
 
     memset(st, 0, sizeof(*st));
     st->n = json_array_size(objs);
@@ -192,9 +273,12 @@ ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state
         if (it->verdict == CTL_ACCEPTED)
             claim(it, claims);
         if (it->verdict == CTL_ACCEPTED)
+            claim_cookie(it, cookies);
+        if (it->verdict == CTL_ACCEPTED)
             render_item(it, o);
     }
     build_shared(st, o);
+    pc_cookie_scopes_free(cookies);
     json_decref(claims);
 }
 

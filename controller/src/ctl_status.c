@@ -43,8 +43,8 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
     enum ctl_verdict v = in->verdict;
 
     r->status = "False";
-    if (v == CTL_INVALID || v == CTL_HOST_CONFLICT) {
-        r->reason = v == CTL_INVALID ? "Invalid" : "HostConflict";
+    if (ctl_verdict_reason(v) != NULL) {
+        r->reason = ctl_verdict_reason(v);
         r->message = pc_xstrdup(in->message);
     } else if (in->policy_error) {
         r->reason = "ApplyFailed";
@@ -96,13 +96,13 @@ desired_status(const struct ctl_host *h, const struct ctl_status_in *in)
     struct cond acc = {"True", "Accepted", NULL}, ready = {0};
     json_t *st;
 
-    if (v == CTL_INVALID || v == CTL_HOST_CONFLICT) {
+    if (ctl_verdict_reason(v) != NULL) {
         acc.status = "False";
-        acc.reason = v == CTL_INVALID ? "Invalid" : "HostConflict";
+        acc.reason = ctl_verdict_reason(v);
         acc.message = pc_xstrdup(in->message);
     } else {
-        acc.message = pc_xstrdup("spec is valid and its hosts are not claimed by an older "
-                                 "ProtectedHost");
+        acc.message = pc_xstrdup("spec is valid and its hosts and session cookie are not "
+                                 "claimed by an older ProtectedHost");
     }
     ready_condition(h, in, &ready);
     st = json_pack("{s:I,s:[o,o]}", "observedGeneration", (json_int_t)gen, "conditions",

@@ -47,6 +47,7 @@ static const struct golden_case cases[] = {
       "--authd-namespace", "auth", "--authd-service", "authd", "--authd-port", "8080",
       "--allow-insecure-issuers"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
+    {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
 };
 
 static char *

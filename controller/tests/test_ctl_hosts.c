@@ -63,6 +63,10 @@ scenario(void)
     json_array_append_new(a, ph("a", "b-c", "2026-01-06T00:00:00Z", "[\"two.example.com\"]", NULL));
     json_array_append_new(a, ph("t", "tie-b", "2026-01-07T00:00:00Z", "[\"t.example.com\"]", NULL));
     json_array_append_new(a, ph("t", "tie-a", "2026-01-07T00:00:00Z", "[\"t.example.com\"]", NULL));
+    /* Another client's shared cookie reaches wiki.corp.test: the newer one is refused. */
+    json_array_append_new(a, ph("c", "wiki", "2026-01-09T00:00:00Z", "[\"wiki.corp.test\"]", NULL));
+    json_array_append_new(a, ph("c", "portal", "2026-01-08T00:00:00Z", "[\"portal.corp.test\"]",
+                                "{\"session\":{\"cookieDomain\":\".corp.test\"}}"));
     return a;
 }
 
@@ -121,10 +125,10 @@ assert_agree(const struct ctl_hosts *hs, const json_t *objs, const struct ctl_st
 static void
 test_agrees_with_state_in_any_order(void **state)
 {
-    static const size_t orders[][9] = {
-        {0, 1, 2, 3, 4, 5, 6, 7, 8},
-        {8, 7, 6, 5, 4, 3, 2, 1, 0},
-        {2, 0, 8, 1, 6, 3, 7, 5, 4},
+    static const size_t orders[][11] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+        {10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0},
+        {2, 0, 9, 8, 1, 6, 3, 10, 7, 5, 4},
     };
     struct ctl_state_opts o = {.secret = secrets, .authd = {.port = 4181}};
     json_t *objs = scenario();
@@ -152,7 +156,7 @@ count_changed(void *ud, struct ctl_host *h)
 static void
 test_retire_hands_over(void **state)
 {
-    static const size_t order[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    static const size_t order[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     struct ctl_state_opts o = {.secret = secrets};
     json_t *objs = scenario();
     struct ctl_hosts hs;
@@ -162,6 +166,7 @@ test_retire_hands_over(void **state)
     ctl_hosts_init(&hs);
     feed(&hs, objs, order, &o);
     assert_int_equal(ctl_host_verdict(ctl_hosts_find(&hs, "z/newer")), CTL_HOST_CONFLICT);
+    assert_int_equal(ctl_host_verdict(ctl_hosts_find(&hs, "c/wiki")), CTL_COOKIE_CONFLICT);
     assert_true(ctl_host_retire(ctl_hosts_find(&hs, "z/older")));
     ctl_hosts_settle(&hs, count_changed, &changed);
     assert_int_equal(changed, 1);

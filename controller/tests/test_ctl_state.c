@@ -160,6 +160,61 @@ test_policy_name_collision(void **state)
     json_decref(objs);
 }
 
+/*
+ * A shared cookie of one client over another client's host on the same cookie name: the
+ * newer is refused with CookieConflict, whichever of the two shares; another cookie name or
+ * the same issuer and client is fine.
+ */
+static void
+test_cookie_conflict(void **state)
+{
+    json_t *objs = json_array(), *portal, *wiki, *same, *renamed;
+    struct ctl_state_opts o = {0};
+    struct ctl_state st;
+    struct ctl_item *it;
+
+    (void)state;
+    portal = ph("c", "portal", "2026-01-01T00:00:00Z", "[\"portal.corp.test\"]");
+    json_object_set_new(json_object_get(portal, "spec"), "session",
+                        json_pack("{s:s}", "cookieDomain", ".corp.test"));
+    wiki = ph("c", "wiki", "2026-01-02T00:00:00Z", "[\"wiki.corp.test\"]");
+    same = ph("c", "docs", "2026-01-03T00:00:00Z", "[\"docs.corp.test\"]");
+    json_object_set_new(json_object_get(json_object_get(same, "spec"), "oidc"), "clientID",
+                        json_string("portal"));
+    renamed = ph("c", "jira", "2026-01-04T00:00:00Z", "[\"jira.corp.test\"]");
+    json_object_set_new(json_object_get(renamed, "spec"), "session",
+                        json_pack("{s:s}", "cookieName", "_jira"));
+    json_array_append_new(objs, wiki);
+    json_array_append_new(objs, portal);
+    json_array_append_new(objs, same);
+    json_array_append_new(objs, renamed);
+    ctl_state_build(&st, objs, &o);
+    assert_int_equal(ctl_state_find(&st, "c", "portal")->verdict, CTL_ACCEPTED);
+    it = ctl_state_find(&st, "c", "wiki");
+    assert_int_equal(it->verdict, CTL_COOKIE_CONFLICT);
+    assert_string_equal(ctl_verdict_reason(it->verdict), "CookieConflict");
+    assert_string_equal(
+        it->message, "spec.session: host \"wiki.corp.test\" also receives cookie \"_portcullis\" "
+                     "of ProtectedHost c/portal (Domain=corp.test), which is older and has "
+                     "another issuer or client; set another spec.session.cookieName");
+    assert_null(it->authd_host);
+    assert_null(it->policy);
+    assert_int_equal(ctl_state_find(&st, "c", "docs")->verdict, CTL_ACCEPTED);
+    assert_int_equal(ctl_state_find(&st, "c", "jira")->verdict, CTL_ACCEPTED);
+    ctl_state_release(&st);
+    /* The sharer is the newer one: it is refused instead. */
+    json_object_set_new(json_object_get(portal, "metadata"), "creationTimestamp",
+                        json_string("2026-01-05T00:00:00Z"));
+    ctl_state_build(&st, objs, &o);
+    assert_int_equal(ctl_state_find(&st, "c", "wiki")->verdict, CTL_ACCEPTED);
+    it = ctl_state_find(&st, "c", "portal");
+    assert_int_equal(it->verdict, CTL_COOKIE_CONFLICT);
+    assert_non_null(strstr(it->message, "with Domain=corp.test also reaches a host of "
+                                        "ProtectedHost c/"));
+    ctl_state_release(&st);
+    json_decref(objs);
+}
+
 static void
 test_empty_and_deterministic(void **state)
 {
@@ -201,6 +256,7 @@ main(void)
         cmocka_unit_test(test_secret_missing),
         cmocka_unit_test(test_policy_name_collision),
         cmocka_unit_test(test_empty_and_deterministic),
+        cmocka_unit_test(test_cookie_conflict),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,6 +28,7 @@ from e2e.harness.proc import AUTHD, Proc, free_port, skip_e2e, wait_for  # noqa:
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
 
 CLIENT, SECRET = "echo", "echo-client-secret"
+OTHER, OTHER_SECRET = "other", "other-client-secret"  # a second client of the same IdP
 
 
 def config_yaml(c, extra_hosts=""):
@@ -50,6 +51,9 @@ hosts:
     hosts: [email-lax.localhost]
     oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
     access: {{allowedEmails: [ceo@corp.example.com], allowUnverifiedEmail: true}}
+  - id: test/other
+    hosts: [other.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {OTHER}, clientSecret: {OTHER_SECRET}}}
 {extra_hosts}"""
 
 # An account whose email address the IdP has not verified (anyone can type the CEO's).
@@ -130,7 +134,9 @@ def env():
                      for h in ("echo.localhost", "refresh.localhost", "email.localhost",
                                "email-lax.localhost")]
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": redirect_uris,
-                         "postLogoutRedirectUris": [f"http://echo.localhost:{authd.port}/"]}],
+                         "postLogoutRedirectUris": [f"http://echo.localhost:{authd.port}/"]},
+                        {"clientId": OTHER, "secret": OTHER_SECRET,
+                         "redirectUris": [f"http://other.localhost:{authd.port}/oauth2/callback"]}],
                        DEFAULT_USERS + [MALLORY], port=idp_port)
     try:
         idp.start()
@@ -158,6 +164,28 @@ def test_check_config_reports_file_line_col(tmp_path):
     assert re.search(rf"^{re.escape(str(bad))}:\d+:\d+: \S", r.stderr, re.M), r.stderr
     r = subprocess.run([AUTHD, "--version"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "portcullis-authd" in r.stdout
+
+
+def test_check_config_refuses_colliding_cookies(tmp_path):
+    """A shared cookie of one client over another client's host on the same cookie name."""
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    cfg = tmp_path / "collide.yaml"
+    cfg.write_text(f"""cookieSecretFiles: [{secret}]
+hosts:
+  - id: portal/shared
+    hosts: [portal.example.com]
+    oidc: {{issuerURL: https://idp.example.com, clientID: portal}}
+    session: {{cookieDomain: .example.com}}
+  - id: team/app
+    hosts: [app.example.com]
+    oidc: {{issuerURL: https://idp.example.com, clientID: app}}
+""")
+    r = subprocess.run([AUTHD, "--config", cfg, "--check-config"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stdout
+    assert 'host "app.example.com" also receives cookie "_portcullis" of hosts[0]' in r.stderr
+    assert "another session.cookieName" in r.stderr
 
 
 def test_check_config_ok(env):
@@ -281,6 +309,20 @@ def test_allow_unverified_email_opts_out(env):
     mallory = login(authd, "mallory", "mallory-password", host="email-lax.localhost")
     status, h, _ = authd.request("/ext-authz/app", host="email-lax.localhost", cookies=mallory)
     assert status == 200 and header(h, "X-Auth-Request-Email") == "ceo@corp.example.com"
+
+
+def test_another_clients_cookie_of_the_same_name_is_skipped(env, alice):
+    """The browser sends another client's session cookie of the same name too (a sibling's
+    shared cookie, or one a sibling subdomain planted): authd finds the host's own."""
+    authd = env["authd"]
+    theirs = login(authd, "bob", "bob-password", host="other.localhost")["_portcullis"]
+    for cookie in (f"_portcullis={theirs}; _portcullis={alice['_portcullis']}",
+                   f"_portcullis={alice['_portcullis']}; _portcullis={theirs}"):
+        status, h, _ = authd.request("/ext-authz/app", headers={"Cookie": cookie})
+        assert status == 200 and header(h, "X-Auth-Request-User") == "alice"
+    status, _, _ = authd.request("/ext-authz/app", headers={"Cookie": f"_portcullis={theirs}",
+                                                            "Accept": "text/html"})
+    assert status == 302  # only the other client's: log in here
 
 
 def test_parallel_logins_in_two_tabs(env):

@@ -369,6 +369,30 @@ def test_host_conflict(api, ctl):
     api.kubectl("delete", "protectedhost", "-n", "team-b", "second", "--timeout=30s")
 
 
+def test_cookie_conflict(api, ctl):
+    """Another client's shared cookie on the same name would reach the newer host: the newer
+    one is refused (CookieConflict), and gets in once it picks another cookie name."""
+    api.kubectl("apply", "-f", "-", input=ph_manifest(
+        "portal", "team-a", ["portal.corp.example.com"],
+        extra="  session: {cookieDomain: .corp.example.com}\n"))
+    wait_for("portal accepted", lambda: (condition(api, "team-a", "portal", "Accepted") or {})
+             .get("status") == "True")
+    time.sleep(1.1)  # creationTimestamp has one-second resolution
+    api.kubectl("apply", "-f", "-", input=ph_manifest("wiki", "team-b", ["wiki.corp.example.com"]))
+    acc = wait_for("cookie conflict", lambda: condition(api, "team-b", "wiki", "Accepted"))
+    assert acc["status"] == "False" and acc["reason"] == "CookieConflict", acc
+    assert "team-a/portal" in acc["message"] and "spec.session.cookieName" in acc["message"]
+    assert policy(api, "portcullis-team-b-wiki") is None
+    assert "team-b/wiki" not in authd_config(api)
+    api.kubectl("apply", "-f", "-", input=ph_manifest("wiki", "team-b", ["wiki.corp.example.com"],
+                                                       extra="  session: {cookieName: _wiki}\n"))
+    wait_for("wiki accepted", lambda: condition(api, "team-b", "wiki", "Accepted")["status"]
+             == "True")
+    wait_for("wiki policy", lambda: policy(api, "portcullis-team-b-wiki"))
+    for ns, name in (("team-b", "wiki"), ("team-a", "portal")):
+        api.kubectl("delete", "protectedhost", "-n", ns, name, "--timeout=30s")
+
+
 def test_get_columns(api, ctl):
     api.kubectl("apply", "-f", "-", input=ph_manifest("cols", "team-a", ["cols.example.com"],
                                                        groups=["sre", "ops"]))
