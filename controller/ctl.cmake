@@ -47,3 +47,9 @@ if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c
                  LIBS ctl_run)
 endif()
+
+# The compact authd entry must mean what the full one means: parsed with authd's own parser.
+if(PORTCULLIS_TESTS AND TARGET authd_core)
+    pc_unit_test(test_ctl_compact SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_compact.c
+                 LIBS ctl_core authd_core)
+endif()

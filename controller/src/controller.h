@@ -441,11 +441,16 @@ struct ctl_authd_opts {
 /* New AuthorizationPolicy (docs/design.md §4.1) for ProtectedHost ns/name with canonical spec. */
 json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
 /*
- * New hosts[] entry of authd's config. client_secret: the resolved value, or NULL: a
- * clientSecretRef becomes the placeholder "<secret:ns/name/key>" (for render without secrets).
+ * New hosts[] entry of authd's config, compact: fields at their default value are left out
+ * (authd applies the same defaults); id, hosts, oidc.issuerURL and oidc.clientID are always
+ * there. client_secret: the resolved value, or NULL: a clientSecretRef becomes the
+ * placeholder "<secret:ns/name/key>" (for render without secrets).
  */
 json_t *ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
                               const char *client_secret);
+/* The same entry with every field written out, defaults included (what the compact one means). */
+json_t *ctl_render_authd_host_full(const char *ns, const char *name, const json_t *spec,
+                                   const char *client_secret);
 /* New complete authd config object around hosts (an array it takes a reference to). */
 json_t *ctl_render_authd_config(const json_t *hosts, const struct ctl_authd_opts *o);
 /* Adds spec's upstreamHeaders names (lowercased) to the set `names` (an object used as a set). */

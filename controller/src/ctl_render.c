@@ -8,6 +8,7 @@
 #include "controller.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,8 +151,8 @@ authd_oidc(const char *ns, const json_t *oidc, const char *client_secret)
 }
 
 json_t *
-ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
-                      const char *client_secret)
+ctl_render_authd_host_full(const char *ns, const char *name, const json_t *spec,
+                           const char *client_secret)
 {
     json_t *session = json_deep_copy(json_object_get(spec, "session"));
     json_t *h;
@@ -166,6 +167,66 @@ ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
                   "session", session, "upstreamHeaders", json_object_get(spec, "upstreamHeaders"),
                   "passIDToken", json_object_get(spec, "passIDToken"), "bearerTokens",
                   json_object_get(spec, "bearerTokens"), "mode", json_object_get(spec, "mode"));
+    return h;
+}
+
+/*
+ * The entry of a spec with every field at its default: what authd assumes for an absent
+ * field. Built once from the normalizer's own defaults, so the two cannot drift apart
+ * (test_ctl_compact parses both encodings with authd's parser and compares).
+ */
+static json_t *defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+static void
+make_defaults(void)
+{
+    json_t *in = json_pack("{s:[s],s:{s:s,s:s}}", "hosts", "x.invalid", "oidc", "issuerURL",
+                           "https://x.invalid", "clientID", "x"),
+           *spec = NULL;
+    struct ctl_errors errs = {0};
+
+    if (ctl_spec_normalize(in, false, &spec, &errs) != 0)
+        abort();
+    defaults = ctl_render_authd_host_full("x", "x", spec, NULL);
+    ctl_errors_release(&errs);
+    json_decref(spec);
+    json_decref(in);
+}
+
+/* Removes from entry every field equal to the one in def, and objects left empty. */
+static void
+prune(json_t *entry, const json_t *def)
+{
+    const char *k;
+    json_t *v, *tmp;
+
+    json_object_foreach_safe(entry, tmp, k, v)
+    {
+        const json_t *d = json_object_get(def, k);
+
+        if (d == NULL)
+            continue;
+        if (json_is_object(v) && json_is_object(d))
+            prune(v, d);
+        if (json_equal(v, d) || (json_is_object(v) && json_object_size(v) == 0))
+            json_object_del(entry, k);
+    }
+}
+
+json_t *
+ctl_render_authd_host(const char *ns, const char *name, const json_t *spec,
+                      const char *client_secret)
+{
+    static const char *const always[] = {"id", "hosts", NULL};
+    json_t *h = ctl_render_authd_host_full(ns, name, spec, client_secret), *keep = json_object();
+
+    pthread_once(&defaults_once, make_defaults);
+    for (size_t i = 0; always[i] != NULL; i++)
+        json_object_set(keep, always[i], json_object_get(h, always[i]));
+    prune(h, defaults);
+    json_object_update(h, keep);
+    json_decref(keep);
     return h;
 }
 

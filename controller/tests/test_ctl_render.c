@@ -111,6 +111,15 @@ test_authd_host(void **state)
     assert_null(pc_json_path(h, "oidc.clientSecretRef"));
     assert_null(pc_json_path(h, "session.cookieDomain")); /* host-only */
     assert_string_equal(pc_json_str(h, "mode"), "ReportOnly");
+    /* Compact: what is at its default is left to authd's defaults. */
+    assert_null(json_object_get(h, "upstreamHeaders"));
+    assert_null(json_object_get(h, "bearerTokens"));
+    assert_null(json_object_get(h, "session"));
+    assert_null(json_object_get(h, "access"));
+    assert_null(pc_json_path(h, "oidc.scopes"));
+    assert_string_equal(pc_json_str(json_object_get(h, "oidc"), "issuerURL"), "https://i");
+    json_decref(h);
+    h = ctl_render_authd_host_full("ns", "n", spec, NULL);
     assert_non_null(json_object_get(h, "upstreamHeaders"));
     assert_non_null(json_object_get(h, "bearerTokens"));
     json_decref(h);
