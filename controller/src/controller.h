@@ -381,6 +381,13 @@ int k8s_parse_time(const char *s, time_t *out);
 #define CTL_PROVIDER_NAME "portcullis"
 #define CTL_SIGN_OUT_PATH "/oauth2/sign_out"
 #define CTL_AUTHD_SECRET "portcullis-authd-config"
+/* authd's host entries are split over Secrets CTL_AUTHD_SECRET-<xx> (xx: 00..ff). */
+#define CTL_SHARDS_DEFAULT 16
+#define CTL_SHARDS_MAX 256
+/* Bytes of one shard's hosts.yaml: Kubernetes refuses Secrets over 1 MiB of data. */
+#define CTL_SHARD_MAX_BYTES (1024 * 1024 - 4096)
+#define CTL_LABEL_AUTHD_CONFIG "portcullis.io/authd-config"
+#define CTL_ANNOT_GENERATION "portcullis.io/generation"
 #define CTL_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
 #define CTL_LABEL_OWNER_NS "portcullis.io/owner-namespace"
 #define CTL_LABEL_OWNER_NAME "portcullis.io/owner-name"
@@ -436,7 +443,30 @@ struct ctl_authd_opts {
     const char *service;   /* default portcullis-authd */
     int port;              /* default 4180 */
     bool allow_insecure_issuers;
+    unsigned shards; /* authd config shards, 0: CTL_SHARDS_DEFAULT */
 };
+
+/* The number of shards o asks for (CTL_SHARDS_DEFAULT when unset). */
+unsigned ctl_shard_count(const struct ctl_authd_opts *o);
+/* The shard of host id among n: stable (a hash of the id), so a change rewrites one shard. */
+unsigned ctl_shard_of(const char *id, unsigned n);
+/* New name of shard s: "portcullis-authd-config-0a". */
+char *ctl_shard_name(unsigned s);
+/*
+ * New hosts.yaml text of one shard around entries (len bytes of ctl_render_authd_entry_text
+ * results, in id order): "hosts:\n<entries>", or "hosts: []\n" when there are none.
+ */
+char *ctl_shard_text(const char *entries, size_t len);
+/* Entries grouped into shard texts: init, add each (in id order), then finish. */
+struct ctl_shards {
+    struct pc_buf *b;
+    unsigned n;
+};
+void ctl_shards_init(struct ctl_shards *sh, unsigned n);
+/* Appends entry (ctl_render_authd_entry_text of host id) to id's shard. */
+void ctl_shards_add(struct ctl_shards *sh, const char *id, const char *entry);
+/* New array of sh->n texts (free with ctl_shard_texts_free); sh is released. */
+char **ctl_shards_finish(struct ctl_shards *sh);
 
 /* New AuthorizationPolicy (docs/design.md §4.1) for ProtectedHost ns/name with canonical spec. */
 json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
@@ -530,6 +560,8 @@ struct ctl_state {
     json_t *provider;     /* new extensionProviders entry */
     json_t *authd_config; /* new authd config object */
     char *authd_text;     /* new config.yaml text (deterministic) */
+    char **shards;        /* new hosts.yaml text of each shard (ctl_shard_count of o->authd) */
+    unsigned nshards;
 };
 
 /*
@@ -623,6 +655,12 @@ void ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl
 char *ctl_host_out_sig(const struct ctl_host *h);
 /* New authd config text of every publishing host (free it with pc_free_secret). */
 char *ctl_hosts_authd_text(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
+/*
+ * New array of the n shards' hosts.yaml texts (ctl_shard_text) of every publishing host, each
+ * in the shard ctl_shard_of gives its id. Free with ctl_shard_texts_free (texts hold secrets).
+ */
+char **ctl_hosts_shard_texts(const struct ctl_hosts *hs, unsigned n);
+void ctl_shard_texts_free(char **texts, unsigned n);
 /* New extensionProviders entry over every publishing host's headers. */
 json_t *ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
 
@@ -765,12 +803,15 @@ struct ctl_ctx {
     struct ctl_hosts hosts;
     unsigned long seq;         /* bumped whenever a host's shared outputs change */
     unsigned long written_seq; /* the last seq whose outputs were all applied */
-    char *authd_error;         /* the global writer's last failures, NULL when fine */
+    char *authd_error;         /* the global writer's last failure common to every shard */
+    char **shard_error;        /* per shard (nshards): why its last write failed, else NULL */
+    long long *shard_gen;      /* per shard: the generation written last (0: none yet) */
+    unsigned nshards;
     char *mesh_error;
     char *snippet; /* --mesh-config=none: the provider in one line, for Events */
     bool recheck;  /* the writer must not trust what it believes was written */
     /* owned by the global writer */
-    char *authd_hash; /* SHA-256 of the authd config last written (or found) */
+    char **shard_hash; /* per shard: SHA-256 of the text last written (or found) */
     char *mesh_hash;
 };
 

@@ -254,14 +254,30 @@ write_json_doc(const struct render_ctx *c, const char *file, const char *comment
     return rc;
 }
 
-static json_t *
-authd_secret(const struct ctl_state *st, const struct ctl_authd_opts *o)
+/* The shard Secrets, one YAML document each; generation 1 (GitOps tools replace them whole). */
+static char *
+shard_secrets(const struct ctl_state *st, const struct ctl_authd_opts *o)
 {
-    return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
-                     "Secret", "metadata", "name", CTL_AUTHD_SECRET, "namespace",
-                     o->namespace ? o->namespace : "portcullis-system", "labels",
-                     CTL_LABEL_MANAGED_BY, "portcullis", "type", "Opaque", "stringData",
-                     "config.yaml", st->authd_text);
+    struct pc_buf b;
+
+    pc_buf_init(&b, 0);
+    b.secret = true;
+    for (unsigned s = 0; s < st->nshards; s++) {
+        char *name = ctl_shard_name(s);
+        json_t *j = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:{s:s}},s:s,s:{s:s}}", "apiVersion",
+                              "v1", "kind", "Secret", "metadata", "name", name, "namespace",
+                              o->namespace ? o->namespace : "portcullis-system", "labels",
+                              CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_AUTHD_CONFIG, "shard",
+                              "annotations", CTL_ANNOT_GENERATION, "1", "type", "Opaque",
+                              "stringData", "hosts.yaml", st->shards[s]);
+        char *text = pc_json_to_yaml(j);
+
+        pc_buf_appendf(&b, "%s%s", s ? "---\n" : "", text);
+        pc_free_secret(text);
+        json_decref(j);
+        free(name);
+    }
+    return pc_buf_detach(&b);
 }
 
 static int
@@ -287,11 +303,16 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
         rc = write_json_doc(
             c, "istio-values.yaml", "Helm values / IstioOperator snippet (meshConfig)",
             json_pack("{s:{s:[O]}}", "meshConfig", "extensionProviders", st->provider));
-    if (rc == 0)
-        rc = write_json_doc(c, "authd-config-secret.yaml",
-                            "authd config; <secret:ns/name/key> placeholders need the client "
-                            "secret (render --secret-file ns/name/key=PATH)",
-                            authd_secret(st, &c->opts.authd));
+    if (rc == 0) {
+        char *shards = shard_secrets(st, &c->opts.authd);
+
+        rc = write_doc(c, "authd-config-secrets.yaml",
+                       "authd's host entries, split over Secrets authd watches; "
+                       "<secret:ns/name/key> placeholders need the client secret (render "
+                       "--secret-file ns/name/key=PATH)",
+                       shards);
+        pc_free_secret(shards);
+    }
     free(mesh);
     return rc;
 }

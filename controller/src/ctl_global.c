@@ -54,78 +54,118 @@ same_str(const char *a, const char *b)
     return a && b ? strcmp(a, b) == 0 : a == b;
 }
 
-/* ---- authd's config Secret ------------------------------------------------------------------ */
+/* ---- authd's config shards ------------------------------------------------------------------ */
 
-static bool
-authd_secret_matches(struct ctl_ctx *c, const char *text)
+/*
+ * What is in shard s now: *gen its generation annotation (0 when absent or unreadable) and
+ * whether its hosts.yaml is text. PC_ENOTFOUND when the Secret does not exist.
+ */
+static int
+shard_current(struct ctl_ctx *c, const char *name, const char *text, long long *gen, bool *same)
 {
-    struct k8s_ref ref = {.api_version = "v1",
-                          .plural = "secrets",
-                          .namespace = c->o.authd.namespace,
-                          .name = CTL_AUTHD_SECRET};
+    struct k8s_ref ref = {
+        .api_version = "v1", .plural = "secrets", .namespace = c->o.authd.namespace, .name = name};
     struct pc_diag d = {0};
     json_t *cur = NULL;
     unsigned char *raw = NULL;
     size_t len = 0;
-    const char *b64;
-    bool same = false;
+    const char *b64, *g;
+    int rc;
 
-    if (k8s_get(c->kc, &ref, &cur, &d) == 0) {
-        b64 = pc_json_str(json_object_get(cur, "data"), "config.yaml");
-        same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 && len == strlen(text) &&
-               memcmp(raw, text, len) == 0;
-    }
+    *gen = 0;
+    *same = false;
+    if ((rc = k8s_get(c->kc, &ref, &cur, &d)) < 0)
+        return rc == K8S_ENOTFOUND ? PC_ENOTFOUND : rc;
+    g = pc_json_str(pc_json_path(cur, "metadata.annotations"), CTL_ANNOT_GENERATION);
+    *gen = g ? strtoll(g, NULL, 10) : 0;
+    b64 = pc_json_str(json_object_get(cur, "data"), "hosts.yaml");
+    *same = b64 && pc_b64_decode(b64, strlen(b64), &raw, &len) == 0 && len == strlen(text) &&
+            memcmp(raw, text, len) == 0;
     if (raw)
         pc_cleanse(raw, len);
     free(raw);
     json_decref(cur);
-    return same;
+    return 0;
 }
 
 static json_t *
-authd_secret(struct ctl_ctx *c, const char *b64)
+shard_secret(struct ctl_ctx *c, const char *name, long long gen, const char *b64)
 {
-    return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
-                     "Secret", "metadata", "name", CTL_AUTHD_SECRET, "namespace",
-                     c->o.authd.namespace, "labels", CTL_LABEL_MANAGED_BY, "portcullis", "type",
-                     "Opaque", "data", "config.yaml", b64);
+    char g[32];
+
+    snprintf(g, sizeof(g), "%lld", gen);
+    return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:{s:s}},s:s,s:{s:s}}", "apiVersion", "v1",
+                     "kind", "Secret", "metadata", "name", name, "namespace", c->o.authd.namespace,
+                     "labels", CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_AUTHD_CONFIG, "shard",
+                     "annotations", CTL_ANNOT_GENERATION, g, "type", "Opaque", "data", "hosts.yaml",
+                     b64);
 }
 
-/* Writes text unless it is what was written last (or, after a restart, what is there). */
+/*
+ * Writes shard s unless it holds text already (as written last, or, after a restart, as
+ * found). *gen gets the generation that holds text; a shard over the Secret limit is not
+ * written and *error says which limit and what to change.
+ */
 static int
-write_authd(struct ctl_ctx *c, const char *text, char **error)
+write_shard(struct ctl_ctx *c, unsigned s, const char *text, long long *gen, char **error)
 {
-    char *hash = pc_sha256_hex(text, strlen(text)), *b64;
+    char *hash = pc_sha256_hex(text, strlen(text)), *name = ctl_shard_name(s), *b64;
     struct k8s_ref ref = {.api_version = "v1", .plural = "secrets"};
     struct pc_diag d = {0};
+    long long found = 0;
+    bool same = false;
     json_t *secret;
-    int rc;
+    int rc = 0;
 
-    if (same_str(c->authd_hash, hash) || (!c->authd_hash && authd_secret_matches(c, text))) {
-        free(c->authd_hash);
-        c->authd_hash = hash;
-        return 0;
+    if (c->shard_hash[s] && strcmp(c->shard_hash[s], hash) == 0)
+        goto out;
+    if (strlen(text) > CTL_SHARD_MAX_BYTES) {
+        *error = pc_xasprintf("authd config shard %s/%s would hold %zu bytes, over the %d bytes "
+                              "a Secret may hold; run the controller with more "
+                              "--authd-config-shards (now %u, at most %d)",
+                              c->o.authd.namespace, name, strlen(text), CTL_SHARD_MAX_BYTES,
+                              c->nshards, CTL_SHARDS_MAX);
+        rc = PC_ETOOBIG;
+        goto out;
     }
+    if (*gen == 0 && (rc = shard_current(c, name, text, &found, &same)) < 0 && rc != PC_ENOTFOUND) {
+        *error =
+            pc_xasprintf("authd config shard %s/%s: cannot read it", c->o.authd.namespace, name);
+        goto out;
+    }
+    rc = 0;
+    if (same) {
+        *gen = found;
+        goto remember;
+    }
+    *gen = (*gen > found ? *gen : found) + 1;
     b64 = pc_b64_encode(text, strlen(text));
-    secret = authd_secret(c, b64);
+    secret = shard_secret(c, name, *gen, b64);
     pc_cleanse(b64, strlen(b64));
     free(b64);
-    if ((rc = ctl_timed_apply(c, &ref, secret, &d)) < 0) {
-        *error = pc_xasprintf("authd config Secret %s/%s: %s", c->o.authd.namespace,
-                              CTL_AUTHD_SECRET, d.msg);
-        free(hash);
+    rc = ctl_timed_apply(c, &ref, secret, &d);
+    pc_cleanse((char *)json_string_value(pc_json_path(secret, "data.hosts.yaml")),
+               json_string_length(pc_json_path(secret, "data.hosts.yaml")));
+    json_decref(secret);
+    if (rc < 0) {
+        *error = pc_xasprintf("authd config shard %s/%s: %s", c->o.authd.namespace, name, d.msg);
+        goto out;
     } else {
-        char n[32];
+        char n[32], g[32];
 
         snprintf(n, sizeof(n), "%zu", strlen(text));
+        snprintf(g, sizeof(g), "%lld", *gen);
         ctl_metrics_inc(&c->m, &c->m.authd_writes);
-        pc_log(PC_LOG_INFO, "authd_config_written", "bytes", n, NULL);
-        free(c->authd_hash);
-        c->authd_hash = hash;
+        pc_log(PC_LOG_INFO, "authd_config_written", "shard", name, "bytes", n, "generation", g,
+               NULL);
     }
-    pc_cleanse((char *)json_string_value(pc_json_path(secret, "data.config.yaml")),
-               json_string_length(pc_json_path(secret, "data.config.yaml")));
-    json_decref(secret);
+remember:
+    free(c->shard_hash[s]);
+    c->shard_hash[s] = hash;
+    hash = NULL;
+out:
+    free(hash);
+    free(name);
     return rc;
 }
 
@@ -228,9 +268,11 @@ write_mesh(struct ctl_ctx *c, const json_t *provider, char **error)
 
 struct pass {
     unsigned long seq;
-    char *authd_text; /* secret */
+    char **shards; /* secret: the hosts.yaml text of each shard */
+    char **shard_error;
+    long long *shard_gen;
     json_t *provider;
-    char *authd_error, *mesh_error, *snippet;
+    char *mesh_error, *snippet;
 };
 
 static void
@@ -239,12 +281,18 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
     pthread_mutex_lock(&c->hmu);
     if (c->recheck) {
         c->recheck = false;
-        free(c->authd_hash);
+        for (unsigned s = 0; s < c->nshards; s++) {
+            free(c->shard_hash[s]);
+            c->shard_hash[s] = NULL;
+        }
         free(c->mesh_hash);
-        c->authd_hash = c->mesh_hash = NULL;
+        c->mesh_hash = NULL;
     }
     p->seq = c->seq;
-    p->authd_text = ctl_hosts_authd_text(&c->hosts, &c->o.authd);
+    p->shards = ctl_hosts_shard_texts(&c->hosts, c->nshards);
+    p->shard_error = pc_xcalloc(c->nshards, sizeof(*p->shard_error));
+    p->shard_gen = pc_xcalloc(c->nshards, sizeof(*p->shard_gen));
+    memcpy(p->shard_gen, c->shard_gen, c->nshards * sizeof(*p->shard_gen));
     p->provider = ctl_hosts_provider(&c->hosts, &c->o.authd);
     pthread_mutex_unlock(&c->hmu);
 }
@@ -264,15 +312,20 @@ static json_t *
 pass_end(struct ctl_ctx *c, struct pass *p)
 {
     json_t *ids = json_array();
-    bool changed, ok = !p->authd_error && !p->mesh_error;
+    bool changed, ok = !p->mesh_error;
 
     pthread_mutex_lock(&c->hmu);
-    changed = !same_str(c->authd_error, p->authd_error) ||
-              !same_str(c->mesh_error, p->mesh_error) || !same_str(c->snippet, p->snippet);
-    replace(&c->authd_error, p->authd_error);
+    changed = !same_str(c->mesh_error, p->mesh_error) || !same_str(c->snippet, p->snippet);
+    for (unsigned s = 0; s < c->nshards; s++) {
+        changed = changed || !same_str(c->shard_error[s], p->shard_error[s]);
+        ok = ok && !p->shard_error[s];
+        replace(&c->shard_error[s], p->shard_error[s]);
+        p->shard_error[s] = NULL;
+        c->shard_gen[s] = p->shard_gen[s];
+    }
     replace(&c->mesh_error, p->mesh_error);
     replace(&c->snippet, p->snippet);
-    p->authd_error = p->mesh_error = p->snippet = NULL;
+    p->mesh_error = p->snippet = NULL;
     if (ok && p->seq > c->written_seq)
         c->written_seq = p->seq;
     for (size_t i = 0; i < c->hosts.n; i++) {
@@ -291,10 +344,16 @@ global_pass(struct ctl_ctx *c)
     struct pass p = {0};
     json_t *ids, *id;
     size_t i;
-    int rc;
+    int rc = 0;
 
     pass_begin(c, &p);
-    rc = write_authd(c, p.authd_text, &p.authd_error);
+    for (unsigned s = 0; s < c->nshards; s++) {
+        int src = write_shard(c, s, p.shards[s], &p.shard_gen[s], &p.shard_error[s]);
+
+        /* Retried; a shard over the limit is not, until something changes. */
+        if (src < 0 && src != PC_ETOOBIG)
+            rc = -1;
+    }
     if (write_mesh(c, p.provider, &p.mesh_error) < 0)
         rc = -1;
     if (c->o.mesh_mode == CTL_MESH_NONE)
@@ -309,8 +368,12 @@ global_pass(struct ctl_ctx *c)
     }
     json_decref(ids);
     json_decref(p.provider);
-    pc_free_secret(p.authd_text);
-    malloc_trim(0); /* the config text, its base64 and the request body were each ~1 MB */
+    ctl_shard_texts_free(p.shards, c->nshards);
+    for (unsigned s = 0; s < c->nshards; s++)
+        free(p.shard_error[s]);
+    free(p.shard_error);
+    free(p.shard_gen);
+    malloc_trim(0); /* shard texts, their base64 and the request bodies */
     return rc;
 }
 

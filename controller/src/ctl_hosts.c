@@ -421,6 +421,28 @@ ctl_hosts_authd_text(const struct ctl_hosts *hs, const struct ctl_authd_opts *o)
     return text;
 }
 
+char **
+ctl_hosts_shard_texts(const struct ctl_hosts *hs, unsigned n)
+{
+    struct ctl_shards sh;
+
+    ctl_shards_init(&sh, n);
+    for (size_t i = 0; i < hs->n; i++)
+        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->entry)
+            ctl_shards_add(&sh, hs->v[i]->id, hs->v[i]->entry);
+    return ctl_shards_finish(&sh);
+}
+
+void
+ctl_shard_texts_free(char **texts, unsigned n)
+{
+    if (texts == NULL)
+        return;
+    for (unsigned s = 0; s < n; s++)
+        pc_free_secret(texts[s]);
+    free(texts);
+}
+
 json_t *
 ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_opts *o)
 {

@@ -55,6 +55,10 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->phs = json_object();
     c->secrets = json_object();
     ctl_hosts_init(&c->hosts);
+    c->nshards = ctl_shard_count(&o->authd);
+    c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
+    c->shard_gen = pc_xcalloc(c->nshards, sizeof(*c->shard_gen));
+    c->shard_hash = pc_xcalloc(c->nshards, sizeof(*c->shard_hash));
 }
 
 void
@@ -69,9 +73,15 @@ ctl_ctx_release(struct ctl_ctx *c)
     json_decref(c->secrets);
     ctl_hosts_release(&c->hosts);
     free(c->authd_error);
+    for (unsigned s = 0; s < c->nshards; s++) {
+        free(c->shard_error[s]);
+        free(c->shard_hash[s]);
+    }
+    free(c->shard_error);
+    free(c->shard_gen);
+    free(c->shard_hash);
     free(c->mesh_error);
     free(c->snippet);
-    free(c->authd_hash);
     free(c->mesh_hash);
 }
 
@@ -519,6 +529,7 @@ static int
 update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
 {
     char *authd_error = NULL, *mesh_error = NULL, *snippet = NULL, *message = NULL;
+    const char *shard_error;
     struct ctl_host *h;
     bool wait;
     int rc = 0;
@@ -526,11 +537,14 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     pthread_mutex_lock(&c->hmu);
     h = ctl_hosts_find(&c->hosts, id);
     in->verdict = ctl_host_verdict(h);
+    shard_error = c->shard_error[ctl_shard_of(h->id, c->nshards)];
+    if (!shard_error)
+        shard_error = c->authd_error;
     wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&
-           !c->authd_error && !c->mesh_error;
+           !shard_error && !c->mesh_error;
     h->waiting = wait;
     message = ctl_host_message(h) ? pc_xstrdup(ctl_host_message(h)) : NULL;
-    authd_error = c->authd_error ? pc_xstrdup(c->authd_error) : NULL;
+    authd_error = shard_error ? pc_xstrdup(shard_error) : NULL;
     mesh_error = c->mesh_error ? pc_xstrdup(c->mesh_error) : NULL;
     snippet = c->snippet && ctl_host_publishes(h) ? pc_xstrdup(c->snippet) : NULL;
     pthread_mutex_unlock(&c->hmu);

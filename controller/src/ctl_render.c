@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portcullis/crypto.h"
 #include "portcullis/json.h"
 #include "portcullis/yaml.h"
 
@@ -430,6 +431,72 @@ ctl_render_authd_text(const char *entries, size_t len, const struct ctl_authd_op
     pc_buf_append(&b, at + sizeof(empty) - 1, strlen(at + sizeof(empty) - 1));
     free(head);
     return pc_buf_detach(&b);
+}
+
+unsigned
+ctl_shard_count(const struct ctl_authd_opts *o)
+{
+    return o->shards > 0 && o->shards <= CTL_SHARDS_MAX ? o->shards : CTL_SHARDS_DEFAULT;
+}
+
+unsigned
+ctl_shard_of(const char *id, unsigned n)
+{
+    uint8_t d[32];
+
+    pc_sha256(id, strlen(id), d);
+    return (unsigned)((d[0] << 8 | d[1]) % (n ? n : 1));
+}
+
+char *
+ctl_shard_name(unsigned s)
+{
+    return pc_xasprintf("%s-%02x", CTL_AUTHD_SECRET, s & 0xff);
+}
+
+char *
+ctl_shard_text(const char *entries, size_t len)
+{
+    struct pc_buf b;
+
+    if (len == 0)
+        return pc_xstrdup("hosts: []\n");
+    pc_buf_init(&b, len + 8);
+    b.secret = true;
+    pc_buf_append(&b, "hosts:\n", 7);
+    pc_buf_append(&b, entries, len);
+    return pc_buf_detach(&b);
+}
+
+void
+ctl_shards_init(struct ctl_shards *sh, unsigned n)
+{
+    sh->n = n;
+    sh->b = pc_xcalloc(n, sizeof(*sh->b));
+    for (unsigned s = 0; s < n; s++) {
+        pc_buf_init(&sh->b[s], 0);
+        sh->b[s].secret = true;
+    }
+}
+
+void
+ctl_shards_add(struct ctl_shards *sh, const char *id, const char *entry)
+{
+    pc_buf_appends(&sh->b[ctl_shard_of(id, sh->n)], entry);
+}
+
+char **
+ctl_shards_finish(struct ctl_shards *sh)
+{
+    char **out = pc_xcalloc(sh->n + 1, sizeof(*out));
+
+    for (unsigned s = 0; s < sh->n; s++) {
+        out[s] = ctl_shard_text(sh->b[s].data ? sh->b[s].data : "", sh->b[s].len);
+        pc_buf_release(&sh->b[s]);
+    }
+    free(sh->b);
+    sh->b = NULL;
+    return out;
 }
 
 char *

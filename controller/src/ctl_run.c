@@ -43,6 +43,7 @@ usage(FILE *f)
         "  --authd-namespace NS         default portcullis-system ($PORTCULLIS_AUTHD_NAMESPACE)\n"
         "  --authd-service NAME         default portcullis-authd\n"
         "  --authd-port PORT            default 4180\n"
+        "  --authd-config-shards N      Secrets authd's hosts are split over, 1..256 (default 16)\n"
         "  --mesh-config MODE           istio (default) | shared | none\n"
         "  --mesh-configmap NAME        istio: default istio; shared: portcullis-mesh\n"
         "  --mesh-namespace NS          default istio-system\n"
@@ -74,6 +75,7 @@ enum {
     OPT_AUTHD_NS,
     OPT_AUTHD_SVC,
     OPT_AUTHD_PORT,
+    OPT_AUTHD_SHARDS,
     OPT_MESH,
     OPT_MESH_CM,
     OPT_MESH_NS,
@@ -93,6 +95,7 @@ static const struct option longopts[] = {
     {"authd-namespace", required_argument, NULL, OPT_AUTHD_NS},
     {"authd-service", required_argument, NULL, OPT_AUTHD_SVC},
     {"authd-port", required_argument, NULL, OPT_AUTHD_PORT},
+    {"authd-config-shards", required_argument, NULL, OPT_AUTHD_SHARDS},
     {"mesh-config", required_argument, NULL, OPT_MESH},
     {"mesh-configmap", required_argument, NULL, OPT_MESH_CM},
     {"mesh-namespace", required_argument, NULL, OPT_MESH_NS},
@@ -129,6 +132,9 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
     case OPT_AUTHD_PORT:
         o->authd.port = atoi(arg);
         return o->authd.port > 0 && o->authd.port < 65536;
+    case OPT_AUTHD_SHARDS:
+        o->authd.shards = (unsigned)atoi(arg);
+        return o->authd.shards >= 1 && o->authd.shards <= CTL_SHARDS_MAX;
     case OPT_MESH_CM:
         o->mesh_configmap = arg;
         return true;
@@ -234,6 +240,7 @@ start_pair(struct runner *r, const char *ns)
                 (struct k8s_ref){.api_version = "v1",
                                  .plural = "secrets",
                                  .namespace = ns,
+                                 .label_selector = CTL_LABEL_AUTHD_CONFIG "!=shard",
                                  .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
                 ctl_on_secret);
 }

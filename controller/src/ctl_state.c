@@ -217,6 +217,7 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
 {
     struct ctl_item **by_id = pc_xcalloc(st->n + 1, sizeof(*by_id));
     json_t *names = json_object(), *hosts = json_array();
+    struct ctl_shards sh;
     size_t k = 0;
 
     for (size_t i = 0; i < st->n; i++) {
@@ -226,6 +227,15 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
             by_id[k++] = &st->items[i];
     }
     qsort(by_id, k, sizeof(*by_id), compare_host_ids);
+    st->nshards = ctl_shard_count(&o->authd);
+    ctl_shards_init(&sh, st->nshards);
+    for (size_t i = 0; i < k; i++) {
+        char *entry = ctl_render_authd_entry_text(by_id[i]->authd_host);
+
+        ctl_shards_add(&sh, by_id[i]->id, entry);
+        pc_free_secret(entry);
+    }
+    st->shards = ctl_shards_finish(&sh);
     for (size_t i = 0; i < k; i++)
         json_array_append(hosts, by_id[i]->authd_host);
     st->provider = ctl_render_provider(names, &o->authd);
@@ -315,6 +325,7 @@ ctl_state_release(struct ctl_state *st)
     json_decref(st->authd_config);
     json_decref(st->provider);
     pc_free_secret(st->authd_text);
+    ctl_shard_texts_free(st->shards, st->nshards);
     memset(st, 0, sizeof(*st));
 }
 

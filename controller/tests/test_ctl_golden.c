@@ -168,7 +168,7 @@ test_outdir_matches_stream(void **state)
     char tmpl[] = "/tmp/ctl-golden-XXXXXX";
     char *dir = mkdtemp(tmpl), *out = pc_xasprintf("%s/out", dir);
     char *files[] = {"authorizationpolicy-portcullis-test-auth-echo.yaml", "mesh-config.yaml",
-                     "istio-values.yaml", "authd-config-secret.yaml"};
+                     "istio-values.yaml", "authd-config-secrets.yaml"};
     char *stream = NULL, *cmd;
 
     (void)state;

@@ -117,6 +117,13 @@ assert_agree(const struct ctl_hosts *hs, const json_t *objs, const struct ctl_st
     }
     assert_string_equal(text, st.authd_text);
     assert_true(json_equal(provider, st.provider));
+    {
+        char **shards = ctl_hosts_shard_texts(hs, st.nshards);
+
+        for (unsigned s = 0; s < st.nshards; s++)
+            assert_string_equal(shards[s], st.shards[s]);
+        ctl_shard_texts_free(shards, st.nshards);
+    }
     ctl_state_release(&st);
     json_decref(provider);
     pc_free_secret(text);
