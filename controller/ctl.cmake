@@ -5,9 +5,10 @@ add_library(ctl_core STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_render.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_state.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_hosts.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_mesh.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_mesh.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_replicas.c)
 target_include_directories(ctl_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
-target_link_libraries(ctl_core PUBLIC pccommon PkgConfig::JANSSON PkgConfig::YAML)
+target_link_libraries(ctl_core PUBLIC pccommon k8s PkgConfig::JANSSON PkgConfig::YAML)
 
 # ctl_run: the I/O side of `run` (queue, reconciler, admin listener) over the k8s client.
 add_library(ctl_run STATIC
@@ -25,7 +26,7 @@ add_executable(portcullis-controller
 target_link_libraries(portcullis-controller PRIVATE ctl_run)
 
 if(PORTCULLIS_TESTS)
-    foreach(t spec render state hosts mesh)
+    foreach(t spec render state hosts mesh replicas)
         pc_unit_test(test_ctl_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_${t}.c
                      LIBS ctl_core)
     endforeach()

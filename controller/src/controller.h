@@ -388,6 +388,10 @@ int k8s_parse_time(const char *s, time_t *out);
 #define CTL_SHARD_MAX_BYTES (1024 * 1024 - 4096)
 #define CTL_LABEL_AUTHD_CONFIG "portcullis.io/authd-config"
 #define CTL_ANNOT_GENERATION "portcullis.io/generation"
+/* Each authd replica's Lease: what it enforces (docs/design.md, "authd config from the API"). */
+#define CTL_LABEL_AUTHD_REPLICA "portcullis.io/authd-replica"
+#define CTL_ANNOT_LOADED "portcullis.io/loaded"
+#define CTL_ANNOT_REJECTED "portcullis.io/rejected"
 #define CTL_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
 #define CTL_LABEL_OWNER_NS "portcullis.io/owner-namespace"
 #define CTL_LABEL_OWNER_NAME "portcullis.io/owner-name"
@@ -583,6 +587,24 @@ void ctl_state_release(struct ctl_state *st);
 struct ctl_item *ctl_state_find(const struct ctl_state *st, const char *ns, const char *name);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_replicas.c - which authd replicas enforce which shard generation                      */
+/* ---------------------------------------------------------------------------------------- */
+
+enum ctl_enforce {
+    CTL_ENFORCED,           /* every live replica has loaded the generation (or a newer one) */
+    CTL_ENFORCE_PENDING,    /* some live replica has not loaded it yet */
+    CTL_ENFORCE_REJECTED,   /* some live replica refused it */
+    CTL_ENFORCE_NO_REPLICA, /* no replica reports anything */
+};
+/*
+ * Whether every authd replica alive at now (leases: name -> Lease object, borrowed) enforces
+ * shard at generation gen or later; *why (new, NULL when enforced) names the replicas that
+ * lag or refused it.
+ */
+enum ctl_enforce ctl_replicas_enforce(const json_t *leases, time_t now, unsigned shard,
+                                      long long gen, char **why);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_hosts.c - what `run` keeps per ProtectedHost, rendered once per change                 */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -607,13 +629,16 @@ struct ctl_host {
     bool cookie_conflict; /* conflict is a CookieConflict */
     bool deleting;        /* claims nothing and has no outputs */
     /* the run loop's bookkeeping */
-    char *out_sig;      /* signature of the outputs last published for the global writer */
-    unsigned long seq;  /* the global outputs' sequence number that includes them */
-    bool waiting;       /* the key waits for the global outputs to reach seq */
-    char *applied_ref;  /* "gwns/name" of our AuthorizationPolicy in the cluster */
-    char *applied_hash; /* SHA-256 of the policy as applied */
-    char *status_sig;   /* the status as last written (see the reconciler) */
-    char *snippet_sig;  /* --mesh-config=none: the provider snippet last announced */
+    char *out_sig;         /* signature of the outputs last published for the global writer */
+    unsigned long seq;     /* the global outputs' sequence number that includes them */
+    bool waiting;          /* the key waits for the global outputs to reach seq */
+    unsigned long gen_seq; /* the seq whose entry need_gen holds (0: not written yet) */
+    long long need_gen;    /* the shard generation authd must enforce for this entry */
+    bool awaiting;         /* the key waits for authd replicas to enforce need_gen */
+    char *applied_ref;     /* "gwns/name" of our AuthorizationPolicy in the cluster */
+    char *applied_hash;    /* SHA-256 of the policy as applied */
+    char *status_sig;      /* the status as last written (see the reconciler) */
+    char *snippet_sig;     /* --mesh-config=none: the provider snippet last announced */
 };
 
 /* The verdict of h (CTL_ACCEPTED, CTL_INVALID, ...), and why (borrowed). */
@@ -774,6 +799,8 @@ struct ctl_run_opts {
     const char *lease_namespace; /* default: the authd namespace */
     const char *metrics_addr;    /* default :9091; "" disables */
     long resync_secs;            /* full re-apply period, default 600 */
+    bool wait_for_authd;         /* policies and Ready wait until every authd replica enforces
+                                    the host's entry (default true) */
 };
 
 /*
@@ -796,6 +823,7 @@ struct ctl_ctx {
                            "look": what a change must touch to matter,
                            "secret": "ns/name" of its client Secret} */
     json_t *secrets;    /* "ns/name" -> the Secret's data object */
+    json_t *replicas;   /* Lease name -> each authd replica's Lease (ctl_replicas.c) */
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;   /* every watch listed once */
@@ -806,6 +834,7 @@ struct ctl_ctx {
     char *authd_error;         /* the global writer's last failure common to every shard */
     char **shard_error;        /* per shard (nshards): why its last write failed, else NULL */
     long long *shard_gen;      /* per shard: the generation written last (0: none yet) */
+    double *shard_written_at;  /* per shard: when (monotonic seconds) it was last written */
     unsigned nshards;
     char *mesh_error;
     char *snippet; /* --mesh-config=none: the provider in one line, for Events */
@@ -824,6 +853,8 @@ struct ctl_watch_slot {
 };
 void ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj);
+/* An authd replica's Lease changed: hosts waiting for authd are looked at again. */
+void ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_synced(void *ud);
 /*
  * A key worker: takes keys of q until it shuts down. CTL_KEY_WORKERS of them run; the queue
@@ -853,6 +884,8 @@ struct ctl_status_in {
     const char *policy_error; /* applying the policy failed, else NULL */
     const char *authd_error;  /* the global writer's failures, else NULL */
     const char *mesh_error;
+    enum ctl_enforce enforce; /* whether authd enforces the host's entry everywhere */
+    const char *enforce_why;  /* who does not yet, else NULL */
 };
 /*
  * Applies h's status when it says something else than the status last written (h->status_sig,

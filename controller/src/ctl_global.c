@@ -321,6 +321,8 @@ pass_end(struct ctl_ctx *c, struct pass *p)
         ok = ok && !p->shard_error[s];
         replace(&c->shard_error[s], p->shard_error[s]);
         p->shard_error[s] = NULL;
+        if (c->shard_gen[s] != p->shard_gen[s])
+            c->shard_written_at[s] = now_secs();
         c->shard_gen[s] = p->shard_gen[s];
     }
     replace(&c->mesh_error, p->mesh_error);
@@ -329,9 +331,17 @@ pass_end(struct ctl_ctx *c, struct pass *p)
     if (ok && p->seq > c->written_seq)
         c->written_seq = p->seq;
     for (size_t i = 0; i < c->hosts.n; i++) {
-        const struct ctl_host *h = c->hosts.v[i];
+        struct ctl_host *h = c->hosts.v[i];
+        unsigned s = ctl_shard_of(h->id, c->nshards);
+        bool written =
+            h->seq <= p->seq && h->gen_seq != h->seq && c->shard_gen[s] > 0 && !c->shard_error[s];
 
-        if (changed || (h->waiting && h->seq <= c->written_seq))
+        /* The generation that first holds this entry is what authd must report. */
+        if (written) {
+            h->gen_seq = h->seq;
+            h->need_gen = c->shard_gen[s];
+        }
+        if (changed || (h->waiting && h->seq <= c->written_seq) || (written && h->awaiting))
             json_array_append_new(ids, json_string(h->id));
     }
     pthread_mutex_unlock(&c->hmu);

@@ -54,11 +54,13 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     pthread_mutex_init(&c->hmu, NULL);
     c->phs = json_object();
     c->secrets = json_object();
+    c->replicas = json_object();
     ctl_hosts_init(&c->hosts);
     c->nshards = ctl_shard_count(&o->authd);
     c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
     c->shard_gen = pc_xcalloc(c->nshards, sizeof(*c->shard_gen));
     c->shard_hash = pc_xcalloc(c->nshards, sizeof(*c->shard_hash));
+    c->shard_written_at = pc_xcalloc(c->nshards, sizeof(*c->shard_written_at));
 }
 
 void
@@ -80,6 +82,8 @@ ctl_ctx_release(struct ctl_ctx *c)
     free(c->shard_error);
     free(c->shard_gen);
     free(c->shard_hash);
+    free(c->shard_written_at);
+    json_decref(c->replicas);
     free(c->mesh_error);
     free(c->snippet);
     free(c->mesh_hash);
@@ -199,6 +203,32 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
     json_array_foreach(users, i, v) ctl_queue_host(c, json_string_value(v));
     json_decref(users);
     free(id);
+}
+
+void
+ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj)
+{
+    struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
+    const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
+    json_t *ids = json_array(), *id;
+    size_t i;
+
+    if (!name)
+        goto out;
+    pthread_mutex_lock(&c->mu);
+    if (type == K8S_DELETED)
+        json_object_del(c->replicas, name);
+    else
+        json_object_set(c->replicas, name, obj);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->hmu);
+    for (i = 0; i < c->hosts.n; i++)
+        if (c->hosts.v[i]->awaiting)
+            json_array_append_new(ids, json_string(c->hosts.v[i]->id));
+    pthread_mutex_unlock(&c->hmu);
+    json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
+out:
+    json_decref(ids);
 }
 
 void
@@ -497,6 +527,49 @@ apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **err
     return rc;
 }
 
+/*
+ * How long a host's policy waits for authd replicas that have not loaded its entry yet. After
+ * that the policy goes out anyway: a host must never stay open because one replica is slow
+ * (it answers "unknown host" until it loads the entry). Ready stays False, naming it.
+ */
+#define ENFORCE_WAIT_SECS 10.0
+/* Statuses are not written for a change authd is about to load: Ready=False only after this. */
+#define STATUS_GRACE_SECS 2.0
+
+static double
+mono_secs(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Whether every authd replica enforces h's current entry; *why (new) says who does not.
+ * *waited gets the seconds since its shard was written. Called with hmu held (takes mu).
+ */
+static enum ctl_enforce
+host_enforce(struct ctl_ctx *c, struct ctl_host *h, char **why, double *waited)
+{
+    unsigned s = ctl_shard_of(h->id, c->nshards);
+    enum ctl_enforce e;
+
+    *why = NULL;
+    *waited = 0;
+    if (!c->o.wait_for_authd || !ctl_host_publishes(h) || !h->entry)
+        return CTL_ENFORCED;
+    if (h->gen_seq != h->seq) {
+        *why = pc_xstrdup("waiting for the authd config to be written");
+        return CTL_ENFORCE_PENDING;
+    }
+    *waited = mono_secs() - c->shard_written_at[s];
+    pthread_mutex_lock(&c->mu);
+    e = ctl_replicas_enforce(c->replicas, time(NULL), s, h->need_gen, why);
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
 /* Re-renders id from obj; *policy gets its AuthorizationPolicy when it should have one. */
 static bool
 refresh(struct ctl_ctx *c, const char *id, const json_t *obj, json_t **policy)
@@ -573,14 +646,42 @@ reconcile_live(struct ctl_ctx *c, const char *id, const json_t *obj)
 
     if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
         return rc;
+    char *why = NULL;
+    double waited = 0;
+    struct ctl_host *h;
+    bool hold_policy, hold_status;
+
+    if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
+        return rc;
     if (refresh(c, id, obj, &policy))
         ctl_queue_add(c->gq, KEY_GLOBAL);
-    prc = policy ? apply_policy(c, id, policy, &policy_error) : drop_policy(c, id);
+    /* authd first, then the gateway: a new or changed host is enforced before its policy. */
+    pthread_mutex_lock(&c->hmu);
+    h = ctl_hosts_find(&c->hosts, id);
+    in.enforce = host_enforce(c, h, &why, &waited);
+    h->awaiting = in.enforce != CTL_ENFORCED;
+    hold_policy = in.enforce == CTL_ENFORCE_PENDING && waited < ENFORCE_WAIT_SECS;
+    hold_status = in.enforce == CTL_ENFORCE_PENDING && waited < STATUS_GRACE_SECS;
+    pthread_mutex_unlock(&c->hmu);
+    if (hold_policy) {
+        /* A Lease change queues the key sooner; this is the deadline. */
+        char *key = pc_xasprintf("ph:%s", id);
+        double left = (hold_status ? STATUS_GRACE_SECS : ENFORCE_WAIT_SECS) - waited;
+
+        ctl_queue_add_after(c->q, key, (long)(left * 1000) + 1);
+        free(key);
+    }
+    if (policy && !hold_policy)
+        prc = apply_policy(c, id, policy, &policy_error);
+    else
+        prc = policy ? 0 : drop_policy(c, id);
     in.policy_ns = pc_json_str(json_object_get(policy, "metadata"), "namespace");
     in.policy_error = policy_error;
-    rc = update_status(c, id, &in);
+    in.enforce_why = why;
+    rc = hold_status ? 0 : update_status(c, id, &in);
     json_decref(policy);
     free(policy_error);
+    free(why);
     return prc < 0 ? prc : rc;
 }
 

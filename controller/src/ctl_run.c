@@ -49,6 +49,8 @@ usage(FILE *f)
         "  --mesh-namespace NS          default istio-system\n"
         "  --revision REV               Istio revision: ConfigMap istio-REV\n"
         "  --leader-elect[=true|false]  default true\n"
+        "  --wait-for-authd[=true|false] policies and Ready wait for every authd replica to\n"
+        "                               enforce the host (its Lease), default true\n"
         "  --lease-name NAME            default portcullis-controller\n"
         "  --lease-namespace NS         default: the authd namespace\n"
         "  --allow-insecure-issuers     accept http:// issuers (tests only)\n"
@@ -81,6 +83,7 @@ enum {
     OPT_MESH_NS,
     OPT_REVISION,
     OPT_LEADER,
+    OPT_WAIT_AUTHD,
     OPT_LEASE,
     OPT_LEASE_NS,
     OPT_INSECURE,
@@ -101,6 +104,7 @@ static const struct option longopts[] = {
     {"mesh-namespace", required_argument, NULL, OPT_MESH_NS},
     {"revision", required_argument, NULL, OPT_REVISION},
     {"leader-elect", optional_argument, NULL, OPT_LEADER},
+    {"wait-for-authd", optional_argument, NULL, OPT_WAIT_AUTHD},
     {"lease-name", required_argument, NULL, OPT_LEASE},
     {"lease-namespace", required_argument, NULL, OPT_LEASE_NS},
     {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
@@ -147,6 +151,8 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
         return true;
     case OPT_LEADER:
         return parse_bool(arg, &o->leader_elect);
+    case OPT_WAIT_AUTHD:
+        return parse_bool(arg, &o->wait_for_authd);
     case OPT_LEASE:
         o->lease_name = arg;
         return true;
@@ -187,6 +193,7 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
                                .mesh_mode = CTL_MESH_ISTIO,
                                .mesh_namespace = "istio-system",
                                .leader_elect = true,
+                               .wait_for_authd = true,
                                .lease_name = "portcullis-controller",
                                .metrics_addr = ":9091",
                                .resync_secs = 600};
@@ -253,8 +260,16 @@ start_watches(struct runner *r)
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    r->c.nwatches = n ? (int)(2 * n) : 2;
+    r->c.nwatches = (n ? (int)(2 * n) : 2) + (r->c.o.wait_for_authd ? 1 : 0);
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
+    /* What each authd replica enforces: its Lease in authd's namespace. */
+    if (r->c.o.wait_for_authd)
+        start_watch(r,
+                    (struct k8s_ref){.api_version = "coordination.k8s.io/v1",
+                                     .plural = "leases",
+                                     .namespace = r->c.o.authd.namespace,
+                                     .label_selector = CTL_LABEL_AUTHD_REPLICA "=true"},
+                    ctl_on_authd_lease);
     if (n == 0)
         start_pair(r, NULL);
     for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 2 <= MAX_WATCHES;

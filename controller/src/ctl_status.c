@@ -58,11 +58,16 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
     } else if (in->mesh_error) {
         r->reason = "ProviderNotRegistered";
         r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME, in->mesh_error);
+    } else if (in->enforce != CTL_ENFORCED) {
+        r->reason = in->enforce == CTL_ENFORCE_REJECTED     ? "AuthdRejected"
+                    : in->enforce == CTL_ENFORCE_NO_REPLICA ? "AuthdNotReporting"
+                                                            : "Propagating";
+        r->message = pc_xstrdup(in->enforce_why ? in->enforce_why : "");
     } else {
         r->status = "True";
         r->reason = "Applied";
         r->message = pc_xasprintf("AuthorizationPolicy %s/%s, authd config and mesh provider "
-                                  "applied",
+                                  "applied; every authd replica enforces it",
                                   in->policy_ns, h->policy_name);
     }
 }
