@@ -194,11 +194,17 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
     size_t i;
 
     pthread_mutex_lock(&c->mu);
+    users = secret_users(c, id);
+    /* Only the data of Secrets a ProtectedHost names is kept: a cluster holds thousands of
+     * others (Helm releases, tokens). Of those only the name is remembered (null). Until
+     * every watch has listed once, which ProtectedHosts name what is not known yet: the first
+     * resync drops what nobody names. */
     if (type == K8S_DELETED)
         json_object_del(c->secrets, id);
-    else
+    else if (json_array_size(users) > 0 || !atomic_load(&c->ready))
         json_object_set_new(c->secrets, id, data ? json_incref(data) : json_object());
-    users = secret_users(c, id);
+    else
+        json_object_set_new(c->secrets, id, json_null());
     pthread_mutex_unlock(&c->mu);
     json_array_foreach(users, i, v) ctl_queue_host(c, json_string_value(v));
     json_decref(users);
@@ -636,6 +642,39 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     return rc;
 }
 
+/*
+ * The client Secret obj names, fetched when it exists but its data was not kept (nobody named
+ * it when it last changed). Runs before the host cache is locked: it may wait on the API.
+ */
+static void
+ensure_secret(struct ctl_ctx *c, const json_t *obj)
+{
+    const char *ns = pc_json_str(json_object_get(obj, "metadata"), "namespace");
+    const char *name = pc_json_str(pc_json_path(obj, "spec.oidc.clientSecretRef"), "name");
+    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets", .namespace = ns, .name = name};
+    struct pc_diag d = {0};
+    char *sid;
+    json_t *got = NULL;
+    bool fetch;
+
+    if (!ns || !name)
+        return;
+    sid = pc_xasprintf("%s/%s", ns, name);
+    pthread_mutex_lock(&c->mu);
+    fetch = json_is_null(json_object_get(c->secrets, sid));
+    pthread_mutex_unlock(&c->mu);
+    if (fetch && k8s_get(c->kc, &ref, &got, &d) == 0) {
+        json_t *data = json_object_get(got, "data");
+
+        pthread_mutex_lock(&c->mu);
+        if (json_is_null(json_object_get(c->secrets, sid)))
+            json_object_set_new(c->secrets, sid, data ? json_incref(data) : json_object());
+        pthread_mutex_unlock(&c->mu);
+    }
+    json_decref(got);
+    free(sid);
+}
+
 static int
 reconcile_live(struct ctl_ctx *c, const char *id, const json_t *obj)
 {
@@ -653,6 +692,7 @@ reconcile_live(struct ctl_ctx *c, const char *id, const json_t *obj)
 
     if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
         return rc;
+    ensure_secret(c, obj);
     if (refresh(c, id, obj, &policy))
         ctl_queue_add(c->gq, KEY_GLOBAL);
     /* authd first, then the gateway: a new or changed host is enforced before its policy. */
@@ -703,6 +743,30 @@ reconcile_ph(struct ctl_ctx *c, const char *id)
 
 /* ---- resync -------------------------------------------------------------------------------- */
 
+/* Forgets the data of Secrets no ProtectedHost names (their names stay). Called with mu. */
+static void
+drop_unnamed_secrets(struct ctl_ctx *c)
+{
+    json_t *named = json_object(), *drop = json_array(), *e, *v;
+    const char *k;
+    size_t i;
+
+    json_object_foreach(c->phs, k, e)
+    {
+        if (pc_json_str(e, "secret"))
+            json_object_set_new(named, pc_json_str(e, "secret"), json_true());
+    }
+    json_object_foreach(c->secrets, k, v)
+    {
+        if (!json_is_null(v) && !json_object_get(named, k))
+            json_array_append_new(drop, json_string(k));
+    }
+    json_array_foreach(drop, i, v)
+        json_object_set_new(c->secrets, json_string_value(v), json_null());
+    json_decref(drop);
+    json_decref(named);
+}
+
 /* Every cached object rendered again, so conflicts are settled over all of them at once. */
 static json_t *
 rebuild_cache(struct ctl_ctx *c)
@@ -714,6 +778,7 @@ rebuild_cache(struct ctl_ctx *c)
 
     pthread_mutex_lock(&c->mu);
     json_object_foreach(c->phs, k, obj) json_array_append_new(ids, json_string(k));
+    drop_unnamed_secrets(c);
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&c->hmu);
     json_array_foreach(ids, i, id)
