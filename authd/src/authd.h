@@ -513,8 +513,9 @@ char *authd_bearer_from_header(const char *authorization);
 /*
  * New string with the upstream value of claim for id ("sub", "email", "preferred_username",
  * "groups" joined with ",", or an extra claim); "" when absent. Header-safe: control
- * characters, bytes over 0x7e and "%" are percent-encoded ("Zo\xc3\xab" -> "Zo%C3%AB"),
- * printable ASCII is unchanged. The caller frees it.
+ * characters, bytes over 0x7e, "%" and a leading or trailing space are percent-encoded
+ * ("Zo\xc3\xab" -> "Zo%C3%AB"), and so is "," inside a group name ("readers,admins" ->
+ * "readers%2Cadmins"); other printable ASCII is unchanged. The caller frees it.
  */
 char *authd_identity_claim(const struct authd_identity *id, const char *claim);
 
