@@ -895,17 +895,19 @@ struct authd_http1_req {
     struct pc_buf cookies;        /* joined Cookie fields when there were several */
     size_t head_len;              /* bytes of the head, final CRLF CRLF included */
     int64_t content_length;       /* -1 when absent */
-    bool chunked;                 /* Transfer-Encoding present: the body cannot be skipped */
+    bool chunked;                 /* Transfer-Encoding: chunked: the body cannot be skipped */
     bool keep_alive;              /* the connection may carry another request */
     bool close, keep_alive_asked; /* Connection: close / keep-alive seen */
+    bool http11;                  /* HTTP/1.1 (else 1.0) */
 };
 
 /*
  * Parses the request head at the start of buf (len bytes), writing NULs into buf. Returns 0
  * with *req filled (release it), PC_EMORE while the head is incomplete, PC_EPARSE for a head
- * to answer with 400 (malformed, ambiguous, duplicate single-valued field), PC_ETOOBIG for
- * one over AUTHD_MAX_HEAD / AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released
- * whatever the result.
+ * to answer with 400 (malformed, ambiguous, duplicate single-valued field, HTTP/1.1 without
+ * Host, Transfer-Encoding other than a lone chunked), PC_EINVAL for a Transfer-Encoding that
+ * lists codings before chunked (501), PC_ETOOBIG for one over AUTHD_MAX_HEAD /
+ * AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released whatever the result.
  */
 int authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req);
 void authd_http1_req_release(struct authd_http1_req *req);

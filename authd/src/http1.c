@@ -6,8 +6,8 @@
  * splitting at ";" or "&" (libwebsockets does all of these to the URI it hands its callbacks,
  * which let "/admin/..%2fpublic/x" be decided as "/public/x"). Anything a strict reading of
  * RFC 9112 would refuse, or that two parsers could read differently (obs-fold, whitespace
- * before the colon, a second Host, Content-Length together with Transfer-Encoding, bare LF,
- * control characters), is refused with 400.
+ * before the colon, no Host or a second one, Content-Length together with Transfer-Encoding,
+ * any Transfer-Encoding but a lone "chunked", bare LF, control characters), is refused with 400.
  */
 #include "authd.h"
 
@@ -62,7 +62,7 @@ request_line(char *line, struct authd_http1_req *req)
         if (!is_target_char((unsigned char)sp1[1 + i]))
             return PC_EPARSE;
     if (strcmp(sp2 + 1, "HTTP/1.1") == 0)
-        req->keep_alive = true;
+        req->http11 = req->keep_alive = true;
     else if (strcmp(sp2 + 1, "HTTP/1.0") != 0)
         return PC_EPARSE;
     *sp1 = '\0';
@@ -100,6 +100,60 @@ content_length(struct authd_http1_req *req, const char *v)
     if (req->content_length >= 0 && req->content_length != n)
         return PC_EPARSE;
     req->content_length = n;
+    return 0;
+}
+
+/*
+ * Host = uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): reg-name, IPv4 or IP-literal
+ * characters only. A value with anything else ("/", "@", "?", space, ...) is invalid: 400.
+ */
+static int
+host(struct authd_http *h, const char *v)
+{
+    for (const char *p = v; *p != '\0'; p++)
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') &&
+            strchr("-._~!$&'()*+,;=%:[]", *p) == NULL)
+            return PC_EPARSE;
+    return once(&h->host, v);
+}
+
+/*
+ * Transfer-Encoding: only a lone "chunked" (any case) is accepted. Without chunked last the
+ * body has no reliable length (400, RFC 9112 §6.3); chunked twice is not allowed (§7); a
+ * second field line is refused rather than joined, as proxies differ on which one counts;
+ * codings before chunked are well framed but not implemented (501).
+ */
+static int
+transfer_encoding(struct authd_http1_req *req, const char *v)
+{
+    size_t ncodings = 0, nchunked = 0;
+    bool last_chunked = false;
+
+    if (req->chunked)
+        return PC_EPARSE;
+    for (;;) {
+        size_t len = 0;
+
+        v += strspn(v, " \t");
+        while (is_tchar((unsigned char)v[len]))
+            len++;
+        if (len == 0)
+            return PC_EPARSE; /* empty element, or parameters */
+        last_chunked = len == 7 && strncasecmp(v, "chunked", 7) == 0;
+        nchunked += last_chunked;
+        ncodings++;
+        v += len;
+        v += strspn(v, " \t");
+        if (*v == '\0')
+            break;
+        if (*v++ != ',')
+            return PC_EPARSE;
+    }
+    if (!last_chunked || nchunked > 1)
+        return PC_EPARSE;
+    if (ncodings > 1)
+        return PC_EINVAL;
+    req->chunked = true;
     return 0;
 }
 
@@ -145,7 +199,7 @@ field(struct authd_http1_req *req, const char *name, const char *v)
     struct authd_http *h = &req->h;
 
     if (strcasecmp(name, "host") == 0)
-        return once(&h->host, v);
+        return host(h, v);
     if (strcasecmp(name, "cookie") == 0)
         return cookie(req, v);
     if (strcasecmp(name, "authorization") == 0)
@@ -161,8 +215,8 @@ field(struct authd_http1_req *req, const char *name, const char *v)
     if (strcasecmp(name, "content-length") == 0)
         return content_length(req, v);
     if (strcasecmp(name, "transfer-encoding") == 0)
-        req->chunked = true;
-    else if (strcasecmp(name, "connection") == 0 && has_token(v, "close"))
+        return transfer_encoding(req, v);
+    if (strcasecmp(name, "connection") == 0 && has_token(v, "close"))
         req->close = true;
     else if (strcasecmp(name, "connection") == 0 && has_token(v, "keep-alive"))
         req->keep_alive_asked = true;
@@ -237,6 +291,23 @@ parse_lines(char *buf, char *end, struct authd_http1_req *req)
     return rc;
 }
 
+/* What the whole head says about framing and the connection, once every line is read. */
+static int
+finish(struct authd_http1_req *req)
+{
+    if (req->http11 && req->h.host == NULL)
+        return PC_EPARSE; /* RFC 9112 §3.2 */
+    /* The classic request-smuggling ambiguity; and an HTTP/1.0 message with
+     * Transfer-Encoding has faulty framing (RFC 9112 §6.1). */
+    if (req->chunked && (req->content_length >= 0 || !req->http11))
+        return PC_EPARSE;
+    if (req->close)
+        req->keep_alive = false;
+    else if (req->keep_alive_asked)
+        req->keep_alive = true;
+    return 0;
+}
+
 int
 authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
 {
@@ -257,13 +328,7 @@ authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
     req->head_len = (size_t)(end - buf);
     if ((rc = parse_lines(buf, end, req)) != 0)
         return rc;
-    if (req->chunked && req->content_length >= 0)
-        return PC_EPARSE; /* the classic request-smuggling ambiguity */
-    if (req->close)
-        req->keep_alive = false;
-    else if (req->keep_alive_asked)
-        req->keep_alive = true;
-    return 0;
+    return finish(req);
 }
 
 void

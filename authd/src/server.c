@@ -508,6 +508,7 @@ reason_phrase(int status)
         {404, "Not Found"},
         {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
+        {501, "Not Implemented"},
         {502, "Bad Gateway"},
         {503, "Service Unavailable"},
         {504, "Gateway Timeout"},
@@ -581,6 +582,8 @@ raw_refuse(struct lws *wsi, struct conn *c, struct authd_reply *r, int rc)
     authd_reply_reset(r);
     if (rc == PC_ETOOBIG)
         authd_reply_page(r, 431, "request too large", "request head too large");
+    else if (rc == PC_EINVAL)
+        authd_reply_page(r, 501, "not implemented", "transfer coding not implemented");
     else
         authd_reply_page(r, 400, "bad request", "malformed or ambiguous HTTP request");
     c->close_after = true;
