@@ -902,6 +902,16 @@ struct authd_http1_req {
 };
 
 /*
+ * How far one request head has been searched, kept by the caller between reads so a head that
+ * arrives in many pieces is searched once: every byte is looked at a bounded number of times,
+ * whatever the segmentation. Zero it for each new head (after the previous one was consumed).
+ */
+struct authd_http1_scan {
+    size_t scanned;  /* bytes from the start of the head already searched for its end */
+    size_t examined; /* bytes looked at by all calls for this head (what the tests bound) */
+};
+
+/*
  * Parses the request head at the start of buf (len bytes), writing NULs into buf. Returns 0
  * with *req filled (release it), PC_EMORE while the head is incomplete, PC_EPARSE for a head
  * to answer with 400 (malformed, ambiguous, duplicate single-valued field, HTTP/1.1 without
@@ -910,6 +920,13 @@ struct authd_http1_req {
  * AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released whatever the result.
  */
 int authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req);
+/*
+ * The same for a head read in pieces: buf holds every byte received so far for this head (the
+ * bytes of earlier calls unchanged, new ones appended) and scan what the earlier calls found.
+ * After any result but PC_EMORE the head is done: zero scan before the next head.
+ */
+int authd_http1_parse_resume(struct authd_http1_scan *scan, char *buf, size_t len,
+                             struct authd_http1_req *req);
 void authd_http1_req_release(struct authd_http1_req *req);
 /* The value of query parameter name (decoded, "+" as space, new) or NULL. */
 char *authd_query_param(const char *query, const char *name);

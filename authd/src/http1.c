@@ -8,6 +8,9 @@
  * RFC 9112 would refuse, or that two parsers could read differently (obs-fold, whitespace
  * before the colon, no Host or a second one, Content-Length together with Transfer-Encoding,
  * any Transfer-Encoding but a lone "chunked", bare LF, control characters), is refused with 400.
+ *
+ * A head may arrive a byte at a time: the search for its end resumes where the last read
+ * stopped (struct authd_http1_scan), and the lines are parsed once, when it is complete.
  */
 #include "authd.h"
 
@@ -252,16 +255,31 @@ header_line(char *line, struct authd_http1_req *req)
     return field(req, line, v);
 }
 
-/* The end of the head (just past CRLF CRLF) within the first max bytes, or NULL. */
-static char *
-head_end(char *buf, size_t len)
+/*
+ * Searches the first AUTHD_MAX_HEAD bytes for the end of the head (CRLF CRLF), from where the
+ * last call stopped: only the three bytes before are looked at again, for an end split across
+ * reads. On 0, scanned is the head's length. A bare LF LF never completes as CRLF CRLF: it is
+ * refused as soon as it arrives rather than waiting for bytes that will not come.
+ */
+static int
+find_end(struct authd_http1_scan *s, const char *buf, size_t len)
 {
     size_t n = len < AUTHD_MAX_HEAD ? len : AUTHD_MAX_HEAD;
 
-    for (size_t i = 3; i < n; i++)
-        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
-            return buf + i + 1;
-    return NULL;
+    while (s->scanned < n) {
+        const char *nl = memchr(buf + s->scanned, '\n', n - s->scanned);
+        size_t at = nl != NULL ? (size_t)(nl - buf) : n;
+
+        s->examined += (nl != NULL ? at + 1 : n) - s->scanned;
+        s->scanned = nl != NULL ? at + 1 : n;
+        if (nl == NULL || at == 0)
+            continue;
+        if (buf[at - 1] == '\n')
+            return PC_EPARSE;
+        if (at >= 3 && buf[at - 1] == '\r' && buf[at - 2] == '\n' && buf[at - 3] == '\r')
+            return 0;
+    }
+    return len >= AUTHD_MAX_HEAD ? PC_ETOOBIG : PC_EMORE;
 }
 
 static int
@@ -309,26 +327,30 @@ finish(struct authd_http1_req *req)
 }
 
 int
-authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
+authd_http1_parse_resume(struct authd_http1_scan *scan, char *buf, size_t len,
+                         struct authd_http1_req *req)
 {
-    char *end;
     int rc;
 
     memset(req, 0, sizeof(*req));
     pc_buf_init(&req->cookies, AUTHD_MAX_COOKIE_HEADER + 1);
     req->cookies.secret = true;
     req->content_length = -1;
-    if ((end = head_end(buf, len)) == NULL) {
-        /* A head ended by bare LFs never completes as CRLF CRLF: refuse it now rather than
-         * wait for bytes that will not come. */
-        if (memmem(buf, len < AUTHD_MAX_HEAD ? len : AUTHD_MAX_HEAD, "\n\n", 2) != NULL)
-            return PC_EPARSE;
-        return len >= AUTHD_MAX_HEAD ? PC_ETOOBIG : PC_EMORE;
-    }
-    req->head_len = (size_t)(end - buf);
-    if ((rc = parse_lines(buf, end, req)) != 0)
+    if ((rc = find_end(scan, buf, len)) != 0)
+        return rc;
+    req->head_len = scan->scanned;
+    scan->examined += req->head_len; /* the lines, each read once */
+    if ((rc = parse_lines(buf, buf + req->head_len, req)) != 0)
         return rc;
     return finish(req);
+}
+
+int
+authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
+{
+    struct authd_http1_scan scan = {0};
+
+    return authd_http1_parse_resume(&scan, buf, len, req);
 }
 
 void

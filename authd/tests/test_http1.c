@@ -24,6 +24,30 @@ parse(const char *text, size_t len, struct authd_http1_req *req, char **copy)
     return authd_http1_parse(*copy, len, req);
 }
 
+/*
+ * Feeds text to authd_http1_parse_resume one byte at a time, as a connection receiving one
+ * byte per segment would, until the result is not PC_EMORE. Bytes not yet "received" are LFs,
+ * so a parser that read past len would see a bare LF LF and fail. scan is left for the caller.
+ */
+static int
+trickle(const char *text, size_t len, struct authd_http1_req *req, char **copy,
+        struct authd_http1_scan *scan)
+{
+    int rc = PC_EMORE;
+
+    *copy = malloc(len + 1);
+    memset(*copy, '\n', len);
+    (*copy)[len] = '\0';
+    memset(scan, 0, sizeof(*scan));
+    memset(req, 0, sizeof(*req));
+    for (size_t i = 1; i <= len && rc == PC_EMORE; i++) {
+        authd_http1_req_release(req);
+        (*copy)[i - 1] = text[i - 1];
+        rc = authd_http1_parse_resume(scan, *copy, i, req);
+    }
+    return rc;
+}
+
 static void
 test_raw_target(void **state)
 {
@@ -213,10 +237,17 @@ test_refused(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct authd_http1_req req;
         char *copy;
+        struct authd_http1_scan scan;
         int rc = parse(rows[i].text, strlen(rows[i].text), &req, &copy);
 
         if (rc != rows[i].want)
             fail_msg("%s: got %d, want %d", rows[i].name, rc, rows[i].want);
+        authd_http1_req_release(&req);
+        free(copy);
+        /* The same verdict when the head arrives a byte at a time. */
+        rc = trickle(rows[i].text, strlen(rows[i].text), &req, &copy, &scan);
+        if (rc != rows[i].want)
+            fail_msg("%s, trickled: got %d, want %d", rows[i].name, rc, rows[i].want);
         authd_http1_req_release(&req);
         free(copy);
     }
@@ -265,6 +296,49 @@ test_accepted(void **state)
         authd_http1_req_release(&req);
         free(copy);
     }
+}
+
+/*
+ * A 60 KB head received a byte per read is searched once: the bytes the parser examines over
+ * all the reads stay linear in the head's size (a rescan from the start on every read would
+ * examine ~n^2/2 = 1.8 G bytes here), and the result is the one of a single read.
+ */
+static void
+test_trickled_head_linear(void **state)
+{
+    struct pc_buf b;
+    struct authd_http1_req req;
+    struct authd_http1_scan scan;
+    char *copy;
+
+    (void)state;
+    pc_buf_init(&b, 0);
+    pc_buf_appends(&b, "GET /ext-authz/x HTTP/1.1\r\nHost: app.example.com\r\n");
+    for (int i = 0; b.len < 60 * 1024; i++)
+        pc_buf_appendf(&b, "X-Pad-%d: %0500d\r\n", i, i);
+    pc_buf_appends(&b, "Cookie: a=1\r\n\r\nGET /next HTTP/1.1\r\n");
+    assert_int_equal(trickle(b.data, b.len, &req, &copy, &scan), 0);
+    assert_int_equal(req.head_len, b.len - strlen("GET /next HTTP/1.1\r\n"));
+    assert_string_equal(req.h.host, "app.example.com");
+    assert_string_equal(req.h.cookie, "a=1");
+    assert_true(scan.examined <= 2 * req.head_len);
+    authd_http1_req_release(&req);
+    free(copy);
+    /* The end of the head split across reads at every position is still found. */
+    for (size_t cut = 1; cut < 8; cut++) {
+        const char *text = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        size_t len = strlen(text);
+
+        copy = strdup(text);
+        memset(&scan, 0, sizeof(scan));
+        assert_int_equal(authd_http1_parse_resume(&scan, copy, len - cut, &req), PC_EMORE);
+        authd_http1_req_release(&req);
+        assert_int_equal(authd_http1_parse_resume(&scan, copy, len, &req), 0);
+        assert_int_equal(req.head_len, len);
+        authd_http1_req_release(&req);
+        free(copy);
+    }
+    pc_buf_release(&b);
 }
 
 static void
@@ -358,10 +432,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_raw_target),  cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_connection),  cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_nul_byte),    cmocka_unit_test(test_bounds),
-        cmocka_unit_test(test_query_param), cmocka_unit_test(test_accepted),
+        cmocka_unit_test(test_raw_target),
+        cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_connection),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_query_param),
+        cmocka_unit_test(test_accepted),
+        cmocka_unit_test(test_trickled_head_linear),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -534,6 +534,28 @@ def test_unimplemented_transfer_coding_gets_501_and_close(env):
     assert statuses(reply) == [501] and b"connection: close" in reply.lower()
 
 
+def test_head_trickled_a_byte_per_segment_is_answered(env):
+    """Resuming the head scan across reads: a head sent one byte per send() (Nagle off), then a
+    pipelined second request, gets both answers."""
+    import socket
+    authd = env["authd"]
+    h = f"Host: echo.localhost:{authd.port}\r\nAccept: application/json\r\n"
+    first = (f"GET /ext-authz/x HTTP/1.1\r\n{h}X-Pad: {'p' * 2000}\r\n\r\n").encode()
+    second = f"GET /ext-authz/public/a HTTP/1.1\r\n{h}Connection: close\r\n\r\n".encode()
+    s = socket.create_connection(("127.0.0.1", authd.port), timeout=15)
+    out = b""
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(first)):
+            s.sendall(first[i:i + 1])
+        s.sendall(second)
+        while chunk := s.recv(65536):
+            out += chunk
+    finally:
+        s.close()
+    assert statuses(out) == [401, 200]
+
+
 def test_oversized_head_gets_431(env):
     head = f"GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nX-Pad: {'a' * 70000}\r\n\r\n"
     assert statuses(raw_exchange(env["authd"], head.encode())) == [431]
