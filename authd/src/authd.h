@@ -529,8 +529,9 @@ char *authd_bearer_from_header(const char *authorization);
 /*
  * New string with the upstream value of claim for id ("sub", "email", "preferred_username",
  * "groups" joined with ",", or an extra claim); "" when absent. Header-safe: control
- * characters, bytes over 0x7e and "%" are percent-encoded ("Zo\xc3\xab" -> "Zo%C3%AB"),
- * printable ASCII is unchanged. The caller frees it.
+ * characters, bytes over 0x7e, "%" and a leading or trailing space are percent-encoded
+ * ("Zo\xc3\xab" -> "Zo%C3%AB"), and so is "," inside a group name ("readers,admins" ->
+ * "readers%2Cadmins"); other printable ASCII is unchanged. The caller frees it.
  */
 char *authd_identity_claim(const struct authd_identity *id, const char *claim);
 
@@ -910,19 +911,38 @@ struct authd_http1_req {
     struct pc_buf cookies;        /* joined Cookie fields when there were several */
     size_t head_len;              /* bytes of the head, final CRLF CRLF included */
     int64_t content_length;       /* -1 when absent */
-    bool chunked;                 /* Transfer-Encoding present: the body cannot be skipped */
+    bool chunked;                 /* Transfer-Encoding: chunked: the body cannot be skipped */
     bool keep_alive;              /* the connection may carry another request */
     bool close, keep_alive_asked; /* Connection: close / keep-alive seen */
+    bool http11;                  /* HTTP/1.1 (else 1.0) */
+};
+
+/*
+ * How far one request head has been searched, kept by the caller between reads so a head that
+ * arrives in many pieces is searched once: every byte is looked at a bounded number of times,
+ * whatever the segmentation. Zero it for each new head (after the previous one was consumed).
+ */
+struct authd_http1_scan {
+    size_t scanned;  /* bytes from the start of the head already searched for its end */
+    size_t examined; /* bytes looked at by all calls for this head (what the tests bound) */
 };
 
 /*
  * Parses the request head at the start of buf (len bytes), writing NULs into buf. Returns 0
  * with *req filled (release it), PC_EMORE while the head is incomplete, PC_EPARSE for a head
- * to answer with 400 (malformed, ambiguous, duplicate single-valued field), PC_ETOOBIG for
- * one over AUTHD_MAX_HEAD / AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released
- * whatever the result.
+ * to answer with 400 (malformed, ambiguous, duplicate single-valued field, HTTP/1.1 without
+ * Host, Transfer-Encoding other than a lone chunked), PC_EINVAL for a Transfer-Encoding that
+ * lists codings before chunked (501), PC_ETOOBIG for one over AUTHD_MAX_HEAD /
+ * AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released whatever the result.
  */
 int authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req);
+/*
+ * The same for a head read in pieces: buf holds every byte received so far for this head (the
+ * bytes of earlier calls unchanged, new ones appended) and scan what the earlier calls found.
+ * After any result but PC_EMORE the head is done: zero scan before the next head.
+ */
+int authd_http1_parse_resume(struct authd_http1_scan *scan, char *buf, size_t len,
+                             struct authd_http1_req *req);
 void authd_http1_req_release(struct authd_http1_req *req);
 /* The value of query parameter name (decoded, "+" as space, new) or NULL. */
 char *authd_query_param(const char *query, const char *name);
