@@ -121,7 +121,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *buf = fuzz_string(data, size), *bearer;
     struct authd_http1_req req;
     const struct authd_http *h = &req.h;
-    const char *orig, *host;
+    const char *orig;
+    struct authd_origin direct, nginx;
     size_t pieces_len = 0;
     int rc = authd_http1_parse(buf, size, &req);
 
@@ -130,16 +131,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         if (req.head_len > size || strchr(h->path, '?') != NULL)
             abort();
-        host = h->x_forwarded_host && *h->x_forwarded_host ? h->x_forwarded_host
-                                                           : (h->host ? h->host : "");
-        query_params(cfg, host, h->query);
+        if (authd_origin_direct(cfg, h, &direct) == 0)
+            query_params(cfg, direct.host, h->query);
         free(authd_cookie_strip(h->cookie, "_portcullis"));
         bearer = authd_bearer_from_header(h->authorization);
         free(bearer);
         if ((orig = authd_envoy_original_path("/ext-authz", h->uri)) != NULL)
             decide(cfg, h, orig, AUTHD_DOOR_ENVOY, h->host ? h->host : "");
-        if (h->x_original_uri != NULL)
-            decide(cfg, h, h->x_original_uri, AUTHD_DOOR_NGINX, host);
+        if (authd_origin_nginx(cfg, h, &nginx) == 0)
+            decide(cfg, h, nginx.path, AUTHD_DOOR_NGINX, nginx.host);
     }
     authd_http1_req_release(&req);
     free(buf);

@@ -34,6 +34,7 @@
 #define AUTHD_MAX_SECRETS 8                 /* cookieSecretFiles entries */
 #define AUTHD_MIN_SECRET 32                 /* bytes of a cookie secret */
 #define AUTHD_JWT_LEEWAY 60                 /* seconds of clock skew tolerated */
+#define AUTHD_MAX_HOST 262                  /* bytes of a host header value: name, dot, :port */
 
 /* A list of new strings; the list owns them. */
 struct authd_strlist {
@@ -214,6 +215,12 @@ struct authd_config *authd_config_placeholder(const struct authd_overrides *ov);
  * "a.b.example.com", never "example.com"). Borrowed from cfg; NULL for unknown hosts.
  */
 const struct authd_host *authd_config_match_host(const struct authd_config *cfg, const char *host);
+/*
+ * True when two Host-style values name the same host: equal after the normalisation
+ * authd_config_match_host applies (port, case, trailing dots), or, when either is no usable
+ * host name, equal ignoring case.
+ */
+bool authd_host_same(const char *a, const char *b);
 /* Parses "12h", "30m", "90s", "1h30m", "0s", "0" into seconds. Returns 0 or PC_EPARSE. */
 int authd_parse_duration(const char *s, int64_t *out);
 
@@ -416,9 +423,9 @@ enum authd_door { AUTHD_DOOR_ENVOY, AUTHD_DOOR_NGINX };
 struct authd_request {
     enum authd_door door;
     const char *method;
-    const char *host; /* Host (Envoy) or X-Forwarded-Host/Host (nginx) */
+    const char *host; /* Host (Envoy) or authd_origin_nginx's host (nginx) */
     const char *path; /* original path+query: Envoy after authd_envoy_original_path,
-                         nginx X-Original-URI */
+                         nginx authd_origin_nginx's path */
     const char *accept;
     const char *x_requested_with;
     const char *sec_fetch_mode;
@@ -550,6 +557,33 @@ char *authd_identity_claim(const struct authd_identity *id, const char *claim);
  */
 int authd_redirect_validate(const struct authd_config *cfg, const char *host_name,
                             const char *target, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* origin.c: the app request behind an nginx or direct request, as the proxy asserts it. */
+
+struct authd_http;
+
+struct authd_origin {
+    char host[AUTHD_MAX_HOST + 1]; /* as sent, port kept: decides the policy, builds URLs */
+    const char *path;              /* original path+query, borrowed from the request; "/" */
+    char why[128];                 /* on PC_EINVAL / PC_ETOOBIG: which headers, for the 400 */
+};
+
+/*
+ * nginx auth_request (GET /oauth2/auth). Host claims: X-Original-URL's authority, X-Forwarded-
+ * Host, and Host when it names a protected host (ingress-nginx sends authd's own Service name).
+ * Path claims: X-Original-URL's path, X-Original-URI. Every claim present must agree (hosts by
+ * authd_host_same, paths byte for byte); the first of X-Original-URL, X-Forwarded-Host, Host
+ * gives the value. No host claim: Host as sent (no policy: 403 later). No path claim: "/".
+ * Returns 0, PC_EINVAL (claims disagree, X-Original-URL not http(s)://authority[/path]) or
+ * PC_ETOOBIG (host over AUTHD_MAX_HOST); the caller answers 400.
+ */
+int authd_origin_nginx(const struct authd_config *cfg, const struct authd_http *h,
+                       struct authd_origin *o);
+/* Direct endpoints (/oauth2/start, callback, sign_out, userinfo): the same host rule without
+ * X-Original-URL; the path is the request's own. */
+int authd_origin_direct(const struct authd_config *cfg, const struct authd_http *h,
+                        struct authd_origin *o);
 
 /* ------------------------------------------------------------------------------------------ */
 /* server side: sections below are added by the I/O files (main.c, server.c, ...). */
@@ -792,8 +826,6 @@ const char *authd_door_scheme(const struct authd_http *h);
 /* ------------------------------------------------------------------------------------------ */
 /* login.c: /oauth2/start, the callback, sign-out, userinfo, and background session refresh. */
 
-/* The host name of a direct/nginx request (X-Forwarded-Host, else Host), port kept. */
-const char *authd_login_host(const struct authd_http *h);
 /*
  * 302 to the IdP's authorization endpoint with a new state cookie; target is the validated
  * return URL. 503 page when the issuer's discovery is not loaded yet.
