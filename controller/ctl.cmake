@@ -17,7 +17,7 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c)
-target_link_libraries(ctl_run PUBLIC ctl_core k8s Threads::Threads)
+target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
 
 add_executable(portcullis-controller
     ${CMAKE_CURRENT_LIST_DIR}/src/main.c

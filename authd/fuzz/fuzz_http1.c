@@ -3,8 +3,9 @@
  * does with them before any I/O: the HTTP/1.1 head parser, host matching (Host and
  * X-Forwarded-Host), the Envoy prefix, query parameters (rd, state, code), redirect
  * validation, the Cookie header (session, strip), the bearer header and the decision.
- * Property checked: a skip verdict never covers a path with dot segments, encoded slashes or
- * dots, path parameters or doubled slashes.
+ * Properties checked: a skip verdict never covers a path with dot segments, encoded slashes or
+ * dots, path parameters or doubled slashes; a head read in pieces (cut at growing offsets)
+ * gets the verdict and length it gets in one read.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +85,35 @@ decide(const struct authd_config *cfg, const struct authd_http *h, const char *p
     authd_session_free(s);
 }
 
+/*
+ * The result of parsing data read in pieces of 1, 2, 3, ... bytes, as a connection would. Bytes
+ * not yet read are LFs: a parser that looked past what it was given would see a bare LF LF.
+ */
+static int
+parse_in_pieces(const uint8_t *data, size_t size, size_t *head_len)
+{
+    char *buf = malloc(size + 1);
+    struct authd_http1_scan scan = {0};
+    struct authd_http1_req req;
+    int rc = PC_EMORE;
+
+    memset(buf, '\n', size);
+    buf[size] = '\0';
+    for (size_t len = 0, step = 1; rc == PC_EMORE && len < size; step++) {
+        size_t prev = len;
+
+        len = len + step < size ? len + step : size;
+        memcpy(buf + prev, data + prev, len - prev);
+        rc = authd_http1_parse_resume(&scan, buf, len, &req);
+        *head_len = req.head_len;
+        authd_http1_req_release(&req);
+    }
+    if (scan.examined > 2 * size)
+        abort();
+    free(buf);
+    return rc;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -91,21 +121,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *buf = fuzz_string(data, size), *bearer;
     struct authd_http1_req req;
     const struct authd_http *h = &req.h;
-    const char *orig, *host;
+    const char *orig;
+    struct authd_origin direct, nginx;
+    size_t pieces_len = 0;
+    int rc = authd_http1_parse(buf, size, &req);
 
-    if (authd_http1_parse(buf, size, &req) == 0) {
+    if (parse_in_pieces(data, size, &pieces_len) != rc || (rc == 0 && pieces_len != req.head_len))
+        abort();
+    if (rc == 0) {
         if (req.head_len > size || strchr(h->path, '?') != NULL)
             abort();
-        host = h->x_forwarded_host && *h->x_forwarded_host ? h->x_forwarded_host
-                                                           : (h->host ? h->host : "");
-        query_params(cfg, host, h->query);
+        if (authd_origin_direct(cfg, h, &direct) == 0)
+            query_params(cfg, direct.host, h->query);
         free(authd_cookie_strip(h->cookie, "_portcullis"));
         bearer = authd_bearer_from_header(h->authorization);
         free(bearer);
         if ((orig = authd_envoy_original_path("/ext-authz", h->uri)) != NULL)
             decide(cfg, h, orig, AUTHD_DOOR_ENVOY, h->host ? h->host : "");
-        if (h->x_original_uri != NULL)
-            decide(cfg, h, h->x_original_uri, AUTHD_DOOR_NGINX, host);
+        if (authd_origin_nginx(cfg, h, &nginx) == 0)
+            decide(cfg, h, nginx.path, AUTHD_DOOR_NGINX, nginx.host);
     }
     authd_http1_req_release(&req);
     free(buf);

@@ -34,6 +34,7 @@
 #define AUTHD_MAX_SECRETS 8                 /* cookieSecretFiles entries */
 #define AUTHD_MIN_SECRET 32                 /* bytes of a cookie secret */
 #define AUTHD_JWT_LEEWAY 60                 /* seconds of clock skew tolerated */
+#define AUTHD_MAX_HOST 262                  /* bytes of a host header value: name, dot, :port */
 
 /* A list of new strings; the list owns them. */
 struct authd_strlist {
@@ -214,6 +215,12 @@ struct authd_config *authd_config_placeholder(const struct authd_overrides *ov);
  * "a.b.example.com", never "example.com"). Borrowed from cfg; NULL for unknown hosts.
  */
 const struct authd_host *authd_config_match_host(const struct authd_config *cfg, const char *host);
+/*
+ * True when two Host-style values name the same host: equal after the normalisation
+ * authd_config_match_host applies (port, case, trailing dots), or, when either is no usable
+ * host name, equal ignoring case.
+ */
+bool authd_host_same(const char *a, const char *b);
 /* Parses "12h", "30m", "90s", "1h30m", "0s", "0" into seconds. Returns 0 or PC_EPARSE. */
 int authd_parse_duration(const char *s, int64_t *out);
 
@@ -416,9 +423,9 @@ enum authd_door { AUTHD_DOOR_ENVOY, AUTHD_DOOR_NGINX };
 struct authd_request {
     enum authd_door door;
     const char *method;
-    const char *host; /* Host (Envoy) or X-Forwarded-Host/Host (nginx) */
+    const char *host; /* Host (Envoy) or authd_origin_nginx's host (nginx) */
     const char *path; /* original path+query: Envoy after authd_envoy_original_path,
-                         nginx X-Original-URI */
+                         nginx authd_origin_nginx's path */
     const char *accept;
     const char *x_requested_with;
     const char *sec_fetch_mode;
@@ -529,8 +536,9 @@ char *authd_bearer_from_header(const char *authorization);
 /*
  * New string with the upstream value of claim for id ("sub", "email", "preferred_username",
  * "groups" joined with ",", or an extra claim); "" when absent. Header-safe: control
- * characters, bytes over 0x7e and "%" are percent-encoded ("Zo\xc3\xab" -> "Zo%C3%AB"),
- * printable ASCII is unchanged. The caller frees it.
+ * characters, bytes over 0x7e, "%" and a leading or trailing space are percent-encoded
+ * ("Zo\xc3\xab" -> "Zo%C3%AB"), and so is "," inside a group name ("readers,admins" ->
+ * "readers%2Cadmins"); other printable ASCII is unchanged. The caller frees it.
  */
 char *authd_identity_claim(const struct authd_identity *id, const char *claim);
 
@@ -549,6 +557,33 @@ char *authd_identity_claim(const struct authd_identity *id, const char *claim);
  */
 int authd_redirect_validate(const struct authd_config *cfg, const char *host_name,
                             const char *target, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* origin.c: the app request behind an nginx or direct request, as the proxy asserts it. */
+
+struct authd_http;
+
+struct authd_origin {
+    char host[AUTHD_MAX_HOST + 1]; /* as sent, port kept: decides the policy, builds URLs */
+    const char *path;              /* original path+query, borrowed from the request; "/" */
+    char why[128];                 /* on PC_EINVAL / PC_ETOOBIG: which headers, for the 400 */
+};
+
+/*
+ * nginx auth_request (GET /oauth2/auth). Host claims: X-Original-URL's authority, X-Forwarded-
+ * Host, and Host when it names a protected host (ingress-nginx sends authd's own Service name).
+ * Path claims: X-Original-URL's path, X-Original-URI. Every claim present must agree (hosts by
+ * authd_host_same, paths byte for byte); the first of X-Original-URL, X-Forwarded-Host, Host
+ * gives the value. No host claim: Host as sent (no policy: 403 later). No path claim: "/".
+ * Returns 0, PC_EINVAL (claims disagree, X-Original-URL not http(s)://authority[/path]) or
+ * PC_ETOOBIG (host over AUTHD_MAX_HOST); the caller answers 400.
+ */
+int authd_origin_nginx(const struct authd_config *cfg, const struct authd_http *h,
+                       struct authd_origin *o);
+/* Direct endpoints (/oauth2/start, callback, sign_out, userinfo): the same host rule without
+ * X-Original-URL; the path is the request's own. */
+int authd_origin_direct(const struct authd_config *cfg, const struct authd_http *h,
+                        struct authd_origin *o);
 
 /* ------------------------------------------------------------------------------------------ */
 /* server side: sections below are added by the I/O files (main.c, server.c, ...). */
@@ -791,8 +826,6 @@ const char *authd_door_scheme(const struct authd_http *h);
 /* ------------------------------------------------------------------------------------------ */
 /* login.c: /oauth2/start, the callback, sign-out, userinfo, and background session refresh. */
 
-/* The host name of a direct/nginx request (X-Forwarded-Host, else Host), port kept. */
-const char *authd_login_host(const struct authd_http *h);
 /*
  * 302 to the IdP's authorization endpoint with a new state cookie; target is the validated
  * return URL. 503 page when the issuer's discovery is not loaded yet.
@@ -910,19 +943,38 @@ struct authd_http1_req {
     struct pc_buf cookies;        /* joined Cookie fields when there were several */
     size_t head_len;              /* bytes of the head, final CRLF CRLF included */
     int64_t content_length;       /* -1 when absent */
-    bool chunked;                 /* Transfer-Encoding present: the body cannot be skipped */
+    bool chunked;                 /* Transfer-Encoding: chunked: the body cannot be skipped */
     bool keep_alive;              /* the connection may carry another request */
     bool close, keep_alive_asked; /* Connection: close / keep-alive seen */
+    bool http11;                  /* HTTP/1.1 (else 1.0) */
+};
+
+/*
+ * How far one request head has been searched, kept by the caller between reads so a head that
+ * arrives in many pieces is searched once: every byte is looked at a bounded number of times,
+ * whatever the segmentation. Zero it for each new head (after the previous one was consumed).
+ */
+struct authd_http1_scan {
+    size_t scanned;  /* bytes from the start of the head already searched for its end */
+    size_t examined; /* bytes looked at by all calls for this head (what the tests bound) */
 };
 
 /*
  * Parses the request head at the start of buf (len bytes), writing NULs into buf. Returns 0
  * with *req filled (release it), PC_EMORE while the head is incomplete, PC_EPARSE for a head
- * to answer with 400 (malformed, ambiguous, duplicate single-valued field), PC_ETOOBIG for
- * one over AUTHD_MAX_HEAD / AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released
- * whatever the result.
+ * to answer with 400 (malformed, ambiguous, duplicate single-valued field, HTTP/1.1 without
+ * Host, Transfer-Encoding other than a lone chunked), PC_EINVAL for a Transfer-Encoding that
+ * lists codings before chunked (501), PC_ETOOBIG for one over AUTHD_MAX_HEAD /
+ * AUTHD_MAX_TARGET / AUTHD_MAX_FIELDS (431). *req must be released whatever the result.
  */
 int authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req);
+/*
+ * The same for a head read in pieces: buf holds every byte received so far for this head (the
+ * bytes of earlier calls unchanged, new ones appended) and scan what the earlier calls found.
+ * After any result but PC_EMORE the head is done: zero scan before the next head.
+ */
+int authd_http1_parse_resume(struct authd_http1_scan *scan, char *buf, size_t len,
+                             struct authd_http1_req *req);
 void authd_http1_req_release(struct authd_http1_req *req);
 /* The value of query parameter name (decoded, "+" as space, new) or NULL. */
 char *authd_query_param(const char *query, const char *name);

@@ -1274,6 +1274,16 @@ normalize_host(const char *in, char *out, size_t outlen)
     return true;
 }
 
+bool
+authd_host_same(const char *a, const char *b)
+{
+    char na[MAX_NAME + 3], nb[MAX_NAME + 3];
+
+    if (normalize_host(a, na, sizeof(na)) && normalize_host(b, nb, sizeof(nb)))
+        return strcmp(na, nb) == 0;
+    return strcasecmp(a, b) == 0;
+}
+
 const struct authd_host *
 authd_config_match_host(const struct authd_config *cfg, const char *host)
 {

@@ -102,32 +102,44 @@ authd_envoy_original_path(const char *prefix, const char *path)
  * Claim values become header values. Control characters would split or end a header, and
  * bytes over 0x7e reach applications that decode them as Latin-1, UTF-8 or not at all (and,
  * unchecked, as invalid UTF-8): all of them, and "%" itself so the result stays unambiguous,
- * are percent-encoded. Printable ASCII without "%" (nearly every claim) is unchanged. Takes s.
+ * are percent-encoded. So is a space that starts or ends the value (HTTP drops it) and, in a
+ * list (groups), a "," inside an item, which would otherwise split it in two. Printable ASCII
+ * without those (nearly every claim) is unchanged.
  */
-static char *
-sanitize(char *s)
+static bool
+must_encode(const unsigned char *s, size_t i, size_t n, bool list_item)
+{
+    return s[i] < 0x20 || s[i] > 0x7e || s[i] == '%' || (list_item && s[i] == ',') ||
+           (s[i] == ' ' && (i == 0 || i == n - 1));
+}
+
+static void
+append_encoded(struct pc_buf *b, const char *s, bool list_item)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t extra = 0, j = 0;
-    char *out;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), run = 0;
 
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        extra += *p < 0x20 || *p > 0x7e || *p == '%' ? 2 : 0;
-    if (extra == 0)
-        return s;
-    out = pc_xmalloc(strlen(s) + extra + 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p < 0x20 || *p > 0x7e || *p == '%') {
-            out[j++] = '%';
-            out[j++] = hex[*p >> 4];
-            out[j++] = hex[*p & 15];
-        } else {
-            out[j++] = (char)*p;
-        }
+    for (size_t i = 0; i < n; i++) {
+        char pct[3] = {'%', hex[u[i] >> 4], hex[u[i] & 15]};
+
+        if (!must_encode(u, i, n, list_item))
+            continue;
+        pc_buf_append(b, s + run, i - run);
+        pc_buf_append(b, pct, 3);
+        run = i + 1;
     }
-    out[j] = '\0';
-    free(s);
-    return out;
+    pc_buf_append(b, s + run, n - run);
+}
+
+static char *
+encoded(const char *s)
+{
+    struct pc_buf b;
+
+    pc_buf_init(&b, 0);
+    append_encoded(&b, s != NULL ? s : "", false);
+    return pc_buf_detach(&b);
 }
 
 char *
@@ -138,20 +150,23 @@ authd_identity_claim(const struct authd_identity *id, const char *claim)
     if (id == NULL || claim == NULL)
         return pc_xstrdup("");
     if (strcmp(claim, "sub") == 0)
-        return sanitize(pc_xstrdup(id->sub ? id->sub : ""));
+        return encoded(id->sub);
     if (strcmp(claim, "email") == 0)
-        return sanitize(pc_xstrdup(id->email ? id->email : ""));
+        return encoded(id->email);
     if (strcmp(claim, "preferred_username") == 0)
-        return sanitize(pc_xstrdup(id->preferred_username ? id->preferred_username : ""));
+        return encoded(id->preferred_username);
     if (strcmp(claim, "groups") == 0) {
         pc_buf_init(&b, 0);
-        for (size_t i = 0; i < id->groups.n; i++)
-            pc_buf_appendf(&b, "%s%s", i ? "," : "", id->groups.v[i]);
-        return sanitize(b.len ? pc_buf_detach(&b) : pc_xstrdup(""));
+        for (size_t i = 0; i < id->groups.n; i++) {
+            if (i > 0)
+                pc_buf_append(&b, ",", 1);
+            append_encoded(&b, id->groups.v[i], true);
+        }
+        return pc_buf_detach(&b);
     }
     for (size_t i = 0; i < id->nextra; i++)
         if (strcmp(id->extra[i].name, claim) == 0)
-            return sanitize(pc_xstrdup(id->extra[i].value));
+            return encoded(id->extra[i].value);
     return pc_xstrdup("");
 }
 

@@ -319,10 +319,28 @@ is_direct_path(const char *path)
            !strcmp(path, "/oauth2/start") || !strcmp(path, "/oauth2/userinfo");
 }
 
+/* The proxy's headers name different hosts or paths: 400, never a guess between them. */
+static void
+refuse(struct authd_server *srv, const char *door, const struct authd_origin *o,
+       struct authd_reply *r)
+{
+    authd_reply_page(r, 400, "bad request", o->why);
+    authd_reply_header(r, "Cache-Control", "no-store");
+    if (!strcmp(door, "nginx"))
+        authd_metrics_decision(srv->metrics, "_unknown", door, "bad_request", 0);
+    pc_log(PC_LOG_INFO, "origin", "door", door, "status", "400", "reason", o->why, NULL);
+}
+
 static int
 direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct authd_reply *r)
 {
-    const char *host_name = authd_login_host(h);
+    struct authd_origin o;
+
+    if (authd_origin_direct(srv->cfg->cfg, h, &o)) {
+        refuse(srv, "direct", &o, r);
+        return 0;
+    }
+    const char *host_name = o.host;
     const struct authd_host *host = authd_config_match_host(srv->cfg->cfg, host_name);
     bool own = host && (!strcmp(h->path, host->oidc.callback_path) ||
                         !strcmp(h->path, host->oidc.sign_out_path));
@@ -353,28 +371,17 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
     return 0;
 }
 
-/*
- * The nginx door's original host and path: X-Forwarded-Host/Host and X-Original-URI, or, as
- * ingress-nginx sends it, X-Original-URL (scheme://host/path?query) split into host and path.
- */
+/* The nginx door: the original host and path as the proxy asserts them (origin.c). */
 static int
 nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn, struct authd_reply *r)
 {
-    const char *host = authd_login_host(h), *path = h->x_original_uri, *u = h->x_original_url;
-    const char *auth, *slash;
-    char hbuf[256];
+    struct authd_origin o;
 
-    if (!path && u && (auth = strstr(u, "://"))) {
-        auth += 3;
-        slash = strchr(auth, '/');
-        path = slash ? slash : "/";
-        if (!h->x_forwarded_host) {
-            size_t n = slash ? (size_t)(slash - auth) : strlen(auth);
-            snprintf(hbuf, sizeof(hbuf), "%.*s", (int)(n < sizeof(hbuf) ? n : 0), auth);
-            host = hbuf;
-        }
+    if (authd_origin_nginx(srv->cfg->cfg, h, &o)) {
+        refuse(srv, "nginx", &o, r);
+        return 0;
     }
-    return run_check(srv, h, AUTHD_DOOR_NGINX, host, path ? path : "/", conn, r);
+    return run_check(srv, h, AUTHD_DOOR_NGINX, o.host, o.path, conn, r);
 }
 
 void

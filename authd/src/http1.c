@@ -6,8 +6,11 @@
  * splitting at ";" or "&" (libwebsockets does all of these to the URI it hands its callbacks,
  * which let "/admin/..%2fpublic/x" be decided as "/public/x"). Anything a strict reading of
  * RFC 9112 would refuse, or that two parsers could read differently (obs-fold, whitespace
- * before the colon, a second Host, Content-Length together with Transfer-Encoding, bare LF,
- * control characters), is refused with 400.
+ * before the colon, no Host or a second one, Content-Length together with Transfer-Encoding,
+ * any Transfer-Encoding but a lone "chunked", bare LF, control characters), is refused with 400.
+ *
+ * A head may arrive a byte at a time: the search for its end resumes where the last read
+ * stopped (struct authd_http1_scan), and the lines are parsed once, when it is complete.
  */
 #include "authd.h"
 
@@ -62,7 +65,7 @@ request_line(char *line, struct authd_http1_req *req)
         if (!is_target_char((unsigned char)sp1[1 + i]))
             return PC_EPARSE;
     if (strcmp(sp2 + 1, "HTTP/1.1") == 0)
-        req->keep_alive = true;
+        req->http11 = req->keep_alive = true;
     else if (strcmp(sp2 + 1, "HTTP/1.0") != 0)
         return PC_EPARSE;
     *sp1 = '\0';
@@ -100,6 +103,60 @@ content_length(struct authd_http1_req *req, const char *v)
     if (req->content_length >= 0 && req->content_length != n)
         return PC_EPARSE;
     req->content_length = n;
+    return 0;
+}
+
+/*
+ * Host = uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): reg-name, IPv4 or IP-literal
+ * characters only. A value with anything else ("/", "@", "?", space, ...) is invalid: 400.
+ */
+static int
+host(struct authd_http *h, const char *v)
+{
+    for (const char *p = v; *p != '\0'; p++)
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') &&
+            strchr("-._~!$&'()*+,;=%:[]", *p) == NULL)
+            return PC_EPARSE;
+    return once(&h->host, v);
+}
+
+/*
+ * Transfer-Encoding: only a lone "chunked" (any case) is accepted. Without chunked last the
+ * body has no reliable length (400, RFC 9112 §6.3); chunked twice is not allowed (§7); a
+ * second field line is refused rather than joined, as proxies differ on which one counts;
+ * codings before chunked are well framed but not implemented (501).
+ */
+static int
+transfer_encoding(struct authd_http1_req *req, const char *v)
+{
+    size_t ncodings = 0, nchunked = 0;
+    bool last_chunked = false;
+
+    if (req->chunked)
+        return PC_EPARSE;
+    for (;;) {
+        size_t len = 0;
+
+        v += strspn(v, " \t");
+        while (is_tchar((unsigned char)v[len]))
+            len++;
+        if (len == 0)
+            return PC_EPARSE; /* empty element, or parameters */
+        last_chunked = len == 7 && strncasecmp(v, "chunked", 7) == 0;
+        nchunked += last_chunked;
+        ncodings++;
+        v += len;
+        v += strspn(v, " \t");
+        if (*v == '\0')
+            break;
+        if (*v++ != ',')
+            return PC_EPARSE;
+    }
+    if (!last_chunked || nchunked > 1)
+        return PC_EPARSE;
+    if (ncodings > 1)
+        return PC_EINVAL;
+    req->chunked = true;
     return 0;
 }
 
@@ -145,7 +202,7 @@ field(struct authd_http1_req *req, const char *name, const char *v)
     struct authd_http *h = &req->h;
 
     if (strcasecmp(name, "host") == 0)
-        return once(&h->host, v);
+        return host(h, v);
     if (strcasecmp(name, "cookie") == 0)
         return cookie(req, v);
     if (strcasecmp(name, "authorization") == 0)
@@ -161,8 +218,8 @@ field(struct authd_http1_req *req, const char *name, const char *v)
     if (strcasecmp(name, "content-length") == 0)
         return content_length(req, v);
     if (strcasecmp(name, "transfer-encoding") == 0)
-        req->chunked = true;
-    else if (strcasecmp(name, "connection") == 0 && has_token(v, "close"))
+        return transfer_encoding(req, v);
+    if (strcasecmp(name, "connection") == 0 && has_token(v, "close"))
         req->close = true;
     else if (strcasecmp(name, "connection") == 0 && has_token(v, "keep-alive"))
         req->keep_alive_asked = true;
@@ -198,16 +255,31 @@ header_line(char *line, struct authd_http1_req *req)
     return field(req, line, v);
 }
 
-/* The end of the head (just past CRLF CRLF) within the first max bytes, or NULL. */
-static char *
-head_end(char *buf, size_t len)
+/*
+ * Searches the first AUTHD_MAX_HEAD bytes for the end of the head (CRLF CRLF), from where the
+ * last call stopped: only the three bytes before are looked at again, for an end split across
+ * reads. On 0, scanned is the head's length. A bare LF LF never completes as CRLF CRLF: it is
+ * refused as soon as it arrives rather than waiting for bytes that will not come.
+ */
+static int
+find_end(struct authd_http1_scan *s, const char *buf, size_t len)
 {
     size_t n = len < AUTHD_MAX_HEAD ? len : AUTHD_MAX_HEAD;
 
-    for (size_t i = 3; i < n; i++)
-        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
-            return buf + i + 1;
-    return NULL;
+    while (s->scanned < n) {
+        const char *nl = memchr(buf + s->scanned, '\n', n - s->scanned);
+        size_t at = nl != NULL ? (size_t)(nl - buf) : n;
+
+        s->examined += (nl != NULL ? at + 1 : n) - s->scanned;
+        s->scanned = nl != NULL ? at + 1 : n;
+        if (nl == NULL || at == 0)
+            continue;
+        if (buf[at - 1] == '\n')
+            return PC_EPARSE;
+        if (at >= 3 && buf[at - 1] == '\r' && buf[at - 2] == '\n' && buf[at - 3] == '\r')
+            return 0;
+    }
+    return len >= AUTHD_MAX_HEAD ? PC_ETOOBIG : PC_EMORE;
 }
 
 static int
@@ -237,33 +309,48 @@ parse_lines(char *buf, char *end, struct authd_http1_req *req)
     return rc;
 }
 
-int
-authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
+/* What the whole head says about framing and the connection, once every line is read. */
+static int
+finish(struct authd_http1_req *req)
 {
-    char *end;
+    if (req->http11 && req->h.host == NULL)
+        return PC_EPARSE; /* RFC 9112 §3.2 */
+    /* The classic request-smuggling ambiguity; and an HTTP/1.0 message with
+     * Transfer-Encoding has faulty framing (RFC 9112 §6.1). */
+    if (req->chunked && (req->content_length >= 0 || !req->http11))
+        return PC_EPARSE;
+    if (req->close)
+        req->keep_alive = false;
+    else if (req->keep_alive_asked)
+        req->keep_alive = true;
+    return 0;
+}
+
+int
+authd_http1_parse_resume(struct authd_http1_scan *scan, char *buf, size_t len,
+                         struct authd_http1_req *req)
+{
     int rc;
 
     memset(req, 0, sizeof(*req));
     pc_buf_init(&req->cookies, AUTHD_MAX_COOKIE_HEADER + 1);
     req->cookies.secret = true;
     req->content_length = -1;
-    if ((end = head_end(buf, len)) == NULL) {
-        /* A head ended by bare LFs never completes as CRLF CRLF: refuse it now rather than
-         * wait for bytes that will not come. */
-        if (memmem(buf, len < AUTHD_MAX_HEAD ? len : AUTHD_MAX_HEAD, "\n\n", 2) != NULL)
-            return PC_EPARSE;
-        return len >= AUTHD_MAX_HEAD ? PC_ETOOBIG : PC_EMORE;
-    }
-    req->head_len = (size_t)(end - buf);
-    if ((rc = parse_lines(buf, end, req)) != 0)
+    if ((rc = find_end(scan, buf, len)) != 0)
         return rc;
-    if (req->chunked && req->content_length >= 0)
-        return PC_EPARSE; /* the classic request-smuggling ambiguity */
-    if (req->close)
-        req->keep_alive = false;
-    else if (req->keep_alive_asked)
-        req->keep_alive = true;
-    return 0;
+    req->head_len = scan->scanned;
+    scan->examined += req->head_len; /* the lines, each read once */
+    if ((rc = parse_lines(buf, buf + req->head_len, req)) != 0)
+        return rc;
+    return finish(req);
+}
+
+int
+authd_http1_parse(char *buf, size_t len, struct authd_http1_req *req)
+{
+    struct authd_http1_scan scan = {0};
+
+    return authd_http1_parse_resume(&scan, buf, len, req);
 }
 
 void

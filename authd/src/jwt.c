@@ -290,6 +290,19 @@ static const struct alg_spec algs[] = {
     {"ES384", AUTHD_KEY_EC_P384, "SHA384", false, 48},
 };
 
+/*
+ * Header parameters that change how a JWS must be read. authd implements no extension, so a
+ * "crit" of any form makes the token invalid (RFC 7515 §4.1.11: listed extensions must be
+ * understood; an empty list is not allowed either), and "b64" (RFC 7797: the payload is not
+ * base64url, signed as is) is refused even without "crit". Keys are taken from the issuer's
+ * JWKS by "kid" only: "jwk", "jku", "x5u", "x5c" are never read.
+ */
+static bool
+header_supported(const json_t *header)
+{
+    return json_object_get(header, "crit") == NULL && json_object_get(header, "b64") == NULL;
+}
+
 /* The verification recipe for alg on key k, or NULL when not allowed ("none", HS*, ...). */
 static const struct alg_spec *
 allowed_alg(const struct authd_jwk *k, const char *alg)
@@ -475,7 +488,10 @@ authd_jwt_verify(const struct authd_jwks *ks, const char *token,
         *why = "malformed token";
         return rc;
     }
-    if ((k = authd_jwks_find(ks, pc_json_str(header, "kid"))) == NULL) {
+    if (!header_supported(header)) {
+        *why = "crit or b64 header not supported";
+        rc = PC_EAUTH;
+    } else if ((k = authd_jwks_find(ks, pc_json_str(header, "kid"))) == NULL) {
         *why = "unknown kid";
         rc = PC_ENOTFOUND;
     } else if ((a = allowed_alg(k, pc_json_str(header, "alg"))) == NULL) {

@@ -26,14 +26,6 @@
 #define REFRESH_KEEP_SECS 60
 #define REFRESH_RETRY_SECS 30
 
-const char *
-authd_login_host(const struct authd_http *h)
-{
-    if (h->x_forwarded_host && *h->x_forwarded_host)
-        return h->x_forwarded_host;
-    return h->host ? h->host : "";
-}
-
 static char *
 redirect_uri(const struct authd_host *host, const struct authd_http *h, const char *host_name)
 {

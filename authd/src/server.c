@@ -50,11 +50,12 @@ struct server_priv {
 struct conn {
     struct authd_pending *pending;
     /* auth port (raw socket) only */
-    struct pc_buf in; /* bytes received and not yet parsed */
-    int64_t discard;  /* request body bytes still to skip */
-    bool busy;        /* a deferred reply is in flight: parsing waits */
-    bool close_after; /* close once the current reply is written */
-    bool closing;     /* the last reply is written: close when writeable */
+    struct pc_buf in;             /* bytes received and not yet parsed */
+    struct authd_http1_scan scan; /* how far the head at the front of in was searched */
+    int64_t discard;              /* request body bytes still to skip */
+    bool busy;                    /* a deferred reply is in flight: parsing waits */
+    bool close_after;             /* close once the current reply is written */
+    bool closing;                 /* the last reply is written: close when writeable */
 };
 
 struct authd_pending {
@@ -508,6 +509,7 @@ reason_phrase(int status)
         {404, "Not Found"},
         {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
+        {501, "Not Implemented"},
         {502, "Bad Gateway"},
         {503, "Service Unavailable"},
         {504, "Gateway Timeout"},
@@ -581,6 +583,8 @@ raw_refuse(struct lws *wsi, struct conn *c, struct authd_reply *r, int rc)
     authd_reply_reset(r);
     if (rc == PC_ETOOBIG)
         authd_reply_page(r, 431, "request too large", "request head too large");
+    else if (rc == PC_EINVAL)
+        authd_reply_page(r, 501, "not implemented", "transfer coding not implemented");
     else
         authd_reply_page(r, 400, "bad request", "malformed or ambiguous HTTP request");
     c->close_after = true;
@@ -594,6 +598,7 @@ consume(struct conn *c, size_t n)
     memmove(c->in.data, c->in.data + n, c->in.len - n);
     c->in.len -= n;
     c->in.data[c->in.len] = '\0';
+    memset(&c->scan, 0, sizeof(c->scan)); /* a new head starts at the front */
 }
 
 /* What follows the head: the body is skipped (bounded), or the connection ends after it. */
@@ -621,7 +626,7 @@ raw_serve(struct server_priv *sp, struct lws *wsi, struct conn *c)
     while (!c->busy && !c->closing && c->in.len > 0 && c->discard == 0) {
         struct authd_http1_req req;
         size_t body;
-        int rc = authd_http1_parse(c->in.data, c->in.len, &req);
+        int rc = authd_http1_parse_resume(&c->scan, c->in.data, c->in.len, &req);
 
         if (rc == PC_EMORE) {
             authd_http1_req_release(&req);

@@ -457,6 +457,78 @@ test_claim_sanitized(void **state)
     }
 }
 
+/* What an application does with X-Auth-Request-Groups: split at ",", percent-decode each. */
+static size_t
+decode_groups(const char *header, char out[][64], size_t max)
+{
+    size_t n = 0, j = 0;
+
+    for (const char *p = header; n < max; p++) {
+        if (*p == ',' || *p == '\0') {
+            out[n++][j] = '\0';
+            j = 0;
+            if (*p == '\0')
+                break;
+        } else if (*p == '%' && p[1] && p[2]) {
+            char hex[3] = {p[1], p[2], '\0'};
+
+            out[n][j++] = (char)strtol(hex, NULL, 16);
+            p += 2;
+        } else {
+            out[n][j++] = *p;
+        }
+    }
+    return n;
+}
+
+/*
+ * Groups are one "," list: a "," inside a group name is encoded, so "readers,admins" stays one
+ * group, and an application that splits and decodes gets the list back. Names without "%",
+ * ",", control or non-ASCII bytes and without edge spaces arrive as they are.
+ */
+static void
+test_groups_encoded(void **state)
+{
+    static const struct {
+        const char *groups[3];
+        const char *header;
+    } cases[] = {
+        {{"readers", "admins"}, "readers,admins"},
+        {{"readers,admins"}, "readers%2Cadmins"},
+        {{"a,b", "c"}, "a%2Cb,c"},
+        {{"100%", "50%2C"}, "100%25,50%252C"},
+        {{"Domain Users", "/team/ops"}, "Domain Users,/team/ops"},
+        {{" admins", "admins "}, "%20admins,admins%20"},
+        {{"Zo\xc3\xab", "a\r\nX-Evil: 1"}, "Zo%C3%AB,a%0D%0AX-Evil: 1"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct authd_identity id = {.groups = {.v = (char **)cases[i].groups}};
+        char decoded[4][64];
+        char *v;
+
+        while (id.groups.n < 3 && cases[i].groups[id.groups.n] != NULL)
+            id.groups.n++;
+        v = authd_identity_claim(&id, "groups");
+        assert_string_equal(v, cases[i].header);
+        assert_int_equal(decode_groups(v, decoded, 4), id.groups.n);
+        for (size_t k = 0; k < id.groups.n; k++)
+            assert_string_equal(decoded[k], cases[i].groups[k]);
+        free(v);
+    }
+    /* Single-valued headers keep ","; their edge spaces are encoded like a group's. */
+    {
+        struct authd_identity id = {.sub = "a,b", .email = " x@example.com "};
+        char *sub = authd_identity_claim(&id, "sub"), *email = authd_identity_claim(&id, "email");
+
+        assert_string_equal(sub, "a,b");
+        assert_string_equal(email, "%20x@example.com%20");
+        free(sub);
+        free(email);
+    }
+}
+
 static void
 test_helpers(void **state)
 {
@@ -506,7 +578,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),        cmocka_unit_test(test_headers),
         cmocka_unit_test(test_original_url), cmocka_unit_test(test_claim_sanitized),
-        cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_helpers),      cmocka_unit_test(test_groups_encoded),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

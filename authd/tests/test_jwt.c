@@ -538,13 +538,109 @@ test_weak_keys(void **state)
     free(tok);
 }
 
+/* A token with the header given as JSON text, signed with key for alg. */
+static char *
+token_with_header(const char *alg, EVP_PKEY *key, const char *header)
+{
+    const char *claims = "{" GOOD "}";
+    char *hb = pc_b64url_encode(header, strlen(header));
+    char *cb = pc_b64url_encode(claims, strlen(claims)), *input = pc_xasprintf("%s.%s", hb, cb);
+    char *sig = sign(alg, key, input), *tok = pc_xasprintf("%s.%s", input, sig);
+
+    free(hb);
+    free(cb);
+    free(input);
+    free(sig);
+    return tok;
+}
+
+/*
+ * JWS header parameters. authd implements no extension, so any "crit" makes the token invalid
+ * (RFC 7515 §4.1.11), and "b64" (RFC 7797, unencoded payloads) is refused with or without it.
+ * Keys come from the issuer's JWKS by "kid" only: "jwk", "jku", "x5u", "x5c" in the header are
+ * never used to find or build one.
+ */
+static void
+test_header_params(void **state)
+{
+    static const struct {
+        const char *name, *header;
+        int key; /* 0 rsa_key (the JWKS's rsa1), 1 rsa_other (not in the JWKS) */
+        int want;
+    } cases[] = {
+        {"plain", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", 0, 0},
+        {"crit unknown extension",
+         "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x-ext\"],"
+         "\"x-ext\":1}",
+         0, PC_EAUTH},
+        {"crit names a registered parameter",
+         "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"exp\"],\"exp\":1700000300}", 0, PC_EAUTH},
+        {"crit empty", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[]}", 0, PC_EAUTH},
+        {"crit not a list", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":\"x-ext\"}", 0, PC_EAUTH},
+        {"crit null", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":null}", 0, PC_EAUTH},
+        {"crit unknown kid", "{\"alg\":\"RS256\",\"kid\":\"rsa9\",\"crit\":[\"x-ext\"]}", 0,
+         PC_EAUTH},
+        {"b64 false with crit",
+         "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"b64\":false,\"crit\":[\"b64\"]}", 0, PC_EAUTH},
+        {"b64 false without crit", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"b64\":false}", 0,
+         PC_EAUTH},
+        {"b64 true", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"b64\":true}", 0, PC_EAUTH},
+        /* Ignored: the token verifies with the JWKS key, or not at all. */
+        {"jku ignored", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"jku\":\"https://evil/jwks\"}", 0, 0},
+        {"x5u ignored", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"x5u\":\"https://evil/cert\"}", 0, 0},
+        {"jku with own key", "{\"alg\":\"RS256\",\"kid\":\"evil\",\"jku\":\"https://evil/jwks\"}",
+         1, PC_ENOTFOUND},
+        {"x5u with own key, no kid", "{\"alg\":\"RS256\",\"x5u\":\"https://evil/cert\"}", 1,
+         PC_ENOTFOUND},
+        {"x5c with own key, JWKS kid", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"x5c\":[\"MIIB\"]}", 1,
+         PC_EAUTH},
+    };
+    EVP_PKEY *keys[] = {rsa_key, rsa_other};
+    struct authd_jwt_expect e = {.issuer = ISS, .client_id = "app", .now = NOW, .nonce = "n1"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tok = token_with_header("RS256", keys[cases[i].key], cases[i].header);
+        json_t *claims = NULL;
+        const char *why = NULL;
+        int rc = authd_jwt_verify(jwks, tok, &e, &claims, &why);
+
+        if (rc != cases[i].want)
+            fail_msg("%s: rc %d (%s), want %d", cases[i].name, rc, why, cases[i].want);
+        json_decref(claims);
+        free(tok);
+    }
+    /* A "jwk" header holding the signer's own public key (CVE-2018-0114) is not trusted. */
+    {
+        json_t *jwk = rsa_jwk(rsa_other, "evil"), *h;
+        char *text, *tok;
+        json_t *claims = NULL;
+
+        for (int with_kid = 0; with_kid < 2; with_kid++) {
+            h = json_pack("{s:s, s:O}", "alg", "RS256", "jwk", jwk);
+            if (with_kid)
+                json_object_set_new(h, "kid", json_string("rsa1"));
+            text = json_dumps(h, JSON_COMPACT);
+            tok = token_with_header("RS256", rsa_other, text);
+            assert_int_equal(authd_jwt_verify(jwks, tok, &e, &claims, NULL),
+                             with_kid ? PC_EAUTH : PC_ENOTFOUND);
+            assert_null(claims);
+            json_decref(h);
+            free(text);
+            free(tok);
+        }
+        json_decref(jwk);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwks_parse), cmocka_unit_test(test_verify_matrix),
-        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_typ_at_jwt),
-        cmocka_unit_test(test_identity),   cmocka_unit_test(test_weak_keys),
+        cmocka_unit_test(test_jwks_parse),    cmocka_unit_test(test_verify_matrix),
+        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_typ_at_jwt),
+        cmocka_unit_test(test_identity),      cmocka_unit_test(test_weak_keys),
+        cmocka_unit_test(test_header_params),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -332,7 +332,7 @@ connect_client(const struct ctl_run_opts *o)
         k8s_config_release(&cfg);
         return NULL;
     }
-    kc = k8s_client_new(&cfg);
+    kc = k8s_client_new(&cfg, "portcullis-controller");
     k8s_config_release(&cfg);
     return kc;
 }

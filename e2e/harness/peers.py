@@ -599,6 +599,118 @@ class Nginx(_Peer):
 
 
 # ---------------------------------------------------------------------------------------
+# nginx as ingress-nginx renders it for the auth-url / auth-signin annotations
+
+# The README's annotations: auth-url points at authd's Service, auth-signin at /oauth2/start on
+# the app's own host (Debian's nginx has no set_escape_uri, so rd is the raw request URI).
+INGRESS_AUTH_SERVICE = "portcullis-authd.portcullis-system.svc.cluster.local"
+INGRESS_RESPONSE_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email",
+                            "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username"]
+
+
+class IngressNginx(Nginx):
+    """nginx (Debian) shaped like the config ingress-nginx's nginx.tmpl generates: one `server`
+    per Ingress host, its `location /` annotated with auth-url (authd's /oauth2/auth, addressed
+    by its Service name), auth-signin ($scheme://$http_host/oauth2/start?rd=$request_uri) and
+    auth-response-headers, and a second Ingress per host routing /oauth2 to authd unprotected.
+
+    The auth location is ingress-nginx's: `proxy_pass_request_headers on` (the client's own
+    X-Forwarded-Host, X-Original-URI, ... reach authd unchanged), `Host` the auth-url's host,
+    `X-Original-URL $scheme://$http_host$request_uri`, X-Original-Method, X-Sent-From,
+    X-Real-IP, X-Forwarded-For, X-Auth-Request-Redirect, X-Forwarded-Proto cleared.
+    auth_proxy_set_headers: {host: {header: value}} adds the lines the auth-proxy-set-headers
+    annotation renders for that host (`proxy_set_header 'Name' 'value';`)."""
+
+    def __init__(self, authd, upstream, hosts: list[str], *, port: int | None = None,
+                 auth_proxy_set_headers: dict[str, dict[str, str]] | None = None,
+                 nginx_bin: str | None = None):
+        super().__init__(authd, upstream, port=port, nginx_bin=nginx_bin)
+        self.hosts = list(hosts)
+        self.auth_proxy_set_headers = auth_proxy_set_headers or {}
+
+    def _server(self, i: int, host: str, authd: str) -> str:
+        auth, signin = f"/_external-auth-{i}", f"@external-auth-{i}-signin"
+        extra = "".join(f"      proxy_set_header '{k}' '{v}';\n"
+                        for k, v in sorted(self.auth_proxy_set_headers.get(host, {}).items()))
+        response = "".join(f"      auth_request_set $authHeader{j} $upstream_http_{h.lower().replace('-', '_')};\n"
+                           f"      proxy_set_header '{h}' $authHeader{j};\n"
+                           for j, h in enumerate(INGRESS_RESPONSE_HEADERS))
+        forwarded = ("      proxy_set_header Host $best_http_host;\n"
+                     "      proxy_set_header X-Real-IP $remote_addr;\n"
+                     "      proxy_set_header X-Forwarded-For $remote_addr;\n"
+                     "      proxy_set_header X-Forwarded-Host $best_http_host;\n"
+                     "      proxy_set_header X-Forwarded-Port $server_port;\n"
+                     "      proxy_set_header X-Forwarded-Proto $pass_access_scheme;\n"
+                     "      proxy_set_header X-Scheme $pass_access_scheme;\n")
+        return f"""
+  server {{
+    server_name {host};
+    listen {self.host}:{self.port};
+
+    location = {auth} {{
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Proto "";
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header Host {INGRESS_AUTH_SERVICE};
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Auth-Request-Redirect $request_uri;
+      proxy_buffering off;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_ssl_server_name on;
+      proxy_pass_request_headers on;
+{extra}      proxy_http_version 1.1;
+      set $target http://{authd}/oauth2/auth;
+      proxy_pass $target;
+    }}
+
+    location {signin} {{
+      internal;
+      add_header Set-Cookie $auth_cookie;
+      return 302 $scheme://$http_host/oauth2/start?rd=$request_uri;
+    }}
+
+    location / {{
+      set $pass_access_scheme $scheme;
+      set $best_http_host $http_host;
+      auth_request {auth};
+      auth_request_set $auth_cookie $upstream_http_set_cookie;
+      add_header Set-Cookie $auth_cookie;
+{response}      error_page 401 = {signin};
+{forwarded}      proxy_pass http://app;
+    }}
+
+    location /oauth2/ {{
+      set $pass_access_scheme $scheme;
+      set $best_http_host $http_host;
+{forwarded}      proxy_pass http://{authd};
+    }}
+  }}
+"""
+
+    def render(self) -> str:
+        a_host, a_port = _addr(self.authd)
+        u_host, u_port = _addr(self.upstream)
+        authd = f"{a_host}:{a_port}"
+        temp = "".join(f"  {k}_temp_path {self.dir}/tmp/{k};\n"
+                       for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        servers = "".join(self._server(i, h, authd) for i, h in enumerate(self.hosts))
+        return (f"{nginx_user()}daemon off;\nmaster_process on;\nworker_processes 1;\n"
+                f"pid {self.dir}/nginx.pid;\nerror_log {self.dir}/error.log info;\n"
+                "events { worker_connections 512; }\nhttp {\n"
+                f"  access_log {self.dir}/access.log;\n{temp}"
+                "  large_client_header_buffers 8 64k;\n  proxy_buffer_size 64k;\n"
+                "  proxy_buffers 8 64k;\n  proxy_busy_buffers_size 128k;\n"
+                f"  upstream app {{ server {u_host}:{u_port}; }}\n{servers}}}\n")
+
+
+# ---------------------------------------------------------------------------------------
 # Keycloak
 
 def keycloak_realm(realm: str, clients: list[dict], users: list[dict]) -> dict:

@@ -1,16 +1,21 @@
 """portcullis-authd against real peers (DESIGN.md §6, issue 2 "Integration against real
 peers"): real Envoy configured as istiod renders the README's `envoyExtAuthzHttp` provider,
-real nginx running examples/nginx/ unchanged (but for addresses), Keycloak (realm `main`),
+real nginx running examples/nginx/ unchanged (but for addresses), real nginx shaped like
+ingress-nginx's generated config for the README's annotations, Keycloak (realm `main`),
 the npm oidc-provider (the IdP that gets stopped) and headless Chromium.
 
 One authd serves every host below; Keycloak starts once for the module (~50 s).
 
-  app1.localhost  Keycloak, allowedGroups [admins], skip /public/, api /api/     (Envoy)
-  app2.localhost  Keycloak, allowedGroups [staff]                                (Envoy)
-  big.localhost   Keycloak, anyone (dave has 200 long group names)               (Envoy)
-  api.localhost   Keycloak, bearer tokens with audience portcullis-api           (Envoy)
-  ng.localhost    Keycloak, anyone                                               (nginx)
-  down.localhost  oidc-provider, anyone                                          (Envoy)
+  app1.localhost     Keycloak, allowedGroups [admins], skip /public/, api /api/  (Envoy)
+  app2.localhost     Keycloak, allowedGroups [staff]                             (Envoy)
+  big.localhost      Keycloak, anyone (dave has 200 long group names)            (Envoy)
+  api.localhost      Keycloak, bearer tokens with audience portcullis-api        (Envoy)
+  ng.localhost       Keycloak, anyone                             (nginx, ingress-nginx)
+  app.ing.localhost  Keycloak, allowedGroups [staff]                     (ingress-nginx)
+  ops.ing.localhost  Keycloak, allowedGroups [admins], skip /public/     (ingress-nginx)
+  sec.ing.localhost  Keycloak, allowedGroups [admins]; its auth subrequest also sets
+                     X-Forwarded-Host $host (auth-proxy-set-headers)     (ingress-nginx)
+  down.localhost     oidc-provider, anyone                                       (Envoy)
 
 Chromium maps every host name to 127.0.0.1; Python requests connect to 127.0.0.1 and set Host.
 The names are *.localhost on purpose: authd's cookies are always `Secure`, and Chromium keeps
@@ -36,8 +41,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness import peers  # noqa: E402
 from e2e.harness.authd import Authd, config_head, idp_login, mesh_provider, set_cookies  # noqa: E402
-from e2e.harness.peers import (DEFAULT_USERS, Browser, Echo, Envoy, Keycloak, Nginx,  # noqa: E402
-                               OidcProvider, nginx_user)
+from e2e.harness.peers import (DEFAULT_USERS, Browser, Echo, Envoy, IngressNginx,  # noqa: E402
+                               Keycloak, Nginx, OidcProvider, nginx_user)
 from e2e.harness.proc import REPO, free_port, http, skip_e2e  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1"),
@@ -49,6 +54,7 @@ KC_CLIENT, KC_SECRET = "portcullis", "portcullis-client-secret"
 IDP_CLIENT, IDP_SECRET = "down", "down-client-secret"
 API_AUDIENCE = "portcullis-api"
 ENVOY_HOSTS = ["app1.localhost", "app2.localhost", "big.localhost", "api.localhost", "down.localhost"]
+INGRESS_HOSTS = ["ng.localhost", "app.ing.localhost", "ops.ing.localhost", "sec.ing.localhost"]
 PASSWORDS = {u["username"]: u["password"] for u in DEFAULT_USERS}
 
 # dave: an ID token of ~9 KB (200 groups with long names) → a session cookie in chunks.
@@ -85,58 +91,25 @@ hosts:
   - id: test/down
     hosts: [down.localhost]
     oidc: {idp}
+  - id: test/ing-app
+    hosts: [app.ing.localhost]
+    oidc: {kc}
+    access: {{allowedGroups: [staff]}}
+  - id: test/ing-ops
+    hosts: [ops.ing.localhost]
+    oidc: {kc}
+    access: {{allowedGroups: [admins]}}
+    paths: {{skip: [/public/]}}
+  - id: test/ing-sec
+    hosts: [sec.ing.localhost]
+    oidc: {kc}
+    access: {{allowedGroups: [admins]}}
 {extra}"""
-
-
-# What ingress-nginx's nginx.tmpl generates for the README's annotations (auth-url pointing at
-# authd's Service, auth-signin, auth-response-headers): the auth subrequest carries the
-# Service's name as Host and the app's URL only as X-Original-URL.
-INGRESS_NGINX_SERVER = """
-    server {{
-        listen {listen};
-        server_name _;
-        location = /_external-auth-Lw {{
-            internal;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Forwarded-Proto "";
-            proxy_set_header Host portcullis-authd.portcullis-system.svc.cluster.local;
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Sent-From "nginx-ingress-controller";
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Auth-Request-Redirect $request_uri;
-            proxy_http_version 1.1;
-            proxy_pass_request_headers on;
-            proxy_pass http://portcullis_authd/oauth2/auth;
-        }}
-        location / {{
-            auth_request /_external-auth-Lw;
-            auth_request_set $auth_cookie $upstream_http_set_cookie;
-            add_header Set-Cookie $auth_cookie;
-            auth_request_set $authHeader0 $upstream_http_x_auth_request_user;
-            proxy_set_header 'X-Auth-Request-User' $authHeader0;
-            auth_request_set $authHeader1 $upstream_http_x_auth_request_email;
-            proxy_set_header 'X-Auth-Request-Email' $authHeader1;
-            auth_request_set $authHeader2 $upstream_http_x_auth_request_groups;
-            proxy_set_header 'X-Auth-Request-Groups' $authHeader2;
-            error_page 401 = http://$http_host/oauth2/start?rd=$request_uri;
-            proxy_set_header Host $host;
-            proxy_pass http://app;
-        }}
-    }}
-"""
 
 
 class ExampleNginx(Nginx):
     """nginx running examples/nginx/nginx.conf with its included portcullis-locations.conf;
-    only addresses, the listen port and the daemon's private paths are changed. A second
-    server on `ingress_port` is shaped like ingress-nginx's generated config."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.ingress_port = free_port()
+    only addresses, the listen port and the daemon's private paths are changed."""
 
     def render(self) -> str:
         text = (EXAMPLE_NGINX / "nginx.conf").read_text()
@@ -155,9 +128,6 @@ class ExampleNginx(Nginx):
         for pattern, repl in subs:
             text, n = re.subn(pattern, lambda _m, r=repl: r, text, count=1)
             assert n == 1, f"examples/nginx/nginx.conf lacks {pattern!r}"
-        text = text.rstrip()
-        assert text.endswith("}")
-        text = text[:-1] + INGRESS_NGINX_SERVER.format(listen=f"{self.host}:{self.ingress_port}") + "}\n"
         return (f"{nginx_user()}daemon off;\nmaster_process on;\nworker_processes 1;\npid {self.dir}/nginx.pid;\n"
                 f"error_log {self.dir}/error.log info;\n") + text
 
@@ -168,10 +138,11 @@ class ExampleNginx(Nginx):
 @pytest.fixture(scope="module")
 def env():
     # ports first: the IdPs must know the callback URLs before they start
-    envoy_port, nginx_port, idp_port = free_port(), free_port(), free_port()
+    envoy_port, nginx_port, ingress_port, idp_port = free_port(), free_port(), free_port(), free_port()
     kc_port = free_port()
     kc_redirects = [f"http://{h}:{envoy_port}/oauth2/callback" for h in ENVOY_HOSTS]
     kc_redirects.append(f"http://ng.localhost:{nginx_port}/oauth2/callback")
+    kc_redirects.append(f"http://app.ing.localhost:{ingress_port}/oauth2/callback")
     kc = Keycloak([
         {"clientId": KC_CLIENT, "secret": KC_SECRET, "redirectUris": kc_redirects},
         {"clientId": "robot", "secret": "robot-secret", "serviceAccounts": True,
@@ -187,6 +158,8 @@ def env():
     echo = Echo()
     envoy = Envoy(mesh_provider(authd.port), echo, hosts=ENVOY_HOSTS, port=envoy_port)
     nginx = ExampleNginx(("127.0.0.1", authd.port), echo, port=nginx_port)
+    ingress = IngressNginx(("127.0.0.1", authd.port), echo, INGRESS_HOSTS, port=ingress_port,
+                           auth_proxy_set_headers={"sec.ing.localhost": {"X-Forwarded-Host": "$host"}})
     started = []
     kc_error = []
 
@@ -201,7 +174,7 @@ def env():
     try:
         started.append(kc)
         kc_thread.start()
-        for peer in (echo, idp, envoy, nginx):
+        for peer in (echo, idp, envoy, nginx, ingress):
             started.append(peer)  # first: stopped even when its start fails half-way
             peer.start()
         kc_thread.join(300)
@@ -211,7 +184,7 @@ def env():
         authd.start(ready="/readyz", timeout=30)
         print(f"peers up in {time.monotonic() - t0:.1f}s (Keycloak {kc.startup_seconds:.1f}s)")
         yield {"kc": kc, "idp": idp, "authd": authd, "echo": echo, "envoy": envoy,
-               "nginx": nginx}
+               "nginx": nginx, "ingress": ingress}
     finally:
         kc_thread.join(300)  # Keycloak's own start gives up (and stops it) within 300 s
         for peer in reversed(started):
@@ -308,7 +281,7 @@ def test_browser_login_through_nginx_example(env):
     assert status == 200 and json.loads(body)["headers"]["x-auth-request-email"] == "carol@example.com"
 
     # the same session through the config ingress-nginx generates for the annotations
-    ing = env["nginx"].ingress_port
+    ing = env["ingress"].port
 
     def ingress(path, host="ng.localhost", **kw):
         return http("GET", f"http://127.0.0.1:{ing}{path}", headers={"Host": f"{host}:{ing}", **kw})
@@ -321,6 +294,86 @@ def test_browser_login_through_nginx_example(env):
     status, headers, _ = ingress("/via/ingress")
     assert status == 302 and headers["Location"] == f"http://ng.localhost:{ing}/oauth2/start?rd=/via/ingress"
     assert ingress("/", host="unknown.localhost")[0] == 403
+
+
+# 2b. the nginx door decides on the host and path the proxy asserts, never on a client's
+
+@pytest.fixture(scope="module")
+def bob_ing(env):
+    """bob (staff) logs in on app.ing.localhost through the ingress-nginx config: 401 →
+    auth-signin → /oauth2/start (the /oauth2 Ingress) → Keycloak → callback → the page."""
+    page = url(env, "app.ing.localhost", "/dash", via="ingress")
+    result = Browser().run(login_steps(page, "bob") + [{"expect_status": 200},
+                                                         {"text": "bob@example.com"}])
+    assert result["url"] == page
+    return browser_cookies(result, "app.ing.localhost")
+
+
+def auth_status_errors(nginx, since: int) -> list:
+    """The statuses nginx saw from authd that it treats as errors (answered 500 to the client)."""
+    return re.findall(r"auth request unexpected status: (\d+)", nginx.error_log()[since:])
+
+
+def test_ingress_nginx_client_headers_never_pick_another_policy(env, bob_ing):
+    """ingress-nginx's auth subrequest sets X-Original-URL but passes the client's own
+    X-Forwarded-Host and X-Original-URI through (proxy_pass_request_headers on). A user allowed
+    on app.ing gets 403 on ops.ing, and a client header naming another host or path than
+    X-Original-URL is refused (authd 400, which nginx answers as 500), never decided."""
+    n, log0 = len(env["echo"].requests), env["authd"].log_size()
+    err0 = len(env["ingress"].error_log())
+    app = f"app.ing.localhost:{env['ingress'].port}"
+    assert gw(env, "ops.ing.localhost", "/ops/plain", cookies=bob_ing, via="ingress")[0] == 403
+    status, _, body = gw(env, "ops.ing.localhost", "/ops/xfh", cookies=bob_ing, via="ingress",
+                         headers={"X-Forwarded-Host": app})
+    assert status == 500, (status, body[:200])
+    # no session at all: a client X-Original-URI naming a skip path does not skip (with the
+    # right X-Forwarded-Host, so that the host is not what gives it away)
+    status, _, body = gw(env, "ops.ing.localhost", "/ops/admin", via="ingress",
+                         headers={"X-Original-URI": "/public/x",
+                                  "X-Forwarded-Host": f"ops.ing.localhost:{env['ingress'].port}"})
+    assert status == 500, (status, body[:200])
+    assert auth_status_errors(env["ingress"], err0) == ["400", "400"]
+    assert not [r for r in echo_requests(env, n) if r["path"].startswith("/ops/")]
+    log = env["authd"].log_since(log0)
+    assert "X-Original-URL and X-Forwarded-Host name different hosts" in log, log
+    assert "X-Original-URL and X-Original-URI name different paths" in log, log
+    # what the proxy asserts keeps working: the skip path from X-Original-URL, and a client
+    # header that names the same host as X-Original-URL
+    assert gw(env, "ops.ing.localhost", "/public/logo.png", via="ingress")[0] == 200
+    status, _, body = gw(env, "app.ing.localhost", "/app/again", cookies=bob_ing, via="ingress",
+                         headers={"X-Forwarded-Host": app})
+    assert status == 200 and json.loads(body)["headers"]["x-auth-request-email"] == "bob@example.com"
+
+
+def absolute_form(port: int, routed: str, host_header: str, path: str, cookies: dict | None = None):
+    """A request whose request line names `routed` (absolute-form, as sent to a forward proxy)
+    while its Host header names `host_header`: nginx routes on the request line ($host) and
+    $http_host is the header."""
+    extra = [("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))] if cookies else []
+    return raw_request(port, host_header, f"http://{routed}:{port}{path}", extra)
+
+
+def test_request_line_host_cannot_borrow_another_hosts_policy(env, bob_ing, alice_app1):
+    """The proxy's own headers disagree when an absolute-form request line names another host
+    than the Host header: refused (400), never the Host header's laxer policy."""
+    n = len(env["echo"].requests)
+    ng, ing = env["nginx"].port, env["ingress"].port
+    err0 = len(env["nginx"].error_log())
+    # examples/nginx: Host $host (ops.ing) vs X-Forwarded-Host and X-Original-URL ($http_host)
+    status, body = absolute_form(ng, "ops.ing.localhost", "app.ing.localhost", "/abs/example", bob_ing)
+    assert status == 500, (status, body[:200])
+    assert auth_status_errors(env["nginx"], err0) == ["400"]
+    # ... and its login start: no redirect_uri built for the Host header's host
+    status, body = absolute_form(ng, "ops.ing.localhost", "app.ing.localhost", "/oauth2/start?rd=/")
+    assert status == 400, (status, body[:200])
+    # ingress-nginx with `X-Forwarded-Host: $host` added to the auth subrequest (sec.ing)
+    status, body = absolute_form(ing, "sec.ing.localhost", "app.ing.localhost", "/abs/ingress", bob_ing)
+    assert status == 500, (status, body[:200])
+    # Envoy routes and checks on the request line's authority alike (alice: app1, not app2)
+    status, body = absolute_form(env["envoy"].port, "app2.localhost", "app1.localhost", "/abs/envoy",
+                                 alice_app1["cookies"])
+    assert status in (400, 403), (status, body[:200])
+    assert not [r for r in echo_requests(env, n) if r["path"].startswith("/abs/")]
 
 
 # 3. two hosts, one authd, different allowedGroups

@@ -608,10 +608,48 @@ def test_skip_path_never_covers_a_protected_path(env, path):
     "GET /ext-authz/x HTTP/1.1\r\nHost : echo.localhost\r\n",
     "GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\nCookie: a=1\r\n",
     "GET /ext-authz/x#frag HTTP/1.1\r\nHost: echo.localhost\r\n",
+    # RFC 9112 §3.2: no Host, or one that is not a host[:port]
+    "GET /ext-authz/x HTTP/1.1\r\nAccept: application/json\r\n",
+    "GET /ext-authz/x HTTP/1.1\r\nHost: evil@echo.localhost\r\n",
+    # Transfer-Encoding other than a lone chunked
+    "POST /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nTransfer-Encoding: gzip\r\n",
+    "POST /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nTransfer-Encoding: chunked, chunked\r\n",
+    "POST /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nTransfer-Encoding: chunked\r\n"
+    "Transfer-Encoding: chunked\r\n",
+    "POST /ext-authz/x HTTP/1.0\r\nHost: echo.localhost\r\nTransfer-Encoding: chunked\r\n",
 ])
 def test_ambiguous_requests_get_400_and_close(env, head):
     reply = raw_exchange(env["authd"], (head + "\r\n").encode())
     assert statuses(reply) == [400] and b"connection: close" in reply.lower()
+
+
+def test_unimplemented_transfer_coding_gets_501_and_close(env):
+    head = ("POST /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\n"
+            "Transfer-Encoding: gzip, chunked\r\n\r\n")
+    reply = raw_exchange(env["authd"], head.encode())
+    assert statuses(reply) == [501] and b"connection: close" in reply.lower()
+
+
+def test_head_trickled_a_byte_per_segment_is_answered(env):
+    """Resuming the head scan across reads: a head sent one byte per send() (Nagle off), then a
+    pipelined second request, gets both answers."""
+    import socket
+    authd = env["authd"]
+    h = f"Host: echo.localhost:{authd.port}\r\nAccept: application/json\r\n"
+    first = (f"GET /ext-authz/x HTTP/1.1\r\n{h}X-Pad: {'p' * 2000}\r\n\r\n").encode()
+    second = f"GET /ext-authz/public/a HTTP/1.1\r\n{h}Connection: close\r\n\r\n".encode()
+    s = socket.create_connection(("127.0.0.1", authd.port), timeout=15)
+    out = b""
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(first)):
+            s.sendall(first[i:i + 1])
+        s.sendall(second)
+        while chunk := s.recv(65536):
+            out += chunk
+    finally:
+        s.close()
+    assert statuses(out) == [401, 200]
 
 
 def test_oversized_head_gets_431(env):

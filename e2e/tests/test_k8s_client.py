@@ -1,6 +1,6 @@
-"""The controller's Kubernetes client (controller/src/k8s*.c) against a real kube-apiserver.
+"""The shared Kubernetes client (common/src/k8s_*.c) against a real kube-apiserver.
 
-Drives controller/tests/k8s_probe (a test tool built beside portcullis-controller) and checks
+Drives common/tests/k8s_probe (a test tool built in the build tree's common/) and checks
 what it does with kubectl: watches see ADDED/MODIFIED/DELETED and survive an apiserver restart,
 server-side apply creates and updates with field manager "portcullis", errors keep their
 Status message and code, Events are folded with a count, and two Lease contenders elect
@@ -32,10 +32,10 @@ K8S_ENOTFOUND = -1005
 
 
 def probe_path() -> str:
-    """k8s_probe sits beside portcullis-controller in the build tree."""
+    """k8s_probe sits in the build tree's common/, a sibling of controller/."""
     if os.environ.get("PORTCULLIS_K8S_PROBE"):
         return os.environ["PORTCULLIS_K8S_PROBE"]
-    path = CONTROLLER.parent / "k8s_probe"
+    path = CONTROLLER.parent.parent / "common" / "k8s_probe"
     assert path.exists(), f"{path} is missing: build the k8s_probe target first"
     return str(path)
 

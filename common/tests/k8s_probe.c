@@ -23,7 +23,7 @@
 
 #include "portcullis/json.h"
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 static volatile sig_atomic_t stopping;
 
@@ -187,7 +187,7 @@ main(int argc, char **argv)
         fprintf(stderr, "k8s_probe: %s\n", msg);
         return 2;
     }
-    kc = k8s_client_new(&cfg);
+    kc = k8s_client_new(&cfg, "portcullis-controller");
     k8s_config_release(&cfg);
     rc = run(kc, argv + 1, argc - 1);
     k8s_client_free(kc);

@@ -13,7 +13,7 @@
 
 #include "portcullis/json.h"
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 #define EV(type, name, rv)                                                                         \
     "{\"type\":\"" type "\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"" name     \

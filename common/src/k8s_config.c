@@ -14,7 +14,7 @@
 #include "portcullis/b64.h"
 #include "portcullis/yaml.h"
 
-#include "controller.h"
+#include "k8s_priv.h"
 
 /* Kubeconfigs, certificates and tokens are small; anything larger is a mistake. */
 #define MAX_CONFIG_FILE (4u << 20)

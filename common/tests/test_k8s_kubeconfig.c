@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 static char dir[64];
 

@@ -15,7 +15,7 @@
 #include "portcullis/json.h"
 #include "portcullis/log.h"
 
-#include "controller.h"
+#include "k8s_priv.h"
 
 #define LEASE_TIMEOUT_MS 5000L
 

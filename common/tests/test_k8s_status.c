@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 #define STATUS(reason, code, msg)                                                                  \
     "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","           \

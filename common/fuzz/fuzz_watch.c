@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 static int
 on_event(void *ud, enum k8s_wire_type type, json_t *obj)

@@ -1,5 +1,5 @@
 /*
- * k8s_event.c - core/v1 Events about the objects the controller manages.
+ * k8s_event.c - core/v1 Events about the objects a daemon manages.
  *
  * Like client-go's event correlator, repeats of the same event are folded into one Event whose
  * count grows: the Event's name is derived from what it says, so a second create meets 409
@@ -13,9 +13,7 @@
 #include "portcullis/crypto.h"
 #include "portcullis/json.h"
 
-#include "controller.h"
-
-#define COMPONENT "portcullis-controller"
+#include "k8s_priv.h"
 
 static struct k8s_ref
 events_ref(const char *ns, const char *name)
@@ -66,7 +64,7 @@ involved_object(const json_t *obj)
 }
 
 static json_t *
-event_object(const struct k8s_event *ev, const char *ns, const char *name)
+event_object(const struct k8s_event *ev, const char *ns, const char *name, const char *component)
 {
     char host[256] = "", now[32];
 
@@ -77,8 +75,8 @@ event_object(const struct k8s_event *ev, const char *ns, const char *name)
                      "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", ns,
                      "involvedObject", involved_object(ev->involved), "reason", ev->reason,
                      "message", ev->message, "type", ev->type, "count", 1, "firstTimestamp", now,
-                     "lastTimestamp", now, "source", "component", COMPONENT, "reportingComponent",
-                     COMPONENT, "reportingInstance", host);
+                     "lastTimestamp", now, "source", "component", component, "reportingComponent",
+                     component, "reportingInstance", host);
 }
 
 /* The Event exists already: count it once more. */
@@ -112,7 +110,7 @@ k8s_event(struct k8s_client *c, const struct k8s_event *ev, struct pc_diag *diag
     int rc;
 
     ns = ns && *ns ? ns : "default";
-    obj = event_object(ev, ns, name);
+    obj = event_object(ev, ns, name, k8s_client_component(c));
     ref = events_ref(ns, NULL);
     rc = k8s_create(c, &ref, obj, diag);
     if (rc == K8S_ECONFLICT)

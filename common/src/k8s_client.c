@@ -17,7 +17,7 @@
 
 #include "portcullis/json.h"
 
-#include "controller.h"
+#include "k8s_priv.h"
 
 #define POOL_MAX 4
 #define MAX_RESPONSE (64u << 20)
@@ -26,6 +26,8 @@
 
 struct k8s_client {
     struct k8s_config cfg; /* deep copy */
+    char *component;       /* "portcullis-controller" */
+    char *user_agent;      /* "<component>/<version>" */
     pthread_mutex_t lock;  /* guards everything below */
     char *token;           /* current bearer token (secret), NULL when none */
     time_t token_checked;
@@ -49,7 +51,7 @@ dup_or_null(const char *s)
 }
 
 struct k8s_client *
-k8s_client_new(const struct k8s_config *cfg)
+k8s_client_new(const struct k8s_config *cfg, const char *component)
 {
     struct k8s_client *c = pc_xcalloc(1, sizeof(*c));
 
@@ -65,6 +67,8 @@ k8s_client_new(const struct k8s_config *cfg)
     c->cfg.namespace = pc_xstrdup(cfg->namespace ? cfg->namespace : "default");
     c->cfg.sa_dir = dup_or_null(cfg->sa_dir);
     c->token = dup_or_null(cfg->token);
+    c->component = pc_xstrdup(component ? component : "portcullis");
+    c->user_agent = pc_xasprintf("%s/%s", c->component, PORTCULLIS_VERSION);
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
@@ -78,6 +82,8 @@ k8s_client_free(struct k8s_client *c)
         curl_easy_cleanup(c->pool[i]);
     pc_free_secret(c->token);
     k8s_config_release(&c->cfg);
+    free(c->component);
+    free(c->user_agent);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -86,6 +92,12 @@ const char *
 k8s_client_namespace(const struct k8s_client *c)
 {
     return c->cfg.namespace;
+}
+
+const char *
+k8s_client_component(const struct k8s_client *c)
+{
+    return c->component;
 }
 
 /* ---- paths ------------------------------------------------------------------------------ */
@@ -271,7 +283,7 @@ set_request(struct k8s_client *c, CURL *h, const struct k8s_xfer *x, char *url)
 {
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "portcullis-controller/" PORTCULLIS_VERSION);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, x->method ? x->method : "GET");
     if (x->body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->body);

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "controller.h"
+#include "portcullis/k8s.h"
 
 /* 2024-01-02T03:04:05Z */
 #define T0 ((time_t)1704164645)

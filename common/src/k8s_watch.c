@@ -20,7 +20,7 @@
 #include "portcullis/json.h"
 #include "portcullis/log.h"
 
-#include "controller.h"
+#include "k8s_priv.h"
 
 #define DEFAULT_MAX_LINE (4u << 20)
 #define LIST_PAGE 100 /* objects per page of a (re)list: bounds the memory it takes */
