@@ -8,7 +8,8 @@ add_library(ctl_core STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_mesh.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_replicas.c)
 target_include_directories(ctl_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
-target_link_libraries(ctl_core PUBLIC pccommon k8s PkgConfig::JANSSON PkgConfig::YAML)
+# pck8s for k8s_parse_time only (ctl_replicas.c reads Lease times).
+target_link_libraries(ctl_core PUBLIC pccommon pck8s PkgConfig::JANSSON PkgConfig::YAML)
 
 # ctl_run: the I/O side of `run` (queue, reconciler, admin listener) over the k8s client.
 add_library(ctl_run STATIC
