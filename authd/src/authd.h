@@ -125,7 +125,8 @@ struct authd_config {
  */
 struct authd_claim {
     char *name;
-    char *value;
+    char *value;                /* a scalar claim (numbers and bools rendered); NULL for a list */
+    struct authd_strlist items; /* a list claim: its string items (at most 1024) */
 };
 struct authd_identity {
     char *sub;
@@ -406,8 +407,8 @@ int authd_jwt_verify(const struct authd_jwks *ks, const char *token,
 /*
  * Fills id (released first by the caller) from verified claims: sub, email, username and
  * groups per host->oidc.claims (groups as an array of strings or one string), plus every
- * upstreamHeaders claim that is not one of those four, as a string (numbers and bools
- * rendered, arrays joined with ","). email_verified is true only when the token's
+ * upstreamHeaders claim that is not one of those four: a scalar as a string (numbers and
+ * bools rendered), an array as its string items. email_verified is true only when the token's
  * email_verified claim is the boolean true (or the string "true", as some IdPs send it).
  * Returns 0 or PC_EINVAL when "sub" is missing.
  */
