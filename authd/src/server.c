@@ -981,7 +981,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols, false);
     if (!sp->auth_vh || !sp->admin_vh)
         goto fail;
-    srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : 4, wake, sp);
+    srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : AUTHD_IDP_WORKERS, wake, sp);
     srv->oidc = authd_oidc_new(srv);
     authd_oidc_sync(srv->oidc, cfg);
     if (srv->config_path &&
