@@ -690,6 +690,28 @@ const struct authd_session *authd_sesscache_put(struct authd_sesscache *c, uint6
                                                 struct authd_session *s);
 
 /* ------------------------------------------------------------------------------------------ */
+/* replay.c: login states already exchanged at the callback, refused when replayed. Bounded;
+ * no clock (now is a parameter); lws thread only. */
+
+/* The capacity of the server's set: about 13 logins a second for AUTHD_STATE_LIFETIME. */
+#define AUTHD_REPLAY_STATES 8192
+
+struct authd_replay;
+/* New set remembering up to cap states. */
+struct authd_replay *authd_replay_new(size_t cap);
+void authd_replay_free(struct authd_replay *r);
+/*
+ * Records state as exchanged until expires_at (the state's own expiry). Returns 0, or
+ * -EALREADY when it was recorded before and has not expired: a replay, to refuse. A full set
+ * drops its oldest entry first (counted by authd_replay_evicted).
+ */
+int authd_replay_claim(struct authd_replay *r, const char *state, int64_t expires_at, int64_t now);
+/* Forgets a claimed state whose code exchange never started (so the callback may be retried). */
+void authd_replay_release(struct authd_replay *r, const char *state, int64_t now);
+/* Entries dropped because the set was full. */
+uint64_t authd_replay_evicted(const struct authd_replay *r);
+
+/* ------------------------------------------------------------------------------------------ */
 /* metrics.c: Prometheus counters. Updated on the lws thread only. */
 
 struct authd_metrics;
@@ -708,10 +730,13 @@ void authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *
                        const char *result);
 /* config_reloads_total{result="success"|"failure"} += 1. */
 void authd_metrics_reload(struct authd_metrics *m, bool ok);
-/* Values read from the worker pool just before /metrics is rendered. */
+/* login_state_replays_total += 1: a callback whose state was already exchanged. */
+void authd_metrics_state_replay(struct authd_metrics *m);
+/* Values read from the worker pool and the replay set just before /metrics is rendered. */
 struct authd_metrics_gauges {
-    int idp_queued;  /* IdP calls waiting for a worker */
-    int idp_running; /* IdP calls running */
+    int idp_queued;          /* IdP calls waiting for a worker */
+    int idp_running;         /* IdP calls running */
+    uint64_t states_evicted; /* authd_replay_evicted */
 };
 void authd_metrics_set_gauges(struct authd_metrics *m, const struct authd_metrics_gauges *g);
 /* Appends the Prometheus text exposition (format 0.0.4). Returns 0 or PC_ETOOBIG. */
@@ -784,6 +809,7 @@ struct authd_server {
     struct authd_oidc *oidc;
     struct authd_refresh *refresh;
     struct authd_sesscache *sessions;
+    struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
     const char *config_path;
     atomic_int stopping; /* set by the signal handler */

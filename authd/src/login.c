@@ -302,6 +302,16 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                          "loaded; try again shortly");
         goto out;
     }
+    /* One state, one code exchange: a replayed callback never reaches the token endpoint. */
+    if (authd_replay_claim(srv->replay, st->state, st->expires_at, authd_now())) {
+        authd_reply_page(r, 400, "login failed",
+                         "login failed: this login was already used; start the login again");
+        add_set_cookies(r, &set_cookie);
+        authd_metrics_state_replay(srv->metrics);
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", "state already used", NULL);
+        goto out;
+    }
     c = pc_xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->cfg = authd_cfgref_get(srv->cfg);
@@ -329,6 +339,7 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
     if (authd_oidc_token(srv->oidc, &opts)) {
         /* Refused at once (the issuer's queue is full): no exchange, so the state stays usable
          * and the cookie stays set; reloading the callback retries. */
+        authd_replay_release(srv->replay, c->st->state, authd_now());
         authd_reply_page(r, 503, "login failed",
                          "login failed: the identity provider is busy; try again shortly");
         authd_reply_header(r, "Retry-After", "5");

@@ -1,7 +1,7 @@
 /*
  * test_io.c - the testable pieces of authd's I/O side: Prometheus rendering (metrics.c), the
- * check-path session cache (sesscache.c) and the worker pool's scheduler and completion queue
- * (work.c).
+ * check-path session cache (sesscache.c), the worker pool's scheduler and completion queue
+ * (work.c) and the set of exchanged login states (replay.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,7 +33,8 @@ test_metrics_render(void **state)
     authd_metrics_decision(m, "ns/\"q\"", "nginx", "forbidden", 2000000);
     authd_metrics_idp(m, "https://idp", "token", "timeout");
     authd_metrics_reload(m, false);
-    authd_metrics_set_gauges(m, &(struct authd_metrics_gauges){3, 2});
+    authd_metrics_state_replay(m);
+    authd_metrics_set_gauges(m, &(struct authd_metrics_gauges){3, 2, 7});
     assert_int_equal(authd_metrics_render(m, &b), 0);
     const char *t = pc_buf_str(&b);
     static const char *const want[] = {
@@ -52,6 +53,8 @@ test_metrics_render(void **state)
         "# TYPE portcullis_authd_check_duration_seconds histogram\n",
         "portcullis_authd_idp_jobs{state=\"queued\"} 3\n",
         "portcullis_authd_idp_jobs{state=\"running\"} 2\n",
+        "portcullis_authd_login_state_replays_total 1\n",
+        "portcullis_authd_login_states_evicted_total 7\n",
         "portcullis_authd_build_info{version=\"",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -453,6 +456,36 @@ test_pool_isolates_a_hanging_key(void **state)
     authd_pool_free(p);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* exchanged login states */
+
+static void
+test_replay(void **state)
+{
+    struct authd_replay *r = authd_replay_new(2);
+
+    (void)state;
+    assert_int_equal(authd_replay_claim(r, "a", 100, 10), 0);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 11), -EALREADY);
+    assert_int_equal(authd_replay_claim(r, "b", 100, 11), 0);
+    /* full: the oldest is forgotten, and counted */
+    assert_int_equal(authd_replay_claim(r, "c", 100, 12), 0);
+    assert_int_equal(authd_replay_evicted(r), 1);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 12), 0);
+    assert_int_equal(authd_replay_evicted(r), 2);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 13), -EALREADY);
+    /* released (its exchange never started): claimable again, without evicting */
+    authd_replay_release(r, "c", 13);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 13), 0);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 14), -EALREADY);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 14), -EALREADY);
+    /* at its expiry a state is forgotten (its cookie is refused by then anyway) */
+    assert_int_equal(authd_replay_claim(r, "a", 200, 100), 0);
+    assert_int_equal(authd_replay_claim(r, "a", 200, 101), -EALREADY);
+    assert_int_equal(authd_replay_evicted(r), 2);
+    authd_replay_free(r);
+}
+
 int
 main(void)
 {
@@ -460,6 +493,7 @@ main(void)
         cmocka_unit_test(test_metrics_render), cmocka_unit_test(test_metrics_bounded),
         cmocka_unit_test(test_sesscache),      cmocka_unit_test(test_pool),
         cmocka_unit_test(test_sched),          cmocka_unit_test(test_pool_isolates_a_hanging_key),
+        cmocka_unit_test(test_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
