@@ -65,7 +65,7 @@ demo: deps build
 	scripts/demo.sh $(BUILD)
 
 images:
-	PORTCULLIS_IMAGES=1 scripts/deps.sh
+	PORTCULLIS_IMAGES=1 PORTCULLIS_DEPS_TOOLS=0 scripts/deps.sh
 	scripts/images.sh
 
 format:
