@@ -68,6 +68,8 @@ PRISTINE=$DIR/$SUITE-$ARCH-minbase-$(date -u +%Y-%m)-$KEY.tar
 mkdir -p "$DIR/debs/partial" "$DIR/debootstrap-debs"
 exec 9>"$DIR/.lock"              # one run at a time (parallel sessions share the cache)
 flock -w "$TIMEOUT" 9 || die "another fresh-root run holds $DIR/.lock"
+# the mount points of earlier runs that were killed (their tmpfs went with their namespace)
+find "$DIR" -maxdepth 1 -name 'run.*' -type d -empty -delete
 
 # rm_root DIR: removes a root, never crossing into a mounted file system.
 rm_root() {
