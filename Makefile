@@ -2,7 +2,9 @@
 #
 #   make            build both daemons (build/)
 #   make check      unit tests, plain and under ASan+UBSan (fast loop)
-#   make test       install what is missing, build, unit + sanitizer + fuzz-corpus + end-to-end
+#   make test       install what is missing, build, unit + sanitizer + fuzz-corpus, the
+#                   fresh-root check, end-to-end
+#   make fresh-root scripts/deps.sh + check + fuzz-replay on a fresh minimal Debian root
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each
 #   make bench      benchmarks (bench/), numbers printed, nothing asserted
 #   make demo       a local cluster, authd, Envoy, Keycloak and a protected echo app
@@ -15,7 +17,7 @@ JOBS        ?= 2
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all build check unit asan fuzz-replay fuzz e2e test deps bench demo images clean format
+.PHONY: all build check unit asan fuzz-replay fuzz fresh-root e2e test deps bench demo images clean format
 
 all: build
 
@@ -42,12 +44,18 @@ fuzz:
 deps:
 	scripts/deps.sh
 
+# The install steps proved on a root that has nothing installed (docs/testing.md);
+# PORTCULLIS_SKIP_FRESH_ROOT=1 skips it.
+fresh-root:
+	JOBS=$(JOBS) scripts/fresh-root.sh
+
 e2e: build
 	scripts/e2e.sh $(BUILD)
 
 test: deps
 	$(MAKE) check
 	$(MAKE) fuzz-replay
+	$(MAKE) fresh-root
 	$(MAKE) e2e
 
 bench: deps build
@@ -57,7 +65,7 @@ demo: deps build
 	scripts/demo.sh $(BUILD)
 
 images:
-	PORTCULLIS_IMAGES=1 scripts/deps.sh
+	PORTCULLIS_IMAGES=1 PORTCULLIS_DEPS_TOOLS=0 scripts/deps.sh
 	scripts/images.sh
 
 format:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/authd.sh [BUILD_DIR] - authd's check path against its competitor and two floors, in one
-# run on one machine (docs/design.md §7, issue 2 "Benchmark"). Numbers are printed, nothing asserted.
+# run on one machine (docs/design.md §7, issue 2 "Benchmark"). Numbers are printed, nothing asserted
+# about them; but every target asked for must be measured: one that did not start, did not give
+# the expected status, or has a round without numbers makes the run fail (exit 1, named).
 #
 # Targets (every server pinned to core $BENCH_SERVER_CPU, wrk to core $BENCH_CLIENT_CPU):
 #   authd      GET /ext-authz/ on authd's Envoy door, valid session cookie, configured Host → 200
@@ -29,6 +31,12 @@ WARMUP="${BENCH_WARMUP:-2s}"
 SCPU="${BENCH_SERVER_CPU:-1}"
 CCPU="${BENCH_CLIENT_CPU:-0}"
 TARGETS="${BENCH_TARGETS:-authd envoy o2p o2p_auth nginx lws}"
+REQUESTED="$TARGETS"   # TARGETS loses what cannot be measured; the run fails if it loses any
+for t in $TARGETS; do
+  case "$t" in authd | envoy | o2p | o2p_auth | nginx | lws) ;;
+    *) echo "[bench/authd] unknown target $t in BENCH_TARGETS (authd envoy o2p o2p_auth nginx lws)" >&2; exit 2 ;;
+  esac
+done
 O2P_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.4}"
 O2P_MODULE="github.com/oauth2-proxy/oauth2-proxy/v7"
 HOST="app.bench.test"
@@ -121,23 +129,31 @@ build_tools() {
   cc "${cflags[@]}" "$ROOT/bench/lws_floor.c" -o "$TOOLS/lws_floor" \
     $(pkg-config --cflags --libs libwebsockets) || return 1
   if [[ -f "$BUILD/CMakeCache.txt" ]]; then
-    cmake --build "$BUILD" --target portcullis-authd authd_core pccommon -j2 >"$WORK/build.log" 2>&1 ||
-      log "cmake --build of authd failed (see $OUT/build.log)"
+    cmake --build "$BUILD" --target portcullis-authd authd_core pccommon -j2 >"$WORK/build.log" 2>&1 || {
+      log "cmake --build of authd failed:"; tail -20 "$WORK/build.log" >&2; AUTHD_STALE=1; }
   fi
+  rm -f "$TOOLS/mint_session"
   if [[ -f "$BUILD/authd/libauthd_core.a" && -f "$BUILD/common/libpccommon.a" ]]; then
-    # shellcheck disable=SC2046
+    # What authd_core and pccommon link (authd/CMakeLists.txt, common/CMakeLists.txt).
+    local libs
+    libs="$(pkg-config --libs jansson yaml-0.1 libcurl libcrypto libssl 2>"$WORK/mint_session.log")" ||
+      { log "mint_session: pkg-config failed: $(cat "$WORK/mint_session.log")"; return 0; }
+    # shellcheck disable=SC2086
     cc "${cflags[@]}" -I"$ROOT/authd/src" -I"$ROOT/common/include" "$ROOT/bench/mint_session.c" \
-      "$BUILD/authd/libauthd_core.a" "$BUILD/common/libpccommon.a" \
-      $(pkg-config --libs libjwt jansson libcrypto yaml-0.1 libcurl) -lpthread \
-      -o "$TOOLS/mint_session" || rm -f "$TOOLS/mint_session"
+      "$BUILD/authd/libauthd_core.a" "$BUILD/common/libpccommon.a" $libs -lpthread \
+      -o "$TOOLS/mint_session" 2>"$WORK/mint_session.log" ||
+      { log "mint_session did not build:"; tail -20 "$WORK/mint_session.log" >&2; rm -f "$TOOLS/mint_session"; }
   fi
 }
 build_tools || { log "cannot build bench/lws_floor.c"; drop_target lws "lws_floor did not build"; }
 
 AUTHD="$BUILD/authd/portcullis-authd"
-if [[ ! -x "$AUTHD" || ! -x "$TOOLS/mint_session" ]]; then
-  drop_target authd "portcullis-authd or mint_session not built in $BUILD"
-  drop_target envoy "needs authd"
+if [[ -n "${AUTHD_STALE:-}" ]]; then   # an older binary is not the source being measured
+  drop_target authd "cmake --build of authd failed"; drop_target envoy "needs authd"
+elif [[ ! -x "$AUTHD" ]]; then
+  drop_target authd "portcullis-authd not built in $BUILD"; drop_target envoy "needs authd"
+elif [[ ! -x "$TOOLS/mint_session" ]]; then
+  drop_target authd "bench/mint_session.c did not build (see above)"; drop_target envoy "needs authd's session cookie"
 fi
 
 # oauth2-proxy, built once from the Go module proxy and cached by version.
@@ -268,7 +284,8 @@ EOF
     for ((i = 0; i < 50; i++)); do
       [[ "$(status "http://127.0.0.1:$AUTHD_ADMIN/readyz")" == 200 ]] && break; sleep 0.2
     done
-    AUTHD_COOKIE="$("$TOOLS/mint_session" "$WORK/authd.yaml" "$HOST" alice alice@example.com admins)"
+    AUTHD_COOKIE="$("$TOOLS/mint_session" "$WORK/authd.yaml" "$HOST" alice alice@example.com admins)" || {
+      drop_target authd "mint_session could not seal a session"; drop_target envoy "no session cookie"; }
   else
     drop_target authd "did not start"; drop_target envoy "authd did not start"
   fi
@@ -360,16 +377,25 @@ for t in $TARGETS; do
     lws) rss=$(vmhwm "$PID_lws"); note="" ;;
   esac
   after="$(status "$url" "$host" "$cookie")"
-  printf '{"label": "%s", "rss_kb": %s, "rss_note": "%s", "status": "%s"}\n' \
-    "$label" "${rss:-null}" "$note" "$after" >"$OUT/meta-$t.json"
+  printf '{"label": "%s", "rss_kb": %s, "rss_note": "%s", "status": "%s", "want": "%s"}\n' \
+    "$label" "${rss:-null}" "$note" "$after" "$want" >"$OUT/meta-$t.json"
+done
+# A target that was asked for but dropped keeps its row, with the reason.
+for m in "${MISSING[@]}"; do
+  t="${m%%: *}"
+  IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
+  python3 -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "not_measured": sys.argv[2]}))' \
+    "$label" "${m#*: }" >"$OUT/meta-$t.json"
 done
 
 echo
 echo "authd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), results in $OUT"
 sed 's/^/  /' "$OUT/machine.txt"
 echo
-python3 "$HELPER" table --dir "$OUT" --targets "$(echo $TARGETS | tr ' ' ,)" \
-  --markdown "$OUT/table.md" --json "$OUT/results.json"
+# The table has every target asked for; it exits 1, naming them, when one lacks numbers.
+table_rc=0
+python3 "$HELPER" table --dir "$OUT" --targets "$(echo $REQUESTED | tr ' ' ,)" --runs "$RUNS" \
+  --markdown "$OUT/table.md" --json "$OUT/results.json" || table_rc=$?
 if [[ -n "${AUTHD_ADMIN:-}" ]] && kill -0 "${PID_authd:-0}" 2>/dev/null; then
   # authd's own count of what it decided during the load: every check should be an allow.
   curl -s --max-time 5 "http://127.0.0.1:$AUTHD_ADMIN/metrics" >"$OUT/authd-metrics.txt" || true
@@ -377,9 +403,8 @@ if [[ -n "${AUTHD_ADMIN:-}" ]] && kill -0 "${PID_authd:-0}" 2>/dev/null; then
   echo "authd decisions during the run (from its /metrics):"
   grep '^portcullis_authd_decisions_total' "$OUT/authd-metrics.txt" | sed 's/^/  /' || echo "  (none)"
 fi
-if ((${#MISSING[@]})); then
+if ((${#MISSING[@]})) || ((table_rc != 0)); then
   echo
-  echo "not measured:"
-  printf '  %s\n' "${MISSING[@]}"
+  echo "bench/authd: FAILED: not every target was measured (results in $OUT)" >&2
   exit 1
 fi

@@ -122,12 +122,15 @@ def summarize(d: Path, targets: list[str]) -> dict:
             meta = json.loads(mp.read_text())
         rows[t] = {
             "label": meta.get("label", t),
+            "not_measured": meta.get("not_measured"),
+            "want": meta.get("want"),
             "runs": [p["rps"] for p in parsed],
             "rps": _median([p["rps"] for p in parsed]),
             "best": max((p["rps"] for p in parsed if p["rps"]), default=None),
             "p50": _median([p["p50"] for p in parsed]),
             "p99": _median([p["p99"] for p in parsed]),
             "bad": sum(p["non2xx"] + p["errors"] for p in parsed),
+            "non2xx": sum(p["non2xx"] for p in parsed),
             "rss_kb": meta.get("rss_kb"),
             "rss_note": meta.get("rss_note", ""),
             "status": meta.get("status"),
@@ -148,6 +151,25 @@ def _ratio(rows, a, b):
     return rows[a]["rps"] / rows[b]["rps"], _median(per_round)
 
 
+def problems(rows: dict, runs: int) -> list[str]:
+    """Why a target asked for has no numbers to show: not started or dropped, a round without a
+    request rate (wrk failed, the server died), answers other than the one measured, or a
+    different status after the load."""
+    out = []
+    for t, r in rows.items():
+        if r["not_measured"]:
+            out.append(f"{t}: not measured: {r['not_measured']}")
+            continue
+        measured = sum(1 for x in r["runs"] if x)
+        if measured < runs:
+            out.append(f"{t}: {measured} of {runs} rounds gave a request rate (wrk output in wrk-{t}-*.txt)")
+        if r["non2xx"]:
+            out.append(f"{t}: {r['non2xx']} responses other than 2xx during the rounds")
+        if r["want"] and r["status"] != r["want"]:
+            out.append(f"{t}: answered {r['status']} after the rounds, expected {r['want']}")
+    return out
+
+
 def cmd_table(a):
     d = Path(a.dir)
     targets = [t for t in a.targets.split(",") if t]
@@ -157,6 +179,9 @@ def cmd_table(a):
     lines = [head]
     for t in targets:
         r = rows[t]
+        if r["not_measured"]:
+            lines.append((r["label"], "not measured", "", "", "", "", "", "", ""))
+            continue
         rss = None if r["rss_kb"] is None else r["rss_kb"] / 1024
         lines.append((r["label"], _fmt(r["rps"], ",.0f"), _fmt(r["p50"], ".3f"),
                       _fmt(r["p99"], ".3f"), _fmt(rss, ".1f") + (f" ({r['rss_note']})" if r["rss_note"] else ""),
@@ -164,10 +189,12 @@ def cmd_table(a):
                       _fmt(r["best"], ",.0f")))
     o2p = max((t for t in targets if t.startswith("o2p")), key=lambda t: rows[t]["rps"] or 0,
               default=None)
-    ratios = [("authd / oauth2-proxy (faster of its checks)", _ratio(rows, "authd", o2p) if o2p else (None, None)),
-              ("authd / nginx return 200", _ratio(rows, "authd", "nginx")),
-              ("authd / bare lws", _ratio(rows, "authd", "lws")),
-              ("envoy+authd / nginx return 200", _ratio(rows, "envoy", "nginx"))]
+    # The ratios between the targets of this run (all of them by default).
+    pairs = [("authd / oauth2-proxy (faster of its checks)", "authd", o2p),
+             ("authd / nginx return 200", "authd", "nginx"),
+             ("authd / bare lws", "authd", "lws"),
+             ("envoy+authd / nginx return 200", "envoy", "nginx")]
+    ratios = [(name, _ratio(rows, x, y)) for name, x, y in pairs if x in targets and y in targets]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
     for i, row in enumerate(lines):
         print("  ".join(str(c).ljust(widths[j]) for j, c in enumerate(row)))
@@ -183,9 +210,15 @@ def cmd_table(a):
         md += [f"- {name}: **{_fmt(v, '.2f', '×')}** (median of per-round ratios {_fmt(pr, '.2f', '×')})"
                for name, (v, pr) in ratios]
         Path(a.markdown).write_text("\n".join(md) + "\n")
+    bad = problems(rows, a.runs)
     if a.json:
         Path(a.json).write_text(json.dumps({"rows": rows, "ratios": {n: {"of_medians": v, "median_per_round": pr}
-                                                                   for n, (v, pr) in ratios}}, indent=1))
+                                                                   for n, (v, pr) in ratios},
+                                            "problems": bad}, indent=1))
+    if bad:
+        print("\nFAILED, not every target was measured:")
+        print("\n".join(f"  {p}" for p in bad))
+        sys.exit(1)
 
 
 def main():
@@ -218,6 +251,7 @@ def main():
     s = sub.add_parser("table")
     s.add_argument("--dir", required=True)
     s.add_argument("--targets", required=True)
+    s.add_argument("--runs", type=int, default=1, help="rounds every target must have numbers for")
     s.add_argument("--markdown")
     s.add_argument("--json")
     s.set_defaults(fn=cmd_table)

@@ -8,7 +8,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 shift || true
 if [[ -f "$BUILD/CMakeCache.txt" ]]; then
-  cmake --build "$BUILD" --target portcullis-controller -j2 >/dev/null 2>&1 ||
-    echo "[bench/controller] cmake --build of portcullis-controller failed" >&2
+  # An older binary is not the source being measured: a failed build fails the benchmark.
+  log=$(mktemp)
+  cmake --build "$BUILD" --target portcullis-controller -j2 >"$log" 2>&1 || {
+    echo "[bench/controller] FAILED: cmake --build of portcullis-controller failed:" >&2
+    tail -20 "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
 fi
 exec python3 "$ROOT/bench/controller_bench.py" "$BUILD" "$@"

@@ -338,6 +338,32 @@ def report(res: dict, out: Path):
     (out / "results.json").write_text(json.dumps(res, indent=1))
 
 
+def problems(res: dict) -> list[str]:
+    """Every measurement of the table that was not taken: a row printed as n/a is a failed run,
+    not a result."""
+    c, u = res.get("create") or {}, res.get("update")
+    out = []
+    if res.get("controller_ready_seconds") is None:
+        out.append("the controller's /readyz never answered 200")
+    if not c:
+        return out + ["the create phase did not run"]
+    if c["create_failed"]:
+        out.append(f"{c['create_failed']} of {c['count']} ProtectedHost creates were refused")
+    for key, what in (("first_policy_seconds", "no AuthorizationPolicy appeared"),
+                      ("all_policies_seconds", f"{c['policies_seen']}/{c['count']} AuthorizationPolicies appeared"),
+                      ("authd_config_seconds", f"authd's config Secret listed {c['authd_config_hosts']}/{c['count']} hosts"),
+                      ("all_ready_seconds", f"{c['ready']}/{c['count']} ProtectedHosts became Ready")):
+        if c.get(key) is None:
+            out.append(what)
+    if u is None:
+        out.append("the spec changes were not measured (the create phase did not complete)")
+    elif u["missed"] or u["p99_seconds"] is None:
+        out.append(f"{u['missed']} of {u['updates']} spec changes never reached the policy")
+    if res.get("rss_kb") is None or not res.get("controller_alive"):
+        out.append("the controller exited during the run")
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("build", nargs="?", default=str(ROOT / "build"))
@@ -396,8 +422,11 @@ def main():
     print(f"  controller: {' '.join(res['controller_argv'])}")
     print(f"  controller ready (/readyz) after {fmt(res.get('controller_ready_seconds'))}\n")
     report(res, out)
-    complete = res["create"]["all_policies_seconds"] is not None and res.get("update", {}).get("missed", 1) == 0
-    sys.exit(0 if complete else 1)
+    bad = problems(res)
+    if bad:
+        print("\nbench/controller: FAILED, not every measurement was taken:")
+        print("\n".join(f"  {p}" for p in bad))
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":

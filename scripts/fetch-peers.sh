@@ -4,8 +4,8 @@
 #   Keycloak  Maven org.keycloak:keycloak-quarkus-dist (zip), unzipped under the cache
 #   Node      oidc-provider + playwright-core via `npm ci` in e2e/node (lockfile committed)
 #   Debian    chromium, nginx-light (apt, only when missing)
-# Idempotent: a second run only checks. Prints the paths on its last line and writes them
-# to $CACHE/peers.env (sourceable) for the Python harness.
+# Idempotent: a second run only checks. Prints the paths on its last line and writes the cached
+# ones to $CACHE/peers.env (sourceable) for the Python harness.
 set -euo pipefail
 
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
@@ -117,10 +117,11 @@ if ! skipped node; then
   fi
 fi
 
+# The cache is shared by every checkout on the machine: it names only what is in the cache or
+# the system. The node dir is this checkout's own (the harness and the benchmark use theirs).
 cat > "$CACHE/peers.env" <<EOF
 PORTCULLIS_ENVOY=$ENVOY
 PORTCULLIS_KEYCLOAK_HOME=$KC_HOME
-PORTCULLIS_NODE_DIR=$NODE_DIR
 PORTCULLIS_CHROMIUM=$CHROMIUM
 PORTCULLIS_NGINX=$NGINX
 EOF

@@ -32,7 +32,7 @@ trap '[ -z "$rootfs_tmp" ] || rm -rf "$rootfs_tmp"' EXIT
 need_tools() {
     if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
         log "installing buildah and debootstrap"
-        PORTCULLIS_IMAGES=1 scripts/deps.sh >&2
+        PORTCULLIS_IMAGES=1 PORTCULLIS_DEPS_TOOLS=0 scripts/deps.sh >&2
     fi
 }
 

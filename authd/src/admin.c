@@ -37,6 +37,9 @@ authd_admin_handle(struct authd_server *srv, const struct authd_http *h, struct 
         authd_reply_type(r, "text/plain; version=0.0.4");
         size_t max = r->body.max;
         r->body.max = 0; /* unbounded here: the series tables are bounded instead */
+        struct authd_metrics_gauges g = {.states_evicted = authd_replay_evicted(srv->replay)};
+        authd_pool_counts(srv->pool, &g.idp_queued, &g.idp_running);
+        authd_metrics_set_gauges(srv->metrics, &g);
         authd_metrics_render(srv->metrics, &r->body);
         r->body.max = max;
     } else {

@@ -125,7 +125,8 @@ struct authd_config {
  */
 struct authd_claim {
     char *name;
-    char *value;
+    char *value;                /* a scalar claim (numbers and bools rendered); NULL for a list */
+    struct authd_strlist items; /* a list claim: its string items (at most 1024) */
 };
 struct authd_identity {
     char *sub;
@@ -406,8 +407,8 @@ int authd_jwt_verify(const struct authd_jwks *ks, const char *token,
 /*
  * Fills id (released first by the caller) from verified claims: sub, email, username and
  * groups per host->oidc.claims (groups as an array of strings or one string), plus every
- * upstreamHeaders claim that is not one of those four, as a string (numbers and bools
- * rendered, arrays joined with ","). email_verified is true only when the token's
+ * upstreamHeaders claim that is not one of those four: a scalar as a string (numbers and
+ * bools rendered), an array as its string items. email_verified is true only when the token's
  * email_verified claim is the boolean true (or the string "true", as some IdPs send it).
  * Returns 0 or PC_EINVAL when "sub" is missing.
  */
@@ -597,7 +598,18 @@ struct authd_server;
 
 /* ------------------------------------------------------------------------------------------ */
 /* work.c: a small worker pool for blocking work (IdP HTTP calls), with a completion queue
- * drained on the lws service thread. */
+ * drained on the lws service thread, and the scheduler that decides which queued job runs. */
+
+/*
+ * Limits of the IdP worker pool. One issuer runs at most AUTHD_IDP_RUNNING_PER_ISSUER calls at
+ * once and queues at most AUTHD_IDP_QUEUED_PER_ISSUER more; all issuers together queue at most
+ * AUTHD_IDP_QUEUED. A call beyond them is refused at once. So an issuer that hangs holds at
+ * most its share of the workers, and the jobs of other issuers are taken ahead of its queue.
+ */
+#define AUTHD_IDP_WORKERS 8
+#define AUTHD_IDP_RUNNING_PER_ISSUER 2
+#define AUTHD_IDP_QUEUED_PER_ISSUER 16
+#define AUTHD_IDP_QUEUED 128
 
 /*
  * A unit of work, embedded in a larger struct (container_of style). run() executes on a worker
@@ -608,22 +620,73 @@ struct authd_job {
     void (*run)(struct authd_job *job);
     void (*done)(struct authd_job *job);
     struct authd_job *next;
+    /* Set by the submitter. */
+    const char *key;     /* scheduling class (the issuer URL), borrowed from the job; NULL: "" */
+    int64_t deadline_us; /* authd_mono_us() after which the job is never started; 0: none */
+    /* Set by the pool before done(): 0 it ran; PC_EEXPIRED its deadline passed while it was
+     * queued (run skipped); -ECANCELED the pool stopped before it ran (run skipped). */
+    int status;
 };
+
+/* The limits a scheduler enforces; each must be >= 1. */
+struct authd_sched_limits {
+    int running_per_key; /* jobs of one key handed out and not finished */
+    int queued_per_key;  /* jobs of one key waiting */
+    int queued;          /* jobs waiting, all keys together */
+};
+
+/*
+ * The pool's queue, pure (no threads, no clock: now is a parameter), so it can be tested on its
+ * own. Jobs wait in submission order; the next job handed out is the oldest one whose key runs
+ * fewer than running_per_key jobs, so a saturated key never holds up the others.
+ */
+struct authd_sched;
+
+struct authd_sched *authd_sched_new(const struct authd_sched_limits *lim);
+/* Frees the scheduler; jobs still queued are not touched (take them with authd_sched_take). */
+void authd_sched_free(struct authd_sched *s);
+/* Queues job. Returns 0, or -EAGAIN when its key's or the global queue is full (not queued). */
+int authd_sched_push(struct authd_sched *s, struct authd_job *job);
+/*
+ * The next job for a worker: first any queued job whose deadline is <= now_us (status set to
+ * PC_EEXPIRED: complete it without running), else the oldest runnable job (status 0, counted as
+ * running until authd_sched_finish). NULL when no queued job may start now.
+ */
+struct authd_job *authd_sched_next(struct authd_sched *s, int64_t now_us);
+/* Only the expired part of authd_sched_next. */
+struct authd_job *authd_sched_expired(struct authd_sched *s, int64_t now_us);
+/* A job handed out with status 0 finished running: its key may run another. */
+void authd_sched_finish(struct authd_sched *s, const struct authd_job *job);
+/* Removes and returns the oldest queued job whatever its key or deadline; NULL when empty. */
+struct authd_job *authd_sched_take(struct authd_sched *s);
+/* The earliest deadline among queued jobs, 0 when none has one. */
+int64_t authd_sched_wake_at(const struct authd_sched *s);
+/* Jobs queued and running now. */
+void authd_sched_counts(const struct authd_sched *s, int *queued, int *running);
 
 struct authd_pool;
 
-/* New pool of nthreads workers; wake is called (from any thread) when completions wait. */
+/*
+ * New pool of nthreads workers (plus one thread that completes queued jobs whose deadline
+ * passed while every worker was busy); wake is called (from any thread) when completions wait.
+ * The scheduling limits are the AUTHD_IDP_* ones, running_per_key at most nthreads / 2 (>= 1).
+ */
 struct authd_pool *authd_pool_new(int nthreads, void (*wake)(void *ud), void *ud);
 /* Stops the workers (queued jobs not started are completed with run skipped) and frees. */
 void authd_pool_free(struct authd_pool *p);
-/* Queues job for a worker. Any thread. */
-void authd_pool_submit(struct authd_pool *p, struct authd_job *job);
+/*
+ * Queues job for a worker. Any thread. Returns 0, or -EAGAIN when the queue of its key or the
+ * whole queue is full: then the job was not queued and the caller still owns it.
+ */
+int authd_pool_submit(struct authd_pool *p, struct authd_job *job);
 /* Posts a finished job to the completion queue. Any thread. */
 void authd_pool_complete(struct authd_pool *p, struct authd_job *job);
 /* Runs done() of every completed job. lws thread only. Returns how many ran. */
 int authd_pool_drain(struct authd_pool *p);
 /* Jobs submitted whose done() has not run yet. */
 int authd_pool_inflight(struct authd_pool *p);
+/* Jobs waiting for a worker and jobs running now. Any thread. */
+void authd_pool_counts(struct authd_pool *p, int *queued, int *running);
 
 /* ------------------------------------------------------------------------------------------ */
 /* reload.c: reference-counted configs and the config file watcher. */
@@ -679,6 +742,28 @@ const struct authd_session *authd_sesscache_put(struct authd_sesscache *c, uint6
                                                 struct authd_session *s);
 
 /* ------------------------------------------------------------------------------------------ */
+/* replay.c: login states already exchanged at the callback, refused when replayed. Bounded;
+ * no clock (now is a parameter); lws thread only. */
+
+/* The capacity of the server's set: about 13 logins a second for AUTHD_STATE_LIFETIME. */
+#define AUTHD_REPLAY_STATES 8192
+
+struct authd_replay;
+/* New set remembering up to cap states. */
+struct authd_replay *authd_replay_new(size_t cap);
+void authd_replay_free(struct authd_replay *r);
+/*
+ * Records state as exchanged until expires_at (the state's own expiry). Returns 0, or
+ * -EALREADY when it was recorded before and has not expired: a replay, to refuse. A full set
+ * drops its oldest entry first (counted by authd_replay_evicted).
+ */
+int authd_replay_claim(struct authd_replay *r, const char *state, int64_t expires_at, int64_t now);
+/* Forgets a claimed state whose code exchange never started (so the callback may be retried). */
+void authd_replay_release(struct authd_replay *r, const char *state, int64_t now);
+/* Entries dropped because the set was full. */
+uint64_t authd_replay_evicted(const struct authd_replay *r);
+
+/* ------------------------------------------------------------------------------------------ */
 /* metrics.c: Prometheus counters. Updated on the lws thread only. */
 
 struct authd_metrics;
@@ -688,11 +773,24 @@ void authd_metrics_free(struct authd_metrics *m);
 /* decisions_total{host,door,outcome} += 1 and the check duration histogram. Labels copied. */
 void authd_metrics_decision(struct authd_metrics *m, const char *host, const char *door,
                             const char *outcome, int64_t duration_us);
-/* idp_requests_total{issuer,kind,result} += 1. kind: discovery|jwks|token|refresh. */
+/*
+ * idp_requests_total{issuer,kind,result} += 1. kind: discovery|jwks|token|refresh; result:
+ * ok|http_error|error|timeout, rejected (the issuer's queue was full: never sent), expired
+ * (its deadline passed while it waited for a worker: never sent).
+ */
 void authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind,
                        const char *result);
 /* config_reloads_total{result="success"|"failure"} += 1. */
 void authd_metrics_reload(struct authd_metrics *m, bool ok);
+/* login_state_replays_total += 1: a callback whose state was already exchanged. */
+void authd_metrics_state_replay(struct authd_metrics *m);
+/* Values read from the worker pool and the replay set just before /metrics is rendered. */
+struct authd_metrics_gauges {
+    int idp_queued;          /* IdP calls waiting for a worker */
+    int idp_running;         /* IdP calls running */
+    uint64_t states_evicted; /* authd_replay_evicted */
+};
+void authd_metrics_set_gauges(struct authd_metrics *m, const struct authd_metrics_gauges *g);
 /* Appends the Prometheus text exposition (format 0.0.4). Returns 0 or PC_ETOOBIG. */
 int authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out);
 
@@ -763,6 +861,7 @@ struct authd_server {
     struct authd_oidc *oidc;
     struct authd_refresh *refresh;
     struct authd_sesscache *sessions;
+    struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
     const char *config_path;
     atomic_int stopping; /* set by the signal handler */
@@ -777,7 +876,7 @@ struct authd_server_opts {
     const char *config_path;
     const struct authd_overrides *overrides; /* borrowed for the server's life; may be NULL */
     struct authd_config *cfg;                /* taken over */
-    int workers;                             /* default 4 */
+    int workers;                             /* default AUTHD_IDP_WORKERS */
     int reload_interval_ms;                  /* stat fallback, default 2000 */
     bool debug_logs;                         /* --log-level debug */
     bool no_config; /* cfg is authd_config_placeholder (the file is missing) */

@@ -142,11 +142,24 @@ encoded(const char *s)
     return pc_buf_detach(&b);
 }
 
-char *
-authd_identity_claim(const struct authd_identity *id, const char *claim)
+/* The items, each encoded as a list item (its "," too), joined with ",". */
+static char *
+encoded_list(const struct authd_strlist *l)
 {
     struct pc_buf b;
 
+    pc_buf_init(&b, 0);
+    for (size_t i = 0; i < l->n; i++) {
+        if (i > 0)
+            pc_buf_append(&b, ",", 1);
+        append_encoded(&b, l->v[i], true);
+    }
+    return pc_buf_detach(&b);
+}
+
+char *
+authd_identity_claim(const struct authd_identity *id, const char *claim)
+{
     if (id == NULL || claim == NULL)
         return pc_xstrdup("");
     if (strcmp(claim, "sub") == 0)
@@ -155,18 +168,12 @@ authd_identity_claim(const struct authd_identity *id, const char *claim)
         return encoded(id->email);
     if (strcmp(claim, "preferred_username") == 0)
         return encoded(id->preferred_username);
-    if (strcmp(claim, "groups") == 0) {
-        pc_buf_init(&b, 0);
-        for (size_t i = 0; i < id->groups.n; i++) {
-            if (i > 0)
-                pc_buf_append(&b, ",", 1);
-            append_encoded(&b, id->groups.v[i], true);
-        }
-        return pc_buf_detach(&b);
-    }
+    if (strcmp(claim, "groups") == 0)
+        return encoded_list(&id->groups);
     for (size_t i = 0; i < id->nextra; i++)
         if (strcmp(id->extra[i].name, claim) == 0)
-            return encoded(id->extra[i].value);
+            return id->extra[i].value ? encoded(id->extra[i].value)
+                                      : encoded_list(&id->extra[i].items);
     return pc_xstrdup("");
 }
 

@@ -511,14 +511,10 @@ authd_jwt_verify(const struct authd_jwks *ks, const char *token,
 
 /* ---- identity ---- */
 
+/* A scalar claim as a string (numbers and bools rendered), new; NULL for other types. */
 static char *
 claim_string(const json_t *v)
 {
-    struct authd_strlist parts = {0};
-    const json_t *e;
-    char *out;
-    size_t i, len = 0;
-
     if (json_is_string(v))
         return pc_xstrdup(json_string_value(v));
     if (json_is_integer(v))
@@ -527,23 +523,25 @@ claim_string(const json_t *v)
         return pc_xasprintf("%g", json_real_value(v));
     if (json_is_boolean(v))
         return pc_xstrdup(json_is_true(v) ? "true" : "false");
-    if (!json_is_array(v))
-        return NULL;
-    json_array_foreach(v, i, e)
-    {
-        if (json_is_string(e))
-            authd_strlist_add(&parts, json_string_value(e));
+    return NULL;
+}
+
+/* Fills c from claim value v: a scalar, or an array's string items. False when neither. */
+static bool
+extra_claim(struct authd_claim *c, const json_t *v)
+{
+    const json_t *e;
+    size_t i;
+
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, e)
+        {
+            if (json_is_string(e) && c->items.n < 1024)
+                authd_strlist_add(&c->items, json_string_value(e));
+        }
+        return true;
     }
-    for (i = 0; i < parts.n; i++)
-        len += strlen(parts.v[i]) + 1;
-    out = pc_xcalloc(len + 1, 1);
-    for (i = 0; i < parts.n; i++) {
-        if (i > 0)
-            strcat(out, ",");
-        strcat(out, parts.v[i]);
-    }
-    authd_strlist_release(&parts);
-    return out;
+    return (c->value = claim_string(v)) != NULL;
 }
 
 static char *
@@ -603,12 +601,12 @@ authd_identity_from_claims(const struct authd_host *host, const json_t *claims,
     id->extra = pc_xcalloc(host->nupstream_headers + 1, sizeof(*id->extra));
     for (size_t i = 0; i < host->nupstream_headers; i++) {
         const char *claim = host->upstream_headers[i].claim;
-        char *v;
+        struct authd_claim *c = &id->extra[id->nextra];
 
-        if (is_core_claim(claim) || (v = claim_string(pc_json_path(claims, claim))) == NULL)
+        if (is_core_claim(claim) || !extra_claim(c, pc_json_path(claims, claim)))
             continue;
-        id->extra[id->nextra].name = pc_xstrdup(claim);
-        id->extra[id->nextra++].value = v;
+        c->name = pc_xstrdup(claim);
+        id->nextra++;
     }
     return 0;
 }

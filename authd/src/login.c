@@ -294,6 +294,16 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                          "loaded; try again shortly");
         goto out;
     }
+    /* One state, one code exchange: a replayed callback never reaches the token endpoint. */
+    if (authd_replay_claim(srv->replay, st->state, st->expires_at, authd_now())) {
+        authd_reply_page(r, 400, "login failed",
+                         "login failed: this login was already used; start the login again");
+        add_set_cookies(r, &set_cookie);
+        authd_metrics_state_replay(srv->metrics);
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", "state already used", NULL);
+        goto out;
+    }
     c = pc_xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->cfg = authd_cfgref_get(srv->cfg);
@@ -318,8 +328,19 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                                     .kind = "token",
                                     .done = token_done,
                                     .ud = c};
+    if (authd_oidc_token(srv->oidc, &opts)) {
+        /* Refused at once (the issuer's queue is full): no exchange, so the state stays usable
+         * and the cookie stays set; reloading the callback retries. */
+        authd_replay_release(srv->replay, c->st->state, authd_now());
+        authd_reply_page(r, 503, "login failed",
+                         "login failed: the identity provider is busy; try again shortly");
+        authd_reply_header(r, "Retry-After", "5");
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", "idp busy", NULL);
+        callback_free(c);
+        goto out;
+    }
     c->pending = authd_pending_new(conn);
-    authd_oidc_token(srv->oidc, &opts);
     rc = 1;
 out:
     authd_login_state_free(st);
@@ -590,12 +611,12 @@ authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
     c->cfg = authd_cfgref_get(srv->cfg);
     c->host = host;
     c->old = *s;
-    *s = NULL;
     c->cookie_header = cookie_header ? pc_xstrdup(cookie_header) : NULL;
     memcpy(c->key, key, 32);
     e = pc_xcalloc(1, sizeof(*e));
     memcpy(e->key, key, 32);
-    e->state = RF_INFLIGHT;
+    e->state = RF_FAILED; /* until the call is queued: a refused one is retried later */
+    e->until = authd_now() + REFRESH_RETRY_SECS;
     e->next = t->head;
     t->head = e;
     struct authd_token_opts opts = {.host = host,
@@ -605,6 +626,14 @@ authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
                                     .kind = "refresh",
                                     .done = refresh_token_done,
                                     .ud = c};
-    authd_oidc_token(srv->oidc, &opts);
+    if (authd_oidc_token(srv->oidc, &opts)) {
+        /* The issuer's queue is full: keep the session as it is and retry later. */
+        free(c->cookie_header);
+        authd_cfgref_put(c->cfg);
+        free(c);
+        return 0;
+    }
+    e->state = RF_INFLIGHT;
+    *s = NULL;
     return 0;
 }

@@ -36,6 +36,8 @@ struct authd_metrics {
     struct table decisions;
     struct table idp;
     uint64_t reload_ok, reload_fail;
+    uint64_t state_replays;
+    struct authd_metrics_gauges gauges;
     uint64_t hist[NBUCKETS + 1]; /* last: +Inf */
     uint64_t hist_count;
     int64_t hist_sum_us;
@@ -145,6 +147,39 @@ authd_metrics_reload(struct authd_metrics *m, bool ok)
         m->reload_fail++;
 }
 
+void
+authd_metrics_state_replay(struct authd_metrics *m)
+{
+    m->state_replays++;
+}
+
+void
+authd_metrics_set_gauges(struct authd_metrics *m, const struct authd_metrics_gauges *g)
+{
+    m->gauges = *g;
+}
+
+static int
+render_idp_and_states(const struct authd_metrics *m, struct pc_buf *out)
+{
+    return pc_buf_appendf(
+        out,
+        "# HELP portcullis_authd_idp_jobs IdP calls waiting for a worker or running.\n"
+        "# TYPE portcullis_authd_idp_jobs gauge\n"
+        "portcullis_authd_idp_jobs{state=\"queued\"} %d\n"
+        "portcullis_authd_idp_jobs{state=\"running\"} %d\n"
+        "# HELP portcullis_authd_login_state_replays_total Callbacks refused because their "
+        "login state was already exchanged.\n"
+        "# TYPE portcullis_authd_login_state_replays_total counter\n"
+        "portcullis_authd_login_state_replays_total %llu\n"
+        "# HELP portcullis_authd_login_states_evicted_total Exchanged login states forgotten "
+        "before their expiry because the set was full.\n"
+        "# TYPE portcullis_authd_login_states_evicted_total counter\n"
+        "portcullis_authd_login_states_evicted_total %llu\n",
+        m->gauges.idp_queued, m->gauges.idp_running, (unsigned long long)m->state_replays,
+        (unsigned long long)m->gauges.states_evicted);
+}
+
 /* Appends a label value escaped per the exposition format (\\, \", \n). */
 static int
 append_label(struct pc_buf *out, const char *v)
@@ -214,6 +249,7 @@ authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out)
     rc = rc ? rc
             : render_table(&m->idp, "portcullis_authd_idp_requests_total",
                            "Requests to identity providers by issuer, kind and result.", out);
+    rc = rc ? rc : render_idp_and_states(m, out);
     rc = rc ? rc
             : pc_buf_appendf(out,
                              "# HELP portcullis_authd_config_reloads_total Config reloads by "

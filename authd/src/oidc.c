@@ -7,7 +7,12 @@
  * Discovery and JWKS are fetched when an issuer appears in the config and retried with
  * exponential backoff (1 s .. 60 s); the JWKS is refreshed hourly and, on an unknown "kid",
  * at most once per issuer per 30 s.
+ *
+ * Every call is a pool job keyed by its issuer with a deadline fixed when it is submitted: the
+ * time it waits for a worker counts against its timeout, and curl gets only what is left. The
+ * pool refuses a call at once when the issuer's queue is full; callers answer or back off.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +59,6 @@ struct http_job {
     char *user, *password;
     char *issuer;
     const char *kind;
-    long timeout_ms;
     struct pc_http_response resp;
     int rc;
     void (*cb)(struct http_job *j);
@@ -69,6 +73,7 @@ static void
 http_run(struct authd_job *job)
 {
     struct http_job *j = (struct http_job *)job;
+    int64_t left_ms = (j->job.deadline_us - authd_mono_us()) / 1000;
     static const char *const form_headers[] = {
         "Accept: application/json", "Content-Type: application/x-www-form-urlencoded", NULL};
     static const char *const get_headers[] = {"Accept: application/json", NULL};
@@ -80,17 +85,27 @@ http_run(struct authd_job *job)
         .body_len = j->body ? strlen(j->body) : 0,
         .basic_user = j->user,
         .basic_password = j->password,
-        .timeout_ms = j->timeout_ms > 0 ? j->timeout_ms : TOTAL_TIMEOUT_MS,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
         .max_response = 1024 * 1024,
     };
 
+    /* The deadline was set at submission: time spent queued is not given again. */
+    if (left_ms <= 0) {
+        snprintf(j->resp.error, sizeof(j->resp.error), "timed out before the request was sent");
+        j->rc = PC_EIO;
+        return;
+    }
+    req.timeout_ms = left_ms;
+    if (req.connect_timeout_ms > left_ms)
+        req.connect_timeout_ms = left_ms;
     j->rc = pc_http_do(&req, &j->resp);
 }
 
 static const char *
 result_label(const struct http_job *j)
 {
+    if (j->job.status == PC_EEXPIRED)
+        return "expired";
     if (j->rc)
         return strstr(j->resp.error, "timed out") ? "timeout" : "error";
     return j->resp.status >= 200 && j->resp.status < 300 ? "ok" : "http_error";
@@ -115,13 +130,17 @@ http_done(struct authd_job *job)
 {
     struct http_job *j = (struct http_job *)job;
 
+    if (job->status == PC_EEXPIRED)
+        snprintf(j->resp.error, sizeof(j->resp.error), "timed out waiting for a worker");
     authd_metrics_idp(j->o->srv->metrics, j->issuer, j->kind, result_label(j));
     j->cb(j);
     http_job_free(j);
 }
 
+/* A new job for url; timeout_ms (0: the default) counts from now, queueing included. */
 static struct http_job *
-http_job_new(struct authd_oidc *o, const char *issuer, const char *kind, const char *url)
+http_job_new(struct authd_oidc *o, const char *issuer, const char *kind, const char *url,
+             long timeout_ms)
 {
     struct http_job *j = pc_xcalloc(1, sizeof(*j));
 
@@ -129,11 +148,32 @@ http_job_new(struct authd_oidc *o, const char *issuer, const char *kind, const c
     j->job.done = http_done;
     j->o = o;
     j->issuer = pc_xstrdup(issuer);
+    j->job.key = j->issuer;
+    j->job.deadline_us =
+        authd_mono_us() + 1000 * (int64_t)(timeout_ms > 0 ? timeout_ms : TOTAL_TIMEOUT_MS);
     j->kind = kind;
     j->url = pc_xstrdup(url);
     j->rc = PC_EIO; /* what done() sees if the pool shuts down before running it */
     snprintf(j->resp.error, sizeof(j->resp.error), "shutting down");
     return j;
+}
+
+/*
+ * Hands j to the pool. When the issuer's queue is full the call is refused here (counted, and
+ * j freed): returns -EAGAIN and the caller answers or backs off without waiting.
+ */
+static int
+submit(struct authd_oidc *o, struct http_job *j)
+{
+    int rc = authd_pool_submit(o->srv->pool, &j->job);
+
+    if (rc) {
+        authd_metrics_idp(o->srv->metrics, j->issuer, j->kind, "rejected");
+        pc_log(PC_LOG_WARN, "idp_rejected", "issuer", j->issuer, "kind", j->kind, "reason",
+               "queue full", NULL);
+        http_job_free(j);
+    }
+    return rc;
 }
 
 /* The body as a JSON object, or NULL. */
@@ -211,7 +251,7 @@ failed(struct authd_oidc *o, struct authd_issuer *iss, const char *what, const c
     pc_log(PC_LOG_WARN, "idp_fetch", "issuer", iss->url, "kind", what, "error", why, NULL);
 }
 
-static void fetch_jwks(struct authd_oidc *o, struct authd_issuer *iss);
+static int fetch_jwks(struct authd_oidc *o, struct authd_issuer *iss);
 
 static void
 discovery_parse(struct authd_issuer *iss, const json_t *doc)
@@ -275,11 +315,12 @@ fetch_discovery(struct authd_oidc *o, struct authd_issuer *iss)
         free(url);
         url = pc_xasprintf("%s.well-known/openid-configuration", iss->url);
     }
-    j = http_job_new(o, iss->url, "discovery", url);
+    j = http_job_new(o, iss->url, "discovery", url, 0);
     free(url);
     j->cb = discovery_done;
     iss->busy = true;
-    authd_pool_submit(o->srv->pool, &j->job);
+    if (submit(o, j))
+        failed(o, iss, "discovery", "the issuer's queue is full");
 }
 
 static void
@@ -307,14 +348,18 @@ jwks_done(struct http_job *j)
     run_waiters(j->o, e);
 }
 
-static void
+/* Returns 0, or -EAGAIN when the fetch was refused (then iss is backing off). */
+static int
 fetch_jwks(struct authd_oidc *o, struct authd_issuer *iss)
 {
-    struct http_job *j = http_job_new(o, iss->url, "jwks", iss->jwks_uri);
+    struct http_job *j = http_job_new(o, iss->url, "jwks", iss->jwks_uri, 0);
+    int rc;
 
     j->cb = jwks_done;
     iss->busy = true;
-    authd_pool_submit(o->srv->pool, &j->job);
+    if ((rc = submit(o, j)))
+        failed(o, iss, "jwks", "the issuer's queue is full");
+    return rc;
 }
 
 static void
@@ -481,7 +526,10 @@ authd_oidc_verify(struct authd_oidc *o, const char *issuer_url, const char *toke
     e->waiters = w;
     if (!e->iss.busy) {
         e->iss.jwks_refetch_at = now;
-        fetch_jwks(o, &e->iss);
+        if (fetch_jwks(o, &e->iss)) {
+            run_waiters(o, e); /* refused: they fail now rather than wait for nothing */
+            return 0;
+        }
     }
     return 1;
 }
@@ -547,7 +595,7 @@ authd_oidc_token(struct authd_oidc *o, const struct authd_token_opts *opts)
     form_add(&form, "redirect_uri", opts->redirect_uri);
     form_add(&form, "code_verifier", opts->code_verifier);
     form_add(&form, "refresh_token", opts->refresh_token);
-    j = http_job_new(o, iss->url, opts->kind, iss->token_endpoint);
+    j = http_job_new(o, iss->url, opts->kind, iss->token_endpoint, opts->timeout_ms);
     if (host->oidc.client_secret && iss->token_auth_basic) {
         /* RFC 6749 2.3.1: form-encode the credentials before Basic. */
         j->user = pc_url_encode(host->oidc.client_id);
@@ -557,10 +605,8 @@ authd_oidc_token(struct authd_oidc *o, const struct authd_token_opts *opts)
         form_add(&form, "client_secret", host->oidc.client_secret);
     }
     j->body = pc_buf_detach(&form);
-    j->timeout_ms = opts->timeout_ms;
     j->cb = token_done;
     j->token_done = opts->done;
     j->ud = opts->ud;
-    authd_pool_submit(o->srv->pool, &j->job);
-    return 0;
+    return submit(o, j);
 }

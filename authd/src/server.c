@@ -968,6 +968,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     srv->metrics = authd_metrics_new();
     srv->refresh = authd_refresh_new();
     srv->sessions = authd_sesscache_new(1024);
+    srv->replay = authd_replay_new(AUTHD_REPLAY_STATES);
     srv->cfg = authd_cfgref_new(opts->cfg);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
@@ -986,7 +987,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols, false);
     if (!sp->auth_vh || !sp->admin_vh)
         goto fail;
-    srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : 4, wake, sp);
+    srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : AUTHD_IDP_WORKERS, wake, sp);
     srv->oidc = authd_oidc_new(srv);
     authd_oidc_sync(srv->oidc, cfg);
     if (srv->config_path &&
@@ -1051,6 +1052,7 @@ authd_server_free(struct authd_server *srv)
     authd_oidc_free(srv->oidc);
     authd_refresh_free(srv->refresh);
     authd_sesscache_free(srv->sessions);
+    authd_replay_free(srv->replay);
     authd_metrics_free(srv->metrics);
     authd_cfgref_put(srv->cfg);
     authd_reply_release(&srv->scratch);

@@ -367,6 +367,7 @@ authd_identity_release(struct authd_identity *id)
     for (size_t i = 0; i < id->nextra; i++) {
         free(id->extra[i].name);
         free(id->extra[i].value);
+        authd_strlist_release(&id->extra[i].items);
     }
     free(id->extra);
     memset(id, 0, sizeof(*id));
@@ -404,8 +405,14 @@ identity_to_json(const struct authd_identity *id, json_t *o)
     for (size_t i = 0; i < id->groups.n; i++)
         json_array_append_new(groups, json_string(id->groups.v[i]));
     json_object_set_new(o, "g", groups);
-    for (size_t i = 0; i < id->nextra; i++)
-        json_object_set_new(extra, id->extra[i].name, json_string(id->extra[i].value));
+    for (size_t i = 0; i < id->nextra; i++) {
+        const struct authd_claim *c = &id->extra[i];
+        json_t *v = c->value ? json_string(c->value) : json_array();
+
+        for (size_t k = 0; c->value == NULL && k < c->items.n; k++)
+            json_array_append_new(v, json_string(c->items.v[k]));
+        json_object_set_new(extra, c->name, v);
+    }
     json_object_set_new(o, "x", extra);
     return o;
 }
@@ -460,10 +467,22 @@ identity_from_json(const json_t *o, struct authd_identity *id)
     id->extra = pc_xcalloc(json_object_size(extra) + 1, sizeof(*id->extra));
     json_object_foreach((json_t *)extra, k, v)
     {
-        if (!json_is_string(v))
+        struct authd_claim *c = &id->extra[id->nextra];
+        const json_t *e;
+        size_t n;
+
+        if (!json_is_string(v) && !json_is_array(v))
             return PC_EAUTH;
-        id->extra[id->nextra].name = pc_xstrdup(k);
-        id->extra[id->nextra++].value = pc_xstrdup(json_string_value(v));
+        c->name = pc_xstrdup(k);
+        id->nextra++;
+        if (json_is_string(v))
+            c->value = pc_xstrdup(json_string_value(v));
+        json_array_foreach(v, n, e)
+        {
+            if (!json_is_string(e))
+                return PC_EAUTH;
+            authd_strlist_add(&c->items, json_string_value(e));
+        }
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * test_io.c - the testable pieces of authd's I/O side: Prometheus rendering (metrics.c), the
- * check-path session cache (sesscache.c) and the worker pool's completion queue (work.c).
+ * check-path session cache (sesscache.c), the worker pool's scheduler and completion queue
+ * (work.c) and the set of exchanged login states (replay.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@ test_metrics_render(void **state)
     authd_metrics_decision(m, "ns/\"q\"", "nginx", "forbidden", 2000000);
     authd_metrics_idp(m, "https://idp", "token", "timeout");
     authd_metrics_reload(m, false);
+    authd_metrics_state_replay(m);
+    authd_metrics_set_gauges(m, &(struct authd_metrics_gauges){3, 2, 7});
     assert_int_equal(authd_metrics_render(m, &b), 0);
     const char *t = pc_buf_str(&b);
     static const char *const want[] = {
@@ -47,6 +51,10 @@ test_metrics_render(void **state)
         "portcullis_authd_config_reloads_total{result=\"failure\"} 1\n",
         "portcullis_authd_config_reloads_total{result=\"success\"} 0\n",
         "# TYPE portcullis_authd_check_duration_seconds histogram\n",
+        "portcullis_authd_idp_jobs{state=\"queued\"} 3\n",
+        "portcullis_authd_idp_jobs{state=\"running\"} 2\n",
+        "portcullis_authd_login_state_replays_total 1\n",
+        "portcullis_authd_login_states_evicted_total 7\n",
         "portcullis_authd_build_info{version=\"",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -146,6 +154,128 @@ test_sesscache(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* scheduler: one table row is a script of operations on a fresh scheduler */
+
+enum sop { PUSH, NEXT, EXPIRED, FINISH, WAKE_AT, COUNTS, END };
+
+struct step {
+    enum sop op;
+    int id;          /* PUSH/FINISH: the job; NEXT/EXPIRED: the job wanted, 0 for none */
+    const char *key; /* PUSH */
+    int64_t t;       /* PUSH: deadline; NEXT/EXPIRED: now; WAKE_AT: wanted value */
+    int want;        /* PUSH: rc; NEXT/EXPIRED: 1 when the job must come back expired;
+                        COUNTS: queued * 100 + running */
+};
+
+/* Steps, every field given (-Wmissing-field-initializers). */
+/* clang-format off */
+#define PUSH_(id, key, deadline, rc) {PUSH, id, key, deadline, rc}
+#define NEXT_(id, now, expired) {NEXT, id, NULL, now, expired}
+#define EXPIRED_(id, now) {EXPIRED, id, NULL, now, 1}
+#define FINISH_(id) {FINISH, id, NULL, 0, 0}
+#define WAKE_AT_(at) {WAKE_AT, 0, NULL, at, 0}
+#define COUNTS_(queued, running) {COUNTS, 0, NULL, 0, (queued) * 100 + (running)}
+#define END_ {END, 0, NULL, 0, 0}
+/* clang-format on */
+
+static const struct {
+    const char *name;
+    struct authd_sched_limits lim;
+    struct step steps[16];
+} sched_cases[] = {
+    {"a saturated key does not hold up another key",
+     {1, 8, 8},
+     {PUSH_(1, "a", 0, 0), PUSH_(2, "a", 0, 0), PUSH_(3, "b", 0, 0), NEXT_(1, 0, 0), NEXT_(3, 0, 0),
+      NEXT_(0, 0, 0), COUNTS_(1, 2), FINISH_(1), NEXT_(2, 0, 0), NEXT_(0, 0, 0), END_}},
+    {"one key runs up to its limit, in submission order",
+     {2, 8, 8},
+     {PUSH_(1, "a", 0, 0), PUSH_(2, "a", 0, 0), PUSH_(3, "a", 0, 0), NEXT_(1, 0, 0), NEXT_(2, 0, 0),
+      NEXT_(0, 0, 0), FINISH_(2), NEXT_(3, 0, 0), END_}},
+    {"a key's queue is bounded, other keys still queue",
+     {1, 2, 8},
+     {PUSH_(1, "a", 0, 0), PUSH_(2, "a", 0, 0), PUSH_(3, "a", 0, -EAGAIN), PUSH_(4, "b", 0, 0),
+      NEXT_(1, 0, 0), PUSH_(5, "a", 0, 0), PUSH_(6, "a", 0, -EAGAIN), END_}},
+    {"the whole queue is bounded",
+     {1, 8, 3},
+     {PUSH_(1, "a", 0, 0), PUSH_(2, "b", 0, 0), PUSH_(3, "c", 0, 0), PUSH_(4, "d", 0, -EAGAIN),
+      NEXT_(1, 0, 0), PUSH_(4, "d", 0, 0), END_}},
+    {"running jobs do not count against the queue",
+     {4, 1, 1},
+     {PUSH_(1, "a", 0, 0), NEXT_(1, 0, 0), PUSH_(2, "a", 0, 0), NEXT_(2, 0, 0), PUSH_(3, "a", 0, 0),
+      COUNTS_(1, 2), END_}},
+    {"a job whose deadline passed while queued is handed out expired",
+     {1, 8, 8},
+     {PUSH_(1, "a", 100, 0), PUSH_(2, "b", 0, 0), NEXT_(1, 100, 1), NEXT_(2, 100, 0), COUNTS_(0, 1),
+      END_}},
+    {"a job before its deadline starts",
+     {1, 8, 8},
+     {PUSH_(1, "a", 100, 0), NEXT_(1, 99, 0), COUNTS_(0, 1), END_}},
+    {"an expired job of a saturated key is still found",
+     {1, 8, 8},
+     {PUSH_(1, "a", 0, 0), PUSH_(2, "a", 100, 0), PUSH_(3, "a", 300, 0), NEXT_(1, 50, 0),
+      EXPIRED_(0, 99), WAKE_AT_(100), EXPIRED_(2, 150), WAKE_AT_(300), NEXT_(0, 150, 0),
+      COUNTS_(1, 1), END_}},
+    {"an expired job holds no running place",
+     {1, 8, 8},
+     {PUSH_(1, "a", 10, 0), NEXT_(1, 20, 1), FINISH_(1), COUNTS_(0, 0), PUSH_(2, "a", 0, 0),
+      NEXT_(2, 20, 0), END_}},
+    {"jobs without a key share one class",
+     {1, 8, 8},
+     {PUSH_(1, NULL, 0, 0), PUSH_(2, NULL, 0, 0), PUSH_(3, "a", 0, 0), NEXT_(1, 0, 0),
+      NEXT_(3, 0, 0), NEXT_(0, 0, 0), WAKE_AT_(0), END_}},
+};
+
+static void
+test_sched(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof(sched_cases) / sizeof(sched_cases[0]); c++) {
+        struct authd_sched *s = authd_sched_new(&sched_cases[c].lim);
+        struct authd_job jobs[8] = {0}, *got;
+        int queued, running;
+
+        for (const struct step *st = sched_cases[c].steps; st->op != END; st++) {
+            const char *name = sched_cases[c].name;
+            long at = (long)(st - sched_cases[c].steps);
+            switch (st->op) {
+            case PUSH:
+                jobs[st->id] = (struct authd_job){.key = st->key, .deadline_us = st->t};
+                if (authd_sched_push(s, &jobs[st->id]) != st->want)
+                    fail_msg("%s: step %ld: push %d", name, at, st->id);
+                break;
+            case NEXT:
+            case EXPIRED:
+                got = st->op == NEXT ? authd_sched_next(s, st->t) : authd_sched_expired(s, st->t);
+                if (got != (st->id ? &jobs[st->id] : NULL))
+                    fail_msg("%s: step %ld: got job %ld, want %d", name, at,
+                             got ? (long)(got - jobs) : 0L, st->id);
+                if (got && got->status != (st->want ? PC_EEXPIRED : 0))
+                    fail_msg("%s: step %ld: status %d", name, at, got->status);
+                break;
+            case FINISH:
+                authd_sched_finish(s, &jobs[st->id]);
+                break;
+            case WAKE_AT:
+                if (authd_sched_wake_at(s) != st->t)
+                    fail_msg("%s: step %ld: wake at %lld", name, at,
+                             (long long)authd_sched_wake_at(s));
+                break;
+            case COUNTS:
+                authd_sched_counts(s, &queued, &running);
+                if (queued * 100 + running != st->want)
+                    fail_msg("%s: step %ld: %d queued, %d running", name, at, queued, running);
+                break;
+            case END:
+                break;
+            }
+        }
+        while (authd_sched_take(s))
+            ;
+        authd_sched_free(s);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* worker pool */
 
 struct tjob {
@@ -188,12 +318,15 @@ test_pool(void **state)
     int done = 0;
 
     (void)state;
+    static const char *const keys[] = {"k0", "k1", "k2", "k3", "k4"};
+
     for (int i = 0; i < 50; i++) {
         struct tjob *t = pc_xcalloc(1, sizeof(*t));
         t->job.run = tjob_run;
         t->job.done = tjob_done;
+        t->job.key = keys[i % 5];
         t->done_count = &done;
-        authd_pool_submit(p, &t->job);
+        assert_int_equal(authd_pool_submit(p, &t->job), 0);
     }
     for (int i = 0; i < 500 && done < 50; i++) {
         authd_pool_drain(p);
@@ -204,14 +337,163 @@ test_pool(void **state)
     authd_pool_free(p);
 }
 
+/* A job that runs until released, so a test can hold workers busy as a hanging IdP would. */
+struct bjob {
+    struct authd_job job;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    bool *release;
+    bool started, ran, done;
+    int status;
+};
+
+static void
+bjob_run(struct authd_job *job)
+{
+    struct bjob *b = (struct bjob *)job;
+
+    pthread_mutex_lock(b->mu);
+    b->started = true;
+    pthread_cond_broadcast(b->cv);
+    while (!*b->release)
+        pthread_cond_wait(b->cv, b->mu);
+    b->ran = true;
+    pthread_mutex_unlock(b->mu);
+}
+
+static void
+bjob_done(struct authd_job *job)
+{
+    struct bjob *b = (struct bjob *)job;
+
+    b->done = true;
+    b->status = job->status;
+}
+
+/* Drains completions until *flag is true; false when that does not happen within ~10 s. */
+static bool
+drain_until(struct authd_pool *p, const bool *flag)
+{
+    for (int i = 0; i < 10000 && !*flag; i++) {
+        authd_pool_drain(p);
+        if (!*flag)
+            usleep(1000);
+    }
+    return *flag;
+}
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+test_pool_isolates_a_hanging_key(void **state)
+{
+    /* Two workers: each key runs at most one job at once. */
+    struct authd_pool *p = authd_pool_new(2, wake, NULL);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    bool release = false;
+    struct bjob hang = {0}, queued = {0}, late = {0}, other = {0},
+                more[AUTHD_IDP_QUEUED_PER_ISSUER];
+    struct bjob *all[] = {&hang, &queued, &late, &other};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        *all[i] = (struct bjob){.job = {.run = bjob_run, .done = bjob_done, .key = "hangs"},
+                                .mu = &mu,
+                                .cv = &cv,
+                                .release = &release};
+    other.job.key = "fine";
+    late.job.deadline_us = now_us() + 20000; /* passes while every worker is busy */
+    assert_int_equal(authd_pool_submit(p, &hang.job), 0);
+    pthread_mutex_lock(&mu);
+    while (!hang.started)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(authd_pool_submit(p, &queued.job), 0);
+    assert_int_equal(authd_pool_submit(p, &late.job), 0);
+    /* Another key overtakes the queue of the hanging one and gets the second worker. */
+    assert_int_equal(authd_pool_submit(p, &other.job), 0);
+    pthread_mutex_lock(&mu);
+    while (!other.started)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    /* Both workers are held; the job whose deadline passed is completed unstarted anyway. */
+    assert_true(drain_until(p, &late.done));
+    assert_int_equal(late.status, PC_EEXPIRED);
+    pthread_mutex_lock(&mu);
+    assert_false(late.started || queued.started);
+    pthread_mutex_unlock(&mu);
+    assert_false(hang.done || queued.done || other.done);
+    /* The hanging key's queue is bounded: beyond it a submission is refused at once. */
+    int accepted = 0;
+    for (int i = 0; i < AUTHD_IDP_QUEUED_PER_ISSUER; i++) {
+        more[i] = queued;
+        more[i].started = false;
+        accepted += authd_pool_submit(p, &more[i].job) == 0;
+    }
+    assert_int_equal(accepted, AUTHD_IDP_QUEUED_PER_ISSUER - 1); /* `queued` holds one place */
+    int q, r;
+    authd_pool_counts(p, &q, &r);
+    assert_int_equal(q, AUTHD_IDP_QUEUED_PER_ISSUER);
+    assert_int_equal(r, 2);
+    pthread_mutex_lock(&mu);
+    release = true;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    assert_true(drain_until(p, &hang.done) && drain_until(p, &other.done));
+    assert_true(drain_until(p, &queued.done));
+    assert_true(drain_until(p, &more[accepted - 1].done));
+    assert_true(hang.ran && queued.ran && other.ran);
+    assert_int_equal(queued.status, 0);
+    assert_int_equal(authd_pool_inflight(p), 0);
+    authd_pool_free(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* exchanged login states */
+
+static void
+test_replay(void **state)
+{
+    struct authd_replay *r = authd_replay_new(2);
+
+    (void)state;
+    assert_int_equal(authd_replay_claim(r, "a", 100, 10), 0);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 11), -EALREADY);
+    assert_int_equal(authd_replay_claim(r, "b", 100, 11), 0);
+    /* full: the oldest is forgotten, and counted */
+    assert_int_equal(authd_replay_claim(r, "c", 100, 12), 0);
+    assert_int_equal(authd_replay_evicted(r), 1);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 12), 0);
+    assert_int_equal(authd_replay_evicted(r), 2);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 13), -EALREADY);
+    /* released (its exchange never started): claimable again, without evicting */
+    authd_replay_release(r, "c", 13);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 13), 0);
+    assert_int_equal(authd_replay_claim(r, "c", 100, 14), -EALREADY);
+    assert_int_equal(authd_replay_claim(r, "a", 100, 14), -EALREADY);
+    /* at its expiry a state is forgotten (its cookie is refused by then anyway) */
+    assert_int_equal(authd_replay_claim(r, "a", 200, 100), 0);
+    assert_int_equal(authd_replay_claim(r, "a", 200, 101), -EALREADY);
+    assert_int_equal(authd_replay_evicted(r), 2);
+    authd_replay_free(r);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metrics_render),
-        cmocka_unit_test(test_metrics_bounded),
-        cmocka_unit_test(test_sesscache),
-        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_metrics_render), cmocka_unit_test(test_metrics_bounded),
+        cmocka_unit_test(test_sesscache),      cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_sched),          cmocka_unit_test(test_pool_isolates_a_hanging_key),
+        cmocka_unit_test(test_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

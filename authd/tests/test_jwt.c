@@ -404,7 +404,7 @@ test_identity(void **state)
         {"X-User", "sub"}, {"X-Name", "name"}, {"X-Age", "age"}, {"X-Teams", "teams"}};
     struct authd_identity id;
     json_t *claims = json_loads("{\"sub\":\"u\",\"mail\":\"a@b\",\"name\":\"N\",\"age\":42,"
-                                "\"teams\":[\"a\",\"b\"],\"realm_access\":{\"roles\":[\"r1\","
+                                "\"teams\":[\"a,b\",\"c\",3],\"realm_access\":{\"roles\":[\"r1\","
                                 "\"r2\",7]}}",
                                 0, NULL);
 
@@ -424,7 +424,16 @@ test_identity(void **state)
     assert_int_equal(id.nextra, 3);
     assert_string_equal(id.extra[0].value, "N");
     assert_string_equal(id.extra[1].value, "42");
-    assert_string_equal(id.extra[2].value, "a,b");
+    /* An array stays a list of its string items, so a "," inside one is not a separator. */
+    assert_null(id.extra[2].value);
+    assert_int_equal(id.extra[2].items.n, 2);
+    assert_string_equal(id.extra[2].items.v[0], "a,b");
+    {
+        char *v = authd_identity_claim(&id, "teams");
+
+        assert_string_equal(v, "a%2Cb,c");
+        free(v);
+    }
     authd_identity_release(&id);
     json_object_set_new(claims, "realm_access", json_pack("{s:s}", "roles", "solo"));
     assert_int_equal(authd_identity_from_claims(&h, claims, &id), 0);

@@ -473,6 +473,39 @@ test_state_bound(void **state)
     authd_config_free(cfg);
 }
 
+/* An upstreamHeaders list claim survives the cookie as a list. */
+static void
+test_list_claim_roundtrip(void **state)
+{
+    struct authd_config *cfg = make_config("a", "app",
+                                           "  upstreamHeaders: [{name: X-Teams, "
+                                           "claim: teams}, {name: X-Name, claim: name}]\n");
+    const struct authd_host *h = &cfg->hosts[0];
+    json_t *claims =
+        json_pack("{s:s,s:[s,s],s:s}", "sub", "u", "teams", "red,blue", "green", "name", "N");
+    struct authd_session *s = NULL, *o = NULL;
+    struct authd_strlist set = {0};
+    char *hdr, *v;
+
+    (void)state;
+    assert_int_equal(authd_session_from_claims(h, claims, NULL, NULL, NOW, &s), 0);
+    assert_int_equal(authd_session_seal(&cfg->keys, h, s, NULL, NOW, &set), 0);
+    hdr = cookie_header(&set, NULL);
+    assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW, &o), 0);
+    v = authd_identity_claim(&o->id, "teams");
+    assert_string_equal(v, "red%2Cblue,green");
+    free(v);
+    v = authd_identity_claim(&o->id, "name");
+    assert_string_equal(v, "N");
+    free(v);
+    authd_session_free(o);
+    authd_session_free(s);
+    free(hdr);
+    authd_strlist_release(&set);
+    json_decref(claims);
+    authd_config_free(cfg);
+}
+
 /*
  * State cookie names come from the client: a name far longer than any authd writes, with a
  * value that passes the length checks, must neither overflow a buffer nor be taken for one of
@@ -670,6 +703,7 @@ main(void)
         cmocka_unit_test(test_hostile_state_names),
         cmocka_unit_test(test_session_without_email_verified),
         cmocka_unit_test(test_colliding_cookies),
+        cmocka_unit_test(test_list_claim_roundtrip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

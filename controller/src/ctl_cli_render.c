@@ -370,8 +370,11 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
             c->outdir = optarg;
             break;
         case OPT_SECRET:
-            if (add_secret_file(c, optarg) < 0)
+            if (add_secret_file(c, optarg) < 0) {
+                fprintf(stderr, "render: --secret-file \"%s\": expected NS/NAME/KEY=PATH\n",
+                        optarg);
                 return PC_EINVAL;
+            }
             break;
         case OPT_NS:
             c->opts.authd.namespace = optarg;
@@ -381,6 +384,12 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
             break;
         case OPT_PORT:
             c->opts.authd.port = atoi(optarg);
+            if (c->opts.authd.port <= 0 || c->opts.authd.port > 65535 ||
+                strspn(optarg, "0123456789") != strlen(optarg)) {
+                fprintf(stderr, "render: --authd-port \"%s\": expected a port, 1 to 65535\n",
+                        optarg);
+                return PC_EINVAL;
+            }
             break;
         case OPT_INSECURE:
             c->opts.authd.allow_insecure_issuers = true;
@@ -391,12 +400,21 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
         case 'h':
             return 1;
         default:
-            return PC_EINVAL;
+            return PC_EINVAL; /* getopt named the option */
         }
     }
-    if (optind < argc || json_array_size(inputs) == 0 || c->opts.authd.port < 0 ||
-        c->opts.authd.port > 65535)
+    /* "-f a.yaml b.yaml" (what a shell makes of -f *.yaml): every path after -f is an input. */
+    if (optind < argc && json_array_size(inputs) == 0) {
+        fprintf(stderr, "render: \"%s\": input paths go after -f (render -f %s ...)\n",
+                argv[optind], argv[optind]);
         return PC_EINVAL;
+    }
+    for (; optind < argc; optind++)
+        json_array_append_new(inputs, json_string(argv[optind]));
+    if (json_array_size(inputs) == 0) {
+        fprintf(stderr, "render: no input: give -f FILE|DIR...\n");
+        return PC_EINVAL;
+    }
     return 0;
 }
 

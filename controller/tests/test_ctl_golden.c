@@ -48,6 +48,15 @@ static const struct golden_case cases[] = {
       "--allow-insecure-issuers"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
     {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
+    /* What a shell makes of "-f examples/<glob>.yaml": one -f, several paths. */
+    {"one-f-many-paths",
+     0,
+     {"-f", "examples/api-bearer.yaml", "examples/echoserver.yaml", "examples/grafana.yaml",
+      "examples/two-apps.yaml"}},
+    /* Refused arguments are named. */
+    {"path-without-f", 2, {"examples/echoserver.yaml"}},
+    {"bad-port", 2, {"--authd-port", "80x", "-f", "examples/echoserver.yaml"}},
+    {"bad-secret-file", 2, {"--secret-file", "nopath", "-f", "examples/echoserver.yaml"}},
 };
 
 static char *
@@ -156,6 +165,23 @@ test_golden(void **state)
     }
 }
 
+/* One -f with several paths renders exactly what one -f per path renders. */
+static void
+test_one_f_is_many_f(void **state)
+{
+    char *a, *b;
+
+    (void)state;
+    assert_int_equal(chdir(CTL_SOURCE_ROOT), 0);
+    a = slurp(GOLDEN "/all-examples/stdout.yaml");
+    b = slurp(GOLDEN "/one-f-many-paths/stdout.yaml");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
 static void
 test_outdir_matches_stream(void **state)
 {
@@ -199,6 +225,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_outdir_matches_stream),
+        cmocka_unit_test(test_one_f_is_many_f),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
