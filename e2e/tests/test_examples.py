@@ -55,9 +55,12 @@ def test_rendered_authd_config_passes_check_config(tmp_path):
     out = tmp_path / "out"
     render(out, *sorted(EXAMPLES.glob("*.yaml")), extra=tuple(secret_files))
     import yaml
-    secret = yaml.safe_load((out / "authd-config-secret.yaml").read_text())
+    hosts = []
+    for shard in yaml.safe_load_all((out / "authd-config-secrets.yaml").read_text()):
+        hosts += yaml.safe_load(shard["stringData"]["hosts.yaml"])["hosts"]
+    assert len(hosts) == 5
     config = tmp_path / "config.yaml"
-    config.write_text(secret["stringData"]["config.yaml"])
+    config.write_text(yaml.safe_dump({"hosts": hosts}))
     cookie = tmp_path / "cookie"
     cookie.write_text(os.urandom(24).hex())
     r = subprocess.run([str(AUTHD), "--config", str(config), "--check-config",
