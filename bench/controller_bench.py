@@ -178,7 +178,7 @@ def controller_argv(binary: str, api: ApiServer, metrics_port: int) -> list[str]
     override = os.environ.get("PORTCULLIS_CONTROLLER_ARGS")
     args = override.split() if override else [
         "--kubeconfig={kubeconfig}", "--mesh-config=none", "--leader-elect=false",
-        "--metrics-addr=127.0.0.1:{metrics}"]
+        "--wait-for-authd=false", "--metrics-addr=127.0.0.1:{metrics}"]
     return [binary, "run", *[a.format(kubeconfig=api.kubeconfig, metrics=metrics_port) for a in args]]
 
 
@@ -212,11 +212,13 @@ def setup_cluster(api: ApiServer, k: Api):
 
 
 def authd_config_hosts(k: Api) -> int:
-    status, sec = k.call("GET", f"/api/v1/namespaces/{AUTHD_NS}/secrets/portcullis-authd-config")
+    """Hosts listed across authd's config shards."""
+    status, lst = k.call("GET", f"/api/v1/namespaces/{AUTHD_NS}/secrets"
+                                "?labelSelector=portcullis.io%2Fauthd-config%3Dshard")
     if status != 200:
         return 0
-    text = base64.b64decode((sec.get("data") or {}).get("config.yaml", "")).decode(errors="replace")
-    return text.count("bench/ph-")
+    return sum(base64.b64decode((s.get("data") or {}).get("hosts.yaml", "")).decode(
+        errors="replace").count("bench/ph-") for s in lst.get("items", []))
 
 
 def count_ready(k: Api) -> int:
