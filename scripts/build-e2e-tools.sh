@@ -63,7 +63,7 @@ build() {
     log "$name: downloading modules"
     dl=$(go env GOMODCACHE)/cache/download
     base=$(du -sb "$dl" 2>/dev/null | cut -f1)
-    progress_run "build-e2e-tools: $name: downloading" "progress_bytes $dl ${base:-0}" \
+    progress_run "build-e2e-tools: $name: downloading" "progress_bytes $dl ${base:-0} downloaded" \
         retry_in "$dir" go mod download
     total=$(cd "$dir" && go list -deps -trimpath -f '{{if .Stale}}x{{end}}' "$pkg" | grep -c x || true)
     log "$name: building, $total packages to compile (slow on a cold cache)"

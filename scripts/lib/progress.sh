@@ -11,7 +11,8 @@
 #
 # Probes for the usual cases:
 #   progress_lines FILE [TOTAL]   lines in FILE (of TOTAL): `go build -v` prints one per package
-#   progress_bytes PATH [BASE]    bytes under PATH (less BASE, e.g. the size before a download)
+#   progress_bytes PATH [BASE [WORDS...]]  bytes under PATH (less BASE, e.g. the size before a
+#                                 download), then WORDS ("of about 150 MB")
 
 # progress_elapsed SECONDS: 42s, 3m05s, 1h02m.
 progress_elapsed() {
@@ -48,7 +49,8 @@ progress_bytes() {
     b=$(du -sb "$1" 2>/dev/null | cut -f1)
     b=$((${b:-0} - ${2:-0}))
     ((b < 0)) && b=0
-    printf '%s' "$(progress_size "$b")"
+    shift 2 2>/dev/null || shift
+    printf '%s%s' "$(progress_size "$b")" "${*:+ $*}"
 }
 
 # The reporting loop, run in the background by progress_run.
