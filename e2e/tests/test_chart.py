@@ -287,12 +287,16 @@ def rendered(*args: str) -> str:
 
 
 def test_monitoring_objects():
-    chart = template(*MONITORING)
+    chart = template(*MONITORING, "--set", "metrics.prometheusRule.alertLabels.team=platform",
+                     "--set", "metrics.dashboard.namespace=grafana")
     names = monitoring_check(rendered(*MONITORING))
     assert {n for n in names if not n.startswith("portcullis_")} == {"up"}
     rules = find(chart, "PrometheusRule", "portcullis")["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} >= {"PortcullisAuthdDown", "PortcullisDenialsSpiking",
                                            "PortcullisIdPErrors", "PortcullisConfigRejected"}
+    for r in rules:
+        assert r["labels"]["team"] == "platform", r["alert"]
+        assert r["labels"]["severity"] in ("critical", "warning"), r["alert"]
     # The ServiceMonitor's selector finds exactly the two metrics Services, by port name.
     sm = find(chart, "ServiceMonitor", "portcullis")["spec"]
     svcs = [d for _, d in chart if d["kind"] == "Service"
@@ -308,6 +312,7 @@ def test_monitoring_objects():
     assert 'job="portcullis-controller-metrics"' in exprs
     dash = find(chart, "ConfigMap", "portcullis-dashboard")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dash["metadata"]["namespace"] == "grafana"
     assert json.loads(dash["data"]["portcullis.json"])["uid"] == "portcullis"
     # The main Service never exposes the admin port.
     assert [p["name"] for p in find(chart, "Service", "portcullis-authd")["spec"]["ports"]] == \
