@@ -2,6 +2,8 @@
 # Builds the Go peers of the end-to-end tests (docs/design.md §6) into the cache,
 # keyed by version, and copies the Istio CRDs beside them:
 #
+#   $PORTCULLIS_CACHE/bin/helm-<helm version>-<src hash>              the helm CLI (chart tests)
+#   $PORTCULLIS_CACHE/bin/monitoring-check-<prometheus version>-<hash> the chart's alerts, dashboard
 #   $PORTCULLIS_CACHE/bin/kubeserver-<k8s version>-<src hash>        etcd + kube-apiserver
 #   $PORTCULLIS_CACHE/bin/istio-validate-<istio version>-<src hash>  offline Istio validation
 #   $PORTCULLIS_CACHE/istio/<api version>/crds.yaml         Istio CRDs
@@ -21,6 +23,8 @@ bindir=$cache/bin
 export GOFLAGS="-mod=mod -buildvcs=false"
 
 log() { echo "build-e2e-tools: $*" >&2; }
+# shellcheck source=lib/progress.sh
+. "$root/scripts/lib/progress.sh"
 
 # retry CMD...: up to three attempts, for steps that touch the network.
 retry() {
@@ -46,22 +50,44 @@ modversion() {
     (cd "$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-# build NAME DIR OUT [LDFLAGS]: downloads DIR's modules and builds its main
-# into OUT.
+# build NAME DIR OUT [LDFLAGS] [PKG]: downloads DIR's modules and builds PKG
+# (default: DIR's main) into OUT, showing the bytes downloaded and the packages
+# compiled of those not in Go's build cache.
 build() {
-    local name=$1 dir=$2 out=$3 ldflags=${4:-} start tmp
+    local name=$1 dir=$2 out=$3 ldflags=${4:-} pkg=${5:-.} start tmp dl base total vlog
     if [ -x "$out" ]; then
         log "$name: cached $out"
         return 0
     fi
     start=$(date +%s)
     log "$name: downloading modules"
-    (cd "$dir" && retry go mod download)
-    log "$name: building (slow on a cold cache)"
+    dl=$(go env GOMODCACHE)/cache/download
+    base=$(du -sb "$dl" 2>/dev/null | cut -f1)
+    progress_run "build-e2e-tools: $name: downloading" "progress_bytes $dl ${base:-0} downloaded" \
+        retry_in "$dir" go mod download
+    total=$(cd "$dir" && go list -deps -trimpath -f '{{if .Stale}}x{{end}}' "$pkg" | grep -c x || true)
+    log "$name: building, $total packages to compile (slow on a cold cache)"
     tmp="$out.tmp.$$"
-    (cd "$dir" && go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp" .)
+    vlog="$out.build.$$.log"
+    if ! progress_run "build-e2e-tools: $name: building" "progress_lines $vlog $total" \
+        gobuild "$dir" "$tmp" "$ldflags" "$pkg" "$vlog"; then
+        tail -40 "$vlog" >&2
+        rm -f "$vlog" "$tmp"
+        return 1
+    fi
+    rm -f "$vlog"
     mv -f "$tmp" "$out"
     log "$name: built $out in $(($(date +%s) - start))s ($(du -h "$out" | cut -f1))"
+}
+
+# retry_in DIR CMD...: retry CMD in DIR.
+retry_in() {
+    (cd "$1" && shift && retry "$@")
+}
+
+# gobuild DIR OUT LDFLAGS PKG LOG: go build -v, one line per compiled package into LOG.
+gobuild() {
+    (cd "$1" && go build -v -trimpath -ldflags="-s -w $3" -o "$2" "$4" 2>"$5")
 }
 
 mkdir -p "$bindir"
@@ -76,6 +102,23 @@ vpkg=k8s.io/component-base/version
 kflags="-X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$kminor -X $vpkg.gitTreeState=clean"
 kubeserver=$bindir/kubeserver-$kver-$(srchash "$kdir" "$kflags")
 build kubeserver "$kdir" "$kubeserver" "$kflags"
+
+# helm, built from its Go module for the chart tests; the version flags as helm's
+# own Makefile sets them, so `helm version` and the default Capabilities match.
+hdir=$root/e2e/helm
+hver=$(modversion "$hdir" helm.sh/helm/v3)
+hk8s=$(modversion "$hdir" k8s.io/client-go)
+hk8s=${hk8s#v0.}
+hpkg=helm.sh/helm/v3
+hflags="-X $hpkg/internal/version.version=$hver -X $hpkg/internal/version.gitTreeState=clean"
+for v in pkg/lint/rules pkg/chartutil; do
+    hflags="$hflags -X $hpkg/$v.k8sVersionMajor=1 -X $hpkg/$v.k8sVersionMinor=${hk8s%%.*}"
+done
+helm=$bindir/helm-$hver-$(srchash "$hdir" "$hflags")
+build helm "$hdir" "$helm" "$hflags" "$hpkg/cmd/helm"
+mdir=$root/e2e/monitoring-check
+monitoring_check=$bindir/monitoring-check-$(modversion "$mdir" github.com/prometheus/prometheus)-$(srchash "$mdir")
+build monitoring-check "$mdir" "$monitoring_check"
 
 idir=$root/e2e/istio-validate
 iver=$(modversion "$idir" istio.io/istio)
@@ -99,6 +142,8 @@ else
 fi
 
 if [ "${1:-}" = "--print-env" ]; then
+    printf 'PORTCULLIS_HELM=%s\n' "$helm"
+    printf 'PORTCULLIS_MONITORING_CHECK=%s\n' "$monitoring_check"
     printf 'PORTCULLIS_KUBESERVER=%s\n' "$kubeserver"
     printf 'PORTCULLIS_ISTIO_VALIDATE=%s\n' "$istio_validate"
     printf 'PORTCULLIS_ISTIO_CRDS=%s\n' "$crds"

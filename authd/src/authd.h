@@ -13,6 +13,7 @@
 #ifndef PORTCULLIS_AUTHD_H
 #define PORTCULLIS_AUTHD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,6 +117,10 @@ struct authd_config {
     struct authd_keys keys;
     struct authd_host *hosts;
     size_t nhosts;
+    /* Merged from parts (authd_config_with_hosts): hosts are copies of the parts' entries,
+     * whose strings the parts own; the config holds a reference to each. NULL otherwise. */
+    struct authd_hostlist **parts;
+    size_t nparts;
 };
 
 /*
@@ -179,7 +184,8 @@ struct authd_overrides {
     const char *listen;       /* NULL: the file's */
     const char *admin_listen; /* NULL: the file's */
     const char *secret_files[AUTHD_MAX_SECRETS];
-    size_t nsecret_files; /* 0: the file's cookieSecretFiles */
+    size_t nsecret_files;        /* 0: the file's cookieSecretFiles */
+    bool allow_insecure_issuers; /* true wins over the file's allowInsecureIssuers */
 };
 
 struct authd_config_opts {
@@ -187,6 +193,7 @@ struct authd_config_opts {
     authd_read_file_fn read_file; /* NULL: read from disk */
     void *ud;
     const struct authd_overrides *overrides; /* may be NULL */
+    bool head_only; /* --watch-config: hosts must be absent or empty (they come from parts) */
 };
 
 /*
@@ -202,6 +209,54 @@ int authd_config_load(const char *path, struct authd_config **out, struct pc_dia
 /* The same with command-line overrides (may be NULL). */
 int authd_config_load_with(const char *path, const struct authd_overrides *ov,
                            struct authd_config **out, struct pc_diag *diag);
+/*
+ * The head of an --watch-config config (everything but the hosts): from the file at path,
+ * whose hosts must be absent or empty, or with path NULL from ov and the defaults alone
+ * (diagnostics then name "command line"). Same errors as authd_config_load_with.
+ */
+int authd_config_load_head(const char *path, const struct authd_overrides *ov,
+                           struct authd_config **out, struct pc_diag *diag);
+
+/*
+ * The hosts[] entries of one part of a config (a config Secret shard), parsed alone: immutable
+ * once parsed, reference-counted, shared by every config merged from it.
+ */
+struct authd_hostlist {
+    atomic_int refs;
+    struct authd_host *hosts;
+    size_t n;
+    struct {
+        int line, col;
+    } * pos; /* where each entry starts in the document, for diagnostics */
+};
+struct authd_hostlist_opts {
+    const char *file; /* names the document in diagnostics ("<secret>/hosts.yaml") */
+    bool allow_insecure_issuers;
+};
+/*
+ * Parses a document that is a map with the one key `hosts` (a list, possibly empty) of hosts[]
+ * entries, checked as in a config file (ids, host names and cookie scopes unique within it).
+ * Returns 0 with *out new (refs 1), or the errors of authd_config_parse with "file:line:col".
+ */
+int authd_hostlist_parse(const char *text, size_t len, const struct authd_hostlist_opts *opts,
+                         struct authd_hostlist **out, struct pc_diag *diag);
+struct authd_hostlist *authd_hostlist_get(struct authd_hostlist *l);
+/* Drops one reference; the last frees the entries (secrets wiped). NULL is a no-op. */
+void authd_hostlist_put(struct authd_hostlist *l);
+/*
+ * New config with head's settings and keys and the entries of parts in order (each part gets
+ * a reference). The caller checked that they fit together (authd_host_cookie_claim, unique
+ * ids and host names).
+ */
+struct authd_config *authd_config_with_hosts(const struct authd_config *head,
+                                             struct authd_hostlist *const *parts, size_t nparts);
+/*
+ * Records h's session cookie in s (cookiescope.h) under label; PC_EINVAL with *why new when it
+ * collides with an entry recorded before (then h is not recorded).
+ */
+struct pc_cookie_scopes;
+int authd_host_cookie_claim(struct pc_cookie_scopes *s, const struct authd_host *h,
+                            const char *label, char **why);
 void authd_config_free(struct authd_config *cfg);
 /*
  * New config to serve with while the --config file does not exist yet (a Kubernetes Secret
@@ -229,6 +284,60 @@ void authd_strlist_release(struct authd_strlist *l);
 /* Appends a copy of s. */
 void authd_strlist_add(struct authd_strlist *l, const char *s);
 bool authd_strlist_contains(const struct authd_strlist *l, const char *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* shards.c: the hosts from the config Secrets portcullis-authd-config-<xx> (--watch-config). */
+
+#define AUTHD_SHARD_PREFIX "portcullis-authd-config-"
+#define AUTHD_MAX_SHARDS 256
+
+/* Every shard's newest version and the one last merged. Not thread-safe. */
+struct authd_shards;
+struct authd_shards *authd_shards_new(bool allow_insecure_issuers);
+void authd_shards_free(struct authd_shards *s);
+/* 0..255 for "portcullis-authd-config-<xx>" (two lowercase hex digits), else PC_EINVAL. */
+int authd_shard_index(const char *name);
+
+/* A watch event of a config Secret. */
+struct authd_shard_change {
+    const json_t *secret; /* the Secret (borrowed); for a deletion, metadata.name suffices */
+    bool deleted;
+};
+/*
+ * Records the Secret's version as the shard's newest: its data key hosts.yaml parsed alone
+ * (authd_hostlist_parse) and its annotation portcullis.io/generation. A deletion forgets the
+ * shard. Returns 0, or why the version is refused (diag->msg holds "<secret>/hosts.yaml:line:col:
+ * message"; the version loaded before keeps serving): the parse errors, PC_EINVAL for a missing
+ * generation or a name that is not a shard's (then nothing is recorded).
+ */
+int authd_shards_apply(struct authd_shards *s, const struct authd_shard_change *ch,
+                       struct pc_diag *diag);
+
+/* A version a merge refused for the first time (its hosts collide with a lower shard's). */
+struct authd_shard_refusal {
+    int index;     /* 0..255 */
+    char shard[3]; /* "0a" */
+    long long generation;
+    char *why; /* new: "<secret>/hosts.yaml:line:col: hosts[i] (id x): ..." */
+};
+struct authd_shards_result {
+    struct authd_config *cfg; /* new: head's settings, every merged shard's hosts */
+    char *loaded;             /* new: "00=12,01=9": shard=generation of each merged version */
+    char *rejected;           /* new: "0a=13": shards whose newest version is refused, or "" */
+    size_t nloaded, nrejected;
+    bool changed; /* another set of versions than the previous merge's */
+    struct authd_shard_refusal *refused;
+    size_t nrefused;
+};
+/*
+ * Merges the shards in name order over head (borrowed): each gives its newest version when it
+ * parsed and fits with the shards before it (ids and host names once, cookie scopes as in one
+ * config file), else the version merged before when that still fits, else nothing. Fills *r
+ * (release it). Returns 0.
+ */
+int authd_shards_merge(struct authd_shards *s, const struct authd_config *head,
+                       struct authd_shards_result *r);
+void authd_shards_result_release(struct authd_shards_result *r);
 
 /* ------------------------------------------------------------------------------------------ */
 /* session.c */
@@ -717,10 +826,33 @@ int authd_watch_start(struct authd_server *srv, const char *path, int interval_m
                       struct authd_watch **out);
 void authd_watch_stop(struct authd_watch *w);
 /*
- * SHA-256 over the config file's bytes and the stat identity (inode, size, mtime) of every
- * secret file the config names. Returns 0 or -errno (file unreadable).
+ * SHA-256 over the config file's bytes (none when path is NULL) and the stat identity (inode,
+ * size, mtime) of every secret file the config names. Returns 0 or -errno (file unreadable).
  */
 int authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t out[32]);
+
+/* ------------------------------------------------------------------------------------------ */
+/* kube.c: --watch-config, the hosts from the config Secret shards through the Kubernetes API. */
+
+struct authd_kube_opts {
+    const char *kubeconfig; /* NULL: $KUBECONFIG, in-cluster, ~/.kube/config */
+    const char *namespace;  /* NULL: the service account's in a pod, else portcullis-system */
+    const char *head_path;  /* --config FILE (its hosts empty), NULL: the flags alone */
+    const char *identity;   /* NULL: $POD_NAME, else the host name */
+};
+struct authd_kube;
+/*
+ * Starts watching (its own threads; see kube.c) and keeping the replica's Lease. Each merged
+ * config reaches the lws thread as a completion of srv->pool calling
+ * authd_server_config_loaded. Returns 0, or a negative code (logged): no API server config,
+ * a bad head.
+ */
+int authd_kube_start(struct authd_server *srv, const struct authd_kube_opts *o,
+                     struct authd_kube **out);
+/* Stops the threads and deletes the Lease; completions still queued touch it no more. */
+void authd_kube_stop(struct authd_kube *k);
+/* Frees (after the pool that may hold its completions). Stops first when needed. NULL: no-op. */
+void authd_kube_free(struct authd_kube *k);
 
 /* ------------------------------------------------------------------------------------------ */
 /* sesscache.c: opened sessions of the check path, keyed by the exact Cookie header, the host
@@ -780,7 +912,7 @@ void authd_metrics_decision(struct authd_metrics *m, const char *host, const cha
  */
 void authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind,
                        const char *result);
-/* config_reloads_total{result="success"|"failure"} += 1. */
+/* config_reloads_total{result="success"|"failure"} += 1; a success is a load (below). */
 void authd_metrics_reload(struct authd_metrics *m, bool ok);
 /* login_state_replays_total += 1: a callback whose state was already exchanged. */
 void authd_metrics_state_replay(struct authd_metrics *m);
@@ -791,6 +923,12 @@ struct authd_metrics_gauges {
     uint64_t states_evicted; /* authd_replay_evicted */
 };
 void authd_metrics_set_gauges(struct authd_metrics *m, const struct authd_metrics_gauges *g);
+/* config_last_load_timestamp_seconds = now: the config being served was loaded. */
+void authd_metrics_loaded(struct authd_metrics *m);
+/* --watch-config: config_shards{state="loaded"|"rejected"} = loaded, rejected. */
+void authd_metrics_shards(struct authd_metrics *m, size_t loaded, size_t rejected);
+/* config_shard_rejections_total{shard="0a"} += 1 (shard 0..255; anything else is "other"). */
+void authd_metrics_shard_rejected(struct authd_metrics *m, int shard);
 /* Appends the Prometheus text exposition (format 0.0.4). Returns 0 or PC_ETOOBIG. */
 int authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out);
 
@@ -863,6 +1001,7 @@ struct authd_server {
     struct authd_sesscache *sessions;
     struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
+    struct authd_kube *kube; /* --watch-config, else NULL */
     const char *config_path;
     atomic_int stopping; /* set by the signal handler */
     bool draining;
@@ -879,7 +1018,8 @@ struct authd_server_opts {
     int workers;                             /* default AUTHD_IDP_WORKERS */
     int reload_interval_ms;                  /* stat fallback, default 2000 */
     bool debug_logs;                         /* --log-level debug */
-    bool no_config; /* cfg is authd_config_placeholder (the file is missing) */
+    bool no_config;                     /* cfg is authd_config_placeholder (the file is missing) */
+    const struct authd_kube_opts *kube; /* --watch-config (then config_path is NULL), or NULL */
 };
 
 /* Creates the context and both listeners. Returns 0 or a negative code (logged). */

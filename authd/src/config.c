@@ -861,6 +861,23 @@ check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i)
     return 0;
 }
 
+int
+authd_host_cookie_claim(struct pc_cookie_scopes *s, const struct authd_host *h, const char *label,
+                        char **why)
+{
+    char *binding = pc_xasprintf("%s\n%s", h->oidc.issuer_url, h->oidc.client_id);
+    struct pc_cookie_owner o = {.id = label,
+                                .name = h->session.cookie_name,
+                                .binding = binding,
+                                .domain = h->session.cookie_domain,
+                                .hosts = (const char *const *)h->hosts.v,
+                                .nhosts = h->hosts.n};
+    int rc = pc_cookie_scopes_add(s, &o, why);
+
+    free(binding);
+    return rc;
+}
+
 /*
  * Two entries whose cookies of one name reach the same host while they cannot read each
  * other's sessions (another issuer or client) are refused: the browser would send both.
@@ -870,23 +887,15 @@ check_cookie_scope(struct ctx *c, const struct pc_ynode *e, size_t i, struct pc_
 {
     const struct authd_host *h = &c->cfg->hosts[i];
     char *id = pc_xasprintf("hosts[%zu] (id %s)", i, h->id), *why = NULL;
-    char *binding = pc_xasprintf("%s\n%s", h->oidc.issuer_url, h->oidc.client_id);
-    struct pc_cookie_owner o = {.id = id,
-                                .name = h->session.cookie_name,
-                                .binding = binding,
-                                .domain = h->session.cookie_domain,
-                                .hosts = (const char *const *)h->hosts.v,
-                                .nhosts = h->hosts.n};
     const struct pc_ynode *session = pc_ynode_get(e, "session");
     int rc = 0;
 
-    if (pc_cookie_scopes_add(s, &o, &why) != 0)
+    if (authd_host_cookie_claim(s, h, id, &why) != 0)
         rc = fail(c, session ? session : e,
                   "hosts[%zu].session: %s, which has another issuer or client; give one of "
                   "them another session.cookieName",
                   i, why);
     free(why);
-    free(binding);
     free(id);
     return rc;
 }
@@ -899,10 +908,16 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
     struct where wi;
     int rc = 0;
 
+    if (c->opts->head_only && (n == NULL || is_null(n)))
+        return 0;
     if (n == NULL || is_null(n))
         return fail(c, root, "hosts: required (add at least one hosts entry)");
     if ((rc = want_type(c, n, PC_YNODE_SEQ, "hosts")) != 0)
         return rc;
+    if (c->opts->head_only && n->n > 0)
+        return fail(c, n,
+                    "hosts: must be empty with --watch-config (the hosts come from the "
+                    "config Secrets portcullis-authd-config-<xx>)");
     /* An empty list is valid: the controller writes one before any ProtectedHost exists,
      * and authd then answers every check with "unknown host". */
     c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
@@ -1085,6 +1100,8 @@ apply_listen_overrides(struct ctx *c)
         replace_str(&c->cfg->listen, ov->listen);
     if (ov != NULL && ov->admin_listen != NULL)
         replace_str(&c->cfg->admin_listen, ov->admin_listen);
+    if (ov != NULL && ov->allow_insecure_issuers)
+        c->cfg->allow_insecure_issuers = true;
     return 0;
 }
 
@@ -1179,11 +1196,10 @@ authd_config_load(const char *path, struct authd_config **out, struct pc_diag *d
     return authd_config_load_with(path, NULL, out, diag);
 }
 
-int
-authd_config_load_with(const char *path, const struct authd_overrides *ov,
-                       struct authd_config **out, struct pc_diag *diag)
+static int
+load_file(const char *path, const struct authd_config_opts *opts, struct authd_config **out,
+          struct pc_diag *diag)
 {
-    struct authd_config_opts opts = {.file = path, .overrides = ov};
     char *text = NULL;
     size_t len = 0;
     int rc;
@@ -1196,10 +1212,29 @@ authd_config_load_with(const char *path, const struct authd_overrides *ov,
         }
         return rc;
     }
-    rc = authd_config_parse(text, len, &opts, out, diag);
+    rc = authd_config_parse(text, len, opts, out, diag);
     pc_cleanse(text, len);
     free(text);
     return rc;
+}
+
+int
+authd_config_load_with(const char *path, const struct authd_overrides *ov,
+                       struct authd_config **out, struct pc_diag *diag)
+{
+    return load_file(path, &(struct authd_config_opts){.file = path, .overrides = ov}, out, diag);
+}
+
+int
+authd_config_load_head(const char *path, const struct authd_overrides *ov,
+                       struct authd_config **out, struct pc_diag *diag)
+{
+    struct authd_config_opts opts = {.file = path, .overrides = ov, .head_only = true};
+
+    if (path != NULL)
+        return load_file(path, &opts, out, diag);
+    opts.file = "command line";
+    return authd_config_parse("{}", 2, &opts, out, diag);
 }
 
 struct authd_config *
@@ -1221,9 +1256,13 @@ authd_config_free(struct authd_config *cfg)
 {
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nhosts; i++)
+    /* Hosts merged from parts are copies whose strings the parts own. */
+    for (size_t i = 0; cfg->parts == NULL && i < cfg->nhosts; i++)
         host_release(&cfg->hosts[i]);
     free(cfg->hosts);
+    for (size_t i = 0; i < cfg->nparts; i++)
+        authd_hostlist_put(cfg->parts[i]);
+    free(cfg->parts);
     free(cfg->file);
     free(cfg->listen);
     free(cfg->admin_listen);
@@ -1231,6 +1270,103 @@ authd_config_free(struct authd_config *cfg)
     authd_strlist_release(&cfg->secret_files);
     authd_keys_release(&cfg->keys);
     free(cfg);
+}
+
+/* ---- parts: host lists parsed alone, configs merged from them ---- */
+
+int
+authd_hostlist_parse(const char *text, size_t len, const struct authd_hostlist_opts *opts,
+                     struct authd_hostlist **out, struct pc_diag *diag)
+{
+    static const char *const keys[] = {"hosts", NULL};
+    struct authd_config_opts copts = {.file = opts->file};
+    struct authd_config tmp = {.allow_insecure_issuers = opts->allow_insecure_issuers};
+    struct ctx c = {.diag = diag, .opts = &copts, .cfg = &tmp};
+    struct pc_ynode *root = NULL;
+    struct authd_hostlist *l;
+    const struct pc_ynode *seq;
+    int rc;
+
+    *out = NULL;
+    diag->file = opts->file;
+    if (len > MAX_CONFIG) {
+        fail(&c, NULL, "document larger than %d bytes", MAX_CONFIG);
+        return PC_ETOOBIG;
+    }
+    if ((rc = pc_yaml_load(text, len, &root, diag)) != 0)
+        return rc;
+    if ((rc = want_type(&c, root, PC_YNODE_MAP, "top level")) == 0 &&
+        (rc = check_keys(&c, root, "", keys)) == 0)
+        rc = parse_hosts(&c, root);
+    if (rc == 0) {
+        l = pc_xcalloc(1, sizeof(*l));
+        atomic_init(&l->refs, 1);
+        l->hosts = tmp.hosts;
+        l->n = tmp.nhosts;
+        l->pos = pc_xcalloc(l->n ? l->n : 1, sizeof(*l->pos));
+        seq = pc_ynode_get(root, "hosts");
+        for (size_t i = 0; i < l->n; i++) {
+            l->pos[i].line = seq->vals[i]->line;
+            l->pos[i].col = seq->vals[i]->col;
+        }
+        tmp.hosts = NULL;
+        tmp.nhosts = 0;
+        *out = l;
+    }
+    pc_ynode_free(root);
+    for (size_t i = 0; i < tmp.nhosts; i++)
+        host_release(&tmp.hosts[i]);
+    free(tmp.hosts);
+    return rc;
+}
+
+struct authd_hostlist *
+authd_hostlist_get(struct authd_hostlist *l)
+{
+    atomic_fetch_add(&l->refs, 1);
+    return l;
+}
+
+void
+authd_hostlist_put(struct authd_hostlist *l)
+{
+    if (l == NULL || atomic_fetch_sub(&l->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        host_release(&l->hosts[i]);
+    free(l->hosts);
+    free(l->pos);
+    free(l);
+}
+
+struct authd_config *
+authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *const *parts,
+                        size_t nparts)
+{
+    struct authd_config *cfg = pc_xcalloc(1, sizeof(*cfg));
+    size_t n = 0;
+
+    cfg->file = head->file ? pc_xstrdup(head->file) : NULL;
+    cfg->listen = pc_xstrdup(head->listen);
+    cfg->admin_listen = pc_xstrdup(head->admin_listen);
+    cfg->ext_authz_prefix = pc_xstrdup(head->ext_authz_prefix);
+    cfg->allow_insecure_issuers = head->allow_insecure_issuers;
+    for (size_t i = 0; i < head->secret_files.n; i++)
+        authd_strlist_add(&cfg->secret_files, head->secret_files.v[i]);
+    cfg->keys = head->keys;
+    cfg->parts = pc_xcalloc(nparts ? nparts : 1, sizeof(*cfg->parts));
+    for (size_t i = 0; i < nparts; i++)
+        n += parts[i]->n;
+    cfg->hosts = pc_xcalloc(n ? n : 1, sizeof(*cfg->hosts));
+    for (size_t i = 0; i < nparts; i++) {
+        cfg->parts[cfg->nparts++] = authd_hostlist_get(parts[i]);
+        for (size_t j = 0; j < parts[i]->n; j++) {
+            cfg->hosts[cfg->nhosts] = parts[i]->hosts[j];
+            cfg->hosts[cfg->nhosts].index = cfg->nhosts;
+            cfg->nhosts++;
+        }
+    }
+    return cfg;
 }
 
 /* ---- host matching ---- */

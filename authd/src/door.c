@@ -397,15 +397,15 @@ authd_envoy_safe_reply(struct authd_reply *r)
 }
 
 /*
- * Started before its config file existed: nothing can be decided yet. 503 rather than the
+ * Started before its config file existed, or before the config Secrets were listed
+ * (--watch-config): nothing can be decided yet. 503 rather than the
  * unknown-host 403: the host may well be protected, authd just does not know yet, and through
  * Envoy a 5xx becomes statusOnError (503, failing closed) like an unreachable authorizer.
  */
 static void
 no_config(struct authd_reply *r)
 {
-    authd_reply_page(r, 503, "not ready",
-                     "authd has not loaded its config yet (the config file does not exist)");
+    authd_reply_page(r, 503, "not ready", "authd has not loaded its config yet");
     authd_reply_header(r, "Retry-After", "5");
 }
 

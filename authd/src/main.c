@@ -18,8 +18,17 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: portcullis-authd --config FILE [--check-config] [--log-level LEVEL]\n"
+               "       portcullis-authd --watch-config [--config-namespace NS] [--config FILE]\n"
                "\n"
                "  -c, --config FILE      the authd config (YAML), reloaded when it changes\n"
+               "      --watch-config     take the hosts from the config Secrets\n"
+               "                         portcullis-authd-config-<xx> through the Kubernetes API;\n"
+               "                         --config then holds the rest only (its hosts empty)\n"
+               "      --config-namespace NS  where those Secrets are (default: the pod's\n"
+               "                         namespace, else portcullis-system)\n"
+               "      --kubeconfig FILE  outside a pod: the API server and credentials\n"
+               "                         (default $KUBECONFIG, ~/.kube/config)\n"
+               "      --allow-insecure-issuers  accept http:// issuers (tests only)\n"
                "      --check-config     validate the config, print problems, exit 1 or 0\n"
                "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
                "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
@@ -59,15 +68,18 @@ load(const char *path, struct authd_config **cfg, bool quiet_ok)
     return 0;
 }
 
+static struct authd_kube_opts kube;
+
 static int
-serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
+serve(const char *path, struct authd_config *cfg, bool no_config, bool watch, bool debug)
 {
     struct authd_server *srv = NULL;
-    struct authd_server_opts opts = {.config_path = path,
+    struct authd_server_opts opts = {.config_path = watch ? NULL : path,
                                      .overrides = &overrides,
                                      .cfg = cfg,
                                      .debug_logs = debug,
-                                     .no_config = no_config};
+                                     .no_config = no_config,
+                                     .kube = watch ? &kube : NULL};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -86,7 +98,7 @@ serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
     snprintf(n, sizeof(n), "%zu", cfg->nhosts);
     pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen, "admin",
            cfg->admin_listen, "hosts", n, NULL);
-    if (no_config)
+    if (no_config && !watch)
         pc_log(PC_LOG_WARN, "start", "error",
                "config file does not exist; not ready until it "
                "appears",
@@ -96,6 +108,31 @@ serve(const char *path, struct authd_config *cfg, bool no_config, bool debug)
     authd_server_free(srv);
     pc_log(PC_LOG_INFO, "shutdown", "phase", "done", NULL);
     return rc ? 1 : 0;
+}
+
+/*
+ * --watch-config: the head (listen addresses, cookie secrets) from --config or the flags; the
+ * hosts follow once the config Secrets are listed (not ready until then).
+ */
+static int
+watch_config(const char *path, bool check_only, bool debug)
+{
+    struct pc_diag diag = {0};
+    struct authd_config *head = NULL;
+    char msg[700];
+
+    kube.head_path = path;
+    if (authd_config_load_head(path, &overrides, &head, &diag) != 0) {
+        pc_diag_format(&diag, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        return 1;
+    }
+    if (check_only) {
+        printf("config ok\n");
+        authd_config_free(head);
+        return 0;
+    }
+    return serve(path, head, true, true, debug);
 }
 
 int
@@ -110,10 +147,14 @@ main(int argc, char **argv)
         {"listen", required_argument, NULL, 'L'},
         {"admin-listen", required_argument, NULL, 'A'},
         {"cookie-secret-file", required_argument, NULL, 'S'},
+        {"watch-config", no_argument, NULL, 'W'},
+        {"config-namespace", required_argument, NULL, 'N'},
+        {"kubeconfig", required_argument, NULL, 'K'},
+        {"allow-insecure-issuers", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool check_only = false;
+    bool check_only = false, watch = false;
     enum pc_log_level level = PC_LOG_INFO;
     struct authd_config *cfg = NULL;
     int c, rc;
@@ -146,6 +187,18 @@ main(int argc, char **argv)
             }
             overrides.secret_files[overrides.nsecret_files++] = optarg;
             break;
+        case 'W':
+            watch = true;
+            break;
+        case 'N':
+            kube.namespace = optarg;
+            break;
+        case 'K':
+            kube.kubeconfig = optarg;
+            break;
+        case 'I':
+            overrides.allow_insecure_issuers = true;
+            break;
         case 'V':
             printf("portcullis-authd %s\n", PORTCULLIS_VERSION);
             return 0;
@@ -157,23 +210,26 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if (!path || optind != argc) {
+    if ((!path && !watch) || optind != argc) {
         usage(stderr);
         return 2;
     }
     pc_log_set_level(level);
+    if (watch)
+        return watch_config(path, check_only, level == PC_LOG_DEBUG);
     rc = load(path, &cfg, !check_only);
     /*
      * A missing file is what a first boot looks like when the config is a Secret mounted
      * optional: serve (not ready) until it appears. Anything else wrong with it stops here.
      */
     if (rc == -ENOENT && !check_only)
-        return serve(path, authd_config_placeholder(&overrides), true, level == PC_LOG_DEBUG);
+        return serve(path, authd_config_placeholder(&overrides), true, false,
+                     level == PC_LOG_DEBUG);
     if (rc)
         return 1;
     if (check_only) {
         authd_config_free(cfg);
         return 0;
     }
-    return serve(path, cfg, false, level == PC_LOG_DEBUG);
+    return serve(path, cfg, false, false, level == PC_LOG_DEBUG);
 }

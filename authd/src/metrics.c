@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "authd.h"
 
@@ -38,7 +39,10 @@ struct authd_metrics {
     uint64_t reload_ok, reload_fail;
     uint64_t state_replays;
     struct authd_metrics_gauges gauges;
-    uint64_t hist[NBUCKETS + 1]; /* last: +Inf */
+    int64_t last_load; /* Unix seconds, 0 before the first */
+    size_t shards_loaded, shards_rejected;
+    uint64_t shard_rejections[AUTHD_MAX_SHARDS + 1]; /* last: names that are not a shard's */
+    uint64_t hist[NBUCKETS + 1];                     /* last: +Inf */
     uint64_t hist_count;
     int64_t hist_sum_us;
 };
@@ -141,10 +145,62 @@ authd_metrics_idp(struct authd_metrics *m, const char *issuer, const char *kind,
 void
 authd_metrics_reload(struct authd_metrics *m, bool ok)
 {
-    if (ok)
+    if (ok) {
         m->reload_ok++;
-    else
+        authd_metrics_loaded(m);
+    } else {
         m->reload_fail++;
+    }
+}
+
+void
+authd_metrics_loaded(struct authd_metrics *m)
+{
+    m->last_load = (int64_t)time(NULL);
+}
+
+void
+authd_metrics_shards(struct authd_metrics *m, size_t loaded, size_t rejected)
+{
+    m->shards_loaded = loaded;
+    m->shards_rejected = rejected;
+}
+
+void
+authd_metrics_shard_rejected(struct authd_metrics *m, int shard)
+{
+    m->shard_rejections[shard >= 0 && shard < AUTHD_MAX_SHARDS ? shard : AUTHD_MAX_SHARDS]++;
+}
+
+static int
+render_shards(const struct authd_metrics *m, struct pc_buf *out)
+{
+    const char *r = "portcullis_authd_config_shard_rejections_total";
+    int rc = pc_buf_appendf(
+        out,
+        "# HELP portcullis_authd_config_last_load_timestamp_seconds When the config being "
+        "served was loaded.\n"
+        "# TYPE portcullis_authd_config_last_load_timestamp_seconds gauge\n"
+        "portcullis_authd_config_last_load_timestamp_seconds %lld\n"
+        "# HELP portcullis_authd_config_shards Config Secret shards (--watch-config): loaded, "
+        "or whose newest version is rejected.\n"
+        "# TYPE portcullis_authd_config_shards gauge\n"
+        "portcullis_authd_config_shards{state=\"loaded\"} %zu\n"
+        "portcullis_authd_config_shards{state=\"rejected\"} %zu\n"
+        "# HELP %s Config Secret versions rejected, by shard.\n# TYPE %s counter\n",
+        (long long)m->last_load, m->shards_loaded, m->shards_rejected, r, r);
+
+    for (int i = 0; i <= AUTHD_MAX_SHARDS && !rc; i++) {
+        if (m->shard_rejections[i] == 0)
+            continue;
+        if (i == AUTHD_MAX_SHARDS)
+            rc = pc_buf_appendf(out, "%s{shard=\"other\"} %llu\n", r,
+                                (unsigned long long)m->shard_rejections[i]);
+        else
+            rc = pc_buf_appendf(out, "%s{shard=\"%02x\"} %llu\n", r, (unsigned)i,
+                                (unsigned long long)m->shard_rejections[i]);
+    }
+    return rc;
 }
 
 void
@@ -258,6 +314,7 @@ authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out)
                              "portcullis_authd_config_reloads_total{result=\"success\"} %llu\n"
                              "portcullis_authd_config_reloads_total{result=\"failure\"} %llu\n",
                              (unsigned long long)m->reload_ok, (unsigned long long)m->reload_fail);
+    rc = rc ? rc : render_shards(m, out);
     rc = rc ? rc
             : pc_buf_appendf(out,
                              "# HELP portcullis_authd_build_info Build information.\n"

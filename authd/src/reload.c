@@ -88,7 +88,7 @@ authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t ou
     int rc;
 
     pc_buf_init(&b, MAX_CONFIG_BYTES);
-    rc = read_all(path, &b);
+    rc = path ? read_all(path, &b) : 0;
     for (size_t i = 0; !rc && cfg && i < cfg->secret_files.n; i++) {
         struct stat st;
         /* Secret files are compared by identity, not content, so no secret is hashed. */

@@ -966,6 +966,8 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     srv->started_at = authd_now();
     authd_reply_init(&srv->scratch);
     srv->metrics = authd_metrics_new();
+    if (!opts->no_config)
+        authd_metrics_loaded(srv->metrics);
     srv->refresh = authd_refresh_new();
     srv->sessions = authd_sesscache_new(1024);
     srv->replay = authd_replay_new(AUTHD_REPLAY_STATES);
@@ -995,6 +997,8 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
                           opts->reload_interval_ms > 0 ? opts->reload_interval_ms : 2000,
                           &srv->watch))
         pc_log(PC_LOG_WARN, "reload", "error", "cannot watch the config file", NULL);
+    if (opts->kube && authd_kube_start(srv, opts->kube, &srv->kube))
+        goto fail;
     lws_sul_schedule(srv->lws, 0, &sp->tick, tick, LWS_US_PER_SEC);
     *out = srv;
     return 0;
@@ -1042,11 +1046,13 @@ authd_server_free(struct authd_server *srv)
     if (!srv)
         return;
     authd_watch_stop(srv->watch);
+    authd_kube_stop(srv->kube);
     if (srv->lws)
         lws_sul_cancel(&sp->tick);
     /* Workers finish (bounded by the HTTP timeouts); their done() runs here. */
     authd_pool_free(srv->pool);
     srv->pool = NULL;
+    authd_kube_free(srv->kube);
     if (srv->lws)
         lws_context_destroy(srv->lws);
     authd_oidc_free(srv->oidc);

@@ -135,3 +135,14 @@ pc_diag_format(const struct pc_diag *d, char *out, size_t outlen)
     else
         snprintf(out, outlen, "%s", d->msg);
 }
+
+void
+pc_diag_fold(struct pc_diag *d)
+{
+    char tmp[sizeof(d->msg)];
+
+    pc_diag_format(d, tmp, sizeof(tmp));
+    memcpy(d->msg, tmp, sizeof(tmp));
+    d->file = NULL;
+    d->line = d->col = 0;
+}

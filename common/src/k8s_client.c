@@ -691,6 +691,18 @@ k8s_stop_raise(struct k8s_stop *s)
 void
 k8s_stop_nap(struct k8s_stop *s, long ms)
 {
+    k8s_stop_nap_until(s, ms, NULL, NULL);
+}
+
+void
+k8s_stop_wake(struct k8s_stop *s)
+{
+    pthread_cond_broadcast(&s->cond);
+}
+
+void
+k8s_stop_nap_until(struct k8s_stop *s, long ms, bool (*ready)(void *ud), void *ud)
+{
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -701,7 +713,7 @@ k8s_stop_nap(struct k8s_stop *s, long ms)
         ts.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&s->lock);
-    while (!atomic_load(&s->flag))
+    while (!atomic_load(&s->flag) && !(ready && ready(ud)))
         if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
             break;
     pthread_mutex_unlock(&s->lock);

@@ -341,18 +341,6 @@ k8s_config_in_cluster(struct k8s_config *c, const char *sa_dir, struct pc_diag *
     return 0;
 }
 
-/* Moves diag's file name into its message, for a file name that is about to be freed. */
-static void
-diag_fold(struct pc_diag *diag)
-{
-    char tmp[sizeof(diag->msg)];
-
-    pc_diag_format(diag, tmp, sizeof(tmp));
-    memcpy(diag->msg, tmp, sizeof(tmp));
-    diag->file = NULL;
-    diag->line = diag->col = 0;
-}
-
 int
 k8s_config_load(struct k8s_config *c, const char *kubeconfig, const char *context,
                 struct pc_diag *diag)
@@ -368,7 +356,7 @@ k8s_config_load(struct k8s_config *c, const char *kubeconfig, const char *contex
         path = pc_xstrndup(env, strcspn(env, ":"));
         rc = k8s_config_from_kubeconfig(c, path, context, diag);
         if (rc < 0)
-            diag_fold(diag);
+            pc_diag_fold(diag);
         free(path);
         return rc;
     }
@@ -377,7 +365,7 @@ k8s_config_load(struct k8s_config *c, const char *kubeconfig, const char *contex
     path = pc_xasprintf("%s/.kube/config", home ? home : "");
     rc = k8s_config_from_kubeconfig(c, path, context, diag);
     if (rc < 0)
-        diag_fold(diag);
+        pc_diag_fold(diag);
     free(path);
     return rc;
 }

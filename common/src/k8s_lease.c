@@ -3,6 +3,8 @@
  * leaderelection does it: the holder renews renewTime every few seconds; a candidate takes the
  * Lease once renewTime + leaseDurationSeconds has passed; every write is a PUT carrying the
  * resourceVersion that was read, so two candidates cannot both win (the loser gets 409).
+ * And the keeper: a Lease of one's own, renewed and annotated while running, that nobody else
+ * contends for, so it is written by server-side apply without reading it first.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -324,4 +326,159 @@ k8s_elector_stop(struct k8s_elector *e)
     free(e->name);
     free(e->identity);
     free(e);
+}
+
+/* ---- a Lease kept while running ---------------------------------------------------------- */
+
+struct k8s_keeper {
+    struct k8s_client *client;
+    char *namespace, *name, *identity, *acquired;
+    json_t *labels;
+    int lease_secs, renew_secs;
+    struct k8s_stop stop; /* its lock also guards annotations and dirty */
+    json_t *annotations;
+    bool dirty;
+    pthread_t thread;
+};
+
+static struct k8s_ref
+keeper_ref(const struct k8s_keeper *k)
+{
+    return (struct k8s_ref){.api_version = "coordination.k8s.io/v1",
+                            .plural = "leases",
+                            .namespace = k->namespace,
+                            .name = k->name};
+}
+
+/* One server-side apply of the whole Lease with annotations and a fresh renewTime. */
+static int
+keeper_write(struct k8s_keeper *k, json_t *annotations, struct pc_diag *d)
+{
+    struct k8s_ref ref = keeper_ref(k);
+    char *now = micro_now();
+    json_t *lease;
+    int rc;
+
+    lease = json_pack("{s:s, s:s, s:{s:s, s:s, s:O, s:O}, s:{s:s, s:i, s:s, s:s}}", "apiVersion",
+                      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", k->name,
+                      "namespace", k->namespace, "labels", k->labels, "annotations", annotations,
+                      "spec", "holderIdentity", k->identity, "leaseDurationSeconds", k->lease_secs,
+                      "acquireTime", k->acquired, "renewTime", now);
+    rc = k8s_request(k->client,
+                     &(struct k8s_request){.method = "PATCH",
+                                           .ref = &ref,
+                                           .query = "fieldManager=portcullis&force=true",
+                                           .body = lease,
+                                           .content_type = "application/apply-patch+yaml",
+                                           .timeout_ms = LEASE_TIMEOUT_MS,
+                                           .stop = &k->stop.flag},
+                     NULL, d);
+    json_decref(lease);
+    free(now);
+    return rc;
+}
+
+/* New annotations wait to be written (called with stop.lock held). */
+static bool
+keeper_dirty(void *ud)
+{
+    return ((struct k8s_keeper *)ud)->dirty;
+}
+
+static void *
+keeper_main(void *arg)
+{
+    struct k8s_keeper *k = arg;
+    unsigned attempt = 0;
+    json_t *ann;
+    long delay;
+
+    while (!atomic_load(&k->stop.flag)) {
+        struct pc_diag d = {0};
+
+        pthread_mutex_lock(&k->stop.lock);
+        ann = json_incref(k->annotations);
+        k->dirty = false;
+        pthread_mutex_unlock(&k->stop.lock);
+        if (keeper_write(k, ann, &d) == 0) {
+            attempt = 0;
+            delay = k->renew_secs * 1000L;
+        } else {
+            if (!atomic_load(&k->stop.flag))
+                pc_log(PC_LOG_WARN, "lease_failed", "lease", k->name, "error", d.msg, NULL);
+            delay = k8s_backoff_ms(attempt < 16 ? attempt++ : attempt);
+            if (delay > k->renew_secs * 1000L)
+                delay = k->renew_secs * 1000L;
+        }
+        json_decref(ann);
+        k8s_stop_nap_until(&k->stop, delay, keeper_dirty, k);
+    }
+    return NULL;
+}
+
+struct k8s_keeper *
+k8s_keeper_start(struct k8s_client *c, const struct k8s_keeper_opts *o)
+{
+    struct k8s_keeper *k = pc_xcalloc(1, sizeof(*k));
+
+    k->client = c;
+    k->namespace = pc_xstrdup(o->namespace);
+    k->name = pc_xstrdup(o->name);
+    k->identity = o->identity ? pc_xstrdup(o->identity) : default_identity();
+    k->acquired = micro_now();
+    k->labels = o->labels ? json_deep_copy(o->labels) : json_object();
+    k->annotations = o->annotations ? json_deep_copy(o->annotations) : json_object();
+    k->lease_secs = o->lease_secs > 0 ? o->lease_secs : 15;
+    k->renew_secs = o->renew_secs > 0 ? o->renew_secs : 5;
+    k8s_stop_init(&k->stop);
+    if (pthread_create(&k->thread, NULL, keeper_main, k) != 0)
+        abort();
+    return k;
+}
+
+void
+k8s_keeper_annotate(struct k8s_keeper *k, const json_t *annotations)
+{
+    json_t *copy = json_deep_copy(annotations);
+
+    pthread_mutex_lock(&k->stop.lock);
+    if (json_equal(copy, k->annotations)) {
+        json_decref(copy);
+    } else {
+        json_decref(k->annotations);
+        k->annotations = copy;
+        k->dirty = true;
+        k8s_stop_wake(&k->stop);
+    }
+    pthread_mutex_unlock(&k->stop.lock);
+}
+
+void
+k8s_keeper_stop(struct k8s_keeper *k, bool delete_lease)
+{
+    struct k8s_ref ref;
+    struct pc_diag d = {0};
+    int rc;
+
+    if (!k)
+        return;
+    k8s_stop_raise(&k->stop);
+    pthread_join(k->thread, NULL);
+    if (delete_lease) {
+        ref = keeper_ref(k);
+        rc = k8s_request(
+            k->client,
+            &(struct k8s_request){.method = "DELETE", .ref = &ref, .timeout_ms = LEASE_TIMEOUT_MS},
+            NULL, &d);
+        if (rc < 0 && rc != K8S_ENOTFOUND)
+            pc_log(PC_LOG_WARN, "lease_delete_failed", "lease", k->name, "error", d.msg, NULL);
+    }
+    k8s_stop_release(&k->stop);
+    json_decref(k->labels);
+    json_decref(k->annotations);
+    free(k->namespace);
+    free(k->name);
+    free(k->identity);
+    free(k->acquired);
+    free(k);
 }

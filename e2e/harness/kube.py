@@ -9,6 +9,7 @@ authenticate with static bearer tokens, authorization is RBAC.
         api.install_istio_crds()
         api.kubectl("apply", "-f", "-", input=manifest)
         api.restart()            # same port, same etcd: watches see a disconnect
+        api.service_account_kubeconfig("ns", "sa")   # a pod's token: RBAC decides
 
 Every child process is stopped by its pid (SIGTERM, bounded wait, SIGKILL; proc.Proc).
 Logs stay in files under the work dir (e2e/.work/kube-*, removed by stop() unless
@@ -245,22 +246,35 @@ class ApiServer:
             (self.kubeconfig, ADMIN_USER, self.token),
             (self.controller_kubeconfig, CONTROLLER_USER, self.controller_token),
         ):
-            # kubeconfig is YAML; JSON is YAML, so no YAML library is needed.
-            cfg = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "e2e",
-                        "cluster": {"server": self.url, "certificate-authority": self.ca_file},
-                    }
-                ],
-                "users": [{"name": user, "user": {"token": token}}],
-                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
-                "current-context": "e2e",
-            }
-            Path(path).write_text(json.dumps(cfg, indent=2) + "\n")
-            os.chmod(path, 0o600)
+            self._write_kubeconfig(path, user, token)
+
+    def _write_kubeconfig(self, path: str, user: str, token: str) -> None:
+        # kubeconfig is YAML; JSON is YAML, so no YAML library is needed.
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "e2e",
+                    "cluster": {"server": self.url, "certificate-authority": self.ca_file},
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+            "current-context": "e2e",
+        }
+        Path(path).write_text(json.dumps(cfg, indent=2) + "\n")
+        os.chmod(path, 0o600)
+
+    def service_account_kubeconfig(self, namespace: str, name: str, hours: int = 2) -> str:
+        """Path of a kubeconfig with a token of ServiceAccount namespace/name (TokenRequest,
+        signed by the apiserver's service-account key, so it survives restart()): the
+        account's RBAC decides what it may do, as for a pod's mounted token."""
+        token = self.kubectl("create", "token", name, "-n", namespace,
+                             f"--duration={hours}h").stdout.strip()
+        path = str(self.workdir / f"kubeconfig-sa-{namespace}-{name}")
+        self._write_kubeconfig(path, f"system:serviceaccount:{namespace}:{name}", token)
+        return path
 
     # -- clients -------------------------------------------------------------
 

@@ -20,6 +20,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .progress import Progress
+
 REPO = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("PORTCULLIS_WORK", REPO / "e2e" / ".work"))
 
@@ -185,7 +187,13 @@ class Proc:
 
     def wait(self, probe, what: str, timeout: float, interval: float = 0.1):
         """Until probe() is true (OSError counts as not yet); stops the child and raises
-        PeerError when it exits or timeout passes first."""
+        PeerError when it exits or timeout passes first. A wait past 5 s says it is alive
+        (progress.Progress)."""
+        with Progress(f"{self.name}: waiting for {what}", lambda: f"at most {timeout:.0f}s",
+                      quiet=5):
+            return self._wait(probe, what, timeout, interval)
+
+    def _wait(self, probe, what: str, timeout: float, interval: float):
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():

@@ -145,24 +145,45 @@ def test_authd_deployment_service_and_pdb():
     docs = kustomize()
     spec = find(docs, "Deployment", "portcullis-authd")["spec"]["template"]["spec"]
     c = spec["containers"][0]
-    assert spec["automountServiceAccountToken"] is False
-    assert find(docs, "ServiceAccount", "portcullis-authd")["automountServiceAccountToken"] is False
+    # API mode: the config Secrets come through the API with the pod's own token.
+    assert spec["automountServiceAccountToken"] is True
+    assert "automountServiceAccountToken" not in find(docs, "ServiceAccount", "portcullis-authd")
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 4180, "admin": 9090}
     assert c["readinessProbe"]["httpGet"]["port"] == "admin"
-    assert "--config=/etc/portcullis/config.yaml" in c["args"]
-    assert c["volumeMounts"] == [{"name": "config", "mountPath": "/etc/portcullis",
+    assert c["args"] == ["--watch-config", "--cookie-secret-file=/etc/portcullis/cookie/secret"]
+    assert c["env"] == [{"name": "POD_NAME",
+                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    assert c["volumeMounts"] == [{"name": "cookie-secret", "mountPath": "/etc/portcullis/cookie",
                                   "readOnly": True}]
-    sources = spec["volumes"][0]["projected"]["sources"]
-    assert sources[0]["secret"] == {"name": "portcullis-authd-config", "optional": True,
-                                    "items": [{"key": "config.yaml", "path": "config.yaml"}]}
-    assert sources[1]["secret"] == {"name": "portcullis-cookie-secret",
-                                    "items": [{"key": "secret", "path": "cookie/secret"}]}
+    assert spec["volumes"] == [{"name": "cookie-secret", "secret": {
+        "secretName": "portcullis-cookie-secret", "defaultMode": 0o440,
+        "items": [{"key": "secret", "path": "secret"}]}}]
     svc = find(docs, "Service", "portcullis-authd")["spec"]
     assert svc["ports"] == [{"name": "http", "port": 4180, "targetPort": "http",
                              "appProtocol": "http"}]
     dep_selector = find(docs, "Deployment", "portcullis-authd")["spec"]["selector"]
     assert svc["selector"] == dep_selector["matchLabels"]
     assert find(docs, "PodDisruptionBudget", "portcullis-authd")["spec"]["minAvailable"] == 1
+
+
+def test_authd_role_is_namespaced():
+    docs = kustomize()
+    role = find(docs, "Role", "portcullis-authd")
+    assert role["metadata"]["namespace"] == NS
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update", "patch", "delete"]},
+    ]
+    binding = find(docs, "RoleBinding", "portcullis-authd")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "portcullis-authd"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "portcullis-authd",
+                                    "namespace": NS}]
+    # Nothing cluster-wide for authd.
+    for d in docs:
+        if d["kind"] == "ClusterRoleBinding":
+            assert all(s["name"] != "portcullis-authd" for s in d["subjects"]), d
 
 
 def test_bootstrap_prints_what_kustomize_builds():
@@ -240,7 +261,8 @@ def test_apply_k_installs_everything(deployed):
         assert out["spec"]["replicas"] == 2
     api.kubectl("get", "service/portcullis-authd", "pdb/portcullis-authd",
                 "serviceaccount/portcullis-controller", "serviceaccount/portcullis-authd",
-                "role/portcullis-controller", "rolebinding/portcullis-controller", "-n", NS)
+                "role/portcullis-controller", "rolebinding/portcullis-controller",
+                "role/portcullis-authd", "rolebinding/portcullis-authd", "-n", NS)
     api.kubectl("get", "role/portcullis-controller-mesh", "rolebinding/portcullis-controller-mesh",
                 "-n", "istio-system")
     api.kubectl("get", "clusterrole/portcullis-controller",
@@ -293,13 +315,31 @@ CONTROLLER_CANNOT = [
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("get", "nodes"),
 ]
-AUTHD_CANNOT = [
+# --watch-config: the config Secrets and its own Lease, in its namespace only.
+AUTHD_CAN = [
     ("get", "secrets", "-n", NS),
+    ("list", "secrets", "-n", NS),
+    ("watch", "secrets", "-n", NS),
+    ("get", "leases.coordination.k8s.io", "-n", NS),
+    ("create", "leases.coordination.k8s.io", "-n", NS),
+    ("update", "leases.coordination.k8s.io/portcullis-authd-x", "-n", NS),
+    ("patch", "leases.coordination.k8s.io/portcullis-authd-x", "-n", NS),
+    ("delete", "leases.coordination.k8s.io/portcullis-authd-x", "-n", NS),
+]
+AUTHD_CANNOT = [
+    ("get", "secrets", "-n", "default"),
+    ("list", "secrets", "-A"),
+    ("watch", "secrets", "-n", "kube-system"),
+    ("create", "secrets", "-n", NS),
+    ("update", "secrets/portcullis-authd-config-00", "-n", NS),
+    ("patch", "secrets/portcullis-cookie-secret", "-n", NS),
+    ("delete", "secrets", "-n", NS),
     ("list", "protectedhosts.portcullis.io", "-A"),
     ("get", "configmaps", "-n", NS),
     ("create", "events", "-n", NS),
     ("get", "pods", "-n", NS),
-    ("get", "leases.coordination.k8s.io", "-n", NS),
+    ("get", "leases.coordination.k8s.io", "-n", "default"),
+    ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
     ("list", "namespaces"),
 ]
 
@@ -317,22 +357,38 @@ def test_controller_cannot(deployed, args):
 
 
 @needs_apiserver
+@pytest.mark.parametrize("args", AUTHD_CAN, ids=lambda a: " ".join(a))
+def test_authd_can(deployed, args):
+    assert can_i(deployed, AUTHD_SA, *args) == "yes"
+
+
+@needs_apiserver
 @pytest.mark.parametrize("args", AUTHD_CANNOT, ids=lambda a: " ".join(a))
 def test_authd_cannot(deployed, args):
     assert can_i(deployed, AUTHD_SA, *args) == "no"
 
 
-@needs_apiserver
-def test_authd_has_no_resource_rights(deployed):
-    """Only what every authenticated user gets (self reviews), nothing from deploy/."""
-    out = deployed.kubectl("auth", "can-i", "--list", f"--as={AUTHD_SA}").stdout
+SELF_REVIEWS = {
+    "selfsubjectreviews.authentication.k8s.io",
+    "selfsubjectaccessreviews.authorization.k8s.io",
+    "selfsubjectrulesreviews.authorization.k8s.io",
+}
+
+
+def resource_rights(api, who, *args) -> set:
+    out = api.kubectl("auth", "can-i", "--list", f"--as={who}", *args).stdout
     resources = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
-    resources = {r for r in resources if not r.startswith("[")}  # non-resource URLs
-    assert resources <= {
-        "selfsubjectreviews.authentication.k8s.io",
-        "selfsubjectaccessreviews.authorization.k8s.io",
-        "selfsubjectrulesreviews.authorization.k8s.io",
-    }, out
+    return {r for r in resources if not r.startswith("[")} - SELF_REVIEWS  # non-resource URLs
+
+
+@needs_apiserver
+def test_authd_rights_end_at_its_namespace(deployed):
+    """Secrets and Leases in its own namespace; elsewhere only what every authenticated user
+    gets (self reviews), nothing from deploy/."""
+    assert resource_rights(deployed, AUTHD_SA, "-n", NS) == {"secrets",
+                                                             "leases.coordination.k8s.io"}
+    assert resource_rights(deployed, AUTHD_SA, "-n", "default") == set()
+    assert resource_rights(deployed, AUTHD_SA, "-n", "kube-system") == set()
 
 
 AUTHD_CONFIG = """\

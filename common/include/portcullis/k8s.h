@@ -32,6 +32,11 @@
  *       .on_started_leading = start_fn, .on_stopped_leading = stop_fn, .ud = ctx});
  *   ...
  *   k8s_elector_stop(le);   // releases the lease so a standby takes over at once
+ *
+ *   struct k8s_keeper *kp = k8s_keeper_start(kc, &(struct k8s_keeper_opts){
+ *       .namespace = "ns", .name = "me", .labels = labels});
+ *   k8s_keeper_annotate(kp, annotations);   // written within a round trip
+ *   k8s_keeper_stop(kp, true);              // deletes the Lease
  *   k8s_watch_stop(w);
  *   k8s_client_free(kc);
  */
@@ -224,6 +229,13 @@ void k8s_stop_release(struct k8s_stop *s);
 void k8s_stop_raise(struct k8s_stop *s);
 /* Sleeps ms milliseconds, or less once the flag is raised. */
 void k8s_stop_nap(struct k8s_stop *s, long ms);
+/*
+ * The same, also ending once ready(ud) is true; ready is called with s->lock held, so state it
+ * reads is guarded by that lock (change it under the lock, then k8s_stop_wake).
+ */
+void k8s_stop_nap_until(struct k8s_stop *s, long ms, bool (*ready)(void *ud), void *ud);
+/* Wakes a napping thread to look at ready() again; call it with s->lock held. */
+void k8s_stop_wake(struct k8s_stop *s);
 
 /* ---------------------------------------------------------------------------------------- */
 /* k8s_event.c - core/v1 Events                                                             */
@@ -322,7 +334,7 @@ void k8s_store_replace(json_t *store, json_t *items, k8s_watch_fn fn, void *ud);
 long k8s_backoff_ms(unsigned attempt);
 
 /* ---------------------------------------------------------------------------------------- */
-/* k8s_lease.c - leader election on a coordination.k8s.io/v1 Lease                          */
+/* k8s_lease.c - leader election, and Leases kept while running (coordination.k8s.io/v1)     */
 /* ---------------------------------------------------------------------------------------- */
 
 struct k8s_lease_opts {
@@ -352,5 +364,35 @@ void k8s_elector_stop(struct k8s_elector *e);
 bool k8s_lease_acquirable(const json_t *lease, const char *identity, time_t now);
 /* RFC 3339 with optional fraction ("2024-01-02T03:04:05.123456Z") to a time. PC_EPARSE. */
 int k8s_parse_time(const char *s, time_t *out);
+
+/*
+ * A Lease a process keeps while it runs, saying it is alive and what it holds (e.g. what an
+ * authd replica has loaded): holderIdentity, leaseDurationSeconds, renewTime renewed every
+ * renew_secs, the caller's labels and annotations. Not an election: nobody else takes it, so
+ * every write is a server-side apply (fieldManager portcullis) with no read before it.
+ * Failed writes are retried with backoff, at least every renew_secs.
+ */
+struct k8s_keeper_opts {
+    const char *namespace;     /* required */
+    const char *name;          /* required */
+    const char *identity;      /* NULL: $POD_NAME, else "<hostname>_<pid>" */
+    const json_t *labels;      /* may be NULL; copied */
+    const json_t *annotations; /* the first ones, may be NULL; copied */
+    int lease_secs;            /* leaseDurationSeconds, default 15 */
+    int renew_secs;            /* default 5 */
+};
+struct k8s_keeper;
+/* Starts writing on its own thread. Strings in o are copied. Never NULL. */
+struct k8s_keeper *k8s_keeper_start(struct k8s_client *c, const struct k8s_keeper_opts *o);
+/*
+ * Replaces the annotations (an object of strings, copied) and has the thread write them at
+ * once when they differ from the current ones. Never waits on the network. Any thread.
+ */
+void k8s_keeper_annotate(struct k8s_keeper *k, const json_t *annotations);
+/*
+ * Stops the thread; with delete_lease the Lease is deleted (a clean shutdown: readers see at
+ * once that this process is gone), else it is left to expire. NULL is a no-op.
+ */
+void k8s_keeper_stop(struct k8s_keeper *k, bool delete_lease);
 
 #endif
