@@ -1,18 +1,18 @@
 """The whole portcullis flow on 127.0.0.1, as a cluster would run it.
 
     kubectl apply ProtectedHost ──► kube-apiserver ◄── portcullis-controller
-                                         │  AuthorizationPolicy, mesh provider, authd Secret
-              SecretVolume (kubelet) ◄───┤
-                     │ config.yaml       └──► Gateway (istiod's part) ──► Envoy ext_authz
-                     ▼                                                   │
-               portcullis-authd ◄────────────── check ───────────────────┘──► Echo
+                                         │  AuthorizationPolicy, mesh provider,
+                                         │  authd config shards; authd's Lease
+               portcullis-authd ◄────────┤ (--watch-config)
+                     ▲                   └──► Gateway (istiod's part) ──► Envoy ext_authz
+                     └───────────────────── check ───────────────────────┘──► Echo
 
-Two pieces stand in for what a cluster does around the daemons, and nothing more:
-`SecretVolume` projects the authd config Secret into files with kubelet's atomic
-`..data` symlink swap, and `Gateway` turns the rendered mesh provider and
-AuthorizationPolicies into the gateway Envoy's ext_authz configuration the way istiod
-does (service → authd's address, policy hosts → ext_authz routes, notPaths → bypass).
-The daemons under test, the API server, Envoy, Keycloak and the browser are all real.
+One piece stands in for what a cluster does around the daemons, and nothing more: `Gateway`
+turns the rendered mesh provider and AuthorizationPolicies into the gateway Envoy's ext_authz
+configuration the way istiod does (service → authd's address, policy hosts → ext_authz
+routes, notPaths → bypass). authd reads its hosts through the API with its ServiceAccount's
+token, as in a cluster. The daemons under test, the API server, Envoy, Keycloak and the browser
+are all real.
 
 Used by e2e/tests/test_flow.py and by `make demo` (e2e/demo.py).
 """
@@ -27,13 +27,11 @@ from pathlib import Path
 
 import yaml
 
-from .authd import publish_volume
 from .kube import ApiServer
 from .peers import Echo, Envoy, Keycloak
 from .proc import AUTHD, CONTROLLER, REPO, Proc, built, free_port, http, wait_for, work_dir
 
 AUTHD_NS = "portcullis-system"
-AUTHD_SECRET = "portcullis-authd-config"
 
 
 class _Poller(threading.Thread):
@@ -59,40 +57,6 @@ class _Poller(threading.Thread):
         self._stopping.set()
         if self.is_alive():
             self.join(timeout=60)
-
-
-class SecretVolume(_Poller):
-    """Projects one key of a Secret into dir/<key> the way kubelet does (publish_volume: a
-    timestamped directory, `..data` swapped atomically with rename(2), `<key>` a symlink
-    through it)."""
-
-    def __init__(self, api: ApiServer, namespace: str, name: str, key: str, directory: Path,
-                 interval: float = 0.3):
-        super().__init__(interval)
-        self.api, self.namespace, self.name, self.key = api, namespace, name, key
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / key
-        self.current: bytes | None = None
-        self.updates = 0
-
-    def fetch(self) -> bytes | None:
-        status, body = self.api.get(f"/api/v1/namespaces/{self.namespace}/secrets/{self.name}")
-        if status != 200:
-            return None
-        data = json.loads(body).get("data", {})
-        return base64.b64decode(data[self.key]) if self.key in data else None
-
-    def project(self, content: bytes) -> None:
-        publish_volume(self.dir, {self.key: content})
-        self.current = content
-        self.updates += 1
-
-    def sync_once(self) -> None:
-        content = self.fetch()
-        if content is not None and content != self.current:
-            self.project(content)
-
 
 
 class Gateway(_Poller):
@@ -163,7 +127,7 @@ class Stack:
         self.metrics_port = free_port()
         self.parts: list = []
         self.api = self.keycloak = self.echo = self.envoy = None
-        self.controller = self.authd = self.volume = self.gateway = None
+        self.controller = self.authd = self.gateway = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -221,19 +185,19 @@ class Stack:
             log_path=self.dir / "controller.log"))
         self.controller.wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz",
                                   ok=lambda s: s == 200)
-        self.volume = SecretVolume(self.api, AUTHD_NS, AUTHD_SECRET, "config.yaml",
-                                   self.dir / "authd-config")
-        wait_for("the controller to write authd's config Secret",
-                 lambda: self.volume.fetch() is not None)
-        self.volume.sync_once()
-        self._start(self.volume)
+        # authd as in a cluster: its ServiceAccount's token and Role (deploy/authd-rbac.yaml),
+        # its hosts from the config shards the controller writes, its Lease reporting them.
+        self.api.kubectl("apply", "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
+        kubeconfig = self.api.service_account_kubeconfig(AUTHD_NS, "portcullis-authd")
         self.progress("starting portcullis-authd")
         self.authd = self._start(Proc("authd", [
-            built(AUTHD, "PORTCULLIS_AUTHD"),
-            f"--config={self.volume.path}", f"--listen=127.0.0.1:{self.authd_port}",
-            f"--admin-listen=127.0.0.1:{self.authd_admin_port}",
-            f"--cookie-secret-file={secret}"], log_path=self.dir / "authd.log"))
-        self.authd.wait_http(f"http://127.0.0.1:{self.authd_admin_port}/healthz")
+            built(AUTHD, "PORTCULLIS_AUTHD"), "--watch-config", f"--kubeconfig={kubeconfig}",
+            f"--listen=127.0.0.1:{self.authd_port}",
+            f"--admin-listen=127.0.0.1:{self.authd_admin_port}", "--allow-insecure-issuers",
+            f"--cookie-secret-file={secret}"], env={"POD_NAME": "authd-0"},
+            log_path=self.dir / "authd.log"))
+        self.authd.wait_http(f"http://127.0.0.1:{self.authd_admin_port}/readyz",
+                             ok=lambda s: s == 200)
 
     def start_gateway(self) -> None:
         self.progress("starting the echo app and the gateway Envoy")
@@ -277,8 +241,6 @@ class Stack:
         """Until the gateway sends the host through ext_authz and authd serves it."""
         wait_for("the gateway to protect the host",
                  lambda: self.host in (self.gateway.applied or (None, [], []))[1], timeout)
-        wait_for("authd to load the host", lambda: self.host.encode() in
-                 (self.volume.current or b""), timeout)
         wait_for("authd to be ready", lambda: self.authd_ready(), timeout)
         wait_for("authd to serve the host", lambda: self.authd_knows_host(), timeout)
 
@@ -297,8 +259,16 @@ class Stack:
             return False
         return status == 401
 
-    def ready_condition(self) -> str:
-        r = self.api.kubectl("-n", "test-auth", "get", "ph", "echo", "-o",
-                             "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-                             check=False)
-        return r.stdout.strip()
+    def ready_condition(self, generation: int | None = None) -> str:
+        """The echo ProtectedHost's Ready status ("" while it speaks of an older generation
+        than `generation`, when given)."""
+        r = self.api.kubectl("-n", "test-auth", "get", "ph", "echo", "-o", "json", check=False)
+        try:
+            obj = json.loads(r.stdout)
+        except ValueError:
+            return ""
+        for c in obj.get("status", {}).get("conditions", []):
+            if c.get("type") == "Ready" and (generation is None or
+                                             c.get("observedGeneration", 0) >= generation):
+                return c.get("status", "")
+        return ""

@@ -177,9 +177,9 @@ def test_existing_cookie_secret():
     chart = template("--set", "cookieSecret.existingSecret=my-cookie", "--set",
                      "cookieSecret.key=current")
     assert all(d["kind"] != "Secret" for _, d in chart)
-    sources = pod_spec(chart, "portcullis-authd")["volumes"][0]["projected"]["sources"]
-    assert sources[1]["secret"] == {"name": "my-cookie",
-                                    "items": [{"key": "current", "path": "cookie/secret"}]}
+    secret = pod_spec(chart, "portcullis-authd")["volumes"][0]["secret"]
+    assert secret["secretName"] == "my-cookie"
+    assert secret["items"] == [{"key": "current", "path": "secret"}]
 
 
 VALUES = """\
@@ -232,7 +232,8 @@ def test_values_reach_the_objects(tmp_path):
 
     a = authd["containers"][0]
     assert a["image"] == "registry.example.com/pc/authd:0.1.0"  # the chart's appVersion
-    assert a["args"] == ["--config=/etc/portcullis/config.yaml", "--log-level=debug"]
+    assert a["args"] == ["--watch-config", "--cookie-secret-file=/etc/portcullis/cookie/secret",
+                         "--log-level=debug"]
     assert list(authd["affinity"]) == ["nodeAffinity"]  # affinity replaces the preset
     assert authd["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     assert find(chart, "Deployment", "portcullis-authd")["spec"]["replicas"] == 4
@@ -383,11 +384,13 @@ def test_install_upgrade_uninstall(cluster):
     assert len(base64.b64decode(base64.b64decode(first))) == 32
 
     # The same rights as deploy/ (e2e/tests/test_deploy.py lists them).
-    assert can_i(api, CONTROLLER_SA, "patch", "secrets/portcullis-authd-config", "-n", NS) == "yes"
+    assert can_i(api, CONTROLLER_SA, "patch", "secrets/portcullis-authd-config-00", "-n", NS) == "yes"
+    assert can_i(api, CONTROLLER_SA, "patch", "secrets/portcullis-authd-config", "-n", NS) == "no"
     assert can_i(api, CONTROLLER_SA, "update", "configmaps/istio", "-n", "istio-system") == "yes"
     assert can_i(api, CONTROLLER_SA, "patch", "secrets/portcullis-cookie-secret", "-n", NS) == "no"
     assert can_i(api, CONTROLLER_SA, "delete", "pods", "-n", NS) == "no"
-    assert can_i(api, AUTHD_SA, "get", "secrets", "-n", NS) == "no"
+    assert can_i(api, AUTHD_SA, "get", "secrets", "-n", NS) == "yes"  # its config shards
+    assert can_i(api, AUTHD_SA, "get", "secrets", "-n", "default") == "no"
 
     # An upgrade that changes things keeps the cookie secret: nobody is signed out.
     helm("upgrade", "portcullis", str(CHART), "-n", NS, "--set", "logLevel=debug",

@@ -293,7 +293,10 @@ CONTROLLER_CAN = [
     ("get", "secrets", "-n", "default"),
     ("watch", "secrets", "-A"),
     ("create", "secrets", "-n", NS),
-    ("patch", "secrets/portcullis-authd-config", "-n", NS),
+    ("patch", "secrets/portcullis-authd-config-00", "-n", NS),
+    ("update", "secrets/portcullis-authd-config-ff", "-n", NS),
+    ("list", "leases.coordination.k8s.io", "-n", NS),
+    ("watch", "leases.coordination.k8s.io", "-n", NS),
     ("update", "configmaps/istio", "-n", "istio-system"),
     ("create", "configmaps", "-n", "istio-system"),
     ("create", "events", "-n", "default"),
@@ -301,6 +304,7 @@ CONTROLLER_CAN = [
     ("update", "leases.coordination.k8s.io/portcullis-controller", "-n", NS),
 ]
 CONTROLLER_CANNOT = [
+    ("patch", "secrets/portcullis-authd-config", "-n", NS),
     ("delete", "pods", "-n", NS),
     ("create", "pods", "-n", "default"),
     ("create", "secrets", "-n", "default"),
@@ -394,9 +398,13 @@ def test_authd_rights_end_at_its_namespace(deployed):
 AUTHD_CONFIG = """\
 apiVersion: v1
 kind: Secret
-metadata: {name: portcullis-authd-config, namespace: portcullis-system}
+metadata:
+  name: portcullis-authd-config-00
+  namespace: portcullis-system
+  labels: {portcullis.io/authd-config: shard}
+  annotations: {portcullis.io/generation: "1"}
 stringData:
-  config.yaml: |
+  hosts.yaml: |
     hosts: []
 """
 
@@ -413,18 +421,18 @@ data:
 @needs_apiserver
 def test_controller_writes_work_under_its_own_identity(deployed):
     """What the controller does (server-side apply, field manager portcullis) is allowed,
-    including creating authd's config Secret through PATCH; the re-applied base keeps it."""
+    including creating an authd config shard through PATCH; the re-applied base keeps it."""
     api = deployed
     for manifest in (AUTHD_CONFIG, MESH_CM):
         api.kubectl("apply", "--server-side", "--field-manager=portcullis", f"--as={CONTROLLER_SA}",
                     "-f", "-", input=manifest)
     api.kubectl("apply", "-k", str(DEPLOY))
-    data = json.loads(api.kubectl("get", "secret", "portcullis-authd-config", "-n", NS,
+    data = json.loads(api.kubectl("get", "secret", "portcullis-authd-config-00", "-n", NS,
                                   "-o", "json").stdout)["data"]
-    assert base64.b64decode(data["config.yaml"]) == b"hosts: []\n"
+    assert base64.b64decode(data["hosts.yaml"]) == b"hosts: []\n"
     denied = api.kubectl("apply", "--server-side", "--field-manager=portcullis",
                          f"--as={CONTROLLER_SA}", "-f", "-", check=False,
-                         input=AUTHD_CONFIG.replace("portcullis-authd-config", "other"))
+                         input=AUTHD_CONFIG.replace("portcullis-authd-config-00", "other"))
     assert denied.returncode != 0 and "forbidden" in denied.stderr
 
 
