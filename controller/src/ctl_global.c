@@ -106,8 +106,22 @@ shard_secret(struct ctl_ctx *c, const char *name, long long gen, const char *b64
  * found). *gen gets the generation that holds text; a shard over the Secret limit is not
  * written and *error says which limit and what to change.
  */
+static int write_shard_once(struct ctl_ctx *c, unsigned s, const char *text, long long *gen,
+                            char **error);
+
+/* write_shard_once, and a log line when it fails (the status of each host says it too). */
 static int
 write_shard(struct ctl_ctx *c, unsigned s, const char *text, long long *gen, char **error)
+{
+    int rc = write_shard_once(c, s, text, gen, error);
+
+    if (rc < 0 && *error)
+        pc_log(PC_LOG_WARN, "authd_config_failed", "error", *error, NULL);
+    return rc;
+}
+
+static int
+write_shard_once(struct ctl_ctx *c, unsigned s, const char *text, long long *gen, char **error)
 {
     char *hash = pc_sha256_hex(text, strlen(text)), *name = ctl_shard_name(s), *b64;
     struct k8s_ref ref = {.api_version = "v1", .plural = "secrets"};

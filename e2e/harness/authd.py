@@ -8,6 +8,8 @@ Standard library only (bench/authd_helper.py imports it too).
 """
 from __future__ import annotations
 
+import http.client as httpclient
+import json
 import os
 import re
 import time
@@ -113,6 +115,52 @@ class Authd:
         with open(self.log_path, "rb") as f:
             f.seek(offset)
             return f.read().decode(errors="replace")
+
+
+class WatchingAuthd(Authd):
+    """portcullis-authd --watch-config as pod `pod`, authenticating with kubeconfig (its
+    Lease is portcullis-authd-<pod>); check() speaks like Envoy's ext_authz to its door."""
+
+    def __init__(self, pod, kubeconfig, issuer, *, cookie_secret, head_file=False):
+        super().__init__(f"authd-{pod}", lambda c: config_head(c) + "hosts: []\n",
+                         cookie_secret=cookie_secret, issuer=issuer)
+        self.pod, self.kubeconfig, self.head_file = pod, kubeconfig, head_file
+        self.lease = f"portcullis-authd-{pod}"
+
+    def start(self, ready=None, timeout=15):
+        head = (["--config", self.config] if self.head_file else
+                ["--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
+                 "--cookie-secret-file", self.c["secret"], "--allow-insecure-issuers"])
+        self.proc = Proc("authd", [AUTHD, *head, "--watch-config", "--kubeconfig", self.kubeconfig,
+                                   "--log-level", "debug"],
+                         env={"POD_NAME": self.pod}, log_path=self.log_path).start()
+        self.proc.wait_http(f"http://127.0.0.1:{self.admin}/healthz", timeout,
+                            ok=lambda s: s == 200)
+        return self
+
+    def readyz(self):
+        conn = httpclient.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        try:
+            conn.request("GET", "/readyz")
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def check(self, host, cookies=None, path="/ext-authz/page", accept="text/html"):
+        """One check as Envoy's ext_authz sends it: (status, headers as a dict, lowercased)."""
+        conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        h = {"Host": f"{host}:{self.port}", "X-Forwarded-Proto": "http", "Accept": accept}
+        if cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        try:
+            conn.request("GET", path, headers=h)
+            r = conn.getresponse()
+            r.read()
+            return r.status, r.getheaders()
+        finally:
+            conn.close()
+
 
 
 def publish_volume(volume: Path, files: dict) -> None:

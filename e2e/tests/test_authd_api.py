@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from e2e.harness.authd import Authd, config_head, idp_login, set_cookies  # noqa: E402
+from e2e.harness.authd import WatchingAuthd, idp_login, set_cookies  # noqa: E402
 from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
 from e2e.harness.peers import OidcProvider  # noqa: E402
 from e2e.harness.proc import AUTHD, REPO, Proc, free_port, skip_e2e, wait_for  # noqa: E402
@@ -35,48 +35,9 @@ LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
 REJECTIONS = 'portcullis_authd_config_shard_rejections_total{shard="%s"}'
 
 
-class Replica(Authd):
-    """portcullis-authd --watch-config as pod `pod`, authenticating with kubeconfig."""
-
+class Replica(WatchingAuthd):
     def __init__(self, pod, kubeconfig, issuer, *, head_file):
-        super().__init__(f"authd-{pod}", lambda c: config_head(c) + "hosts: []\n",
-                         cookie_secret=COOKIE_SECRET, issuer=issuer)
-        self.pod, self.kubeconfig, self.head_file = pod, kubeconfig, head_file
-        self.lease = f"portcullis-authd-{pod}"
-
-    def start(self, ready=None, timeout=15):
-        head = (["--config", self.config] if self.head_file else
-                ["--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
-                 "--cookie-secret-file", self.c["secret"], "--allow-insecure-issuers"])
-        self.proc = Proc("authd", [AUTHD, *head, "--watch-config", "--kubeconfig", self.kubeconfig,
-                                   "--log-level", "debug"],
-                         env={"POD_NAME": self.pod}, log_path=self.log_path).start()
-        self.proc.wait_http(f"http://127.0.0.1:{self.admin}/healthz", timeout,
-                            ok=lambda s: s == 200)
-        return self
-
-    def readyz(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
-        try:
-            conn.request("GET", "/readyz")
-            r = conn.getresponse()
-            return r.status, json.loads(r.read())
-        finally:
-            conn.close()
-
-    def check(self, host, cookies=None, path="/ext-authz/page", accept="text/html"):
-        """One check as Envoy's ext_authz sends it: (status, headers as a dict, lowercased)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        h = {"Host": f"{host}:{self.port}", "X-Forwarded-Proto": "http", "Accept": accept}
-        if cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        try:
-            conn.request("GET", path, headers=h)
-            r = conn.getresponse()
-            r.read()
-            return r.status, r.getheaders()
-        finally:
-            conn.close()
+        super().__init__(pod, kubeconfig, issuer, cookie_secret=COOKIE_SECRET, head_file=head_file)
 
 
 def entry(name, host, issuer, groups):

@@ -1,0 +1,284 @@
+"""Policy changes reach every authd replica before the gateway acts on them, and Ready tells
+the truth (issue 8), against a real kube-apiserver (e2e/harness/kube.py), the controller, two
+authd replicas in --watch-config mode on their ServiceAccount's token, and a real OpenID
+Provider (npm oidc-provider).
+
+The gateway is played by this test: it sends a check for a host the moment that host's
+AuthorizationPolicy exists, which is when a real gateway would start sending them. Every wait
+is bounded; times are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from e2e.harness.authd import WatchingAuthd, idp_login, set_cookies  # noqa: E402
+from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
+from e2e.harness.peers import OidcProvider  # noqa: E402
+from e2e.harness.proc import CONTROLLER, REPO, Proc, built, free_port, http, skip_e2e  # noqa: E402
+from e2e.harness.proc import wait_for  # noqa: E402
+
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+
+NS = "portcullis-system"
+APPS = "apps"
+CLIENT, SECRET = "echo", "echo-client-secret"
+COOKIE_SECRET = "0123456789abcdef0123456789abcdef-propagation\n"
+AP = "/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies"
+PH = f"/apis/portcullis.io/v1alpha1/namespaces/{APPS}/protectedhosts"
+USER_BINDINGS = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis-controller-propagation}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-propagation, namespace: portcullis-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+"""
+
+
+def ph(name: str, host: str, issuer: str, groups: list[str]) -> dict:
+    return {"apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
+            "metadata": {"name": name, "namespace": APPS},
+            "spec": {"hosts": [host],
+                     "oidc": {"issuerURL": issuer, "clientID": CLIENT,
+                              "clientSecretRef": {"name": "oidc", "key": "client-secret"}},
+                     "access": {"allowedGroups": groups}}}
+
+
+def apply(api, obj: dict) -> None:
+    api.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def ready(api, name: str, generation: int | None = None) -> dict | None:
+    """The Ready condition of apps/name (None while it speaks of an older generation)."""
+    status, body = api.get(f"{PH}/{name}")
+    if status != 200:
+        return None
+    obj = json.loads(body)
+    gen = generation or obj["metadata"].get("generation", 0)
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == "Ready" and c.get("observedGeneration", 0) >= gen:
+            return c
+    return None
+
+
+def login(replica: WatchingAuthd, host: str, user: str) -> dict:
+    """The code flow through replica's Envoy door; the session cookies."""
+    status, headers = replica.check(host, path="/ext-authz/app")
+    assert status == 302, status
+    jar = {k: v for k, v in set_cookies(headers).items() if v}
+    loc = dict(headers)["Location"]
+    back = urllib.parse.urlsplit(idp_login(loc, user, f"{user}-password"))
+    status, headers = replica.check(host, jar, path=f"/ext-authz{back.path}?{back.query}")
+    assert status == 302, status
+    jar.update({k: v for k, v in set_cookies(headers).items() if v})
+    return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
+
+
+@pytest.fixture(scope="module")
+def env(api_server):
+    api = api_server
+    api.install_istio_crds()
+    for ns in (NS, "istio-system", APPS):
+        api.kubectl("create", "namespace", ns)
+    api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
+    api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                "crd/protectedhosts.portcullis.io")
+    api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
+                "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
+    api.kubectl("apply", "-f", "-", input=USER_BINDINGS)
+    api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
+                f"--from-literal=client-secret={SECRET}")
+    kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")
+    idp_port = free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    a = WatchingAuthd("authd-a", kubeconfig, issuer, cookie_secret=COOKIE_SECRET)
+    b = WatchingAuthd("authd-b", kubeconfig, issuer, cookie_secret=COOKIE_SECRET)
+    hosts = [f"{n}.localhost" for n in ("team", "new", "later", "restart")]
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
+                         "redirectUris": [f"http://{h}:{r.port}/oauth2/callback"
+                                          for h in hosts for r in (a, b)]}], port=idp_port)
+    metrics = free_port()
+    ctl = Proc("controller", [
+        built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run", "--kubeconfig",
+        api.controller_kubeconfig, "--mesh-config=none", "--leader-elect=false",
+        "--allow-insecure-issuers", "--resync-period=0", f"--metrics-addr=127.0.0.1:{metrics}",
+        "--log-level=debug"], log_path=api.workdir / "controller-propagation.log")
+    try:
+        idp.start()
+        a.start()
+        b.start()
+        ctl.start()
+        ctl.wait_http(f"http://127.0.0.1:{metrics}/readyz", 30, ok=lambda s: s == 200)
+        yield {"api": api, "a": a, "b": b, "issuer": issuer, "ctl": ctl, "kubeconfig": kubeconfig}
+    finally:
+        ctl.stop()
+        a.stop()
+        b.stop()
+        idp.stop()
+
+
+@pytest.fixture(scope="module")
+def team(env):
+    """team.localhost for admins and staff; alice (admins) and bob (staff) signed in."""
+    api, a, b = env["api"], env["a"], env["b"]
+    apply(api, ph("team", "team.localhost", env["issuer"], ["admins", "staff"]))
+    wait_for("team Ready", lambda: (ready(api, "team") or {}).get("status") == "True", 60)
+    return {"alice": login(a, "team.localhost", "alice"), "bob": login(a, "team.localhost", "bob")}
+
+
+def user_of(headers) -> str | None:
+    return {k.lower(): v for k, v in headers}.get("x-auth-request-user")
+
+
+def test_a_new_host_is_known_to_every_replica_before_its_policy_exists(env, team):
+    """While one replica cannot load anything (stopped with SIGSTOP), the new host gets no
+    AuthorizationPolicy; once it has caught up, the policy appears, and the first checks the
+    gateway would send are decided by the host's policy at both replicas: a check without a
+    session asks for a login instead of "unknown host"."""
+    api, a, b = env["api"], env["a"], env["b"]
+    policy = f"{AP}/portcullis-{APPS}-new"
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        apply(api, ph("new", "new.localhost", env["issuer"], ["admins"]))
+        # authd-a loads the host at once; authd-b cannot, so the gateway must not be told yet.
+        wait_for("authd-a to know the host", lambda: a.check(
+            "new.localhost", accept="application/json")[0] == 401, 30)
+        for _ in range(20):
+            assert api.get(policy)[0] == 404, "policy applied before every replica loaded it"
+            time.sleep(0.1)
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    wait_for("the policy", lambda: api.get(policy)[0] == 200, 30, interval=0.005)
+    seen = [r.check("new.localhost", accept="application/json")[0] for r in (a, b)]
+    print(f"\nkubectl apply -> policy, both replicas enforcing: {time.monotonic() - t0:.2f} s "
+          "(one replica stopped for 2 s of it)")
+    assert seen == [401, 401], seen  # 403 would be "no policy for this host"
+
+
+def test_removing_a_group_is_enforced_at_both_replicas_when_ready_says_so(env, team):
+    api, a, b = env["api"], env["a"], env["b"]
+    for r in (a, b):
+        status, headers = r.check("team.localhost", team["bob"])
+        assert status == 200 and user_of(headers), status
+    t0 = time.monotonic()
+    api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
+                "-p", json.dumps({"spec": {"access": {"allowedGroups": ["admins"]}}}))
+    gen = json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
+    cond = wait_for("Ready for the new generation",
+                    lambda: (ready(api, "team", gen) or {}).get("status") == "True" and
+                    ready(api, "team", gen), 30, interval=0.02)
+    elapsed = time.monotonic() - t0
+    # Ready=True means enforced: no further wait before asking both replicas.
+    assert [r.check("team.localhost", team["bob"])[0] for r in (a, b)] == [403, 403]
+    assert [r.check("team.localhost", team["alice"])[0] for r in (a, b)] == [200, 200]
+    print(f"\nkubectl patch (bob's group removed) -> Ready and bob 403 at both: {elapsed:.2f} s")
+    assert "every authd replica enforces it" in cond["message"]
+
+
+def test_a_lagging_replica_is_named_and_ready_returns_when_it_is_back(env, team):
+    api, a, b = env["api"], env["a"], env["b"]
+    b.proc.stop(sig=signal.SIGKILL)  # a crash: its Lease stays until it expires
+    api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
+                "-p", json.dumps({"spec": {"access": {"allowedGroups": ["admins", "ops"]}}}))
+    gen = json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
+    cond = wait_for("Ready=False naming authd-b",
+                    lambda: (ready(api, "team", gen) or {}).get("status") == "False" and
+                    ready(api, "team", gen), 30, interval=0.1)
+    assert cond["reason"] == "Propagating" and "authd-b" in cond["message"], cond
+    b.start()
+    wait_for("Ready again", lambda: (ready(api, "team", gen) or {}).get("status") == "True", 60)
+    assert b.check("team.localhost", team["alice"])[0] == 200
+
+
+def test_apiserver_restart_loses_nothing(env, team):
+    api, a, b = env["api"], env["a"], env["b"]
+    api.restart()
+    apply(api, ph("restart", "restart.localhost", env["issuer"], ["admins"]))
+    wait_for("restart Ready", lambda: (ready(api, "restart") or {}).get("status") == "True", 90,
+             ignore=(OSError,))
+    for r in (a, b):
+        assert r.check("restart.localhost", accept="application/json")[0] == 401
+        assert r.check("team.localhost", team["alice"])[0] == 200
+
+
+def test_a_corrupted_shard_leaves_the_others_serving(env, team):
+    """Somebody breaks one shard by hand: the replicas refuse that version, keep serving the
+    version they had, and every other shard keeps serving."""
+    api, a, b = env["api"], env["a"], env["b"]
+    secs = json.loads(api.kubectl("get", "secret", "-n", NS, "-l",
+                                  "portcullis.io/authd-config=shard", "-o", "json").stdout)
+    holding = [s for s in secs["items"]
+               if "apps/team" in base64.b64decode(s["data"]["hosts.yaml"]).decode()]
+    assert len(holding) == 1
+    shard = holding[0]["metadata"]["name"]
+    gen = int(holding[0]["metadata"]["annotations"]["portcullis.io/generation"]) + 1000
+    api.kubectl("patch", "secret", shard, "-n", NS, "--type=merge", "-p", json.dumps(
+        {"metadata": {"annotations": {"portcullis.io/generation": str(gen)}},
+         "data": {"hosts.yaml": base64.b64encode(b"hosts: [this is not: a host").decode()}}))
+    xx = shard.rsplit("-", 1)[1]
+    for r in (a, b):
+        wait_for(f"{r.pod} rejects {shard}", lambda r=r: r.metric(
+            f'portcullis_authd_config_shard_rejections_total{{shard="{xx}"}}') >= 1, 30)
+    for r in (a, b):
+        assert r.check("team.localhost", team["alice"])[0] == 200  # the old version
+        assert r.check("new.localhost", accept="application/json")[0] == 401
+
+
+def test_ten_thousand_protected_hosts_fit(env):
+    """10,000 ProtectedHosts of an ordinary shape: every authd config write is accepted and
+    every host is listed in a shard, each shard under the 1 MiB a Secret may hold."""
+    api = env["api"]
+    count = 10000
+    t0 = time.monotonic()
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=api.ssl_context()))
+
+    def create(i: int) -> int:
+        obj = ph(f"bulk-{i}", f"bulk-{i}.apps.example.com", env["issuer"],
+                 [f"team-{i % 50}-devs", f"team-{i % 50}-admins"])
+        status = 0
+        for _ in range(3):
+            status = http("POST", f"{api.url}{PH}", data=json.dumps(obj).encode(),
+                          headers={"Authorization": f"Bearer {api.token}",
+                                   "Content-Type": "application/json"},
+                          opener=opener, timeout=30)[0]
+            if status in (201, 409):
+                return status
+        return status
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(create, range(count)))
+    assert statuses.count(201) + statuses.count(409) == count
+
+    def listed():
+        secs = json.loads(api.kubectl("get", "secret", "-n", NS, "-l",
+                                      "portcullis.io/authd-config=shard", "-o", "json").stdout)
+        texts = [base64.b64decode(s["data"]["hosts.yaml"]) for s in secs["items"]]
+        return sum(t.count(b"apps/bulk-") for t in texts), max(len(t) for t in texts), len(texts)
+
+    wait_for("every host in a shard", lambda: listed()[0] == count, 600, interval=2)
+    n, biggest, shards = listed()
+    print(f"\n{count} ProtectedHosts: all in {shards} shards after {time.monotonic() - t0:.0f} s, "
+          f"largest shard {biggest} bytes")
+    assert biggest < 1024 * 1024
+    log = (api.workdir / "controller-propagation.log").read_text(errors="replace")
+    assert "event=authd_config_failed" not in log
