@@ -573,6 +573,8 @@ struct authd_decide_input {
     int bearer_rc; /* PC_ENOTFOUND: no bearer token presented/verified; 0: verified */
     const struct authd_identity *bearer; /* when bearer_rc == 0 */
     int64_t now;
+    const struct authd_pages *pages; /* 401/403 pages; NULL: the built-in ones */
+    const char *request_id;          /* shown on those pages; may be NULL */
 };
 
 /*
@@ -610,6 +612,12 @@ struct authd_decision {
  */
 int authd_decide(const struct authd_decide_input *in, struct authd_decision *out);
 void authd_decision_release(struct authd_decision *d);
+
+/*
+ * True when a client wants JSON rather than a page: Accept names application/json and not
+ * text/html, or X-Requested-With: XMLHttpRequest. Either may be NULL.
+ */
+bool authd_wants_json(const char *accept, const char *x_requested_with);
 
 /*
  * Access rules. allowedGroups, allowedEmailDomains and allowedEmails are each any-of; when
@@ -1082,6 +1090,7 @@ struct authd_reply {
      * the header, or with https, cookies stay Secure.
      */
     bool plain_http;
+    struct authd_page_ctx page; /* what pages rendered into it show; cleared by reset */
 };
 
 void authd_reply_init(struct authd_reply *r);
@@ -1092,8 +1101,14 @@ void authd_reply_release(struct authd_reply *r);
 int authd_reply_header(struct authd_reply *r, const char *name, const char *value);
 /* Sets the Content-Type (copied; truncated to fit). */
 void authd_reply_type(struct authd_reply *r, const char *type);
-/* A small HTML page with title and message (HTML-escaped). */
+/* The error page (or its JSON twin, per r->page) with status, title and message. */
 void authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg);
+/*
+ * Page kind for f, from r->page's templates, as HTML or JSON per r->page.json; f's request id
+ * and host default to r->page's. Sets status and Content-Type, adds Cache-Control: no-store.
+ */
+void authd_reply_render(struct authd_reply *r, enum authd_page kind,
+                        const struct authd_page_fields *f);
 /* A JSON body. */
 void authd_reply_json(struct authd_reply *r, int status, const char *json);
 
