@@ -107,6 +107,8 @@ struct authd_host {
     enum authd_mode mode;
 };
 
+struct authd_pages;
+
 struct authd_config {
     char *file;             /* path it was loaded from, or NULL */
     char *listen;           /* default 0.0.0.0:4180 */
@@ -121,6 +123,8 @@ struct authd_config {
      * whose strings the parts own; the config holds a reference to each. NULL otherwise. */
     struct authd_hostlist **parts;
     size_t nparts;
+    char *templates_dir;       /* templatesDir / --templates-dir, NULL: built-in pages */
+    struct authd_pages *pages; /* loaded from templates_dir; NULL: built-in pages */
 };
 
 /*
@@ -186,6 +190,7 @@ struct authd_overrides {
     const char *secret_files[AUTHD_MAX_SECRETS];
     size_t nsecret_files;        /* 0: the file's cookieSecretFiles */
     bool allow_insecure_issuers; /* true wins over the file's allowInsecureIssuers */
+    const char *templates_dir;   /* NULL: the file's templatesDir */
 };
 
 struct authd_config_opts {
@@ -568,6 +573,8 @@ struct authd_decide_input {
     int bearer_rc; /* PC_ENOTFOUND: no bearer token presented/verified; 0: verified */
     const struct authd_identity *bearer; /* when bearer_rc == 0 */
     int64_t now;
+    const struct authd_pages *pages; /* 401/403 pages; NULL: the built-in ones */
+    const char *request_id;          /* shown on those pages; may be NULL */
 };
 
 /*
@@ -605,6 +612,12 @@ struct authd_decision {
  */
 int authd_decide(const struct authd_decide_input *in, struct authd_decision *out);
 void authd_decision_release(struct authd_decision *d);
+
+/*
+ * True when a client wants JSON rather than a page: Accept names application/json and not
+ * text/html, or X-Requested-With: XMLHttpRequest. Either may be NULL.
+ */
+bool authd_wants_json(const char *accept, const char *x_requested_with);
 
 /*
  * Access rules. allowedGroups, allowedEmailDomains and allowedEmails are each any-of; when
@@ -667,6 +680,116 @@ char *authd_identity_claim(const struct authd_identity *id, const char *claim);
  */
 int authd_redirect_validate(const struct authd_config *cfg, const char *host_name,
                             const char *target, char **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* pages.c: the pages people see (forbidden, errors, signed out), their JSON twin, operator
+ * templates and request ids. No I/O. */
+
+#define AUTHD_REQUEST_ID_LEN 10        /* characters of a request id */
+#define AUTHD_MAX_TEMPLATE (32 * 1024) /* bytes of one operator template */
+#define AUTHD_MAX_PAGE_VALUE 512       /* bytes of one value on a page; longer ones are cut */
+#define AUTHD_MAX_PAGE (64 * 1024)     /* bytes of a rendered page */
+
+enum authd_page {
+    AUTHD_PAGE_FORBIDDEN,  /* 403: signed in, not allowed (forbidden.html) */
+    AUTHD_PAGE_ERROR,      /* failed logins, unknown hosts, bad requests (error.html) */
+    AUTHD_PAGE_SIGNED_OUT, /* sign-out with nowhere else to go (signed_out.html) */
+    AUTHD_PAGE_COUNT
+};
+
+/* The template file name of each page kind, inside the templates directory. */
+extern const char *const authd_page_files[AUTHD_PAGE_COUNT];
+
+/* What a page shows; all borrowed, NULL (or "") when there is nothing to show. */
+struct authd_page_fields {
+    int status;               /* {{status}}, JSON "status" */
+    const char *error;        /* {{error}}, JSON "error": a short code ("forbidden", ...) */
+    const char *title;        /* {{title}} */
+    const char *message;      /* {{message}}, JSON "message": what happened, in plain words */
+    const char *email;        /* {{email}}: the signed-in account (email, else username/sub) */
+    const char *host;         /* {{host}}: the site as the browser named it */
+    const char *request_id;   /* {{request_id}}: also in authd's log line for the request */
+    const char *sign_out_url; /* {{sign_out_url}}: the host's sign-out path */
+    const char *sign_in_url;  /* {{sign_in_url}}: where a new login starts */
+    /* The two links are dropped (empty) unless they are a "/path" (not "//", "/\\") or an
+     * http(s) URL. */
+};
+
+/*
+ * What the door knows about the request that every page rendered for it shows: its id, the
+ * host, whether the client wants JSON, and the templates. Set once per request; json is set by
+ * the door only when a page may follow (authd_wants_json scans the Accept header, which an
+ * allowed check never needs).
+ */
+struct authd_page_ctx {
+    char request_id[AUTHD_REQUEST_ID_LEN + 1];
+    char host[AUTHD_MAX_HOST + 1];   /* truncated: it is only shown */
+    const struct authd_pages *pages; /* borrowed from the config serving the request */
+    bool json;
+};
+
+/* A new, unique-per-process, URL-safe request id ([0-9a-z] without i, l, o, u). */
+void authd_request_id(char out[AUTHD_REQUEST_ID_LEN + 1]);
+/* Fills c with a new request id, pages and the host (NULL: none); json false. */
+void authd_page_ctx_init(struct authd_page_ctx *c, const struct authd_pages *pages,
+                         const char *host);
+/* Replaces the host c shows. */
+void authd_page_ctx_host(struct authd_page_ctx *c, const char *host);
+
+struct pc_buf;
+
+/*
+ * Checks a template: placeholders {{status}}, {{error}}, {{title}}, {{message}}, {{email}},
+ * {{host}}, {{request_id}}, {{sign_out_url}}, {{sign_in_url}} (spaces inside the braces
+ * allowed), sections {{#name}}..{{/name}} (kept when the value is non-empty) and
+ * {{^name}}..{{/name}} (kept when it is empty), nested at most 8 deep. Returns 0, PC_EPARSE
+ * (unknown name, "{{{", unterminated tag, unbalanced section, NUL byte) or PC_ETOOBIG (over
+ * AUTHD_MAX_TEMPLATE); diag gets line:col and the problem.
+ */
+int authd_template_check(const char *text, size_t len, struct pc_diag *diag);
+
+/*
+ * A set of templates; each kind without one renders the built-in page. Reference-counted and
+ * immutable once loaded: configs merged from one head share it. new gives refs 1; put drops
+ * one (the last frees; NULL is a no-op); get adds one and returns p (NULL stays NULL).
+ */
+struct authd_pages *authd_pages_new(void);
+struct authd_pages *authd_pages_get(struct authd_pages *p);
+void authd_pages_put(struct authd_pages *p);
+/* Checks text (authd_template_check) and, when it passes, makes it kind's template (copied). */
+int authd_pages_set(struct authd_pages *p, enum authd_page kind, const char *text, size_t len,
+                    struct pc_diag *diag);
+/* True when p has an operator template for kind. */
+bool authd_pages_custom(const struct authd_pages *p, enum authd_page kind);
+/*
+ * Reads dir/forbidden.html, dir/error.html and dir/signed_out.html through rd; a missing one
+ * (-ENOENT) keeps the built-in page, but at least one must exist. Returns 0 with *out new, or
+ * an error with diag->file the file's name (static), line:col inside it and the problem:
+ * authd_template_check's codes, rd's, PC_ENOTFOUND when none of the files exists.
+ */
+int authd_pages_load(const char *dir, authd_read_file_fn rd, void *ud, struct authd_pages **out,
+                     struct pc_diag *diag);
+
+/*
+ * Renders kind for f into out (emptied first): p's template or the built-in one (p may be
+ * NULL), every value HTML-escaped; or, when json, the JSON twin
+ * {"error","status","message","host","email","request_id"} (null for absent values). Values
+ * are cut at AUTHD_MAX_PAGE_VALUE bytes, invalid UTF-8 becomes U+FFFD. An operator page that
+ * does not fit out falls back to the built-in one. Returns 0 or PC_ETOOBIG.
+ */
+int authd_page_render(const struct authd_pages *p, enum authd_page kind,
+                      const struct authd_page_fields *f, bool json, struct pc_buf *out);
+/* The Content-Type of a rendered page. */
+const char *authd_page_type(bool json);
+/* A short error code for a status without a more specific one ("bad_request", ...). */
+const char *authd_page_error_code(int status);
+/* The built-in template of kind (static), for tests and docs. */
+const char *authd_page_builtin(enum authd_page kind);
+/*
+ * Appends s (NULL: nothing) HTML-escaped: & < > " ' ` = as entities, control characters other
+ * than tab/CR/LF and invalid UTF-8 as U+FFFD, cut like page values. Returns 0 or PC_ETOOBIG.
+ */
+int authd_html_escape(struct pc_buf *b, const char *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* origin.c: the app request behind an nginx or direct request, as the proxy asserts it. */
@@ -967,6 +1090,7 @@ struct authd_reply {
      * the header, or with https, cookies stay Secure.
      */
     bool plain_http;
+    struct authd_page_ctx page; /* what pages rendered into it show; cleared by reset */
 };
 
 void authd_reply_init(struct authd_reply *r);
@@ -977,8 +1101,14 @@ void authd_reply_release(struct authd_reply *r);
 int authd_reply_header(struct authd_reply *r, const char *name, const char *value);
 /* Sets the Content-Type (copied; truncated to fit). */
 void authd_reply_type(struct authd_reply *r, const char *type);
-/* A small HTML page with title and message (HTML-escaped). */
+/* The error page (or its JSON twin, per r->page) with status, title and message. */
 void authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg);
+/*
+ * Page kind for f, from r->page's templates, as HTML or JSON per r->page.json; f's request id
+ * and host default to r->page's. Sets status and Content-Type, adds Cache-Control: no-store.
+ */
+void authd_reply_render(struct authd_reply *r, enum authd_page kind,
+                        const struct authd_page_fields *f);
 /* A JSON body. */
 void authd_reply_json(struct authd_reply *r, int status, const char *json);
 

@@ -1105,12 +1105,45 @@ apply_listen_overrides(struct ctx *c)
     return 0;
 }
 
+/* templatesDir (or --templates-dir): the operator's pages, checked like the rest. */
+static int
+parse_templates(struct ctx *c, const struct pc_ynode *root)
+{
+    const struct authd_overrides *ov = c->opts->overrides;
+    bool flag = ov != NULL && ov->templates_dir != NULL;
+    const char *name = flag ? "--templates-dir" : "templatesDir";
+    const struct pc_ynode *n = flag ? NULL : pc_ynode_get(root, "templatesDir");
+    authd_read_file_fn rd = c->opts->read_file ? c->opts->read_file : read_disk;
+    struct pc_diag d = {0};
+    char where[600];
+    const char *dir;
+    int rc;
+
+    if ((rc = get_str(c, root, "templatesDir", "", &c->cfg->templates_dir)) != 0)
+        return rc;
+    if (flag)
+        replace_str(&c->cfg->templates_dir, ov->templates_dir);
+    if ((dir = c->cfg->templates_dir) == NULL || dir[0] == '\0')
+        return 0;
+    if ((rc = authd_pages_load(dir, rd, c->opts->ud, &c->cfg->pages, &d)) == 0)
+        return 0;
+    pc_diag_format(&d, where, sizeof(where));
+    if (d.file != NULL) /* where starts with the template's name */
+        return fail(c, n, "%s: %s/%s", name, dir, where);
+    return fail(c, n, "%s: \"%s\": %s", name, dir, where);
+}
+
 static int
 parse_root(struct ctx *c, const struct pc_ynode *root)
 {
-    static const char *const keys[] = {
-        "listen", "adminListen", "cookieSecretFiles", "extAuthzPathPrefix", "allowInsecureIssuers",
-        "hosts",  NULL};
+    static const char *const keys[] = {"listen",
+                                       "adminListen",
+                                       "cookieSecretFiles",
+                                       "extAuthzPathPrefix",
+                                       "allowInsecureIssuers",
+                                       "hosts",
+                                       "templatesDir",
+                                       NULL};
     struct authd_config *cfg = c->cfg;
     int rc;
 
@@ -1125,7 +1158,8 @@ parse_root(struct ctx *c, const struct pc_ynode *root)
         (rc = get_str(c, root, "extAuthzPathPrefix", "", &cfg->ext_authz_prefix)) != 0 ||
         (rc = get_bool(c, root, "allowInsecureIssuers", "", &cfg->allow_insecure_issuers)) ||
         (rc = apply_listen_overrides(c)) != 0 || (rc = check_top(c, root)) != 0 ||
-        (rc = parse_hosts(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0)
+        (rc = parse_hosts(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0 ||
+        (rc = parse_templates(c, root)) != 0)
         return rc;
     return 0;
 }
@@ -1269,6 +1303,8 @@ authd_config_free(struct authd_config *cfg)
     free(cfg->ext_authz_prefix);
     authd_strlist_release(&cfg->secret_files);
     authd_keys_release(&cfg->keys);
+    free(cfg->templates_dir);
+    authd_pages_put(cfg->pages);
     free(cfg);
 }
 
@@ -1354,6 +1390,8 @@ authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *
     for (size_t i = 0; i < head->secret_files.n; i++)
         authd_strlist_add(&cfg->secret_files, head->secret_files.v[i]);
     cfg->keys = head->keys;
+    cfg->templates_dir = head->templates_dir ? pc_xstrdup(head->templates_dir) : NULL;
+    cfg->pages = authd_pages_get(head->pages);
     cfg->parts = pc_xcalloc(nparts ? nparts : 1, sizeof(*cfg->parts));
     for (size_t i = 0; i < nparts; i++)
         n += parts[i]->n;

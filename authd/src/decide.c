@@ -252,19 +252,20 @@ authd_access_allows(const struct authd_host *host, const struct authd_identity *
 static bool
 contains_ci(const char *hay, const char *needle)
 {
-    size_t n = strlen(needle);
+    return hay != NULL && strcasestr(hay, needle) != NULL;
+}
 
-    for (const char *p = hay; p != NULL && *p != '\0'; p++)
-        if (strncasecmp(p, needle, n) == 0)
-            return true;
-    return false;
+bool
+authd_wants_json(const char *accept, const char *x_requested_with)
+{
+    return (contains_ci(accept, "application/json") && !contains_ci(accept, "text/html")) ||
+           (x_requested_with && strcasecmp(x_requested_with, "XMLHttpRequest") == 0);
 }
 
 static bool
 wants_json(const struct authd_request *r)
 {
-    return (contains_ci(r->accept, "application/json") && !contains_ci(r->accept, "text/html")) ||
-           (r->x_requested_with && strcasecmp(r->x_requested_with, "XMLHttpRequest") == 0);
+    return authd_wants_json(r->accept, r->x_requested_with);
 }
 
 /* True when a missing login must be answered 401 rather than a redirect to the IdP. */
@@ -342,18 +343,50 @@ allow_status(const struct authd_request *r)
     return r->door == AUTHD_DOOR_NGINX ? 202 : 200;
 }
 
+/* The page for a 401/403 (or its JSON twin); host and request id come from the request. */
 static void
-set_body(struct authd_decision *d, const struct authd_request *r, int status, const char *title)
+set_body(struct authd_decision *d, const struct authd_decide_input *in, enum authd_page kind,
+         const struct authd_page_fields *f)
 {
-    if (wants_json(r)) {
-        d->content_type = pc_xstrdup("application/json");
-        d->body = pc_xasprintf("{\"error\":\"%s\",\"status\":%d}\n", title, status);
-    } else {
-        d->content_type = pc_xstrdup("text/html; charset=utf-8");
-        d->body = pc_xasprintf("<!doctype html><html><head><title>%d %s</title></head>"
-                               "<body><h1>%d %s</h1></body></html>\n",
-                               status, title, status, title);
-    }
+    struct authd_page_fields full = *f;
+    bool json = wants_json(in->req);
+    struct pc_buf b;
+
+    full.host = in->req->host;
+    full.request_id = in->request_id;
+    pc_buf_init(&b, AUTHD_MAX_PAGE);
+    authd_page_render(in->pages, kind, &full, json, &b);
+    d->content_type = pc_xstrdup(authd_page_type(json));
+    d->body = pc_buf_detach(&b);
+}
+
+/* The account a page names: its email (verified or not: it is the user's own), else the
+ * username, else the subject. */
+static const char *
+account_name(const struct authd_identity *id)
+{
+    return id->email ? id->email : id->preferred_username ? id->preferred_username : id->sub;
+}
+
+static void
+forbidden_page(struct authd_decision *d, const struct authd_decide_input *in,
+               const struct authd_identity *id, const char *why)
+{
+    bool unverified = strcmp(why, "email-unverified") == 0;
+
+    set_body(d, in, AUTHD_PAGE_FORBIDDEN,
+             &(struct authd_page_fields){
+                 .status = 403,
+                 .error = "forbidden",
+                 .title = "Access denied",
+                 .message = unverified ? "You are signed in, but your identity provider has not "
+                                         "verified your email address, so it cannot give you "
+                                         "access to this site."
+                                       : "You are signed in, but your account is not allowed to "
+                                         "use this site.",
+                 .email = account_name(id),
+                 .sign_out_url = in->host->oidc.sign_out_path,
+             });
 }
 
 /* scheme://host[:port]/path of the request, with a safe host and path, for the login's return. */
@@ -391,7 +424,16 @@ not_authenticated(struct authd_decision *d, const struct authd_decide_input *in)
         d->www_authenticate = pc_xstrdup(bearer_bad ? "Bearer realm=\"portcullis\", "
                                                       "error=\"invalid_token\""
                                                     : "Bearer realm=\"portcullis\"");
-        set_body(d, r, 401, "unauthorized");
+        set_body(d, in, AUTHD_PAGE_ERROR,
+                 &(struct authd_page_fields){
+                     .status = 401,
+                     .error = bearer_bad ? "invalid_token" : "unauthorized",
+                     .title = "Sign-in required",
+                     .message = bearer_bad ? "The bearer token was not accepted: it is invalid, "
+                                             "expired, or meant for another audience."
+                                           : "You are not signed in, or your session has ended. "
+                                             "This address needs a session or a bearer token.",
+                 });
         return;
     }
     d->verdict = AUTHD_LOGIN_REDIRECT;
@@ -433,7 +475,7 @@ decide_host(struct authd_decision *d, const struct authd_decide_input *in)
         d->verdict = AUTHD_FORBIDDEN;
         d->status = 403;
         d->reason = why;
-        set_body(d, r, 403, "forbidden");
+        forbidden_page(d, in, id, why);
     } else {
         d->verdict = AUTHD_ALLOW;
         d->status = allow_status(r);
@@ -471,14 +513,27 @@ authd_decide(const struct authd_decide_input *in, struct authd_decision *out)
         out->verdict = AUTHD_UNKNOWN_HOST;
         out->status = 403;
         out->reason = "unknown-host";
-        set_body(out, r, 403, "unknown host");
+        set_body(out, in, AUTHD_PAGE_ERROR,
+                 &(struct authd_page_fields){
+                     .status = 403,
+                     .error = "unknown_host",
+                     .title = "Unknown site",
+                     .message = "This gateway has no sign-in policy for this site, so it "
+                                "refuses every request to it.",
+                 });
         return 0;
     }
     if (r->path == NULL || r->path[0] != '/') {
         out->verdict = AUTHD_FORBIDDEN;
         out->status = 403;
         out->reason = "bad-path";
-        set_body(out, r, 403, "forbidden");
+        set_body(out, in, AUTHD_PAGE_ERROR,
+                 &(struct authd_page_fields){
+                     .status = 403,
+                     .error = "forbidden",
+                     .title = "Bad request",
+                     .message = "The address of this request is not a valid path.",
+                 });
         return 0;
     }
     if (path_is(in->host->oidc.callback_path, r->path) ||

@@ -54,6 +54,17 @@ verdict_name(const struct authd_decision *d)
     return "unknown";
 }
 
+/*
+ * A reply that may be a page: X-Request-Id, and JSON or HTML. Allowed checks skip both (the
+ * proxies drop the header on allow, and scanning Accept costs more than the id).
+ */
+static void
+page_of(struct authd_reply *r, const struct authd_http *h)
+{
+    authd_reply_header(r, "X-Request-Id", r->page.request_id);
+    r->page.json = authd_wants_json(h->accept, h->x_requested_with);
+}
+
 /* Verifies "Authorization: Bearer <JWT>" for hosts that accept bearer tokens. */
 static int
 open_bearer(struct check *c)
@@ -189,7 +200,7 @@ account(struct check *c, const struct authd_reply *r)
     pc_log(lvl, "check", "host", c->host_name, "policy", c->host ? c->host->id : NULL, "door", door,
            "decision", outcome, "status", status, "report_only",
            c->d.report_only ? "true" : "false", "user", user_of(c), "reason", c->d.reason,
-           "latency_us", lat, NULL);
+           "latency_us", lat, "request_id", r->page.request_id, NULL);
 }
 
 /* The session from the cache, or opened (and cached when cacheable). */
@@ -243,7 +254,9 @@ check(struct check *c, void *conn, struct authd_reply *r)
                                     .session = c->session,
                                     .bearer_rc = bearer_rc,
                                     .bearer = c->has_bearer ? &c->bearer : NULL,
-                                    .now = now};
+                                    .now = now,
+                                    .pages = r->page.pages,
+                                    .request_id = r->page.request_id};
     authd_decide(&in, &c->d);
     if (c->d.refresh_due && c->owned && c->owned->refresh_token &&
         authd_refresh_check(c->srv, c->host, &c->owned, c->h->cookie, &c->set_cookie) ==
@@ -257,6 +270,8 @@ check(struct check *c, void *conn, struct authd_reply *r)
         in.session = NULL;
         authd_decide(&in, &c->d);
     }
+    if (c->d.verdict != AUTHD_ALLOW && c->d.verdict != AUTHD_SKIP) /* a page may follow */
+        page_of(r, c->h);
     rc = respond(c, conn, r);
     if (rc == 0 && c->door == AUTHD_DOOR_ENVOY)
         authd_envoy_safe_reply(r); /* before accounting: log and metrics show what was sent */
@@ -328,7 +343,8 @@ refuse(struct authd_server *srv, const char *door, const struct authd_origin *o,
     authd_reply_header(r, "Cache-Control", "no-store");
     if (!strcmp(door, "nginx"))
         authd_metrics_decision(srv->metrics, "_unknown", door, "bad_request", 0);
-    pc_log(PC_LOG_INFO, "origin", "door", door, "status", "400", "reason", o->why, NULL);
+    pc_log(PC_LOG_INFO, "origin", "door", door, "status", "400", "reason", o->why, "request_id",
+           r->page.request_id, NULL);
 }
 
 static int
@@ -336,6 +352,7 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
 {
     struct authd_origin o;
 
+    page_of(r, h);
     if (authd_origin_direct(srv->cfg->cfg, h, &o)) {
         refuse(srv, "direct", &o, r);
         return 0;
@@ -346,6 +363,7 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
                         !strcmp(h->path, host->oidc.sign_out_path));
     char *rd, *target = NULL;
 
+    authd_page_ctx_host(&r->page, host_name);
     if (!own && !is_direct_path(h->path)) {
         authd_reply_page(r, 404, "not found", "unknown path");
         return 0;
@@ -378,9 +396,11 @@ nginx_check(struct authd_server *srv, const struct authd_http *h, void *conn, st
     struct authd_origin o;
 
     if (authd_origin_nginx(srv->cfg->cfg, h, &o)) {
+        page_of(r, h);
         refuse(srv, "nginx", &o, r);
         return 0;
     }
+    authd_page_ctx_host(&r->page, o.host);
     return run_check(srv, h, AUTHD_DOOR_NGINX, o.host, o.path, conn, r);
 }
 
@@ -413,7 +433,10 @@ int
 authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *conn,
                   struct authd_reply *r)
 {
+    /* The id of this request: on its pages, in X-Request-Id and in its log lines. */
+    authd_page_ctx_init(&r->page, srv->cfg->cfg->pages, h->host);
     if (srv->no_config) {
+        page_of(r, h);
         no_config(r);
         return 0;
     }

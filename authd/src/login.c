@@ -47,6 +47,24 @@ redirect(struct authd_reply *r, const char *location)
     authd_reply_header(r, "Cache-Control", "no-store");
 }
 
+/*
+ * The page of a login that failed: what went wrong, a new login (retry: where it starts, the
+ * page the user wanted when known) and the host's sign-out, which also ends the IdP's session
+ * so that another account can be used.
+ */
+static void
+login_failed(struct authd_reply *r, const struct authd_host *host, int status, const char *msg,
+             const char *retry)
+{
+    authd_reply_render(r, AUTHD_PAGE_ERROR,
+                       &(struct authd_page_fields){.status = status,
+                                                   .error = "login_failed",
+                                                   .title = "Sign-in failed",
+                                                   .message = msg,
+                                                   .sign_in_url = retry ? retry : "/",
+                                                   .sign_out_url = host->oidc.sign_out_path});
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* start */
 
@@ -93,15 +111,16 @@ authd_login_start(struct authd_server *srv, const struct authd_host *host,
     char *ruri = NULL, *url = NULL;
 
     if (!iss || !iss->discovered) {
-        authd_reply_page(r, 503, "login unavailable",
-                         "login unavailable: the identity provider's discovery document has "
-                         "not been fetched yet; try again shortly");
+        login_failed(r, host, 503,
+                     "Sign-in is not available yet: the identity provider's discovery document "
+                     "has not been fetched. Try again shortly.",
+                     target);
         authd_reply_header(r, "Retry-After", "5");
         return;
     }
     st = authd_login_state_new(host, target, authd_now());
     if (authd_login_state_seal(&cfg->keys, host, st, h->cookie, authd_now(), &set_cookie)) {
-        authd_reply_page(r, 500, "login failed", "login failed: cannot seal the login state");
+        login_failed(r, host, 500, "The login state could not be sealed.", target);
         goto out;
     }
     ruri = redirect_uri(host, h, host_name);
@@ -130,8 +149,9 @@ struct callback_ctx {
     char *id_token;
     char *host_name;
     int64_t t0;
-    bool envoy;      /* arrived through the Envoy door: never answer 5xx */
-    bool plain_http; /* see struct authd_reply */
+    bool envoy;                 /* arrived through the Envoy door: never answer 5xx */
+    bool plain_http;            /* see struct authd_reply */
+    struct authd_page_ctx page; /* the request's id and page settings */
 };
 
 static void
@@ -155,7 +175,7 @@ log_login(const struct callback_ctx *c, const char *result, const char *user, co
     snprintf(lat, sizeof(lat), "%lld", (long long)(authd_mono_us() - c->t0));
     pc_log(strcmp(result, "ok") ? PC_LOG_WARN : PC_LOG_INFO, "login", "host", c->host_name,
            "policy", c->host->id, "result", result, "user", user, "reason", why, "latency_us", lat,
-           NULL);
+           "request_id", c->page.request_id, NULL);
 }
 
 /* Finishes the callback with an error page. */
@@ -166,7 +186,9 @@ callback_fail(struct callback_ctx *c, int status, const char *msg, const char *w
 
     authd_reply_init(&r);
     r.plain_http = c->plain_http;
-    authd_reply_page(&r, status, "login failed", msg);
+    r.page = c->page;
+    authd_reply_header(&r, "X-Request-Id", c->page.request_id);
+    login_failed(&r, c->host, status, msg, c->st->redirect);
     add_set_cookies(&r, &c->set_cookie); /* clears the used state cookie */
     if (c->envoy)
         authd_envoy_safe_reply(&r);
@@ -185,7 +207,7 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
     int64_t now = authd_now();
 
     if (rc) {
-        callback_fail(c, 502, "login failed: the identity provider's ID token was not accepted",
+        callback_fail(c, 502, "The identity provider's ID token was not accepted.",
                       why ? why : pc_strerror(rc));
         json_decref(claims);
         return;
@@ -194,12 +216,13 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
     json_decref(claims);
     if (rc ||
         authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, &c->set_cookie)) {
-        callback_fail(c, 502, "login failed: the session could not be created", "session");
+        callback_fail(c, 502, "The session could not be created.", "session");
         authd_session_free(s);
         return;
     }
     authd_reply_init(&r);
     r.plain_http = c->plain_http;
+    authd_reply_header(&r, "X-Request-Id", c->page.request_id);
     redirect(&r, c->st->redirect);
     add_set_cookies(&r, &c->set_cookie);
     log_login(c, "ok", s->id.email ? s->id.email : s->id.sub, "code");
@@ -220,23 +243,22 @@ token_done(void *ud, int rc, long status, json_t *body, const char *error)
     if (rc == PC_EIO) {
         bool timeout = error && strstr(error, "timed out");
         callback_fail(c, timeout ? 504 : 502,
-                      timeout ? "login failed: the identity provider did not answer in time"
-                              : "login failed: the identity provider did not answer",
+                      timeout ? "The identity provider did not answer in time."
+                              : "The identity provider did not answer.",
                       error);
         return;
     }
     if (rc == PC_EAUTH && err && !strcmp(err, "invalid_grant")) {
         callback_fail(c, 400,
-                      "login failed: the authorization code was refused (expired or "
-                      "already used); start the login again",
+                      "The identity provider refused the authorization code "
+                      "(expired or already used). Start the sign-in again.",
                       err);
         return;
     }
     if (rc || !idt) {
         char why[64];
         snprintf(why, sizeof(why), "token endpoint status %ld", status);
-        callback_fail(c, 502, "login failed: the identity provider refused the code exchange",
-                      err ? err : why);
+        callback_fail(c, 502, "The identity provider refused the code exchange.", err ? err : why);
         return;
     }
     c->id_token = pc_xstrdup(idt);
@@ -246,6 +268,15 @@ token_done(void *ud, int rc, long status, json_t *body, const char *error)
                                   .nonce = c->st->nonce,
                                   .now = authd_now()};
     authd_oidc_verify(c->srv->oidc, c->host->oidc.issuer_url, c->id_token, &ex, verify_done, c);
+}
+
+/* An OAuth2 error code as IdPs send them (RFC 6749 4.1.2.1): "access_denied", ... */
+static bool
+is_error_code(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+    return n > 0 && n <= 64 && s[n] == '\0';
 }
 
 /* Validates the callback request synchronously; on success starts the code exchange. */
@@ -264,12 +295,14 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
     int rc = 0, orc;
 
     if (error) {
+        /* The IdP's words come from the query, so anyone can craft them: the page shows only a
+         * well-formed error code, the description goes to the log. */
         char *desc = authd_query_param(query, "error_description");
-        char *msg = pc_xasprintf("login failed: the identity provider answered \"%s\"%s%s", error,
-                                 desc ? ": " : "", desc ? desc : "");
-        authd_reply_page(r, 403, "login failed", msg);
+        char *msg = pc_xasprintf("The identity provider refused the sign-in (\"%s\").",
+                                 is_error_code(error) ? error : "unknown error");
+        login_failed(r, host, 403, msg, NULL);
         pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
-               "reason", error, NULL);
+               "reason", error, "detail", desc, "request_id", r->page.request_id, NULL);
         free(desc);
         free(msg);
         goto out;
@@ -278,30 +311,34 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                                          &st, &set_cookie)
                 : PC_ENOTFOUND;
     if (orc || !code) {
-        authd_reply_page(r, 400, "login failed",
-                         orc == PC_EEXPIRED ? "login failed: the login took too long; start again"
-                                            : "login failed: invalid or missing login state "
-                                              "(cookie); start the login again");
+        login_failed(r, host, 400,
+                     orc == PC_EEXPIRED
+                         ? "The sign-in took too long. Start it again."
+                         : "This browser has no matching login in progress (the "
+                           "login state cookie is missing or invalid). Start the sign-in again.",
+                     st ? st->redirect : NULL);
         add_set_cookies(r, &set_cookie);
         pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
-               "reason", orc ? pc_strerror(orc) : "no code", NULL);
+               "reason", orc ? pc_strerror(orc) : "no code", "request_id", r->page.request_id,
+               NULL);
         goto out;
     }
     const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
     if (!iss || !iss->discovered) {
-        authd_reply_page(r, 503, "login failed",
-                         "login failed: the identity provider's discovery document is not "
-                         "loaded; try again shortly");
+        login_failed(r, host, 503,
+                     "The identity provider's discovery document is not loaded. "
+                     "Try again shortly.",
+                     st->redirect);
         goto out;
     }
     /* One state, one code exchange: a replayed callback never reaches the token endpoint. */
     if (authd_replay_claim(srv->replay, st->state, st->expires_at, authd_now())) {
-        authd_reply_page(r, 400, "login failed",
-                         "login failed: this login was already used; start the login again");
+        login_failed(r, host, 400, "This login was already used. Start the sign-in again.",
+                     st->redirect);
         add_set_cookies(r, &set_cookie);
         authd_metrics_state_replay(srv->metrics);
         pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
-               "reason", "state already used", NULL);
+               "reason", "state already used", "request_id", r->page.request_id, NULL);
         goto out;
     }
     c = pc_xcalloc(1, sizeof(*c));
@@ -317,6 +354,7 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
     c->t0 = authd_mono_us();
     c->envoy = authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri) != NULL;
     c->plain_http = r->plain_http;
+    c->page = r->page;
     ruri = redirect_uri(host, h, host_name);
     struct authd_token_opts opts = {.host = host,
                                     .issuer = iss,
@@ -332,11 +370,11 @@ authd_login_callback(struct authd_server *srv, const struct authd_host *host,
         /* Refused at once (the issuer's queue is full): no exchange, so the state stays usable
          * and the cookie stays set; reloading the callback retries. */
         authd_replay_release(srv->replay, c->st->state, authd_now());
-        authd_reply_page(r, 503, "login failed",
-                         "login failed: the identity provider is busy; try again shortly");
+        login_failed(r, host, 503, "The identity provider is busy. Try again shortly.",
+                     c->st->redirect);
         authd_reply_header(r, "Retry-After", "5");
         pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
-               "reason", "idp busy", NULL);
+               "reason", "idp busy", "request_id", r->page.request_id, NULL);
         callback_free(c);
         goto out;
     }
@@ -363,6 +401,30 @@ absolute(const struct authd_http *h, const char *host_name, const char *target)
     return pc_xstrdup(target);
 }
 
+/*
+ * Signed out, and nowhere to send the browser: no IdP session to end, no rd. Redirecting to
+ * "/" would start a new login at once (silently, while the IdP's own session lasts), so the
+ * user gets a page saying what happened instead. Through Envoy any 200 lets the request
+ * through to the app, so there the page comes with 401: the browser is no longer signed in.
+ */
+static void
+signed_out(struct authd_reply *r, const struct authd_session *s, bool envoy)
+{
+    authd_reply_render(
+        r, AUTHD_PAGE_SIGNED_OUT,
+        &(struct authd_page_fields){
+            .status = envoy ? 401 : 200,
+            .error = "signed_out",
+            .title = "Signed out",
+            .message = "You are signed out of this site. Your sign-in at the identity provider "
+                       "may still be active: close the browser to end it.",
+            .email = s ? (s->id.email ? s->id.email : s->id.sub) : NULL,
+            .sign_in_url = "/",
+        });
+    if (envoy)
+        authd_reply_header(r, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
+}
+
 void
 authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
                      const struct authd_http *h, const char *host_name, const char *query,
@@ -372,16 +434,17 @@ authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
     struct authd_strlist set_cookie = {0};
     struct authd_session *s = NULL;
     char *rd = authd_query_param(query, "rd"), *target = NULL, *abs = NULL;
+    bool end_session = iss && iss->end_session_endpoint;
     struct pc_buf b;
 
     if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
-        target = pc_xstrdup("/");
+        target = NULL;
     authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
     authd_session_clear(host, h->cookie, true, &set_cookie);
     pc_buf_init(&b, 0);
-    if (iss && iss->end_session_endpoint) {
+    if (end_session) {
         char *e;
-        abs = absolute(h, host_name, target);
+        abs = absolute(h, host_name, target ? target : "/");
         pc_buf_appendf(&b, "%s%s", iss->end_session_endpoint,
                        strchr(iss->end_session_endpoint, '?') ? "&" : "?");
         e = pc_url_encode(host->oidc.client_id);
@@ -395,13 +458,21 @@ authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
             pc_buf_appendf(&b, "&id_token_hint=%s", e);
             pc_free_secret(e);
         }
-    } else {
+    } else if (target) {
         pc_buf_appends(&b, target);
     }
-    redirect(r, pc_buf_str(&b));
+    if (end_session || target)
+        redirect(r, pc_buf_str(&b));
+    else
+        signed_out(r, s,
+                   authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri) != NULL);
     add_set_cookies(r, &set_cookie);
     pc_log(PC_LOG_INFO, "sign_out", "host", host_name, "policy", host->id, "user",
-           s ? (s->id.email ? s->id.email : s->id.sub) : NULL, NULL);
+           s ? (s->id.email ? s->id.email : s->id.sub) : NULL, "result",
+           end_session ? "end_session"
+           : target    ? "redirect"
+                       : "page",
+           "request_id", r->page.request_id, NULL);
     b.secret = true;
     pc_buf_release(&b);
     authd_session_free(s);

@@ -34,6 +34,8 @@ usage(FILE *f)
                "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
                "      --admin-listen ADDR  host:port of the admin port (overrides adminListen)\n"
                "      --cookie-secret-file FILE  repeatable; replaces cookieSecretFiles\n"
+               "      --templates-dir DIR  forbidden.html, error.html, signed_out.html (overrides\n"
+               "                         templatesDir)\n"
                "  -V, --version          print the version\n"
                "  -h, --help             this help\n");
 }
@@ -151,6 +153,7 @@ main(int argc, char **argv)
         {"config-namespace", required_argument, NULL, 'N'},
         {"kubeconfig", required_argument, NULL, 'K'},
         {"allow-insecure-issuers", no_argument, NULL, 'I'},
+        {"templates-dir", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
@@ -198,6 +201,9 @@ main(int argc, char **argv)
             break;
         case 'I':
             overrides.allow_insecure_issuers = true;
+            break;
+        case 'T':
+            overrides.templates_dir = optarg;
             break;
         case 'V':
             printf("portcullis-authd %s\n", PORTCULLIS_VERSION);

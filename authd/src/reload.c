@@ -81,6 +81,22 @@ read_all(const char *path, struct pc_buf *b)
     return rc;
 }
 
+/* Template files count like secret files: a changed page reloads the config (and its pages). */
+static void
+digest_templates(struct pc_buf *b, const char *dir)
+{
+    for (int k = 0; dir && k < AUTHD_PAGE_COUNT; k++) {
+        char *path = pc_xasprintf("%s/%s", dir, authd_page_files[k]);
+        struct stat st;
+
+        if (stat(path, &st) == 0)
+            pc_buf_appendf(b, "\n%s:%llu:%lld:%lld.%09ld", authd_page_files[k],
+                           (unsigned long long)st.st_ino, (long long)st.st_size,
+                           (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+        free(path);
+    }
+}
+
 int
 authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t out[32])
 {
@@ -96,6 +112,8 @@ authd_config_digest(const char *path, const struct authd_config *cfg, uint8_t ou
             pc_buf_appendf(&b, "\n%llu:%lld:%lld.%09ld", (unsigned long long)st.st_ino,
                            (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     }
+    if (!rc && cfg)
+        digest_templates(&b, cfg->templates_dir);
     if (!rc)
         pc_sha256(b.data ? b.data : "", b.len, out);
     pc_buf_release(&b);
@@ -116,6 +134,7 @@ struct authd_watch {
     pthread_t thread;
     uint8_t digest[32];           /* what the last load attempt (good or bad) was made from */
     struct authd_strlist secrets; /* secret files of the last good config (own copy) */
+    char *templates_dir;          /* and its templatesDir */
 };
 
 /* A reload result on its way to the lws thread. */
@@ -142,6 +161,8 @@ copy_secrets(struct authd_watch *w, const struct authd_config *cfg)
     authd_strlist_release(&w->secrets);
     for (size_t i = 0; cfg && i < cfg->secret_files.n; i++)
         authd_strlist_add(&w->secrets, cfg->secret_files.v[i]);
+    free(w->templates_dir);
+    w->templates_dir = cfg && cfg->templates_dir ? pc_xstrdup(cfg->templates_dir) : NULL;
 }
 
 /* Loads the file when its digest changed and posts the outcome. */
@@ -154,6 +175,7 @@ check(struct authd_watch *w)
     uint8_t d[32];
 
     tmp.secret_files = w->secrets;
+    tmp.templates_dir = w->templates_dir;
     if (authd_config_digest(w->path, &tmp, d) || pc_memeq(d, w->digest, 32))
         return;
     memcpy(w->digest, d, 32);
@@ -165,6 +187,7 @@ check(struct authd_watch *w)
         /* The digest covers the new config's secret files from now on. */
         copy_secrets(w, cfg);
         tmp.secret_files = w->secrets;
+        tmp.templates_dir = w->templates_dir;
         authd_config_digest(w->path, &tmp, w->digest);
         j->ref = authd_cfgref_new(cfg);
     }
@@ -275,6 +298,7 @@ authd_watch_stop(struct authd_watch *w)
     if (w->stopfd >= 0)
         close(w->stopfd);
     authd_strlist_release(&w->secrets);
+    free(w->templates_dir);
     free(w->path);
     free(w->dir);
     free(w);

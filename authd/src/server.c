@@ -115,6 +115,7 @@ authd_reply_reset(struct authd_reply *r)
     r->content_type[0] = '\0';
     r->close = false;
     r->plain_http = false;
+    memset(&r->page, 0, sizeof(r->page));
 }
 
 void
@@ -154,46 +155,29 @@ authd_reply_type(struct authd_reply *r, const char *type)
     snprintf(r->content_type, sizeof(r->content_type), "%s", type ? type : "");
 }
 
-static void
-append_html_escaped(struct pc_buf *b, const char *s)
+void
+authd_reply_render(struct authd_reply *r, enum authd_page kind, const struct authd_page_fields *f)
 {
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            pc_buf_appends(b, "&lt;");
-            break;
-        case '>':
-            pc_buf_appends(b, "&gt;");
-            break;
-        case '&':
-            pc_buf_appends(b, "&amp;");
-            break;
-        case '"':
-            pc_buf_appends(b, "&quot;");
-            break;
-        case '\'':
-            pc_buf_appends(b, "&#39;");
-            break;
-        default:
-            pc_buf_append(b, s, 1);
-        }
-    }
+    struct authd_page_fields full = *f;
+
+    if (!full.request_id && r->page.request_id[0])
+        full.request_id = r->page.request_id;
+    if (!full.host && r->page.host[0])
+        full.host = r->page.host;
+    r->status = f->status;
+    authd_reply_type(r, authd_page_type(r->page.json));
+    authd_page_render(r->page.pages, kind, &full, r->page.json, &r->body);
+    authd_reply_header(r, "Cache-Control", "no-store");
 }
 
 void
 authd_reply_page(struct authd_reply *r, int status, const char *title, const char *msg)
 {
-    r->status = status;
-    authd_reply_type(r, "text/html; charset=utf-8");
-    pc_buf_reset(&r->body);
-    pc_buf_appends(&r->body, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
-    append_html_escaped(&r->body, title);
-    pc_buf_appends(&r->body, "</title></head>\n<body><h1>");
-    append_html_escaped(&r->body, title);
-    pc_buf_appends(&r->body, "</h1>\n<p>");
-    append_html_escaped(&r->body, msg);
-    pc_buf_appends(&r->body, "</p></body></html>\n");
-    authd_reply_header(r, "Cache-Control", "no-store");
+    authd_reply_render(r, AUTHD_PAGE_ERROR,
+                       &(struct authd_page_fields){.status = status,
+                                                   .error = authd_page_error_code(status),
+                                                   .title = title,
+                                                   .message = msg});
 }
 
 void

@@ -292,6 +292,10 @@ header(const struct authd_decision *d, const char *name)
     return NULL;
 }
 
+/* What the door passes for pages: the templates and the request id (test_pages). */
+static const struct authd_pages *row_pages;
+static const char *row_request_id;
+
 static void
 run_row(const struct row *r, struct authd_decision *d, struct authd_session *s,
         struct authd_identity *bearer)
@@ -305,8 +309,12 @@ run_row(const struct row *r, struct authd_decision *d, struct authd_session *s,
                                 .sec_fetch_mode = r->sfm,
                                 .cookie =
                                     "theme=dark; _portcullis=abc; _portcullis_csrf_abcdefghijkl=1"};
-    struct authd_decide_input in = {
-        .req = &req, .now = NOW, .bearer_rc = r->bearer_rc, .bearer = bearer};
+    struct authd_decide_input in = {.req = &req,
+                                    .now = NOW,
+                                    .bearer_rc = r->bearer_rc,
+                                    .bearer = bearer,
+                                    .pages = row_pages,
+                                    .request_id = row_request_id};
 
     in.host = authd_config_match_host(cfg, r->host);
     in.session_rc = session_for(r->who, s);
@@ -572,6 +580,85 @@ test_helpers(void **state)
     }
 }
 
+/* The page each denial shows: what happened, to whom, where, the request id, sign-out. */
+static void
+test_pages(void **state)
+{
+    static const struct {
+        const char *row, *accept;
+        const char *has[5];
+        const char *lacks;
+    } cases[] = {
+        {"subdomain not allowed",
+         NULL,
+         {"<h1>Access denied</h1>", "not allowed to use this site", "o@sub.example.com",
+          "<dd>app.example.com</dd>", "<a href=\"/oauth2/sign_out\">"},
+         "Try again"},
+        {"unverified domain",
+         NULL,
+         {"has not verified your email", "u@EXAMPLE.com", "rid4567890"},
+         NULL},
+        {"forbidden nginx", NULL, {"Access denied", "rid4567890"}, NULL},
+        {"unknown host",
+         NULL,
+         {"<h1>Unknown site</h1>", "<dd>evil.example.org</dd>", "rid4567890"},
+         "Sign out"},
+        {"api path", NULL, {"<h1>Sign-in required</h1>", "rid4567890"}, "Signed in as"},
+        {"bearer invalid", NULL, {"bearer token was not accepted"}, NULL},
+        {"json accept",
+         NULL,
+         {"{\"error\":\"unauthorized\",\"status\":401,", "\"host\":\"app.example.com\"",
+          "\"email\":null", "\"request_id\":\"rid4567890\"}"},
+         "<"},
+        {"subdomain not allowed",
+         JSON,
+         {"{\"error\":\"forbidden\",\"status\":403,", "\"email\":\"o@sub.example.com\"",
+          "\"request_id\":\"rid4567890\"}"},
+         "<"},
+    };
+
+    (void)state;
+    row_request_id = "rid4567890";
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct row r = rows[row_index(cases[i].row)];
+        struct authd_decision d;
+        struct authd_session s;
+        struct authd_identity bearer;
+
+        if (cases[i].accept)
+            r.accept = cases[i].accept;
+        run_row(&r, &d, &s, &bearer);
+        assert_non_null(d.body);
+        for (size_t k = 0; k < 5 && cases[i].has[k]; k++)
+            if (!strstr(d.body, cases[i].has[k]))
+                fail_msg("%s: body lacks %s:\n%s", cases[i].row, cases[i].has[k], d.body);
+        if (cases[i].lacks && strstr(d.body, cases[i].lacks))
+            fail_msg("%s: body has %s:\n%s", cases[i].row, cases[i].lacks, d.body);
+        authd_decision_release(&d);
+    }
+    /* The operator's forbidden page replaces the built-in one; other pages stay built-in. */
+    {
+        static const char tpl[] = "<p>no: {{email}} on {{host}} ({{request_id}})</p>";
+        struct authd_pages *p = authd_pages_new();
+        struct pc_diag diag = {0};
+        struct authd_decision d;
+        struct authd_session s;
+        struct authd_identity bearer;
+
+        assert_int_equal(authd_pages_set(p, AUTHD_PAGE_FORBIDDEN, tpl, strlen(tpl), &diag), 0);
+        row_pages = p;
+        run_row(&rows[row_index("subdomain not allowed")], &d, &s, &bearer);
+        assert_string_equal(d.body, "<p>no: o@sub.example.com on app.example.com (rid4567890)</p>");
+        authd_decision_release(&d);
+        run_row(&rows[row_index("unknown host")], &d, &s, &bearer);
+        assert_non_null(strstr(d.body, "Unknown site"));
+        authd_decision_release(&d);
+        row_pages = NULL;
+        authd_pages_put(p);
+    }
+    row_request_id = NULL;
+}
+
 int
 main(void)
 {
@@ -579,6 +666,7 @@ main(void)
         cmocka_unit_test(test_table),        cmocka_unit_test(test_headers),
         cmocka_unit_test(test_original_url), cmocka_unit_test(test_claim_sanitized),
         cmocka_unit_test(test_helpers),      cmocka_unit_test(test_groups_encoded),
+        cmocka_unit_test(test_pages),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -862,21 +862,24 @@ class OidcProvider(_Peer):
     postLogoutRedirectUris}]; users default to DEFAULT_USERS (login form checks passwords);
     PKCE S256 required; `groups` (and email, preferred_username, name) in the ID token;
     refresh tokens for clients; ttl: seconds per oidc-provider ttl name (AccessToken, IdToken,
-    RefreshToken, Session, Interaction, Grant)."""
+    RefreshToken, Session, Interaction, Grant); end_session=False: discovery names no
+    end_session_endpoint (RP-initiated logout off)."""
 
     def __init__(self, clients: list[dict], users: list[dict] | None = None, *, port: int | None = None,
-                 issuer_host: str = "127.0.0.1", ttl: dict | None = None, node: str = "node"):
+                 issuer_host: str = "127.0.0.1", ttl: dict | None = None, node: str = "node",
+                 end_session: bool = True):
         self.clients, self.users = clients, users if users is not None else DEFAULT_USERS
         self.port = port or free_port()
         self.issuer = f"http://{issuer_host}:{self.port}"
         self.ttl, self.node = ttl or {}, node
+        self.end_session = end_session
         self.dir = work_dir("idp")
         self.proc = None
 
     def start(self, timeout: float = 30):
         node_dir = Path(require_peers("node")["node_dir"])
         cfg = {"port": self.port, "host": self.host, "issuer": self.issuer, "users": self.users,
-               "clients": self.clients, "ttl": self.ttl}
+               "clients": self.clients, "ttl": self.ttl, "rpInitiatedLogout": self.end_session}
         cfg_path = self.dir / "idp.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
         self.proc = Proc("oidc-provider", [self.node, node_dir / "idp.mjs", cfg_path],
@@ -918,6 +921,8 @@ class Browser:
       {"fetch": url, "method", "headers"}   request with the page's cookies (status + body)
       {"open_tabs": [[steps], [steps]]}     run step lists in new tabs in parallel
       {"screenshot": path} / {"sleep": ms}
+      {"save_text": true}                   keep the page's text in this step's record ("text")
+      {"viewport": {"width", "height"}}     resize the page (e.g. 320 px wide)
     run() returns {ok, error, url, status, text, cookies, steps, tabs}; check=True raises
     BrowserError when ok is false."""
 

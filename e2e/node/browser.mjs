@@ -2,7 +2,8 @@
 // stdin: {"steps": [...], "executablePath", "args": [...], "timeout": ms}
 // stdout (last line): {"ok", "error", "url", "status", "text", "cookies", "steps", "tabs"}
 // Steps: goto, login, expect_status, text, expect_url, click, fill, wait_for_url, fetch,
-// open_tabs (parallel step lists in new tabs of the same profile), screenshot, sleep.
+// open_tabs (parallel step lists in new tabs of the same profile), screenshot, sleep,
+// save_text (the page's text into the step's record), viewport ({width, height}).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +79,11 @@ async function runSteps(ctx, page, steps, log) {
       if (bad) throw new StepError(`a tab failed: ${bad.error}`);
     } else if ('screenshot' in step) {
       await page.screenshot({ path: step.screenshot, fullPage: true });
+    } else if ('save_text' in step) {
+      rec.text = (await bodyText(page)).slice(0, 20000);
+      rec.title = await page.title();
+    } else if ('viewport' in step) {
+      await page.setViewportSize(step.viewport);
     } else if ('sleep' in step) {
       await page.waitForTimeout(step.sleep);
     } else {

@@ -2,7 +2,8 @@
 // usage: node idp.mjs config.json
 //   {port, host, issuer, users: [{username, password, email, groups, firstName, lastName}],
 //    clients: [{clientId, secret, redirectUris, tokenEndpointAuthMethod, serviceAccounts,
-//               postLogoutRedirectUris}], ttl: {AccessToken: 300, ...}}
+//               postLogoutRedirectUris}], ttl: {AccessToken: 300, ...},
+//    rpInitiatedLogout: true (false: no end_session_endpoint in discovery)}
 // Login form: /interaction/<uid> with inputs `username` / `password` (passwords checked);
 // consent is granted automatically. PKCE (S256) is required for every authorization request.
 import { readFileSync } from 'node:fs';
@@ -59,7 +60,7 @@ const provider = new Provider(cfg.issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: { enabled: cfg.rpInitiatedLogout ?? true },
   },
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token'),
   ttl: { AccessToken: 300, IdToken: 300, Interaction: 600, Session: 3600, Grant: 3600,

@@ -357,7 +357,7 @@ def test_hostile_state_cookie_names_do_not_crash_authd(env):
 
 def test_callback_with_bad_state_is_400(env):
     status, _, body = env["authd"].request("/ext-authz/oauth2/callback?code=x&state=forged")
-    assert status == 400 and b"login failed" in body
+    assert status == 400 and b"Sign-in failed" in body
 
 
 def test_refresh_happens_off_the_request_path(env):
@@ -533,7 +533,7 @@ def test_idp_down_sessions_still_work_and_login_fails_fast(env, alice):
     idp.stop()  # now it is gone: connection refused
     t0 = time.monotonic()
     status, _, body = authd.request(codes[1][0], cookies=codes[1][1])
-    assert status == 401 and b"login failed" in body and time.monotonic() - t0 < 2
+    assert status == 401 and b"Sign-in failed" in body and time.monotonic() - t0 < 2
     assert authd.request("/ext-authz/app", cookies=alice)[0] == 200
 
 
