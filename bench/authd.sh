@@ -22,6 +22,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib/mint.sh
+. "$ROOT/bench/lib/mint.sh"
 BUILD="$(cd "${1:-$ROOT/build}" 2>/dev/null && pwd || echo "${1:-$ROOT/build}")"
 CACHE="${PORTCULLIS_CACHE:-$HOME/.cache/portcullis}"
 DURATION="${BENCH_DURATION:-10s}"
@@ -132,18 +134,9 @@ build_tools() {
     cmake --build "$BUILD" --target portcullis-authd authd_core pccommon -j2 >"$WORK/build.log" 2>&1 || {
       log "cmake --build of authd failed:"; tail -20 "$WORK/build.log" >&2; AUTHD_STALE=1; }
   fi
-  rm -f "$TOOLS/mint_session"
-  if [[ -f "$BUILD/authd/libauthd_core.a" && -f "$BUILD/common/libpccommon.a" ]]; then
-    # What authd_core and pccommon link (authd/CMakeLists.txt, common/CMakeLists.txt).
-    local libs
-    libs="$(pkg-config --libs jansson yaml-0.1 libcurl libcrypto libssl 2>"$WORK/mint_session.log")" ||
-      { log "mint_session: pkg-config failed: $(cat "$WORK/mint_session.log")"; return 0; }
-    # shellcheck disable=SC2086
-    cc "${cflags[@]}" -I"$ROOT/authd/src" -I"$ROOT/common/include" "$ROOT/bench/mint_session.c" \
-      "$BUILD/authd/libauthd_core.a" "$BUILD/common/libpccommon.a" $libs -lpthread \
-      -o "$TOOLS/mint_session" 2>"$WORK/mint_session.log" ||
-      { log "mint_session did not build:"; tail -20 "$WORK/mint_session.log" >&2; rm -f "$TOOLS/mint_session"; }
-  fi
+  build_mint_session "$ROOT" "$BUILD" "$TOOLS/mint_session" "$WORK/mint_session.log" ||
+    { log "mint_session did not build:"; tail -20 "$WORK/mint_session.log" >&2; }
+  return 0
 }
 build_tools || { log "cannot build bench/lws_floor.c"; drop_target lws "lws_floor did not build"; }
 
