@@ -119,6 +119,9 @@ struct authd_config {
     struct authd_keys keys;
     struct authd_host *hosts;
     size_t nhosts;
+    /* Host name -> hosts[] index (exact names), ".suffix" -> index ("*.suffix" wildcards):
+     * authd_config_match_host's lookups, built with the host list. */
+    json_t *exact, *wild;
     /* Merged from parts (authd_config_with_hosts): hosts are copies of the parts' entries,
      * whose strings the parts own; the config holds a reference to each. NULL otherwise. */
     struct authd_hostlist **parts;

@@ -835,29 +835,34 @@ parse_host(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
     return 0;
 }
 
-/* A host name or id that appears in two entries is refused: the policy would be ambiguous. */
+/*
+ * A host name or id that appears in two entries is refused: the policy would be ambiguous.
+ * ids and names (objects: value -> entry index) hold what the entries before i claimed.
+ */
 static int
-check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i)
+check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i, json_t *ids, json_t *names)
 {
     const struct authd_host *h = &c->cfg->hosts[i];
     const struct pc_ynode *e = seq->vals[i];
+    const json_t *j;
 
-    for (size_t j = 0; j < i; j++) {
-        const struct authd_host *o = &c->cfg->hosts[j];
-
-        if (strcmp(o->id, h->id) == 0)
-            return fail(c, pc_ynode_get(e, "id"),
-                        "hosts[%zu].id: \"%s\" is already used by "
-                        "hosts[%zu] (ids must be unique)",
-                        i, h->id, j);
-        for (size_t k = 0; k < h->hosts.n; k++)
-            if (authd_strlist_contains(&o->hosts, h->hosts.v[k]))
-                return fail(c, pc_ynode_get(e, "hosts")->vals[k],
-                            "hosts[%zu].hosts[%zu]: \"%s\" "
-                            "is already protected by hosts[%zu] (id %s); a host may appear in one "
-                            "entry only",
-                            i, k, h->hosts.v[k], j, o->id);
-    }
+    if ((j = json_object_get(ids, h->id)) != NULL)
+        return fail(c, pc_ynode_get(e, "id"),
+                    "hosts[%zu].id: \"%s\" is already used by "
+                    "hosts[%zu] (ids must be unique)",
+                    i, h->id, (size_t)json_integer_value(j));
+    for (size_t k = 0; k < h->hosts.n; k++)
+        if ((j = json_object_get(names, h->hosts.v[k])) != NULL)
+            return fail(c, pc_ynode_get(e, "hosts")->vals[k],
+                        "hosts[%zu].hosts[%zu]: \"%s\" "
+                        "is already protected by hosts[%zu] (id %s); a host may appear in one "
+                        "entry only",
+                        i, k, h->hosts.v[k], (size_t)json_integer_value(j),
+                        c->cfg->hosts[json_integer_value(j)].id);
+    json_object_set_new(ids, h->id, json_integer((json_int_t)i));
+    for (size_t k = 0; k < h->hosts.n; k++)
+        if (json_object_get(names, h->hosts.v[k]) == NULL)
+            json_object_set_new(names, h->hosts.v[k], json_integer((json_int_t)i));
     return 0;
 }
 
@@ -905,6 +910,7 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
 {
     const struct pc_ynode *n = pc_ynode_get(root, "hosts");
     struct pc_cookie_scopes *scopes = NULL;
+    json_t *ids = NULL, *names = NULL;
     struct where wi;
     int rc = 0;
 
@@ -922,13 +928,17 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
      * and authd then answers every check with "unknown host". */
     c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
     scopes = pc_cookie_scopes_new();
+    ids = json_object();
+    names = json_object();
     for (size_t i = 0; i < n->n && rc == 0; i++) {
         c->cfg->nhosts = i + 1;
         c->cfg->hosts[i].index = i;
         if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), &c->cfg->hosts[i])) == 0 &&
-            (rc = check_unique(c, n, i)) == 0)
+            (rc = check_unique(c, n, i, ids, names)) == 0)
             rc = check_cookie_scope(c, n->vals[i], i, scopes);
     }
+    json_decref(ids);
+    json_decref(names);
     pc_cookie_scopes_free(scopes);
     return rc;
 }
@@ -1133,6 +1143,8 @@ parse_templates(struct ctx *c, const struct pc_ynode *root)
     return fail(c, n, "%s: \"%s\": %s", name, dir, where);
 }
 
+static void index_hosts(struct authd_config *cfg);
+
 static int
 parse_root(struct ctx *c, const struct pc_ynode *root)
 {
@@ -1161,6 +1173,7 @@ parse_root(struct ctx *c, const struct pc_ynode *root)
         (rc = parse_hosts(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0 ||
         (rc = parse_templates(c, root)) != 0)
         return rc;
+    index_hosts(cfg);
     return 0;
 }
 
@@ -1305,6 +1318,8 @@ authd_config_free(struct authd_config *cfg)
     authd_keys_release(&cfg->keys);
     free(cfg->templates_dir);
     authd_pages_put(cfg->pages);
+    json_decref(cfg->exact);
+    json_decref(cfg->wild);
     free(cfg);
 }
 
@@ -1404,6 +1419,7 @@ authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *
             cfg->nhosts++;
         }
     }
+    index_hosts(cfg);
     return cfg;
 }
 
@@ -1458,6 +1474,38 @@ authd_host_same(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
+/*
+ * A check looks its host up on every request: with thousands of hosts a scan costs more than
+ * the rest of the check. Exact names and wildcard suffixes go into two hash indexes; the
+ * first entry to claim a name keeps it (entries are unique after validation anyway).
+ */
+static void
+index_hosts(struct authd_config *cfg)
+{
+    cfg->exact = json_object();
+    cfg->wild = json_object();
+    for (size_t i = 0; i < cfg->nhosts; i++) {
+        const struct authd_strlist *l = &cfg->hosts[i].hosts;
+
+        for (size_t j = 0; j < l->n; j++) {
+            bool wild = l->v[j][0] == '*';
+            json_t *idx = wild ? cfg->wild : cfg->exact;
+            const char *key = wild ? l->v[j] + 1 : l->v[j]; /* ".example.com" */
+
+            if (json_object_get(idx, key) == NULL)
+                json_object_set_new(idx, key, json_integer((json_int_t)i));
+        }
+    }
+}
+
+static const struct authd_host *
+indexed(const struct authd_config *cfg, const json_t *idx, const char *key)
+{
+    const json_t *v = json_object_get(idx, key);
+
+    return v != NULL ? &cfg->hosts[json_integer_value(v)] : NULL;
+}
+
 const struct authd_host *
 authd_config_match_host(const struct authd_config *cfg, const char *host)
 {
@@ -1467,6 +1515,15 @@ authd_config_match_host(const struct authd_config *cfg, const char *host)
 
     if (cfg == NULL || !normalize_host(host, name, sizeof(name)))
         return NULL;
+    if (cfg->exact != NULL) {
+        /* Exact first; then the longest wildcard suffix: ".b.example.com" before ".example.com". */
+        if ((best = indexed(cfg, cfg->exact, name)) != NULL)
+            return best;
+        for (const char *dot = strchr(name, '.'); dot != NULL; dot = strchr(dot + 1, '.'))
+            if ((best = indexed(cfg, cfg->wild, dot)) != NULL)
+                return best;
+        return NULL;
+    }
     len = strlen(name);
     for (size_t i = 0; i < cfg->nhosts; i++)
         if (authd_strlist_contains(&cfg->hosts[i].hosts, name))

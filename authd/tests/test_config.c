@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "authd.h"
+#include "portcullis/buf.h"
 
 /* Loads a fixture that must be valid; the diagnostic is the failure message otherwise. */
 static struct authd_config *
@@ -245,6 +246,29 @@ test_durations(void **state)
     }
 }
 
+/* authd_config_match_host's scan of every entry, used when a config has no index. */
+static const struct authd_host *
+scanned(struct authd_config *cfg, const char *host)
+{
+    json_t *exact = cfg->exact;
+    const struct authd_host *h;
+
+    cfg->exact = NULL;
+    h = authd_config_match_host(cfg, host);
+    cfg->exact = exact;
+    return h;
+}
+
+static int
+secret_reader(void *ud, const char *path, char **data, size_t *len)
+{
+    (void)ud;
+    (void)path;
+    *data = strdup("0123456789abcdef0123456789abcdef");
+    *len = 32;
+    return 0;
+}
+
 static void
 test_match_host(void **state)
 {
@@ -300,8 +324,56 @@ test_match_host(void **state)
             fail_msg("%s: want hosts[%d], got %s", cases[i].host, cases[i].index,
                      h ? h->id : "none");
         }
+        assert_ptr_equal(h, scanned(cfg, cases[i].host));
     }
     authd_config_free(cfg);
+}
+
+/* Thousands of hosts: the indexed lookup answers what a scan of every entry answers. */
+static void
+test_match_host_many(void **state)
+{
+    struct authd_config_opts opts = {.read_file = secret_reader};
+    struct pc_buf text;
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    (void)state;
+    pc_buf_init(&text, 0);
+    pc_buf_appends(&text, "cookieSecretFiles: [s]\nhosts:\n");
+    for (int i = 0; i < 3000; i++) {
+        pc_buf_appendf(&text,
+                       "- id: ns/app-%d\n  hosts: [app-%d.team-%d.example.com%s]\n"
+                       "  oidc: {issuerURL: 'https://idp', clientID: c%d}\n",
+                       i, i, i % 40, i == 0 ? ", '*.deep.x.example.com'" : "", i);
+        if (i % 100 == 0) /* one wildcard per team, and a longer one inside it */
+            pc_buf_appendf(&text,
+                           "- id: ns/wild-%d\n  hosts: ['*.team-%d.example.com']\n"
+                           "  oidc: {issuerURL: 'https://idp', clientID: w%d}\n",
+                           i, i / 100, i);
+    }
+    assert_int_equal(authd_config_parse(text.data, text.len, &opts, &cfg, &diag), 0);
+    for (int i = 0; i < 3000; i += 7) {
+        char forms[6][128];
+
+        snprintf(forms[0], sizeof(forms[0]), "app-%d.team-%d.example.com", i, i % 40);
+        snprintf(forms[1], sizeof(forms[1]), "x%d.team-%d.example.com", i, i % 40);
+        snprintf(forms[2], sizeof(forms[2]), "a.b.team-%d.example.com", i % 40);
+        snprintf(forms[3], sizeof(forms[3]), "APP-%d.team-%d.example.com:443", i, i % 40);
+        snprintf(forms[4], sizeof(forms[4]), "team-%d.example.com", i % 40);
+        snprintf(forms[5], sizeof(forms[5]), "y%d.deep.x.example.com", i);
+        for (size_t f = 0; f < 6; f++) {
+            const struct authd_host *h = authd_config_match_host(cfg, forms[f]);
+
+            if (h != scanned(cfg, forms[f]))
+                fail_msg("%s: indexed %s, scanned %s", forms[f], h ? h->id : "none",
+                         scanned(cfg, forms[f]) ? scanned(cfg, forms[f])->id : "none");
+            if (f == 0 && (h == NULL || strncmp(h->id, "ns/app-", 7) != 0))
+                fail_msg("%s: want its own entry", forms[f]);
+        }
+    }
+    authd_config_free(cfg);
+    pc_buf_release(&text);
 }
 
 /* What authd serves with while its config file does not exist yet. */
@@ -339,6 +411,7 @@ main(void)
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_match_host),
+        cmocka_unit_test(test_match_host_many),
         cmocka_unit_test(test_placeholder),
     };
 
