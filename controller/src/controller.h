@@ -279,6 +279,7 @@ struct ctl_host {
     char *cookie;         /* ctl_cookie_scope of the spec ("" when invalid or deleting) */
     char *conflict;       /* HostConflict/CookieConflict message from ctl_hosts_settle */
     bool cookie_conflict; /* conflict is a CookieConflict */
+    bool settled;         /* accounted for in the hosts' kept claims */
     bool deleting;        /* claims nothing and has no outputs */
     /* the run loop's bookkeeping */
     char *out_sig;         /* signature of the outputs last published for the global writer */
@@ -303,6 +304,12 @@ bool ctl_host_publishes(const struct ctl_host *h);
 struct ctl_hosts {
     struct ctl_host **v;
     size_t n, cap;
+    /* What the settled hosts claim (hosts, policy names, cookie scopes), kept so that a host
+     * newer than all of them is settled alone; NULL when a change made them stale. */
+    json_t *claims;
+    struct pc_cookie_scopes *cookies;
+    const struct ctl_host *newest; /* the newest settled host */
+    unsigned long full_settles;    /* how often every host was settled again */
 };
 void ctl_hosts_init(struct ctl_hosts *hs);
 /* Frees every host (secrets wiped). */
@@ -328,6 +335,14 @@ bool ctl_host_retire(struct ctl_host *h);
  */
 void ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host *h),
                       void *ud);
+/*
+ * The same after h's claims changed (ctl_host_refresh returned true): when h was not settled
+ * before and is newer than every settled host (a ProtectedHost just created, the common case
+ * of a bulk apply), it cannot take anything from the others and is settled alone; otherwise
+ * everything is settled again.
+ */
+void ctl_hosts_settle_host(struct ctl_hosts *hs, struct ctl_host *h,
+                           void (*changed)(void *ud, struct ctl_host *h), void *ud);
 /* New signature of h's current outputs (entry and headers when it publishes). */
 char *ctl_host_out_sig(const struct ctl_host *h);
 /* New authd config text of every publishing host (free it with pc_free_secret). */

@@ -73,12 +73,24 @@ host_free(struct ctl_host *h)
     free(h);
 }
 
+/* The kept claims no longer describe the hosts: the next settle starts over. */
+static void
+forget_claims(struct ctl_hosts *hs)
+{
+    json_decref(hs->claims);
+    pc_cookie_scopes_free(hs->cookies);
+    hs->claims = NULL;
+    hs->cookies = NULL;
+    hs->newest = NULL;
+}
+
 void
 ctl_hosts_release(struct ctl_hosts *hs)
 {
     for (size_t i = 0; i < hs->n; i++)
         host_free(hs->v[i]);
     free(hs->v);
+    forget_claims(hs);
     memset(hs, 0, sizeof(*hs));
 }
 
@@ -155,6 +167,7 @@ ctl_hosts_remove(struct ctl_hosts *hs, const char *id)
 
     if (!found)
         return;
+    forget_claims(hs);
     host_free(hs->v[i]);
     memmove(hs->v + i, hs->v + i + 1, (hs->n - i - 1) * sizeof(*hs->v));
     hs->n--;
@@ -359,35 +372,56 @@ claim(const struct ctl_host *h, json_t *claims)
     return msg;
 }
 
+/* Settles h against the claims of the hosts older than it in hs, then records its own. */
+static void
+settle_one(struct ctl_hosts *hs, struct ctl_host *h, void (*changed)(void *ud, struct ctl_host *h),
+           void *ud)
+{
+    char *msg = h->valid && !h->deleting ? claim(h, hs->claims) : NULL;
+    bool cookie = false;
+
+    if (msg == NULL && h->valid && !h->deleting)
+        cookie = (msg = ctl_cookie_claim(hs->cookies, h->id, h->cookie, h->hosts)) != NULL;
+    h->settled = true;
+    hs->newest = h;
+    if (same(msg, h->conflict)) {
+        free(msg);
+        return;
+    }
+    h->cookie_conflict = cookie;
+    replace(&h->conflict, msg);
+    if (changed)
+        changed(ud, h);
+}
+
 void
 ctl_hosts_settle(struct ctl_hosts *hs, void (*changed)(void *ud, struct ctl_host *h), void *ud)
 {
     struct ctl_host **v = pc_xcalloc(hs->n + 1, sizeof(*v));
-    struct pc_cookie_scopes *cookies = pc_cookie_scopes_new();
-    json_t *claims = json_object();
 
+    forget_claims(hs);
+    hs->full_settles++;
+    hs->claims = json_object();
+    hs->cookies = pc_cookie_scopes_new();
     if (hs->n > 0) {
         memcpy(v, hs->v, hs->n * sizeof(*v));
         qsort(v, hs->n, sizeof(*v), by_age);
     }
-    for (size_t i = 0; i < hs->n; i++) {
-        char *msg = v[i]->valid && !v[i]->deleting ? claim(v[i], claims) : NULL;
-        bool cookie = false;
-
-        if (msg == NULL && v[i]->valid && !v[i]->deleting)
-            cookie = (msg = ctl_cookie_claim(cookies, v[i]->id, v[i]->cookie, v[i]->hosts)) != NULL;
-        if (same(msg, v[i]->conflict)) {
-            free(msg);
-            continue;
-        }
-        v[i]->cookie_conflict = cookie;
-        replace(&v[i]->conflict, msg);
-        if (changed)
-            changed(ud, v[i]);
-    }
-    pc_cookie_scopes_free(cookies);
-    json_decref(claims);
+    for (size_t i = 0; i < hs->n; i++)
+        settle_one(hs, v[i], changed, ud);
     free(v);
+}
+
+void
+ctl_hosts_settle_host(struct ctl_hosts *hs, struct ctl_host *h,
+                      void (*changed)(void *ud, struct ctl_host *h), void *ud)
+{
+    const struct ctl_host *newest = hs->newest;
+
+    if (hs->claims && !h->settled && (newest == NULL || by_age(&newest, &h) < 0))
+        settle_one(hs, h, changed, ud);
+    else
+        ctl_hosts_settle(hs, changed, ud);
 }
 
 /* ---- the shared outputs ---------------------------------------------------------------------- */

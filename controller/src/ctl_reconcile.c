@@ -588,7 +588,7 @@ refresh(struct ctl_ctx *c, const char *id, const json_t *obj, json_t **policy)
     pthread_mutex_lock(&c->hmu);
     h = ctl_hosts_get(&c->hosts, id);
     if (ctl_host_refresh(h, obj, &so, policy))
-        ctl_hosts_settle(&c->hosts, requeue_changed, c);
+        ctl_hosts_settle_host(&c->hosts, h, requeue_changed, c);
     dirty = ctl_publish(c, h);
     v = ctl_host_verdict(h);
     pthread_mutex_unlock(&c->hmu);

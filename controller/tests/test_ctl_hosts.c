@@ -85,9 +85,10 @@ feed(struct ctl_hosts *hs, const json_t *objs, const size_t *order, const struct
     for (size_t i = 0; i < json_array_size(objs); i++) {
         json_t *obj = json_array_get(objs, order[i]), *policy = NULL;
         char *id = id_of(obj);
+        struct ctl_host *h = ctl_hosts_get(hs, id);
 
-        if (ctl_host_refresh(ctl_hosts_get(hs, id), obj, o, &policy))
-            ctl_hosts_settle(hs, NULL, NULL);
+        if (ctl_host_refresh(h, obj, o, &policy))
+            ctl_hosts_settle_host(hs, h, NULL, NULL); /* as the run loop does */
         json_decref(policy);
         free(id);
     }
@@ -149,6 +150,45 @@ test_agrees_with_state_in_any_order(void **state)
         assert_agree(&hs, objs, &o);
         ctl_hosts_release(&hs);
     }
+    json_decref(objs);
+}
+
+/*
+ * Oldest first, as a bulk apply arrives: every host after the first is settled alone (the
+ * kept claims grow), and the result is what settling everything gives.
+ */
+static void
+test_bulk_settles_each_host_alone(void **state)
+{
+    struct ctl_state_opts o = {.secret = secrets};
+    json_t *objs = json_array();
+    struct ctl_hosts hs;
+
+    (void)state;
+    for (int i = 0; i < 300; i++) {
+        char name[32], created[32], hosts[64];
+
+        snprintf(name, sizeof(name), "app-%03d", i);
+        snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", i / 60, i % 60);
+        /* every tenth asks for the host of the one before it: a conflict to find alone */
+        snprintf(hosts, sizeof(hosts), "[\"h%03d.example.com\"]", i % 10 == 9 ? i - 1 : i);
+        json_array_append_new(objs, ph("bulk", name, created, hosts, NULL));
+    }
+    ctl_hosts_init(&hs);
+    for (size_t i = 0; i < json_array_size(objs); i++) {
+        json_t *obj = json_array_get(objs, i);
+        char *id = id_of(obj);
+        struct ctl_host *h = ctl_hosts_get(&hs, id);
+
+        assert_true(ctl_host_refresh(h, obj, &o, NULL));
+        ctl_hosts_settle_host(&hs, h, NULL, NULL);
+        assert_ptr_equal(hs.newest, h); /* settled alone, or by the first full settle */
+        free(id);
+    }
+    assert_int_equal(hs.full_settles, 1); /* the first host; every later one alone */
+    assert_int_equal(ctl_host_verdict(ctl_hosts_find(&hs, "bulk/app-009")), CTL_HOST_CONFLICT);
+    assert_agree(&hs, objs, &o);
+    ctl_hosts_release(&hs);
     json_decref(objs);
 }
 
@@ -246,6 +286,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_agrees_with_state_in_any_order),
+        cmocka_unit_test(test_bulk_settles_each_host_alone),
         cmocka_unit_test(test_retire_hands_over),
         cmocka_unit_test(test_out_sig_follows_changes),
         cmocka_unit_test(test_sorted_set),
