@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -256,6 +257,9 @@ portcullis propagation benchmark ({res['count']} ProtectedHosts, 2 authd replica
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, Ctrl-C from a wrapper) unwinds through the finally blocks, so every
+    # process this started is stopped by its pid.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         sys.exit(main())
     except Exception as e:  # noqa: BLE001 - a benchmark that did not measure fails loudly
