@@ -255,6 +255,12 @@ enum ctl_enforce {
  */
 enum ctl_enforce ctl_replicas_enforce(const json_t *leases, time_t now, unsigned shard,
                                       long long gen, char **why);
+/*
+ * For each of n shards, the oldest generation every replica alive at now enforces (0 when
+ * one lacks it; LLONG_MAX when no replica is alive, or one refused a version: nothing waits
+ * for it then), into min[n].
+ */
+void ctl_replicas_min_loaded(const json_t *leases, time_t now, unsigned n, long long *min);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_hosts.c - what `run` keeps per ProtectedHost, rendered once per change                 */

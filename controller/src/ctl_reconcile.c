@@ -217,23 +217,33 @@ ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj)
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
     const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
     json_t *ids = json_array(), *id;
+    long long *min = NULL;
     size_t i;
 
     if (!name)
         goto out;
+    min = pc_xcalloc(c->nshards, sizeof(*min));
     pthread_mutex_lock(&c->mu);
     if (type == K8S_DELETED)
         json_object_del(c->replicas, name);
     else
         json_object_set(c->replicas, name, obj);
+    ctl_replicas_min_loaded(c->replicas, time(NULL), c->nshards, min);
     pthread_mutex_unlock(&c->mu);
+    /* Only the hosts this change lets go further: every Lease renewal would otherwise run
+     * every waiting host's key again (thousands during a bulk apply). */
     pthread_mutex_lock(&c->hmu);
-    for (i = 0; i < c->hosts.n; i++)
-        if (c->hosts.v[i]->awaiting)
-            json_array_append_new(ids, json_string(c->hosts.v[i]->id));
+    for (i = 0; i < c->hosts.n; i++) {
+        const struct ctl_host *h = c->hosts.v[i];
+
+        if (h->awaiting && h->gen_seq == h->seq &&
+            min[ctl_shard_of(h->id, c->nshards)] >= h->need_gen)
+            json_array_append_new(ids, json_string(h->id));
+    }
     pthread_mutex_unlock(&c->hmu);
     json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
 out:
+    free(min);
     json_decref(ids);
 }
 
@@ -343,14 +353,39 @@ delete_policy(struct ctl_ctx *c, const char *policy_ref)
     return rc;
 }
 
-/* Adds or removes our finalizer, guarded by the object's resourceVersion. */
+static int set_finalizer_once(struct ctl_ctx *c, const json_t *obj, bool present,
+                              struct pc_diag *d);
+
+/*
+ * Adds or removes our finalizer, guarded by the object's resourceVersion. The cached object
+ * lags the API under load (our own earlier patch or status write may not have come back on
+ * the watch yet): on a conflict the object is read again, and the patch retried once on it.
+ */
 static int
 set_finalizer(struct ctl_ctx *c, const json_t *obj, bool present)
 {
     const json_t *md = json_object_get(obj, "metadata");
-    json_t *list = json_array(), *patch;
     struct k8s_ref ref = ph_ref;
     struct pc_diag d = {0};
+    json_t *fresh = NULL;
+    int rc = set_finalizer_once(c, obj, present, &d);
+
+    ref.namespace = pc_json_str(md, "namespace");
+    ref.name = pc_json_str(md, "name");
+    if (rc == K8S_ECONFLICT && k8s_get(c->kc, &ref, &fresh, &d) == 0)
+        rc = has_finalizer(fresh) == present ? 0 : set_finalizer_once(c, fresh, present, &d);
+    json_decref(fresh);
+    if (rc < 0 && rc != K8S_ENOTFOUND)
+        pc_log(PC_LOG_WARN, "finalizer_update_failed", "owner", ref.name, "error", d.msg, NULL);
+    return rc == K8S_ENOTFOUND ? 0 : rc;
+}
+
+static int
+set_finalizer_once(struct ctl_ctx *c, const json_t *obj, bool present, struct pc_diag *d)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    json_t *list = json_array(), *patch;
+    struct k8s_ref ref = ph_ref;
     size_t i;
     json_t *f;
     int rc;
@@ -366,11 +401,9 @@ set_finalizer(struct ctl_ctx *c, const json_t *obj, bool present)
                       json_object_get(md, "resourceVersion"));
     ref.namespace = pc_json_str(md, "namespace");
     ref.name = pc_json_str(md, "name");
-    rc = k8s_merge_patch(c->kc, &ref, patch, &d);
-    if (rc < 0 && rc != K8S_ENOTFOUND)
-        pc_log(PC_LOG_WARN, "finalizer_update_failed", "owner", ref.name, "error", d.msg, NULL);
+    rc = k8s_merge_patch(c->kc, &ref, patch, d);
     json_decref(patch);
-    return rc == K8S_ENOTFOUND ? 0 : rc;
+    return rc;
 }
 
 /* ---- the host cache ---------------------------------------------------------------------- */

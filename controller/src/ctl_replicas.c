@@ -8,6 +8,7 @@
  */
 #include "controller.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,33 @@ alive(const json_t *lease, time_t now)
     if (renew == NULL || k8s_parse_time(renew, &t) < 0)
         return false;
     return now <= t + (secs > 0 ? secs : 15);
+}
+
+void
+ctl_replicas_min_loaded(const json_t *leases, time_t now, unsigned n, long long *min)
+{
+    const char *name;
+    json_t *lease;
+
+    for (unsigned s = 0; s < n; s++)
+        min[s] = LLONG_MAX;
+    json_object_foreach((json_t *)leases, name, lease)
+    {
+        const json_t *ann = pc_json_path(lease, "metadata.annotations");
+
+        if (!alive(lease, now))
+            continue;
+        for (unsigned s = 0; s < n; s++) {
+            char key[8];
+            long long have, refused;
+
+            snprintf(key, sizeof(key), "%02x", s & 0xff);
+            have = listed(pc_json_str(ann, CTL_ANNOT_LOADED), key);
+            refused = listed(pc_json_str(ann, CTL_ANNOT_REJECTED), key);
+            if (refused < 0 && have < min[s])
+                min[s] = have < 0 ? 0 : have;
+        }
+    }
 }
 
 enum ctl_enforce

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +92,38 @@ test_cases(void **state)
     }
 }
 
+static void
+test_min_loaded(void **state)
+{
+    json_t *leases = json_loads(
+        "{\"a\":{\"metadata\":{\"annotations\":{\"portcullis.io/loaded\":\"00=5,01=7,02=3\","
+        "\"portcullis.io/rejected\":\"02=4\"}},"
+        "\"spec\":{\"holderIdentity\":\"a\",\"renewTime\":\"2026-01-01T00:00:00Z\"}},"
+        "\"b\":{\"metadata\":{\"annotations\":{\"portcullis.io/loaded\":\"00=6,01=2\"}},"
+        "\"spec\":{\"holderIdentity\":\"b\",\"renewTime\":\"2026-01-01T00:00:00Z\"}},"
+        "\"gone\":{\"metadata\":{\"annotations\":{\"portcullis.io/loaded\":\"00=1\"}},"
+        "\"spec\":{\"holderIdentity\":\"gone\",\"renewTime\":\"2025-01-01T00:00:00Z\"}}}",
+        0, NULL);
+    long long min[4];
+
+    (void)state;
+    ctl_replicas_min_loaded(leases, NOW, 4, min);
+    assert_int_equal(min[0], 5); /* the expired lease does not count */
+    assert_int_equal(min[1], 2);
+    assert_int_equal(min[2], 0); /* b lacks it; a refused a newer one */
+    assert_int_equal(min[3], 0);
+    json_decref(leases);
+    leases = json_object();
+    ctl_replicas_min_loaded(leases, NOW, 4, min);
+    assert_true(min[0] == LLONG_MAX); /* nobody to wait for */
+    json_decref(leases);
+}
+
 int
 main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cases)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cases),
+                                       cmocka_unit_test(test_min_loaded)};
 
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
