@@ -121,9 +121,9 @@ class WatchingAuthd(Authd):
     """portcullis-authd --watch-config as pod `pod`, authenticating with kubeconfig (its
     Lease is portcullis-authd-<pod>); check() speaks like Envoy's ext_authz to its door."""
 
-    def __init__(self, pod, kubeconfig, issuer, *, cookie_secret, head_file=False):
+    def __init__(self, pod, kubeconfig, issuer, *, cookie_secret, head_file=False, args=()):
         super().__init__(f"authd-{pod}", lambda c: config_head(c) + "hosts: []\n",
-                         cookie_secret=cookie_secret, issuer=issuer)
+                         cookie_secret=cookie_secret, issuer=issuer, args=args)
         self.pod, self.kubeconfig, self.head_file = pod, kubeconfig, head_file
         self.lease = f"portcullis-authd-{pod}"
 
@@ -132,7 +132,7 @@ class WatchingAuthd(Authd):
                 ["--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
                  "--cookie-secret-file", self.c["secret"], "--allow-insecure-issuers"])
         self.proc = Proc("authd", [AUTHD, *head, "--watch-config", "--kubeconfig", self.kubeconfig,
-                                   "--log-level", "debug"],
+                                   "--log-level", "debug", *self.args],
                          env={"POD_NAME": self.pod}, log_path=self.log_path).start()
         self.proc.wait_http(f"http://127.0.0.1:{self.admin}/healthz", timeout,
                             ok=lambda s: s == 200)
