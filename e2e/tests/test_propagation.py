@@ -254,8 +254,11 @@ def test_ten_thousand_protected_hosts_fit(env, tmp_path):
     count, ns = 10000, "bulk-authd"
     docs = [ph(f"bulk-{i}", f"bulk-{i}.apps.example.com", env["issuer"],
                [f"team-{i % 50}-devs", f"team-{i % 50}-admins"]) for i in range(count)]
-    src = tmp_path / "bulk.yaml"
-    src.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    src = tmp_path / "protected-hosts"  # a GitOps directory: 500 per file
+    src.mkdir()
+    for f in range(0, count, 500):
+        (src / f"bulk-{f:05d}.yaml").write_text("\n---\n".join(json.dumps(d)
+                                                             for d in docs[f:f + 500]))
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
     out = tmp_path / "out"
