@@ -48,6 +48,9 @@
 #define CTL_LABEL_OWNER_NS "portcullis.io/owner-namespace"
 #define CTL_LABEL_OWNER_NAME "portcullis.io/owner-name"
 #define CTL_ANNOT_OWNER "portcullis.io/owner"
+/* The ServiceEntries of --egress-service-entries: the label the controller lists them by. */
+#define CTL_LABEL_EGRESS "portcullis.io/egress"
+#define CTL_ANNOT_ISSUER_HOST "portcullis.io/issuer-host"
 #define CTL_MAX_ERRORS 16
 
 /* ---------------------------------------------------------------------------------------- */
@@ -100,6 +103,7 @@ struct ctl_authd_opts {
     int port;              /* default 4180 */
     bool allow_insecure_issuers;
     unsigned shards; /* authd config shards, 0: CTL_SHARDS_DEFAULT */
+    bool egress;     /* --egress-service-entries: a ServiceEntry per issuer host */
 };
 
 /* The number of shards o asks for (CTL_SHARDS_DEFAULT when unset). */
@@ -166,6 +170,33 @@ char *ctl_provider_snippet(const json_t *provider, size_t max);
 int ctl_provider_check(const json_t *provider, struct pc_diag *diag);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_egress.c - ServiceEntries so authd reaches the issuers (REGISTRY_ONLY meshes)         */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Splits an http(s) issuer URL: *host new (lowercased, userinfo dropped), *port (443 / 80
+ * unless given), *tls for https. Returns 0, or PC_EINVAL (*host NULL) when the URL has no
+ * DNS host a ServiceEntry could name (an IPv6 literal, a bad port, another scheme).
+ */
+int ctl_issuer_endpoint(const char *issuer_url, char **host, int *port, bool *tls);
+/*
+ * Adds issuer_url's endpoint to set, an object {host: {"%05d" port: "TLS"|"HTTP"}}; URLs
+ * ctl_issuer_endpoint refuses are left out. A port named by https and http issuers is TLS.
+ */
+void ctl_egress_add(json_t *set, const char *issuer_url);
+/* New ServiceEntry name of an issuer host ("portcullis-egress-<host>-<hash>", <= 63 chars). */
+char *ctl_egress_name(const char *host);
+/*
+ * New array of ServiceEntries (networking.istio.io/v1), one per host of set, sorted by host:
+ * MESH_EXTERNAL, DNS resolution, exportTo ["."], in o's authd namespace, labelled
+ * CTL_LABEL_EGRESS=issuer. Ports sorted; named "https" (or "http") when alone or the
+ * default port, else "https-<number>".
+ */
+json_t *ctl_render_egress(const json_t *set, const struct ctl_authd_opts *o);
+/* New array of the names in existing (an array of strings) that no object of wanted has. */
+json_t *ctl_egress_stale(const json_t *existing, const json_t *wanted);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_state.c - the desired state of every ProtectedHost together                          */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -218,6 +249,7 @@ struct ctl_state {
     char *authd_text;     /* new config.yaml text (deterministic) */
     char **shards;        /* new hosts.yaml text of each shard (ctl_shard_count of o->authd) */
     unsigned nshards;
+    json_t *egress; /* new array of ServiceEntries (empty unless o->authd.egress) */
 };
 
 /*
@@ -283,6 +315,7 @@ struct ctl_host {
     char *entry;          /* authd hosts[] entry text (holds the client secret), else NULL */
     char *headers;        /* upstreamHeaders names lowercased, each followed by '\n' */
     char *cookie;         /* ctl_cookie_scope of the spec ("" when invalid or deleting) */
+    char *issuer;         /* spec.oidc.issuerURL ("" when invalid or deleting) */
     char *conflict;       /* HostConflict/CookieConflict message from ctl_hosts_settle */
     bool cookie_conflict; /* conflict is a CookieConflict */
     bool settled;         /* accounted for in the hosts' kept claims */
@@ -361,6 +394,9 @@ char **ctl_hosts_shard_texts(const struct ctl_hosts *hs, unsigned n);
 void ctl_shard_texts_free(char **texts, unsigned n);
 /* New extensionProviders entry over every publishing host's headers. */
 json_t *ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
+/* New array of ServiceEntries (ctl_render_egress) for every publishing host's issuer; empty
+ * unless o->egress. */
+json_t *ctl_hosts_egress(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_mesh.c - merging the provider into Istio's mesh config                               */

@@ -295,6 +295,16 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
                             json_incref(st->items[i].policy));
         free(file);
     }
+    for (size_t i = 0; rc == 0 && i < json_array_size(st->egress); i++) {
+        json_t *se = json_array_get(st->egress, i);
+
+        file = pc_xasprintf("serviceentry-%s.yaml",
+                            pc_json_str(json_object_get(se, "metadata"), "name"));
+        rc = write_json_doc(c, file,
+                            "ServiceEntry (networking.istio.io/v1): authd's way out to the issuer",
+                            json_incref(se));
+        free(file);
+    }
     if (rc == 0 && !c->manifests_only && ctl_mesh_merge(NULL, st->provider, &mesh, &d) == 0)
         rc = write_doc(c, "mesh-config.yaml",
                        "mesh config fragment: merge into meshConfig (ConfigMap istio, key mesh)",
@@ -325,7 +335,8 @@ usage(FILE *f)
     fprintf(f, "usage: portcullis-controller render -f FILE|DIR... [-o DIR]\n"
                "         [--secret-file NS/NAME/KEY=PATH]... [--authd-namespace NS]\n"
                "         [--authd-service NAME] [--authd-port PORT]\n"
-               "         [--allow-insecure-issuers] [--manifests-only]\n");
+               "         [--allow-insecure-issuers] [--manifests-only]\n"
+               "         [--egress-service-entries]\n");
 }
 
 static int
@@ -342,7 +353,7 @@ add_secret_file(struct render_ctx *c, const char *arg)
     return 0;
 }
 
-enum { OPT_SECRET = 256, OPT_NS, OPT_SVC, OPT_PORT, OPT_INSECURE, OPT_MANIFESTS };
+enum { OPT_SECRET = 256, OPT_NS, OPT_SVC, OPT_PORT, OPT_INSECURE, OPT_MANIFESTS, OPT_EGRESS };
 
 static int
 parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
@@ -356,6 +367,7 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
         {"authd-port", required_argument, NULL, OPT_PORT},
         {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
         {"manifests-only", no_argument, NULL, OPT_MANIFESTS},
+        {"egress-service-entries", no_argument, NULL, OPT_EGRESS},
         {"help", no_argument, NULL, 'h'},
         {0}};
     int ch;
@@ -396,6 +408,9 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
             break;
         case OPT_MANIFESTS:
             c->manifests_only = true;
+            break;
+        case OPT_EGRESS:
+            c->opts.authd.egress = true;
             break;
         case 'h':
             return 1;

@@ -65,6 +65,7 @@ host_free(struct ctl_host *h)
     free(h->headers);
     free(h->conflict);
     free(h->cookie);
+    free(h->issuer);
     free(h->out_sig);
     free(h->applied_ref);
     free(h->applied_hash);
@@ -138,6 +139,7 @@ host_new(const char *id)
     h->created = pc_xstrdup("");
     h->hosts = pc_xstrdup("");
     h->headers = pc_xstrdup("");
+    h->issuer = pc_xstrdup("");
     h->policy_name = ctl_policy_name(h->ns, h->name);
     return h;
 }
@@ -295,6 +297,8 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
     replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
     replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
+    replace(&h->issuer,
+            pc_xstrdup(spec ? pc_json_str(json_object_get(spec, "oidc"), "issuerURL") : ""));
     if (spec)
         render_entry(h, spec, o);
     if (policy)
@@ -318,6 +322,7 @@ ctl_host_retire(struct ctl_host *h)
     pc_free_secret(h->entry);
     h->entry = NULL;
     replace(&h->headers, pc_xstrdup(""));
+    replace(&h->issuer, pc_xstrdup(""));
     return claimed;
 }
 
@@ -431,7 +436,8 @@ ctl_host_out_sig(const struct ctl_host *h)
 {
     bool pub = ctl_host_publishes(h);
     const char *entry = pub && h->entry ? h->entry : "";
-    char *text = pc_xasprintf("%s\n--\n%s", pub ? h->headers : "", entry);
+    char *text =
+        pc_xasprintf("%s\n--\n%s\n--\n%s", pub ? h->headers : "", pub ? h->issuer : "", entry);
     char *sig = pc_sha256_hex(text, strlen(text));
 
     pc_free_secret(text);
@@ -497,4 +503,20 @@ ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_opts *o)
     provider = ctl_render_provider(names, o);
     json_decref(names);
     return provider;
+}
+
+json_t *
+ctl_hosts_egress(const struct ctl_hosts *hs, const struct ctl_authd_opts *o)
+{
+    json_t *issuers, *out;
+
+    if (!o->egress)
+        return json_array();
+    issuers = json_object();
+    for (size_t i = 0; i < hs->n; i++)
+        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->issuer[0])
+            ctl_egress_add(issuers, hs->v[i]->issuer);
+    out = ctl_render_egress(issuers, o);
+    json_decref(issuers);
+    return out;
 }

@@ -216,13 +216,16 @@ static void
 build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
 {
     struct ctl_item **by_id = pc_xcalloc(st->n + 1, sizeof(*by_id));
-    json_t *names = json_object(), *hosts = json_array();
+    json_t *names = json_object(), *hosts = json_array(), *issuers = json_object();
     struct ctl_shards sh;
     size_t k = 0;
 
     for (size_t i = 0; i < st->n; i++) {
-        if (st->items[i].spec && ctl_verdict_reason(st->items[i].verdict) == NULL)
+        if (st->items[i].spec && ctl_verdict_reason(st->items[i].verdict) == NULL) {
             ctl_headers_collect(names, st->items[i].spec);
+            ctl_egress_add(issuers,
+                           pc_json_str(pc_json_path(st->items[i].spec, "oidc"), "issuerURL"));
+        }
         if (st->items[i].authd_host)
             by_id[k++] = &st->items[i];
     }
@@ -239,10 +242,12 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
     for (size_t i = 0; i < k; i++)
         json_array_append(hosts, by_id[i]->authd_host);
     st->provider = ctl_render_provider(names, &o->authd);
+    st->egress = o->authd.egress ? ctl_render_egress(issuers, &o->authd) : json_array();
     st->authd_config = ctl_render_authd_config(hosts, &o->authd);
     st->authd_text = pc_json_to_yaml(st->authd_config);
     json_decref(names);
     json_decref(hosts);
+    json_decref(issuers);
     free(by_id);
 }
 
@@ -324,6 +329,7 @@ ctl_state_release(struct ctl_state *st)
     cleanse_secrets(st->authd_config);
     json_decref(st->authd_config);
     json_decref(st->provider);
+    json_decref(st->egress);
     pc_free_secret(st->authd_text);
     ctl_shard_texts_free(st->shards, st->nshards);
     memset(st, 0, sizeof(*st));

@@ -46,6 +46,11 @@ static const struct golden_case cases[] = {
       "echo-client-secret.txt",
       "--authd-namespace", "auth", "--authd-service", "authd", "--authd-port", "8080",
       "--allow-insecure-issuers"}},
+    /* A ServiceEntry per distinct issuer host, in authd's namespace. */
+    {"egress",
+     0,
+     {"-f", "examples/echoserver.yaml", "controller/tests/data/egress.yaml",
+      "--egress-service-entries", "--authd-namespace", "auth"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
     {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
     /* What a shell makes of "-f examples/<glob>.yaml": one -f, several paths. */

@@ -49,10 +49,15 @@ scenario(void)
 {
     json_t *a = json_array();
 
+    /* Refused (HostConflict): its issuer gets no ServiceEntry. */
     json_array_append_new(a, ph("z", "newer", "2026-01-02T00:00:00Z", "[\"x.example.com\"]",
-                                "{\"upstreamHeaders\":[{\"name\":\"X-Email\",\"claim\":\"e\"}]}"));
+                                "{\"upstreamHeaders\":[{\"name\":\"X-Email\",\"claim\":\"e\"}],"
+                                "\"oidc\":{\"issuerURL\":\"https://refused.example.com\","
+                                "\"clientID\":\"newer\"}}"));
     json_array_append_new(a, ph("a", "other", "2026-01-03T00:00:00Z", "[\"y.example.com\"]",
-                                "{\"upstreamHeaders\":[{\"name\":\"X-User\",\"claim\":\"u\"}]}"));
+                                "{\"upstreamHeaders\":[{\"name\":\"X-User\",\"claim\":\"u\"}],"
+                                "\"oidc\":{\"issuerURL\":\"https://IdP2.example.com:8443/r\","
+                                "\"clientID\":\"other\"}}"));
     json_array_append_new(
         a, ph("z", "older", "2026-01-01T00:00:00Z", "[\"w.example.com\",\"x.example.com\"]", NULL));
     json_array_append_new(
@@ -100,6 +105,7 @@ assert_agree(const struct ctl_hosts *hs, const json_t *objs, const struct ctl_st
     struct ctl_state st;
     char *text = ctl_hosts_authd_text(hs, &o->authd);
     json_t *provider = ctl_hosts_provider(hs, &o->authd);
+    json_t *egress = ctl_hosts_egress(hs, &o->authd);
 
     ctl_state_build(&st, objs, o);
     assert_int_equal(hs->n, st.n);
@@ -118,6 +124,7 @@ assert_agree(const struct ctl_hosts *hs, const json_t *objs, const struct ctl_st
     }
     assert_string_equal(text, st.authd_text);
     assert_true(json_equal(provider, st.provider));
+    assert_true(json_equal(egress, st.egress));
     {
         char **shards = ctl_hosts_shard_texts(hs, st.nshards);
 
@@ -127,7 +134,16 @@ assert_agree(const struct ctl_hosts *hs, const json_t *objs, const struct ctl_st
     }
     ctl_state_release(&st);
     json_decref(provider);
+    json_decref(egress);
     pc_free_secret(text);
+}
+
+/* spec.hosts[0] of ServiceEntry i. */
+static const char *
+egress_host(const json_t *egress, size_t i)
+{
+    return json_string_value(
+        json_array_get(pc_json_path(json_array_get(egress, i), "spec.hosts"), 0));
 }
 
 static void
@@ -138,7 +154,7 @@ test_agrees_with_state_in_any_order(void **state)
         {10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0},
         {2, 0, 9, 8, 1, 6, 3, 10, 7, 5, 4},
     };
-    struct ctl_state_opts o = {.secret = secrets, .authd = {.port = 4181}};
+    struct ctl_state_opts o = {.secret = secrets, .authd = {.port = 4181, .egress = true}};
     json_t *objs = scenario();
 
     (void)state;
@@ -148,6 +164,15 @@ test_agrees_with_state_in_any_order(void **state)
         ctl_hosts_init(&hs);
         feed(&hs, objs, orders[k], &o);
         assert_agree(&hs, objs, &o);
+        {
+            /* the accepted issuers only: "idp" of most, idp2 of a/other; not refused's */
+            json_t *egress = ctl_hosts_egress(&hs, &o.authd);
+
+            assert_int_equal(json_array_size(egress), 2);
+            assert_string_equal(egress_host(egress, 0), "idp");
+            assert_string_equal(egress_host(egress, 1), "idp2.example.com");
+            json_decref(egress);
+        }
         ctl_hosts_release(&hs);
     }
     json_decref(objs);
