@@ -551,6 +551,7 @@ struct ctl_ctx {
     /* owned by the global writer */
     char **shard_hash; /* per shard: SHA-256 of the text last written (or found) */
     char *mesh_hash;
+    char *egress_hash; /* the ServiceEntries last written (all applied, stale ones deleted) */
 };
 
 void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);

@@ -1,5 +1,6 @@
 /*
- * ctl_global.c - the global writer: the outputs every ProtectedHost shares.
+ * ctl_global.c - the global writer: the outputs every ProtectedHost shares (authd's config
+ * shards, the mesh provider and, with --egress-service-entries, the issuers' ServiceEntries).
  *
  * authd's config Secret holds every host (about 700 KB for a thousand) and the mesh provider
  * lists every host's upstream headers, so writing them is slow compared to one policy. They
@@ -278,6 +279,97 @@ write_mesh(struct ctl_ctx *c, const json_t *provider, char **error)
     return rc;
 }
 
+/* ---- the issuers' ServiceEntries (--egress-service-entries) --------------------------------- */
+
+static const struct k8s_ref se_ref = {.api_version = "networking.istio.io/v1",
+                                      .plural = "serviceentries"};
+
+/* The names of our ServiceEntries in authd's namespace, new array in *names. */
+static int
+egress_existing(struct ctl_ctx *c, json_t **names, struct pc_diag *d)
+{
+    struct k8s_ref ref = se_ref;
+    struct k8s_list l = {0};
+    size_t i;
+    json_t *v;
+    int rc;
+
+    ref.namespace = c->o.authd.namespace;
+    ref.label_selector = CTL_LABEL_EGRESS "=issuer," CTL_LABEL_MANAGED_BY "=portcullis";
+    *names = json_array();
+    if ((rc = k8s_list(c->kc, &ref, &l, d)) == 0)
+        json_array_foreach(l.items, i, v) json_array_append_new(
+            *names, json_string(pc_json_str(json_object_get(v, "metadata"), "name")));
+    k8s_list_release(&l);
+    return rc;
+}
+
+static bool
+listed(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(names, i, v)
+    {
+        if (same_str(json_string_value(v), name))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Every pass lists ours (one small GET): a wanted ServiceEntry is applied when the set
+ * changed since it was last written or when it is missing (someone deleted it); ours that no
+ * accepted ProtectedHost's issuer needs are deleted.
+ */
+static int
+write_egress(struct ctl_ctx *c, const json_t *entries)
+{
+    char *dump = pc_json_dumps_sorted(entries), *hash = pc_sha256_hex(dump, strlen(dump));
+    bool changed = !same_str(c->egress_hash, hash);
+    struct k8s_ref del = se_ref;
+    json_t *existing = NULL, *stale = NULL, *v;
+    struct pc_diag d = {0};
+    size_t i;
+    int rc;
+
+    if ((rc = egress_existing(c, &existing, &d)) < 0)
+        goto out;
+    json_array_foreach(entries, i, v)
+    {
+        const char *name = pc_json_str(json_object_get(v, "metadata"), "name");
+
+        if (!changed && listed(existing, name))
+            continue;
+        if ((rc = ctl_timed_apply(c, &se_ref, v, &d)) < 0)
+            goto out;
+        pc_log(PC_LOG_INFO, "egress_applied", "serviceentry", name, NULL);
+    }
+    stale = ctl_egress_stale(existing, entries);
+    del.namespace = c->o.authd.namespace;
+    json_array_foreach(stale, i, v)
+    {
+        del.name = json_string_value(v);
+        if ((rc = k8s_delete(c->kc, &del, &d)) == K8S_ENOTFOUND)
+            rc = 0;
+        if (rc < 0)
+            goto out;
+        pc_log(PC_LOG_INFO, "egress_deleted", "serviceentry", del.name, NULL);
+    }
+    free(c->egress_hash);
+    c->egress_hash = hash;
+    hash = NULL;
+out:
+    if (rc < 0)
+        pc_log(PC_LOG_WARN, "egress_failed", "error", d.msg, NULL);
+    json_decref(existing);
+    json_decref(stale);
+    free(hash);
+    free(dump);
+    return rc;
+}
+
 /* ---- one pass ---------------------------------------------------------------------------- */
 
 struct pass {
@@ -286,6 +378,7 @@ struct pass {
     char **shard_error;
     long long *shard_gen;
     json_t *provider;
+    json_t *egress; /* ServiceEntries, NULL without --egress-service-entries */
     char *mesh_error, *snippet;
 };
 
@@ -301,6 +394,8 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
         }
         free(c->mesh_hash);
         c->mesh_hash = NULL;
+        free(c->egress_hash);
+        c->egress_hash = NULL;
     }
     p->seq = c->seq;
     p->shards = ctl_hosts_shard_texts(&c->hosts, c->nshards);
@@ -308,6 +403,7 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
     p->shard_gen = pc_xcalloc(c->nshards, sizeof(*p->shard_gen));
     memcpy(p->shard_gen, c->shard_gen, c->nshards * sizeof(*p->shard_gen));
     p->provider = ctl_hosts_provider(&c->hosts, &c->o.authd);
+    p->egress = c->o.authd.egress ? ctl_hosts_egress(&c->hosts, &c->o.authd) : NULL;
     pthread_mutex_unlock(&c->hmu);
 }
 
@@ -380,6 +476,8 @@ global_pass(struct ctl_ctx *c)
     }
     if (write_mesh(c, p.provider, &p.mesh_error) < 0)
         rc = -1;
+    if (p.egress && write_egress(c, p.egress) < 0)
+        rc = -1;
     if (c->o.mesh_mode == CTL_MESH_NONE)
         p.snippet = ctl_provider_snippet(p.provider, SNIPPET_MAX);
     ids = pass_end(c, &p);
@@ -392,6 +490,7 @@ global_pass(struct ctl_ctx *c)
     }
     json_decref(ids);
     json_decref(p.provider);
+    json_decref(p.egress);
     ctl_shard_texts_free(p.shards, c->nshards);
     for (unsigned s = 0; s < c->nshards; s++)
         free(p.shard_error[s]);

@@ -87,6 +87,7 @@ ctl_ctx_release(struct ctl_ctx *c)
     free(c->mesh_error);
     free(c->snippet);
     free(c->mesh_hash);
+    free(c->egress_hash);
 }
 
 static char *

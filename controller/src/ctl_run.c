@@ -54,6 +54,9 @@ usage(FILE *f)
         "  --lease-name NAME            default portcullis-controller\n"
         "  --lease-namespace NS         default: the authd namespace\n"
         "  --allow-insecure-issuers     accept http:// issuers (tests only)\n"
+        "  --egress-service-entries[=true|false]\n"
+        "                               keep an Istio ServiceEntry per issuer host in authd's\n"
+        "                               namespace (meshes with REGISTRY_ONLY), default false\n"
         "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
         "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
         "  --log-level LEVEL            debug|info|warn|error\n");
@@ -87,6 +90,7 @@ enum {
     OPT_LEASE,
     OPT_LEASE_NS,
     OPT_INSECURE,
+    OPT_EGRESS,
     OPT_METRICS,
     OPT_RESYNC,
     OPT_LOG,
@@ -108,6 +112,7 @@ static const struct option longopts[] = {
     {"lease-name", required_argument, NULL, OPT_LEASE},
     {"lease-namespace", required_argument, NULL, OPT_LEASE_NS},
     {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
+    {"egress-service-entries", optional_argument, NULL, OPT_EGRESS},
     {"metrics-addr", required_argument, NULL, OPT_METRICS},
     {"resync-period", required_argument, NULL, OPT_RESYNC},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -162,6 +167,8 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
     case OPT_INSECURE:
         o->authd.allow_insecure_issuers = true;
         return true;
+    case OPT_EGRESS:
+        return parse_bool(arg, &o->authd.egress);
     case OPT_METRICS:
         o->metrics_addr = arg;
         return true;

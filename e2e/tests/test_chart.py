@@ -185,7 +185,7 @@ def test_existing_cookie_secret():
 VALUES = """\
 logLevel: debug
 imagePullSecrets: [{name: regcred}]
-meshConfig: {mode: istio, revision: canary, namespace: istio-control}
+meshConfig: {mode: istio, revision: canary, namespace: istio-control, egressServiceEntries: true}
 controller:
   replicas: 3
   image: {repository: registry.example.com/pc/controller, tag: "1.2.3", pullPolicy: Always}
@@ -217,7 +217,7 @@ def test_values_reach_the_objects(tmp_path):
     assert c["imagePullPolicy"] == "Always"
     assert c["args"] == ["run", "--leader-elect", "--mesh-config=istio", "--metrics-addr=:9091",
                          "--revision=canary", "--mesh-namespace=istio-control",
-                         "--log-level=debug"]
+                         "--egress-service-entries", "--log-level=debug"]
     assert c["resources"]["limits"] == {"cpu": "100m", "memory": "48Mi"}
     assert ctl["imagePullSecrets"] == [{"name": "regcred"}]
     assert ctl["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -256,6 +256,7 @@ def test_values_reach_the_objects(tmp_path):
     ("authd.replica=3", "/authd"),
     ("cookieSecret.existingSecret=Bad_Name", "/cookieSecret/existingSecret"),
     ("meshConfig.revision=1.2", "/meshConfig/revision"),
+    ("meshConfig.egressServiceEntries=yes", "/meshConfig/egressServiceEntries"),
     ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
     ("metrics.prometheusRule.idpErrorRatio=2", "/metrics/prometheusRule/idpErrorRatio"),
     ("authd.podAntiAffinity=always", "/authd/podAntiAffinity"),

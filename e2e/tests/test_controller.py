@@ -147,7 +147,8 @@ def kjson(api, *args):
     return json.loads(api.kubectl("get", "-o", "json", *args).stdout)
 
 
-def ph_manifest(name, ns, hosts, secret="oidc", groups=("admins",), extra=""):
+def ph_manifest(name, ns, hosts, secret="oidc", groups=("admins",), extra="",
+                issuer="https://idp.example.com/realms/main"):
     return f"""\
 apiVersion: portcullis.io/v1alpha1
 kind: ProtectedHost
@@ -155,7 +156,7 @@ metadata: {{name: {name}, namespace: {ns}}}
 spec:
   hosts: {json.dumps(list(hosts))}
   oidc:
-    issuerURL: https://idp.example.com/realms/main
+    issuerURL: {issuer}
     clientID: {name}
     clientSecretRef: {{name: {secret}, key: client-secret}}
   access:
@@ -189,10 +190,11 @@ def policy(api, name, check=True):
     return json.loads(proc.stdout)
 
 
-def policies_as_written(api) -> str:
-    """Every AuthorizationPolicy as a YAML stream, without the server's bookkeeping."""
+def policies_as_written(api, resource="authorizationpolicies", *where) -> str:
+    """Every AuthorizationPolicy (or other resource) as a YAML stream, without the server's
+    bookkeeping."""
     docs = []
-    for item in kjson(api, "authorizationpolicies", "-A")["items"]:
+    for item in kjson(api, resource, *(where or ("-A",)))["items"]:
         md = item["metadata"]
         keep = {k: md[k] for k in ("name", "namespace", "labels", "annotations") if k in md}
         docs.append(json.dumps({"apiVersion": item["apiVersion"], "kind": item["kind"],
@@ -515,6 +517,79 @@ def test_mesh_none_snippet_event(api, ctl):
         ctl.start()
 
 
+def serviceentries(api) -> dict:
+    """The controller's ServiceEntries in authd's namespace, by issuer host."""
+    items = kjson(api, "serviceentries.networking.istio.io", "-n", "portcullis-system",
+                  "-l", "portcullis.io/egress=issuer")["items"]
+    return {se["spec"]["hosts"][0]: se for se in items}
+
+
+def test_egress_service_entries(api, ctl, istio_validate, tmp_path):
+    """--egress-service-entries: one ServiceEntry per issuer host of the accepted
+    ProtectedHosts, in authd's namespace and exported only to it; an issuer's entry goes with
+    the last ProtectedHost that uses it."""
+    ctl.stop()
+    eg = Controller(api, lease="portcullis-egress", name="egress",
+                    extra=("--egress-service-entries", "--wait-for-authd=false"))
+    one, two = "login.idp-one.example.com", "idp-two.example.com"
+    try:
+        eg.start()
+        wait_for("controller ready", lambda: eg.admin("/readyz")[0] == 200)
+        secret(api, "team-b", "eg-oidc", "eg-secret")
+        for name, host, issuer in (
+                ("eg-one", "eg-one.example.com", f"https://{one}/realms/a"),
+                ("eg-two", "eg-two.example.com", f"https://{one.upper()}/realms/b"),
+                ("eg-three", "eg-three.example.com", f"https://{two}:8443/oauth2/default")):
+            api.kubectl("apply", "-f", "-", input=ph_manifest(name, "team-b", [host],
+                                                               secret="eg-oidc", issuer=issuer))
+        # refused (an older ProtectedHost has its host): its issuer gets nothing
+        api.kubectl("apply", "-f", "-", input=ph_manifest(
+            "eg-zlater", "team-b", ["eg-one.example.com"], secret="eg-oidc",
+            issuer="https://refused.example.com/"))
+        wait_for("HostConflict", lambda: (condition(api, "team-b", "eg-zlater", "Accepted") or {})
+                 .get("reason") == "HostConflict")
+        wait_for("Ready", lambda: all((condition(api, "team-b", n, "Ready") or {})
+                                      .get("status") == "True"
+                                      for n in ("eg-one", "eg-two", "eg-three")))
+        ses = wait_for("a ServiceEntry per issuer host",
+                       lambda: set(serviceentries(api)) == {one, two} and serviceentries(api))
+        for host, port in ((one, 443), (two, 8443)):
+            se = ses[host]
+            assert se["metadata"]["namespace"] == "portcullis-system"
+            assert se["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "portcullis"
+            assert se["spec"] == {
+                "hosts": [host], "location": "MESH_EXTERNAL", "resolution": "DNS",
+                "ports": [{"number": port, "name": "https", "protocol": "TLS"}],
+                "exportTo": ["."]}
+        # as written, they pass Istio's own validation
+        written = tmp_path / "serviceentries.yaml"
+        written.write_text(policies_as_written(api, "serviceentries.networking.istio.io", "-n",
+                                               "portcullis-system"))
+        proc = subprocess.run([istio_validate, "policy", str(written)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+
+        # the last user of an issuer goes: so does its entry; a shared issuer's entry stays
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "eg-three", "--timeout=30s")
+        wait_for("idp-two's entry gone", lambda: set(serviceentries(api)) == {one})
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "eg-one", "--timeout=30s")
+        # eg-zlater now holds eg-one's host: its issuer is accepted now
+        wait_for("refused issuer now used",
+                 lambda: set(serviceentries(api)) == {one, "refused.example.com"})
+        # deleted by hand: put back by the next pass (the one eg-zlater's deletion makes)
+        api.kubectl("delete", "serviceentries.networking.istio.io", "-n", "portcullis-system",
+                    ses[one]["metadata"]["name"])
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "eg-zlater", "--timeout=30s")
+        wait_for("only eg-two's issuer left", lambda: set(serviceentries(api)) == {one})
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "eg-two", "--timeout=30s")
+        wait_for("no entries left", lambda: serviceentries(api) == {})
+    finally:
+        eg.stop()
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "eg-one", "eg-two", "eg-three",
+                    "eg-zlater", "--ignore-not-found", "--timeout=30s", check=False)
+        ctl.start()
+
+
 # ---- render -------------------------------------------------------------------------------------
 
 
@@ -539,6 +614,22 @@ def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
     for p in policies:
         api.kubectl("apply", "--dry-run=server", "-f", str(p))
     api.kubectl("apply", "--dry-run=server", "-f", str(out / "authd-config-secrets.yaml"))
+
+
+def test_render_egress_service_entries_valid(api, istio_validate, tmp_path):
+    """render --egress-service-entries: one ServiceEntry per issuer host, accepted by Istio's
+    validation and by the apiserver's CRD schema."""
+    out = tmp_path / "out"
+    subprocess.run([controller_path(), "render", "-f", str(REPO / "examples" / "echoserver.yaml"),
+                    str(REPO / "controller" / "tests" / "data" / "egress.yaml"),
+                    "--egress-service-entries", "-o", str(out)], check=True, timeout=60)
+    entries = sorted(out.glob("serviceentry-*.yaml"))
+    assert len(entries) == 2
+    proc = subprocess.run([istio_validate, "policy", *map(str, entries)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for p in entries:
+        api.kubectl("apply", "--dry-run=server", "-f", str(p))
 
 
 def test_render_rejects_invalid(tmp_path):

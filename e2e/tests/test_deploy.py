@@ -302,6 +302,10 @@ CONTROLLER_CAN = [
     ("create", "events", "-n", "default"),
     ("create", "leases.coordination.k8s.io", "-n", NS),
     ("update", "leases.coordination.k8s.io/portcullis-controller", "-n", NS),
+    ("list", "serviceentries.networking.istio.io", "-n", NS),
+    ("patch", "serviceentries.networking.istio.io", "-n", NS),
+    ("create", "serviceentries.networking.istio.io", "-n", NS),
+    ("delete", "serviceentries.networking.istio.io", "-n", NS),
 ]
 CONTROLLER_CANNOT = [
     ("patch", "secrets/portcullis-authd-config", "-n", NS),
@@ -318,6 +322,9 @@ CONTROLLER_CANNOT = [
     ("update", "deployments.apps", "-n", NS),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("get", "nodes"),
+    ("create", "serviceentries.networking.istio.io", "-n", "default"),
+    ("patch", "serviceentries.networking.istio.io", "-n", "istio-system"),
+    ("list", "serviceentries.networking.istio.io", "-A"),
 ]
 # --watch-config: the config Secrets and its own Lease, in its namespace only.
 AUTHD_CAN = [
