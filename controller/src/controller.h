@@ -546,8 +546,9 @@ struct ctl_ctx {
     double *shard_written_at;  /* per shard: when (monotonic seconds) it was last written */
     unsigned nshards;
     char *mesh_error;
-    char *snippet; /* --mesh-config=none: the provider in one line, for Events */
-    bool recheck;  /* the writer must not trust what it believes was written */
+    char *egress_error; /* why the issuers' ServiceEntries could not be written, else NULL */
+    char *snippet;      /* --mesh-config=none: the provider in one line, for Events */
+    bool recheck;       /* the writer must not trust what it believes was written */
     /* owned by the global writer */
     char **shard_hash; /* per shard: SHA-256 of the text last written (or found) */
     char *mesh_hash;
@@ -594,6 +595,7 @@ struct ctl_status_in {
     const char *policy_error; /* applying the policy failed, else NULL */
     const char *authd_error;  /* the global writer's failures, else NULL */
     const char *mesh_error;
+    const char *egress_error; /* --egress-service-entries: the last pass could not write them */
     enum ctl_enforce enforce; /* whether authd enforces the host's entry everywhere */
     const char *enforce_why;  /* who does not yet, else NULL */
 };

@@ -324,7 +324,7 @@ listed(const json_t *names, const char *name)
  * accepted ProtectedHost's issuer needs are deleted.
  */
 static int
-write_egress(struct ctl_ctx *c, const json_t *entries)
+write_egress(struct ctl_ctx *c, const json_t *entries, char **error)
 {
     char *dump = pc_json_dumps_sorted(entries), *hash = pc_sha256_hex(dump, strlen(dump));
     bool changed = !same_str(c->egress_hash, hash);
@@ -361,8 +361,10 @@ write_egress(struct ctl_ctx *c, const json_t *entries)
     c->egress_hash = hash;
     hash = NULL;
 out:
-    if (rc < 0)
+    if (rc < 0) {
+        *error = pc_xstrdup(d.msg);
         pc_log(PC_LOG_WARN, "egress_failed", "error", d.msg, NULL);
+    }
     json_decref(existing);
     json_decref(stale);
     free(hash);
@@ -379,7 +381,7 @@ struct pass {
     long long *shard_gen;
     json_t *provider;
     json_t *egress; /* ServiceEntries, NULL without --egress-service-entries */
-    char *mesh_error, *snippet;
+    char *mesh_error, *snippet, *egress_error;
 };
 
 static void
@@ -425,7 +427,8 @@ pass_end(struct ctl_ctx *c, struct pass *p)
     bool changed, ok = !p->mesh_error;
 
     pthread_mutex_lock(&c->hmu);
-    changed = !same_str(c->mesh_error, p->mesh_error) || !same_str(c->snippet, p->snippet);
+    changed = !same_str(c->mesh_error, p->mesh_error) || !same_str(c->snippet, p->snippet) ||
+              !same_str(c->egress_error, p->egress_error);
     for (unsigned s = 0; s < c->nshards; s++) {
         changed = changed || !same_str(c->shard_error[s], p->shard_error[s]);
         ok = ok && !p->shard_error[s];
@@ -437,7 +440,8 @@ pass_end(struct ctl_ctx *c, struct pass *p)
     }
     replace(&c->mesh_error, p->mesh_error);
     replace(&c->snippet, p->snippet);
-    p->mesh_error = p->snippet = NULL;
+    replace(&c->egress_error, p->egress_error);
+    p->mesh_error = p->snippet = p->egress_error = NULL;
     if (ok && p->seq > c->written_seq)
         c->written_seq = p->seq;
     for (size_t i = 0; i < c->hosts.n; i++) {
@@ -476,7 +480,7 @@ global_pass(struct ctl_ctx *c)
     }
     if (write_mesh(c, p.provider, &p.mesh_error) < 0)
         rc = -1;
-    if (p.egress && write_egress(c, p.egress) < 0)
+    if (p.egress && write_egress(c, p.egress, &p.egress_error) < 0)
         rc = -1;
     if (c->o.mesh_mode == CTL_MESH_NONE)
         p.snippet = ctl_provider_snippet(p.provider, SNIPPET_MAX);

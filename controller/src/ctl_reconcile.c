@@ -85,6 +85,7 @@ ctl_ctx_release(struct ctl_ctx *c)
     free(c->shard_written_at);
     json_decref(c->replicas);
     free(c->mesh_error);
+    free(c->egress_error);
     free(c->snippet);
     free(c->mesh_hash);
     free(c->egress_hash);
@@ -642,6 +643,7 @@ static int
 update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
 {
     char *authd_error = NULL, *mesh_error = NULL, *snippet = NULL, *message = NULL;
+    char *egress_error = NULL;
     const char *shard_error;
     struct ctl_host *h;
     bool wait;
@@ -654,17 +656,19 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     if (!shard_error)
         shard_error = c->authd_error;
     wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&
-           !shard_error && !c->mesh_error;
+           !shard_error && !c->mesh_error && !c->egress_error;
     h->waiting = wait;
     message = ctl_host_message(h) ? pc_xstrdup(ctl_host_message(h)) : NULL;
     authd_error = shard_error ? pc_xstrdup(shard_error) : NULL;
     mesh_error = c->mesh_error ? pc_xstrdup(c->mesh_error) : NULL;
+    egress_error = c->egress_error ? pc_xstrdup(c->egress_error) : NULL;
     snippet = c->snippet && ctl_host_publishes(h) ? pc_xstrdup(c->snippet) : NULL;
     pthread_mutex_unlock(&c->hmu);
     if (!wait) {
         in->message = message;
         in->authd_error = authd_error;
         in->mesh_error = mesh_error;
+        in->egress_error = egress_error;
         rc = ctl_status_write(c, h, in);
         if (snippet && c->o.mesh_mode == CTL_MESH_NONE)
             ctl_snippet_event(c, h, in->obj, snippet);
@@ -672,6 +676,7 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     free(message);
     free(authd_error);
     free(mesh_error);
+    free(egress_error);
     free(snippet);
     return rc;
 }

@@ -58,6 +58,9 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
     } else if (in->mesh_error) {
         r->reason = "ProviderNotRegistered";
         r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME, in->mesh_error);
+    } else if (in->egress_error) {
+        r->reason = "EgressNotApplied";
+        r->message = pc_xasprintf("issuer ServiceEntries: %s", in->egress_error);
     } else if (in->enforce != CTL_ENFORCED) {
         r->reason = in->enforce == CTL_ENFORCE_REJECTED     ? "AuthdRejected"
                     : in->enforce == CTL_ENFORCE_NO_REPLICA ? "AuthdNotReporting"

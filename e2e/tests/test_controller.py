@@ -616,6 +616,43 @@ def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
     api.kubectl("apply", "--dry-run=server", "-f", str(out / "authd-config-secrets.yaml"))
 
 
+def test_egress_failure_is_reported(api, ctl):
+    """When the ServiceEntries cannot be written (here: the Role lost its rule), Ready says so;
+    once they can, the next pass writes them and Ready turns True."""
+    ctl.stop()
+    eg = Controller(api, lease="portcullis-egress-fail", name="egress-fail",
+                    extra=("--egress-service-entries", "--wait-for-authd=false"))
+    role = kjson(api, "role", "-n", "portcullis-system", "portcullis-controller")
+    role["rules"] = [r for r in role["rules"] if "networking.istio.io" not in r["apiGroups"]]
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        role["metadata"].pop(k, None)
+    try:
+        api.kubectl("replace", "-f", "-", input=json.dumps(role))
+        eg.start()
+        wait_for("controller ready", lambda: eg.admin("/readyz")[0] == 200)
+        secret(api, "team-b", "egf-oidc", "egf-secret")
+        api.kubectl("apply", "-f", "-", input=ph_manifest(
+            "egf", "team-b", ["egf.example.com"], secret="egf-oidc",
+            issuer="https://idp-fail.example.com/realms/x"))
+        ready = wait_for("EgressNotApplied", lambda: (lambda c: c if c.get("reason")
+                                                      == "EgressNotApplied" else None)(
+            condition(api, "team-b", "egf", "Ready") or {}))
+        assert ready["status"] == "False"
+        assert "serviceentries" in ready["message"], ready["message"]
+        api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"))
+        wait_for("Ready after the rights came back", lambda: (
+            condition(api, "team-b", "egf", "Ready") or {}).get("status") == "True", timeout=60)
+        assert set(serviceentries(api)) == {"idp-fail.example.com"}
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "egf", "--timeout=30s")
+        wait_for("entry gone", lambda: serviceentries(api) == {})
+    finally:
+        api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"))
+        eg.stop()
+        api.kubectl("delete", "protectedhost", "-n", "team-b", "egf", "--ignore-not-found",
+                    "--timeout=30s", check=False)
+        ctl.start()
+
+
 def test_render_egress_service_entries_valid(api, istio_validate, tmp_path):
     """render --egress-service-entries: one ServiceEntry per issuer host, accepted by Istio's
     validation and by the apiserver's CRD schema."""
