@@ -43,11 +43,13 @@ CONTROLLER_USER = "portcullis-controller"
 def e2e_tools() -> dict[str, str]:
     """Paths of the cached peers, building them first when missing.
 
-    Keys: PORTCULLIS_KUBESERVER, PORTCULLIS_ISTIO_VALIDATE, PORTCULLIS_ISTIO_CRDS.
-    Each may be overridden through the environment variable of the same name;
-    the build script only runs when one of them is not set.
+    Keys: PORTCULLIS_KUBESERVER, PORTCULLIS_ISTIO_VALIDATE, PORTCULLIS_ISTIO_CRDS,
+    PORTCULLIS_ISTIOD, PORTCULLIS_GATEWAY_API_CRDS. Each may be overridden through the
+    environment variable of the same name; the build script only runs when one of them is
+    not set.
     """
-    keys = ("PORTCULLIS_KUBESERVER", "PORTCULLIS_ISTIO_VALIDATE", "PORTCULLIS_ISTIO_CRDS")
+    keys = ("PORTCULLIS_KUBESERVER", "PORTCULLIS_ISTIO_VALIDATE", "PORTCULLIS_ISTIO_CRDS",
+            "PORTCULLIS_ISTIOD", "PORTCULLIS_GATEWAY_API_CRDS")
     tools = {k: os.environ[k] for k in keys if os.environ.get(k)}
     if len(tools) == len(keys):
         return tools
@@ -57,7 +59,7 @@ def e2e_tools() -> dict[str, str]:
         stderr=None,  # progress lines go straight to the terminal
         text=True,
         check=True,
-        timeout=3600,  # a cold build compiles kube-apiserver, etcd and istio-validate
+        timeout=3600,  # a cold build compiles kube-apiserver, etcd, istio-validate and istiod
     )
     for line in proc.stdout.splitlines():
         key, sep, value = line.partition("=")
