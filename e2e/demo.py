@@ -1,7 +1,7 @@
 """`make demo`: the whole portcullis flow on this machine, then a URL to try by hand.
 
-Starts a real kube-apiserver with the CRDs, the controller, authd, a gateway Envoy, Keycloak
-and an echo app (e2e/harness/stack.py), applies examples/echoserver.yaml with kubectl, logs in
+Starts a real kube-apiserver with the CRDs, istiod, the controller, authd, a gateway Envoy
+configured by istiod, Keycloak and an echo app (e2e/harness/stack.py), applies examples/echoserver.yaml with kubectl, logs in
 with headless Chromium as alice (allowed) and bob (403), prints what to open, and stops
 everything on Ctrl-C.
 """
@@ -52,6 +52,8 @@ def main() -> int:
   users       alice / {users['alice']['password']}   (group admins: allowed)
               bob   / {users['bob']['password']}     (group staff: 403)
   Keycloak    {stack.keycloak.base_url}/admin  (admin / admin)
+  istiod      {stack.istiod.http_url}/debug/syncz  (what the gateway Envoy accepted)
+  Envoy       {stack.gateway.admin_url}/config_dump
   kubectl     kubectl --kubeconfig {stack.api.kubeconfig} get ph -A
   logs        {stack.dir}
 

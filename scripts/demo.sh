@@ -5,7 +5,7 @@ build=${1:-build}
 cd "$(dirname "$0")/.."
 echo "[demo] fetching test peers (cached after the first run)"
 scripts/fetch-peers.sh
-echo "[demo] building kube-apiserver and istio-validate (cached after the first run)"
+echo "[demo] building kube-apiserver, istio-validate and istiod (cached after the first run)"
 scripts/build-e2e-tools.sh
 export PORTCULLIS_AUTHD="$PWD/$build/authd/portcullis-authd"
 export PORTCULLIS_CONTROLLER="$PWD/$build/controller/portcullis-controller"

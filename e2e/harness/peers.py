@@ -1,5 +1,6 @@
-"""Real peers for portcullis e2e tests (DESIGN.md §6): Echo upstream, Envoy, nginx, Keycloak,
+"""Real peers for portcullis e2e tests (DESIGN.md §6): Echo upstream, nginx, Keycloak,
 oidc-provider and a headless Chromium, all started on 127.0.0.1 by the tests themselves.
+Envoy is configured by a real istiod: e2e/harness/istio.py.
 
 Binaries come from scripts/fetch-peers.sh (cached under $PORTCULLIS_CACHE, default
 ~/.cache/portcullis); `require_peers()` runs it once per process (a no-op when cached).
@@ -143,6 +144,10 @@ class _Peer:
             self.proc.stop()
 
     @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
     def startup_seconds(self):
         return self.proc.ready_after if self.proc else None
 
@@ -227,223 +232,6 @@ def _addr(x) -> tuple[str, int]:
         return u.hostname, u.port or 80
     h, _, p = s.rpartition(":")
     return h, int(p)
-
-
-# ---------------------------------------------------------------------------------------
-# Envoy with ext_authz rendered like istiod renders an envoyExtAuthzHttp provider
-
-def _istio_matchers(names):
-    """istiod's generateHeaders: ignore_case matchers; 'x-*' → prefix, '*-x' → suffix, else exact."""
-    if not names:
-        return None
-    pats = []
-    for h in names:
-        if h.startswith("*"):
-            pats.append({"suffix": h[1:], "ignore_case": True})
-        elif h.endswith("*"):
-            pats.append({"prefix": h[:-1], "ignore_case": True})
-        else:
-            pats.append({"exact": h, "ignore_case": True})
-    return {"patterns": pats}
-
-
-def _duration(v, default="600s") -> str:
-    if v is None or v == "":
-        return default
-    if isinstance(v, (int, float)):
-        return f"{v}s"
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(v))
-    if not m:
-        raise ValueError(f"bad duration {v!r}")
-    n, unit = float(m.group(1)), m.group(2)
-    return f"{n * {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600}[unit]:g}s"
-
-
-def ext_authz_filter(provider: dict, cluster: str) -> dict:
-    """The envoy.filters.http.ext_authz typed config istiod builds from envoyExtAuthzHttp
-    (pilot/pkg/security/authz/builder/extauthz.go), minus filter_enabled_metadata (Istio
-    enables the filter through RBAC shadow metadata; here per-route config does that)."""
-    service = {
-        "server_uri": {"uri": f"http://{provider['service']}", "cluster": cluster,
-                       "timeout": _duration(provider.get("timeout"))},
-    }
-    if provider.get("pathPrefix"):
-        if not provider["pathPrefix"].startswith("/"):
-            raise ValueError("pathPrefix must begin with /")
-        service["path_prefix"] = provider["pathPrefix"]
-    allowed = _istio_matchers(provider.get("includeRequestHeadersInCheck")) or \
-        _istio_matchers(provider.get("includeHeadersInCheck"))
-    add = provider.get("includeAdditionalHeadersInCheck") or {}
-    to_add = [{"key": k, "value": add[k]} for k in sorted(add)]
-    if allowed or to_add:
-        service["authorization_request"] = {}
-        if allowed:
-            service["authorization_request"]["allowed_headers"] = allowed
-        if to_add:
-            service["authorization_request"]["headers_to_add"] = to_add
-    up, deny, ok = (provider.get(k) for k in ("headersToUpstreamOnAllow", "headersToDownstreamOnDeny",
-                                              "headersToDownstreamOnAllow"))
-    if up or deny or ok:
-        resp = {}
-        for key, names in (("allowed_upstream_headers", up), ("allowed_client_headers", deny),
-                           ("allowed_client_headers_on_success", ok)):
-            if names:
-                resp[key] = _istio_matchers(names)
-        service["authorization_response"] = resp
-    cfg = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-        "transport_api_version": "V3",
-        "failure_mode_allow": bool(provider.get("failOpen", False)),
-        "http_service": service,
-    }
-    if provider.get("statusOnError"):
-        cfg["status_on_error"] = {"code": int(provider["statusOnError"])}
-    body = provider.get("includeRequestBodyInCheck")
-    if body:
-        cfg["with_request_body"] = {"max_request_bytes": body.get("maxRequestBytes", 0),
-                                    "allow_partial_message": bool(body.get("allowPartialMessage")),
-                                    "pack_as_bytes": bool(body.get("packAsBytes"))}
-    return cfg
-
-
-_AUTHZ_OFF = {"envoy.filters.http.ext_authz": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-    "disabled": True}}
-
-
-def _path_match(p: str) -> dict:
-    """AuthorizationPolicy path syntax: exact, 'prefix*', '*suffix'."""
-    if p.endswith("*"):
-        return {"prefix": p[:-1]}
-    if p.startswith("*"):
-        return {"safe_regex": {"regex": ".*" + re.escape(p[1:])}}
-    return {"path": p}
-
-
-class Envoy(_Peer):
-    """Envoy on 127.0.0.1:<port> routing every host to `upstream`, with the ext_authz HTTP
-    filter configured from `provider`, a dict shaped like Istio's `envoyExtAuthzHttp`:
-      service (IP or DNS name of authd), port, pathPrefix, timeout ("2s"; Istio default 600s),
-      failOpen, statusOnError ("503"), includeRequestHeadersInCheck, includeAdditionalHeadersInCheck
-      (dict), headersToUpstreamOnAllow, headersToDownstreamOnDeny, headersToDownstreamOnAllow,
-      includeRequestBodyInCheck.
-    hosts: when given, only these hosts (each as h and h:*, like the CUSTOM AuthorizationPolicy's
-      to.operation.hosts) go through ext_authz; other hosts reach the upstream with it disabled.
-    not_paths: paths where ext_authz is disabled ('/exact', '/prefix/*', '*.suffix')."""
-
-    def __init__(self, provider: dict, upstream, *, hosts: list[str] | None = None,
-                 not_paths: list[str] | None = None, port: int | None = None,
-                 admin_port: int | None = None, envoy_bin: str | None = None, log_level: str = "info"):
-        self.provider, self.upstream = dict(provider), upstream
-        self.hosts, self.not_paths = hosts, not_paths
-        self.port = port or free_port()
-        self.admin_port = admin_port or free_port()
-        self.envoy_bin = envoy_bin
-        self.log_level = log_level
-        self.dir = work_dir("envoy")
-        self.config_path = self.dir / "envoy.yaml"
-        self.log_path = self.dir / "envoy.log"
-        self.proc = None
-        self.bootstrap = None
-
-    @property
-    def admin_url(self):
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def render(self) -> dict:
-        p = self.provider
-        svc, port = p["service"], int(p["port"])
-        authz_cluster = f"outbound|{port}||{svc}"     # istiod's cluster naming
-        up_host, up_port = _addr(self.upstream)
-        route_all = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}
-        skip = [{"match": _path_match(np), "route": {"cluster": "upstream", "timeout": "0s"},
-                 "typed_per_filter_config": _AUTHZ_OFF} for np in (self.not_paths or [])]
-        if self.hosts is not None and not self.hosts:
-            # An empty host list protects nothing, like a gateway without CUSTOM policies.
-            vhosts = [{"name": "other", "domains": ["*"], "routes": [route_all],
-                       "typed_per_filter_config": _AUTHZ_OFF}]
-        elif self.hosts:
-            domains = []
-            for h in self.hosts:
-                domains += [h, f"{h}:*"]
-            vhosts = [{"name": "protected", "domains": domains, "routes": skip + [route_all]},
-                      {"name": "other", "domains": ["*"], "routes": [route_all],
-                       "typed_per_filter_config": _AUTHZ_OFF}]
-        else:
-            vhosts = [{"name": "all", "domains": ["*"], "routes": skip + [route_all]}]
-
-        def cluster(name, host, port_):
-            ip = re.fullmatch(r"[\d.]+", host) is not None
-            return {"name": name, "type": "STATIC" if ip else "STRICT_DNS", "connect_timeout": "1s",
-                    "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port_}}}}]}]}}
-
-        hcm = {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "ingress_http", "codec_type": "AUTO", "server_name": "istio-envoy",
-            "use_remote_address": True, "normalize_path": True, "merge_slashes": True,
-            "path_with_escaped_slashes_action": "KEEP_UNCHANGED", "stream_idle_timeout": "0s",
-            "common_http_protocol_options": {"max_headers_count": 300},
-            "max_request_headers_kb": 96,
-            "route_config": {"name": "local", "virtual_hosts": vhosts},
-            "http_filters": [
-                {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz_filter(p, authz_cluster)},
-                {"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-            ],
-        }
-        self.bootstrap = {
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
-            "static_resources": {
-                "listeners": [{"name": "gateway", "address": {"socket_address": {
-                    "address": self.host, "port_value": self.port}},
-                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                    "typed_config": hcm}]}]}],
-                "clusters": [cluster("upstream", up_host, up_port), cluster(authz_cluster, svc, port)],
-            },
-        }
-        return self.bootstrap
-
-    def _write(self):
-        data = self.render()
-        try:
-            import yaml  # optional; JSON is valid YAML too
-            text = yaml.safe_dump(data, sort_keys=False)
-        except ImportError:
-            text = json.dumps(data, indent=1)
-        self.config_path.write_text(text)
-
-    def start(self, timeout: float = 30):
-        self._write()
-        binary = self.envoy_bin or require_peers("envoy")["envoy"]
-        self.proc = Proc("envoy", [binary, "-c", self.config_path, "--concurrency", "1",
-                                   "--use-dynamic-base-id", "--disable-hot-restart", "-l", self.log_level,
-                                   "--drain-time-s", "0", "--parent-shutdown-time-s", "1"],
-                         log_path=self.log_path, cwd=self.dir).start()
-        self.proc.wait_http(f"{self.admin_url}/ready", timeout, ok=lambda s: s == 200)
-        self.proc.wait_port(self.port, timeout=timeout)
-        return self
-
-    def reconfigure(self, provider: dict | None = None, *, hosts=..., not_paths=..., upstream=None):
-        """Rewrite the bootstrap and restart on the same ports."""
-        if provider is not None:
-            self.provider = dict(provider)
-        if hosts is not ...:
-            self.hosts = hosts
-        if not_paths is not ...:
-            self.not_paths = not_paths
-        if upstream is not None:
-            self.upstream = upstream
-        self.stop()
-        return self.start()
-
-    def stats(self, contains: str = "ext_authz") -> dict:
-        _, _, body = http("GET", f"{self.admin_url}/stats?filter={urllib.parse.quote(contains)}")
-        out = {}
-        for line in body.decode().splitlines():
-            k, _, v = line.partition(": ")
-            out[k] = int(v) if v.isdigit() else v
-        return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
-"""The whole portcullis flow on 127.0.0.1, as a cluster would run it.
+"""The whole portcullis flow on 127.0.0.1, as a cluster runs it.
 
     kubectl apply ProtectedHost ──► kube-apiserver ◄── portcullis-controller
                                          │  AuthorizationPolicy, mesh provider,
                                          │  authd config shards; authd's Lease
                portcullis-authd ◄────────┤ (--watch-config)
-                     ▲                   └──► Gateway (istiod's part) ──► Envoy ext_authz
-                     └───────────────────── check ───────────────────────┘──► Echo
+                     ▲                   └──► istiod (pilot-discovery) ──ADS──► gateway Envoy
+                     │                                                          │ ext_authz
+                     └──────────────────────── check ──────────────────────────┘──► Echo
 
-One piece stands in for what a cluster does around the daemons, and nothing more: `Gateway`
-turns the rendered mesh provider and AuthorizationPolicies into the gateway Envoy's ext_authz
-configuration the way istiod does (service → authd's address, policy hosts → ext_authz
-routes, notPaths → bypass). authd reads its hosts through the API with its ServiceAccount's
-token, as in a cluster. The daemons under test, the API server, Envoy, Keycloak and the browser
-are all real.
+The gateway Envoy is configured by a real istiod from what the controller wrote: the
+`portcullis` provider in the mesh config (ConfigMap `istio`, or the controller's own
+ConfigMap read through SHARED_MESH_CONFIG) and the CUSTOM AuthorizationPolicies. authd
+reads its hosts through the API with its ServiceAccount's token, as in a cluster. What
+Kubernetes' Services and EndpointSlices would give istiod (authd's and the app's
+addresses) are ServiceEntries with 127.0.0.1 endpoints, since the apiserver refuses loopback
+EndpointSlices. The daemons under test, the API server, istiod, Envoy, Keycloak and the
+browser are all real.
 
 Used by e2e/tests/test_flow.py and by `make demo` (e2e/demo.py).
 """
@@ -22,112 +25,59 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
-from pathlib import Path
 
 import yaml
 
 from .kube import ApiServer
-from .peers import Echo, Envoy, Keycloak
+from .istio import (EXT_AUTHZ, ISTIO_NS, RBAC, IngressGateway, Istiod, apply, mesh_configmap,
+                    rule_strings, service_entry, shadow_rules)
+from .peers import Echo, Keycloak
 from .proc import AUTHD, CONTROLLER, REPO, Proc, built, free_port, http, wait_for, work_dir
 
 AUTHD_NS = "portcullis-system"
 
 
-class _Poller(threading.Thread):
-    """Calls sync_once() every interval seconds on a daemon thread until stop()."""
-
-    def __init__(self, interval: float):
-        super().__init__(daemon=True)
-        self.interval = interval
-        self._stopping = threading.Event()
-
-    def sync_once(self):
-        raise NotImplementedError
-
-    def run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            try:
-                self.sync_once()
-            except Exception:  # the API server may be restarting; try again next tick
-                pass
-
-    def stop(self) -> None:
-        """Ends the loop and waits (bounded) for a pass under way to finish."""
-        self._stopping.set()
-        if self.is_alive():
-            self.join(timeout=60)
-
-
-class Gateway(_Poller):
-    """istiod's part for one ingress gateway: reads the `portcullis` provider from the mesh
-    config and the CUSTOM AuthorizationPolicies in istio-system, and (re)configures Envoy."""
-
-    def __init__(self, api: ApiServer, envoy: Envoy, authd_port: int, interval: float = 0.3):
-        super().__init__(interval)
-        self.api, self.envoy, self.authd_port = api, envoy, authd_port
-        self.applied = None
-        self.reconfigures = 0
-        self._lock = threading.Lock()
-
-    def desired(self):
-        status, body = self.api.get("/api/v1/namespaces/istio-system/configmaps/istio")
-        provider = None
-        if status == 200:
-            mesh = yaml.safe_load(json.loads(body).get("data", {}).get("mesh", "") or "") or {}
-            for p in mesh.get("extensionProviders", []):
-                if p.get("name") == "portcullis":
-                    provider = dict(p["envoyExtAuthzHttp"])
-        status, body = self.api.get(
-            "/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies")
-        hosts, not_paths = [], []
-        if status == 200 and provider is not None:
-            for pol in json.loads(body).get("items", []):
-                spec = pol.get("spec", {})
-                if spec.get("action") != "CUSTOM" or spec.get("provider", {}).get("name") != "portcullis":
-                    continue
-                for rule in spec.get("rules", []):
-                    for to in rule.get("to", []):
-                        op = to.get("operation", {})
-                        hosts += [h for h in op.get("hosts", []) if not h.endswith(":*")]
-                        not_paths += op.get("notPaths", [])
-        if provider is not None:
-            # The Service name resolves to authd's pod; here that is loopback and its port.
-            provider.update(service="127.0.0.1", port=self.authd_port)
-        return provider, sorted(set(hosts)), sorted(set(not_paths))
-
-    def sync_once(self) -> bool:
-        with self._lock:
-            want = self.desired()
-            if want == self.applied:
-                return False
-            provider, hosts, not_paths = want
-            self.envoy.reconfigure(provider or self.envoy.provider, hosts=hosts,
-                                   not_paths=not_paths)
-            self.applied = want
-            self.reconfigures += 1
-            return True
-
+AUTHD_SERVICE = f"portcullis-authd.{AUTHD_NS}.svc.cluster.local"
+ECHO_SERVICE = "echo.test-auth.svc.cluster.local"
+SHARED_CONFIGMAP = "portcullis-mesh"
+# What an Istio install's ConfigMap `istio` holds before portcullis: settings the controller
+# must keep, and another team's provider it must not touch (enableAutoMtls: istio.MESH_DEFAULTS).
+INSTALLER_MESH = """accessLogFile: /dev/stdout
+enableAutoMtls: false
+defaultConfig:
+  discoveryAddress: istiod.istio-system.svc:15012
+extensionProviders:
+- name: other-team
+  envoyExtAuthzHttp:
+    service: other-authz.other.svc.cluster.local
+    port: 9000
+"""
 
 
 class Stack:
-    """API server + controller + authd + gateway Envoy + Keycloak + Echo, all on loopback.
+    """API server + istiod + controller + authd + gateway Envoy + Keycloak + Echo, all on
+    loopback.
 
     host: the protected host name (resolves to loopback in Chromium: *.localhost).
+    mesh_config: the controller's --mesh-config: "istio" (merge into ConfigMap istio) or
+      "shared" (its own ConfigMap portcullis-mesh, which istiod reads through
+      SHARED_MESH_CONFIG).
     progress: called with one line per step (the demo prints them)."""
 
     CLIENT_ID = "echo"
     CLIENT_SECRET = "echo-demo-secret"
 
-    def __init__(self, host: str = "echo.localhost", progress=lambda msg: None):
-        self.host, self.progress = host, progress
+    def __init__(self, host: str = "echo.localhost", progress=lambda msg: None,
+                 mesh_config: str = "istio"):
+        assert mesh_config in ("istio", "shared")
+        self.host, self.progress, self.mesh_config = host, progress, mesh_config
         self.dir = work_dir("stack")
         self.gateway_port = free_port()
         self.authd_port, self.authd_admin_port = free_port(), free_port()
         self.metrics_port = free_port()
         self.parts: list = []
-        self.api = self.keycloak = self.echo = self.envoy = None
-        self.controller = self.authd = self.gateway = None
+        self.api = self.istiod = self.keycloak = self.echo = self.gateway = None
+        self.controller = self.authd = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -157,10 +107,11 @@ class Stack:
         self.api.install_istio_crds()
         self.api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                          "crd/protectedhosts.portcullis.io")
-        for ns in (AUTHD_NS, "istio-system", "test-auth"):
+        for ns in (AUTHD_NS, ISTIO_NS, "test-auth"):
             self.api.kubectl("create", "namespace", ns)
-        self.api.kubectl("-n", "istio-system", "create", "configmap", "istio",
-                         "--from-literal=mesh=accessLogFile: /dev/stdout\n")
+        apply(self.api, mesh_configmap(INSTALLER_MESH))
+        self.progress("starting istiod (pilot-discovery)")
+        self.istiod = self._start(self._istiod())
         self.start_keycloak()
         self.start_daemons()
         self.start_gateway()
@@ -173,18 +124,47 @@ class Stack:
                                    "directAccessGrants": True}])
         self._start(self.keycloak)
 
+    def _istiod(self) -> Istiod:
+        return Istiod(self.api, shared_mesh_config=SHARED_CONFIGMAP
+                      if self.mesh_config == "shared" else None)
+
+    def _controller(self) -> Proc:
+        return Proc("controller", [
+            built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run",
+            f"--kubeconfig={self.api.kubeconfig}", f"--mesh-config={self.mesh_config}",
+            "--leader-elect=false", "--allow-insecure-issuers",
+            f"--metrics-addr=127.0.0.1:{self.metrics_port}"],
+            log_path=self.dir / "controller.log")
+
+    def _start_controller(self) -> None:
+        self.progress(f"starting portcullis-controller (--mesh-config={self.mesh_config})")
+        self.controller = self._start(self._controller())
+        self.controller.wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz",
+                                  ok=lambda s: s == 200)
+
+    def _drop(self, part) -> None:
+        part.stop()
+        self.parts.remove(part)
+
+    def use_shared_mesh_config(self) -> None:
+        """Moves the install to --mesh-config=shared as an operator would: the controller
+        restarted in that mode, the portcullis provider taken out of ConfigMap istio, istiod
+        restarted with SHARED_MESH_CONFIG, and the gateway Envoy reconnected to it."""
+        for part in (self.gateway, self.controller, self.istiod):
+            self._drop(part)
+        self.mesh_config = "shared"
+        apply(self.api, mesh_configmap(INSTALLER_MESH))
+        self.progress("starting istiod with SHARED_MESH_CONFIG")
+        self.istiod = self._start(self._istiod())
+        self._start_controller()
+        self.gateway = self._start(IngressGateway(
+            self.istiod, self.echo, port=self.gateway_port, upstream_host=ECHO_SERVICE))
+
     def start_daemons(self) -> None:
         secret = self.dir / "cookie-secret"
         secret.write_bytes(base64.b64encode(os.urandom(32)))
         os.chmod(secret, 0o600)
-        self.progress("starting portcullis-controller")
-        self.controller = self._start(Proc("controller", [
-            built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run",
-            f"--kubeconfig={self.api.kubeconfig}", "--mesh-config=istio", "--leader-elect=false",
-            "--allow-insecure-issuers", f"--metrics-addr=127.0.0.1:{self.metrics_port}"],
-            log_path=self.dir / "controller.log"))
-        self.controller.wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz",
-                                  ok=lambda s: s == 200)
+        self._start_controller()
         # authd as in a cluster: its ServiceAccount's token and Role (deploy/authd-rbac.yaml),
         # its hosts from the config shards the controller writes, its Lease reporting them.
         self.api.kubectl("apply", "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
@@ -200,14 +180,13 @@ class Stack:
                              ok=lambda s: s == 200)
 
     def start_gateway(self) -> None:
-        self.progress("starting the echo app and the gateway Envoy")
+        self.progress("starting the echo app and the istiod-driven gateway Envoy")
         self.echo = self._start(Echo())
-        placeholder = {"service": "127.0.0.1", "port": self.authd_port, "pathPrefix": "/ext-authz",
-                       "timeout": "2s"}
-        self.envoy = self._start(Envoy(placeholder, self.echo, hosts=[], port=self.gateway_port))
-        self.gateway = Gateway(self.api, self.envoy, self.authd_port)
-        self.gateway.sync_once()
-        self._start(self.gateway)
+        # Service portcullis-authd:4180 of deploy/, its endpoint the local authd.
+        apply(self.api, service_entry("portcullis-authd", AUTHD_NS, AUTHD_SERVICE, 4180,
+                                      self.authd_port))
+        self.gateway = self._start(IngressGateway(
+            self.istiod, self.echo, port=self.gateway_port, upstream_host=ECHO_SERVICE))
 
     def stop(self) -> None:
         for part in reversed(self.parts):
@@ -217,30 +196,49 @@ class Stack:
                 pass
         self.parts.clear()
 
+    # -- what istiod made ----------------------------------------------------
+
+    def ext_authz(self) -> list[dict]:
+        """The ext_authz filters istiod put on the gateway listener."""
+        return self.gateway.http_filter(EXT_AUTHZ)
+
+    def protected_hosts(self) -> set[str]:
+        """Every host (and host:*) named by the CUSTOM policies istiod compiled into the
+        gateway's RBAC shadow rules, i.e. what the gateway sends through ext_authz."""
+        rules = shadow_rules(self.gateway.http_filter(RBAC))
+        return set().union(*(rule_strings(r) for r in rules.values())) if rules else set()
+
+    def gateway_protects(self) -> bool:
+        return bool(self.ext_authz()) and self.host in self.protected_hosts()
+
     # -- what a user does ----------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}/"
 
-    def protected_host(self, groups: list[str]) -> str:
+    def protected_host(self, groups: list[str], skip: list[str] = ()) -> str:
         """examples/echoserver.yaml, pointed at the local Keycloak and host."""
         ph = yaml.safe_load((REPO / "examples" / "echoserver.yaml").read_text())
         ph["spec"]["hosts"] = [self.host]
         ph["spec"]["oidc"]["issuerURL"] = self.keycloak.issuer
         ph["spec"]["oidc"]["clientID"] = self.CLIENT_ID
         ph["spec"].setdefault("access", {})["allowedGroups"] = groups
+        if skip:
+            ph["spec"]["paths"] = {"skip": list(skip)}
         return yaml.safe_dump(ph)
 
-    def apply_echo(self, groups: list[str] = ("admins",)) -> None:
-        self.api.kubectl("-n", "test-auth", "create", "secret", "generic", "echo-oidc",
-                         f"--from-literal=client-secret={self.CLIENT_SECRET}")
-        self.api.kubectl("apply", "-f", "-", input=self.protected_host(list(groups)))
+    def apply_echo(self, groups: list[str] = ("admins",), skip: list[str] = ()) -> None:
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": "echo-oidc", "namespace": "test-auth"},
+                  "stringData": {"client-secret": self.CLIENT_SECRET}}
+        apply(self.api, secret)
+        self.api.kubectl("apply", "-f", "-", input=self.protected_host(list(groups), skip))
 
     def wait_protected(self, timeout: float = 60) -> None:
-        """Until the gateway sends the host through ext_authz and authd serves it."""
-        wait_for("the gateway to protect the host",
-                 lambda: self.host in (self.gateway.applied or (None, [], []))[1], timeout)
+        """Until istiod has given the gateway the host's check and authd serves it."""
+        wait_for("istiod to send the host through ext_authz on the gateway",
+                 self.gateway_protects, timeout, ignore=(OSError, ValueError, KeyError))
         wait_for("authd to be ready", lambda: self.authd_ready(), timeout)
         wait_for("authd to serve the host", lambda: self.authd_knows_host(), timeout)
 

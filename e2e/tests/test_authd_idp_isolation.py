@@ -1,5 +1,5 @@
-"""One hanging IdP delays only its own logins (issue 7, item 4): real Envoy configured like the
-README's mesh provider, portcullis-authd, and two real OpenID Providers (npm oidc-provider).
+"""One hanging IdP delays only its own logins (issue 7, item 4): real Envoy configured by istiod from
+the README's mesh provider, portcullis-authd, and two real OpenID Providers (npm oidc-provider).
 
   slow.localhost  IdP "slow": stopped with SIGSTOP (accepts connections, never answers)
   fine.localhost  IdP "fine": healthy
@@ -29,7 +29,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, mesh_provider, set_cookies  # noqa: E402
-from e2e.harness.peers import Echo, Envoy, OidcProvider  # noqa: E402
+from e2e.harness.peers import Echo, OidcProvider  # noqa: E402
+from e2e.harness.istio import Envoy  # noqa: E402
 from e2e.harness.proc import free_port, http, skip_e2e, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")

@@ -27,7 +27,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, mesh_provider, publish_volume, set_cookies  # noqa: E402
-from e2e.harness.peers import DEFAULT_USERS, Browser, Echo, Envoy, OidcProvider  # noqa: E402
+from e2e.harness.istio import Envoy  # noqa: E402
+from e2e.harness.peers import DEFAULT_USERS, Browser, Echo, OidcProvider  # noqa: E402
 from e2e.harness.proc import free_port, http, skip_e2e, work_dir  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")

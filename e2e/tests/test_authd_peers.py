@@ -1,5 +1,5 @@
 """portcullis-authd against real peers (DESIGN.md §6, issue 2 "Integration against real
-peers"): real Envoy configured as istiod renders the README's `envoyExtAuthzHttp` provider,
+peers"): real Envoy configured by a real istiod from the README's `envoyExtAuthzHttp` provider,
 real nginx running examples/nginx/ unchanged (but for addresses), real nginx shaped like
 ingress-nginx's generated config for the README's annotations, Keycloak (realm `main`),
 the npm oidc-provider (the IdP that gets stopped) and headless Chromium.
@@ -41,8 +41,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness import peers  # noqa: E402
 from e2e.harness.authd import Authd, config_head, idp_login, mesh_provider, set_cookies  # noqa: E402
-from e2e.harness.peers import (DEFAULT_USERS, Browser, Echo, Envoy, IngressNginx,  # noqa: E402
+from e2e.harness.peers import (DEFAULT_USERS, Browser, Echo, IngressNginx,  # noqa: E402
                                Keycloak, Nginx, OidcProvider, nginx_user)
+from e2e.harness.istio import Envoy  # noqa: E402
 from e2e.harness.proc import REPO, free_port, http, skip_e2e  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1"),

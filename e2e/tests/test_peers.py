@@ -19,8 +19,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness import peers  # noqa: E402
-from e2e.harness.peers import (Browser, Echo, Envoy, Keycloak, Nginx, OidcProvider,  # noqa: E402
+from e2e.harness.peers import (Browser, Echo, Keycloak, Nginx, OidcProvider,  # noqa: E402
                                jwt_claims, serve_http, stop_http)
+from e2e.harness.istio import Envoy  # noqa: E402
 from e2e.harness.proc import http, skip_e2e  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
@@ -185,7 +186,7 @@ def test_envoy_status_on_error_and_reconfigure(echo, stub):
         assert http("GET", f"{e.url}/allow", headers={"Host": "x.localhost"})[0] == 200
         e.reconfigure(provider_for(stub.port))
         assert http("GET", f"{e.url}/deny", headers={"Host": "x.localhost"})[0] == 403
-        assert e.stats().get("http.ingress_http.ext_authz.denied", 0) >= 1
+        assert e.ext_authz_stat("denied") >= 1
 
 
 # --- nginx --------------------------------------------------------------------------------
