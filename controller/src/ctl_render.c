@@ -121,15 +121,26 @@ ctl_render_policy(const char *ns, const char *name, const json_t *spec)
 {
     json_t *op = json_pack("{s:o}", "hosts", policy_hosts(json_object_get(spec, "hosts")));
     json_t *not_paths = policy_not_paths(spec);
+    const char *gw = pc_json_str(json_object_get(spec, "gateway"), "name");
+    json_t *p;
 
     if (json_array_size(not_paths) > 0)
         json_object_set(op, "notPaths", not_paths);
     json_decref(not_paths);
-    return json_pack("{s:s,s:s,s:o,s:{s:s,s:{s:s},s:{s:O},s:[{s:[{s:o}]}]}}", "apiVersion",
-                     "security.istio.io/v1", "kind", "AuthorizationPolicy", "metadata",
-                     policy_metadata(ns, name, spec), "spec", "action", "CUSTOM", "provider",
-                     "name", CTL_PROVIDER_NAME, "selector", "matchLabels",
-                     pc_json_path(spec, "gateway.selector"), "rules", "to", "operation", op);
+    p = json_pack("{s:s,s:s,s:o,s:{s:s,s:{s:s},s:[{s:[{s:o}]}]}}", "apiVersion",
+                  "security.istio.io/v1", "kind", "AuthorizationPolicy", "metadata",
+                  policy_metadata(ns, name, spec), "spec", "action", "CUSTOM", "provider", "name",
+                  CTL_PROVIDER_NAME, "rules", "to", "operation", op);
+    /* A Gateway API Gateway is named (targetRefs); gateway pods are selected by label. */
+    if (gw)
+        json_object_set_new(json_object_get(p, "spec"), "targetRefs",
+                            json_pack("[{s:s,s:s,s:s}]", "group", "gateway.networking.k8s.io",
+                                      "kind", "Gateway", "name", gw));
+    else
+        json_object_set_new(
+            json_object_get(p, "spec"), "selector",
+            json_pack("{s:O}", "matchLabels", pc_json_path(spec, "gateway.selector")));
+    return p;
 }
 
 static json_t *

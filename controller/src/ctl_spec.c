@@ -335,17 +335,30 @@ norm_hosts(struct ctl_errors *e, const json_t *spec)
     return hosts;
 }
 
+/*
+ * Where the policy is enforced: the gateway pods `selector` picks (default istio:
+ * ingressgateway), or the Gateway API Gateway `name` in the namespace (targetRefs).
+ */
 static json_t *
 norm_gateway(struct ctl_errors *e, const json_t *spec)
 {
-    static const char *const keys[] = {"namespace", "selector", NULL};
+    static const char *const keys[] = {"namespace", "selector", "name", NULL};
     const json_t *g = obj_field(e, spec, "gateway", "spec", keys);
     const char *ns = str_field(e, g, "namespace", "spec.gateway", "istio-system");
+    const char *name = str_field(e, g, "name", "spec.gateway", NULL);
     const json_t *sel = json_object_get(g, "selector");
     json_t *out_sel;
 
     if (!ctl_valid_dns_name(ns, false) || strchr(ns, '.') || strlen(ns) > 63)
         ctl_errors_add(e, "spec.gateway.namespace: \"%s\" is not a namespace name", ns);
+    if (name) {
+        if (sel && !json_is_null(sel))
+            ctl_errors_add(e, "spec.gateway: set either selector (gateway pods) or name (a "
+                              "Gateway API Gateway), not both");
+        else if (!ctl_valid_dns_name(name, false))
+            ctl_errors_add(e, "spec.gateway.name: \"%s\" is not a Gateway name", name);
+        return json_pack("{s:s,s:s}", "namespace", ns, "name", name);
+    }
     if (!sel || json_is_null(sel)) {
         out_sel = json_pack("{s:s}", "istio", "ingressgateway");
     } else if (!json_is_object(sel) || json_object_size(sel) == 0) {

@@ -68,6 +68,29 @@ test_policy(void **state)
     json_decref(spec);
 }
 
+/* A Gateway API Gateway: the policy attaches with targetRefs, no selector. */
+static void
+test_policy_for_gateway_api_gateway(void **state)
+{
+    json_t *spec = spec_of("{\"hosts\":[\"echo.example.com\"],"
+                           "\"gateway\":{\"namespace\":\"istio-ingress\",\"name\":\"public\"},"
+                           "\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}");
+    json_t *p = ctl_render_policy("team-a", "echo", spec);
+    char *s;
+
+    (void)state;
+    assert_string_equal(pc_json_str(pc_json_path(p, "metadata"), "namespace"), "istio-ingress");
+    s = dump(json_object_get(p, "spec"));
+    assert_string_equal(s, "{\"action\":\"CUSTOM\",\"provider\":{\"name\":\"portcullis\"},"
+                           "\"rules\":[{\"to\":[{\"operation\":{\"hosts\":[\"echo.example.com\","
+                           "\"echo.example.com:*\"]}}]}],"
+                           "\"targetRefs\":[{\"group\":\"gateway.networking.k8s.io\","
+                           "\"kind\":\"Gateway\",\"name\":\"public\"}]}");
+    free(s);
+    json_decref(p);
+    json_decref(spec);
+}
+
 static void
 test_policy_without_skip(void **state)
 {
@@ -223,9 +246,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy),       cmocka_unit_test(test_policy_without_skip),
-        cmocka_unit_test(test_authd_host),   cmocka_unit_test(test_provider_union),
-        cmocka_unit_test(test_authd_config), cmocka_unit_test(test_provider_snippet),
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_policy_for_gateway_api_gateway),
+        cmocka_unit_test(test_policy_without_skip),
+        cmocka_unit_test(test_authd_host),
+        cmocka_unit_test(test_provider_union),
+        cmocka_unit_test(test_authd_config),
+        cmocka_unit_test(test_provider_snippet),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

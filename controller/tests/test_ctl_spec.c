@@ -80,6 +80,11 @@ static const struct spec_case spec_cases[] = {
     {"{" BASE ",\"passIDToken\":\"yes\"}", false, "spec.passIDToken: must be a boolean"},
     {"{" BASE ",\"gateway\":{\"namespace\":\"Istio\"}}", false, "spec.gateway.namespace"},
     {"{" BASE ",\"gateway\":{\"selector\":{}}}", false, "spec.gateway.selector"},
+    {"{" BASE ",\"gateway\":{\"namespace\":\"istio-ingress\",\"name\":\"public\"}}", false, NULL},
+    {"{" BASE ",\"gateway\":{\"name\":\"Public\"}}", false,
+     "spec.gateway.name: \"Public\" is not a Gateway name"},
+    {"{" BASE ",\"gateway\":{\"name\":\"public\",\"selector\":{\"istio\":\"x\"}}}", false,
+     "spec.gateway: set either selector (gateway pods) or name (a Gateway API Gateway)"},
     {"\"not an object\"", false, "spec: Required value"},
 };
 

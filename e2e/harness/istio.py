@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import urllib.parse
 from pathlib import Path
@@ -156,11 +157,14 @@ class Istiod(_Peer):
     /debug on http_port, /metrics on monitoring_port.
 
     shared_mesh_config: the name of a ConfigMap in istio-system merged over `istio`
-    (istiod's SHARED_MESH_CONFIG). env: more istiod environment (PILOT_* features)."""
+    (istiod's SHARED_MESH_CONFIG). env: more istiod environment (PILOT_* features).
+    grpc_host: where xDS listens (a Netns's host_ip for proxies inside that namespace)."""
 
     def __init__(self, api: ApiServer, *, shared_mesh_config: str | None = None,
-                 env: dict | None = None, binary: str | None = None, log_level: str = "info"):
+                 env: dict | None = None, binary: str | None = None, log_level: str = "info",
+                 grpc_host: str = "127.0.0.1"):
         self.api = api
+        self.grpc_host = grpc_host
         self.shared_mesh_config = shared_mesh_config
         self.extra_env = dict(env or {})
         self.binary = binary
@@ -181,7 +185,7 @@ class Istiod(_Peer):
             self.grpc_port, self.http_port = free_port(), free_port()
             self.monitoring_port, self.ctrlz_port = free_port(), free_port()
             argv = [binary, "discovery", f"--kubeconfig={self.api.kubeconfig}",
-                    f"--grpcAddr=127.0.0.1:{self.grpc_port}",
+                    f"--grpcAddr={self.grpc_host}:{self.grpc_port}",
                     f"--httpAddr=127.0.0.1:{self.http_port}",
                     f"--monitoringAddr=127.0.0.1:{self.monitoring_port}",
                     "--ctrlz_address=127.0.0.1", f"--ctrlz_port={self.ctrlz_port}",
@@ -227,6 +231,46 @@ class Istiod(_Peer):
 
     def log(self) -> str:
         return self.proc.log_path.read_text(errors="replace") if self.proc else ""
+
+
+# ---------------------------------------------------------------------------------------
+# a network namespace of the test's own, for proxies that listen where Istio says (0.0.0.0)
+
+class Netns(_Peer):
+    """A network namespace the test creates, joined to this one by a veth pair: host_ip on
+    this side, ip inside (10.250.<n>.1 and .2, addresses of nothing but these two ends).
+    stop() deletes the namespace, which removes the veth pair with it."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.name = f"pc-e2e-{os.getpid()}-{n}"
+        self.host_ip, self.ip = f"10.250.{n}.1", f"10.250.{n}.2"
+        self.veth = f"pcv{os.getpid() % 100000}n{n}"
+        self.started = False
+
+    def _ip(self, *args: str, ns: bool = False) -> None:
+        argv = ["ip", *(["netns", "exec", self.name, "ip"] if ns else []), *args]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise PeerError(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+    def start(self) -> "Netns":
+        self._ip("netns", "add", self.name)
+        self.started = True
+        self._ip("link", "add", self.veth, "type", "veth", "peer", "name", self.veth + "p")
+        self._ip("link", "set", self.veth + "p", "netns", self.name)
+        self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.veth)
+        self._ip("link", "set", self.veth, "up")
+        self._ip("addr", "add", f"{self.ip}/30", "dev", self.veth + "p", ns=True)
+        self._ip("link", "set", self.veth + "p", "up", ns=True)
+        self._ip("link", "set", "lo", "up", ns=True)
+        return self
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+            subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=30)
+            self.started = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,8 +323,13 @@ class Proxy(_Peer):
         return f"{self.kind}~{self.ip}~{self.name}.{ns}~{ns}.svc.{DOMAIN}"
 
     @property
+    def admin_host(self) -> str:
+        """Loopback, or inside a netns its own address (reachable from the tests)."""
+        return self.ip if self.netns else "127.0.0.1"
+
+    @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.admin_host}:{self.admin_port}"
 
     def bootstrap(self) -> dict:
         ns = self.namespace
@@ -290,13 +339,14 @@ class Proxy(_Peer):
             "WORKLOAD_NAME": self.name, "MESH_ID": DOMAIN, "PROXY_CONFIG": {},
             "ISTIO_PROXY_SHA": "", "ENVOY_STATUS_PORT": 0, **self.extra_metadata,
         }
-        xds = {"socket_address": {"address": "127.0.0.1", "port_value": self.istiod.grpc_port}}
+        xds = {"socket_address": {"address": self.istiod.grpc_host,
+                                  "port_value": self.istiod.grpc_port}}
         http2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}}
         return {
             "node": {"id": self.node_id, "cluster": f"{self.name}.{ns}", "metadata": meta},
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1",
+            "admin": {"address": {"socket_address": {"address": self.admin_host,
                                                      "port_value": self.admin_port}}},
             "dynamic_resources": {
                 "lds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
