@@ -256,12 +256,26 @@ spec:
     assert "spec.oidc.callbackPath" in proc.stderr and "must be an absolute path" in proc.stderr
 
 
+def test_schema_gateway_selector_or_name(api):
+    both = ph_manifest("gw", "team-a", ["g.example.com"],
+                       extra="  gateway: {name: public, selector: {istio: x}}\n")
+    proc = api.kubectl("apply", "--dry-run=server", "-f", "-", input=both, check=False)
+    assert proc.returncode != 0 and "not both" in proc.stderr, proc.stderr
+    named = ph_manifest("gw", "team-a", ["g.example.com"],
+                        extra="  gateway: {namespace: istio-ingress, name: public}\n")
+    out = json.loads(api.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                                 input=named).stdout)
+    assert out["spec"]["gateway"] == {"namespace": "istio-ingress", "name": "public"}
+
+
 def test_schema_defaults(api):
     out = json.loads(api.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
                                  input=ph_manifest("defaults", "team-a",
                                                    ["d.example.com"])).stdout)
     spec = out["spec"]
-    assert spec["gateway"] == {"namespace": "istio-system", "selector": {"istio": "ingressgateway"}}
+    # selector's default (istio: ingressgateway) is the controller's: a ProtectedHost that names
+    # a Gateway API Gateway has none.
+    assert spec["gateway"] == {"namespace": "istio-system"}
     assert spec["oidc"]["callbackPath"] == "/oauth2/callback"
     assert spec["oidc"]["scopes"] == ["openid", "email", "profile"]
     assert spec["session"]["cookieName"] == "_portcullis"
