@@ -273,6 +273,34 @@ class Netns(_Peer):
             self.started = False
 
 
+class Parts:
+    """Peers started in order and stopped in reverse, also when a later start fails."""
+
+    def __init__(self):
+        self.started: list = []
+
+    def start(self, part):
+        self.started.append(part)  # first: stopped even when its start fails half-way
+        part.start()
+        return part
+
+    def stop(self) -> None:
+        for part in reversed(self.started):
+            part.stop()
+        self.started.clear()
+
+
+def netns_cluster(parts: Parts, namespaces: tuple, gateway_api: bool = False):
+    """A Netns of its own (a random 10.250.<n>.0/30) and a kube-apiserver with the Istio CRDs
+    (and the Gateway API's) and the namespaces, started through parts: (netns, api)."""
+    netns = parts.start(Netns(int.from_bytes(os.urandom(1), "big") % 200 + 20))
+    api = parts.start(ApiServer())
+    install_mesh_crds(api, gateway_api=gateway_api)
+    for ns in namespaces:
+        ensure_namespace(api, ns)
+    return netns, api
+
+
 # ---------------------------------------------------------------------------------------
 # Envoy as an istiod workload
 

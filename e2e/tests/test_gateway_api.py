@@ -18,10 +18,9 @@ import subprocess
 import pytest
 import yaml
 
-from e2e.harness.istio import (EXT_AUTHZ, MESH_DEFAULTS, RBAC, Istiod, Netns, Proxy, apply,
-                               ensure_namespace, install_mesh_crds, mesh_configmap,
-                               rule_strings, service_entry, shadow_rules)
-from e2e.harness.kube import ApiServer
+from e2e.harness.istio import (EXT_AUTHZ, MESH_DEFAULTS, RBAC, Istiod, Parts, Proxy, apply,
+                               mesh_configmap, netns_cluster, rule_strings, service_entry,
+                               shadow_rules)
 from e2e.harness.peers import Echo, OidcProvider
 from e2e.harness.proc import AUTHD, CONTROLLER, Proc, free_port, http, skip_e2e, wait_for, work_dir
 
@@ -72,18 +71,11 @@ def gateway_api_objects(echo_host: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def env():
     d = work_dir("gwapi")
-    started = []
-
-    def start(part):
-        started.append(part)
-        part.start()
-        return part
+    parts = Parts()
+    start = parts.start
     try:
-        netns = start(Netns(int.from_bytes(os.urandom(1), "big") % 200 + 20))
-        api = start(ApiServer())
-        install_mesh_crds(api, gateway_api=True)
-        for ns in (GW_NS, "portcullis-system", "test-auth", "istio-system"):
-            ensure_namespace(api, ns)
+        netns, api = netns_cluster(parts, (GW_NS, "portcullis-system", "test-auth", "istio-system"),
+                                   gateway_api=True)
         idp = start(OidcProvider([{"clientId": "app", "secret": "app-secret",
                                    "redirectUris": [f"http://{HOST}/oauth2/callback"]}]))
         # What the controller renders for the ProtectedHost, offline.
@@ -125,8 +117,7 @@ def env():
         yield {"api": api, "istiod": istiod, "proxy": proxy, "policy": policy, "netns": netns,
                "echo": echo, "authd": authd}
     finally:
-        for part in reversed(started):
-            part.stop()
+        parts.stop()
 
 
 def get(env, host: str, path: str = "/"):
