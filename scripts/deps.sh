@@ -17,9 +17,10 @@ debs=(build-essential cmake pkg-config
       libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libssl-dev
       libcmocka-dev clang libclang-rt-dev)
 # end-to-end tests and benchmarks: peers, openssl (the harness makes the API server's keys),
-# wrk, taskset (util-linux), pgrep (procps), images (buildah, debootstrap)
+# wrk, taskset (util-linux), pgrep (procps), images (buildah, debootstrap), the network
+# namespaces of the Gateway API and sidecar tests (iproute2, iptables)
 debs+=(nginx-light chromium openssl wrk curl unzip ca-certificates procps util-linux
-       buildah debootstrap)
+       buildah debootstrap iproute2 iptables)
 
 # The Python modules the e2e harness imports. A Debian python3 (or none) gets them from Debian
 # (pip refuses to install into it), with python3-venv for the Envoy venv of fetch-peers.sh;
