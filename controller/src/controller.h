@@ -430,6 +430,8 @@ void ctl_queue_free(struct ctl_queue *q);
 void ctl_queue_add(struct ctl_queue *q, const char *key);
 /* Adds key after delay_ms (an earlier pending time wins). */
 void ctl_queue_add_after(struct ctl_queue *q, const char *key, long delay_ms);
+/* Adds key ahead of every key added with a due time (a key whose wait is over). */
+void ctl_queue_add_first(struct ctl_queue *q, const char *key);
 /*
  * Adds key after its backoff (k8s_backoff_ms of its failure count, which grows by one).
  * Returns the delay chosen.

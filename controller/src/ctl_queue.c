@@ -88,6 +88,18 @@ ctl_queue_add_after(struct ctl_queue *q, const char *key, long delay_ms)
 }
 
 void
+ctl_queue_add_first(struct ctl_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    if (!q->shutdown) {
+        /* Due "at the epoch": before anything scheduled for now or later. */
+        schedule(json_object_get(q->processing, key) ? q->dirty : q->pending, key, 0);
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+void
 ctl_queue_add(struct ctl_queue *q, const char *key)
 {
     ctl_queue_add_after(q, key, 0);

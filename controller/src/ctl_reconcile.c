@@ -243,7 +243,14 @@ ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj)
             json_array_append_new(ids, json_string(h->id));
     }
     pthread_mutex_unlock(&c->hmu);
-    json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
+    /* Ahead of the backlog: these only wait to apply their policy and status. */
+    json_array_foreach(ids, i, id)
+    {
+        char *key = pc_xasprintf("ph:%s", json_string_value(id));
+
+        ctl_queue_add_first(c->q, key);
+        free(key);
+    }
 out:
     free(min);
     json_decref(ids);

@@ -96,6 +96,33 @@ test_delay_and_order(void **state)
     ctl_queue_free(q);
 }
 
+/* A key whose wait is over goes ahead of a backlog. */
+static void
+test_add_first(void **state)
+{
+    struct ctl_queue *q = ctl_queue_new();
+    char *k;
+
+    (void)state;
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "k%d", i);
+        ctl_queue_add(q, key);
+    }
+    ctl_queue_add_first(q, "k77");
+    k = ctl_queue_get(q);
+    assert_string_equal(k, "k77");
+    ctl_queue_done(q, k);
+    free(k);
+    ctl_queue_add_first(q, "new");
+    k = ctl_queue_get(q);
+    assert_string_equal(k, "new");
+    ctl_queue_done(q, k);
+    free(k);
+    ctl_queue_free(q);
+}
+
 static void
 test_backoff_grows_and_resets(void **state)
 {
@@ -138,7 +165,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coalesces),       cmocka_unit_test(test_readded_while_processing),
         cmocka_unit_test(test_delay_and_order), cmocka_unit_test(test_backoff_grows_and_resets),
-        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_shutdown),        cmocka_unit_test(test_add_first),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
