@@ -44,19 +44,6 @@ ISSUER = "https://idp.bench.invalid"
 CLIENT_SECRET = "bench-client-secret"
 COOKIE_SECRET = "0123456789abcdef0123456789abcdef-propagation-bench\n"
 PH = f"/apis/portcullis.io/v1alpha1/namespaces/{APPS}/protectedhosts"
-BINDINGS = """\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis-controller-bench}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-controller}
-subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: portcullis-controller-bench, namespace: portcullis-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
-subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
-"""
 
 
 def log(msg: str) -> None:
@@ -152,7 +139,7 @@ def main() -> int:
                     "crd/protectedhosts.portcullis.io")
         api.kubectl("apply", "-f", str(ROOT / "deploy" / "controller-rbac.yaml"),
                     "-f", str(ROOT / "deploy" / "authd-rbac.yaml"))
-        api.kubectl("apply", "-f", "-", input=BINDINGS)
+        api.bind_controller_user()
         api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                     f"--from-literal=client-secret={CLIENT_SECRET}")
         kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")

@@ -138,6 +138,19 @@ class WatchingAuthd(Authd):
                             ok=lambda s: s == 200)
         return self
 
+    def login(self, host: str, user: str) -> dict:
+        """The code flow through this replica's Envoy door on host as user (password
+        "<user>-password", as DEFAULT_USERS has it); the session cookies."""
+        status, headers = self.check(host, path="/ext-authz/app")
+        assert status == 302, status
+        jar = {k: v for k, v in set_cookies(headers).items() if v}
+        back = urllib.parse.urlsplit(idp_login(dict(headers)["Location"], user,
+                                               f"{user}-password"))
+        status, headers = self.check(host, jar, path=f"/ext-authz{back.path}?{back.query}")
+        assert status == 302, status
+        jar.update({k: v for k, v in set_cookies(headers).items() if v})
+        return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
+
     def readyz(self):
         conn = httpclient.HTTPConnection("127.0.0.1", self.admin, timeout=5)
         try:

@@ -72,6 +72,21 @@ def e2e_tools() -> dict[str, str]:
 StartError = PeerError
 
 
+CONTROLLER_BINDINGS = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis-controller-user}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-user, namespace: portcullis-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+"""
+
+
 class ApiServer:
     """etcd + kube-apiserver for one test session (or module).
 
@@ -316,6 +331,11 @@ class ApiServer:
                 f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
             )
         return proc
+
+    def bind_controller_user(self) -> None:
+        """Binds the controller kubeconfig's user (`portcullis-controller`) to the
+        ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied."""
+        self.kubectl("apply", "-f", "-", input=CONTROLLER_BINDINGS)
 
     def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:
         """Applies the cached Istio CRDs and waits until they are established."""

@@ -14,14 +14,13 @@ import json
 import signal
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from e2e.harness.authd import WatchingAuthd, idp_login, set_cookies  # noqa: E402
+from e2e.harness.authd import WatchingAuthd  # noqa: E402
 from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
 from e2e.harness.peers import OidcProvider  # noqa: E402
 from e2e.harness.proc import AUTHD, REPO, Proc, free_port, skip_e2e, wait_for  # noqa: E402
@@ -90,18 +89,6 @@ def user_header(headers):
     return dict((k.lower(), v) for k, v in headers).get("x-auth-request-user")
 
 
-def login(replica, host):
-    """The code flow through replica's Envoy door on host; returns the session cookies."""
-    status, headers = replica.check(host, path="/ext-authz/app")
-    assert status == 302, status
-    jar = {k: v for k, v in set_cookies(headers).items() if v}
-    back = urllib.parse.urlsplit(idp_login(dict(headers)["Location"], "alice", "alice-password"))
-    status, headers = replica.check(host, jar, path=f"/ext-authz{back.path}?{back.query}")
-    assert status == 302, status
-    jar.update({k: v for k, v in set_cookies(headers).items() if v})
-    return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
-
-
 @pytest.fixture(scope="module")
 def env(api_server):
     api = api_server
@@ -132,7 +119,7 @@ def env(api_server):
 @pytest.fixture(scope="module")
 def alice(env):
     wait_for("replica a ready", lambda: env["a"].readyz()[0] == 200, 30)
-    return login(env["a"], "base.localhost")
+    return env["a"].login("base.localhost", "alice")
 
 
 def test_ready_and_leases_after_the_first_list(env):

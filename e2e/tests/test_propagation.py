@@ -17,7 +17,6 @@ import signal
 import sys
 import time
 import subprocess
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from e2e.harness.authd import WatchingAuthd, idp_login, set_cookies  # noqa: E402
+from e2e.harness.authd import WatchingAuthd  # noqa: E402
 from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
 from e2e.harness.peers import OidcProvider  # noqa: E402
 from e2e.harness.proc import CONTROLLER, REPO, Proc, built, free_port, skip_e2e  # noqa: E402
@@ -39,19 +38,6 @@ CLIENT, SECRET = "echo", "echo-client-secret"
 COOKIE_SECRET = "0123456789abcdef0123456789abcdef-propagation\n"
 AP = "/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies"
 PH = f"/apis/portcullis.io/v1alpha1/namespaces/{APPS}/protectedhosts"
-USER_BINDINGS = """\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis-controller-propagation}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-controller}
-subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: portcullis-controller-propagation, namespace: portcullis-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
-subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
-"""
 
 
 def ph(name: str, host: str, issuer: str, groups: list[str]) -> dict:
@@ -80,19 +66,6 @@ def ready(api, name: str, generation: int | None = None) -> dict | None:
     return None
 
 
-def login(replica: WatchingAuthd, host: str, user: str) -> dict:
-    """The code flow through replica's Envoy door; the session cookies."""
-    status, headers = replica.check(host, path="/ext-authz/app")
-    assert status == 302, status
-    jar = {k: v for k, v in set_cookies(headers).items() if v}
-    loc = dict(headers)["Location"]
-    back = urllib.parse.urlsplit(idp_login(loc, user, f"{user}-password"))
-    status, headers = replica.check(host, jar, path=f"/ext-authz{back.path}?{back.query}")
-    assert status == 302, status
-    jar.update({k: v for k, v in set_cookies(headers).items() if v})
-    return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
-
-
 @pytest.fixture(scope="module")
 def env(api_server):
     api = api_server
@@ -104,7 +77,7 @@ def env(api_server):
                 "crd/protectedhosts.portcullis.io")
     api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
                 "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
-    api.kubectl("apply", "-f", "-", input=USER_BINDINGS)
+    api.bind_controller_user()
     api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                 f"--from-literal=client-secret={SECRET}")
     kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")
@@ -142,7 +115,7 @@ def team(env):
     api, a, b = env["api"], env["a"], env["b"]
     apply(api, ph("team", "team.localhost", env["issuer"], ["admins", "staff"]))
     wait_for("team Ready", lambda: (ready(api, "team") or {}).get("status") == "True", 60)
-    return {"alice": login(a, "team.localhost", "alice"), "bob": login(a, "team.localhost", "bob")}
+    return {"alice": a.login("team.localhost", "alice"), "bob": a.login("team.localhost", "bob")}
 
 
 def user_of(headers) -> str | None:
