@@ -103,8 +103,12 @@ authd_replay_release(struct authd_replay *r, const char *state, int64_t now)
     struct entry *e;
 
     key_of(state, key);
-    if ((e = lookup(r, key, now)))
-        e->expires_at = 0;
+    /* The slot goes too (the newest entry takes it): a released state must not hold one, or
+     * claims refused as busy could flush the set without any token call. */
+    if ((e = lookup(r, key, now))) {
+        *e = *at(r, r->n - 1);
+        r->n--;
+    }
 }
 
 uint64_t

@@ -484,6 +484,16 @@ test_replay(void **state)
     assert_int_equal(authd_replay_claim(r, "a", 200, 101), -EALREADY);
     assert_int_equal(authd_replay_evicted(r), 2);
     authd_replay_free(r);
+    /* claims refused as busy and released never push anything out */
+    r = authd_replay_new(2);
+    assert_int_equal(authd_replay_claim(r, "victim", 100, 10), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(authd_replay_claim(r, "x", 100, 10), 0);
+        authd_replay_release(r, "x", 10);
+    }
+    assert_int_equal(authd_replay_claim(r, "victim", 100, 10), -EALREADY);
+    assert_int_equal(authd_replay_evicted(r), 0);
+    authd_replay_free(r);
 }
 
 int
