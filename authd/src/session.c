@@ -941,21 +941,25 @@ authd_login_state_open(const struct authd_keys *keys, const struct authd_host *h
     memcpy(id, state, STATE_ID_LEN);
     id[STATE_ID_LEN] = '\0';
     name = state_cookie_name(host, id);
-    if ((value = authd_cookie_get(&jar, name)) == NULL) {
-        rc = PC_ENOTFOUND;
-        goto out;
+    rc = PC_ENOTFOUND;
+    /* Every cookie of the name, as for sessions: a sibling subdomain can plant one in front. */
+    for (size_t k = 0; *out == NULL && (value = cookie_nth(&jar, name, k)) != NULL; k++) {
+        int r = open_state(keys, name, value, now, &st);
+
+        if (k == 0)
+            add_clear(set_cookie, name, host, NULL);
+        if (r == 0 &&
+            (strlen(st->state) != strlen(state) || !pc_memeq(st->state, state, strlen(state)) ||
+             strcmp(st->host_id, host->id) != 0))
+            r = PC_EAUTH;
+        if (r == 0) {
+            *out = st;
+            st = NULL;
+        }
+        authd_login_state_free(st);
+        st = NULL;
+        rc = r == 0 || rc == PC_ENOTFOUND ? r : rc;
     }
-    add_clear(set_cookie, name, host, NULL);
-    if ((rc = open_state(keys, name, value, now, &st)) != 0)
-        goto out;
-    if (strlen(st->state) != strlen(state) || !pc_memeq(st->state, state, strlen(state)) ||
-        strcmp(st->host_id, host->id) != 0) {
-        rc = PC_EAUTH;
-        goto out;
-    }
-    *out = st;
-    st = NULL;
-out:
     authd_login_state_free(st);
     free(name);
     authd_cookie_jar_release(&jar);

@@ -406,6 +406,15 @@ test_login_state(void **state)
     assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr2, b->state, NOW + 5, &o, &clr), 0);
     assert_string_equal(o->redirect, "/two");
     authd_login_state_free(o);
+    {
+        /* A planted cookie of the same name in front does not hide the real one. */
+        char *planted = pc_xasprintf("%.*sAAAA; %s", (int)strlen(name), name, hdr2);
+
+        assert_int_equal(
+            authd_login_state_open(&cfg->keys, h, planted, a->state, NOW + 5, &o, &clr), 0);
+        authd_login_state_free(o);
+        free(planted);
+    }
     /* Wrong state with a right id prefix, expiry, another host entry, no cookie. */
     a->state[strlen(a->state) - 1] ^= 1;
     assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr2, a->state, NOW, &o, &clr),
