@@ -106,6 +106,8 @@ k8s_lease_acquirable(const json_t *lease, const char *identity, time_t now)
         renew = pc_json_str(spec, "acquireTime");
     if (!renew || k8s_parse_time(renew, &t) < 0)
         return true; /* a lease nobody can have renewed */
+    /* Anyone who may write the Lease sets the duration: clamp it, no signed overflow. */
+    dur = dur < 0 ? 0 : dur > 86400 ? 86400 : dur;
     return now >= t + (time_t)dur;
 }
 

@@ -43,7 +43,8 @@ alive(const json_t *lease, time_t now)
 
     if (renew == NULL || k8s_parse_time(renew, &t) < 0)
         return false;
-    return now <= t + (secs > 0 ? secs : 15);
+    /* Clamped: the Lease's writer sets it, and t + secs must not overflow. */
+    return now <= t + (secs > 0 && secs <= 86400 ? secs : 15);
 }
 
 void
