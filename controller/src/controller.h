@@ -102,8 +102,10 @@ struct ctl_authd_opts {
     const char *service;   /* default portcullis-authd */
     int port;              /* default 4180 */
     bool allow_insecure_issuers;
-    unsigned shards; /* authd config shards, 0: CTL_SHARDS_DEFAULT */
-    bool egress;     /* --egress-service-entries: a ServiceEntry per issuer host */
+    unsigned shards;           /* authd config shards, 0: CTL_SHARDS_DEFAULT */
+    bool egress;               /* --egress-service-entries: a ServiceEntry per issuer host */
+    bool gateway_strips_ports; /* --gateway-host-normalization=external: the gateways strip
+                                  Host ports themselves; no EnvoyFilter is rendered */
 };
 
 /* The number of shards o asks for (CTL_SHARDS_DEFAULT when unset). */
@@ -130,6 +132,15 @@ char **ctl_shards_finish(struct ctl_shards *sh);
 
 /* New AuthorizationPolicy (docs/design.md §4.1) for ProtectedHost ns/name with canonical spec. */
 json_t *ctl_render_policy(const char *ns, const char *name, const json_t *spec);
+/*
+ * New EnvoyFilter that goes with policy (from ctl_render_policy) when one of its hosts is a
+ * wildcard, else NULL: the same name, namespace and gateway (selector or targetRefs), merging
+ * strip_any_host_port and strip_trailing_host_dot into the gateway's HttpConnectionManager, so
+ * "a.wild.example.com:443" is matched by "*.wild.example.com" before any filter runs.
+ */
+json_t *ctl_render_host_filter(const json_t *policy);
+/* Parses --gateway-host-normalization: "envoyfilter" or "external" (*external true). */
+bool ctl_parse_host_normalization(const char *s, bool *external);
 /*
  * New hosts[] entry of authd's config, compact: fields at their default value are left out
  * (authd applies the same defaults); id, hosts, oidc.issuerURL and oidc.clientID are always
@@ -329,6 +340,7 @@ struct ctl_host {
     bool awaiting;         /* the key waits for authd replicas to enforce need_gen */
     char *applied_ref;     /* "gwns/name" of our AuthorizationPolicy in the cluster */
     char *applied_hash;    /* SHA-256 of the policy as applied */
+    bool applied_filter;   /* its EnvoyFilter (ctl_render_host_filter) was applied with it */
     char *status_sig;      /* the status as last written (see the reconciler) */
     char *snippet_sig;     /* --mesh-config=none: the provider snippet last announced */
 };
@@ -338,6 +350,8 @@ enum ctl_verdict ctl_host_verdict(const struct ctl_host *h);
 const char *ctl_host_message(const struct ctl_host *h);
 /* Whether h contributes to the shared outputs: its entry (when any) and headers. */
 bool ctl_host_publishes(const struct ctl_host *h);
+/* Whether one of h's hosts is a wildcard ("*.example.com"). */
+bool ctl_host_has_wildcard(const struct ctl_host *h);
 
 /* Every host, sorted by id. */
 struct ctl_hosts {

@@ -285,6 +285,7 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
 {
     struct pc_diag d = {0};
     char *mesh = NULL, *file;
+    json_t *filter;
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < st->n; i++) {
@@ -294,6 +295,18 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
         rc = write_json_doc(c, file, "AuthorizationPolicy (security.istio.io/v1)",
                             json_incref(st->items[i].policy));
         free(file);
+        filter =
+            c->opts.authd.gateway_strips_ports ? NULL : ctl_render_host_filter(st->items[i].policy);
+        if (rc == 0 && filter) {
+            file = pc_xasprintf("envoyfilter-%s.yaml", st->items[i].policy_name);
+            rc = write_json_doc(c, file,
+                                "EnvoyFilter (networking.istio.io/v1alpha3): the gateway strips "
+                                "Host ports so the wildcard host is checked with any port",
+                                filter);
+            free(file);
+        } else {
+            json_decref(filter);
+        }
     }
     for (size_t i = 0; rc == 0 && i < json_array_size(st->egress); i++) {
         json_t *se = json_array_get(st->egress, i);
@@ -336,7 +349,8 @@ usage(FILE *f)
                "         [--secret-file NS/NAME/KEY=PATH]... [--authd-namespace NS]\n"
                "         [--authd-service NAME] [--authd-port PORT]\n"
                "         [--allow-insecure-issuers] [--manifests-only]\n"
-               "         [--egress-service-entries]\n");
+               "         [--egress-service-entries]\n"
+               "         [--gateway-host-normalization envoyfilter|external]\n");
 }
 
 static int
@@ -353,7 +367,16 @@ add_secret_file(struct render_ctx *c, const char *arg)
     return 0;
 }
 
-enum { OPT_SECRET = 256, OPT_NS, OPT_SVC, OPT_PORT, OPT_INSECURE, OPT_MANIFESTS, OPT_EGRESS };
+enum {
+    OPT_SECRET = 256,
+    OPT_NS,
+    OPT_SVC,
+    OPT_PORT,
+    OPT_INSECURE,
+    OPT_MANIFESTS,
+    OPT_EGRESS,
+    OPT_HOST_NORM
+};
 
 static int
 parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
@@ -368,6 +391,7 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
         {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
         {"manifests-only", no_argument, NULL, OPT_MANIFESTS},
         {"egress-service-entries", no_argument, NULL, OPT_EGRESS},
+        {"gateway-host-normalization", required_argument, NULL, OPT_HOST_NORM},
         {"help", no_argument, NULL, 'h'},
         {0}};
     int ch;
@@ -411,6 +435,15 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
             break;
         case OPT_EGRESS:
             c->opts.authd.egress = true;
+            break;
+        case OPT_HOST_NORM:
+            if (!ctl_parse_host_normalization(optarg, &c->opts.authd.gateway_strips_ports)) {
+                fprintf(stderr,
+                        "render: --gateway-host-normalization \"%s\": expected envoyfilter "
+                        "or external\n",
+                        optarg);
+                return PC_EINVAL;
+            }
             break;
         case 'h':
             return 1;

@@ -42,6 +42,12 @@ ctl_host_publishes(const struct ctl_host *h)
     return h->valid && !h->conflict && !h->deleting;
 }
 
+bool
+ctl_host_has_wildcard(const struct ctl_host *h)
+{
+    return h->hosts && (strncmp(h->hosts, "*.", 2) == 0 || strstr(h->hosts, "\n*.") != NULL);
+}
+
 /* ---- the sorted set ------------------------------------------------------------------------ */
 
 void

@@ -40,6 +40,8 @@
 static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts"};
 static const struct k8s_ref ap_ref = {.api_version = "security.istio.io/v1",
                                       .plural = "authorizationpolicies"};
+static const struct k8s_ref ef_ref = {.api_version = "networking.istio.io/v1alpha3",
+                                      .plural = "envoyfilters"};
 
 void
 ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc)
@@ -337,11 +339,12 @@ has_finalizer(const json_t *obj)
 
 /* ---- writes ------------------------------------------------------------------------------- */
 
+/* Deletes our object "ns/name" of kind; gone already counts as deleted. */
 static int
-delete_policy(struct ctl_ctx *c, const char *policy_ref)
+delete_ref(struct ctl_ctx *c, const struct k8s_ref *kind, const char *object_ref, const char *what)
 {
-    char *copy = pc_xstrdup(policy_ref), *slash = strchr(copy, '/');
-    struct k8s_ref ref = ap_ref;
+    char *copy = pc_xstrdup(object_ref), *slash = strchr(copy, '/');
+    struct k8s_ref ref = *kind;
     struct pc_diag d = {0};
     int rc;
 
@@ -353,12 +356,23 @@ delete_policy(struct ctl_ctx *c, const char *policy_ref)
     if (rc == K8S_ENOTFOUND)
         rc = 0;
     if (rc < 0)
-        pc_log(PC_LOG_WARN, "policy_delete_failed", "policy", policy_ref, "error", d.msg, NULL);
-    else {
-        ctl_metrics_inc(&c->m, &c->m.policy_deletes);
-        pc_log(PC_LOG_INFO, "policy_deleted", "policy", policy_ref, NULL);
-    }
+        pc_log(PC_LOG_WARN, "policy_delete_failed", what, object_ref, "error", d.msg, NULL);
+    else
+        pc_log(PC_LOG_INFO, "policy_deleted", what, object_ref, NULL);
     free(copy);
+    return rc;
+}
+
+/* Deletes the policy "ns/name" and, when filter, the EnvoyFilter of the same name first. */
+static int
+delete_policy(struct ctl_ctx *c, const char *policy_ref, bool filter)
+{
+    int rc;
+
+    if (filter && (rc = delete_ref(c, &ef_ref, policy_ref, "envoyfilter")) < 0)
+        return rc;
+    if ((rc = delete_ref(c, &ap_ref, policy_ref, "policy")) == 0)
+        ctl_metrics_inc(&c->m, &c->m.policy_deletes);
     return rc;
 }
 
@@ -447,9 +461,12 @@ retire(struct ctl_ctx *c, struct ctl_host *h)
     return ctl_publish(c, h);
 }
 
-/* The applied policy reference of id, new (NULL when none); forgets it when drop. */
+/*
+ * The applied policy reference of id, new (NULL when none); *filter: an EnvoyFilter went with
+ * it. Forgets both when drop.
+ */
 static char *
-applied_ref(struct ctl_ctx *c, const char *id, bool drop)
+applied_ref(struct ctl_ctx *c, const char *id, bool drop, bool *filter)
 {
     struct ctl_host *h;
     char *ref = NULL;
@@ -457,25 +474,28 @@ applied_ref(struct ctl_ctx *c, const char *id, bool drop)
     pthread_mutex_lock(&c->hmu);
     if ((h = ctl_hosts_find(&c->hosts, id)) && h->applied_ref) {
         ref = pc_xstrdup(h->applied_ref);
+        *filter = h->applied_filter;
         if (drop) {
             free(h->applied_ref);
             free(h->applied_hash);
             h->applied_ref = h->applied_hash = NULL;
+            h->applied_filter = false;
         }
     }
     pthread_mutex_unlock(&c->hmu);
     return ref;
 }
 
-/* Deletes id's policy if one is applied. */
+/* Deletes id's policy (and its EnvoyFilter) if one is applied. */
 static int
 drop_policy(struct ctl_ctx *c, const char *id)
 {
-    char *ref = applied_ref(c, id, false);
-    int rc = ref ? delete_policy(c, ref) : 0;
+    bool filter = false;
+    char *ref = applied_ref(c, id, false, &filter);
+    int rc = ref ? delete_policy(c, ref, filter) : 0;
 
     if (ref && rc == 0)
-        free(applied_ref(c, id, true));
+        free(applied_ref(c, id, true, &filter));
     free(ref);
     return rc;
 }
@@ -536,26 +556,40 @@ policy_ref_of(const json_t *policy)
     return pc_xasprintf("%s/%s", pc_json_str(md, "namespace"), pc_json_str(md, "name"));
 }
 
-/* Applies policy when it differs from what was applied; *error gets why it failed. */
+/*
+ * Applies policy when it differs from what was applied; *error gets why it failed. A policy
+ * with a wildcard host needs its EnvoyFilter (ctl_render_host_filter), applied first: without
+ * it "a.wild.example.com:443" would pass the gateway unchecked. One that no longer needs it
+ * has it deleted after the new policy is in place.
+ */
 static int
 apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **error)
 {
-    char *dump = pc_json_dumps_sorted(policy), *hash = pc_sha256_hex(dump, strlen(dump));
-    char *ref = policy_ref_of(policy), *old = NULL;
+    json_t *filter = c->o.authd.gateway_strips_ports ? NULL : ctl_render_host_filter(policy);
+    char *text = pc_json_dumps_sorted(policy), *ref = policy_ref_of(policy), *old = NULL;
+    char *dump = pc_xasprintf("%s%s", text, filter ? "+filter" : ""), *hash;
+    bool same, had_filter;
     struct pc_diag d = {0};
     struct ctl_host *h;
-    bool same;
     int rc = 0;
 
+    /* The filter follows from the policy, so whether there is one is all the hash needs. */
+    free(text);
+    hash = pc_sha256_hex(dump, strlen(dump));
     pthread_mutex_lock(&c->hmu);
     h = ctl_hosts_find(&c->hosts, id);
     same = h && same_str(h->applied_hash, hash);
+    had_filter = h && h->applied_filter;
     pthread_mutex_unlock(&c->hmu);
-    if (!same && (rc = ctl_timed_apply(c, &ap_ref, policy, &d)) < 0) {
-        *error = pc_xstrdup(d.msg);
+    if (!same && filter && (rc = ctl_timed_apply(c, &ef_ref, filter, &d)) < 0)
+        pc_log(PC_LOG_WARN, "envoyfilter_apply_failed", "envoyfilter", ref, "error", d.msg, NULL);
+    else if (!same && (rc = ctl_timed_apply(c, &ap_ref, policy, &d)) < 0)
         pc_log(PC_LOG_WARN, "policy_apply_failed", "policy", ref, "error", d.msg, NULL);
+    if (rc < 0) {
+        *error = pc_xstrdup(d.msg);
     } else if (!same) {
-        pc_log(PC_LOG_INFO, "policy_applied", "policy", ref, "owner", id, NULL);
+        pc_log(PC_LOG_INFO, "policy_applied", "policy", ref, "owner", id, "envoyfilter",
+               filter ? "yes" : "no", NULL);
         pthread_mutex_lock(&c->hmu);
         if ((h = ctl_hosts_find(&c->hosts, id))) {
             old = h->applied_ref && strcmp(h->applied_ref, ref) ? pc_xstrdup(h->applied_ref) : NULL;
@@ -563,11 +597,15 @@ apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **err
             free(h->applied_hash);
             h->applied_ref = pc_xstrdup(ref);
             h->applied_hash = pc_xstrdup(hash);
+            h->applied_filter = filter != NULL;
         }
         pthread_mutex_unlock(&c->hmu);
+        if (old)
+            delete_policy(c, old, had_filter); /* moved to another gateway namespace */
+        else if (had_filter && !filter)
+            delete_ref(c, &ef_ref, ref, "envoyfilter");
     }
-    if (old)
-        delete_policy(c, old); /* moved to another gateway namespace */
+    json_decref(filter);
     free(old);
     free(ref);
     free(hash);
@@ -845,12 +883,16 @@ rebuild_cache(struct ctl_ctx *c)
     return ids;
 }
 
-/* Forgets what was applied, so every key applies its objects again. Returns wanted names. */
+/*
+ * Forgets what was applied, so every key applies its objects again. Returns the wanted policy
+ * names; *filters gets the names whose policy wants an EnvoyFilter.
+ */
 static json_t *
-forget_applied(struct ctl_ctx *c)
+forget_applied(struct ctl_ctx *c, json_t **filters)
 {
     json_t *wanted = json_object();
 
+    *filters = json_object();
     pthread_mutex_lock(&c->hmu);
     ctl_hosts_settle(&c->hosts, NULL, NULL);
     for (size_t i = 0; i < c->hosts.n; i++) {
@@ -860,8 +902,11 @@ forget_applied(struct ctl_ctx *c)
         free(h->applied_hash);
         free(h->status_sig);
         h->applied_hash = h->status_sig = NULL;
-        if (!h->deleting && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING))
+        if (!h->deleting && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING)) {
             json_object_set_new(wanted, h->policy_name, json_true());
+            if (ctl_host_has_wildcard(h))
+                json_object_set_new(*filters, h->policy_name, json_true());
+        }
         ctl_publish(c, h);
     }
     c->recheck = true;
@@ -871,6 +916,7 @@ forget_applied(struct ctl_ctx *c)
 
 struct orphans {
     struct ctl_ctx *c;
+    const struct k8s_ref *kind;
     json_t *wanted;
     int rc;
 };
@@ -880,26 +926,30 @@ orphan_page(void *ud, json_t *items)
 {
     struct orphans *o = ud;
     size_t i;
-    json_t *ap;
+    json_t *obj;
 
-    json_array_foreach(items, i, ap)
+    json_array_foreach(items, i, obj)
     {
-        const char *name = pc_json_str(json_object_get(ap, "metadata"), "name");
-        char *pref = object_id(ap);
+        const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
+        char *ref = object_id(obj);
+        int rc = 0;
 
-        if (name && !json_object_get(o->wanted, name) && delete_policy(o->c, pref) < 0)
+        if (name && !json_object_get(o->wanted, name))
+            rc = o->kind == &ap_ref ? delete_policy(o->c, ref, false)
+                                    : delete_ref(o->c, o->kind, ref, "envoyfilter");
+        if (rc < 0)
             o->rc = -1;
-        free(pref);
+        free(ref);
     }
     return 0;
 }
 
-/* Policies with our label that no ProtectedHost wants: left from before a restart. */
+/* Objects of kind with our label that no ProtectedHost wants: left from before a restart. */
 static int
-delete_orphans(struct ctl_ctx *c, json_t *wanted)
+delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted)
 {
-    struct k8s_ref ref = ap_ref;
-    struct orphans o = {.c = c, .wanted = wanted};
+    struct k8s_ref ref = *kind;
+    struct orphans o = {.c = c, .kind = kind, .wanted = wanted};
     struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
     struct pc_diag d = {0};
     int rc;
@@ -907,7 +957,7 @@ delete_orphans(struct ctl_ctx *c, json_t *wanted)
     ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
     rc = k8s_list_pages(c->kc, &p, &d);
     if (rc < 0)
-        pc_log(PC_LOG_WARN, "orphan_scan_failed", "error", d.msg, NULL);
+        pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "error", d.msg, NULL);
     free(p.resource_version);
     return rc < 0 ? rc : o.rc;
 }
@@ -915,9 +965,14 @@ delete_orphans(struct ctl_ctx *c, json_t *wanted)
 static int
 resync(struct ctl_ctx *c)
 {
-    json_t *ids = rebuild_cache(c), *wanted = forget_applied(c), *id;
+    json_t *filters, *ids = rebuild_cache(c), *wanted = forget_applied(c, &filters), *id;
     size_t i;
-    int rc = delete_orphans(c, wanted);
+    int rc = delete_orphans(c, &ap_ref, wanted);
+
+    /* With --gateway-host-normalization=external none of ours should exist; the controller
+     * may not even be allowed to list them then. */
+    if (!c->o.authd.gateway_strips_ports && delete_orphans(c, &ef_ref, filters) < 0)
+        rc = -1;
 
     json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
     ctl_queue_add(c->gq, KEY_GLOBAL);
@@ -925,6 +980,7 @@ resync(struct ctl_ctx *c)
         ctl_queue_add_after(c->q, KEY_RESYNC, c->o.resync_secs * 1000);
     json_decref(ids);
     json_decref(wanted);
+    json_decref(filters);
     malloc_trim(0);
     return rc;
 }

@@ -76,9 +76,11 @@ policy_metadata(const char *ns, const char *name, const json_t *spec)
 }
 
 /*
- * Istio matches Host headers exactly or by one leading/trailing '*', so "h:*" catches
- * "h:8443". A wildcard host cannot carry a port pattern as well ("*.a:*" would be read as a
- * literal suffix), so wildcards are listed once.
+ * Istio matches Host headers exactly or by one leading/trailing '*', while the gateway's
+ * routes ignore the port, so "h:*" catches "h:8443"; "h." and "h.:*" catch the trailing dot
+ * that a catch-all route would pass to the app. A wildcard host cannot carry a port pattern as
+ * well ("*.a:*" would be read as a literal suffix): it is listed once, and its policy comes
+ * with the EnvoyFilter of ctl_render_host_filter, which strips ports and trailing dots.
  */
 static json_t *
 policy_hosts(const json_t *hosts)
@@ -89,11 +91,68 @@ policy_hosts(const json_t *hosts)
 
     json_array_foreach(hosts, i, h)
     {
+        const char *s = json_string_value(h);
+
         json_array_append(out, h);
-        if (strncmp(json_string_value(h), "*.", 2) != 0)
-            json_array_append_new(out, json_sprintf("%s:*", json_string_value(h)));
+        if (strncmp(s, "*.", 2) == 0)
+            continue;
+        json_array_append_new(out, json_sprintf("%s:*", s));
+        json_array_append_new(out, json_sprintf("%s.", s));
+        json_array_append_new(out, json_sprintf("%s.:*", s));
     }
     return out;
+}
+
+static bool
+has_wildcard(const json_t *hosts)
+{
+    size_t i;
+    json_t *h;
+
+    json_array_foreach(hosts, i, h)
+    {
+        if (strncmp(json_string_value(h), "*.", 2) == 0)
+            return true;
+    }
+    return false;
+}
+
+json_t *
+ctl_render_host_filter(const json_t *policy)
+{
+    const json_t *spec = json_object_get(policy, "spec");
+    const json_t *rule = json_array_get(json_object_get(spec, "rules"), 0);
+    const json_t *op = pc_json_path(json_array_get(json_object_get(rule, "to"), 0), "operation");
+    json_t *f, *fspec;
+
+    if (!has_wildcard(json_object_get(op, "hosts")))
+        return NULL;
+    fspec = json_pack(
+        "{s:[{s:s,s:{s:s,s:{s:{s:{s:s}}}},s:{s:s,s:{s:{s:s,s:b,s:b}}}}]}", "configPatches",
+        "applyTo", "NETWORK_FILTER", "match", "context", "GATEWAY", "listener", "filterChain",
+        "filter", "name", "envoy.filters.network.http_connection_manager", "patch", "operation",
+        "MERGE", "value", "typed_config", "@type",
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "strip_any_host_port", 1, "strip_trailing_host_dot", 1);
+    if (json_object_get(spec, "targetRefs"))
+        json_object_set(fspec, "targetRefs", json_object_get(spec, "targetRefs"));
+    else
+        json_object_set_new(
+            fspec, "workloadSelector",
+            json_pack("{s:O}", "labels", pc_json_path(spec, "selector.matchLabels")));
+    f = json_pack("{s:s,s:s,s:O,s:o}", "apiVersion", "networking.istio.io/v1alpha3", "kind",
+                  "EnvoyFilter", "metadata", json_object_get(policy, "metadata"), "spec", fspec);
+    return f;
+}
+
+bool
+ctl_parse_host_normalization(const char *s, bool *external)
+{
+    if (!s || (strcmp(s, "envoyfilter") != 0 && strcmp(s, "external") != 0))
+        return false;
+    *external = strcmp(s, "external") == 0;
+    return true;
 }
 
 /* paths.skip without the paths authd itself must see. */

@@ -57,6 +57,11 @@ usage(FILE *f)
         "  --egress-service-entries[=true|false]\n"
         "                               keep an Istio ServiceEntry per issuer host in authd's\n"
         "                               namespace (meshes with REGISTRY_ONLY), default false\n"
+        "  --gateway-host-normalization envoyfilter|external\n"
+        "                               envoyfilter (default): a policy with a wildcard host\n"
+        "                               comes with an EnvoyFilter stripping Host ports and\n"
+        "                               trailing dots at its gateway; external: the gateways\n"
+        "                               already do (wildcards are unchecked with a port else)\n"
         "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
         "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
         "  --log-level LEVEL            debug|info|warn|error\n");
@@ -91,6 +96,7 @@ enum {
     OPT_LEASE_NS,
     OPT_INSECURE,
     OPT_EGRESS,
+    OPT_HOST_NORM,
     OPT_METRICS,
     OPT_RESYNC,
     OPT_LOG,
@@ -113,6 +119,7 @@ static const struct option longopts[] = {
     {"lease-namespace", required_argument, NULL, OPT_LEASE_NS},
     {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
     {"egress-service-entries", optional_argument, NULL, OPT_EGRESS},
+    {"gateway-host-normalization", required_argument, NULL, OPT_HOST_NORM},
     {"metrics-addr", required_argument, NULL, OPT_METRICS},
     {"resync-period", required_argument, NULL, OPT_RESYNC},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -169,6 +176,8 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
         return true;
     case OPT_EGRESS:
         return parse_bool(arg, &o->authd.egress);
+    case OPT_HOST_NORM:
+        return ctl_parse_host_normalization(arg, &o->authd.gateway_strips_ports);
     case OPT_METRICS:
         o->metrics_addr = arg;
         return true;

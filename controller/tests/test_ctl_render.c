@@ -60,7 +60,8 @@ test_policy(void **state)
     s = dump(json_object_get(p, "spec"));
     assert_string_equal(s, "{\"action\":\"CUSTOM\",\"provider\":{\"name\":\"portcullis\"},"
                            "\"rules\":[{\"to\":[{\"operation\":{\"hosts\":[\"echo.example.com\","
-                           "\"echo.example.com:*\",\"*.apps.example.com\"],"
+                           "\"echo.example.com:*\",\"echo.example.com.\",\"echo.example.com.:*\","
+                           "\"*.apps.example.com\"],"
                            "\"notPaths\":[\"/healthz\",\"/static/*\"]}}]}],"
                            "\"selector\":{\"matchLabels\":{\"app\":\"edge\"}}}");
     free(s);
@@ -83,12 +84,87 @@ test_policy_for_gateway_api_gateway(void **state)
     s = dump(json_object_get(p, "spec"));
     assert_string_equal(s, "{\"action\":\"CUSTOM\",\"provider\":{\"name\":\"portcullis\"},"
                            "\"rules\":[{\"to\":[{\"operation\":{\"hosts\":[\"echo.example.com\","
-                           "\"echo.example.com:*\"]}}]}],"
+                           "\"echo.example.com:*\",\"echo.example.com.\","
+                           "\"echo.example.com.:*\"]}}]}],"
                            "\"targetRefs\":[{\"group\":\"gateway.networking.k8s.io\","
                            "\"kind\":\"Gateway\",\"name\":\"public\"}]}");
     free(s);
     json_decref(p);
     json_decref(spec);
+}
+
+/* A wildcard host's policy comes with an EnvoyFilter for the same gateway; exact ones none. */
+static void
+test_host_filter(void **state)
+{
+    static const struct {
+        const char *spec, *want; /* want: the filter's spec minus configPatches; NULL: none */
+    } cases[] = {
+        {"{\"hosts\":[\"echo.example.com\"],\"gateway\":{\"namespace\":\"gw\","
+         "\"selector\":{\"app\":\"edge\"}},\"oidc\":{\"issuerURL\":\"https://i\","
+         "\"clientID\":\"c\"}}",
+         NULL},
+        {"{\"hosts\":[\"echo.example.com\",\"*.apps.example.com\"],\"gateway\":{\"namespace\":"
+         "\"gw\",\"selector\":{\"app\":\"edge\"}},\"oidc\":{\"issuerURL\":\"https://i\","
+         "\"clientID\":\"c\"}}",
+         "{\"workloadSelector\":{\"labels\":{\"app\":\"edge\"}}}"},
+        {"{\"hosts\":[\"*.apps.example.com\"],\"gateway\":{\"namespace\":\"istio-ingress\","
+         "\"name\":\"public\"},\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}}",
+         "{\"targetRefs\":[{\"group\":\"gateway.networking.k8s.io\",\"kind\":\"Gateway\","
+         "\"name\":\"public\"}]}"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *spec = spec_of(cases[i].spec), *p = ctl_render_policy("team-a", "echo", spec);
+        json_t *f = ctl_render_host_filter(p), *rest;
+        char *s;
+
+        if (!cases[i].want) {
+            assert_null(f);
+            json_decref(p);
+            json_decref(spec);
+            continue;
+        }
+        assert_non_null(f);
+        assert_string_equal(pc_json_str(f, "kind"), "EnvoyFilter");
+        assert_string_equal(pc_json_str(f, "apiVersion"), "networking.istio.io/v1alpha3");
+        assert_true(json_equal(json_object_get(f, "metadata"), json_object_get(p, "metadata")));
+        s = dump(pc_json_path(f, "spec.configPatches"));
+        assert_string_equal(
+            s, "[{\"applyTo\":\"NETWORK_FILTER\",\"match\":{\"context\":\"GATEWAY\","
+               "\"listener\":{\"filterChain\":{\"filter\":{\"name\":"
+               "\"envoy.filters.network.http_connection_manager\"}}}},\"patch\":{\"operation\":"
+               "\"MERGE\",\"value\":{\"typed_config\":{\"@type\":\"type.googleapis.com/"
+               "envoy.extensions.filters.network.http_connection_manager.v3."
+               "HttpConnectionManager\",\"strip_any_host_port\":true,"
+               "\"strip_trailing_host_dot\":true}}}}]");
+        free(s);
+        rest = json_deep_copy(json_object_get(f, "spec"));
+        json_object_del(rest, "configPatches");
+        s = dump(rest);
+        assert_string_equal(s, cases[i].want);
+        free(s);
+        json_decref(rest);
+        json_decref(f);
+        json_decref(p);
+        json_decref(spec);
+    }
+}
+
+static void
+test_parse_host_normalization(void **state)
+{
+    bool ext = true;
+
+    (void)state;
+    assert_true(ctl_parse_host_normalization("envoyfilter", &ext));
+    assert_false(ext);
+    assert_true(ctl_parse_host_normalization("external", &ext));
+    assert_true(ext);
+    assert_false(ctl_parse_host_normalization("External", &ext));
+    assert_false(ctl_parse_host_normalization("", &ext));
+    assert_false(ctl_parse_host_normalization(NULL, &ext));
 }
 
 static void
@@ -248,6 +324,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_policy_for_gateway_api_gateway),
+        cmocka_unit_test(test_host_filter),
+        cmocka_unit_test(test_parse_host_normalization),
         cmocka_unit_test(test_policy_without_skip),
         cmocka_unit_test(test_authd_host),
         cmocka_unit_test(test_provider_union),

@@ -291,7 +291,8 @@ def test_apply_update_delete(api, ctl, istio_validate, tmp_path):
     api.kubectl("apply", "-f", "-", input=ph_manifest("echo", "team-a", ["echo.example.com"]))
     pol = wait_for("policy", lambda: policy(api, "portcullis-team-a-echo"))
     op = pol["spec"]["rules"][0]["to"][0]["operation"]
-    assert op["hosts"] == ["echo.example.com", "echo.example.com:*"]
+    assert op["hosts"] == ["echo.example.com", "echo.example.com:*", "echo.example.com.",
+                           "echo.example.com.:*"]
     assert pol["spec"]["action"] == "CUSTOM"
     assert pol["spec"]["provider"] == {"name": "portcullis"}
     assert pol["metadata"]["labels"]["portcullis.io/owner-namespace"] == "team-a"
@@ -333,6 +334,53 @@ def test_apply_update_delete(api, ctl, istio_validate, tmp_path):
     wait_for("policy gone", lambda: policy(api, "portcullis-team-a-echo") is None)
     wait_for("authd entry gone", lambda: "team-a/echo" not in authd_config(api))
     wait_for("mesh header gone", lambda: "- x-team" not in mesh_text(api))
+
+
+def envoyfilter(api, name, ns="istio-system"):
+    proc = api.kubectl("get", "-o", "json", "envoyfilter", "-n", ns, name, check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def test_wildcard_host_brings_its_envoyfilter(api, ctl, istio_validate, tmp_path):
+    """A policy with a wildcard host cannot match it with a port; the EnvoyFilter that strips
+    ports at the same gateway goes and comes with the wildcard, and outlives no owner."""
+    name = "portcullis-team-a-wild"
+    api.kubectl("apply", "-f", "-", input=ph_manifest("wild", "team-a",
+                                                       ["*.wild.example.com", "wild.example.com"]))
+    ef = wait_for("EnvoyFilter", lambda: envoyfilter(api, name))
+    assert ef["spec"]["workloadSelector"] == {"labels": {"istio": "ingressgateway"}}
+    hcm = ef["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
+    assert hcm["strip_any_host_port"] is True and hcm["strip_trailing_host_dot"] is True
+    assert ef["metadata"]["labels"]["portcullis.io/owner-namespace"] == "team-a"
+    wait_for("policy", lambda: policy(api, name))
+    written = tmp_path / "written.yaml"
+    written.write_text(policies_as_written(api, "envoyfilters", "-n", "istio-system"))
+    proc = subprocess.run([istio_validate, "policy", str(written)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    # exact hosts only: the filter goes, the policy stays
+    api.kubectl("apply", "-f", "-", input=ph_manifest("wild", "team-a", ["wild.example.com"]))
+    wait_for("EnvoyFilter gone", lambda: envoyfilter(api, name) is None)
+    assert policy(api, name) is not None
+
+    # a wildcard again, then an orphan left while the controller was down
+    api.kubectl("apply", "-f", "-", input=ph_manifest("wild", "team-a", ["*.wild.example.com"]))
+    ef = wait_for("EnvoyFilter back", lambda: envoyfilter(api, name))
+    ctl.stop()
+    try:
+        orphan = {k: ef[k] for k in ("apiVersion", "kind", "spec")}
+        orphan["metadata"] = {"name": "portcullis-nobody-wild", "namespace": "istio-system",
+                              "labels": ef["metadata"]["labels"]}
+        api.kubectl("apply", "-f", "-", input=json.dumps(orphan))
+    finally:
+        ctl.start()
+    wait_for("orphan gone", lambda: envoyfilter(api, "portcullis-nobody-wild") is None)
+    assert envoyfilter(api, name) is not None
+
+    api.kubectl("delete", "protectedhost", "-n", "team-a", "wild", "--timeout=30s")
+    wait_for("policy gone", lambda: policy(api, name) is None)
+    assert envoyfilter(api, name) is None
 
 
 def test_other_mesh_fields_untouched(api, ctl):
@@ -618,6 +666,9 @@ def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
     subprocess.run([*cmd, "-o", str(out)], check=True, timeout=60)
     policies = sorted(out.glob("authorizationpolicy-*.yaml"))
     assert len(policies) == 5
+    filters = sorted(out.glob("envoyfilter-*.yaml"))
+    assert [f.name for f in filters] == ["envoyfilter-portcullis-shop-orders-api.yaml"]
+    policies += filters
     proc = subprocess.run([istio_validate, "policy", *map(str, policies)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

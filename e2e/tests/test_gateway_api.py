@@ -29,6 +29,7 @@ pytestmark = [
 ]
 
 HOST = "app.gwapi.localhost"
+WILD = "*.wild.gwapi.localhost"
 GW_NS, GW_NAME, GW_PORT = "istio-ingress", "public", 8080
 GW_LABELS = {"gateway.networking.k8s.io/gateway-name": GW_NAME}
 
@@ -37,7 +38,7 @@ def protected_host(issuer: str) -> dict:
     return {
         "apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
         "metadata": {"name": "app", "namespace": "test-auth"},
-        "spec": {"hosts": [HOST], "gateway": {"namespace": GW_NS, "name": GW_NAME},
+        "spec": {"hosts": [HOST, WILD], "gateway": {"namespace": GW_NS, "name": GW_NAME},
                  "oidc": {"issuerURL": issuer, "clientID": "app",
                           "clientSecretRef": {"name": "app-oidc", "key": "client-secret"}},
                  "paths": {"skip": ["/public/*"]}},
@@ -86,6 +87,7 @@ def env():
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         policy = yaml.safe_load(next(out.glob("authorizationpolicy-*.yaml")).read_text())
+        host_filter = yaml.safe_load(next(out.glob("envoyfilter-*.yaml")).read_text())
         provider = yaml.safe_load((out / "mesh-config.yaml").read_text())["extensionProviders"]
         hosts = [h for shard in yaml.safe_load_all((out / "authd-config-secrets.yaml").read_text())
                  for h in yaml.safe_load(shard["stringData"]["hosts.yaml"])["hosts"]]
@@ -106,16 +108,22 @@ def env():
                             authd_port, address=netns.host_ip),
               service_entry("echo", GW_NS, "echo.gwapi.internal", 80, echo.port,
                             address=netns.host_ip),
-              *gateway_api_objects("echo.gwapi.internal"), policy)
+              *gateway_api_objects("echo.gwapi.internal"), host_filter, policy)
         istiod = start(Istiod(api, grpc_host=netns.host_ip))
         proxy = start(Proxy(istiod, f"{GW_NAME}-gateway-0", GW_LABELS, namespace=GW_NS,
                             ip=netns.ip, netns=netns.name))
         proxy.wait_listener(GW_PORT, probe=lambda lst: any(
-            f["name"] == EXT_AUTHZ for f in proxy.http_filters(GW_PORT)))
+            f["name"] == EXT_AUTHZ for f in proxy.http_filters(GW_PORT)) and strips_ports(lst))
         yield {"api": api, "istiod": istiod, "proxy": proxy, "policy": policy, "netns": netns,
                "echo": echo, "authd": authd}
     finally:
         parts.stop()
+
+
+def strips_ports(listener: dict) -> bool:
+    from e2e.harness.istio import HCM
+    return any(f["name"] == HCM and f["typed_config"].get("strip_any_host_port")
+               for c in listener.get("filter_chains", []) for f in c.get("filters", []))
 
 
 def get(env, host: str, path: str = "/"):
@@ -140,6 +148,17 @@ def test_the_gateway_sends_the_host_through_authd(env):
     assert status == 401, body[:300]
     assert headers["WWW-Authenticate"].startswith("Bearer")
     assert not [r for r in env["echo"].requests if r["path"] == "/"]
+
+
+def test_a_wildcard_host_is_checked_with_any_port(env):
+    """The rendered EnvoyFilter attaches to the Gateway by targetRefs too: its proxy strips the
+    port, so `*.wild...` (a suffix match) also checks `a.wild...:8080`."""
+    for host in ("a.wild.gwapi.localhost", "a.wild.gwapi.localhost:8080",
+                 "A.wild.gwapi.localhost.:1", f"{HOST}.:8080"):
+        status, _, body = get(env, host)
+        assert status == 401, (host, body[:300])
+    assert not [r for r in env["echo"].requests if r["path"] == "/"]
+    assert get(env, "other.gwapi.localhost:8080")[0] == 200
 
 
 def test_skipped_paths_and_other_hosts_reach_the_app(env):
