@@ -5,7 +5,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 rc=0
-for b in authd controller propagation; do
+for b in authd authd_memory controller propagation; do
   echo "=== bench/$b.sh $BUILD"
   "$ROOT/bench/$b.sh" "$BUILD" || { echo "=== bench/$b.sh: exit $?"; rc=1; }
 done

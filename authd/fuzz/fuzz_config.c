@@ -17,11 +17,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     for (size_t i = 0; i < cfg->nhosts; i++)
-        for (size_t j = 0; j < cfg->hosts[i].hosts.n; j++) {
-            const char *name = cfg->hosts[i].hosts.v[j];
+        for (size_t j = 0; j < cfg->hosts[i]->hosts.n; j++) {
+            const char *name = cfg->hosts[i]->hosts.v[j];
 
             /* Every exact name matches its own entry. */
-            if (name[0] != '*' && authd_config_match_host(cfg, name) != &cfg->hosts[i])
+            if (name[0] != '*' && authd_config_match_host(cfg, name) != cfg->hosts[i])
                 abort();
         }
     authd_config_free(cfg);

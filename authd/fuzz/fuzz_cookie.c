@@ -12,7 +12,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const struct authd_config *cfg = fuzz_config();
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = NULL;
     struct authd_login_state *st = NULL;
     struct authd_strlist set = {0};

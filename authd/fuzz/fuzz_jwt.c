@@ -18,7 +18,7 @@ verify(const struct authd_jwks *ks, const char *token)
     json_t *claims = NULL;
 
     if (authd_jwt_verify(ks, token, &e, &claims, NULL) == 0) {
-        if (authd_identity_from_claims(&fuzz_config()->hosts[0], claims, &id) == 0)
+        if (authd_identity_from_claims(fuzz_config()->hosts[0], claims, &id) == 0)
             authd_identity_release(&id);
         json_decref(claims);
     }
@@ -116,7 +116,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((j = json_loads(token, 0, NULL)) != NULL) {
         struct authd_identity id;
 
-        if (authd_identity_from_claims(&fuzz_config()->hosts[0], j, &id) == 0) {
+        if (authd_identity_from_claims(fuzz_config()->hosts[0], j, &id) == 0) {
             check_headers(&id);
             authd_identity_release(&id);
         }

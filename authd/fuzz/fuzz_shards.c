@@ -37,10 +37,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     authd_shards_merge(s, head, &r);
     for (size_t i = 0; i < r.cfg->nhosts; i++)
-        for (size_t j = 0; j < r.cfg->hosts[i].hosts.n; j++) {
-            const char *name = r.cfg->hosts[i].hosts.v[j];
+        for (size_t j = 0; j < r.cfg->hosts[i]->hosts.n; j++) {
+            const char *name = r.cfg->hosts[i]->hosts.v[j];
 
-            if (name[0] != '*' && authd_config_match_host(r.cfg, name) != &r.cfg->hosts[i])
+            if (name[0] != '*' && authd_config_match_host(r.cfg, name) != r.cfg->hosts[i])
                 abort();
         }
     authd_shards_result_release(&r);

@@ -20,6 +20,8 @@
 
 #include <jansson.h>
 
+#include "portcullis/strmap.h"
+
 #include "portcullis/base.h"
 
 /* Bounds on what arrives from the network. */
@@ -65,7 +67,6 @@ struct authd_keys {
 /* One hosts[] entry of the config: a ProtectedHost's spec with its secrets resolved. */
 struct authd_host {
     char *id;                   /* "namespace/name" */
-    size_t index;               /* position in authd_config.hosts */
     struct authd_strlist hosts; /* lowercase; "*.example.com" wildcards kept as written */
     struct {
         char *issuer_url; /* no trailing slash is added or removed: compared exactly */
@@ -117,13 +118,18 @@ struct authd_config {
     bool allow_insecure_issuers;
     struct authd_strlist secret_files;
     struct authd_keys keys;
-    struct authd_host *hosts;
+    /* The entries in order. A config loaded from a file owns them (store); a merged one
+     * (authd_config_with_hosts) points into its parts, which may serve several configs. */
+    struct authd_host **hosts;
+    struct authd_host *store;
     size_t nhosts;
     /* Host name -> hosts[] index (exact names), ".suffix" -> index ("*.suffix" wildcards):
-     * authd_config_match_host's lookups, built with the host list. */
-    json_t *exact, *wild;
-    /* Merged from parts (authd_config_with_hosts): hosts are copies of the parts' entries,
-     * whose strings the parts own; the config holds a reference to each. NULL otherwise. */
+     * authd_config_match_host's lookups, built with the host list (keys borrowed from it).
+     * Not indexed: every lookup scans (the tests compare the two). */
+    struct pc_strmap exact, wild;
+    bool indexed;
+    /* Merged from parts (authd_config_with_hosts): the config holds a reference to each.
+     * NULL otherwise. */
     struct authd_hostlist **parts;
     size_t nparts;
     char *templates_dir;       /* templatesDir / --templates-dir, NULL: built-in pages */

@@ -70,14 +70,48 @@ fail(struct ctx *c, const struct pc_ynode *n, const char *fmt, ...)
 
 /* ---- string lists ---- */
 
+/*
+ * The defaults every entry shares until it sets its own (at 10,000 entries a copy each cost
+ * megabytes): fields point at these, which are never freed or written. free_str and the
+ * list functions below know them.
+ */
+static char def_groups[] = "groups", def_email[] = "email", def_username[] = "preferred_username",
+            def_callback[] = "/oauth2/callback", def_sign_out[] = "/oauth2/sign_out",
+            def_cookie[] = "_portcullis";
+static char def_openid[] = "openid", def_profile[] = "profile";
+static char *def_scopes[] = {def_openid, def_email, def_profile};
+static char def_h_user[] = "X-Auth-Request-User", def_h_email[] = "X-Auth-Request-Email",
+            def_h_username[] = "X-Auth-Request-Preferred-Username",
+            def_h_groups[] = "X-Auth-Request-Groups", def_c_sub[] = "sub";
+static struct authd_upstream_header def_upstream[] = {{def_h_user, def_c_sub},
+                                                      {def_h_email, def_email},
+                                                      {def_h_username, def_username},
+                                                      {def_h_groups, def_groups}};
+
+static bool
+is_default_str(const char *s)
+{
+    return s == def_groups || s == def_email || s == def_username || s == def_callback ||
+           s == def_sign_out || s == def_cookie;
+}
+
+static void
+free_str(char *s)
+{
+    if (!is_default_str(s))
+        free(s);
+}
+
 void
 authd_strlist_release(struct authd_strlist *l)
 {
     if (l == NULL)
         return;
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
+    if (l->v != def_scopes) {
+        for (size_t i = 0; i < l->n; i++)
+            free(l->v[i]);
+        free(l->v);
+    }
     l->v = NULL;
     l->n = 0;
 }
@@ -85,6 +119,13 @@ authd_strlist_release(struct authd_strlist *l)
 void
 authd_strlist_add(struct authd_strlist *l, const char *s)
 {
+    if (l->v == def_scopes) { /* the shared default: copy before changing it */
+        struct authd_strlist own = {0};
+
+        for (size_t i = 0; i < l->n; i++)
+            authd_strlist_add(&own, l->v[i]);
+        *l = own;
+    }
     l->v = pc_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
     l->v[l->n++] = pc_xstrdup(s);
 }
@@ -156,7 +197,7 @@ get_str(struct ctx *c, const struct pc_ynode *map, const char *key, const char *
         return rc;
     if (strlen(n->value) != n->len)
         return fail(c, n, "%s: NUL byte in value", w.s);
-    free(*out);
+    free_str(*out);
     *out = pc_xstrdup(n->value);
     return 0;
 }
@@ -437,6 +478,8 @@ normalize_scopes(struct authd_host *h)
 {
     struct authd_strlist out = {0};
 
+    if (h->oidc.scopes.v == def_scopes)
+        return;
     authd_strlist_add(&out, "openid");
     for (size_t i = 0; i < h->oidc.scopes.n; i++)
         if (!authd_strlist_contains(&out, h->oidc.scopes.v[i]))
@@ -664,6 +707,8 @@ parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct
 static void
 upstream_add(struct authd_host *h, const char *name, const char *claim)
 {
+    if (h->upstream_headers == def_upstream) /* never mixed: the default is the whole list */
+        h->upstream_headers = NULL, h->nupstream_headers = 0;
     h->upstream_headers =
         pc_xrealloc(h->upstream_headers, (h->nupstream_headers + 1) * sizeof(*h->upstream_headers));
     h->upstream_headers[h->nupstream_headers].name = pc_xstrdup(name);
@@ -674,11 +719,12 @@ upstream_add(struct authd_host *h, const char *name, const char *claim)
 static void
 upstream_release(struct authd_host *h)
 {
-    for (size_t i = 0; i < h->nupstream_headers; i++) {
+    for (size_t i = 0; h->upstream_headers != def_upstream && i < h->nupstream_headers; i++) {
         free(h->upstream_headers[i].name);
         free(h->upstream_headers[i].claim);
     }
-    free(h->upstream_headers);
+    if (h->upstream_headers != def_upstream)
+        free(h->upstream_headers);
     h->upstream_headers = NULL;
     h->nupstream_headers = 0;
 }
@@ -720,10 +766,8 @@ parse_upstream(struct ctx *c, const struct pc_ynode *e, const char *where, struc
     int rc;
 
     if (n == NULL || is_null(n)) {
-        upstream_add(h, "X-Auth-Request-User", "sub");
-        upstream_add(h, "X-Auth-Request-Email", "email");
-        upstream_add(h, "X-Auth-Request-Preferred-Username", "preferred_username");
-        upstream_add(h, "X-Auth-Request-Groups", "groups");
+        h->upstream_headers = def_upstream;
+        h->nupstream_headers = sizeof(def_upstream) / sizeof(def_upstream[0]);
         return 0;
     }
     at(&w, where, "upstreamHeaders");
@@ -775,15 +819,14 @@ parse_mode(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
 static void
 host_defaults(struct authd_host *h)
 {
-    authd_strlist_add(&h->oidc.scopes, "openid");
-    authd_strlist_add(&h->oidc.scopes, "email");
-    authd_strlist_add(&h->oidc.scopes, "profile");
-    h->oidc.claim_groups = pc_xstrdup("groups");
-    h->oidc.claim_email = pc_xstrdup("email");
-    h->oidc.claim_username = pc_xstrdup("preferred_username");
-    h->oidc.callback_path = pc_xstrdup("/oauth2/callback");
-    h->oidc.sign_out_path = pc_xstrdup("/oauth2/sign_out");
-    h->session.cookie_name = pc_xstrdup("_portcullis");
+    h->oidc.scopes.v = def_scopes;
+    h->oidc.scopes.n = sizeof(def_scopes) / sizeof(def_scopes[0]);
+    h->oidc.claim_groups = def_groups;
+    h->oidc.claim_email = def_email;
+    h->oidc.claim_username = def_username;
+    h->oidc.callback_path = def_callback;
+    h->oidc.sign_out_path = def_sign_out;
+    h->session.cookie_name = def_cookie;
     h->session.lifetime = 12 * 3600;
     h->session.same_site = AUTHD_SAMESITE_LAX;
     h->mode = AUTHD_MODE_ENFORCE;
@@ -798,17 +841,17 @@ host_release(struct authd_host *h)
     free(h->oidc.client_id);
     pc_free_secret(h->oidc.client_secret);
     authd_strlist_release(&h->oidc.scopes);
-    free(h->oidc.claim_groups);
-    free(h->oidc.claim_email);
-    free(h->oidc.claim_username);
-    free(h->oidc.callback_path);
-    free(h->oidc.sign_out_path);
+    free_str(h->oidc.claim_groups);
+    free_str(h->oidc.claim_email);
+    free_str(h->oidc.claim_username);
+    free_str(h->oidc.callback_path);
+    free_str(h->oidc.sign_out_path);
     authd_strlist_release(&h->access.groups);
     authd_strlist_release(&h->access.email_domains);
     authd_strlist_release(&h->access.emails);
     authd_strlist_release(&h->paths.skip);
     authd_strlist_release(&h->paths.api);
-    free(h->session.cookie_name);
+    free_str(h->session.cookie_name);
     free(h->session.cookie_domain);
     upstream_release(h);
     authd_strlist_release(&h->bearer.audiences);
@@ -842,7 +885,7 @@ parse_host(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
 static int
 check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i, json_t *ids, json_t *names)
 {
-    const struct authd_host *h = &c->cfg->hosts[i];
+    const struct authd_host *h = c->cfg->hosts[i];
     const struct pc_ynode *e = seq->vals[i];
     const json_t *j;
 
@@ -858,7 +901,7 @@ check_unique(struct ctx *c, const struct pc_ynode *seq, size_t i, json_t *ids, j
                         "is already protected by hosts[%zu] (id %s); a host may appear in one "
                         "entry only",
                         i, k, h->hosts.v[k], (size_t)json_integer_value(j),
-                        c->cfg->hosts[json_integer_value(j)].id);
+                        c->cfg->hosts[json_integer_value(j)]->id);
     json_object_set_new(ids, h->id, json_integer((json_int_t)i));
     for (size_t k = 0; k < h->hosts.n; k++)
         if (json_object_get(names, h->hosts.v[k]) == NULL)
@@ -890,7 +933,7 @@ authd_host_cookie_claim(struct pc_cookie_scopes *s, const struct authd_host *h, 
 static int
 check_cookie_scope(struct ctx *c, const struct pc_ynode *e, size_t i, struct pc_cookie_scopes *s)
 {
-    const struct authd_host *h = &c->cfg->hosts[i];
+    const struct authd_host *h = c->cfg->hosts[i];
     char *id = pc_xasprintf("hosts[%zu] (id %s)", i, h->id), *why = NULL;
     const struct pc_ynode *session = pc_ynode_get(e, "session");
     int rc = 0;
@@ -926,14 +969,16 @@ parse_hosts(struct ctx *c, const struct pc_ynode *root)
                     "config Secrets portcullis-authd-config-<xx>)");
     /* An empty list is valid: the controller writes one before any ProtectedHost exists,
      * and authd then answers every check with "unknown host". */
-    c->cfg->hosts = pc_xcalloc(n->n, sizeof(*c->cfg->hosts));
+    c->cfg->store = pc_xcalloc(n->n ? n->n : 1, sizeof(*c->cfg->store));
+    c->cfg->hosts = pc_xcalloc(n->n ? n->n : 1, sizeof(*c->cfg->hosts));
+    for (size_t i = 0; i < n->n; i++)
+        c->cfg->hosts[i] = &c->cfg->store[i];
     scopes = pc_cookie_scopes_new();
     ids = json_object();
     names = json_object();
     for (size_t i = 0; i < n->n && rc == 0; i++) {
         c->cfg->nhosts = i + 1;
-        c->cfg->hosts[i].index = i;
-        if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), &c->cfg->hosts[i])) == 0 &&
+        if ((rc = parse_host(c, n->vals[i], at_index(&wi, "hosts", i), c->cfg->hosts[i])) == 0 &&
             (rc = check_unique(c, n, i, ids, names)) == 0)
             rc = check_cookie_scope(c, n->vals[i], i, scopes);
     }
@@ -1303,9 +1348,9 @@ authd_config_free(struct authd_config *cfg)
 {
     if (cfg == NULL)
         return;
-    /* Hosts merged from parts are copies whose strings the parts own. */
-    for (size_t i = 0; cfg->parts == NULL && i < cfg->nhosts; i++)
-        host_release(&cfg->hosts[i]);
+    for (size_t i = 0; cfg->store != NULL && i < cfg->nhosts; i++)
+        host_release(&cfg->store[i]);
+    free(cfg->store);
     free(cfg->hosts);
     for (size_t i = 0; i < cfg->nparts; i++)
         authd_hostlist_put(cfg->parts[i]);
@@ -1318,8 +1363,8 @@ authd_config_free(struct authd_config *cfg)
     authd_keys_release(&cfg->keys);
     free(cfg->templates_dir);
     authd_pages_put(cfg->pages);
-    json_decref(cfg->exact);
-    json_decref(cfg->wild);
+    pc_strmap_release(&cfg->exact);
+    pc_strmap_release(&cfg->wild);
     free(cfg);
 }
 
@@ -1352,7 +1397,7 @@ authd_hostlist_parse(const char *text, size_t len, const struct authd_hostlist_o
     if (rc == 0) {
         l = pc_xcalloc(1, sizeof(*l));
         atomic_init(&l->refs, 1);
-        l->hosts = tmp.hosts;
+        l->hosts = tmp.store;
         l->n = tmp.nhosts;
         l->pos = pc_xcalloc(l->n ? l->n : 1, sizeof(*l->pos));
         seq = pc_ynode_get(root, "hosts");
@@ -1360,13 +1405,14 @@ authd_hostlist_parse(const char *text, size_t len, const struct authd_hostlist_o
             l->pos[i].line = seq->vals[i]->line;
             l->pos[i].col = seq->vals[i]->col;
         }
-        tmp.hosts = NULL;
+        tmp.store = NULL;
         tmp.nhosts = 0;
         *out = l;
     }
     pc_ynode_free(root);
-    for (size_t i = 0; i < tmp.nhosts; i++)
-        host_release(&tmp.hosts[i]);
+    for (size_t i = 0; tmp.store != NULL && i < tmp.nhosts; i++)
+        host_release(&tmp.store[i]);
+    free(tmp.store);
     free(tmp.hosts);
     return rc;
 }
@@ -1414,9 +1460,7 @@ authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *
     for (size_t i = 0; i < nparts; i++) {
         cfg->parts[cfg->nparts++] = authd_hostlist_get(parts[i]);
         for (size_t j = 0; j < parts[i]->n; j++) {
-            cfg->hosts[cfg->nhosts] = parts[i]->hosts[j];
-            cfg->hosts[cfg->nhosts].index = cfg->nhosts;
-            cfg->nhosts++;
+            cfg->hosts[cfg->nhosts++] = &parts[i]->hosts[j];
         }
     }
     index_hosts(cfg);
@@ -1482,28 +1526,25 @@ authd_host_same(const char *a, const char *b)
 static void
 index_hosts(struct authd_config *cfg)
 {
-    cfg->exact = json_object();
-    cfg->wild = json_object();
     for (size_t i = 0; i < cfg->nhosts; i++) {
-        const struct authd_strlist *l = &cfg->hosts[i].hosts;
+        const struct authd_strlist *l = &cfg->hosts[i]->hosts;
 
         for (size_t j = 0; j < l->n; j++) {
             bool wild = l->v[j][0] == '*';
-            json_t *idx = wild ? cfg->wild : cfg->exact;
-            const char *key = wild ? l->v[j] + 1 : l->v[j]; /* ".example.com" */
 
-            if (json_object_get(idx, key) == NULL)
-                json_object_set_new(idx, key, json_integer((json_int_t)i));
+            /* ".example.com" for "*.example.com" */
+            pc_strmap_add(wild ? &cfg->wild : &cfg->exact, wild ? l->v[j] + 1 : l->v[j], i, NULL);
         }
     }
+    cfg->indexed = true;
 }
 
 static const struct authd_host *
-indexed(const struct authd_config *cfg, const json_t *idx, const char *key)
+indexed(const struct authd_config *cfg, const struct pc_strmap *idx, const char *key)
 {
-    const json_t *v = json_object_get(idx, key);
+    size_t i;
 
-    return v != NULL ? &cfg->hosts[json_integer_value(v)] : NULL;
+    return pc_strmap_get(idx, key, &i) ? cfg->hosts[i] : NULL;
 }
 
 const struct authd_host *
@@ -1515,21 +1556,21 @@ authd_config_match_host(const struct authd_config *cfg, const char *host)
 
     if (cfg == NULL || !normalize_host(host, name, sizeof(name)))
         return NULL;
-    if (cfg->exact != NULL) {
+    if (cfg->indexed) {
         /* Exact first; then the longest wildcard suffix: ".b.example.com" before ".example.com". */
-        if ((best = indexed(cfg, cfg->exact, name)) != NULL)
+        if ((best = indexed(cfg, &cfg->exact, name)) != NULL)
             return best;
         for (const char *dot = strchr(name, '.'); dot != NULL; dot = strchr(dot + 1, '.'))
-            if ((best = indexed(cfg, cfg->wild, dot)) != NULL)
+            if ((best = indexed(cfg, &cfg->wild, dot)) != NULL)
                 return best;
         return NULL;
     }
     len = strlen(name);
     for (size_t i = 0; i < cfg->nhosts; i++)
-        if (authd_strlist_contains(&cfg->hosts[i].hosts, name))
-            return &cfg->hosts[i];
+        if (authd_strlist_contains(&cfg->hosts[i]->hosts, name))
+            return cfg->hosts[i];
     for (size_t i = 0; i < cfg->nhosts; i++) {
-        const struct authd_strlist *l = &cfg->hosts[i].hosts;
+        const struct authd_strlist *l = &cfg->hosts[i]->hosts;
 
         for (size_t j = 0; j < l->n; j++) {
             const char *suffix = l->v[j] + 1; /* ".example.com" */
@@ -1538,7 +1579,7 @@ authd_config_match_host(const struct authd_config *cfg, const char *host)
             if (l->v[j][0] != '*' || len <= slen || slen <= best_len)
                 continue;
             if (strcmp(name + len - slen, suffix) == 0) {
-                best = &cfg->hosts[i];
+                best = cfg->hosts[i];
                 best_len = slen;
             }
         }

@@ -400,7 +400,7 @@ authd_oidc_sync(struct authd_oidc *o, const struct authd_config *cfg)
     for (size_t i = 0; i < o->n; i++)
         o->v[i]->iss.used = false;
     for (size_t h = 0; h < cfg->nhosts; h++) {
-        const char *url = cfg->hosts[h].oidc.issuer_url;
+        const char *url = cfg->hosts[h]->oidc.issuer_url;
         struct reg_entry *e = find(o, url);
 
         if (!e && o->n < MAX_ISSUERS) {
@@ -444,7 +444,7 @@ bool
 authd_oidc_ready(struct authd_oidc *o, const struct authd_config *cfg)
 {
     for (size_t h = 0; h < cfg->nhosts; h++) {
-        const struct authd_issuer *iss = authd_oidc_issuer(o, cfg->hosts[h].oidc.issuer_url);
+        const struct authd_issuer *iss = authd_oidc_issuer(o, cfg->hosts[h]->oidc.issuer_url);
         if (!iss || !iss->discovered || !iss->jwks)
             return false;
     }

@@ -91,7 +91,7 @@ host_allowed(const struct authd_config *cfg, const char *host_name, const char *
     if (authd_config_match_host(cfg, name) != NULL)
         return true;
     for (size_t i = 0; i < cfg->nhosts; i++)
-        if (in_cookie_domain(name, cfg->hosts[i].session.cookie_domain))
+        if (in_cookie_domain(name, cfg->hosts[i]->session.cookie_domain))
             return true;
     return false;
 }

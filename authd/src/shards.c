@@ -175,8 +175,8 @@ authd_shards_apply(struct authd_shards *s, const struct authd_shard_change *ch,
 
 struct merge {
     struct authd_shards *s;
-    json_t *ids;   /* id -> "xx" of the shard that has it */
-    json_t *names; /* host name -> "xx" */
+    struct pc_strmap ids;   /* id -> the shard that has it */
+    struct pc_strmap names; /* host name -> the shard */
     struct pc_cookie_scopes *scopes;
     struct authd_hostlist *parts[AUTHD_MAX_SHARDS];
     int part_shard[AUTHD_MAX_SHARDS];
@@ -208,13 +208,14 @@ refusal(int i, const struct authd_hostlist *l, size_t j, const char *why)
 static char *
 taken(const struct merge *m, int i, const struct authd_hostlist *l)
 {
-    const char *by;
-    char *why, *out;
+    char by[3], *why, *out;
+    size_t shard;
 
     for (size_t j = 0; j < l->n; j++) {
         const struct authd_host *h = &l->hosts[j];
 
-        if ((by = json_string_value(json_object_get(m->ids, h->id))) != NULL) {
+        if (pc_strmap_get(&m->ids, h->id, &shard)) {
+            shard_label(by, (int)shard);
             why = pc_xasprintf("id \"%s\" is already used by shard %s (the lower shard keeps it)",
                                h->id, by);
             out = refusal(i, l, j, why);
@@ -222,8 +223,9 @@ taken(const struct merge *m, int i, const struct authd_hostlist *l)
             return out;
         }
         for (size_t k = 0; k < h->hosts.n; k++) {
-            if ((by = json_string_value(json_object_get(m->names, h->hosts.v[k]))) == NULL)
+            if (!pc_strmap_get(&m->names, h->hosts.v[k], &shard))
                 continue;
+            shard_label(by, (int)shard);
             why = pc_xasprintf("host \"%s\" is already protected by shard %s (the lower shard "
                                "keeps it)",
                                h->hosts.v[k], by);
@@ -276,17 +278,17 @@ rebuild_scopes(struct merge *m)
 static char *
 try_add(struct merge *m, int i, struct authd_hostlist *l)
 {
-    char sh[3], *why = taken(m, i, l);
+    char *why = taken(m, i, l);
 
     if (why == NULL && (why = claim_cookies(m->scopes, i, l)) != NULL)
         rebuild_scopes(m);
     if (why != NULL)
         return why;
-    shard_label(sh, i);
+    /* Keys borrowed from l, which outlives the merge. */
     for (size_t j = 0; j < l->n; j++) {
-        json_object_set_new(m->ids, l->hosts[j].id, json_string(sh));
+        pc_strmap_add(&m->ids, l->hosts[j].id, (size_t)i, NULL);
         for (size_t k = 0; k < l->hosts[j].hosts.n; k++)
-            json_object_set_new(m->names, l->hosts[j].hosts.v[k], json_string(sh));
+            pc_strmap_add(&m->names, l->hosts[j].hosts.v[k], (size_t)i, NULL);
     }
     m->part_shard[m->nparts] = i;
     m->parts[m->nparts++] = l;
@@ -358,7 +360,7 @@ int
 authd_shards_merge(struct authd_shards *s, const struct authd_config *head,
                    struct authd_shards_result *r)
 {
-    struct merge m = {.s = s, .ids = json_object(), .names = json_object()};
+    struct merge m = {.s = s};
     struct pc_buf loaded, rejected;
 
     memset(r, 0, sizeof(*r));
@@ -374,8 +376,8 @@ authd_shards_merge(struct authd_shards *s, const struct authd_config *head,
     r->loaded = pc_buf_detach(&loaded);
     r->rejected = pc_buf_detach(&rejected);
     pc_cookie_scopes_free(m.scopes);
-    json_decref(m.ids);
-    json_decref(m.names);
+    pc_strmap_release(&m.ids);
+    pc_strmap_release(&m.names);
     return 0;
 }
 

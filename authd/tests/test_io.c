@@ -128,7 +128,7 @@ test_sesscache(void **state)
 
     (void)state;
     assert_int_equal(authd_config_parse(cfg_text, strlen(cfg_text), &opts, &cfg, &d), 0);
-    const struct authd_host *a = &cfg->hosts[0], *r = &cfg->hosts[1];
+    const struct authd_host *a = cfg->hosts[0], *r = cfg->hosts[1];
     struct authd_session *s = session(1000);
 
     assert_null(authd_sesscache_get(c, 1, a, "_portcullis=x", 10));

@@ -107,7 +107,7 @@ test_roundtrip(void **state)
     struct authd_config *cfg = make_config("a", "app",
                                            "  upstreamHeaders: [{name: X-Name, "
                                            "claim: name}]\n  passIDToken: true\n");
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 2), *o = NULL;
     struct authd_strlist set = {0};
     char *hdr;
@@ -145,7 +145,7 @@ static void
 test_tamper_truncate(void **state)
 {
     struct authd_config *cfg = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 1), *o = NULL;
     struct authd_strlist set = {0};
     char *hdr, *copy;
@@ -181,21 +181,21 @@ test_rotation(void **state)
     struct authd_config *old = make_config("a", "app", NULL);
     struct authd_config *both = make_config("b, a", "app", NULL);
     struct authd_config *only_b = make_config("b", "app", NULL);
-    struct authd_session *s = make_session(&old->hosts[0], 1), *o = NULL;
+    struct authd_session *s = make_session(old->hosts[0], 1), *o = NULL;
     struct authd_strlist set = {0}, set2 = {0};
     char *hdr, *hdr2;
 
     (void)state;
-    assert_int_equal(authd_session_seal(&old->keys, &old->hosts[0], s, NULL, NOW, &set), 0);
+    assert_int_equal(authd_session_seal(&old->keys, old->hosts[0], s, NULL, NOW, &set), 0);
     hdr = cookie_header(&set, NULL);
-    assert_int_equal(authd_session_open(&both->keys, &both->hosts[0], hdr, NOW, &o), 0);
+    assert_int_equal(authd_session_open(&both->keys, both->hosts[0], hdr, NOW, &o), 0);
     authd_session_free(o);
-    assert_int_equal(authd_session_open(&only_b->keys, &only_b->hosts[0], hdr, NOW, &o), PC_EAUTH);
-    assert_int_equal(authd_session_seal(&both->keys, &both->hosts[0], s, NULL, NOW, &set2), 0);
+    assert_int_equal(authd_session_open(&only_b->keys, only_b->hosts[0], hdr, NOW, &o), PC_EAUTH);
+    assert_int_equal(authd_session_seal(&both->keys, both->hosts[0], s, NULL, NOW, &set2), 0);
     hdr2 = cookie_header(&set2, NULL);
-    assert_int_equal(authd_session_open(&only_b->keys, &only_b->hosts[0], hdr2, NOW, &o), 0);
+    assert_int_equal(authd_session_open(&only_b->keys, only_b->hosts[0], hdr2, NOW, &o), 0);
     authd_session_free(o);
-    assert_int_equal(authd_session_open(&old->keys, &old->hosts[0], hdr2, NOW, &o), PC_EAUTH);
+    assert_int_equal(authd_session_open(&old->keys, old->hosts[0], hdr2, NOW, &o), PC_EAUTH);
     free(hdr);
     free(hdr2);
     authd_strlist_release(&set);
@@ -212,7 +212,7 @@ test_expiry_and_binding(void **state)
     struct authd_config *cfg = make_config("a", "app", "  session: {lifetime: 1h, refresh: 5m}\n");
     struct authd_config *other = make_config("a", "other", NULL);
     struct authd_config *renamed = make_config("a", "app", "  session: {cookieName: _x}\n");
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 1), *o = NULL;
     struct authd_strlist set = {0};
     char *hdr, *moved;
@@ -227,11 +227,11 @@ test_expiry_and_binding(void **state)
     authd_session_free(o);
     assert_int_equal(authd_session_open(&cfg->keys, h, hdr, NOW + 3600, &o), PC_EEXPIRED);
     /* Same cookie name and keys, another client: refused. */
-    assert_int_equal(authd_session_open(&other->keys, &other->hosts[0], hdr, NOW, &o), PC_EINVAL);
+    assert_int_equal(authd_session_open(&other->keys, other->hosts[0], hdr, NOW, &o), PC_EINVAL);
     /* The value moved under another cookie name fails authentication (name is AAD). */
     moved = calloc(1, strlen(hdr) + 8);
     sprintf(moved, "_x=%s", hdr + strlen("_portcullis="));
-    assert_int_equal(authd_session_open(&renamed->keys, &renamed->hosts[0], moved, NOW, &o),
+    assert_int_equal(authd_session_open(&renamed->keys, renamed->hosts[0], moved, NOW, &o),
                      PC_EAUTH);
     assert_null(o);
     free(moved);
@@ -249,7 +249,7 @@ test_chunking(void **state)
     struct authd_config *cfg = make_config("a", "app",
                                            "  session: {cookieDomain: .example.com, "
                                            "sameSite: None}\n");
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 150), *o = NULL, *small = make_session(h, 1);
     struct authd_strlist set = {0}, set2 = {0};
     char *hdr;
@@ -287,7 +287,7 @@ static void
 test_too_big(void **state)
 {
     struct authd_config *cfg = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 2000), *o = NULL;
     struct authd_strlist set = {0};
     char *big = malloc(AUTHD_MAX_COOKIE_HEADER + 16);
@@ -356,7 +356,7 @@ test_clear(void **state)
     struct authd_strlist set = {0};
 
     (void)state;
-    authd_session_clear(&cfg->hosts[0],
+    authd_session_clear(cfg->hosts[0],
                         "_portcullis_0=a; _portcullis_1=b; x=1; "
                         "_portcullis_csrf_abcdefghijkl=c",
                         true, &set);
@@ -366,7 +366,7 @@ test_clear(void **state)
     assert_true(list_has(&set, "_portcullis_1=; Path=/; Max-Age=0; Domain=example.com"));
     assert_true(list_has(&set, "_portcullis_csrf_abcdefghijkl=; Path=/; Max-Age=0; Secure"));
     authd_strlist_release(&set);
-    authd_session_clear(&cfg->hosts[0], "_portcullis_csrf_abcdefghijkl=c", false, &set);
+    authd_session_clear(cfg->hosts[0], "_portcullis_csrf_abcdefghijkl=c", false, &set);
     assert_int_equal(set.n, 1);
     authd_strlist_release(&set);
     authd_config_free(cfg);
@@ -377,15 +377,15 @@ test_login_state(void **state)
 {
     struct authd_config *cfg = make_config("a", "app", NULL);
     struct authd_config *other = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_login_state *a = authd_login_state_new(h, "/one", NOW);
     struct authd_login_state *b = authd_login_state_new(h, "/two", NOW + 1), *o = NULL;
     struct authd_strlist set = {0}, set2 = {0}, clr = {0};
     char *hdr, *hdr2, *name;
 
     (void)state;
-    free(other->hosts[0].id);
-    other->hosts[0].id = strdup("ns/other");
+    free(other->hosts[0]->id);
+    other->hosts[0]->id = strdup("ns/other");
     assert_int_equal(strncmp(a->state, a->id, strlen(a->id)), 0);
     assert_int_equal(authd_login_state_seal(&cfg->keys, h, a, NULL, NOW, &set), 0);
     name = malloc(64);
@@ -423,7 +423,7 @@ test_login_state(void **state)
     assert_int_equal(authd_login_state_open(&cfg->keys, h, hdr2, a->state, NOW + 600, &o, &clr),
                      PC_EEXPIRED);
     assert_int_equal(
-        authd_login_state_open(&other->keys, &other->hosts[0], hdr2, a->state, NOW, &o, &clr),
+        authd_login_state_open(&other->keys, other->hosts[0], hdr2, a->state, NOW, &o, &clr),
         PC_EAUTH);
     assert_int_equal(authd_login_state_open(&cfg->keys, h, "x=1", a->state, NOW, &o, &clr),
                      PC_ENOTFOUND);
@@ -447,7 +447,7 @@ static void
 test_state_bound(void **state)
 {
     struct authd_config *cfg = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *s = make_session(h, 1), *o = NULL;
     struct authd_strlist jar = {0}, set = {0};
     struct authd_login_state *st[12];
@@ -489,7 +489,7 @@ test_list_claim_roundtrip(void **state)
     struct authd_config *cfg = make_config("a", "app",
                                            "  upstreamHeaders: [{name: X-Teams, "
                                            "claim: teams}, {name: X-Name, claim: name}]\n");
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     json_t *claims =
         json_pack("{s:s,s:[s,s],s:s}", "sub", "u", "teams", "red,blue", "green", "name", "N");
     struct authd_session *s = NULL, *o = NULL;
@@ -555,7 +555,7 @@ test_session_without_email_verified(void **state)
                                   "\"cid\":\"app\",\"iat\":1700000000,\"exp\":1700043200,"
                                   "\"rat\":1700000000}";
     struct authd_config *cfg = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_session *o = NULL;
     char *v, *hdr;
 
@@ -603,7 +603,7 @@ test_colliding_cookies(void **state)
     struct authd_config *shared =
         make_config("a", "shared", "  session: {cookieDomain: .example.com}\n");
     struct authd_config *own = make_config("a", "app", NULL);
-    const struct authd_host *hs = &shared->hosts[0], *ho = &own->hosts[0];
+    const struct authd_host *hs = shared->hosts[0], *ho = own->hosts[0];
     static const size_t groups[] = {1, 120}; /* unchunked, chunked */
 
     (void)state;
@@ -653,7 +653,7 @@ static void
 test_hostile_state_names(void **state)
 {
     struct authd_config *cfg = make_config("a", "app", NULL);
-    const struct authd_host *h = &cfg->hosts[0];
+    const struct authd_host *h = cfg->hosts[0];
     struct authd_login_state *st = authd_login_state_new(h, "/", NOW), *o = NULL;
     struct authd_strlist set = {0};
     unsigned char raw[41] = {1};

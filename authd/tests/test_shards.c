@@ -195,8 +195,7 @@ ids_of(const struct authd_config *cfg)
 
     pc_buf_init(&b, 0);
     for (size_t i = 0; i < cfg->nhosts; i++) {
-        assert_int_equal(cfg->hosts[i].index, i);
-        pc_buf_appendf(&b, "%s%s", i ? "," : "", cfg->hosts[i].id);
+        pc_buf_appendf(&b, "%s%s", i ? "," : "", cfg->hosts[i]->id);
     }
     return pc_buf_detach(&b);
 }

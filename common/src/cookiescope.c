@@ -1,38 +1,46 @@
 /*
  * cookiescope.c - cookie-name collisions between owners, by domain matching.
  *
- * Every lookup goes through one jansson object of indexes, each key mapping to an object
- * {binding: owner message}; a key only holds the first owner of each binding. For a cookie
- * name N:
+ * Every lookup goes through one map of keys, each naming a chain of records {binding, owner
+ * message}; a key only holds the first owner of each binding, in the order they came. For a
+ * cookie name N:
  *   "d|N|D"  owners whose Domain is D
  *   "D|N|S"  owners with a Domain that is S or under S (every suffix S of the Domain)
  *   "h|N|S"  owners serving a host that is S or under S (every suffix of each host; of a
  *            wildcard "*.s", every suffix of s)
  *   "w|N|s"  owners serving the wildcard "*.s"
  * so a new owner is checked in time proportional to its own hosts' labels, whatever the
- * number of owners before it.
+ * number of owners before it. Keys and each owner's binding and message live in an arena:
+ * authd checks every host of every config shard on each merge, about a hundred bytes a key.
  */
 #include "portcullis/cookiescope.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "portcullis/base.h"
+#include "portcullis/strmap.h"
+
+#define NONE SIZE_MAX
+
+struct record {
+    const char *binding, *msg; /* in the arena */
+    size_t next;               /* the next record under the same key, or NONE */
+};
 
 struct pc_cookie_scopes {
-    json_t *index;
+    struct pc_strmap index; /* key -> its first record */
+    struct record *v;
+    size_t n, cap;
+    struct pc_arena arena;
 };
 
 struct pc_cookie_scopes *
 pc_cookie_scopes_new(void)
 {
-    struct pc_cookie_scopes *s = pc_xcalloc(1, sizeof(*s));
-
-    s->index = json_object();
-    return s;
+    return pc_xcalloc(1, sizeof(struct pc_cookie_scopes));
 }
 
 void
@@ -40,8 +48,23 @@ pc_cookie_scopes_free(struct pc_cookie_scopes *s)
 {
     if (s == NULL)
         return;
-    json_decref(s->index);
+    pc_strmap_release(&s->index);
+    free(s->v);
+    pc_arena_release(&s->arena);
     free(s);
+}
+
+/* The first record of key kind|name|at, or NONE. */
+static size_t
+first(const struct pc_cookie_scopes *s, const char *kind, const char *name, const char *at)
+{
+    char *key = pc_xasprintf("%s|%s|%s", kind, name, at);
+    size_t r;
+
+    if (!pc_strmap_get(&s->index, key, &r))
+        r = NONE;
+    free(key);
+    return r;
 }
 
 /* The message of an owner under key with another binding than b, or NULL. Borrowed. */
@@ -49,36 +72,47 @@ static const char *
 other(const struct pc_cookie_scopes *s, const char *kind, const char *name, const char *at,
       const char *b)
 {
-    char *key = pc_xasprintf("%s|%s|%s", kind, name, at);
-    const json_t *owners = json_object_get(s->index, key);
-    const char *binding, *found = NULL;
-    json_t *v;
-
-    free(key);
-    json_object_foreach((json_t *)owners, binding, v)
-    {
-        if (strcmp(binding, b) != 0) {
-            found = json_string_value(v);
-            break;
-        }
-    }
-    return found;
+    for (size_t r = first(s, kind, name, at); r != NONE; r = s->v[r].next)
+        if (strcmp(s->v[r].binding, b) != 0)
+            return s->v[r].msg;
+    return NULL;
 }
 
+static size_t
+new_record(struct pc_cookie_scopes *s, const char *b, const char *msg)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = pc_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n] = (struct record){.binding = b, .msg = msg, .next = NONE};
+    return s->n++;
+}
+
+/* b and msg: the owner's copies in the arena. */
 static void
 record(struct pc_cookie_scopes *s, const char *kind, const char *name, const char *at,
        const char *b, const char *msg)
 {
-    char *key = pc_xasprintf("%s|%s|%s", kind, name, at);
-    json_t *owners = json_object_get(s->index, key);
+    size_t r = first(s, kind, name, at);
 
-    if (owners == NULL) {
-        owners = json_object();
-        json_object_set_new(s->index, key, owners);
+    if (r == NONE) {
+        char *key = pc_arena_printf(&s->arena, "%s|%s|%s", kind, name, at);
+
+        pc_strmap_add(&s->index, key, new_record(s, b, msg), NULL);
+        return;
     }
-    if (json_object_get(owners, b) == NULL)
-        json_object_set_new(owners, b, json_string(msg));
-    free(key);
+    for (;; r = s->v[r].next) {
+        if (strcmp(s->v[r].binding, b) == 0)
+            return;
+        if (s->v[r].next == NONE)
+            break;
+    }
+    {
+        size_t added = new_record(s, b, msg); /* may move s->v: index it after */
+
+        s->v[r].next = added;
+    }
 }
 
 /* The next suffix of a dotted name ("a.b.c" -> "b.c" -> "c" -> NULL). */
@@ -127,23 +161,24 @@ domain_collides(const struct pc_cookie_scopes *s, const struct pc_cookie_owner *
 static void
 record_owner(struct pc_cookie_scopes *s, const struct pc_cookie_owner *o, const char *d)
 {
-    char *msg = d ? pc_xasprintf("%s (Domain=%s)", o->id, d) : pc_xasprintf("%s", o->id);
+    const char *msg = d ? pc_arena_printf(&s->arena, "%s (Domain=%s)", o->id, d)
+                        : pc_arena_strdup(&s->arena, o->id);
+    const char *b = pc_arena_strdup(&s->arena, o->binding);
     bool wild;
 
     if (d != NULL) {
-        record(s, "d", o->name, d, o->binding, msg);
+        record(s, "d", o->name, d, b, msg);
         for (const char *sfx = d; sfx != NULL; sfx = parent(sfx))
-            record(s, "D", o->name, sfx, o->binding, msg);
+            record(s, "D", o->name, sfx, b, msg);
     }
     for (size_t i = 0; i < o->nhosts; i++) {
-        const char *b = base_of(o->hosts[i], &wild);
+        const char *base = base_of(o->hosts[i], &wild);
 
-        for (const char *sfx = b; sfx != NULL; sfx = parent(sfx))
-            record(s, "h", o->name, sfx, o->binding, msg);
+        for (const char *sfx = base; sfx != NULL; sfx = parent(sfx))
+            record(s, "h", o->name, sfx, b, msg);
         if (wild)
-            record(s, "w", o->name, b, o->binding, msg);
+            record(s, "w", o->name, base, b, msg);
     }
-    free(msg);
 }
 
 int

@@ -157,7 +157,7 @@ test_compact_means_full(void **state)
         assert_true(strlen(b) <= strlen(a));
         cf = parse(full);
         cc = parse(compact);
-        same_host(&cf->hosts[0], &cc->hosts[0]);
+        same_host(cf->hosts[0], cc->hosts[0]);
         authd_config_free(cf);
         authd_config_free(cc);
         free(a);
