@@ -255,7 +255,8 @@ build_headers(struct k8s_client *c, const struct k8s_xfer *x, bool reread)
     char ct[160];
     char *auth = auth_header(c, reread);
 
-    hs = curl_slist_append(hs, "Accept: application/json");
+    snprintf(ct, sizeof(ct), "Accept: %s", x->accept ? x->accept : "application/json");
+    hs = curl_slist_append(hs, ct);
     if (x->body) {
         snprintf(ct, sizeof(ct), "Content-Type: %s",
                  x->content_type ? x->content_type : "application/json");
@@ -430,11 +431,14 @@ k8s_request(struct k8s_client *c, const struct k8s_request *req, json_t **out, s
                          .content_type = req->content_type,
                          .timeout_ms = req->timeout_ms ? req->timeout_ms : 30000,
                          .stop = req->stop};
+    bool one = req->ref->name != NULL && req->ref->name[0] != '\0';
     json_error_t jerr;
     int rc;
 
     if (out)
         *out = NULL;
+    if (req->ref->metadata_only)
+        x.accept = one ? K8S_ACCEPT_METADATA : K8S_ACCEPT_METADATA_LIST;
     x.path = req->query ? pc_xasprintf("%s?%s", path, req->query) : pc_xstrdup(path);
     if (req->body) {
         if (!(body = json_dumps(req->body, JSON_COMPACT)))

@@ -13,6 +13,7 @@ struct k8s_xfer {
     const char *body;   /* may be NULL */
     size_t body_len;
     const char *content_type;                          /* of body, default application/json */
+    const char *accept;                                /* default application/json */
     long timeout_ms;                                   /* whole exchange; 0 = none (watches) */
     long low_speed_secs;                               /* abort below 1 byte/s this long; 0 = off */
     int (*on_data)(void *ud, const char *p, size_t n); /* streams 2xx bodies; non-zero aborts */
@@ -21,6 +22,9 @@ struct k8s_xfer {
     long status;             /* out: HTTP status, 0 when none arrived */
     struct pc_buf resp;      /* out: the body (non-2xx only when streaming); release it */
 };
+/* The Accept value asking for PartialObjectMetadata (list: a PartialObjectMetadataList). */
+#define K8S_ACCEPT_METADATA "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+#define K8S_ACCEPT_METADATA_LIST "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 /* Returns 0 when an answer arrived (any status), PC_EIO, PC_ETOOBIG, -ECANCELED, or on_data's. */
 int k8s_xfer_do(struct k8s_client *c, struct k8s_xfer *x, struct pc_diag *diag);
 

@@ -377,6 +377,8 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
     int rc;
 
     k8s_wire_init(&s.wire, w->o.max_line, on_wire, w);
+    if (w->o.ref.metadata_only)
+        x.accept = K8S_ACCEPT_METADATA;
     x.path = watch_query(w);
     rc = k8s_xfer_do(w->client, &x, d);
     if (rc == 0 && (x.status < 200 || x.status > 299))
@@ -442,7 +444,8 @@ k8s_watch_start(struct k8s_client *c, const struct k8s_watch_opts *o)
                                 .plural = w->plural,
                                 .namespace = w->namespace,
                                 .label_selector = w->label_selector,
-                                .field_selector = w->field_selector};
+                                .field_selector = w->field_selector,
+                                .metadata_only = o->ref.metadata_only};
     w->o.timeout_secs = o->timeout_secs > 0 ? o->timeout_secs : 300;
     w->o.low_speed_secs = o->low_speed_secs > 0 ? o->low_speed_secs : 90;
     w->path = k8s_path(&w->o.ref);

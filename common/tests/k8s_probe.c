@@ -6,7 +6,8 @@
  *       prints {"type":"ADDED","name":...,"namespace":...,"rv":...,"data":...} lines and
  *       {"type":"SYNCED"} after every (re)list, until SIGTERM. K8S_PROBE_RV=N starts watching
  *       from version N without a first list; K8S_PROBE_LOW_SPEED=S sets the idle timeout,
- *       K8S_PROBE_TIMEOUT=S the server-side stream lifetime.
+ *       K8S_PROBE_TIMEOUT=S the server-side stream lifetime, K8S_PROBE_METADATA=1 watches
+ *       metadata only (PartialObjectMetadata; "kind" is printed then).
  *   k8s_probe [--kubeconfig PATH] apply API_VERSION PLURAL FILE.json   (server-side apply)
  *   k8s_probe [--kubeconfig PATH] get|delete API_VERSION PLURAL NAMESPACE NAME
  *   k8s_probe [--kubeconfig PATH] event API_VERSION PLURAL NAMESPACE NAME TYPE REASON MESSAGE
@@ -52,9 +53,10 @@ on_event(void *ud, enum k8s_event_type type, json_t *obj)
     const json_t *md = json_object_get(obj, "metadata");
 
     (void)ud;
-    print_json(json_pack("{s:s, s:s?, s:s?, s:s?, s:O?}", "type", names[type], "name",
+    print_json(json_pack("{s:s, s:s?, s:s?, s:s?, s:O?, s:s?}", "type", names[type], "name",
                          pc_json_str(md, "name"), "namespace", pc_json_str(md, "namespace"), "rv",
-                         pc_json_str(md, "resourceVersion"), "data", json_object_get(obj, "data")));
+                         pc_json_str(md, "resourceVersion"), "data", json_object_get(obj, "data"),
+                         "kind", pc_json_str(obj, "kind")));
 }
 
 static void
@@ -133,7 +135,8 @@ run(struct k8s_client *kc, char **argv, int argc)
             &(struct k8s_watch_opts){
                 .ref = {.api_version = argv[1],
                         .plural = argv[2],
-                        .namespace = argc > 3 ? argv[3] : NULL},
+                        .namespace = argc > 3 ? argv[3] : NULL,
+                        .metadata_only = getenv("K8S_PROBE_METADATA") != NULL},
                 .on_event = on_event,
                 .on_synced = on_synced,
                 .low_speed_secs =

@@ -189,26 +189,30 @@ secret_users(struct ctl_ctx *c, const char *secret_id)
     return ids;
 }
 
+/*
+ * c->secrets holds, per Secret "ns/name" the watch has seen, {"rv": its resourceVersion} and,
+ * once fetched for a ProtectedHost that names it, "data". The watch brings metadata only: a
+ * new resourceVersion forgets the data, and the hosts that name the Secret fetch it again
+ * (ensure_secret) before they are rendered.
+ */
 void
 ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
     char *id = object_id(obj);
-    json_t *data = json_object_get(obj, "data"), *users, *v;
+    const char *rv = pc_json_str(json_object_get(obj, "metadata"), "resourceVersion");
+    json_t *users = NULL, *entry, *v;
     size_t i;
 
     pthread_mutex_lock(&c->mu);
-    users = secret_users(c, id);
-    /* Only the data of Secrets a ProtectedHost names is kept: a cluster holds thousands of
-     * others (Helm releases, tokens). Of those only the name is remembered (null). Until
-     * every watch has listed once, which ProtectedHosts name what is not known yet: the first
-     * resync drops what nobody names. */
-    if (type == K8S_DELETED)
+    entry = json_object_get(c->secrets, id);
+    if (type == K8S_DELETED) {
         json_object_del(c->secrets, id);
-    else if (json_array_size(users) > 0 || !atomic_load(&c->ready))
-        json_object_set_new(c->secrets, id, data ? json_incref(data) : json_object());
-    else
-        json_object_set_new(c->secrets, id, json_null());
+        users = secret_users(c, id);
+    } else if (!entry || !same_str(pc_json_str(entry, "rv"), rv)) {
+        json_object_set_new(c->secrets, id, json_pack("{s:s}", "rv", rv ? rv : ""));
+        users = secret_users(c, id);
+    }
     pthread_mutex_unlock(&c->mu);
     json_array_foreach(users, i, v) ctl_queue_host(c, json_string_value(v));
     json_decref(users);
@@ -309,8 +313,8 @@ lookup_secret(void *ud, const char *ns, const char *name, const char *key, char 
     int rc = 0;
 
     pthread_mutex_lock(&c->mu);
-    if (pc_json_str(json_object_get(c->secrets, id), key))
-        b64 = pc_xstrdup(pc_json_str(json_object_get(c->secrets, id), key));
+    if (pc_json_str(pc_json_path(json_object_get(c->secrets, id), "data"), key))
+        b64 = pc_xstrdup(pc_json_str(pc_json_path(json_object_get(c->secrets, id), "data"), key));
     pthread_mutex_unlock(&c->mu);
     if (!b64 || pc_b64_decode(b64, strlen(b64), &raw, &len) < 0 || memchr(raw, '\0', len)) {
         pc_free_secret((char *)raw);
@@ -727,8 +731,10 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
 }
 
 /*
- * The client Secret obj names, fetched when it exists but its data was not kept (nobody named
- * it when it last changed). Runs before the host cache is locked: it may wait on the API.
+ * The data of the client Secret obj names, fetched when the watch has seen the Secret but its
+ * data is not held (a new version, or nobody named it before). Kept only when no newer version
+ * was seen meanwhile: that one's event queues this host again. Runs before the host cache is
+ * locked: it may wait on the API.
  */
 static void
 ensure_secret(struct ctl_ctx *c, const json_t *obj)
@@ -737,25 +743,33 @@ ensure_secret(struct ctl_ctx *c, const json_t *obj)
     const char *name = pc_json_str(pc_json_path(obj, "spec.oidc.clientSecretRef"), "name");
     struct k8s_ref ref = {.api_version = "v1", .plural = "secrets", .namespace = ns, .name = name};
     struct pc_diag d = {0};
-    char *sid;
-    json_t *got = NULL;
-    bool fetch;
+    char *sid, *rv = NULL;
+    json_t *got = NULL, *entry;
 
     if (!ns || !name)
         return;
     sid = pc_xasprintf("%s/%s", ns, name);
     pthread_mutex_lock(&c->mu);
-    fetch = json_is_null(json_object_get(c->secrets, sid));
+    entry = json_object_get(c->secrets, sid);
+    if (entry && !json_object_get(entry, "data"))
+        rv = pc_xstrdup(pc_json_str(entry, "rv") ? pc_json_str(entry, "rv") : "");
     pthread_mutex_unlock(&c->mu);
-    if (fetch && k8s_get(c->kc, &ref, &got, &d) == 0) {
+    if (rv && k8s_get(c->kc, &ref, &got, &d) == 0) {
+        const char *got_rv = pc_json_str(json_object_get(got, "metadata"), "resourceVersion");
         json_t *data = json_object_get(got, "data");
 
         pthread_mutex_lock(&c->mu);
-        if (json_is_null(json_object_get(c->secrets, sid)))
-            json_object_set_new(c->secrets, sid, data ? json_incref(data) : json_object());
+        entry = json_object_get(c->secrets, sid);
+        if (entry && same_str(pc_json_str(entry, "rv"), rv) && !json_object_get(entry, "data"))
+            json_object_set_new(c->secrets, sid,
+                                json_pack("{s:s,s:o}", "rv", got_rv ? got_rv : rv, "data",
+                                          data ? json_incref(data) : json_object()));
         pthread_mutex_unlock(&c->mu);
+    } else if (rv) {
+        pc_log(PC_LOG_WARN, "secret_fetch_failed", "secret", sid, "error", d.msg, NULL);
     }
     json_decref(got);
+    free(rv);
     free(sid);
 }
 
@@ -842,11 +856,11 @@ drop_unnamed_secrets(struct ctl_ctx *c)
     }
     json_object_foreach(c->secrets, k, v)
     {
-        if (!json_is_null(v) && !json_object_get(named, k))
+        if (json_object_get(v, "data") && !json_object_get(named, k))
             json_array_append_new(drop, json_string(k));
     }
     json_array_foreach(drop, i, v)
-        json_object_set_new(c->secrets, json_string_value(v), json_null());
+        json_object_del(json_object_get(c->secrets, json_string_value(v)), "data");
     json_decref(drop);
     json_decref(named);
 }

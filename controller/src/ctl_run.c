@@ -249,8 +249,10 @@ start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 }
 
 /*
- * The ProtectedHosts and the Secrets of a namespace (NULL: all). authd's config Secret is left
- * out: we write it, nobody refers to it, and each write would bring its ~1 MB back to us.
+ * The ProtectedHosts and the Secrets of a namespace (NULL: all). Secrets as metadata only: a
+ * cluster holds thousands (Helm releases of up to 1 MB each, tokens) and only the few that a
+ * ProtectedHost names matter; their data is fetched when needed (ctl_reconcile.c). authd's
+ * config shards are left out: we write them, nobody refers to them.
  */
 static void
 start_pair(struct runner *r, const char *ns)
@@ -264,7 +266,8 @@ start_pair(struct runner *r, const char *ns)
                                  .plural = "secrets",
                                  .namespace = ns,
                                  .label_selector = CTL_LABEL_AUTHD_CONFIG "!=shard",
-                                 .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
+                                 .field_selector = "metadata.name!=" CTL_AUTHD_SECRET,
+                                 .metadata_only = true},
                 ctl_on_secret);
 }
 

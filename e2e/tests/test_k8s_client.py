@@ -146,6 +146,27 @@ def test_watch_sees_added_modified_deleted(api):
         assert w.stop() == 0
 
 
+def test_metadata_only_watch_never_carries_data(api):
+    """What the controller's Secret watch relies on: the apiserver answers the list and the
+    stream as PartialObjectMetadata, so a Secret's data never reaches the watcher."""
+    api.kubectl("create", "secret", "generic", "meta-pre", "-n", NS, "--from-literal=k=secret0")
+    w = Probe(api, "watch", "v1", "secrets", NS, env={"K8S_PROBE_METADATA": "1"})
+    try:
+        pre = w.expect(event("meta-pre", "ADDED"), what="ADDED from the initial list")
+        w.expect(lambda ev: ev["type"] == "SYNCED", what="SYNCED")
+        api.kubectl("create", "secret", "generic", "meta-1", "-n", NS, "--from-literal=k=secret1")
+        added = w.expect(event("meta-1", "ADDED"))
+        api.kubectl("patch", "secret", "meta-1", "-n", NS, "-p", '{"stringData":{"k":"secret2"}}')
+        mod = w.expect(event("meta-1", "MODIFIED"))
+        for ev in (pre, added, mod):
+            assert ev.get("data") is None and ev["kind"] == "PartialObjectMetadata", ev
+        assert int(mod["rv"]) > int(added["rv"])
+        api.kubectl("delete", "secret", "meta-1", "-n", NS)
+        w.expect(event("meta-1", "DELETED"))
+    finally:
+        assert w.stop() == 0
+
+
 def test_apply_creates_then_updates_with_field_manager(api, tmp_path):
     obj = {
         "apiVersion": "v1", "kind": "ConfigMap",

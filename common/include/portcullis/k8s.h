@@ -131,6 +131,9 @@ struct k8s_ref {
     const char *subresource;
     const char *label_selector;
     const char *field_selector;
+    /* Lists, gets and watches answer PartialObjectMetadata: metadata only, never the data
+     * (a Secret watch then costs a few hundred bytes a Secret, not its contents). */
+    bool metadata_only;
 };
 
 struct k8s_client;
