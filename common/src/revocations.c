@@ -145,6 +145,8 @@ canon_hosts(struct pc_revocation *e)
 {
     size_t k = 0;
 
+    if (e->nhosts < 2)
+        return;
     qsort(e->hosts, e->nhosts, sizeof(*e->hosts), cmp_str);
     for (size_t i = 0; i < e->nhosts; i++) {
         if (k > 0 && !strcmp(e->hosts[k - 1], e->hosts[i])) {
