@@ -24,7 +24,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from e2e.harness.authd import WatchingAuthd, idp_login, mesh_provider, set_cookies  # noqa: E402
+from e2e.harness.authd import Authd, WatchingAuthd, config_head, idp_login, mesh_provider  # noqa: E402
+from e2e.harness.authd import set_cookies  # noqa: E402
 from e2e.harness.istio import Envoy  # noqa: E402
 from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
 from e2e.harness.peers import Echo, OidcProvider  # noqa: E402
@@ -50,6 +51,23 @@ kind: ClusterRoleBinding
 metadata: {{name: revoker}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-revoker}}
 subjects: [{{kind: ServiceAccount, name: revoker, namespace: {NS}}}]
+"""
+
+
+class FileAuthd(Authd):
+    """authd from --config FILE with --revocations FILE (nginx, outside Kubernetes), spoken to
+    like Envoy's ext_authz."""
+    check = WatchingAuthd.check
+    login = WatchingAuthd.login
+    readyz = WatchingAuthd.readyz
+
+
+def file_config(c: dict) -> str:
+    return config_head(c) + f"""\
+hosts:
+  - id: files/app
+    hosts: [file.localhost]
+    oidc: {{issuerURL: "{c['issuer']}", clientID: {CLIENT}, clientSecret: {SECRET}}}
 """
 
 
@@ -91,11 +109,15 @@ def env(api_server):
     issuer = f"http://127.0.0.1:{idp_port}"
     a = WatchingAuthd("revoke-a", authd_kc, issuer, cookie_secret=COOKIE_SECRET)
     b = WatchingAuthd("revoke-b", authd_kc, issuer, cookie_secret=COOKIE_SECRET)
+    revocations_file = api.workdir / "revocations.yaml"
+    f = FileAuthd("revoke-file", file_config, cookie_secret=COOKIE_SECRET, issuer=issuer,
+                  args=["--revocations", revocations_file])
     echo = Echo()
     gateways = {r.pod: Envoy(mesh_provider(r.port), echo, hosts=HOSTS) for r in (a, b)}
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
                          "redirectUris": [f"http://{h}:{g.port}/oauth2/callback"
-                                          for h in HOSTS for g in gateways.values()]}],
+                                          for h in HOSTS for g in gateways.values()] +
+                                         [f"http://file.localhost:{f.port}/oauth2/callback"]}],
                        port=idp_port)
     metrics = free_port()
     ctl = Proc("controller", [
@@ -105,13 +127,14 @@ def env(api_server):
         log_path=api.workdir / "controller-revoke.log")
     started = []
     try:
-        for peer in (idp, echo, a, b, ctl, *gateways.values()):
+        for peer in (idp, echo, a, b, f, ctl, *gateways.values()):
             started.append(peer)
             peer.start()
         for i, host in enumerate(HOSTS):
             api.kubectl("apply", "-f", "-", input=json.dumps(ph(f"app{i}", host, issuer)))
             wait_for(f"{host} Ready", lambda i=i: ready(api, f"app{i}"), 60)
         yield {"api": api, "a": a, "b": b, "gw": gateways, "echo": echo, "issuer": issuer,
+               "file": f, "revocations_file": revocations_file,
                "revoker": api.service_account_kubeconfig(NS, "revoker")}
     finally:
         for peer in reversed(started):
@@ -248,3 +271,23 @@ def test_entries_past_the_retention_are_dropped(env, users):
     assert [e["user"] for e in revocations(env)] == ["erin@example.com"]
     wait_for("alice's first session accepted again at both replicas",
              lambda: statuses(env, "team.localhost", users["alice"]) == [200, 200], 30)
+
+
+def test_the_file_form_outside_kubernetes(env):
+    """authd --config FILE --revocations FILE and revoke --file: the same list in a file,
+    re-read when it changes; a broken file is refused and the list before stays in force."""
+    f, path = env["file"], env["revocations_file"]
+    assert f.readyz()[0] == 200  # no file yet: nothing revoked, ready
+    alice, bob = f.login("file.localhost", "alice"), f.login("file.localhost", "bob")
+    out = subprocess.run([built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "revoke", "--user",
+                          "alice@example.com", "--file", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "1 entries" in out.stdout, out
+    wait_for("alice refused", lambda: f.check("file.localhost", alice)[0] == 302, 10)
+    assert f.check("file.localhost", bob)[0] == 200
+    offset = f.log_size()
+    path.write_text("revocations: [this is: not a list\n")
+    wait_for("the broken file refused", lambda: "event=revocations_rejected" in f.log_since(offset),
+             10)
+    assert f.check("file.localhost", alice)[0] == 302  # the list before stays in force
+    assert f.check("file.localhost", f.login("file.localhost", "alice"))[0] == 200
