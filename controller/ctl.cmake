@@ -24,6 +24,7 @@ target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
 add_executable(portcullis-controller
     ${CMAKE_CURRENT_LIST_DIR}/src/main.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_cli_render.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_revoke.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_run.c)
 target_link_libraries(portcullis-controller PRIVATE ctl_run)
 
@@ -45,6 +46,12 @@ endif()
 
 pc_fuzz_target(fuzz_render SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_render.c LIBS ctl_core)
 pc_fuzz_target(fuzz_mesh SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_mesh.c LIBS ctl_core)
+
+if(PORTCULLIS_TESTS)
+    pc_unit_test(test_ctl_revoke SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_revoke.c
+                                         ${CMAKE_CURRENT_LIST_DIR}/src/ctl_revoke.c
+                 LIBS ctl_core pck8s)
+endif()
 
 if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c

@@ -18,6 +18,8 @@ readyz(struct authd_server *srv, struct authd_reply *r)
         authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"config shards not listed yet\"}\n");
     else if (srv->no_config)
         authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"config file not found\"}\n");
+    else if (!authd_revoke_ready(srv->revoke))
+        authd_reply_json(r, 503, "{\"ready\":false,\"reason\":\"revocation list not loaded\"}\n");
     else if (!authd_oidc_ready(srv->oidc, cfg))
         authd_reply_json(r, 503,
                          "{\"ready\":false,\"reason\":\"issuer discovery or JWKS pending\"}\n");

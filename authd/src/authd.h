@@ -291,6 +291,11 @@ const struct authd_host *authd_config_match_host(const struct authd_config *cfg,
  * host name, equal ignoring case.
  */
 bool authd_host_same(const char *a, const char *b);
+/*
+ * The host name of a Host-style value as authd_config_match_host compares it (port dropped,
+ * lowercased, trailing dots dropped) into out. False when it is no usable host name.
+ */
+bool authd_host_normalize(const char *in, char *out, size_t outlen);
 /* Parses "12h", "30m", "90s", "1h30m", "0s", "0" into seconds. Returns 0 or PC_EPARSE. */
 int authd_parse_duration(const char *s, int64_t *out);
 
@@ -352,6 +357,49 @@ struct authd_shards_result {
 int authd_shards_merge(struct authd_shards *s, const struct authd_config *head,
                        struct authd_shards_result *r);
 void authd_shards_result_release(struct authd_shards_result *r);
+
+/* ------------------------------------------------------------------------------------------ */
+/* revoke.c: what the revocation list (portcullis/revocations.h) means for a session. */
+
+#include "portcullis/revocations.h"
+
+/* A session refused because its user was revoked after it was issued (a PC_E*-style code). */
+#define AUTHD_EREVOKED (-1201)
+
+/* The list indexed for the check path; immutable once built. */
+struct authd_revocations;
+/*
+ * New index taking over l's entries (l is left empty). A notBefore later than now becomes now:
+ * the revoking machine's clock may be ahead, and sessions issued after authd saw the entry are
+ * new logins.
+ */
+struct authd_revocations *authd_revocations_new(struct pc_revocations *l, int64_t now);
+void authd_revocations_free(struct authd_revocations *r);
+/* Entries in r; 0 for NULL. */
+size_t authd_revocations_count(const struct authd_revocations *r);
+/*
+ * The entry that ends s at host_name (a Host value: port, case and trailing dots ignored), or
+ * NULL: its user is s's sub (exact) or s's email (ASCII case-insensitive, verified or not),
+ * s was issued at or before its notBefore, and its hosts are empty or name host_name exactly
+ * or as a "*." wildcard above it. r may be NULL. Borrowed from r.
+ */
+const struct pc_revocation *authd_revocations_match(const struct authd_revocations *r,
+                                                    const struct authd_session *s,
+                                                    const char *host_name);
+/*
+ * The one check every session store passes an opened session through before it is used at
+ * host: 0 (use it), PC_EEXPIRED (older than the host's session.lifetime as configured now) or
+ * AUTHD_EREVOKED (*hit: the entry, borrowed from r). r may be NULL (nothing revoked).
+ */
+int authd_session_check(const struct authd_revocations *r, const struct authd_host *host,
+                        const char *host_name, const struct authd_session *s, int64_t now,
+                        const struct pc_revocation **hit);
+/*
+ * For a session being minted at login: when r holds a revocation of its user at or after its
+ * issued_at (same second), issued_at (and refreshed_at) move to one second after it, so the
+ * new login is not refused by the revocation it follows.
+ */
+void authd_revocations_mint(const struct authd_revocations *r, struct authd_session *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* session.c */
@@ -987,6 +1035,42 @@ void authd_kube_stop(struct authd_kube *k);
 void authd_kube_free(struct authd_kube *k);
 
 /* ------------------------------------------------------------------------------------------ */
+/* revwatch.c: the revocation list's source (the Secret portcullis-revocations, or
+ * --revocations FILE) and the audit line of a refused session. */
+
+struct authd_revoke;
+struct k8s_client;
+struct k8s_watch;
+/*
+ * New source: file (--revocations, read once now and then every second when it changed), or
+ * with watched the Secret (authd_revoke_watch), or neither (nothing is ever revoked). Never
+ * NULL. Call before the server serves.
+ */
+struct authd_revoke *authd_revoke_new(struct authd_server *srv, const char *file, bool watched);
+/* Starts the Secret's list+watch in ns on kc (kube.c's client); NULL when rv reads a file. */
+struct k8s_watch *authd_revoke_watch(struct authd_revoke *rv, struct k8s_client *kc,
+                                     const char *ns);
+/* Stops the file poller (the watch is kube.c's to stop). */
+void authd_revoke_stop(struct authd_revoke *rv);
+/* Frees, after the pool whose completions may name it. NULL is a no-op. */
+void authd_revoke_free(struct authd_revoke *rv);
+/* False until a first list is in force (then checks are 503, /readyz says why). */
+bool authd_revoke_ready(const struct authd_revoke *rv);
+/*
+ * authd_session_check against the list in force, for the session s opened for host at
+ * host_name; a revoked one is logged (the audit line: user, sub, host, policy, replica,
+ * request id, times; never the cookie) and counted. Returns what authd_session_check does.
+ * lws thread.
+ */
+int authd_revoke_session(struct authd_server *srv, const struct authd_host *host,
+                         const char *host_name, const struct authd_session *s, int64_t now,
+                         const char *request_id);
+/* authd_revocations_mint with the list in force, for a session minted at login. lws thread. */
+void authd_revoke_login(struct authd_server *srv, struct authd_session *s);
+/* The replica's name: given, else $POD_NAME, else the host name. New. (kube.c) */
+char *authd_replica_name(const char *given);
+
+/* ------------------------------------------------------------------------------------------ */
 /* sesscache.c: opened sessions of the check path, keyed by the exact Cookie header, the host
  * policy and the config generation; expiry checked on every hit. lws thread only. */
 
@@ -1062,6 +1146,10 @@ void authd_metrics_shards(struct authd_metrics *m, size_t loaded, size_t rejecte
 /* config_shard_rejections_total{shard="0a"} += 1 (shard 0..255; anything else is "other"). */
 void authd_metrics_shard_rejected(struct authd_metrics *m, int shard);
 /* Appends the Prometheus text exposition (format 0.0.4). Returns 0 or PC_ETOOBIG. */
+/* A revocation list version loaded (entries in force) or refused (loaded false). */
+void authd_metrics_revocations(struct authd_metrics *m, bool loaded, size_t entries);
+/* A check refused because its session was revoked. */
+void authd_metrics_revoked(struct authd_metrics *m);
 int authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1140,7 +1228,8 @@ struct authd_server {
     struct authd_sesscache *sessions;
     struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
-    struct authd_kube *kube; /* --watch-config, else NULL */
+    struct authd_kube *kube;     /* --watch-config, else NULL */
+    struct authd_revoke *revoke; /* the revocation list in force and its source */
     const char *config_path;
     atomic_int stopping; /* set by the signal handler */
     bool draining;
@@ -1159,6 +1248,7 @@ struct authd_server_opts {
     bool debug_logs;                         /* --log-level debug */
     bool no_config;                     /* cfg is authd_config_placeholder (the file is missing) */
     const struct authd_kube_opts *kube; /* --watch-config (then config_path is NULL), or NULL */
+    const char *revocations_file;       /* --revocations FILE, or NULL */
 };
 
 /* Creates the context and both listeners. Returns 0 or a negative code (logged). */

@@ -1509,6 +1509,12 @@ normalize_host(const char *in, char *out, size_t outlen)
 }
 
 bool
+authd_host_normalize(const char *in, char *out, size_t outlen)
+{
+    return normalize_host(in, out, outlen);
+}
+
+bool
 authd_host_same(const char *a, const char *b)
 {
     char na[MAX_NAME + 3], nb[MAX_NAME + 3];

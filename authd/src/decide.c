@@ -413,11 +413,12 @@ not_authenticated(struct authd_decision *d, const struct authd_decide_input *in)
     const struct authd_request *r = in->req;
     bool bearer_bad = in->host->bearer.enabled && in->bearer_rc != PC_ENOTFOUND;
 
-    d->reason = bearer_bad                       ? "invalid-bearer"
-                : in->session_rc == PC_EEXPIRED  ? "session-expired"
-                : in->session_rc == PC_EINVAL    ? "session-other-client"
-                : in->session_rc == PC_ENOTFOUND ? "no-session"
-                                                 : "session-invalid";
+    d->reason = bearer_bad                         ? "invalid-bearer"
+                : in->session_rc == PC_EEXPIRED    ? "session-expired"
+                : in->session_rc == AUTHD_EREVOKED ? "session-revoked"
+                : in->session_rc == PC_EINVAL      ? "session-other-client"
+                : in->session_rc == PC_ENOTFOUND   ? "no-session"
+                                                   : "session-invalid";
     if (bearer_bad || wants_401(r, in->host)) {
         d->verdict = AUTHD_UNAUTHORIZED;
         d->status = 401;

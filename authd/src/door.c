@@ -205,7 +205,7 @@ account(struct check *c, const struct authd_reply *r)
 
 /* The session from the cache, or opened (and cached when cacheable). */
 static int
-open_session(struct check *c, const struct authd_config *cfg, int64_t now)
+find_session(struct check *c, const struct authd_config *cfg, int64_t now)
 {
     uint64_t gen = c->srv->cfg->generation;
     int rc;
@@ -224,6 +224,18 @@ open_session(struct check *c, const struct authd_config *cfg, int64_t now)
     return 0;
 }
 
+/* A session found, then accepted: not revoked, not older than the host's lifetime. */
+static int
+open_session(struct check *c, const struct authd_config *cfg, int64_t now, const char *rid)
+{
+    int rc = find_session(c, cfg, now);
+
+    if (rc == 0 &&
+        (rc = authd_revoke_session(c->srv, c->host, c->host_name, c->session, now, rid)) != 0)
+        c->session = NULL;
+    return rc;
+}
+
 static int
 check(struct check *c, void *conn, struct authd_reply *r)
 {
@@ -233,7 +245,7 @@ check(struct check *c, void *conn, struct authd_reply *r)
 
     c->host = authd_config_match_host(cfg, c->host_name);
     if (c->host) {
-        session_rc = open_session(c, cfg, now);
+        session_rc = open_session(c, cfg, now, r->page.request_id);
         bearer_rc = open_bearer(c);
     }
     struct authd_request req = {
@@ -309,7 +321,9 @@ userinfo(struct authd_server *srv, const struct authd_host *host, const struct a
     json_t *o, *groups;
     char *text;
 
-    if (authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s)) {
+    if (authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s) ||
+        authd_revoke_session(srv, host, r->page.host, s, authd_now(), r->page.request_id)) {
+        authd_session_free(s);
         authd_reply_json(r, 401, "{\"error\":\"unauthorized\"}\n");
         return;
     }
@@ -435,7 +449,7 @@ authd_door_handle(struct authd_server *srv, const struct authd_http *h, void *co
 {
     /* The id of this request: on its pages, in X-Request-Id and in its log lines. */
     authd_page_ctx_init(&r->page, srv->cfg->cfg->pages, h->host);
-    if (srv->no_config) {
+    if (srv->no_config || !authd_revoke_ready(srv->revoke)) {
         page_of(r, h);
         no_config(r);
         return 0;

@@ -43,6 +43,7 @@ struct authd_kube {
     char *lease_name;
     struct k8s_client *kc;
     struct k8s_watch *watch;
+    struct k8s_watch *revocations; /* revwatch.c's list+watch of portcullis-revocations */
     struct k8s_keeper *keeper;
     pthread_t loader;
     bool loader_started;
@@ -265,8 +266,8 @@ loader_main(void *arg)
 /* ---- start and stop ---------------------------------------------------------------------- */
 
 /* $POD_NAME, else the host name: what the Lease is named after. New. */
-static char *
-pod_name(const char *given)
+char *
+authd_replica_name(const char *given)
 {
     const char *env = getenv("POD_NAME");
     char host[256] = "authd";
@@ -340,6 +341,7 @@ start_threads(struct authd_kube *k)
                                           .on_synced = on_synced,
                                           .ud = k,
                                       });
+    k->revocations = authd_revoke_watch(k->srv->revoke, k->kc, k->namespace);
     if (pthread_create(&k->loader, NULL, loader_main, k) != 0)
         abort();
     k->loader_started = true;
@@ -368,7 +370,7 @@ authd_kube_start(struct authd_server *srv, const struct authd_kube_opts *o, stru
     authd_config_digest(k->head_path, k->head, k->head_digest);
     if ((rc = connect_api(k, o)) != 0)
         goto fail;
-    k->identity = pod_name(o->identity);
+    k->identity = authd_replica_name(o->identity);
     k->lease_name = lease_name(k->identity);
     k->shards = authd_shards_new(k->head->allow_insecure_issuers);
     start_threads(k);
@@ -390,6 +392,8 @@ authd_kube_stop(struct authd_kube *k)
     /* The watch first, so nothing marks a merge due while the loader winds down. */
     k8s_watch_stop(k->watch);
     k->watch = NULL;
+    k8s_watch_stop(k->revocations);
+    k->revocations = NULL;
     k8s_stop_raise(&k->stop);
     if (k->loader_started)
         pthread_join(k->loader, NULL);

@@ -214,6 +214,8 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
     }
     rc = authd_session_from_claims(c->host, claims, c->id_token, c->refresh_token, now, &s);
     json_decref(claims);
+    if (rc == 0)
+        authd_revoke_login(c->srv, s);
     if (rc ||
         authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, &c->set_cookie)) {
         callback_fail(c, 502, "The session could not be created.", "session");

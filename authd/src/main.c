@@ -29,6 +29,9 @@ usage(FILE *f)
                "      --kubeconfig FILE  outside a pod: the API server and credentials\n"
                "                         (default $KUBECONFIG, ~/.kube/config)\n"
                "      --allow-insecure-issuers  accept http:// issuers (tests only)\n"
+               "      --revocations FILE  the revocation list (YAML), re-read when it changes;\n"
+               "                         with --watch-config instead of the Secret\n"
+               "                         portcullis-revocations\n"
                "      --check-config     validate the config, print problems, exit 1 or 0\n"
                "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
                "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
@@ -71,6 +74,7 @@ load(const char *path, struct authd_config **cfg, bool quiet_ok)
 }
 
 static struct authd_kube_opts kube;
+static const char *revocations; /* --revocations FILE */
 
 static int
 serve(const char *path, struct authd_config *cfg, bool no_config, bool watch, bool debug)
@@ -81,7 +85,8 @@ serve(const char *path, struct authd_config *cfg, bool no_config, bool watch, bo
                                      .cfg = cfg,
                                      .debug_logs = debug,
                                      .no_config = no_config,
-                                     .kube = watch ? &kube : NULL};
+                                     .kube = watch ? &kube : NULL,
+                                     .revocations_file = revocations};
     struct sigaction sa = {.sa_handler = on_signal};
     char n[24];
     int rc;
@@ -154,6 +159,7 @@ main(int argc, char **argv)
         {"kubeconfig", required_argument, NULL, 'K'},
         {"allow-insecure-issuers", no_argument, NULL, 'I'},
         {"templates-dir", required_argument, NULL, 'T'},
+        {"revocations", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
@@ -204,6 +210,9 @@ main(int argc, char **argv)
             break;
         case 'T':
             overrides.templates_dir = optarg;
+            break;
+        case 'R':
+            revocations = optarg;
             break;
         case 'V':
             printf("portcullis-authd %s\n", PORTCULLIS_VERSION);

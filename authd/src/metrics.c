@@ -41,6 +41,8 @@ struct authd_metrics {
     struct authd_metrics_gauges gauges;
     int64_t last_load; /* Unix seconds, 0 before the first */
     size_t shards_loaded, shards_rejected;
+    size_t revocations; /* entries in force */
+    uint64_t revocation_rejections, sessions_revoked;
     uint64_t shard_rejections[AUTHD_MAX_SHARDS + 1]; /* last: names that are not a shard's */
     uint64_t hist[NBUCKETS + 1];                     /* last: +Inf */
     uint64_t hist_count;
@@ -170,6 +172,39 @@ void
 authd_metrics_shard_rejected(struct authd_metrics *m, int shard)
 {
     m->shard_rejections[shard >= 0 && shard < AUTHD_MAX_SHARDS ? shard : AUTHD_MAX_SHARDS]++;
+}
+
+void
+authd_metrics_revocations(struct authd_metrics *m, bool loaded, size_t entries)
+{
+    if (loaded)
+        m->revocations = entries;
+    else
+        m->revocation_rejections++;
+}
+
+void
+authd_metrics_revoked(struct authd_metrics *m)
+{
+    m->sessions_revoked++;
+}
+
+static int
+render_revocations(const struct authd_metrics *m, struct pc_buf *out)
+{
+    return pc_buf_appendf(
+        out,
+        "# HELP portcullis_authd_revocations Revocation list entries in force.\n"
+        "# TYPE portcullis_authd_revocations gauge\n"
+        "portcullis_authd_revocations %zu\n"
+        "# HELP portcullis_authd_revocation_rejections_total Revocation list versions refused.\n"
+        "# TYPE portcullis_authd_revocation_rejections_total counter\n"
+        "portcullis_authd_revocation_rejections_total %llu\n"
+        "# HELP portcullis_authd_sessions_revoked_total Checks refused for a revoked session.\n"
+        "# TYPE portcullis_authd_sessions_revoked_total counter\n"
+        "portcullis_authd_sessions_revoked_total %llu\n",
+        m->revocations, (unsigned long long)m->revocation_rejections,
+        (unsigned long long)m->sessions_revoked);
 }
 
 static int
@@ -315,6 +350,7 @@ authd_metrics_render(const struct authd_metrics *m, struct pc_buf *out)
                              "portcullis_authd_config_reloads_total{result=\"failure\"} %llu\n",
                              (unsigned long long)m->reload_ok, (unsigned long long)m->reload_fail);
     rc = rc ? rc : render_shards(m, out);
+    rc = rc ? rc : render_revocations(m, out);
     rc = rc ? rc
             : pc_buf_appendf(out,
                              "# HELP portcullis_authd_build_info Build information.\n"

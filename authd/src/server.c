@@ -981,6 +981,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
                           opts->reload_interval_ms > 0 ? opts->reload_interval_ms : 2000,
                           &srv->watch))
         pc_log(PC_LOG_WARN, "reload", "error", "cannot watch the config file", NULL);
+    srv->revoke = authd_revoke_new(srv, opts->revocations_file, opts->kube != NULL);
     if (opts->kube && authd_kube_start(srv, opts->kube, &srv->kube))
         goto fail;
     lws_sul_schedule(srv->lws, 0, &sp->tick, tick, LWS_US_PER_SEC);
@@ -1031,12 +1032,14 @@ authd_server_free(struct authd_server *srv)
         return;
     authd_watch_stop(srv->watch);
     authd_kube_stop(srv->kube);
+    authd_revoke_stop(srv->revoke);
     if (srv->lws)
         lws_sul_cancel(&sp->tick);
     /* Workers finish (bounded by the HTTP timeouts); their done() runs here. */
     authd_pool_free(srv->pool);
     srv->pool = NULL;
     authd_kube_free(srv->kube);
+    authd_revoke_free(srv->revoke);
     if (srv->lws)
         lws_context_destroy(srv->lws);
     authd_oidc_free(srv->oidc);

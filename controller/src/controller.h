@@ -650,6 +650,37 @@ int ctl_cmd_render(int argc, char **argv);
 int ctl_cmd_run(int argc, char **argv);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_revoke.c - `revoke`: a user's not-before time in the revocation list authd enforces   */
+/* ---------------------------------------------------------------------------------------- */
+
+#include "portcullis/revocations.h"
+
+/* One revocation to record. Strings borrowed. */
+struct ctl_revoke_req {
+    const char *user;         /* email or sub */
+    const char *const *hosts; /* nhosts 0: every host */
+    size_t nhosts;
+    int64_t now;      /* the not-before time written (Unix seconds) */
+    long long retain; /* seconds: entries older than now - retain are dropped; 0 keeps all */
+};
+struct ctl_revoke_result {
+    size_t entries; /* in the list written */
+    size_t dropped; /* older than the retention */
+};
+/*
+ * The list after req: old (a revocation list document, NULL or "" for none) pruned by the
+ * retention, with req's entry added. Returns 0 with *out new, or the parse error of old
+ * ("line:col: message" folded into diag->msg), PC_EINVAL for a bad user or host, PC_ETOOBIG
+ * when PC_REVOKE_MAX_ENTRIES entries are younger than the retention (none is evicted).
+ */
+int ctl_revoke_update(const char *old, const struct ctl_revoke_req *req, char **out,
+                      struct ctl_revoke_result *res, struct pc_diag *diag);
+/* The longest spec.session.lifetime (default 12h each) of a ProtectedHost list; 0 when empty. */
+long long ctl_revoke_longest_lifetime(const json_t *items);
+/* `revoke --user USER [--host HOST]... [--file FILE]`. Exit code 0, 1, 2. */
+int ctl_cmd_revoke(int argc, char **argv);
+
+/* ---------------------------------------------------------------------------------------- */
 /* bootstrap.c - install manifests: deploy/ as embedded at build time, plus a cookie secret */
 /* ---------------------------------------------------------------------------------------- */
 
