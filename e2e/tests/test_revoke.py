@@ -29,7 +29,7 @@ from e2e.harness.authd import set_cookies  # noqa: E402
 from e2e.harness.istio import Envoy  # noqa: E402
 from e2e.harness.kube import api_server  # noqa: E402,F401  (fixture)
 from e2e.harness.peers import Echo, OidcProvider  # noqa: E402
-from e2e.harness.proc import CONTROLLER, REPO, Proc, built, free_port, http, skip_e2e  # noqa: E402
+from e2e.harness.proc import CONTROLLER, Proc, built, free_port, http, skip_e2e  # noqa: E402
 from e2e.harness.proc import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
@@ -89,15 +89,8 @@ def ready(api, name: str) -> bool:
 @pytest.fixture(scope="module")
 def env(api_server):
     api = api_server
-    api.install_istio_crds()
-    for ns in (NS, "istio-system", APPS):
-        api.kubectl("create", "namespace", ns)
-    api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
-    api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/protectedhosts.portcullis.io")
-    api.kubectl("apply", *[a for f in ("controller-rbac", "authd-rbac", "revoker-rbac")
-                           for a in ("-f", str(REPO / "deploy" / f"{f}.yaml"))])
-    api.bind_controller_user()
+    api.install_portcullis(NS, "istio-system", APPS,
+                           rbac=("controller-rbac", "authd-rbac", "revoker-rbac"))
     api.kubectl("-n", NS, "create", "serviceaccount", "revoker")
     api.kubectl("apply", "-f", "-", input=REVOKER_BINDINGS)
     # The revoker may not create Secrets: the empty list is created once, as README says.
