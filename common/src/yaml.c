@@ -14,10 +14,18 @@
 
 #include "portcullis/buf.h"
 
+/* A node with an anchor (&name), complete: aliases (*name) copy it. Per document. */
+struct anchor {
+    char *name;
+    const struct pc_ynode *node;
+};
+
 struct loader {
     yaml_parser_t parser;
-    size_t nodes;
+    size_t nodes; /* nodes built, copies of aliased ones included */
     struct pc_diag *diag;
+    struct anchor *anchors;
+    size_t nanchors;
 };
 
 static struct pc_ynode *
@@ -83,6 +91,90 @@ push(struct pc_ynode *parent, struct pc_ynode *key, struct pc_ynode *val)
 
 static int load_node(struct loader *l, yaml_event_t *ev, int depth, struct pc_ynode **out);
 
+static int
+too_big(struct loader *l, int depth, const yaml_mark_t *mark)
+{
+    if (depth <= PC_YAML_MAX_DEPTH && ++l->nodes <= PC_YAML_MAX_NODES)
+        return 0;
+    pc_diag_set(l->diag, (int)mark->line + 1, (int)mark->column + 1,
+                "document nested too deeply or too large");
+    return PC_ETOOBIG;
+}
+
+static void
+forget_anchors(struct loader *l)
+{
+    for (size_t i = 0; i < l->nanchors; i++)
+        free(l->anchors[i].name);
+    free(l->anchors);
+    l->anchors = NULL;
+    l->nanchors = 0;
+}
+
+static void
+add_anchor(struct loader *l, const yaml_char_t *name, const struct pc_ynode *n)
+{
+    if (name == NULL)
+        return;
+    if ((l->nanchors & (l->nanchors - 1)) == 0)
+        l->anchors =
+            pc_xrealloc(l->anchors, (l->nanchors ? l->nanchors * 2 : 4) * sizeof(*l->anchors));
+    l->anchors[l->nanchors].name = pc_xstrdup((const char *)name);
+    l->anchors[l->nanchors++].node = n;
+}
+
+/*
+ * A copy of src at depth, counted like parsed nodes: an alias costs what writing the value
+ * out would, so no stream of aliases can build more than PC_YAML_MAX_NODES nodes.
+ */
+static int
+copy_node(struct loader *l, const struct pc_ynode *src, int depth, const yaml_mark_t *mark,
+          struct pc_ynode **out)
+{
+    struct pc_ynode *n;
+    int rc;
+
+    *out = NULL;
+    if ((rc = too_big(l, depth, mark)) != 0)
+        return rc;
+    n = pc_xcalloc(1, sizeof(*n));
+    n->type = src->type;
+    n->line = src->line;
+    n->col = src->col;
+    n->plain = src->plain;
+    if (src->value) {
+        n->value = pc_xstrndup(src->value, src->len);
+        n->len = src->len;
+    }
+    for (size_t i = 0; i < src->n; i++) {
+        struct pc_ynode *k = NULL, *v = NULL;
+
+        if ((src->keys && (rc = copy_node(l, src->keys[i], depth + 1, mark, &k)) != 0) ||
+            (rc = copy_node(l, src->vals[i], depth + 1, mark, &v)) != 0) {
+            pc_ynode_free(k);
+            pc_ynode_free(n);
+            return rc;
+        }
+        push(n, k, v);
+    }
+    *out = n;
+    return 0;
+}
+
+/* The alias ev names, copied; an anchor not defined before it (or its own) is an error. */
+static int
+load_alias(struct loader *l, const yaml_event_t *ev, int depth, struct pc_ynode **out)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+
+    for (size_t i = l->nanchors; name != NULL && i-- > 0;)
+        if (strcmp(l->anchors[i].name, name) == 0)
+            return copy_node(l, l->anchors[i].node, depth, &ev->start_mark, out);
+    pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                "alias *%s names no anchor before it", name ? name : "");
+    return PC_EPARSE;
+}
+
 /* Loads children until the closing event of a mapping or sequence. */
 static int
 load_children(struct loader *l, struct pc_ynode *parent, int depth)
@@ -128,11 +220,14 @@ load_node(struct loader *l, yaml_event_t *ev, int depth, struct pc_ynode **out)
     struct pc_ynode *n = NULL;
     int rc = 0;
 
-    if (depth > PC_YAML_MAX_DEPTH || ++l->nodes > PC_YAML_MAX_NODES) {
-        pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                    "document nested too deeply or too large");
+    if (ev->type == YAML_ALIAS_EVENT) {
+        rc = load_alias(l, ev, depth, out);
         yaml_event_delete(ev);
-        return PC_ETOOBIG;
+        return rc;
+    }
+    if ((rc = too_big(l, depth, &ev->start_mark)) != 0) {
+        yaml_event_delete(ev);
+        return rc;
     }
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
@@ -140,17 +235,18 @@ load_node(struct loader *l, yaml_event_t *ev, int depth, struct pc_ynode **out)
         n->value = pc_xstrndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
         n->len = ev->data.scalar.length;
         n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        add_anchor(l, ev->data.scalar.anchor, n);
         break;
     case YAML_MAPPING_START_EVENT:
     case YAML_SEQUENCE_START_EVENT:
         n = node_new(ev->type == YAML_MAPPING_START_EVENT ? PC_YNODE_MAP : PC_YNODE_SEQ,
                      &ev->start_mark);
-        rc = load_children(l, n, depth);
-        break;
-    case YAML_ALIAS_EVENT:
-        pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                    "aliases are not supported: write the value out");
-        rc = PC_EPARSE;
+        /* Registered once complete: an alias inside its own value finds no anchor. */
+        if ((rc = load_children(l, n, depth)) == 0)
+            add_anchor(l,
+                       ev->type == YAML_MAPPING_START_EVENT ? ev->data.mapping_start.anchor
+                                                            : ev->data.sequence_start.anchor,
+                       n);
         break;
     default:
         pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
@@ -193,6 +289,7 @@ load_stream(struct loader *l, struct pc_ynode ***docs, size_t *ndocs)
             continue;
         }
         yaml_event_delete(&ev);
+        forget_anchors(l); /* anchors never reach into the next document */
         if ((rc = next_event(l, &ev)) != 0 || (rc = load_node(l, &ev, 0, &root)) != 0)
             return rc;
         if (is_empty_doc(root)) {
@@ -218,6 +315,7 @@ pc_yaml_load_all(const char *text, size_t len, struct pc_ynode ***docs, size_t *
         abort();
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)text, len);
     rc = load_stream(&l, docs, ndocs);
+    forget_anchors(&l);
     yaml_parser_delete(&l.parser);
     if (rc != 0) {
         pc_yaml_free_all(*docs, *ndocs);

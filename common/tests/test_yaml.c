@@ -9,6 +9,7 @@
 
 #include "portcullis/base.h"
 #include "portcullis/json.h"
+#include "portcullis/buf.h"
 #include "portcullis/yaml.h"
 
 static void
@@ -39,12 +40,74 @@ static const struct {
     const char *msg_part;
 } errors[] = {
     {"a: 1\na: 2\n", PC_EPARSE, 2, "duplicate key"},
-    {"a: &x 1\nb: *x\n", PC_EPARSE, 2, "aliases"},
+    {"a: *x\nb: &x 1\n", PC_EPARSE, 1, "names no anchor"},
+    {"a: &x [1, *x]\n", PC_EPARSE, 1, "names no anchor"}, /* its own value: no cycle */
+    {"a: &x 1\n---\nb: *x\n", PC_EPARSE, 3, "names no anchor"},
     {"a: [1, 2\n", PC_EPARSE, 2, ""},
     {"a: 1\n---\nb: 2\n", PC_EPARSE, 3, "one YAML document"},
     {"? [a]\n: 1\n", PC_EPARSE, 1, "scalars"},
     {"", PC_EPARSE, 1, "empty"},
 };
+
+/* An alias is a copy of its anchor's value, positions of the anchor kept; the latest
+ * definition of a name wins. */
+static void
+test_aliases(void **state)
+{
+    static const char text[] = "hosts:\n"
+                               "- id: a\n"
+                               "  oidc: &o1\n"
+                               "    clientID: c\n"
+                               "    scopes: [openid, email]\n"
+                               "- id: b\n"
+                               "  oidc: *o1\n"
+                               "- id: c\n"
+                               "  oidc: &o1 {clientID: d}\n"
+                               "- id: d\n"
+                               "  oidc: *o1\n"
+                               "  name: &n plain\n"
+                               "  again: *n\n";
+    struct pc_ynode *root = NULL;
+    struct pc_diag d = {0};
+    const struct pc_ynode *h;
+
+    (void)state;
+    assert_int_equal(pc_yaml_load(text, strlen(text), &root, &d), 0);
+    h = pc_ynode_get(root, "hosts");
+    assert_int_equal(h->n, 4);
+    assert_string_equal(pc_ynode_get(pc_ynode_get(h->vals[1], "oidc"), "clientID")->value, "c");
+    assert_int_equal(pc_ynode_get(pc_ynode_get(h->vals[1], "oidc"), "scopes")->n, 2);
+    assert_int_equal(pc_ynode_get(pc_ynode_get(h->vals[1], "oidc"), "clientID")->line, 4);
+    assert_ptr_not_equal(pc_ynode_get(h->vals[1], "oidc"), pc_ynode_get(h->vals[0], "oidc"));
+    assert_string_equal(pc_ynode_get(pc_ynode_get(h->vals[3], "oidc"), "clientID")->value, "d");
+    assert_string_equal(pc_ynode_get(h->vals[3], "again")->value, "plain");
+    assert_true(pc_ynode_get(h->vals[3], "again")->plain);
+    pc_ynode_free(root);
+}
+
+/* "Billion laughs": ten levels of ten aliases each would be 10^10 nodes; the copies count
+ * toward the node bound, so loading stops with PC_ETOOBIG after at most that many. */
+static void
+test_alias_bomb(void **state)
+{
+    struct pc_buf b;
+    struct pc_ynode *root = NULL;
+    struct pc_diag d = {0};
+
+    (void)state;
+    pc_buf_init(&b, 0);
+    pc_buf_appends(&b, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for (int i = 1; i < 10; i++) {
+        pc_buf_appendf(&b, "l%d: &l%d [", i, i);
+        for (int j = 0; j < 10; j++)
+            pc_buf_appendf(&b, "%s*l%d", j ? ", " : "", i - 1);
+        pc_buf_appends(&b, "]\n");
+    }
+    assert_int_equal(pc_yaml_load(b.data, b.len, &root, &d), PC_ETOOBIG);
+    assert_non_null(strstr(d.msg, "too large"));
+    assert_null(root);
+    pc_buf_release(&b);
+}
 
 static void
 test_errors(void **state)
@@ -125,7 +188,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_positions),      cmocka_unit_test(test_errors),
         cmocka_unit_test(test_depth_bound),    cmocka_unit_test(test_multi_doc_and_json),
-        cmocka_unit_test(test_emit_roundtrip),
+        cmocka_unit_test(test_emit_roundtrip), cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_alias_bomb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,13 +555,108 @@ ctl_shards_add(struct ctl_shards *sh, const char *id, const char *entry)
     pc_buf_appends(&sh->b[ctl_shard_of(id, sh->n)], entry);
 }
 
+/*
+ * A block of an entry's text (as pc_json_to_yaml writes it): a key line at the entry's level
+ * ("- key:" or "  key:") ending in ':' and the lines below it indented four or more. *body:
+ * the end of the key line (its '\n'); *end: where the block ends. False for other lines.
+ */
+static bool
+block_at(const char *p, const char *lim, const char **body, const char **end)
+{
+    const char *eol = memchr(p, '\n', (size_t)(lim - p)), *q;
+
+    if (eol == NULL || eol - p < 4 || eol[-1] != ':' || p[2] == ' ' || p[2] == '-' ||
+        !((p[0] == '-' || p[0] == ' ') && p[1] == ' '))
+        return false;
+    for (q = eol + 1; lim - q >= 4 && memcmp(q, "    ", 4) == 0;) {
+        const char *nl = memchr(q, '\n', (size_t)(lim - q));
+
+        q = nl ? nl + 1 : lim;
+    }
+    if (q == eol + 1)
+        return false;
+    *body = eol;
+    *end = q;
+    return true;
+}
+
+/* The SHA-256 of a block without its two-character prefix ("- " or "  "): blocks compare
+ * by it, so the map holds no secret. */
+static char *
+block_key(const char *p, const char *end)
+{
+    return pc_sha256_hex(p + 2, (size_t)(end - p - 2));
+}
+
+/*
+ * Entries that repeat a block (the same oidc client, the same access rules) write it once
+ * per shard: the first time with an anchor, then as an alias ("  oidc: *a1"), which authd's
+ * YAML loader copies back. Only blocks seen more than once get an anchor.
+ */
+static char *
+shard_text_shared(const char *entries, size_t len)
+{
+    const char *lim = entries + len, *body, *end;
+    json_t *seen = json_object(), *v;
+    struct pc_buf b;
+    unsigned anchors = 0;
+
+    if (len == 0) {
+        json_decref(seen);
+        return ctl_shard_text(entries, len);
+    }
+    for (const char *p = entries; p < lim;) {
+        const char *nl = memchr(p, '\n', (size_t)(lim - p));
+
+        if (block_at(p, lim, &body, &end)) {
+            char *k = block_key(p, end);
+
+            v = json_object_get(seen, k);
+            json_object_set_new(seen, k, json_integer(v ? json_integer_value(v) + 1 : 1));
+            free(k);
+            p = end;
+        } else {
+            p = nl ? nl + 1 : lim;
+        }
+    }
+    pc_buf_init(&b, len + 8);
+    b.secret = true;
+    pc_buf_append(&b, "hosts:\n", 7);
+    for (const char *p = entries; p < lim;) {
+        const char *nl = memchr(p, '\n', (size_t)(lim - p)), *next = nl ? nl + 1 : lim;
+        char *k = NULL;
+
+        if (block_at(p, lim, &body, &end) && (k = block_key(p, end)) &&
+            json_is_integer(v = json_object_get(seen, k)) && json_integer_value(v) > 1) {
+            pc_buf_append(&b, p, (size_t)(body - p));
+            pc_buf_appendf(&b, " &a%u\n", ++anchors);
+            pc_buf_append(&b, body + 1, (size_t)(end - body - 1));
+            json_object_set_new(seen, k, json_sprintf("a%u", anchors));
+            next = end;
+        } else if (k && json_is_string(v)) {
+            pc_buf_append(&b, p, (size_t)(body - p));
+            pc_buf_appendf(&b, " *%s\n", json_string_value(v));
+            next = end;
+        } else if (k) {
+            pc_buf_append(&b, p, (size_t)(end - p));
+            next = end;
+        } else {
+            pc_buf_append(&b, p, (size_t)(next - p));
+        }
+        free(k);
+        p = next;
+    }
+    json_decref(seen);
+    return pc_buf_detach(&b);
+}
+
 char **
 ctl_shards_finish(struct ctl_shards *sh)
 {
     char **out = pc_xcalloc(sh->n + 1, sizeof(*out));
 
     for (unsigned s = 0; s < sh->n; s++) {
-        out[s] = ctl_shard_text(sh->b[s].data ? sh->b[s].data : "", sh->b[s].len);
+        out[s] = shard_text_shared(sh->b[s].data ? sh->b[s].data : "", sh->b[s].len);
         pc_buf_release(&sh->b[s]);
     }
     free(sh->b);

@@ -185,12 +185,73 @@ test_default_spec_is_small(void **state)
     json_decref(spec);
 }
 
+/*
+ * A shard whose entries repeat blocks (every case twice, under other ids and hosts) writes
+ * each repeated block once with an anchor and aliases after: the same document as the entries
+ * written out, smaller, and authd's parser takes it.
+ */
+static void
+test_shared_blocks_mean_the_same(void **state)
+{
+    struct ctl_shards sh;
+    struct pc_buf plain;
+    char **texts, *full;
+    struct pc_ynode *a = NULL, *b = NULL;
+    struct pc_diag d = {0};
+    struct authd_hostlist *l = NULL;
+    struct authd_hostlist_opts ho = {.file = "shard", .allow_insecure_issuers = false};
+    json_t *ja, *jb;
+
+    (void)state;
+    ctl_shards_init(&sh, 1);
+    pc_buf_init(&plain, 0);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+            json_t *spec = spec_of(specs[i]), *hosts = json_array(), *h;
+            char *name = pc_xasprintf("app-%d-%zu", round, i), *text;
+
+            json_array_append_new(hosts, json_sprintf("%s.example.com", name));
+            json_object_set_new(spec, "hosts", hosts);
+            h = ctl_render_authd_host("ns", name, spec, "s3cret");
+            text = ctl_render_authd_entry_text(h);
+            ctl_shards_add(&sh, name, text);
+            pc_buf_appends(&plain, text);
+            pc_free_secret(text);
+            json_decref(h);
+            json_decref(spec);
+            free(name);
+        }
+    }
+    texts = ctl_shards_finish(&sh);
+    full = ctl_shard_text(plain.data, plain.len);
+    assert_non_null(strstr(texts[0], ": &a1\n"));
+    assert_non_null(strstr(texts[0], ": *a1\n"));
+    assert_true(strlen(texts[0]) < strlen(full));
+    assert_int_equal(pc_yaml_load(texts[0], strlen(texts[0]), &a, &d), 0);
+    assert_int_equal(pc_yaml_load(full, strlen(full), &b, &d), 0);
+    ja = pc_yaml_to_json(a);
+    jb = pc_yaml_to_json(b);
+    assert_true(json_equal(ja, jb));
+    if (authd_hostlist_parse(texts[0], strlen(texts[0]), &ho, &l, &d) != 0)
+        fail_msg("authd refused the shard: %s", d.msg);
+    assert_int_equal(l->n, 2 * sizeof(specs) / sizeof(specs[0]));
+    authd_hostlist_put(l);
+    json_decref(ja);
+    json_decref(jb);
+    pc_ynode_free(a);
+    pc_ynode_free(b);
+    pc_free_secret(full);
+    pc_buf_release(&plain);
+    ctl_shard_texts_free(texts, 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compact_means_full),
         cmocka_unit_test(test_default_spec_is_small),
+        cmocka_unit_test(test_shared_blocks_mean_the_same),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

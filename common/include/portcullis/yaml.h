@@ -2,7 +2,9 @@
  * yaml.h - YAML documents as a small tree that remembers where every node stands, so
  * configuration errors can say "file:line:col: message"; conversion to and from jansson.
  *
- * Anchors and aliases are refused (they multiply input), nesting is bounded to
+ * An alias (*a) is a copy of its anchor's node (&a), which must be complete and in the same
+ * document before it; copies count toward PC_YAML_MAX_NODES like written-out values, so
+ * aliases cannot multiply input past the bound ("billion laughs"). Nesting is bounded to
  * PC_YAML_MAX_DEPTH and node count to PC_YAML_MAX_NODES.
  */
 #ifndef PORTCULLIS_YAML_H
