@@ -197,6 +197,85 @@ json_t *ctl_render_egress(const json_t *set, const struct ctl_authd_opts *o);
 json_t *ctl_egress_stale(const json_t *existing, const json_t *wanted);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_ingress.c - ingress-nginx mode: spec.ingress, and what goes on which Ingress          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The annotations the controller writes, with server-side apply as CTL_INGRESS_MANAGER. */
+#define CTL_INGRESS_MANAGER "portcullis-ingress"
+#define CTL_ANNOT_AUTH_URL "nginx.ingress.kubernetes.io/auth-url"
+#define CTL_ANNOT_AUTH_SIGNIN "nginx.ingress.kubernetes.io/auth-signin"
+#define CTL_ANNOT_AUTH_HEADERS "nginx.ingress.kubernetes.io/auth-response-headers"
+/* The ProtectedHosts ("ns/name,...") whose annotations an Ingress carries: portcullis's mark. */
+#define CTL_ANNOT_PROTECTED_BY "portcullis.io/protected-by"
+/* An Ingress with more distinct paths is never taken for the sign-in route. */
+#define CTL_INGRESS_MAX_PATHS 32
+
+/* spec.ingress of a raw spec: NULL when absent, else new {className[, scheme]} (errors in e). */
+json_t *ctl_ingress_normalize(struct ctl_errors *e, const json_t *spec);
+/* What ingress-nginx refuses in a canonical spec with spec.ingress (header names). */
+void ctl_ingress_check(struct ctl_errors *e, const json_t *spec);
+/* spec.ingress.className of a canonical spec (borrowed), NULL when it is not in ingress mode. */
+const char *ctl_ingress_class(const json_t *spec);
+/*
+ * New view of ProtectedHost id (canonical spec) as the Ingress pass sees it, NULL when not in
+ * ingress mode: {id, class, hosts, headers (upstreamHeaders names, Authorization with
+ * passIDToken), scheme ("" unless spec.ingress.scheme), callback}.
+ */
+json_t *ctl_ingress_view(const char *id, const json_t *spec);
+/* New auth-url of authd o: "http://<svc>.<ns>.svc.cluster.local:<port>/oauth2/auth". */
+char *ctl_ingress_auth_url(const struct ctl_authd_opts *o);
+/* New object of the three annotations of view; scheme applies unless the view has its own. */
+json_t *ctl_ingress_annotations(const json_t *view, const struct ctl_authd_opts *o,
+                                const char *scheme);
+/*
+ * New summary of an Ingress object, all the decision reads: {ns, name, class
+ * (spec.ingressClassName, else the kubernetes.io/ingress.class annotation, else ""), hosts
+ * (distinct rule hosts), paths (distinct, null past CTL_INGRESS_MAX_PATHS), tls (spec.tls is not
+ * empty), ann {url, signin, headers, by: the four annotations present}}.
+ */
+json_t *ctl_ingress_summary(const json_t *ingress);
+/* Whether host patterns a and b (lowercase, optional leading "*.") name a common host. */
+bool ctl_ingress_hosts_overlap(const char *a, const char *b);
+
+/* Which views name an Ingress: init over an array of views (borrowed until release). */
+struct ctl_ingress_index {
+    const json_t *views;
+    json_t *hosts; /* host pattern -> [index into views] */
+};
+void ctl_ingress_index_init(struct ctl_ingress_index *x, const json_t *views);
+void ctl_ingress_index_release(struct ctl_ingress_index *x);
+/* New array of the views (in views order) with a host that overlaps a host of summary. */
+json_t *ctl_ingress_index_match(const struct ctl_ingress_index *x, const json_t *summary);
+
+enum ctl_ingress_outcome {
+    CTL_ING_ANNOTATED, /* carries (or is to carry) the view's annotations */
+    CTL_ING_SIGNIN,    /* the sign-in route (every path authd's own): never annotated */
+    CTL_ING_CONFLICT,  /* left alone: another class, another auth-url, disagreeing views */
+    CTL_ING_FAILED,    /* the write failed (set by the caller) */
+};
+struct ctl_ingress_plan {
+    json_t *want;     /* new: the annotations wanted, with the mark; NULL: none of ours */
+    bool write;       /* what it carries differs: apply want (NULL: an empty apply) */
+    json_t *outcomes; /* new: view id -> [outcome, message] */
+};
+/*
+ * What goes on the Ingress of summary, given the views that name it (ctl_ingress_index_match).
+ * Views of another class are left out (conflict); an Ingress whose every path is /oauth2... or
+ * a callback path is the sign-in route; one that carries an auth-url without the mark is left
+ * alone (conflict). Pure.
+ */
+void ctl_ingress_decide(const json_t *summary, const json_t *views, const struct ctl_authd_opts *o,
+                        struct ctl_ingress_plan *p);
+void ctl_ingress_plan_release(struct ctl_ingress_plan *p);
+/*
+ * A ProtectedHost's Ready, from its outcomes (Ingress id -> [outcome, message]): *reason NULL
+ * when fine ("IngressConflict", "IngressNotApplied", "NoIngress" otherwise, static) and
+ * *message new (bounded to about 1 KiB).
+ */
+void ctl_ingress_report(const json_t *outcomes, const char *cls, const char **reason,
+                        char **message);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_state.c - the desired state of every ProtectedHost together                          */
 /* ---------------------------------------------------------------------------------------- */
 
