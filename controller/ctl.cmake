@@ -19,7 +19,8 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_metrics.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c)
 target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
 
 add_executable(portcullis-controller

@@ -222,6 +222,8 @@ const char *ctl_ingress_class(const json_t *spec);
  * passIDToken), scheme ("" unless spec.ingress.scheme), callback}.
  */
 json_t *ctl_ingress_view(const char *id, const json_t *spec);
+/* The same as new compact JSON text (keys sorted), NULL when not in ingress mode. */
+char *ctl_ingress_view_text(const char *id, const json_t *spec);
 /* New auth-url of authd o: "http://<svc>.<ns>.svc.cluster.local:<port>/oauth2/auth". */
 char *ctl_ingress_auth_url(const struct ctl_authd_opts *o);
 /* New object of the three annotations of view; scheme applies unless the view has its own. */
@@ -410,6 +412,7 @@ struct ctl_host {
     char *applied_hash;    /* SHA-256 of the policy as applied */
     char *status_sig;      /* the status as last written (see the reconciler) */
     char *snippet_sig;     /* --mesh-config=none: the provider snippet last announced */
+    char *ingress;         /* spec.ingress: ctl_ingress_view as compact JSON, else NULL */
 };
 
 /* The verdict of h (CTL_ACCEPTED, CTL_INVALID, ...), and why (borrowed). */
@@ -591,6 +594,7 @@ struct ctl_run_opts {
     long resync_secs;            /* full re-apply period, default 600 */
     bool wait_for_authd;         /* policies and Ready wait until every authd replica enforces
                                     the host's entry (default true) */
+    bool ingress;                /* --ingress-nginx: watch and annotate Ingresses (default true) */
 };
 
 /*
@@ -634,6 +638,7 @@ struct ctl_ctx {
     char **shard_hash; /* per shard: SHA-256 of the text last written (or found) */
     char *mesh_hash;
     char *egress_hash; /* the ServiceEntries last written (all applied, stale ones deleted) */
+    struct ctl_ingress_state *ing; /* ingress-nginx mode (ctl_ingress_run.c) */
 };
 
 void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);
@@ -664,6 +669,38 @@ void ctl_queue_host(struct ctl_ctx *c, const char *id);
 bool ctl_publish(struct ctl_ctx *c, struct ctl_host *h);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_ingress_run.c - ingress-nginx mode in `run`: the Ingress cache and the pass           */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The key of the pass over every Ingress in the queue of the key workers. */
+#define CTL_KEY_INGRESS "ingress"
+
+void ctl_ingress_init(struct ctl_ctx *c);
+void ctl_ingress_release(struct ctl_ctx *c);
+/* Watch callback for networking.k8s.io/v1 Ingresses (ud: struct ctl_watch_slot). */
+void ctl_on_ingress(void *ud, enum k8s_event_type type, json_t *obj);
+/*
+ * After the key worker refreshed (or forgot) ProtectedHost id: when what the pass knows of it
+ * changed (its view, whether it publishes), queues a pass and holds its status until a pass
+ * that includes the change. Takes hmu.
+ */
+void ctl_ingress_note(struct ctl_ctx *c, const char *id);
+/* Queues a pass (resync). */
+void ctl_ingress_resync(struct ctl_ctx *c);
+/*
+ * One pass: every cached Ingress against every publishing ProtectedHost in ingress mode;
+ * writes what differs (server-side apply, CTL_INGRESS_MANAGER, never forced), then queues the
+ * keys whose report changed. Returns 0 or the first write error (the key is retried).
+ */
+int ctl_ingress_pass(struct ctl_ctx *c);
+/*
+ * What h's Ready says of its Ingresses (hmu held): false while a pass that includes h's last
+ * change is pending (its status waits); else *reason (NULL: fine) and *message (new).
+ */
+bool ctl_ingress_status(struct ctl_ctx *c, const struct ctl_host *h, const char **reason,
+                        char **message);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_status.c - a ProtectedHost's status conditions and Events                            */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -679,6 +716,9 @@ struct ctl_status_in {
     const char *egress_error; /* --egress-service-entries: the last pass could not write them */
     enum ctl_enforce enforce; /* whether authd enforces the host's entry everywhere */
     const char *enforce_why;  /* who does not yet, else NULL */
+    /* spec.ingress (ctl_ingress_status): message NULL for gateway hosts; reason NULL if fine */
+    const char *ingress_reason;
+    const char *ingress_message;
 };
 /*
  * Applies h's status when it says something else than the status last written (h->status_sig,

@@ -132,6 +132,16 @@ ctl_ingress_view(const char *id, const json_t *spec)
 }
 
 char *
+ctl_ingress_view_text(const char *id, const json_t *spec)
+{
+    json_t *v = ctl_ingress_view(id, spec);
+    char *text = v ? pc_json_dumps_sorted(v) : NULL;
+
+    json_decref(v);
+    return text;
+}
+
+char *
 ctl_ingress_auth_url(const struct ctl_authd_opts *o)
 {
     return pc_xasprintf("http://%s.%s.svc.cluster.local:%d/oauth2/auth",

@@ -57,6 +57,8 @@ usage(FILE *f)
         "  --egress-service-entries[=true|false]\n"
         "                               keep an Istio ServiceEntry per issuer host in authd's\n"
         "                               namespace (meshes with REGISTRY_ONLY), default false\n"
+        "  --ingress-nginx[=true|false] watch Ingresses and annotate those serving a\n"
+        "                               ProtectedHost with spec.ingress, default true\n"
         "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
         "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
         "  --log-level LEVEL            debug|info|warn|error\n");
@@ -91,6 +93,7 @@ enum {
     OPT_LEASE_NS,
     OPT_INSECURE,
     OPT_EGRESS,
+    OPT_INGRESS,
     OPT_METRICS,
     OPT_RESYNC,
     OPT_LOG,
@@ -113,6 +116,7 @@ static const struct option longopts[] = {
     {"lease-namespace", required_argument, NULL, OPT_LEASE_NS},
     {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
     {"egress-service-entries", optional_argument, NULL, OPT_EGRESS},
+    {"ingress-nginx", optional_argument, NULL, OPT_INGRESS},
     {"metrics-addr", required_argument, NULL, OPT_METRICS},
     {"resync-period", required_argument, NULL, OPT_RESYNC},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -169,6 +173,8 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
         return true;
     case OPT_EGRESS:
         return parse_bool(arg, &o->authd.egress);
+    case OPT_INGRESS:
+        return parse_bool(arg, &o->ingress);
     case OPT_METRICS:
         o->metrics_addr = arg;
         return true;
@@ -201,6 +207,7 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
                                .mesh_namespace = "istio-system",
                                .leader_elect = true,
                                .wait_for_authd = true,
+                               .ingress = true,
                                .lease_name = "portcullis-controller",
                                .metrics_addr = ":9091",
                                .resync_secs = 600};
@@ -240,8 +247,9 @@ start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 }
 
 /*
- * The ProtectedHosts and the Secrets of a namespace (NULL: all). authd's config Secret is left
- * out: we write it, nobody refers to it, and each write would bring its ~1 MB back to us.
+ * The ProtectedHosts and the Secrets of a namespace (NULL: all), and its Ingresses unless
+ * --ingress-nginx=false. authd's config Secret is left out: we write it, nobody refers to it,
+ * and each write would bring its ~1 MB back to us.
  */
 static void
 start_pair(struct runner *r, const char *ns)
@@ -257,17 +265,23 @@ start_pair(struct runner *r, const char *ns)
                                  .label_selector = CTL_LABEL_AUTHD_CONFIG "!=shard",
                                  .field_selector = "metadata.name!=" CTL_AUTHD_SECRET},
                 ctl_on_secret);
+    if (r->c.o.ingress)
+        start_watch(r,
+                    (struct k8s_ref){.api_version = "networking.k8s.io/v1",
+                                     .plural = "ingresses",
+                                     .namespace = ns},
+                    ctl_on_ingress);
 }
 
 static void
 start_watches(struct runner *r)
 {
     char *list = pc_xstrdup(r->c.o.namespaces ? r->c.o.namespaces : ""), *save = NULL;
-    size_t n = 0;
+    size_t n = 0, per = r->c.o.ingress ? 3 : 2;
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    r->c.nwatches = (n ? (int)(2 * n) : 2) + (r->c.o.wait_for_authd ? 1 : 0);
+    r->c.nwatches = (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? 1 : 0);
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -279,7 +293,7 @@ start_watches(struct runner *r)
                     ctl_on_authd_lease);
     if (n == 0)
         start_pair(r, NULL);
-    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 2 <= MAX_WATCHES;
+    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + per <= MAX_WATCHES;
          ns = strtok_r(NULL, ",", &save))
         start_pair(r, ns);
     free(list);
