@@ -132,14 +132,7 @@ def main() -> int:
     with ApiServer() as api:
         k = Api(api)
         api.install_istio_crds()
-        for ns in (NS, "istio-system", APPS):
-            api.kubectl("create", "namespace", ns)
-        api.kubectl("apply", "-f", str(ROOT / "crds" / "protectedhost.yaml"))
-        api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/protectedhosts.portcullis.io")
-        api.kubectl("apply", "-f", str(ROOT / "deploy" / "controller-rbac.yaml"),
-                    "-f", str(ROOT / "deploy" / "authd-rbac.yaml"))
-        api.bind_controller_user()
+        api.install_portcullis((NS, "istio-system", APPS))
         api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                     f"--from-literal=client-secret={CLIENT_SECRET}")
         kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")

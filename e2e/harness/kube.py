@@ -337,6 +337,18 @@ class ApiServer:
         ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied."""
         self.kubectl("apply", "-f", "-", input=CONTROLLER_BINDINGS)
 
+    def install_portcullis(self, namespaces=()) -> None:
+        """Creates namespaces, installs the ProtectedHost CRD (established) and the RBAC of
+        deploy/ for the controller and authd, and binds the controller user to it."""
+        for ns in namespaces:
+            self.kubectl("create", "namespace", ns)
+        self.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/protectedhosts.portcullis.io")
+        self.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
+                     "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
+        self.bind_controller_user()
+
     def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:
         """Applies the cached Istio CRDs and waits until they are established."""
         crds = crds or e2e_tools()["PORTCULLIS_ISTIO_CRDS"]

@@ -70,14 +70,7 @@ def ready(api, name: str, generation: int | None = None) -> dict | None:
 def env(api_server):
     api = api_server
     api.install_istio_crds()
-    for ns in (NS, "istio-system", APPS):
-        api.kubectl("create", "namespace", ns)
-    api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
-    api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/protectedhosts.portcullis.io")
-    api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
-                "-f", str(REPO / "deploy" / "authd-rbac.yaml"))
-    api.bind_controller_user()
+    api.install_portcullis((NS, "istio-system", APPS))
     api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                 f"--from-literal=client-secret={SECRET}")
     kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")
