@@ -916,6 +916,8 @@ delete_orphans(struct ctl_ctx *c, json_t *wanted)
 
     ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
     rc = k8s_list_pages(c->kc, &p, &d);
+    if (rc == K8S_ENOTFOUND) /* no Istio here (ingress-nginx only): no policy to delete */
+        rc = 0;
     if (rc < 0)
         pc_log(PC_LOG_WARN, "orphan_scan_failed", "error", d.msg, NULL);
     free(p.resource_version);
