@@ -136,7 +136,9 @@ test_view_and_annotations(void **state)
                         "http://$http_host/oauth2/start?rd=$escaped_request_uri");
     json_decref(ann);
     json_decref(view);
-    assert_null(ctl_ingress_view("team/app", json_object_get(J("{'x':{}}"), "x")));
+    json_decref(spec);
+    spec = J("{" BASE "}");
+    assert_null(ctl_ingress_view("team/app", spec));
     ctl_errors_release(&errs);
     json_decref(canon);
     json_decref(spec);
