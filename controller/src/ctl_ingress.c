@@ -316,20 +316,39 @@ ctl_ingress_index_release(struct ctl_ingress_index *x)
     x->hosts = NULL;
 }
 
+/* The indices of the views one Ingress names: few, so a small set kept sorted. */
+struct marks {
+    size_t *v, n, cap;
+};
+
 static void
-mark(const struct ctl_ingress_index *x, const char *host, json_t *seen)
+mark(const struct ctl_ingress_index *x, const char *host, struct marks *seen)
 {
-    size_t i;
+    size_t i, at;
     json_t *n;
 
     json_array_foreach(json_object_get(x->hosts, host), i, n)
-        json_array_set(seen, (size_t)json_integer_value(n), json_true());
+    {
+        size_t idx = (size_t)json_integer_value(n);
+
+        for (at = 0; at < seen->n && seen->v[at] < idx; at++)
+            ;
+        if (at < seen->n && seen->v[at] == idx)
+            continue;
+        if (seen->n == seen->cap) {
+            seen->cap = seen->cap ? 2 * seen->cap : 8;
+            seen->v = pc_xrealloc(seen->v, seen->cap * sizeof(*seen->v));
+        }
+        memmove(seen->v + at + 1, seen->v + at, (seen->n - at) * sizeof(*seen->v));
+        seen->v[at] = idx;
+        seen->n++;
+    }
 }
 
 /* Marks the views with a host that overlaps g: g itself, the wildcards above it, and for a
  * wildcard g every host below it (a scan: wildcard rules are rare). */
 static void
-mark_host(const struct ctl_ingress_index *x, const char *g, json_t *seen)
+mark_host(const struct ctl_ingress_index *x, const char *g, struct marks *seen)
 {
     bool wild = strncmp(g, "*.", 2) == 0;
     const char *base = wild ? g + 2 : g;
@@ -364,17 +383,15 @@ mark_host(const struct ctl_ingress_index *x, const char *g, json_t *seen)
 json_t *
 ctl_ingress_index_match(const struct ctl_ingress_index *x, const json_t *summary)
 {
-    size_t n = json_array_size(x->views), i;
-    json_t *seen = json_array(), *out = json_array(), *h;
+    struct marks seen = {0};
+    json_t *out = json_array(), *h;
+    size_t i;
 
-    for (i = 0; i < n; i++)
-        json_array_append_new(seen, json_false());
     json_array_foreach(json_object_get(summary, "hosts"), i, h)
-        mark_host(x, json_string_value(h), seen);
-    for (i = 0; i < n; i++)
-        if (json_is_true(json_array_get(seen, i)))
-            json_array_append(out, json_array_get(x->views, i));
-    json_decref(seen);
+        mark_host(x, json_string_value(h), &seen);
+    for (i = 0; i < seen.n; i++)
+        json_array_append(out, json_array_get(x->views, seen.v[i]));
+    free(seen.v);
     return out;
 }
 

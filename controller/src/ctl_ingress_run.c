@@ -328,6 +328,14 @@ settle(struct ctl_ctx *c, json_t *by_host, const json_t *views, unsigned long st
     }
     json_decref(st->reports);
     st->reports = fresh;
+    /* Refusals of Ingresses that are gone are forgotten. */
+    json_array_clear(done);
+    json_object_foreach(st->stuck, id, v)
+    {
+        if (!json_object_get(st->cache, id))
+            json_array_append_new(done, json_string(id));
+    }
+    json_array_foreach(done, i, v) json_object_del(st->stuck, json_string_value(v));
     pthread_mutex_unlock(&st->mu);
     json_decref(done);
     return requeue;
