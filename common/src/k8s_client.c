@@ -507,14 +507,30 @@ k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, s
 int
 k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *diag)
 {
+    return k8s_apply_as(c, ref, obj,
+                        &(struct k8s_apply_opts){.manager = "portcullis", .force = true}, diag);
+}
+
+int
+k8s_apply_as(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
+             const struct k8s_apply_opts *o, struct pc_diag *diag)
+{
     struct k8s_ref r = ref_from_obj(ref, obj, true);
+    char query[160];
 
     if (need_name(&r, diag) < 0)
         return PC_EINVAL;
+    /* Field manager names are the caller's constants; a bad one is a bug, not input. */
+    if (strspn(o->manager, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(o->manager) ||
+        strlen(o->manager) > 128) {
+        pc_diag_set(diag, 0, 0, "bad field manager '%s'", o->manager);
+        return PC_EINVAL;
+    }
+    snprintf(query, sizeof(query), "fieldManager=%s%s", o->manager, o->force ? "&force=true" : "");
     return k8s_request(c,
                        &(struct k8s_request){.method = "PATCH",
                                              .ref = &r,
-                                             .query = "fieldManager=portcullis&force=true",
+                                             .query = query,
                                              .body = obj,
                                              .content_type = "application/apply-patch+yaml"},
                        NULL, diag);

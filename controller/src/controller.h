@@ -208,6 +208,87 @@ json_t *ctl_render_egress(const json_t *set, const struct ctl_authd_opts *o);
 json_t *ctl_egress_stale(const json_t *existing, const json_t *wanted);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_ingress.c - ingress-nginx mode: spec.ingress, and what goes on which Ingress          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The annotations the controller writes, with server-side apply as CTL_INGRESS_MANAGER. */
+#define CTL_INGRESS_MANAGER "portcullis-ingress"
+#define CTL_ANNOT_AUTH_URL "nginx.ingress.kubernetes.io/auth-url"
+#define CTL_ANNOT_AUTH_SIGNIN "nginx.ingress.kubernetes.io/auth-signin"
+#define CTL_ANNOT_AUTH_HEADERS "nginx.ingress.kubernetes.io/auth-response-headers"
+/* The ProtectedHosts ("ns/name,...") whose annotations an Ingress carries: portcullis's mark. */
+#define CTL_ANNOT_PROTECTED_BY "portcullis.io/protected-by"
+/* An Ingress with more distinct paths is never taken for the sign-in route. */
+#define CTL_INGRESS_MAX_PATHS 32
+
+/* spec.ingress of a raw spec: NULL when absent, else new {className[, scheme]} (errors in e). */
+json_t *ctl_ingress_normalize(struct ctl_errors *e, const json_t *spec);
+/* What ingress-nginx refuses in a canonical spec with spec.ingress (header names). */
+void ctl_ingress_check(struct ctl_errors *e, const json_t *spec);
+/* spec.ingress.className of a canonical spec (borrowed), NULL when it is not in ingress mode. */
+const char *ctl_ingress_class(const json_t *spec);
+/*
+ * New view of ProtectedHost id (canonical spec) as the Ingress pass sees it, NULL when not in
+ * ingress mode: {id, class, hosts, headers (upstreamHeaders names, Authorization with
+ * passIDToken), scheme ("" unless spec.ingress.scheme), callback}.
+ */
+json_t *ctl_ingress_view(const char *id, const json_t *spec);
+/* The same as new compact JSON text (keys sorted), NULL when not in ingress mode. */
+char *ctl_ingress_view_text(const char *id, const json_t *spec);
+/* New auth-url of authd o: "http://<svc>.<ns>.svc.cluster.local:<port>/oauth2/auth". */
+char *ctl_ingress_auth_url(const struct ctl_authd_opts *o);
+/* New object of the three annotations of view; scheme applies unless the view has its own. */
+json_t *ctl_ingress_annotations(const json_t *view, const struct ctl_authd_opts *o,
+                                const char *scheme);
+/*
+ * New summary of an Ingress object, all the decision reads: {ns, name, class
+ * (spec.ingressClassName, else the kubernetes.io/ingress.class annotation, else ""), hosts
+ * (distinct rule hosts), paths (distinct, null past CTL_INGRESS_MAX_PATHS), tls (spec.tls is not
+ * empty), ann {url, signin, headers, by: the four annotations present}}.
+ */
+json_t *ctl_ingress_summary(const json_t *ingress);
+/* Whether host patterns a and b (lowercase, optional leading "*.") name a common host. */
+bool ctl_ingress_hosts_overlap(const char *a, const char *b);
+
+/* Which views name an Ingress: init over an array of views (borrowed until release). */
+struct ctl_ingress_index {
+    const json_t *views;
+    json_t *hosts; /* host pattern -> [index into views] */
+};
+void ctl_ingress_index_init(struct ctl_ingress_index *x, const json_t *views);
+void ctl_ingress_index_release(struct ctl_ingress_index *x);
+/* New array of the views (in views order) with a host that overlaps a host of summary. */
+json_t *ctl_ingress_index_match(const struct ctl_ingress_index *x, const json_t *summary);
+
+enum ctl_ingress_outcome {
+    CTL_ING_ANNOTATED, /* carries (or is to carry) the view's annotations */
+    CTL_ING_SIGNIN,    /* the sign-in route (every path authd's own): never annotated */
+    CTL_ING_CONFLICT,  /* left alone: another class, another auth-url, disagreeing views */
+    CTL_ING_FAILED,    /* the write failed (set by the caller) */
+};
+struct ctl_ingress_plan {
+    json_t *want;     /* new: the annotations wanted, with the mark; NULL: none of ours */
+    bool write;       /* what it carries differs: apply want (NULL: an empty apply) */
+    json_t *outcomes; /* new: view id -> [outcome, message] */
+};
+/*
+ * What goes on the Ingress of summary, given the views that name it (ctl_ingress_index_match).
+ * Views of another class are left out (conflict); an Ingress whose every path is /oauth2... or
+ * a callback path is the sign-in route; one that carries an auth-url without the mark is left
+ * alone (conflict). Pure.
+ */
+void ctl_ingress_decide(const json_t *summary, const json_t *views, const struct ctl_authd_opts *o,
+                        struct ctl_ingress_plan *p);
+void ctl_ingress_plan_release(struct ctl_ingress_plan *p);
+/*
+ * A ProtectedHost's Ready, from its outcomes (Ingress id -> [outcome, message]): *reason NULL
+ * when fine ("IngressConflict", "IngressNotApplied", "NoIngress" otherwise, static) and
+ * *message new (bounded to about 1 KiB).
+ */
+void ctl_ingress_report(const json_t *outcomes, const char *cls, const char **reason,
+                        char **message);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_state.c - the desired state of every ProtectedHost together                          */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -343,6 +424,7 @@ struct ctl_host {
     bool applied_filter;   /* its EnvoyFilter (ctl_render_host_filter) was applied with it */
     char *status_sig;      /* the status as last written (see the reconciler) */
     char *snippet_sig;     /* --mesh-config=none: the provider snippet last announced */
+    char *ingress;         /* spec.ingress: ctl_ingress_view as compact JSON, else NULL */
 };
 
 /* The verdict of h (CTL_ACCEPTED, CTL_INVALID, ...), and why (borrowed). */
@@ -526,6 +608,7 @@ struct ctl_run_opts {
     long resync_secs;            /* full re-apply period, default 600 */
     bool wait_for_authd;         /* policies and Ready wait until every authd replica enforces
                                     the host's entry (default true) */
+    bool ingress;                /* --ingress-nginx: watch and annotate Ingresses (default true) */
 };
 
 /*
@@ -569,6 +652,7 @@ struct ctl_ctx {
     char **shard_hash; /* per shard: SHA-256 of the text last written (or found) */
     char *mesh_hash;
     char *egress_hash; /* the ServiceEntries last written (all applied, stale ones deleted) */
+    struct ctl_ingress_state *ing; /* ingress-nginx mode (ctl_ingress_run.c) */
 };
 
 void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);
@@ -599,6 +683,38 @@ void ctl_queue_host(struct ctl_ctx *c, const char *id);
 bool ctl_publish(struct ctl_ctx *c, struct ctl_host *h);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_ingress_run.c - ingress-nginx mode in `run`: the Ingress cache and the pass           */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The key of the pass over every Ingress in the queue of the key workers. */
+#define CTL_KEY_INGRESS "ingress"
+
+void ctl_ingress_init(struct ctl_ctx *c);
+void ctl_ingress_release(struct ctl_ctx *c);
+/* Watch callback for networking.k8s.io/v1 Ingresses (ud: struct ctl_watch_slot). */
+void ctl_on_ingress(void *ud, enum k8s_event_type type, json_t *obj);
+/*
+ * After the key worker refreshed (or forgot) ProtectedHost id: when what the pass knows of it
+ * changed (its view, whether it publishes), queues a pass and holds its status until a pass
+ * that includes the change. Takes hmu.
+ */
+void ctl_ingress_note(struct ctl_ctx *c, const char *id);
+/* Queues a pass (resync). */
+void ctl_ingress_resync(struct ctl_ctx *c);
+/*
+ * One pass: every cached Ingress against every publishing ProtectedHost in ingress mode;
+ * writes what differs (server-side apply, CTL_INGRESS_MANAGER, never forced), then queues the
+ * keys whose report changed. Returns 0 or the first write error (the key is retried).
+ */
+int ctl_ingress_pass(struct ctl_ctx *c);
+/*
+ * What h's Ready says of its Ingresses (hmu held): false while a pass that includes h's last
+ * change is pending (its status waits); else *reason (NULL: fine) and *message (new).
+ */
+bool ctl_ingress_status(struct ctl_ctx *c, const struct ctl_host *h, const char **reason,
+                        char **message);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_status.c - a ProtectedHost's status conditions and Events                            */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -614,6 +730,9 @@ struct ctl_status_in {
     const char *egress_error; /* --egress-service-entries: the last pass could not write them */
     enum ctl_enforce enforce; /* whether authd enforces the host's entry everywhere */
     const char *enforce_why;  /* who does not yet, else NULL */
+    /* spec.ingress (ctl_ingress_status): message NULL for gateway hosts; reason NULL if fine */
+    const char *ingress_reason;
+    const char *ingress_message;
 };
 /*
  * Applies h's status when it says something else than the status last written (h->status_sig,

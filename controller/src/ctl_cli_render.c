@@ -280,6 +280,40 @@ shard_secrets(const struct ctl_state *st, const struct ctl_authd_opts *o)
     return pc_buf_detach(&b);
 }
 
+/*
+ * spec.ingress: the annotations for the Ingresses that serve the hosts, to set by hand or in
+ * Git (not a Kubernetes object: left out with --manifests-only, like the mesh fragment).
+ */
+static int
+write_ingress_annotations(const struct render_ctx *c, const struct ctl_item *it)
+{
+    json_t *view = ctl_ingress_view(it->id, it->spec), *hosts = json_object_get(it->spec, "hosts");
+    char *name = ctl_k8s_name("ingress-annotations", it->ns, it->name, 63), *comment;
+    char *file = pc_xasprintf("%s.yaml", name);
+    struct pc_buf b;
+    size_t i;
+    json_t *h;
+    int rc;
+
+    pc_buf_init(&b, 0);
+    json_array_foreach(hosts, i, h) pc_buf_appendf(&b, "%s%s", i ? ", " : "", json_string_value(h));
+    comment = pc_xasprintf("Ingress annotations (ingress-nginx, class %s) of ProtectedHost %s: for "
+                           "every Ingress whose rules name %s, but the sign-in route that sends "
+                           "/oauth2/ to authd; the sign-in scheme is https unless "
+                           "spec.ingress.scheme says otherwise (run uses http for an Ingress "
+                           "without tls)",
+                           ctl_ingress_class(it->spec), it->id, pc_buf_str(&b));
+    rc = write_json_doc(c, file, comment,
+                        json_pack("{s:{s:o}}", "metadata", "annotations",
+                                  ctl_ingress_annotations(view, &c->opts.authd, "https")));
+    pc_buf_release(&b);
+    json_decref(view);
+    free(comment);
+    free(file);
+    free(name);
+    return rc;
+}
+
 static int
 write_outputs(struct render_ctx *c, const struct ctl_state *st)
 {
@@ -318,6 +352,9 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
                             json_incref(se));
         free(file);
     }
+    for (size_t i = 0; rc == 0 && !c->manifests_only && i < st->n; i++)
+        if (st->items[i].spec && ctl_ingress_class(st->items[i].spec))
+            rc = write_ingress_annotations(c, &st->items[i]);
     if (rc == 0 && !c->manifests_only && ctl_mesh_merge(NULL, st->provider, &mesh, &d) == 0)
         rc = write_doc(c, "mesh-config.yaml",
                        "mesh config fragment: merge into meshConfig (ConfigMap istio, key mesh)",

@@ -77,6 +77,7 @@ host_free(struct ctl_host *h)
     free(h->applied_hash);
     free(h->status_sig);
     free(h->snippet_sig);
+    free(h->ingress);
     free(h);
 }
 
@@ -307,8 +308,9 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
             pc_xstrdup(spec ? pc_json_str(json_object_get(spec, "oidc"), "issuerURL") : ""));
     if (spec)
         render_entry(h, spec, o);
-    if (policy)
-        *policy = spec ? ctl_render_policy(h->ns, h->name, spec) : NULL;
+    replace(&h->ingress, spec ? ctl_ingress_view_text(h->id, spec) : NULL);
+    if (policy) /* ingress-nginx enforces spec.ingress hosts: no AuthorizationPolicy */
+        *policy = spec && !h->ingress ? ctl_render_policy(h->ns, h->name, spec) : NULL;
     json_decref(spec);
     after = claims_sig(h);
     changed = strcmp(before, after) != 0;
@@ -329,6 +331,7 @@ ctl_host_retire(struct ctl_host *h)
     h->entry = NULL;
     replace(&h->headers, pc_xstrdup(""));
     replace(&h->issuer, pc_xstrdup(""));
+    replace(&h->ingress, NULL);
     return claimed;
 }
 

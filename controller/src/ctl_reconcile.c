@@ -63,6 +63,7 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->shard_gen = pc_xcalloc(c->nshards, sizeof(*c->shard_gen));
     c->shard_hash = pc_xcalloc(c->nshards, sizeof(*c->shard_hash));
     c->shard_written_at = pc_xcalloc(c->nshards, sizeof(*c->shard_written_at));
+    ctl_ingress_init(c);
 }
 
 void
@@ -91,6 +92,7 @@ ctl_ctx_release(struct ctl_ctx *c)
     free(c->snippet);
     free(c->mesh_hash);
     free(c->egress_hash);
+    ctl_ingress_release(c);
 }
 
 static char *
@@ -692,10 +694,10 @@ static int
 update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
 {
     char *authd_error = NULL, *mesh_error = NULL, *snippet = NULL, *message = NULL;
-    char *egress_error = NULL;
+    char *egress_error = NULL, *ingress_message = NULL;
     const char *shard_error;
     struct ctl_host *h;
-    bool wait;
+    bool wait, hold = false;
     int rc = 0;
 
     pthread_mutex_lock(&c->hmu);
@@ -712,8 +714,11 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     mesh_error = c->mesh_error ? pc_xstrdup(c->mesh_error) : NULL;
     egress_error = c->egress_error ? pc_xstrdup(c->egress_error) : NULL;
     snippet = c->snippet && ctl_host_publishes(h) ? pc_xstrdup(c->snippet) : NULL;
+    /* spec.ingress: what its Ingresses carry, once a pass has seen its last change */
+    hold = h->ingress && !ctl_ingress_status(c, h, &in->ingress_reason, &ingress_message);
     pthread_mutex_unlock(&c->hmu);
-    if (!wait) {
+    if (!wait && !hold) {
+        in->ingress_message = ingress_message;
         in->message = message;
         in->authd_error = authd_error;
         in->mesh_error = mesh_error;
@@ -726,6 +731,7 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     free(authd_error);
     free(mesh_error);
     free(egress_error);
+    free(ingress_message);
     free(snippet);
     return rc;
 }
@@ -829,12 +835,16 @@ reconcile_ph(struct ctl_ctx *c, const char *id)
     json_t *obj = cached_object(c, id);
     int rc;
 
-    if (!obj)
-        return forget(c, id);
+    if (!obj) {
+        rc = forget(c, id);
+        ctl_ingress_note(c, id);
+        return rc;
+    }
     if (pc_json_path(obj, "metadata.deletionTimestamp"))
         rc = finalize(c, id, obj);
     else
         rc = reconcile_live(c, id, obj);
+    ctl_ingress_note(c, id);
     json_decref(obj);
     return rc;
 }
@@ -916,7 +926,7 @@ forget_applied(struct ctl_ctx *c, json_t **filters)
         free(h->applied_hash);
         free(h->status_sig);
         h->applied_hash = h->status_sig = NULL;
-        if (!h->deleting && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING)) {
+        if (!h->deleting && !h->ingress && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING)) {
             json_object_set_new(wanted, h->policy_name, json_true());
             if (ctl_host_has_wildcard(h))
                 json_object_set_new(*filters, h->policy_name, json_true());
@@ -970,6 +980,8 @@ delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted)
 
     ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
     rc = k8s_list_pages(c->kc, &p, &d);
+    if (rc == K8S_ENOTFOUND) /* no Istio here (ingress-nginx only): no policy to delete */
+        rc = 0;
     if (rc < 0)
         pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "error", d.msg, NULL);
     free(p.resource_version);
@@ -990,6 +1002,7 @@ resync(struct ctl_ctx *c)
 
     json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
     ctl_queue_add(c->gq, KEY_GLOBAL);
+    ctl_ingress_resync(c);
     if (c->o.resync_secs > 0)
         ctl_queue_add_after(c->q, KEY_RESYNC, c->o.resync_secs * 1000);
     json_decref(ids);
@@ -1008,6 +1021,8 @@ process(struct ctl_ctx *c, const char *key)
         return resync(c);
     if (strncmp(key, "ph:", 3) == 0)
         return reconcile_ph(c, key + 3);
+    if (strcmp(key, CTL_KEY_INGRESS) == 0)
+        return ctl_ingress_pass(c);
     return 0;
 }
 

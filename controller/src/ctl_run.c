@@ -62,6 +62,8 @@ usage(FILE *f)
         "                               comes with an EnvoyFilter stripping Host ports and\n"
         "                               trailing dots at its gateway; external: the gateways\n"
         "                               already do (wildcards are unchecked with a port else)\n"
+        "  --ingress-nginx[=true|false] watch Ingresses and annotate those serving a\n"
+        "                               ProtectedHost with spec.ingress, default true\n"
         "  --metrics-addr ADDR          /healthz /readyz /metrics, default :9091\n"
         "  --resync-period SECONDS      full re-apply period, default 600 (0: never)\n"
         "  --log-level LEVEL            debug|info|warn|error\n");
@@ -97,6 +99,7 @@ enum {
     OPT_INSECURE,
     OPT_EGRESS,
     OPT_HOST_NORM,
+    OPT_INGRESS,
     OPT_METRICS,
     OPT_RESYNC,
     OPT_LOG,
@@ -120,6 +123,7 @@ static const struct option longopts[] = {
     {"allow-insecure-issuers", no_argument, NULL, OPT_INSECURE},
     {"egress-service-entries", optional_argument, NULL, OPT_EGRESS},
     {"gateway-host-normalization", required_argument, NULL, OPT_HOST_NORM},
+    {"ingress-nginx", optional_argument, NULL, OPT_INGRESS},
     {"metrics-addr", required_argument, NULL, OPT_METRICS},
     {"resync-period", required_argument, NULL, OPT_RESYNC},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -178,6 +182,8 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
         return parse_bool(arg, &o->authd.egress);
     case OPT_HOST_NORM:
         return ctl_parse_host_normalization(arg, &o->authd.gateway_strips_ports);
+    case OPT_INGRESS:
+        return parse_bool(arg, &o->ingress);
     case OPT_METRICS:
         o->metrics_addr = arg;
         return true;
@@ -210,6 +216,7 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
                                .mesh_namespace = "istio-system",
                                .leader_elect = true,
                                .wait_for_authd = true,
+                               .ingress = true,
                                .lease_name = "portcullis-controller",
                                .metrics_addr = ":9091",
                                .resync_secs = 600};
@@ -249,10 +256,11 @@ start_watch(struct runner *r, struct k8s_ref ref, k8s_watch_fn fn)
 }
 
 /*
- * The ProtectedHosts and the Secrets of a namespace (NULL: all). Secrets as metadata only: a
- * cluster holds thousands (Helm releases of up to 1 MB each, tokens) and only the few that a
- * ProtectedHost names matter; their data is fetched when needed (ctl_reconcile.c). authd's
- * config shards are left out: we write them, nobody refers to them.
+ * The ProtectedHosts and the Secrets of a namespace (NULL: all), and its Ingresses unless
+ * --ingress-nginx=false. Secrets as metadata only: a cluster holds thousands (Helm releases of
+ * up to 1 MB each, tokens) and only the few that a ProtectedHost names matter; their data is
+ * fetched when needed (ctl_reconcile.c). authd's config shards are left out: we write them,
+ * nobody refers to them.
  */
 static void
 start_pair(struct runner *r, const char *ns)
@@ -269,17 +277,23 @@ start_pair(struct runner *r, const char *ns)
                                  .field_selector = "metadata.name!=" CTL_AUTHD_SECRET,
                                  .metadata_only = true},
                 ctl_on_secret);
+    if (r->c.o.ingress)
+        start_watch(r,
+                    (struct k8s_ref){.api_version = "networking.k8s.io/v1",
+                                     .plural = "ingresses",
+                                     .namespace = ns},
+                    ctl_on_ingress);
 }
 
 static void
 start_watches(struct runner *r)
 {
     char *list = pc_xstrdup(r->c.o.namespaces ? r->c.o.namespaces : ""), *save = NULL;
-    size_t n = 0;
+    size_t n = 0, per = r->c.o.ingress ? 3 : 2;
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    r->c.nwatches = (n ? (int)(2 * n) : 2) + (r->c.o.wait_for_authd ? 1 : 0);
+    r->c.nwatches = (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? 1 : 0);
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -291,7 +305,7 @@ start_watches(struct runner *r)
                     ctl_on_authd_lease);
     if (n == 0)
         start_pair(r, NULL);
-    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 2 <= MAX_WATCHES;
+    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + per <= MAX_WATCHES;
          ns = strtok_r(NULL, ",", &save))
         start_pair(r, ns);
     free(list);

@@ -678,11 +678,11 @@ int
 ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct ctl_errors *e)
 {
     static const char *const keys[] = {
-        "hosts",           "gateway",     "oidc",         "access", "paths", "session",
-        "upstreamHeaders", "passIDToken", "bearerTokens", "mode",   NULL};
+        "hosts",           "gateway",     "oidc",         "access", "paths",   "session",
+        "upstreamHeaders", "passIDToken", "bearerTokens", "mode",   "ingress", NULL};
     size_t before = e->n + e->dropped;
     const char *mode;
-    json_t *n, *oidc;
+    json_t *n, *oidc, *ing;
 
     *out = NULL;
     if (!json_is_object(spec)) {
@@ -710,8 +710,12 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
                        "\"ReportOnly\"",
                        mode);
     json_object_set_new(n, "mode", json_string(mode));
-    if (n)
+    if ((ing = ctl_ingress_normalize(e, spec)))
+        json_object_set_new(n, "ingress", ing);
+    if (n) {
         check_skip_paths(e, n);
+        ctl_ingress_check(e, n);
+    }
     if (e->n + e->dropped != before || !n) {
         json_decref(n);
         return PC_EINVAL;

@@ -190,7 +190,8 @@ render_item(struct ctl_item *it, const struct ctl_state_opts *o)
     char *secret = NULL;
     int rc = 0;
 
-    it->policy = ctl_render_policy(it->ns, it->name, it->spec);
+    if (!ctl_ingress_class(it->spec)) /* spec.ingress: ingress-nginx enforces it */
+        it->policy = ctl_render_policy(it->ns, it->name, it->spec);
     if (ref && o->secret)
         rc = o->secret(o->ud, it->ns, pc_json_str(ref, "name"), pc_json_str(ref, "key"), &secret);
     if (rc < 0) {

@@ -55,7 +55,10 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
     } else if (in->authd_error) {
         r->reason = "ApplyFailed";
         r->message = pc_xstrdup(in->authd_error);
-    } else if (in->mesh_error) {
+    } else if (in->ingress_reason) {
+        r->reason = in->ingress_reason;
+        r->message = pc_xstrdup(in->ingress_message);
+    } else if (in->mesh_error && !in->ingress_message) { /* ingress-nginx needs no provider */
         r->reason = "ProviderNotRegistered";
         r->message = pc_xasprintf("extension provider %s: %s", CTL_PROVIDER_NAME, in->mesh_error);
     } else if (in->egress_error) {
@@ -66,6 +69,11 @@ ready_condition(const struct ctl_host *h, const struct ctl_status_in *in, struct
                     : in->enforce == CTL_ENFORCE_NO_REPLICA ? "AuthdNotReporting"
                                                             : "Propagating";
         r->message = pc_xstrdup(in->enforce_why ? in->enforce_why : "");
+    } else if (in->ingress_message) {
+        r->status = "True";
+        r->reason = "Applied";
+        r->message = pc_xasprintf("authd config applied; %s; every authd replica enforces it",
+                                  in->ingress_message);
     } else {
         r->status = "True";
         r->reason = "Applied";

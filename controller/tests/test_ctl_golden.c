@@ -51,6 +51,8 @@ static const struct golden_case cases[] = {
      0,
      {"-f", "examples/echoserver.yaml", "controller/tests/data/egress.yaml",
       "--egress-service-entries", "--authd-namespace", "auth"}},
+    /* spec.ingress: no AuthorizationPolicy, the Ingress annotations instead. */
+    {"ingress-nginx", 0, {"-f", "examples/ingress-nginx/wiki.yaml"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
     {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
     /* What a shell makes of "-f examples/<glob>.yaml": one -f, several paths. */

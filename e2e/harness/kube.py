@@ -338,18 +338,19 @@ class ApiServer:
         self.kubectl("apply", "-f", "-", input=CONTROLLER_BINDINGS)
 
     def install_portcullis(self, *namespaces: str,
-                           rbac: tuple[str, ...] = ("controller-rbac", "authd-rbac")) -> None:
-        """What the watching tests start from: Istio's CRDs, the namespaces, the ProtectedHost
-        CRD (established), deploy/'s RBAC files named in rbac and the controller user's
-        bindings."""
-        root = Path(__file__).resolve().parent.parent.parent
-        self.install_istio_crds()
+                           rbac: tuple[str, ...] = ("controller-rbac", "authd-rbac"),
+                           istio: bool = True) -> None:
+        """What the watching tests start from: Istio's CRDs (unless not istio), the namespaces,
+        the ProtectedHost CRD (established), deploy/'s RBAC files named in rbac and the
+        controller user's bindings."""
+        if istio:
+            self.install_istio_crds()
         for ns in namespaces:
             self.kubectl("create", "namespace", ns)
-        self.kubectl("apply", "-f", str(root / "crds" / "protectedhost.yaml"))
+        self.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                      "crd/protectedhosts.portcullis.io")
-        self.kubectl("apply", *[a for f in rbac for a in ("-f", str(root / "deploy" / f"{f}.yaml"))])
+        self.kubectl("apply", *[a for f in rbac for a in ("-f", str(REPO / "deploy" / f"{f}.yaml"))])
         self.bind_controller_user()
 
     def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:

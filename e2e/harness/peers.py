@@ -396,6 +396,39 @@ INGRESS_RESPONSE_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email",
                             "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username"]
 
 
+def ingress_auth_location(name: str, auth_host: str, target: str, extra: str = "") -> str:
+    """The internal location ingress-nginx's nginx.tmpl renders for an auth-url: the client's
+    headers passed on, Host the auth-url's host name, X-Original-URL from $http_host, then
+    `extra` (auth-proxy-set-headers lines), proxy_pass to target (the auth-url, its authority
+    resolved to an address as cluster DNS would)."""
+    return f"""
+    location = {name} {{
+      internal;
+      access_log off;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Proto "";
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header Host {auth_host};
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Auth-Request-Redirect $request_uri;
+      proxy_buffering off;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_request_buffering on;
+      proxy_ssl_server_name on;
+      proxy_pass_request_headers on;
+{extra}      proxy_http_version 1.1;
+      set $target {target};
+      proxy_pass $target;
+    }}
+"""
+
+
 class IngressNginx(Nginx):
     """nginx (Debian) shaped like the config ingress-nginx's nginx.tmpl generates: one `server`
     per Ingress host, its `location /` annotated with auth-url (authd's /oauth2/auth, addressed
@@ -434,30 +467,7 @@ class IngressNginx(Nginx):
   server {{
     server_name {host};
     listen {self.host}:{self.port};
-
-    location = {auth} {{
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Forwarded-Proto "";
-      proxy_set_header X-Request-ID $request_id;
-      proxy_set_header Host {INGRESS_AUTH_SERVICE};
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Sent-From "nginx-ingress-controller";
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Auth-Request-Redirect $request_uri;
-      proxy_buffering off;
-      proxy_buffer_size 64k;
-      proxy_buffers 8 64k;
-      proxy_ssl_server_name on;
-      proxy_pass_request_headers on;
-{extra}      proxy_http_version 1.1;
-      set $target http://{authd}/oauth2/auth;
-      proxy_pass $target;
-    }}
-
+{ingress_auth_location(auth, INGRESS_AUTH_SERVICE, f"http://{authd}/oauth2/auth", extra)}
     location {signin} {{
       internal;
       add_header Set-Cookie $auth_cookie;

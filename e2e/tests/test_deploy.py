@@ -306,6 +306,8 @@ CONTROLLER_CAN = [
     ("patch", "serviceentries.networking.istio.io", "-n", NS),
     ("create", "serviceentries.networking.istio.io", "-n", NS),
     ("delete", "serviceentries.networking.istio.io", "-n", NS),
+    ("watch", "ingresses.networking.k8s.io", "-A"),
+    ("patch", "ingresses.networking.k8s.io", "-n", "default"),
 ]
 CONTROLLER_CANNOT = [
     ("patch", "secrets/portcullis-authd-config", "-n", NS),
@@ -325,6 +327,9 @@ CONTROLLER_CANNOT = [
     ("create", "serviceentries.networking.istio.io", "-n", "default"),
     ("patch", "serviceentries.networking.istio.io", "-n", "istio-system"),
     ("list", "serviceentries.networking.istio.io", "-A"),
+    ("create", "ingresses.networking.k8s.io", "-n", "default"),
+    ("update", "ingresses.networking.k8s.io", "-n", "default"),
+    ("delete", "ingresses.networking.k8s.io", "-n", "default"),
 ]
 # --watch-config: the config Secrets and its own Lease, in its namespace only.
 AUTHD_CAN = [

@@ -188,6 +188,18 @@ int k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *ob
  */
 int k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
               struct pc_diag *diag);
+/*
+ * The same under another field manager (lowercase letters, digits, '-'); without force a
+ * field another manager owns with a different value fails with K8S_ECONFLICT (HTTP 409, the
+ * managers and fields in diag) instead of being taken over. Applying an object without fields
+ * the manager applied before removes them (unless another manager owns them too).
+ */
+struct k8s_apply_opts {
+    const char *manager;
+    bool force;
+};
+int k8s_apply_as(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
+                 const struct k8s_apply_opts *o, struct pc_diag *diag);
 /* PUT obj (with metadata.resourceVersion for optimistic concurrency: stale -> K8S_ECONFLICT). */
 int k8s_update(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
                struct pc_diag *diag);
