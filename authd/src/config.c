@@ -1389,7 +1389,8 @@ authd_hostlist_parse(const char *text, size_t len, const struct authd_hostlist_o
         fail(&c, NULL, "document larger than %d bytes", MAX_CONFIG);
         return PC_ETOOBIG;
     }
-    if ((rc = pc_yaml_load(text, len, &root, diag)) != 0)
+    /* The controller writes a block several entries share once, aliased after. */
+    if ((rc = pc_yaml_load_aliased(text, len, &root, diag)) != 0)
         return rc;
     if ((rc = want_type(&c, root, PC_YNODE_MAP, "top level")) == 0 &&
         (rc = check_keys(&c, root, "", keys)) == 0)

@@ -150,12 +150,27 @@ pc_strmap_add(struct pc_strmap *m, const char *key, size_t v, size_t *old)
     return true;
 }
 
+void
+pc_strmap_put(struct pc_strmap *m, const char *key, size_t v)
+{
+    size_t s, len = strlen(key);
+
+    if ((m->n + 1) * 2 > m->cap)
+        grow(m);
+    s = slot_of(m, key, len);
+    if (m->keys[s] == NULL)
+        m->n++;
+    m->keys[s] = key;
+    m->vals[s] = v;
+}
+
 bool
 pc_strmap_getn(const struct pc_strmap *m, const char *key, size_t len, size_t *v)
 {
     size_t s;
 
-    if (m->cap == 0)
+    /* A NUL inside would let a stored key shorter than len compare equal, then read past it. */
+    if (m->cap == 0 || memchr(key, '\0', len) != NULL)
         return false;
     s = slot_of(m, key, len);
     if (m->keys[s] == NULL)

@@ -13,19 +13,19 @@
 #include <yaml.h>
 
 #include "portcullis/buf.h"
-
-/* A node with an anchor (&name), complete: aliases (*name) copy it. Per document. */
-struct anchor {
-    char *name;
-    const struct pc_ynode *node;
-};
+#include "portcullis/strmap.h"
 
 struct loader {
     yaml_parser_t parser;
     size_t nodes; /* nodes built, copies of aliased ones included */
     struct pc_diag *diag;
-    struct anchor *anchors;
-    size_t nanchors;
+    bool aliases; /* else an alias is an error */
+    /* Nodes with an anchor (&name), complete: aliases (*name) copy them. Per document. */
+    struct pc_strmap anchors; /* name (in names) -> index in anchored */
+    struct pc_arena names;
+    const struct pc_ynode **anchored;
+    size_t nanchored;
+    size_t copied; /* bytes of scalars copied for aliases, the whole stream */
 };
 
 static struct pc_ynode *
@@ -104,23 +104,24 @@ too_big(struct loader *l, int depth, const yaml_mark_t *mark)
 static void
 forget_anchors(struct loader *l)
 {
-    for (size_t i = 0; i < l->nanchors; i++)
-        free(l->anchors[i].name);
-    free(l->anchors);
-    l->anchors = NULL;
-    l->nanchors = 0;
+    pc_strmap_release(&l->anchors);
+    pc_arena_release(&l->names);
+    free(l->anchored);
+    l->anchored = NULL;
+    l->nanchored = 0;
 }
 
 static void
 add_anchor(struct loader *l, const yaml_char_t *name, const struct pc_ynode *n)
 {
-    if (name == NULL)
+    if (name == NULL || !l->aliases)
         return;
-    if ((l->nanchors & (l->nanchors - 1)) == 0)
-        l->anchors =
-            pc_xrealloc(l->anchors, (l->nanchors ? l->nanchors * 2 : 4) * sizeof(*l->anchors));
-    l->anchors[l->nanchors].name = pc_xstrdup((const char *)name);
-    l->anchors[l->nanchors++].node = n;
+    if ((l->nanchored & (l->nanchored - 1)) == 0)
+        l->anchored =
+            pc_xrealloc(l->anchored, (l->nanchored ? l->nanchored * 2 : 4) * sizeof(*l->anchored));
+    l->anchored[l->nanchored] = n;
+    /* The latest definition of a name wins. */
+    pc_strmap_put(&l->anchors, pc_arena_strdup(&l->names, (const char *)name), l->nanchored++);
 }
 
 /*
@@ -137,6 +138,11 @@ copy_node(struct loader *l, const struct pc_ynode *src, int depth, const yaml_ma
     *out = NULL;
     if ((rc = too_big(l, depth, mark)) != 0)
         return rc;
+    if (src->value && (l->copied += src->len) > PC_YAML_MAX_ALIAS_BYTES) {
+        pc_diag_set(l->diag, (int)mark->line + 1, (int)mark->column + 1,
+                    "aliases expand to more than %d bytes", PC_YAML_MAX_ALIAS_BYTES);
+        return PC_ETOOBIG;
+    }
     n = pc_xcalloc(1, sizeof(*n));
     n->type = src->type;
     n->line = src->line;
@@ -166,10 +172,15 @@ static int
 load_alias(struct loader *l, const yaml_event_t *ev, int depth, struct pc_ynode **out)
 {
     const char *name = (const char *)ev->data.alias.anchor;
+    size_t i;
 
-    for (size_t i = l->nanchors; name != NULL && i-- > 0;)
-        if (strcmp(l->anchors[i].name, name) == 0)
-            return copy_node(l, l->anchors[i].node, depth, &ev->start_mark, out);
+    if (!l->aliases) {
+        pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                    "aliases are not supported here: write the value out");
+        return PC_EPARSE;
+    }
+    if (name != NULL && pc_strmap_get(&l->anchors, name, &i))
+        return copy_node(l, l->anchored[i], depth, &ev->start_mark, out);
     pc_diag_set(l->diag, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
                 "alias *%s names no anchor before it", name ? name : "");
     return PC_EPARSE;
@@ -302,11 +313,11 @@ load_stream(struct loader *l, struct pc_ynode ***docs, size_t *ndocs)
     }
 }
 
-int
-pc_yaml_load_all(const char *text, size_t len, struct pc_ynode ***docs, size_t *ndocs,
-                 struct pc_diag *diag)
+static int
+load_all(const char *text, size_t len, bool aliases, struct pc_ynode ***docs, size_t *ndocs,
+         struct pc_diag *diag)
 {
-    struct loader l = {.diag = diag};
+    struct loader l = {.diag = diag, .aliases = aliases};
     int rc;
 
     *docs = NULL;
@@ -326,11 +337,18 @@ pc_yaml_load_all(const char *text, size_t len, struct pc_ynode ***docs, size_t *
 }
 
 int
-pc_yaml_load(const char *text, size_t len, struct pc_ynode **root, struct pc_diag *diag)
+pc_yaml_load_all(const char *text, size_t len, struct pc_ynode ***docs, size_t *ndocs,
+                 struct pc_diag *diag)
+{
+    return load_all(text, len, false, docs, ndocs, diag);
+}
+
+static int
+load_one(const char *text, size_t len, bool aliases, struct pc_ynode **root, struct pc_diag *diag)
 {
     struct pc_ynode **docs = NULL;
     size_t ndocs = 0;
-    int rc = pc_yaml_load_all(text, len, &docs, &ndocs, diag);
+    int rc = load_all(text, len, aliases, &docs, &ndocs, diag);
 
     if (rc != 0)
         return rc;
@@ -343,6 +361,18 @@ pc_yaml_load(const char *text, size_t len, struct pc_ynode **root, struct pc_dia
     *root = docs[0];
     free(docs);
     return 0;
+}
+
+int
+pc_yaml_load(const char *text, size_t len, struct pc_ynode **root, struct pc_diag *diag)
+{
+    return load_one(text, len, false, root, diag);
+}
+
+int
+pc_yaml_load_aliased(const char *text, size_t len, struct pc_ynode **root, struct pc_diag *diag)
+{
+    return load_one(text, len, true, root, diag);
 }
 
 const struct pc_ynode *
@@ -486,15 +516,28 @@ emit_scalar(yaml_emitter_t *e, const char *s, size_t len, yaml_scalar_style_t st
     return emit(e, &ev);
 }
 
-/* Strings that a reader would resolve to another type must be quoted. */
+static bool
+has_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
+/*
+ * Strings that a reader would resolve to another type must be quoted. one_line: a string
+ * with a control character is double-quoted (escaped) instead of a literal block, so every
+ * scalar stays on its own line.
+ */
 static yaml_scalar_style_t
-string_style(const char *s)
+string_style(const char *s, size_t len, bool one_line)
 {
     json_t *plain = plain_scalar(s);
     int is_string = json_is_string(plain);
 
     json_decref(plain);
-    if (!is_string)
+    if (!is_string || (one_line && has_control(s, len)))
         return YAML_DOUBLE_QUOTED_SCALAR_STYLE;
     if (strchr(s, '\n') != NULL)
         return YAML_LITERAL_SCALAR_STYLE;
@@ -507,10 +550,10 @@ compare_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int emit_value(yaml_emitter_t *e, const json_t *j);
+static int emit_value(yaml_emitter_t *e, const json_t *j, bool one_line);
 
 static int
-emit_object(yaml_emitter_t *e, const json_t *j)
+emit_object(yaml_emitter_t *e, const json_t *j, bool one_line)
 {
     size_t n = json_object_size(j), i = 0;
     const char **keys = pc_xcalloc(n, sizeof(*keys));
@@ -525,9 +568,10 @@ emit_object(yaml_emitter_t *e, const json_t *j)
                                         n ? YAML_BLOCK_MAPPING_STYLE : YAML_FLOW_MAPPING_STYLE);
     rc = emit(e, &ev);
     for (i = 0; rc == 0 && i < n; i++) {
-        rc = emit_scalar(e, keys[i], strlen(keys[i]), string_style(keys[i]));
+        rc = emit_scalar(e, keys[i], strlen(keys[i]),
+                         string_style(keys[i], strlen(keys[i]), one_line));
         if (rc == 0)
-            rc = emit_value(e, json_object_get(j, keys[i]));
+            rc = emit_value(e, json_object_get(j, keys[i]), one_line);
     }
     free(keys);
     yaml_mapping_end_event_initialize(&ev);
@@ -535,7 +579,7 @@ emit_object(yaml_emitter_t *e, const json_t *j)
 }
 
 static int
-emit_array(yaml_emitter_t *e, const json_t *j)
+emit_array(yaml_emitter_t *e, const json_t *j, bool one_line)
 {
     size_t n = json_array_size(j);
     yaml_event_t ev;
@@ -545,24 +589,24 @@ emit_array(yaml_emitter_t *e, const json_t *j)
                                          n ? YAML_BLOCK_SEQUENCE_STYLE : YAML_FLOW_SEQUENCE_STYLE);
     rc = emit(e, &ev);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = emit_value(e, json_array_get(j, i));
+        rc = emit_value(e, json_array_get(j, i), one_line);
     yaml_sequence_end_event_initialize(&ev);
     return rc ? rc : emit(e, &ev);
 }
 
 static int
-emit_value(yaml_emitter_t *e, const json_t *j)
+emit_value(yaml_emitter_t *e, const json_t *j, bool one_line)
 {
     char num[64];
 
     switch (json_typeof(j)) {
     case JSON_OBJECT:
-        return emit_object(e, j);
+        return emit_object(e, j, one_line);
     case JSON_ARRAY:
-        return emit_array(e, j);
+        return emit_array(e, j, one_line);
     case JSON_STRING:
         return emit_scalar(e, json_string_value(j), json_string_length(j),
-                           string_style(json_string_value(j)));
+                           string_style(json_string_value(j), json_string_length(j), one_line));
     case JSON_INTEGER:
         snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
         break;
@@ -584,8 +628,8 @@ emit_value(yaml_emitter_t *e, const json_t *j)
     return emit_scalar(e, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
 }
 
-char *
-pc_json_to_yaml(const json_t *j)
+static char *
+to_yaml(const json_t *j, bool one_line)
 {
     yaml_emitter_t e;
     yaml_event_t ev;
@@ -603,7 +647,7 @@ pc_json_to_yaml(const json_t *j)
     rc = emit(&e, &ev);
     yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
     rc = rc ? rc : emit(&e, &ev);
-    rc = rc ? rc : emit_value(&e, j);
+    rc = rc ? rc : emit_value(&e, j, one_line);
     yaml_document_end_event_initialize(&ev, 1);
     rc = rc ? rc : emit(&e, &ev);
     yaml_stream_end_event_initialize(&ev);
@@ -612,4 +656,16 @@ pc_json_to_yaml(const json_t *j)
     if (rc != 0)
         abort(); /* the emitter only fails on events we built wrong */
     return pc_buf_detach(&out);
+}
+
+char *
+pc_json_to_yaml(const json_t *j)
+{
+    return to_yaml(j, false);
+}
+
+char *
+pc_json_to_yaml_lines(const json_t *j)
+{
+    return to_yaml(j, true);
 }

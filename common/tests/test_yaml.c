@@ -38,15 +38,17 @@ static const struct {
     int rc;
     int line;
     const char *msg_part;
+    bool aliased; /* pc_yaml_load_aliased */
 } errors[] = {
-    {"a: 1\na: 2\n", PC_EPARSE, 2, "duplicate key"},
-    {"a: *x\nb: &x 1\n", PC_EPARSE, 1, "names no anchor"},
-    {"a: &x [1, *x]\n", PC_EPARSE, 1, "names no anchor"}, /* its own value: no cycle */
-    {"a: &x 1\n---\nb: *x\n", PC_EPARSE, 3, "names no anchor"},
-    {"a: [1, 2\n", PC_EPARSE, 2, ""},
-    {"a: 1\n---\nb: 2\n", PC_EPARSE, 3, "one YAML document"},
-    {"? [a]\n: 1\n", PC_EPARSE, 1, "scalars"},
-    {"", PC_EPARSE, 1, "empty"},
+    {"a: 1\na: 2\n", PC_EPARSE, 2, "duplicate key", false},
+    {"a: &x 1\nb: *x\n", PC_EPARSE, 2, "aliases are not supported", false},
+    {"a: *x\nb: &x 1\n", PC_EPARSE, 1, "names no anchor", true},
+    {"a: &x [1, *x]\n", PC_EPARSE, 1, "names no anchor", true}, /* its own value: no cycle */
+    {"a: &x 1\n---\nb: *x\n", PC_EPARSE, 3, "names no anchor", true},
+    {"a: [1, 2\n", PC_EPARSE, 2, "", false},
+    {"a: 1\n---\nb: 2\n", PC_EPARSE, 3, "one YAML document", false},
+    {"? [a]\n: 1\n", PC_EPARSE, 1, "scalars", false},
+    {"", PC_EPARSE, 1, "empty", false},
 };
 
 /* An alias is a copy of its anchor's value, positions of the anchor kept; the latest
@@ -72,7 +74,9 @@ test_aliases(void **state)
     const struct pc_ynode *h;
 
     (void)state;
-    assert_int_equal(pc_yaml_load(text, strlen(text), &root, &d), 0);
+    assert_int_equal(pc_yaml_load(text, strlen(text), &root, &d), PC_EPARSE);
+    assert_non_null(strstr(d.msg, "aliases are not supported"));
+    assert_int_equal(pc_yaml_load_aliased(text, strlen(text), &root, &d), 0);
     h = pc_ynode_get(root, "hosts");
     assert_int_equal(h->n, 4);
     assert_string_equal(pc_ynode_get(pc_ynode_get(h->vals[1], "oidc"), "clientID")->value, "c");
@@ -103,9 +107,21 @@ test_alias_bomb(void **state)
             pc_buf_appendf(&b, "%s*l%d", j ? ", " : "", i - 1);
         pc_buf_appends(&b, "]\n");
     }
-    assert_int_equal(pc_yaml_load(b.data, b.len, &root, &d), PC_ETOOBIG);
+    assert_int_equal(pc_yaml_load_aliased(b.data, b.len, &root, &d), PC_ETOOBIG);
     assert_non_null(strstr(d.msg, "too large"));
     assert_null(root);
+    pc_buf_release(&b);
+    /* Few nodes, many bytes: one 100 KB string aliased 200 times. */
+    pc_buf_init(&b, 0);
+    pc_buf_appends(&b, "a: &s \"");
+    for (int i = 0; i < 100000; i++)
+        pc_buf_append(&b, "x", 1);
+    pc_buf_appends(&b, "\"\nb: [");
+    for (int i = 0; i < 200; i++)
+        pc_buf_appends(&b, i ? ", *s" : "*s");
+    pc_buf_appends(&b, "]\n");
+    assert_int_equal(pc_yaml_load_aliased(b.data, b.len, &root, &d), PC_ETOOBIG);
+    assert_non_null(strstr(d.msg, "bytes"));
     pc_buf_release(&b);
 }
 
@@ -116,7 +132,9 @@ test_errors(void **state)
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         struct pc_ynode *root = NULL;
         struct pc_diag d = {0};
-        int rc = pc_yaml_load(errors[i].yaml, strlen(errors[i].yaml), &root, &d);
+        int rc = errors[i].aliased
+                     ? pc_yaml_load_aliased(errors[i].yaml, strlen(errors[i].yaml), &root, &d)
+                     : pc_yaml_load(errors[i].yaml, strlen(errors[i].yaml), &root, &d);
         assert_int_equal(rc, errors[i].rc);
         assert_int_equal(d.line, errors[i].line);
         assert_non_null(strstr(d.msg, errors[i].msg_part));

@@ -475,7 +475,7 @@ char *
 ctl_render_authd_entry_text(const json_t *entry)
 {
     json_t *one = json_pack("[O]", entry);
-    char *text = pc_json_to_yaml(one);
+    char *text = pc_json_to_yaml_lines(one); /* one line a key: shard_text_shared reads lines */
 
     json_decref(one);
     return text;

@@ -34,6 +34,9 @@ static const char *const specs[] = {
     "{\"passIDToken\":true,\"bearerTokens\":{\"enabled\":true,\"audiences\":[\"api\"]},"
     "\"mode\":\"ReportOnly\"}",
     "{\"bearerTokens\":{\"enabled\":true}}",
+    /* Strings with blank lines and trailing newlines: libyaml would write literal blocks
+     * (unindented empty lines, "|+" and a "..." end marker) that a line reader misparses. */
+    "{\"access\":{\"allowedGroups\":[\"grp\\n\\nadmins\",\"x\\n\\n\",\"a: b\",\"- c\"]}}",
 };
 
 static int
@@ -227,7 +230,7 @@ test_shared_blocks_mean_the_same(void **state)
     assert_non_null(strstr(texts[0], ": &a1\n"));
     assert_non_null(strstr(texts[0], ": *a1\n"));
     assert_true(strlen(texts[0]) < strlen(full));
-    assert_int_equal(pc_yaml_load(texts[0], strlen(texts[0]), &a, &d), 0);
+    assert_int_equal(pc_yaml_load_aliased(texts[0], strlen(texts[0]), &a, &d), 0);
     assert_int_equal(pc_yaml_load(full, strlen(full), &b, &d), 0);
     ja = pc_yaml_to_json(a);
     jb = pc_yaml_to_json(b);

@@ -27,7 +27,9 @@ void pc_strmap_release(struct pc_strmap *m);
 /* Adds key -> v unless key is there. Returns true when added; *old (may be NULL) gets the
  * value already there otherwise. key is borrowed. */
 bool pc_strmap_add(struct pc_strmap *m, const char *key, size_t v, size_t *old);
-/* The value of key (len bytes, no NUL needed) in *v; false when absent. */
+/* Sets key -> v, replacing a value already there. key is borrowed. */
+void pc_strmap_put(struct pc_strmap *m, const char *key, size_t v);
+/* The value of key (len bytes, no NUL needed) in *v; false when absent (or key holds a NUL). */
 bool pc_strmap_getn(const struct pc_strmap *m, const char *key, size_t len, size_t *v);
 bool pc_strmap_get(const struct pc_strmap *m, const char *key, size_t *v);
 

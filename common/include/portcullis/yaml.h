@@ -2,10 +2,12 @@
  * yaml.h - YAML documents as a small tree that remembers where every node stands, so
  * configuration errors can say "file:line:col: message"; conversion to and from jansson.
  *
- * An alias (*a) is a copy of its anchor's node (&a), which must be complete and in the same
- * document before it; copies count toward PC_YAML_MAX_NODES like written-out values, so
- * aliases cannot multiply input past the bound ("billion laughs"). Nesting is bounded to
- * PC_YAML_MAX_DEPTH and node count to PC_YAML_MAX_NODES.
+ * Aliases are refused except by pc_yaml_load_aliased (config shards, which only the
+ * controller writes). There an alias (*a) is a copy of its anchor's node (&a), which must be
+ * complete and in the same document before it; copies count toward PC_YAML_MAX_NODES like
+ * written-out values and their scalars toward PC_YAML_MAX_ALIAS_BYTES, so aliases cannot
+ * multiply input past a bound ("billion laughs"). Nesting is bounded to PC_YAML_MAX_DEPTH and
+ * node count to PC_YAML_MAX_NODES.
  */
 #ifndef PORTCULLIS_YAML_H
 #define PORTCULLIS_YAML_H
@@ -19,6 +21,7 @@
 
 #define PC_YAML_MAX_DEPTH 64
 #define PC_YAML_MAX_NODES 200000
+#define PC_YAML_MAX_ALIAS_BYTES (16 * 1024 * 1024)
 
 enum pc_ynode_type { PC_YNODE_SCALAR, PC_YNODE_MAP, PC_YNODE_SEQ };
 
@@ -45,6 +48,9 @@ int pc_yaml_load_all(const char *text, size_t len, struct pc_ynode ***docs, size
                      struct pc_diag *diag);
 /* Parses a stream that must hold exactly one document. */
 int pc_yaml_load(const char *text, size_t len, struct pc_ynode **root, struct pc_diag *diag);
+/* The same with aliases resolved (see above). */
+int pc_yaml_load_aliased(const char *text, size_t len, struct pc_ynode **root,
+                         struct pc_diag *diag);
 void pc_ynode_free(struct pc_ynode *n);
 void pc_yaml_free_all(struct pc_ynode **docs, size_t ndocs);
 
@@ -64,5 +70,11 @@ json_t *pc_yaml_to_json(const struct pc_ynode *n);
  * without the leading "---". The caller frees it.
  */
 char *pc_json_to_yaml(const json_t *j);
+/*
+ * The same, but every string with a control character is double-quoted and escaped, so no
+ * scalar spans lines and every line of the text is one key or item (config shard entries,
+ * which the controller's shard writer reads line by line).
+ */
+char *pc_json_to_yaml_lines(const json_t *j);
 
 #endif
