@@ -192,10 +192,12 @@ secret_users(struct ctl_ctx *c, const char *secret_id)
 }
 
 /*
- * c->secrets holds, per Secret "ns/name" the watch has seen, {"rv": its resourceVersion} and,
- * once fetched for a ProtectedHost that names it, "data". The watch brings metadata only: a
- * new resourceVersion forgets the data, and the hosts that name the Secret fetch it again
- * (ensure_secret) before they are rendered.
+ * c->secrets holds, per Secret "ns/name" the watch has seen, {"rv": its newest
+ * resourceVersion} and, once fetched for a ProtectedHost that names it, "data" with
+ * "fetched", the version that data is of. The watch brings metadata only: a new version
+ * queues the hosts that name the Secret, which fetch it again (fetch_secret) before they are
+ * rendered; until then the data held stays in use (a rotated secret is a second late, never
+ * missing, which would drop the host from authd's config).
  */
 void
 ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
@@ -211,8 +213,11 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
     if (type == K8S_DELETED) {
         json_object_del(c->secrets, id);
         users = secret_users(c, id);
-    } else if (!entry || !same_str(pc_json_str(entry, "rv"), rv)) {
+    } else if (!entry) {
         json_object_set_new(c->secrets, id, json_pack("{s:s}", "rv", rv ? rv : ""));
+        users = secret_users(c, id);
+    } else if (!same_str(pc_json_str(entry, "rv"), rv)) {
+        json_object_set_new(entry, "rv", json_string(rv ? rv : ""));
         users = secret_users(c, id);
     }
     pthread_mutex_unlock(&c->mu);
@@ -369,17 +374,19 @@ delete_ref(struct ctl_ctx *c, const struct k8s_ref *kind, const char *object_ref
     return rc;
 }
 
-/* Deletes the policy "ns/name" and, when filter, the EnvoyFilter of the same name first. */
+/*
+ * Deletes the policy "ns/name" and then, when filter, the EnvoyFilter of the same name: a
+ * wildcard policy must never stand without the filter that makes its hosts match any port.
+ */
 static int
 delete_policy(struct ctl_ctx *c, const char *policy_ref, bool filter)
 {
-    int rc;
+    int rc = delete_ref(c, &ap_ref, policy_ref, "policy");
 
-    if (filter && (rc = delete_ref(c, &ef_ref, policy_ref, "envoyfilter")) < 0)
+    if (rc < 0)
         return rc;
-    if ((rc = delete_ref(c, &ap_ref, policy_ref, "policy")) == 0)
-        ctl_metrics_inc(&c->m, &c->m.policy_deletes);
-    return rc;
+    ctl_metrics_inc(&c->m, &c->m.policy_deletes);
+    return filter ? delete_ref(c, &ef_ref, policy_ref, "envoyfilter") : 0;
 }
 
 static int set_finalizer_once(struct ctl_ctx *c, const json_t *obj, bool present,
@@ -737,27 +744,23 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
 }
 
 /*
- * The data of the client Secret obj names, fetched when the watch has seen the Secret but its
- * data is not held (a new version, or nobody named it before). Kept only when no newer version
- * was seen meanwhile: that one's event queues this host again. Runs before the host cache is
- * locked: it may wait on the API.
+ * Fetches Secret ns/name when the watch has seen it and the data held is not of its newest
+ * version. The data is kept whatever version the GET returns (it is at least as new as what
+ * was held); "rv" moves to it only when no newer event came meanwhile, whose hosts fetch again.
+ * May wait on the API: called without locks.
  */
 static void
-ensure_secret(struct ctl_ctx *c, const json_t *obj)
+fetch_secret(struct ctl_ctx *c, const char *ns, const char *name)
 {
-    const char *ns = pc_json_str(json_object_get(obj, "metadata"), "namespace");
-    const char *name = pc_json_str(pc_json_path(obj, "spec.oidc.clientSecretRef"), "name");
     struct k8s_ref ref = {.api_version = "v1", .plural = "secrets", .namespace = ns, .name = name};
     struct pc_diag d = {0};
-    char *sid, *rv = NULL;
+    char *sid = pc_xasprintf("%s/%s", ns, name), *rv = NULL;
     json_t *got = NULL, *entry;
 
-    if (!ns || !name)
-        return;
-    sid = pc_xasprintf("%s/%s", ns, name);
     pthread_mutex_lock(&c->mu);
     entry = json_object_get(c->secrets, sid);
-    if (entry && !json_object_get(entry, "data"))
+    if (entry && (!json_object_get(entry, "data") ||
+                  !same_str(pc_json_str(entry, "fetched"), pc_json_str(entry, "rv"))))
         rv = pc_xstrdup(pc_json_str(entry, "rv") ? pc_json_str(entry, "rv") : "");
     pthread_mutex_unlock(&c->mu);
     if (rv && k8s_get(c->kc, &ref, &got, &d) == 0) {
@@ -765,11 +768,12 @@ ensure_secret(struct ctl_ctx *c, const json_t *obj)
         json_t *data = json_object_get(got, "data");
 
         pthread_mutex_lock(&c->mu);
-        entry = json_object_get(c->secrets, sid);
-        if (entry && same_str(pc_json_str(entry, "rv"), rv) && !json_object_get(entry, "data"))
-            json_object_set_new(c->secrets, sid,
-                                json_pack("{s:s,s:o}", "rv", got_rv ? got_rv : rv, "data",
-                                          data ? json_incref(data) : json_object()));
+        if ((entry = json_object_get(c->secrets, sid))) {
+            if (same_str(pc_json_str(entry, "rv"), rv) && got_rv)
+                json_object_set_new(entry, "rv", json_string(got_rv));
+            json_object_set_new(entry, "fetched", json_string(got_rv ? got_rv : rv));
+            json_object_set_new(entry, "data", data ? json_incref(data) : json_object());
+        }
         pthread_mutex_unlock(&c->mu);
     } else if (rv) {
         pc_log(PC_LOG_WARN, "secret_fetch_failed", "secret", sid, "error", d.msg, NULL);
@@ -777,6 +781,17 @@ ensure_secret(struct ctl_ctx *c, const json_t *obj)
     json_decref(got);
     free(rv);
     free(sid);
+}
+
+/* The client Secret ProtectedHost obj names, fetched when needed (fetch_secret). */
+static void
+ensure_secret(struct ctl_ctx *c, const json_t *obj)
+{
+    const char *ns = pc_json_str(json_object_get(obj, "metadata"), "namespace");
+    const char *name = pc_json_str(pc_json_path(obj, "spec.oidc.clientSecretRef"), "name");
+
+    if (ns && name)
+        fetch_secret(c, ns, name);
 }
 
 static int
@@ -870,7 +885,10 @@ drop_unnamed_secrets(struct ctl_ctx *c)
             json_array_append_new(drop, json_string(k));
     }
     json_array_foreach(drop, i, v)
+    {
         json_object_del(json_object_get(c->secrets, json_string_value(v)), "data");
+        json_object_del(json_object_get(c->secrets, json_string_value(v)), "fetched");
+    }
     json_decref(drop);
     json_decref(named);
 }
@@ -884,10 +902,30 @@ rebuild_cache(struct ctl_ctx *c)
     const char *k;
     size_t i;
 
+    json_t *named = json_object();
+
     pthread_mutex_lock(&c->mu);
-    json_object_foreach(c->phs, k, obj) json_array_append_new(ids, json_string(k));
+    json_object_foreach(c->phs, k, obj)
+    {
+        json_array_append_new(ids, json_string(k));
+        if (pc_json_str(obj, "secret"))
+            json_object_set_new(named, pc_json_str(obj, "secret"), json_true());
+    }
     drop_unnamed_secrets(c);
     pthread_mutex_unlock(&c->mu);
+    /* Every host is rendered below: their Secrets' data first (after a restart or failover
+     * none is held yet), or every such host would leave authd's config until its key ran. */
+    json_object_foreach(named, k, obj)
+    {
+        char *ns = pc_xstrdup(k), *slash = strchr(ns, '/');
+
+        if (slash) {
+            *slash = '\0';
+            fetch_secret(c, ns, slash + 1);
+        }
+        free(ns);
+    }
+    json_decref(named);
     pthread_mutex_lock(&c->hmu);
     json_array_foreach(ids, i, id)
     {
@@ -945,6 +983,29 @@ struct orphans {
     int rc;
 };
 
+/*
+ * Whether the host that owns obj (ref "ns/name", of kind) wants it now: the wanted set is a
+ * snapshot, and a key worker may have applied the object since (a new host, a wildcard
+ * added). Called with hmu.
+ */
+static bool
+still_wanted(struct ctl_ctx *c, const struct k8s_ref *kind, const json_t *obj, const char *ref)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *owner = pc_json_str(json_object_get(md, "annotations"), CTL_ANNOT_OWNER);
+    struct ctl_host *h = owner ? ctl_hosts_find(&c->hosts, owner) : NULL;
+    enum ctl_verdict v;
+
+    if (!h || h->deleting || h->ingress || !same_str(h->policy_name, pc_json_str(md, "name")))
+        return false;
+    v = ctl_host_verdict(h);
+    if (v != CTL_ACCEPTED && v != CTL_SECRET_MISSING)
+        return false;
+    if (h->applied_ref && strcmp(h->applied_ref, ref) != 0)
+        return false; /* moved to another namespace: this one is the old one */
+    return kind == &ap_ref || ctl_host_has_wildcard(h);
+}
+
 static int
 orphan_page(void *ud, json_t *items)
 {
@@ -958,9 +1019,16 @@ orphan_page(void *ud, json_t *items)
         char *ref = object_id(obj);
         int rc = 0;
 
-        if (name && !json_object_get(o->wanted, name))
+        if (!name || json_object_get(o->wanted, name)) {
+            free(ref);
+            continue;
+        }
+        /* Checked and deleted under hmu, so no key worker applies it in between. */
+        pthread_mutex_lock(&o->c->hmu);
+        if (!still_wanted(o->c, o->kind, obj, ref))
             rc = o->kind == &ap_ref ? delete_policy(o->c, ref, false)
                                     : delete_ref(o->c, o->kind, ref, "envoyfilter");
+        pthread_mutex_unlock(&o->c->hmu);
         if (rc < 0)
             o->rc = -1;
         free(ref);

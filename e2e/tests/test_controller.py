@@ -414,6 +414,29 @@ def test_missing_secret_then_ready(api, ctl):
     api.kubectl("delete", "protectedhost", "-n", "team-b", "late", "--timeout=30s")
 
 
+def test_restart_never_drops_a_host_from_authds_config(api, ctl):
+    """After a restart (or failover) the controller holds no Secret data yet (it watches
+    metadata only): the hosts that name one must stay in authd's config throughout, also
+    while the key workers are still going through them."""
+    names = [f"steady-{i}" for i in range(30)]
+    secret(api, "team-b", "steady-oidc", "steady-secret")
+    api.kubectl("apply", "-f", "-", input="---\n".join(
+        ph_manifest(n, "team-b", [f"{n}.example.com"], secret="steady-oidc") for n in names))
+    wait_for("all Ready", lambda: all((condition(api, "team-b", n, "Ready") or {}).get("status")
+                                      == "True" for n in names), timeout=60)
+    assert authd_config(api).count("clientSecret: steady-secret") == len(names)
+    ctl.stop()
+    ctl.start()
+    wait_for("controller ready", lambda: ctl.admin("/readyz")[0] == 200, timeout=30)
+    # The first resync re-renders every host and the global writer follows within seconds:
+    # sample the shards over that window.
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
+        assert authd_config(api).count("clientSecret: steady-secret") == len(names)
+        time.sleep(0.1)
+    api.kubectl("delete", "protectedhost", "-n", "team-b", *names, "--timeout=60s")
+
+
 def test_host_conflict(api, ctl):
     api.kubectl("apply", "-f", "-", input=ph_manifest("first", "team-a", ["shared.example.com"]))
     wait_for("first accepted", lambda: (condition(api, "team-a", "first", "Accepted") or {})
