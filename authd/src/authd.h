@@ -60,7 +60,11 @@ struct authd_keys {
     size_t n;
     uint8_t session[AUTHD_MAX_SECRETS][32]; /* session cookies */
     uint8_t state[AUTHD_MAX_SECRETS][32];   /* login state cookies */
+    uint8_t redis[AUTHD_MAX_SECRETS][32];   /* salt of the keys of sessions kept in Redis */
 };
+
+/* Where a host's sessions live: sealed in the cookie, or in Redis behind a ticket cookie. */
+enum authd_session_store { AUTHD_STORE_COOKIE, AUTHD_STORE_REDIS };
 
 /* One hosts[] entry of the config: a ProtectedHost's spec with its secrets resolved. */
 struct authd_host {
@@ -96,6 +100,7 @@ struct authd_host {
         int64_t lifetime;    /* seconds, default 12h */
         int64_t refresh;     /* seconds, 0 = never */
         enum authd_samesite same_site;
+        enum authd_session_store store; /* default cookie */
     } session;
     struct authd_upstream_header *upstream_headers;
     size_t nupstream_headers;
@@ -108,6 +113,29 @@ struct authd_host {
 };
 
 struct authd_pages;
+
+/*
+ * The top-level redis section: authd's one connection to the session store shared by every
+ * replica. Strings new, owned; the password is cleansed on free.
+ */
+struct authd_redis_config {
+    char *url;      /* redis://host[:port][/db] or rediss://..., as written (no userinfo) */
+    bool tls;       /* rediss:// */
+    char *host;     /* from the URL; "[v6]" brackets removed */
+    int port;       /* default 6379 */
+    int database;   /* the URL's /db or database:, default 0 */
+    char *username; /* ACL user, NULL: the default user */
+    char *password; /* read from password_file, NULL: no AUTH */
+    char *password_file;
+    char *ca_file;              /* rediss: CA bundle, NULL: the system's */
+    char *server_name;          /* rediss: the name the certificate must carry, default host */
+    char *key_prefix;           /* default "portcullis:" */
+    int64_t connect_timeout_ms; /* default 1000 */
+    int64_t command_timeout_ms; /* default 500, at most AUTHD_REDIS_MAX_COMMAND_MS */
+    int64_t revalidate;         /* seconds a held session is used before Redis is asked again */
+    int64_t grace;              /* seconds held sessions keep passing while Redis is down */
+};
+#define AUTHD_REDIS_MAX_COMMAND_MS 1500 /* a check through Envoy must end within its 2 s */
 
 struct authd_config {
     char *file;             /* path it was loaded from, or NULL */
@@ -126,8 +154,9 @@ struct authd_config {
      * whose strings the parts own; the config holds a reference to each. NULL otherwise. */
     struct authd_hostlist **parts;
     size_t nparts;
-    char *templates_dir;       /* templatesDir / --templates-dir, NULL: built-in pages */
-    struct authd_pages *pages; /* loaded from templates_dir; NULL: built-in pages */
+    char *templates_dir;              /* templatesDir / --templates-dir, NULL: built-in pages */
+    struct authd_pages *pages;        /* loaded from templates_dir; NULL: built-in pages */
+    struct authd_redis_config *redis; /* the redis section, NULL when absent */
 };
 
 /*
@@ -420,6 +449,28 @@ int authd_session_seal(const struct authd_keys *keys, const struct authd_host *h
 int authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
                        const char *cookie_header, int64_t now, struct authd_session **out);
 
+/*
+ * Whether an opened session (a cookie's or one kept in Redis) may serve host now: 0, or
+ * PC_EEXPIRED (expires_at <= now) or PC_EINVAL (minted for another issuer+client). Every
+ * session a check uses passes here.
+ */
+int authd_session_accept(const struct authd_host *host, const struct authd_session *s, int64_t now);
+
+/*
+ * The session's plaintext (compact JSON, new; the caller wipes it with pc_free_secret) and
+ * back: decode returns 0 with *out new or PC_EAUTH for anything that is not a session
+ * authd_session_encode wrote. Both stores seal this text.
+ */
+char *authd_session_encode(const struct authd_session *s);
+int authd_session_decode(const char *text, struct authd_session **out);
+
+/*
+ * Appends Set-Cookie values for a session cookie holding value (a ticket of a Redis session):
+ * the attributes of authd_session_seal, chunks the request carried cleared.
+ */
+void authd_session_set_value(const struct authd_host *host, const char *value, int64_t max_age,
+                             const char *cookie_header, struct authd_strlist *set_cookie);
+
 /* True when host->session.refresh > 0, s has a refresh token and now - refreshed_at >= refresh. */
 bool authd_session_needs_refresh(const struct authd_host *host, const struct authd_session *s,
                                  int64_t now);
@@ -461,6 +512,45 @@ int authd_login_state_open(const struct authd_keys *keys, const struct authd_hos
 
 /* New base64url SHA-256 of verifier: the PKCE S256 code_challenge. */
 char *authd_pkce_challenge(const char *verifier);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ticket.c: sessions kept in Redis (session.store: redis). No I/O. */
+
+#define AUTHD_TICKET_ID_LEN 16
+#define AUTHD_TICKET_SECRET_LEN 32
+#define AUTHD_MAX_REDIS_BLOB (256 * 1024) /* bytes of one sealed session in Redis */
+
+/* What the browser holds: the session's id and the secret its key derives from. */
+struct authd_ticket {
+    uint8_t id[AUTHD_TICKET_ID_LEN];
+    uint8_t secret[AUTHD_TICKET_SECRET_LEN];
+};
+
+/* A new random ticket. Returns 0 or PC_EIO. */
+int authd_ticket_new(struct authd_ticket *t);
+void authd_ticket_wipe(struct authd_ticket *t);
+/* The cookie value "t1." + base64url(id || secret), new (67 characters; wipe it). */
+char *authd_ticket_format(const struct authd_ticket *t);
+/* Parses a cookie value (len bytes) written by authd_ticket_format: 0 or PC_EPARSE. */
+int authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t);
+/* The Redis key of t's session, "<prefix>s:<b64url(id)>", and of its refresh lock ("l:"). New. */
+char *authd_ticket_redis_key(const char *prefix, const struct authd_ticket *t);
+char *authd_ticket_lock_key(const char *prefix, const struct authd_ticket *t);
+/*
+ * Seals s for Redis under t with the first key: *blob new (len bytes). Returns 0, PC_EINVAL
+ * (no keys), PC_ETOOBIG (over AUTHD_MAX_REDIS_BLOB) or PC_EIO.
+ */
+int authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
+                      const struct authd_ticket *t, const struct authd_session *s, uint8_t **blob,
+                      size_t *len);
+/*
+ * Opens a value read from Redis for t with any key and accepts it for host
+ * (authd_session_accept). Returns 0 with *out new, PC_ETOOBIG, PC_EAUTH (another ticket's,
+ * tampered, not authd's), PC_EEXPIRED or PC_EINVAL.
+ */
+int authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
+                      const struct authd_ticket *t, const void *blob, size_t len, int64_t now,
+                      struct authd_session **out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* jwt.c */
