@@ -533,7 +533,10 @@ void authd_ticket_wipe(struct authd_ticket *t);
 char *authd_ticket_format(const struct authd_ticket *t);
 /* Parses a cookie value (len bytes) written by authd_ticket_format: 0 or PC_EPARSE. */
 int authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t);
-/* The Redis key of t's session, "<prefix>s:<b64url(id)>", and of its refresh lock ("l:"). New. */
+/*
+ * The Redis key of t's session, "<prefix>s:" + 24 characters of a hash of the whole ticket, and
+ * of its refresh lock ("<prefix>l:..."). New.
+ */
 char *authd_ticket_redis_key(const char *prefix, const struct authd_ticket *t);
 char *authd_ticket_lock_key(const char *prefix, const struct authd_ticket *t);
 /*
@@ -1014,6 +1017,124 @@ int authd_pool_inflight(struct authd_pool *p);
 void authd_pool_counts(struct authd_pool *p, int *queued, int *running);
 
 /* ------------------------------------------------------------------------------------------ */
+/* redis.c: the connection to Redis on a thread of its own (hiredis' protocol over TCP or TLS);
+ * commands are submitted on the lws thread and complete there, through the worker pool. */
+
+enum authd_redis_type {
+    AUTHD_REDIS_NIL,
+    AUTHD_REDIS_STRING, /* a bulk string: str/len */
+    AUTHD_REDIS_STATUS, /* +OK: str/len */
+    AUTHD_REDIS_ERROR,  /* -ERR ...: str/len */
+    AUTHD_REDIS_INTEGER,
+    AUTHD_REDIS_ARRAY, /* elem/nelem, at most 8 */
+};
+struct authd_redis_reply {
+    enum authd_redis_type type;
+    long long integer;
+    char *str; /* NUL-terminated; len bytes before the NUL (may hold NULs) */
+    size_t len;
+    struct authd_redis_reply **elem;
+    size_t nelem;
+};
+void authd_redis_reply_free(struct authd_redis_reply *rep);
+
+/*
+ * A command's end, on the lws thread, exactly once: rc 0 with the reply (borrowed for the
+ * call; an error reply is rc 0 with type AUTHD_REDIS_ERROR), PC_EEXPIRED (no reply within
+ * commandTimeout) or PC_EIO (the connection went down first).
+ */
+typedef void (*authd_redis_done_fn)(void *ud, int rc, const struct authd_redis_reply *reply);
+
+struct authd_redis;
+/*
+ * Starts the thread that connects (and reconnects) to cfg's Redis (copied). Completions go to
+ * pool. Returns 0 with *out new, PC_EINVAL (TLS CA unusable, logged) or -errno.
+ */
+int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
+                    struct authd_redis **out);
+/* Stops the thread; commands not answered complete with PC_EIO (drain the pool after). */
+void authd_redis_stop(struct authd_redis *r);
+void authd_redis_free(struct authd_redis *r);
+/* Connected and authenticated. Any thread. */
+bool authd_redis_up(const struct authd_redis *r);
+/*
+ * Submits a command (argv[i] of lens[i] bytes; lens NULL: C strings). Returns 0 (done runs
+ * later), or at once, with done never called: PC_EIO (not connected), PC_ETOOBIG (4096
+ * commands pending), PC_EINVAL.
+ */
+int authd_redis_command(struct authd_redis *r, int argc, const char *const *argv,
+                        const size_t *lens, authd_redis_done_fn done, void *ud);
+struct authd_redis_stats {
+    bool up;
+    unsigned long long connects, disconnects, ok, errors, timeouts, refused;
+};
+void authd_redis_stats(const struct authd_redis *r, struct authd_redis_stats *st);
+
+/* ------------------------------------------------------------------------------------------ */
+/* store.c: the sessions of session.store: redis hosts on the I/O side: held sessions, reads,
+ * the write at login, the delete at sign-out, refresh across replicas. lws thread only. */
+
+struct authd_store;
+struct authd_store *authd_store_new(struct authd_server *srv);
+/* Makes the Redis connection match cfg->redis: started, restarted with new settings, stopped. */
+void authd_store_sync(struct authd_store *st, const struct authd_config *cfg);
+/* Stops the connection's thread (its commands complete through the pool: drain it after). */
+void authd_store_stop(struct authd_store *st);
+void authd_store_free(struct authd_store *st);
+/* Redis is configured and connected. */
+bool authd_store_up(const struct authd_store *st);
+
+/*
+ * The session of a check at a redis-store host, without waiting: 0 with *s borrowed (until
+ * control returns to the loop) when held and fresh, or held within grace while Redis is down;
+ * PC_EMORE when Redis must be asked (authd_store_fetch); PC_ENOTFOUND (no ticket cookie);
+ * PC_EIO (Redis down, nothing held within grace). Never touches the network.
+ */
+int authd_store_lookup(struct authd_store *st, const struct authd_host *host,
+                       const char *cookie_header, int64_t now, const struct authd_session **s);
+/* How a Redis read ends, on the lws thread: rc 0 with s borrowed for the call, or why not. */
+typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session *s);
+/*
+ * Reads the request's first ticket from Redis (one GET shared by the checks asking at once).
+ * Returns 0 (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND,
+ * PC_EIO, PC_ETOOBIG (too many reads in flight).
+ */
+int authd_store_fetch(struct authd_store *st, const struct authd_host *host,
+                      const char *cookie_header, authd_store_cont_fn cont, void *ud);
+
+/* How a login's write ends: rc 0 with the held session and the ticket's Set-Cookie values. */
+typedef void (*authd_store_saved_fn)(void *ud, int rc, const struct authd_session *s,
+                                     const struct authd_strlist *set_cookie);
+/*
+ * Writes the new session s (taken) to Redis under a new ticket for the rest of its life.
+ * Returns 0 (done runs later, exactly once) or an error at once (done never called).
+ */
+int authd_store_save(struct authd_store *st, const struct authd_host *host, struct authd_session *s,
+                     const char *cookie_header, authd_store_saved_fn done, void *ud);
+
+typedef void (*authd_store_dropped_fn)(void *ud, int rc);
+/*
+ * Deletes the sessions of the request's tickets from Redis. *held gets the session held for
+ * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later), or
+ * PC_ENOTFOUND (no ticket) / PC_EIO (Redis down) at once. Call authd_store_forget after.
+ */
+int authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
+                         const char *cookie_header, const struct authd_session **held,
+                         authd_store_dropped_fn done, void *ud);
+/* Drops what this replica holds for the request's tickets. */
+void authd_store_forget(struct authd_store *st, const struct authd_host *host,
+                        const char *cookie_header);
+/*
+ * Called on the check path when the held session of the request is due for refresh. Never
+ * waits: takes the refresh lock in Redis and, when this replica got it, refreshes at the IdP
+ * and writes the session back; the ticket (the cookie) stays as it is.
+ */
+void authd_store_refresh(struct authd_store *st, const struct authd_host *host,
+                         const char *cookie_header);
+/* Appends the portcullis_authd_redis_* series (nothing when Redis is not configured). */
+void authd_store_metrics(const struct authd_store *st, struct pc_buf *out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* reload.c: reference-counted configs and the config file watcher. */
 
 /* A loaded config shared by the lws thread and work in flight; freed with its last ref. */
@@ -1222,6 +1343,7 @@ struct authd_server {
     struct authd_oidc *oidc;
     struct authd_refresh *refresh;
     struct authd_sesscache *sessions;
+    struct authd_store *store;   /* sessions of redis-store hosts */
     struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
     struct authd_kube *kube; /* --watch-config, else NULL */
@@ -1299,10 +1421,13 @@ void authd_login_start(struct authd_server *srv, const struct authd_host *host,
 int authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                          const struct authd_http *h, const char *host_name, const char *query,
                          void *conn, struct authd_reply *r);
-/* Clears every authd cookie and redirects (IdP end_session_endpoint when known). */
-void authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
-                          const struct authd_http *h, const char *host_name, const char *query,
-                          struct authd_reply *r);
+/*
+ * Clears every authd cookie and redirects (IdP end_session_endpoint when known). For a
+ * redis-store host the session is deleted in Redis first. Returns like authd_door_handle.
+ */
+int authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
+                         const struct authd_http *h, const char *host_name, const char *query,
+                         void *conn, struct authd_reply *r);
 
 struct authd_refresh;
 struct authd_refresh *authd_refresh_new(void);
@@ -1319,6 +1444,15 @@ int authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
                         struct authd_strlist *set_cookie);
 /* Drops finished entries older than their retention. */
 void authd_refresh_expire(struct authd_refresh *t, int64_t now);
+/*
+ * The session a refresh grant yields (new; both stores): from the verified claims of the new
+ * ID token (idt, NULL: the old one is kept) with the old login time and expiry, refused
+ * (PC_EAUTH) when its sub differs; or, with claims NULL, the old session with refresh token rt
+ * (NULL: the old one). refreshed_at = now. Returns 0 or the error.
+ */
+int authd_session_refreshed(const struct authd_host *host, const struct authd_session *old,
+                            const json_t *claims, const char *idt, const char *rt, int64_t now,
+                            struct authd_session **out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* oidc.c: discovery, JWKS cache and token endpoint calls, all on the worker pool. */

@@ -3,8 +3,8 @@
  * Redis holds for it. No I/O.
  *
  * A ticket is a random id (16 bytes) and a random secret (32 bytes); the cookie value is
- * "t1." + base64url(id || secret), 67 characters. Redis holds, under <prefix>s:<b64url(id)>,
- * version || nonce || AES-256-GCM(session JSON) with the key
+ * "t1." + base64url(id || secret), 67 characters. Redis holds, under a key named by a hash of
+ * the whole ticket (key_name), version || nonce || AES-256-GCM(session JSON) with the key
  *     HKDF-SHA256(ikm = secret, salt = keys->redis[i], info = "portcullis-authd redis session
  *                 v1" || id)
  * and the authenticated data version || id || cookie name. Redis never sees the secret, so a
@@ -80,13 +80,26 @@ authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t)
     return rc;
 }
 
+/*
+ * "<prefix><kind><b64url(SHA-256(label || id || secret)[0..18))>": a key name only the holder
+ * of the whole ticket can compute, so a sign-out (DEL) needs the secret as much as a read, and
+ * the names Redis lists give away neither half.
+ */
 static char *
 key_name(const char *prefix, const char *kind, const struct authd_ticket *t)
 {
-    char *id = pc_b64url_encode(t->id, sizeof(t->id));
-    char *out = pc_xasprintf("%s%s%s", prefix, kind, id);
+    static const char label[] = "portcullis-authd redis key v1";
+    uint8_t buf[sizeof(label) - 1 + sizeof(t->id) + sizeof(t->secret)], digest[32];
+    char *b64, *out;
 
-    free(id);
+    memcpy(buf, label, sizeof(label) - 1);
+    memcpy(buf + sizeof(label) - 1, t->id, sizeof(t->id));
+    memcpy(buf + sizeof(label) - 1 + sizeof(t->id), t->secret, sizeof(t->secret));
+    pc_sha256(buf, sizeof(buf), digest);
+    b64 = pc_b64url_encode(digest, 18);
+    out = pc_xasprintf("%s%s%s", prefix, kind, b64);
+    pc_cleanse(buf, sizeof(buf));
+    free(b64);
     return out;
 }
 

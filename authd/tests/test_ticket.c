@@ -108,9 +108,14 @@ test_ticket_roundtrip(void **state)
     key = authd_ticket_redis_key("portcullis:", &t);
     lock = authd_ticket_lock_key("portcullis:", &t);
     assert_int_equal(strncmp(key, "portcullis:s:", 13), 0);
-    assert_int_equal(strlen(key), 13 + 22);
+    assert_int_equal(strlen(key), 13 + 24);
     assert_int_equal(strncmp(lock, "portcullis:l:", 13), 0);
     assert_string_equal(key + 13, lock + 13);
+    /* named by the whole ticket: another secret, another key (a DEL needs the secret too) */
+    back.secret[0] ^= 1;
+    char *other = authd_ticket_redis_key("portcullis:", &back);
+    assert_string_not_equal(key, other);
+    free(other);
     free(key);
     free(lock);
     free(v);
