@@ -1195,6 +1195,8 @@ void authd_kube_free(struct authd_kube *k);
 /* sesscache.c: opened sessions of the check path, keyed by the exact Cookie header, the host
  * policy and the config generation; expiry checked on every hit. lws thread only. */
 
+/* A fast non-cryptographic hash of n bytes, to pick a slot (entries are compared in full). */
+uint64_t authd_hash_bytes(const char *p, size_t n);
 struct authd_sesscache;
 struct authd_sesscache *authd_sesscache_new(size_t n);
 void authd_sesscache_free(struct authd_sesscache *c);

@@ -62,8 +62,23 @@ static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing",
 enum { RF_DONE, RF_LOCKED, RF_FAILED, RF_REVOKED, NRF };
 static const char *const rf_names[NRF] = {"done", "locked_elsewhere", "failed", "revoked"};
 
+/*
+ * The check path's shortcut: a Cookie header seen before, and the held entry its ticket
+ * found, so an identical header needs no cookie or ticket parsing (a browser sends the same
+ * header on every request). Compared in full; the entry must still hold the same ticket.
+ */
+struct by_header {
+    uint64_t hash;
+    char *cookie;
+    size_t len;
+    uint32_t held;
+    struct authd_ticket t;
+};
+#define MAX_HEADER_CACHED 8192
+
 struct authd_store {
     struct authd_server *srv;
+    struct by_header by_header[HELD_SLOTS];
     struct authd_redis *redis;
     struct authd_redis_config *cfg; /* what redis was started with; NULL: none */
     struct held held[HELD_SLOTS];
@@ -166,9 +181,72 @@ authd_store_up(const struct authd_store *st)
     return st != NULL && authd_redis_up(st->redis);
 }
 
+static int lookup_parsed(struct authd_store *st, const struct authd_host *host,
+                         const char *cookie_header, uint64_t h, int64_t now,
+                         const struct authd_session **s);
+
+static void
+by_header_clear(struct by_header *b)
+{
+    if (b->cookie != NULL)
+        pc_cleanse(b->cookie, b->len);
+    free(b->cookie);
+    pc_cleanse(b, sizeof(*b));
+}
+
+/* The fresh held session of this exact header and host, or NULL. */
+static const struct authd_session *
+by_header_get(struct authd_store *st, const struct authd_host *host, const char *cookie, size_t len,
+              uint64_t h, int64_t now)
+{
+    struct by_header *b = &st->by_header[h % HELD_SLOTS];
+    struct held *e;
+
+    if (b->cookie == NULL || b->hash != h || b->len != len || memcmp(b->cookie, cookie, len) != 0)
+        return NULL;
+    e = &st->held[b->held];
+    if (e->s == NULL || !pc_memeq(&e->t, &b->t, sizeof(b->t)) ||
+        strcmp(e->cookie_name, host->session.cookie_name) != 0 ||
+        authd_session_accept(host, e->s, now) != 0 || !fresh(st, e, authd_mono_us()))
+        return NULL;
+    return e->s;
+}
+
+static void
+by_header_put(struct authd_store *st, const char *cookie, size_t len, uint64_t h,
+              const struct held *e)
+{
+    struct by_header *b = &st->by_header[h % HELD_SLOTS];
+
+    by_header_clear(b);
+    b->hash = h;
+    b->cookie = pc_xstrndup(cookie, len);
+    b->len = len;
+    b->held = (uint32_t)(e - st->held);
+    b->t = e->t;
+}
+
 int
 authd_store_lookup(struct authd_store *st, const struct authd_host *host, const char *cookie_header,
                    int64_t now, const struct authd_session **s)
+{
+    size_t len = cookie_header ? strnlen(cookie_header, MAX_HEADER_CACHED + 1) : 0;
+    uint64_t h = 0;
+
+    if (st != NULL && st->cfg != NULL && len > 0 && len <= MAX_HEADER_CACHED) {
+        h = authd_hash_bytes(cookie_header, len);
+        if ((*s = by_header_get(st, host, cookie_header, len, h, now)) != NULL) {
+            st->sessions[SRC_HELD]++;
+            return 0;
+        }
+    }
+    return lookup_parsed(st, host, cookie_header, len <= MAX_HEADER_CACHED ? h : 0, now, s);
+}
+
+/* The lookup after parsing the header's tickets; h: its hash (0: not to be remembered). */
+static int
+lookup_parsed(struct authd_store *st, const struct authd_host *host, const char *cookie_header,
+              uint64_t h, int64_t now, const struct authd_session **s)
 {
     struct authd_ticket t[MAX_TICKETS];
     size_t n = tickets_of(host, cookie_header, t);
@@ -185,9 +263,11 @@ authd_store_lookup(struct authd_store *st, const struct authd_host *host, const 
 
         if (arc == PC_EEXPIRED)
             held_clear(e);
-        if (arc == 0 && fresh(st, e, now_us))
+        if (arc == 0 && fresh(st, e, now_us)) {
             *s = e->s;
-        else if (arc == 0 && stale == NULL)
+            if (h != 0)
+                by_header_put(st, cookie_header, strlen(cookie_header), h, e);
+        } else if (arc == 0 && stale == NULL)
             stale = e;
     }
     if (*s != NULL) {
@@ -804,9 +884,11 @@ authd_store_free(struct authd_store *st)
         return;
     authd_redis_free(st->redis);
     free_settings(st->cfg);
-    for (size_t i = 0; i < HELD_SLOTS; i++)
+    for (size_t i = 0; i < HELD_SLOTS; i++) {
         if (st->held[i].s != NULL)
             held_clear(&st->held[i]);
+        by_header_clear(&st->by_header[i]);
+    }
     free(st);
 }
 
