@@ -223,6 +223,8 @@ struct authd_overrides {
     size_t nsecret_files;        /* 0: the file's cookieSecretFiles */
     bool allow_insecure_issuers; /* true wins over the file's allowInsecureIssuers */
     const char *templates_dir;   /* NULL: the file's templatesDir */
+    /* --redis-*: with redis_url set they replace the file's whole redis section. */
+    const char *redis_url, *redis_username, *redis_password_file, *redis_ca_file;
 };
 
 struct authd_config_opts {

@@ -1283,6 +1283,33 @@ parse_redis_fields(struct ctx *c, const struct pc_ynode *n, struct authd_redis_c
     return load_redis_password(c, n, r);
 }
 
+/*
+ * The --redis-* flags as a redis section (JSON is YAML), checked as the file's would be; its
+ * diagnostics point into the flags, so they say so.
+ */
+static int
+redis_flags(struct ctx *c, const struct authd_overrides *ov, struct pc_ynode **out)
+{
+    json_t *o = json_pack("{s:s}", "url", ov->redis_url);
+    struct pc_diag d = {0};
+    char *text;
+    int rc;
+
+    if (ov->redis_username)
+        json_object_set_new(o, "username", json_string(ov->redis_username));
+    if (ov->redis_password_file)
+        json_object_set_new(o, "passwordFile", json_string(ov->redis_password_file));
+    if (ov->redis_ca_file)
+        json_object_set_new(o, "caFile", json_string(ov->redis_ca_file));
+    text = json_dumps(o, JSON_COMPACT);
+    rc = pc_yaml_load(text, strlen(text), out, &d);
+    free(text);
+    json_decref(o);
+    if (rc != 0)
+        return fail(c, NULL, "--redis-url: %s", d.msg);
+    return 0;
+}
+
 static int
 parse_redis(struct ctx *c, const struct pc_ynode *root)
 {
@@ -1290,9 +1317,15 @@ parse_redis(struct ctx *c, const struct pc_ynode *root)
         "url",       "username",       "passwordFile",   "database",   "caFile", "serverName",
         "keyPrefix", "connectTimeout", "commandTimeout", "revalidate", "grace",  NULL};
     const struct pc_ynode *n = pc_ynode_get(root, "redis");
+    const struct authd_overrides *ov = c->opts->overrides;
+    struct pc_ynode *flags = NULL;
     struct authd_redis_config *r;
     int rc;
 
+    if (ov != NULL && ov->redis_url != NULL && (rc = redis_flags(c, ov, &flags)) != 0)
+        return rc;
+    if (flags != NULL)
+        n = flags;
     if (n == NULL || is_null(n))
         return 0;
     if ((rc = want_type(c, n, PC_YNODE_MAP, "redis")) != 0 ||
@@ -1304,7 +1337,9 @@ parse_redis(struct ctx *c, const struct pc_ynode *root)
     r->command_timeout_ms = 500;
     r->revalidate = 2;
     r->grace = 30;
-    return parse_redis_fields(c, n, r);
+    rc = parse_redis_fields(c, n, r);
+    pc_ynode_free(flags);
+    return rc;
 }
 
 /* A host whose sessions live in Redis needs the redis section (whole configs only: a shard's

@@ -375,6 +375,41 @@ test_redis_config_errors(void **state)
     }
 }
 
+/* --redis-* replace the file's section, are checked like it, and work with no file at all. */
+static void
+test_redis_flags(void **state)
+{
+    struct authd_overrides ov = {.redis_url = "rediss://redis.example.com:6380/1",
+                                 .redis_username = "portcullis",
+                                 .redis_password_file = "pw",
+                                 .redis_ca_file = "/ca.pem"};
+    struct authd_config_opts opts = {.read_file = mem_reader, .overrides = &ov};
+    const char *text = "cookieSecretFiles: [a]\n" REDIS_OK "hosts: []\n";
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    (void)state;
+    assert_int_equal(authd_config_parse(text, strlen(text), &opts, &cfg, &diag), 0);
+    assert_true(cfg->redis->tls);
+    assert_string_equal(cfg->redis->host, "redis.example.com");
+    assert_int_equal(cfg->redis->port, 6380);
+    assert_int_equal(cfg->redis->database, 1);
+    assert_string_equal(cfg->redis->username, "portcullis");
+    assert_string_equal(cfg->redis->password, "redis-password-1");
+    assert_string_equal(cfg->redis->ca_file, "/ca.pem");
+    authd_config_free(cfg);
+    ov.redis_url = "redis://u:p@h";
+    assert_int_not_equal(authd_config_parse(text, strlen(text), &opts, &cfg, &diag), 0);
+    assert_non_null(strstr(diag.msg, "redis.passwordFile"));
+    ov = (struct authd_overrides){.redis_url = "redis://h", .nsecret_files = 1};
+    ov.secret_files[0] = "a";
+    opts.head_only = true;
+    assert_int_equal(authd_config_parse("{}", 2, &opts, &cfg, &diag), 0);
+    assert_string_equal(cfg->redis->host, "h");
+    assert_null(cfg->redis->password);
+    authd_config_free(cfg);
+}
+
 static void
 test_store_values(void **state)
 {
@@ -406,6 +441,7 @@ main(void)
         cmocka_unit_test(test_bound_to_cookie_secret_name_and_client),
         cmocka_unit_test(test_redis_config),
         cmocka_unit_test(test_redis_config_errors),
+        cmocka_unit_test(test_redis_flags),
         cmocka_unit_test(test_store_values),
     };
 
