@@ -136,6 +136,9 @@ struct authd_redis_config {
     int64_t grace;              /* seconds held sessions keep passing while Redis is down */
 };
 #define AUTHD_REDIS_MAX_COMMAND_MS 1500 /* a check through Envoy must end within its 2 s */
+/* A new deep copy of r (NULL: NULL); free it with authd_redis_config_free (NULL: no-op). */
+struct authd_redis_config *authd_redis_config_copy(const struct authd_redis_config *r);
+void authd_redis_config_free(struct authd_redis_config *r);
 
 struct authd_config {
     char *file;             /* path it was loaded from, or NULL */

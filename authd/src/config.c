@@ -1166,8 +1166,8 @@ parse_redis_url(struct authd_redis_config *r)
     return NULL;
 }
 
-static void
-redis_config_free(struct authd_redis_config *r)
+void
+authd_redis_config_free(struct authd_redis_config *r)
 {
     if (r == NULL)
         return;
@@ -1188,8 +1188,8 @@ dup_or_null(const char *s)
     return s != NULL ? pc_xstrdup(s) : NULL;
 }
 
-static struct authd_redis_config *
-redis_config_copy(const struct authd_redis_config *r)
+struct authd_redis_config *
+authd_redis_config_copy(const struct authd_redis_config *r)
 {
     struct authd_redis_config *o;
 
@@ -1617,7 +1617,7 @@ authd_config_free(struct authd_config *cfg)
     authd_keys_release(&cfg->keys);
     free(cfg->templates_dir);
     authd_pages_put(cfg->pages);
-    redis_config_free(cfg->redis);
+    authd_redis_config_free(cfg->redis);
     json_decref(cfg->exact);
     json_decref(cfg->wild);
     free(cfg);
@@ -1707,7 +1707,7 @@ authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *
     cfg->keys = head->keys;
     cfg->templates_dir = head->templates_dir ? pc_xstrdup(head->templates_dir) : NULL;
     cfg->pages = authd_pages_get(head->pages);
-    cfg->redis = redis_config_copy(head->redis);
+    cfg->redis = authd_redis_config_copy(head->redis);
     cfg->parts = pc_xcalloc(nparts ? nparts : 1, sizeof(*cfg->parts));
     for (size_t i = 0; i < nparts; i++)
         n += parts[i]->n;

@@ -360,12 +360,12 @@ userinfo_reply(const struct authd_host *host, const struct authd_session *s, str
 /* ------------------------------------------------------------------------------------------ */
 /* checks waiting for Redis (session.store: redis) */
 
+/* clang-format off */
 #define HTTP_FIELDS(X)                                                                             \
-    X(method)                                                                                      \
-    X(path)                                                                                        \
-    X(query) X(uri) X(host) X(cookie) X(authorization) X(accept) X(x_requested_with)               \
-        X(sec_fetch_mode) X(x_forwarded_proto) X(x_forwarded_host) X(x_original_uri)               \
-            X(x_original_url)
+    X(method) X(path) X(query) X(uri) X(host) X(cookie) X(authorization) X(accept)                 \
+    X(x_requested_with) X(sec_fetch_mode) X(x_forwarded_proto) X(x_forwarded_host)                \
+    X(x_original_uri) X(x_original_url)
+/* clang-format on */
 
 /* A check (or userinfo) whose session Redis is asked for: the request copied, since the
  * connection's buffers serve the next request meanwhile. */

@@ -62,8 +62,7 @@ struct cmd {
 };
 
 struct authd_redis {
-    struct authd_redis_config cfg; /* strings borrowed from copies owned here */
-    char *strs[6];
+    struct authd_redis_config *cfg; /* a copy, owned */
     struct authd_pool *pool;
     pthread_t thread;
     bool started;
@@ -85,15 +84,6 @@ struct authd_redis {
     int64_t last_io_us;
     char why[160]; /* why the connection went down, logged once per change */
 };
-
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* replies: hiredis' reader builds these */
@@ -190,6 +180,18 @@ static redisReplyObjectFunctions reply_fns = {create_string, create_array, creat
 /* ------------------------------------------------------------------------------------------ */
 /* commands */
 
+/* Appends c to the list head..tail (FIFO: replies come in order). */
+static void
+append_cmd(struct cmd **head, struct cmd **tail, struct cmd *c)
+{
+    c->next = NULL;
+    if (*tail)
+        (*tail)->next = c;
+    else
+        *head = c;
+    *tail = c;
+}
+
 static void
 cmd_done(struct authd_job *job)
 {
@@ -238,7 +240,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
     c->r = r;
     c->buf = buf;
     c->len = (size_t)n;
-    c->deadline_us = mono_us() + r->cfg.command_timeout_ms * 1000;
+    c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
     c->done = done;
     c->ud = ud;
     pthread_mutex_lock(&r->mu);
@@ -246,11 +248,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
         rc = PC_ETOOBIG;
     } else {
         r->pending++;
-        if (r->qtail)
-            r->qtail->next = c;
-        else
-            r->qhead = c;
-        r->qtail = c;
+        append_cmd(&r->qhead, &r->qtail, c);
     }
     pthread_mutex_unlock(&r->mu);
     if (rc != 0) {
@@ -311,17 +309,19 @@ ssl_error(void)
 static void
 fail_all(struct authd_redis *r, int rc)
 {
-    int64_t now = mono_us();
+    int64_t now = authd_mono_us();
     struct cmd *list, *c;
 
     pthread_mutex_lock(&r->mu);
     list = r->qhead;
     r->qhead = r->qtail = NULL;
     pthread_mutex_unlock(&r->mu);
-    if (r->itail)
-        r->itail->next = list;
-    else
-        r->ihead = list;
+    if (list != NULL) {
+        if (r->itail)
+            r->itail->next = list;
+        else
+            r->ihead = list;
+    }
     list = r->ihead;
     r->ihead = r->itail = NULL;
     while ((c = list) != NULL) {
@@ -348,10 +348,10 @@ disconnect(struct authd_redis *r, int rc)
     r->unparsed = 0;
     fail_all(r, rc);
     if (was_up && atomic_load(&r->stop)) {
-        pc_log(PC_LOG_INFO, "redis", "state", "closed", "address", r->cfg.url, NULL);
+        pc_log(PC_LOG_INFO, "redis", "state", "closed", "address", r->cfg->url, NULL);
     } else if (was_up) {
         atomic_fetch_add(&r->disconnects, 1);
-        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg.url, "reason", r->why,
+        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason", r->why,
                NULL);
     }
 }
@@ -362,7 +362,7 @@ static int
 wait_fd(struct authd_redis *r, short events, int64_t deadline_us)
 {
     struct pollfd p[2] = {{.fd = r->fd, .events = events}, {.fd = r->wake[0], .events = POLLIN}};
-    int64_t left = deadline_us - mono_us();
+    int64_t left = deadline_us - authd_mono_us();
 
     if (atomic_load(&r->stop))
         return -1;
@@ -483,7 +483,7 @@ receive(struct authd_redis *r)
             return -1;
         }
     }
-    r->last_io_us = mono_us();
+    r->last_io_us = authd_mono_us();
     return got < 0 ? -1 : 0;
 }
 
@@ -501,13 +501,8 @@ take_queued(struct authd_redis *r)
         struct cmd *c = list;
 
         list = c->next;
-        c->next = NULL;
         pc_buf_append(&r->out, c->buf, c->len);
-        if (r->itail)
-            r->itail->next = c;
-        else
-            r->ihead = c;
-        r->itail = c;
+        append_cmd(&r->ihead, &r->itail, c);
     }
 }
 
@@ -519,14 +514,10 @@ ping(struct authd_redis *r)
     int n = redisFormatCommandArgv(&c->buf, 1, (const char **)argv, NULL);
 
     c->len = (size_t)(n > 0 ? n : 0);
-    c->deadline_us = mono_us() + r->cfg.command_timeout_ms * 1000;
+    c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
     c->r = r;
     pthread_mutex_lock(&r->mu);
-    if (r->qtail)
-        r->qtail->next = c;
-    else
-        r->qhead = c;
-    r->qtail = c;
+    append_cmd(&r->qhead, &r->qtail, c);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -544,7 +535,7 @@ static int
 serve(struct authd_redis *r)
 {
     struct pollfd p[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->wake[0], .events = POLLIN}};
-    int64_t now = mono_us(), until = now + IDLE_PING_US;
+    int64_t now = authd_mono_us(), until = now + IDLE_PING_US;
     int timeout;
 
     take_queued(r);
@@ -589,8 +580,8 @@ tcp_connect(struct authd_redis *r, int64_t deadline_us)
     char port[8];
     int err, one = 1;
 
-    snprintf(port, sizeof(port), "%d", r->cfg.port);
-    if ((err = getaddrinfo(r->cfg.host, port, &hints, &res)) != 0) {
+    snprintf(port, sizeof(port), "%d", r->cfg->port);
+    if ((err = getaddrinfo(r->cfg->host, port, &hints, &res)) != 0) {
         set_why(r, "cannot resolve the host", gai_strerror(err));
         return -1;
     }
@@ -622,7 +613,7 @@ tcp_connect(struct authd_redis *r, int64_t deadline_us)
 static int
 tls_handshake(struct authd_redis *r, int64_t deadline_us)
 {
-    const char *name = r->cfg.server_name ? r->cfg.server_name : r->cfg.host;
+    const char *name = r->cfg->server_name ? r->cfg->server_name : r->cfg->host;
     struct in6_addr ip;
     bool is_ip = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
 
@@ -664,31 +655,27 @@ queue_hello(struct authd_redis *r)
     const char *argv[3];
     char db[8];
 
-    if (r->cfg.password != NULL) {
+    if (r->cfg->password != NULL) {
         int n = 0;
 
         argv[n++] = "AUTH";
-        if (r->cfg.username != NULL)
-            argv[n++] = r->cfg.username;
-        argv[n++] = r->cfg.password;
+        if (r->cfg->username != NULL)
+            argv[n++] = r->cfg->username;
+        argv[n++] = r->cfg->password;
         struct cmd *c = pc_xcalloc(1, sizeof(*c));
         c->what = "AUTH refused";
         c->len = (size_t)redisFormatCommandArgv(&c->buf, n, argv, NULL);
         pc_buf_append(&r->out, c->buf, c->len);
-        r->ihead = r->itail = c;
+        append_cmd(&r->ihead, &r->itail, c);
     }
-    snprintf(db, sizeof(db), "%d", r->cfg.database);
+    snprintf(db, sizeof(db), "%d", r->cfg->database);
     argv[0] = "SELECT";
     argv[1] = db;
     struct cmd *s = pc_xcalloc(1, sizeof(*s));
     s->what = "SELECT refused";
     s->len = (size_t)redisFormatCommandArgv(&s->buf, 2, argv, NULL);
     pc_buf_append(&r->out, s->buf, s->len);
-    if (r->itail)
-        r->itail->next = s;
-    else
-        r->ihead = s;
-    r->itail = s;
+    append_cmd(&r->ihead, &r->itail, s);
 }
 
 /* Sends the hello commands and reads their replies until deadline. 0 or -1. */
@@ -751,7 +738,7 @@ free_hello(struct authd_redis *r)
 static int
 connect_redis(struct authd_redis *r)
 {
-    int64_t deadline = mono_us() + r->cfg.connect_timeout_ms * 1000;
+    int64_t deadline = authd_mono_us() + r->cfg->connect_timeout_ms * 1000;
 
     r->reader = redisReaderCreateWithFunctions(&reply_fns);
     if (tcp_connect(r, deadline) != 0 || (r->ctx && tls_handshake(r, deadline) != 0) ||
@@ -760,10 +747,10 @@ connect_redis(struct authd_redis *r)
         disconnect(r, PC_EIO);
         return -1;
     }
-    r->last_io_us = mono_us();
+    r->last_io_us = authd_mono_us();
     atomic_store(&r->up, true);
     atomic_fetch_add(&r->connects, 1);
-    pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg.url, NULL);
+    pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg->url, NULL);
     return 0;
 }
 
@@ -792,7 +779,7 @@ run(void *arg)
                 continue;
             }
             if (!logged) /* once per outage: every retry would flood the log */
-                pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg.url, "reason",
+                pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
                        r->why, NULL);
             logged = true;
             sleep_ms(r, backoff);
@@ -831,20 +818,9 @@ authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
                 struct authd_redis **out)
 {
     struct authd_redis *r = pc_xcalloc(1, sizeof(*r));
-    const char *src[6] = {cfg->url,      cfg->host,        cfg->username,
-                          cfg->password, cfg->server_name, cfg->ca_file};
 
     *out = NULL;
-    r->cfg = *cfg;
-    for (size_t i = 0; i < 6; i++)
-        r->strs[i] = src[i] ? pc_xstrdup(src[i]) : NULL;
-    r->cfg.url = r->strs[0];
-    r->cfg.host = r->strs[1];
-    r->cfg.username = r->strs[2];
-    r->cfg.password = r->strs[3];
-    r->cfg.server_name = r->strs[4];
-    r->cfg.ca_file = r->strs[5];
-    r->cfg.password_file = r->cfg.key_prefix = NULL;
+    r->cfg = authd_redis_config_copy(cfg);
     r->pool = pool;
     r->fd = -1;
     r->wake[0] = r->wake[1] = -1;
@@ -886,9 +862,7 @@ authd_redis_free(struct authd_redis *r)
         return;
     authd_redis_stop(r);
     fail_all(r, PC_EIO);
-    for (size_t i = 0; i < 6; i++)
-        if (r->strs[i] != NULL)
-            pc_free_secret(r->strs[i]);
+    authd_redis_config_free(r->cfg);
     if (r->ctx != NULL)
         SSL_CTX_free(r->ctx);
     for (int i = 0; i < 2; i++)

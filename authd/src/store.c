@@ -810,38 +810,6 @@ same_settings(const struct authd_redis_config *a, const struct authd_redis_confi
 #undef SAME
 }
 
-static struct authd_redis_config *
-copy_settings(const struct authd_redis_config *c)
-{
-    struct authd_redis_config *o = pc_xcalloc(1, sizeof(*o));
-
-    *o = *c;
-    o->url = pc_xstrdup(c->url);
-    o->host = pc_xstrdup(c->host);
-    o->key_prefix = pc_xstrdup(c->key_prefix);
-    o->username = c->username ? pc_xstrdup(c->username) : NULL;
-    o->password = c->password ? pc_xstrdup(c->password) : NULL;
-    o->ca_file = c->ca_file ? pc_xstrdup(c->ca_file) : NULL;
-    o->server_name = c->server_name ? pc_xstrdup(c->server_name) : NULL;
-    o->password_file = NULL;
-    return o;
-}
-
-static void
-free_settings(struct authd_redis_config *c)
-{
-    if (c == NULL)
-        return;
-    free(c->url);
-    free(c->host);
-    free(c->key_prefix);
-    free(c->username);
-    pc_free_secret(c->password);
-    free(c->ca_file);
-    free(c->server_name);
-    free(c);
-}
-
 void
 authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
 {
@@ -860,11 +828,11 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
     /* Commands of the old connection complete (PC_EIO) through the pool as usual. */
     authd_redis_free(st->redis);
     st->redis = NULL;
-    free_settings(old);
+    authd_redis_config_free(old);
     st->cfg = NULL;
     if (want == NULL)
         return;
-    st->cfg = copy_settings(want);
+    st->cfg = authd_redis_config_copy(want);
     if (authd_redis_new(want, st->srv->pool, &st->redis) != 0)
         pc_log(PC_LOG_ERROR, "redis", "error", "cannot start the redis connection", "address",
                want->url, NULL);
@@ -883,7 +851,7 @@ authd_store_free(struct authd_store *st)
     if (st == NULL)
         return;
     authd_redis_free(st->redis);
-    free_settings(st->cfg);
+    authd_redis_config_free(st->cfg);
     for (size_t i = 0; i < HELD_SLOTS; i++) {
         if (st->held[i].s != NULL)
             held_clear(&st->held[i]);
