@@ -289,3 +289,24 @@ def test_rediss_with_acl_user(tmp_path):
                 assert len(redis.keys("portcullis:s:*")) == 1
             finally:
                 a.stop()
+
+
+def test_reload_moves_authd_to_another_redis_without_a_restart(env):
+    """A config reload with other redis settings: the old connection is let go off the loop
+    (it was retrying an address that resolves nowhere), the new one is up, logins work."""
+    redis = env["redis"]
+    a = Replica("authd-redis-reload", env["idp"].issuer, redis,
+                section="redis: {url: 'redis://no-such-host.invalid:6379'}\n")
+    a.start(ready="/readyz", timeout=20)
+    try:
+        assert a.readyz() == (200, {"ready": True, "redis": "down"})
+        r = a.request("/ext-authz/app")
+        assert r["status"] == 401 and b"session store (Redis)" in r["body"]
+        a.c["redis"] = redis.config()
+        a.write_config(config(a.c))
+        wait_for("the reload to reach Redis", lambda: a.readyz()[1].get("redis") == "up",
+                 timeout=15)
+        assert a.check({"_portcullis": "t1." + "B" * 64})["status"] == 302  # answered, not hung
+        assert "config_reload result=success" in a.log()
+    finally:
+        a.stop()
