@@ -12,9 +12,11 @@
  * does, and a new login gets a page saying why.
  *
  * Refresh: the replica whose check finds the session due takes <prefix>l:<ticket> (SET NX PX
- * 15 s); only the lock holder calls the token endpoint, writes the refreshed session (SET XX:
- * never resurrecting a signed-out one) and lets the lock go. The ticket does not change, so
- * the browser is sent nothing; other replicas see the refreshed session when they revalidate.
+ * 15 s) and reads the session again under it (another replica may have refreshed it just
+ * before); only the lock holder of a session still due calls the token endpoint, writes the
+ * refreshed session (SET XX: never resurrecting a signed-out one) and lets the lock go. The ticket
+ * does not change, so the browser is sent nothing; other replicas see the refreshed session when
+ * they revalidate.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +61,9 @@ struct fetch {
 
 enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, NSRC };
 static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down"};
-enum { RF_DONE, RF_LOCKED, RF_FAILED, RF_REVOKED, NRF };
-static const char *const rf_names[NRF] = {"done", "locked_elsewhere", "failed", "revoked"};
+enum { RF_DONE, RF_LOCKED, RF_DONE_ELSEWHERE, RF_FAILED, RF_REVOKED, NRF };
+static const char *const rf_names[NRF] = {"done", "locked_elsewhere", "done_elsewhere", "failed",
+                                          "revoked"};
 
 /*
  * The check path's shortcut: a Cookie header seen before, and the held entry its ticket
@@ -644,7 +647,7 @@ refresh_end(struct refresh *f, int result, const char *why, bool locked)
         e->refresh_after_us = now_us + (result == RF_LOCKED ? LOCKED_RETRY_US : REFRESH_RETRY_US);
         if (result == RF_LOCKED && f->st->cfg) /* the other replica's result: read it soon */
             e->verified_us = now_us - f->st->cfg->revalidate * 1000000LL + LOCKED_RETRY_US;
-        if (result == RF_DONE && f->next != NULL) {
+        if ((result == RF_DONE || result == RF_DONE_ELSEWHERE) && f->next != NULL) {
             authd_session_free(e->s);
             e->s = f->next;
             f->next = NULL;
@@ -654,7 +657,7 @@ refresh_end(struct refresh *f, int result, const char *why, bool locked)
     if (result == RF_REVOKED)
         held_drop(f->st, &f->t);
     f->st->refreshes[result]++;
-    if (result != RF_LOCKED)
+    if (result != RF_LOCKED && result != RF_DONE_ELSEWHERE)
         pc_log(result == RF_DONE ? PC_LOG_INFO : PC_LOG_WARN, "refresh", "policy", f->host->id,
                "user", f->old->id.email ? f->old->id.email : f->old->id.sub, "store", "redis",
                "result", rf_names[result], "reason", why, NULL);
@@ -721,11 +724,59 @@ token_done(void *ud, int rc, long status, json_t *body, const char *error)
         refresh_end(f, RF_FAILED, why ? why : pc_strerror(rc), true);
 }
 
+/* The lock is ours and the session as Redis holds it now is still due: refresh it at the IdP. */
+static void
+refresh_at_idp(struct refresh *f)
+{
+    const struct authd_issuer *iss = authd_oidc_issuer(f->st->srv->oidc, f->host->oidc.issuer_url);
+    struct authd_token_opts opts = {.host = f->host,
+                                    .issuer = iss,
+                                    .grant_type = "refresh_token",
+                                    .refresh_token = f->old->refresh_token,
+                                    .kind = "refresh",
+                                    .done = token_done,
+                                    .ud = f};
+
+    if (!iss || !iss->token_endpoint || authd_oidc_token(f->st->srv->oidc, &opts) != 0)
+        refresh_end(f, RF_FAILED, "the identity provider is busy or not discovered", true);
+}
+
+/*
+ * The session read again under the lock: another replica may have refreshed it (and had the
+ * IdP rotate the refresh token) between this replica's read and its lock. Then that result is
+ * taken, and the IdP is not called; else the refresh goes on from what Redis holds.
+ */
+static void
+reread(void *ud, int rc, const struct authd_redis_reply *rep)
+{
+    struct refresh *f = ud;
+    struct authd_session *now = NULL;
+    int64_t t = authd_now();
+
+    if (rc == 0 && rep->type == AUTHD_REDIS_NIL) {
+        refresh_end(f, RF_REVOKED, "signed out before the refresh", true);
+        return;
+    }
+    if (rc != 0 || rep->type != AUTHD_REDIS_STRING ||
+        authd_ticket_open(&f->cfg->cfg->keys, f->host, &f->t, rep->str, rep->len, t, &now) != 0) {
+        refresh_end(f, RF_FAILED, "the session could not be read under the lock", true);
+        return;
+    }
+    if (!authd_session_needs_refresh(f->host, now, t)) {
+        f->next = now; /* refreshed elsewhere: held here from now on */
+        refresh_end(f, RF_DONE_ELSEWHERE, NULL, true);
+        return;
+    }
+    authd_session_free(f->old);
+    f->old = now;
+    refresh_at_idp(f);
+}
+
 static void
 locked(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct refresh *f = ud;
-    const struct authd_issuer *iss;
+    char *key;
 
     if (rc != 0 || rep->type == AUTHD_REDIS_ERROR) {
         refresh_end(f, RF_FAILED, "the refresh lock could not be taken", false);
@@ -735,16 +786,11 @@ locked(void *ud, int rc, const struct authd_redis_reply *rep)
         refresh_end(f, RF_LOCKED, NULL, false);
         return;
     }
-    iss = authd_oidc_issuer(f->st->srv->oidc, f->host->oidc.issuer_url);
-    struct authd_token_opts opts = {.host = f->host,
-                                    .issuer = iss,
-                                    .grant_type = "refresh_token",
-                                    .refresh_token = f->old->refresh_token,
-                                    .kind = "refresh",
-                                    .done = token_done,
-                                    .ud = f};
-    if (!iss || !iss->token_endpoint || authd_oidc_token(f->st->srv->oidc, &opts) != 0)
-        refresh_end(f, RF_FAILED, "the identity provider is busy or not discovered", true);
+    key = authd_ticket_redis_key(f->st->cfg ? f->st->cfg->key_prefix : "", &f->t);
+    if (f->st->cfg == NULL ||
+        authd_redis_command(f->st->redis, 2, (const char *const[]){"GET", key}, NULL, reread, f))
+        refresh_end(f, RF_FAILED, "the session could not be read under the lock", true);
+    free(key);
 }
 
 void

@@ -310,3 +310,34 @@ def test_reload_moves_authd_to_another_redis_without_a_restart(env):
         assert "config_reload result=success" in a.log()
     finally:
         a.stop()
+
+
+def test_refresh_done_elsewhere_is_taken_not_repeated(env):
+    """A replica that holds the session as still fresh (revalidate 5m) but due for refresh,
+    after another replica refreshed it and let the lock go: it reads the session again under
+    the lock and takes that result; the IdP is called once (a second call with the old
+    refresh token could end the session where the IdP rotates refresh tokens)."""
+    a, redis = env["a"], env["redis"]
+    c = Replica("authd-redis-c", env["idp"].issuer, redis,
+                section=redis.config(revalidate="5m"))
+    c.start(ready="/readyz", timeout=20)
+    try:
+        jar = login(a, "carol", host="refresh.localhost")
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        assert c.check(jar, host="refresh.localhost")["status"] == 200  # held, fresh for 5m
+        series = 'portcullis_authd_idp_requests_total{issuer="%s",kind="refresh",result="ok"}' \
+            % env["idp"].issuer
+        calls = a.metric(series) + c.metric(series)
+        done = 'portcullis_authd_redis_refreshes_total{result="done"}'
+        before = a.metric(done)
+        time.sleep(2.2)  # refresh: 2s
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        wait_for("a's refresh", lambda: a.metric(done) > before, timeout=10)
+        assert c.check(jar, host="refresh.localhost")["status"] == 200
+        wait_for("c to take a's refresh", lambda: c.metric(
+            'portcullis_authd_redis_refreshes_total{result="done_elsewhere"}') >= 1, timeout=10)
+        assert a.metric(series) + c.metric(series) == calls + 1
+        for replica in (a, c):
+            assert replica.check(jar, host="refresh.localhost")["status"] == 200
+    finally:
+        c.stop()
