@@ -6,6 +6,10 @@
 #
 # Targets (every server pinned to core $BENCH_SERVER_CPU, wrk to core $BENCH_CLIENT_CPU):
 #   authd      GET /ext-authz/ on authd's Envoy door, valid session cookie, configured Host → 200
+#   authd_redis       the same with session.store: redis (Debian's redis-server on the server
+#                     core), the session held by authd (one ticket, revalidated every 5 min)
+#   authd_redis_cold  the same, nothing held: revalidate 0s and 1,024 tickets in turn, so
+#                     every check reads and opens its session from Redis
 #   chain_none   GET / through an istiod-driven gateway Envoy with no authorization policy →
 #                the nginx below (the ceiling of the chain)
 #   chain_authd  the same through a gateway with the controller's CUSTOM policy and provider:
@@ -37,7 +41,7 @@ CONNS="${BENCH_CONNECTIONS:-64}"
 WARMUP="${BENCH_WARMUP:-2s}"
 SCPU="${BENCH_SERVER_CPU:-1}"
 CCPU="${BENCH_CLIENT_CPU:-0}"
-ALL_TARGETS="authd chain_none chain_authd chain_o2p o2p o2p_auth nginx lws"
+ALL_TARGETS="authd authd_redis authd_redis_cold chain_none chain_authd chain_o2p o2p o2p_auth nginx lws"
 TARGETS="${BENCH_TARGETS:-$ALL_TARGETS}"
 REQUESTED="$TARGETS"   # TARGETS loses what cannot be measured; the run fails if it loses any
 for t in $TARGETS; do
@@ -160,6 +164,12 @@ elif [[ ! -x "$AUTHD" ]]; then
 elif [[ ! -x "$TOOLS/mint_session" ]]; then
   drop_target authd "bench/mint_session.c did not build (see above)"; drop_target chain_authd "needs authd's session cookie"
 fi
+has_redis() { has_target authd_redis || has_target authd_redis_cold; }
+drop_redis() { drop_target authd_redis "$1"; drop_target authd_redis_cold "$1"; }
+if has_redis && { [[ ! -x "$AUTHD" || ! -x "$TOOLS/mint_session" || -n "${AUTHD_STALE:-}" ]] ||
+                  ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; }; then
+  drop_redis "needs authd, bench/mint_session.c and redis-server (scripts/deps.sh)"
+fi
 
 # oauth2-proxy, built once from the Go module proxy and cached by version.
 o2p_binary() {
@@ -211,6 +221,7 @@ fi
   echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2)"
   echo "libwebsockets: $(pkg-config --modversion libwebsockets)"
+  command -v redis-server >/dev/null && echo "redis-server: $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   [[ -x "$ENVOY" ]] && echo "envoy: $("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p' | head -1)"
   [[ -n "${O2P:-}" ]] && echo "oauth2-proxy: $("$O2P" --version 2>&1 | head -1)"
   if git -C "$ROOT" rev-parse --short HEAD >/dev/null 2>&1; then
@@ -300,6 +311,60 @@ EOF
   fi
 fi
 
+# session.store: redis: redis-server (a password, no persistence) and one authd per target.
+if has_redis && [[ -n "${AUTHD_PORT:-}" ]]; then
+  REDIS_PORT=$(free_port)
+  head -c 24 /dev/urandom | base64 | tr -d '\n/+=' >"$WORK/redis-password"
+  start redis "$SCPU" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+    --appendonly no --requirepass "$(cat "$WORK/redis-password")" --dir "$WORK"
+  rcli() { redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$(cat "$WORK/redis-password")" "$@"; }
+  for ((i = 0; i < 50; i++)); do [[ "$(rcli PING 2>/dev/null)" == PONG ]] && break; sleep 0.2; done
+  # redis_authd NAME REVALIDATE: an authd for the redis store; sets PORT_NAME and ADMIN_NAME.
+  redis_authd() {
+    local name="$1" port admin
+    port=$(free_port); admin=$(free_port)
+    python3 - "$WORK/authd.yaml" "$WORK/$name.yaml" "$port" "$admin" "$REDIS_PORT" \
+        "$WORK/redis-password" "$2" <<'PY'
+import re, sys
+src, dst, port, admin, rport, pw, reval = sys.argv[1:]
+text = open(src).read()
+text = re.sub(r"^listen: .*$", f"listen: 127.0.0.1:{port}", text, count=1, flags=re.M)
+text = re.sub(r"^adminListen: .*$", f"adminListen: 127.0.0.1:{admin}", text, count=1, flags=re.M)
+text = text.replace("hosts:\n", f"redis: {{url: 'redis://127.0.0.1:{rport}', passwordFile: {pw}, "
+                    f"revalidate: {reval}}}\nhosts:\n", 1)
+text = text.replace("    access: {allowedGroups: [admins]}\n",
+                    "    access: {allowedGroups: [admins]}\n    session: {store: redis}\n", 1)
+open(dst, "w").write(text)
+PY
+    start "$name" "$SCPU" "$AUTHD" --config "$WORK/$name.yaml"
+    printf -v "PORT_$name" '%s' "$port"; printf -v "ADMIN_$name" '%s' "$admin"
+    wait_http "$name" "http://127.0.0.1:$admin/healthz" 30
+  }
+  redis_authd authd_redis 5m || drop_target authd_redis "did not start"
+  redis_authd authd_redis_cold 0s || drop_target authd_redis_cold "did not start"
+  # The sessions, sealed as authd seals them, written to Redis: one held, 1,024 read in turn.
+  if "$TOOLS/mint_session" --redis 1 "$WORK/redis-warm.resp" "$WORK/authd_redis.yaml" "$HOST" \
+       alice alice@example.com admins >"$WORK/redis-warm.cookies" &&
+     "$TOOLS/mint_session" --redis 1024 "$WORK/redis-cold.resp" "$WORK/authd_redis.yaml" "$HOST" \
+       alice alice@example.com admins >"$WORK/redis-cold.cookies" &&
+     cat "$WORK/redis-warm.resp" "$WORK/redis-cold.resp" | rcli --pipe >"$WORK/redis-pipe.log" 2>&1; then
+    REDIS_COOKIE="$(head -1 "$WORK/redis-warm.cookies")"
+  else
+    drop_redis "mint_session --redis or redis-cli --pipe failed"
+  fi
+  cat >"$WORK/rotate.lua" <<'LUA'
+-- Each request carries the next of the cookies in $BENCH_COOKIES (one Cookie header a line).
+local cookies, i = {}, 0
+for line in io.lines(os.getenv("BENCH_COOKIES")) do cookies[#cookies + 1] = line end
+request = function()
+  i = i % #cookies + 1
+  return wrk.format(nil, nil, {["Cookie"] = cookies[i]})
+end
+LUA
+elif has_redis; then
+  drop_redis "needs authd's config (the authd target's setup failed)"
+fi
+
 if o2p_wanted; then
   start o2p "$SCPU" "$O2P" --http-address="127.0.0.1:$O2P_PORT" --provider=oidc \
     --oidc-issuer-url="http://127.0.0.1:$IDP_PORT" --client-id=bench --client-secret=bench-secret \
@@ -343,6 +408,8 @@ fi
 US=$'\x1f'
 declare -A SPEC=(
   [authd]="http://127.0.0.1:${AUTHD_PORT:-0}/ext-authz/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}authd Envoy door (/ext-authz/)"
+  [authd_redis]="http://127.0.0.1:${PORT_authd_redis:-0}/ext-authz/${US}$HOST${US}${REDIS_COOKIE:-}${US}200${US}authd, session.store: redis, held"
+  [authd_redis_cold]="http://127.0.0.1:${PORT_authd_redis_cold:-0}/ext-authz/${US}$HOST${US}@$WORK/redis-cold.cookies${US}200${US}authd, session.store: redis, cold (1,024 tickets, each read from Redis)"
   [chain_none]="http://127.0.0.1:${GW_none:-0}/${US}$HOST${US}${US}200${US}istiod gateway Envoy → nginx, no policy (ceiling)"
   [chain_authd]="http://127.0.0.1:${GW_authd:-0}/${US}$HOST${US}${AUTHD_COOKIE:-}${US}200${US}istiod gateway Envoy → ext_authz authd → nginx"
   [chain_o2p]="http://127.0.0.1:${GW_o2p:-0}/${US}$HOST${US}${O2P_COOKIE:-}${US}200${US}istiod gateway Envoy → ext_authz oauth2-proxy → nginx"
@@ -356,15 +423,22 @@ run_wrk() { # target seconds outfile
   local url host cookie want label args=()
   IFS="$US" read -r url host cookie want label <<<"${SPEC[$1]}"
   [[ -n "$host" ]] && args+=(-H "Host: $host")
-  [[ -n "$cookie" ]] && args+=(-H "Cookie: $cookie")
-  timeout 120 taskset -c "$CCPU" wrk -t1 -c"$CONNS" -d"$2" --latency "${args[@]}" "$url" >"$3" 2>&1 || true
+  if [[ "$cookie" == @* ]]; then   # @FILE: the cookies of FILE in turn (rotate.lua)
+    args+=(-s "$WORK/rotate.lua")
+  elif [[ -n "$cookie" ]]; then
+    args+=(-H "Cookie: $cookie")
+  fi
+  BENCH_COOKIES="${cookie#@}" timeout 120 taskset -c "$CCPU" wrk -t1 -c"$CONNS" -d"$2" --latency \
+    "${args[@]}" "$url" >"$3" 2>&1 || true
 }
+# first_cookie COOKIE: the cookie a one-off check sends (the first of an @FILE).
+first_cookie() { if [[ "$1" == @* ]]; then head -1 "${1#@}" 2>/dev/null; else echo "$1"; fi; }
 
 # A target whose check does not give the expected status is not measured (wrk would count
 # redirects as successes).
 for t in $TARGETS; do
   IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
-  got="$(status "$url" "$host" "$cookie")"
+  got="$(status "$url" "$host" "$(first_cookie "$cookie")")"
   if [[ "$got" != "$want" ]]; then
     drop_target "$t" "answered $got, expected $want"
     continue
@@ -406,6 +480,8 @@ for t in $TARGETS; do
   IFS="$US" read -r url host cookie want label <<<"${SPEC[$t]}"
   case "$t" in
     authd) rss=$(vmhwm "$PID_authd"); note="" ;;
+    authd_redis | authd_redis_cold) pv="PID_$t"; rss=$(vmhwm "${!pv}")
+      note="authd alone; redis-server $(($(vmhwm "$PID_redis") / 1024)) MB" ;;
     chain_none) rss=$(vmhwm "$GWPID_none"); note="Envoy alone" ;;
     chain_authd) rss=$(vmhwm "$GWPID_authd"); note="Envoy alone" ;;
     chain_o2p) rss=$(vmhwm "$GWPID_o2p"); note="Envoy alone" ;;
@@ -413,7 +489,7 @@ for t in $TARGETS; do
     nginx) rss=$(vmhwm "${NGINX_PIDS[@]}"); note="master+worker" ;;
     lws) rss=$(vmhwm "$PID_lws"); note="" ;;
   esac
-  after="$(status "$url" "$host" "$cookie")"
+  after="$(status "$url" "$host" "$(first_cookie "$cookie")")"
   printf '{"label": "%s", "rss_kb": %s, "rss_note": "%s", "status": "%s", "want": "%s"}\n' \
     "$label" "${rss:-null}" "$note" "$after" "$want" >"$OUT/meta-$t.json"
 done
@@ -440,6 +516,13 @@ if [[ -n "${AUTHD_ADMIN:-}" ]] && kill -0 "${PID_authd:-0}" 2>/dev/null; then
   echo "authd decisions during the run (from its /metrics):"
   grep '^portcullis_authd_decisions_total' "$OUT/authd-metrics.txt" | sed 's/^/  /' || echo "  (none)"
 fi
+for t in authd_redis authd_redis_cold; do
+  av="ADMIN_$t"; pv="PID_$t"
+  [[ -n "${!av:-}" ]] && kill -0 "${!pv:-0}" 2>/dev/null || continue
+  curl -s --max-time 5 "http://127.0.0.1:${!av}/metrics" >"$OUT/$t-metrics.txt" || true
+  echo "$t: where its sessions came from (from its /metrics):"
+  grep -E '^portcullis_authd_(redis_sessions_total|decisions_total)' "$OUT/$t-metrics.txt" | sed 's/^/  /' || true
+done
 if ((${#MISSING[@]})) || ((table_rc != 0)); then
   echo
   echo "bench/authd: FAILED: not every target was measured (results in $OUT)" >&2

@@ -217,6 +217,8 @@ def cmd_table(a):
               default=None)
     # The ratios between the targets of this run (all of them by default).
     pairs = [("authd / oauth2-proxy (faster of its checks)", "authd", o2p),
+             ("authd redis, held / cookie session (target ≥ 0.8)", "authd_redis", "authd"),
+             ("authd redis, cold / cookie session (target ≥ 0.3)", "authd_redis_cold", "authd"),
              ("authd / nginx return 200", "authd", "nginx"),
              ("authd / bare lws", "authd", "lws"),
              ("chain: Envoy→authd / Envoy, no policy (target ≥ 0.5)", "chain_authd", "chain_none"),

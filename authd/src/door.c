@@ -143,8 +143,8 @@ respond(struct check *c, void *conn, struct authd_reply *r)
         if (c->door == AUTHD_DOOR_NGINX)
             break;
         query = strchr(c->path, '?');
-        authd_login_sign_out(c->srv, c->host, c->h, c->host_name, query ? query + 1 : "", r);
-        return 0;
+        return authd_login_sign_out(c->srv, c->host, c->h, c->host_name, query ? query + 1 : "",
+                                    conn, r);
     case AUTHD_LOGIN_REDIRECT:
         if (!c->d.report_only) {
             login_redirect(c, r);
@@ -224,30 +224,29 @@ find_session(struct check *c, const struct authd_config *cfg, int64_t now)
     return 0;
 }
 
-/* A session found, then accepted: not revoked, not older than the host's lifetime. */
-static int
-open_session(struct check *c, const struct authd_config *cfg, int64_t now, const char *rid)
+/* The path is the host's callback or sign-out path: handled without a session lookup. */
+static bool
+is_own_endpoint(const struct authd_host *host, const char *path)
 {
-    int rc = find_session(c, cfg, now);
+    size_t n = strcspn(path, "?#");
 
-    if (rc == 0 &&
-        (rc = authd_revoke_session(c->srv, c->host, c->host_name, c->session, now, rid)) != 0)
-        c->session = NULL;
-    return rc;
+    return (strlen(host->oidc.callback_path) == n && !strncmp(path, host->oidc.callback_path, n)) ||
+           (strlen(host->oidc.sign_out_path) == n && !strncmp(path, host->oidc.sign_out_path, n));
 }
 
 static int
-check(struct check *c, void *conn, struct authd_reply *r)
+decide_and_respond(struct check *c, void *conn, struct authd_reply *r, int session_rc)
 {
-    const struct authd_config *cfg = c->srv->cfg->cfg;
     int64_t now = authd_now();
-    int session_rc = PC_ENOTFOUND, bearer_rc = PC_ENOTFOUND, rc;
+    int bearer_rc = c->host ? open_bearer(c) : PC_ENOTFOUND, rc;
+    bool redis = c->host && c->host->session.store == AUTHD_STORE_REDIS;
 
-    c->host = authd_config_match_host(cfg, c->host_name);
-    if (c->host) {
-        session_rc = open_session(c, cfg, now, r->page.request_id);
-        bearer_rc = open_bearer(c);
-    }
+    /* Every session a check uses, from a cookie or from Redis, passes the revocation list
+     * (and the host's lifetime) here. */
+    if (session_rc == 0 && c->session &&
+        (session_rc = authd_revoke_session(c->srv, c->host, c->host_name, c->session, now,
+                                           r->page.request_id)) != 0)
+        c->session = NULL;
     struct authd_request req = {
         .door = c->door,
         .method = c->h->method,
@@ -270,9 +269,11 @@ check(struct check *c, void *conn, struct authd_reply *r)
                                     .pages = r->page.pages,
                                     .request_id = r->page.request_id};
     authd_decide(&in, &c->d);
-    if (c->d.refresh_due && c->owned && c->owned->refresh_token &&
-        authd_refresh_check(c->srv, c->host, &c->owned, c->h->cookie, &c->set_cookie) ==
-            PC_EEXPIRED) {
+    if (c->d.refresh_due && redis) {
+        authd_store_refresh(c->srv->store, c->host, c->h->cookie);
+    } else if (c->d.refresh_due && c->owned && c->owned->refresh_token &&
+               authd_refresh_check(c->srv, c->host, &c->owned, c->h->cookie, &c->set_cookie) ==
+                   PC_EEXPIRED) {
         /* The IdP revoked this session: decide again as if it had expired. */
         authd_decision_release(&c->d);
         authd_session_free(c->owned);
@@ -291,6 +292,38 @@ check(struct check *c, void *conn, struct authd_reply *r)
     return rc;
 }
 
+static int defer_check(struct check *c, void *conn, const struct authd_reply *r, bool userinfo);
+
+static int
+check(struct check *c, void *conn, struct authd_reply *r)
+{
+    const struct authd_config *cfg = c->srv->cfg->cfg;
+    int64_t now = authd_now();
+    int session_rc = PC_ENOTFOUND;
+
+    c->host = authd_config_match_host(cfg, c->host_name);
+    if (c->host && c->host->session.store == AUTHD_STORE_REDIS) {
+        if (!is_own_endpoint(c->host, c->path))
+            session_rc = authd_store_lookup(c->srv->store, c->host, c->h->cookie, now, &c->session);
+        if (session_rc == PC_EMORE && defer_check(c, conn, r, false) == 0)
+            return 1; /* the reply waits for Redis, the loop does not */
+        if (session_rc == PC_EMORE)
+            session_rc = PC_EIO;
+    } else if (c->host) {
+        session_rc = find_session(c, cfg, now);
+    }
+    return decide_and_respond(c, conn, r, session_rc);
+}
+
+static void
+check_release(struct check *c)
+{
+    authd_decision_release(&c->d);
+    authd_session_free(c->owned);
+    authd_identity_release(&c->bearer);
+    authd_strlist_release(&c->set_cookie);
+}
+
 static int
 run_check(struct authd_server *srv, const struct authd_http *h, enum authd_door door,
           const char *host_name, const char *path, void *conn, struct authd_reply *r)
@@ -303,27 +336,21 @@ run_check(struct authd_server *srv, const struct authd_http *h, enum authd_door 
                       .t0 = authd_mono_us()};
     int rc = check(&c, conn, r);
 
-    authd_decision_release(&c.d);
-    authd_session_free(c.owned);
-    authd_identity_release(&c.bearer);
-    authd_strlist_release(&c.set_cookie);
+    check_release(&c);
     return rc;
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* direct endpoints */
-
 static void
-userinfo(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
-         struct authd_reply *r)
+userinfo_reply(struct authd_server *srv, const struct authd_host *host,
+               const struct authd_session *s, struct authd_reply *r)
 {
-    struct authd_session *s = NULL;
     json_t *o, *groups;
     char *text;
 
-    if (authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s) ||
-        authd_revoke_session(srv, host, r->page.host, s, authd_now(), r->page.request_id)) {
-        authd_session_free(s);
+    if (s != NULL && authd_revoke_session(srv, host, r->page.host, s, authd_now(),
+                                          r->page.request_id) != 0)
+        s = NULL; /* revoked, or older than the host's lifetime */
+    if (s == NULL) {
         authd_reply_json(r, 401, "{\"error\":\"unauthorized\"}\n");
         return;
     }
@@ -338,7 +365,124 @@ userinfo(struct authd_server *srv, const struct authd_host *host, const struct a
     authd_reply_header(r, "Cache-Control", "no-store");
     free(text);
     json_decref(o);
-    authd_session_free(s);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* checks waiting for Redis (session.store: redis) */
+
+/* clang-format off */
+#define HTTP_FIELDS(X)                                                                             \
+    X(method) X(path) X(query) X(uri) X(host) X(cookie) X(authorization) X(accept)                 \
+    X(x_requested_with) X(sec_fetch_mode) X(x_forwarded_proto) X(x_forwarded_host)                \
+    X(x_original_uri) X(x_original_url)
+/* clang-format on */
+
+/* A check (or userinfo) whose session Redis is asked for: the request copied, since the
+ * connection's buffers serve the next request meanwhile. */
+struct deferred {
+    struct check c;
+    struct authd_http h;
+    char *host_name, *path;
+    struct authd_cfgref *cfg; /* keeps c.host alive */
+    struct authd_pending *pending;
+    struct authd_page_ctx page;
+    bool plain_http, userinfo;
+};
+
+static void
+copy_http(struct authd_http *to, const struct authd_http *from)
+{
+    *to = *from;
+#define COPY(f) to->f = from->f ? pc_xstrdup(from->f) : NULL;
+    HTTP_FIELDS(COPY)
+#undef COPY
+}
+
+static void
+deferred_free(struct deferred *d)
+{
+    check_release(&d->c);
+#define FREE(f) pc_free_secret((char *)d->h.f);
+    HTTP_FIELDS(FREE)
+#undef FREE
+    free(d->host_name);
+    free(d->path);
+    authd_cfgref_put(d->cfg);
+    free(d);
+}
+
+static void
+resumed(void *ud, int rc, const struct authd_session *s)
+{
+    struct deferred *d = ud;
+    struct authd_reply r;
+
+    authd_reply_init(&r);
+    r.page = d->page;
+    r.plain_http = d->plain_http;
+    d->c.session = s;
+    if (d->userinfo)
+        userinfo_reply(d->c.srv, d->c.host, rc == 0 ? s : NULL, &r);
+    else
+        decide_and_respond(&d->c, NULL, &r, rc);
+    authd_pending_finish(d->pending, &r);
+    authd_reply_release(&r);
+    deferred_free(d);
+}
+
+/* Starts the Redis read for c; 0 when the reply is deferred (conn waits), else an error. */
+static int
+defer_check(struct check *c, void *conn, const struct authd_reply *r, bool userinfo)
+{
+    struct deferred *d = pc_xcalloc(1, sizeof(*d));
+    int rc;
+
+    d->c = *c;
+    copy_http(&d->h, c->h);
+    d->host_name = pc_xstrdup(c->host_name);
+    d->path = pc_xstrdup(c->path);
+    d->c.h = &d->h;
+    d->c.host_name = d->host_name;
+    d->c.path = d->path;
+    d->cfg = authd_cfgref_get(c->srv->cfg);
+    d->page = r->page;
+    d->plain_http = r->plain_http;
+    d->userinfo = userinfo;
+    if ((rc = authd_store_fetch(c->srv->store, c->host, d->h.cookie, resumed, d)) != 0) {
+        d->c = (struct check){0};
+        deferred_free(d);
+        return rc;
+    }
+    d->pending = authd_pending_new(conn);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* direct endpoints */
+
+static int
+userinfo(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
+         void *conn, struct authd_reply *r)
+{
+    struct authd_session *s = NULL;
+    const struct authd_session *held = NULL;
+    int rc;
+
+    if (host->session.store != AUTHD_STORE_REDIS) {
+        authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
+        userinfo_reply(srv, host, s, r);
+        authd_session_free(s);
+        return 0;
+    }
+    rc = authd_store_lookup(srv->store, host, h->cookie, authd_now(), &held);
+    if (rc == PC_EMORE) {
+        struct check c = {.srv = srv, .h = h, .host = host, .host_name = "", .path = h->path};
+
+        if (defer_check(&c, conn, r, true) == 0)
+            return 1;
+    }
+    userinfo_reply(srv, host, held, r);
+    return 0;
 }
 
 static bool
@@ -389,7 +533,7 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
     if (!strcmp(h->path, "/oauth2/callback") || !strcmp(h->path, host->oidc.callback_path))
         return authd_login_callback(srv, host, h, host_name, h->query, conn, r);
     if (!strcmp(h->path, "/oauth2/sign_out") || !strcmp(h->path, host->oidc.sign_out_path)) {
-        authd_login_sign_out(srv, host, h, host_name, h->query, r);
+        return authd_login_sign_out(srv, host, h, host_name, h->query, conn, r);
     } else if (!strcmp(h->path, "/oauth2/start")) {
         rd = authd_query_param(h->query, "rd");
         if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
@@ -398,7 +542,7 @@ direct(struct authd_server *srv, const struct authd_http *h, void *conn, struct 
         free(rd);
         free(target);
     } else {
-        userinfo(srv, host, h, r);
+        return userinfo(srv, host, h, conn, r);
     }
     return 0;
 }

@@ -65,6 +65,11 @@ login_failed(struct authd_reply *r, const struct authd_host *host, int status, c
                                                    .sign_out_url = host->oidc.sign_out_path});
 }
 
+/* What a login at a redis-store host says while Redis cannot be reached. */
+static const char redis_down_msg[] =
+    "Sign-in is not available right now: the session store (Redis) cannot be reached. "
+    "Sessions already open keep working for a while. Try again shortly.";
+
 /* ------------------------------------------------------------------------------------------ */
 /* start */
 
@@ -116,6 +121,15 @@ authd_login_start(struct authd_server *srv, const struct authd_host *host,
                      "has not been fetched. Try again shortly.",
                      target);
         authd_reply_header(r, "Retry-After", "5");
+        return;
+    }
+    if (host->session.store == AUTHD_STORE_REDIS && !authd_store_up(srv->store)) {
+        /* The login could not be kept: say so now, not after the IdP's form. */
+        login_failed(r, host, 503, redis_down_msg, target);
+        authd_reply_header(r, "Retry-After", "5");
+        pc_log(PC_LOG_WARN, "login", "host", host_name, "policy", host->id, "result", "failure",
+               "reason", srv->cfg->cfg->redis ? "redis: down" : "redis: not configured",
+               "request_id", r->page.request_id, NULL);
         return;
     }
     st = authd_login_state_new(host, target, authd_now());
@@ -198,12 +212,44 @@ callback_fail(struct callback_ctx *c, int status, const char *msg, const char *w
     callback_free(c);
 }
 
+/* The login succeeded: back to where the user was going, with the session's cookies. */
+static void
+callback_ok(struct callback_ctx *c, const struct authd_session *s)
+{
+    struct authd_reply r;
+
+    authd_reply_init(&r);
+    r.plain_http = c->plain_http;
+    authd_reply_header(&r, "X-Request-Id", c->page.request_id);
+    redirect(&r, c->st->redirect);
+    add_set_cookies(&r, &c->set_cookie);
+    log_login(c, "ok", s->id.email ? s->id.email : s->id.sub, "code");
+    authd_pending_finish(c->pending, &r);
+    authd_reply_release(&r);
+    callback_free(c);
+}
+
+static void
+saved(void *ud, int rc, const struct authd_session *s, const struct authd_strlist *set_cookie)
+{
+    struct callback_ctx *c = ud;
+
+    if (rc) {
+        callback_fail(c, 503, redis_down_msg,
+                      rc == PC_EEXPIRED ? "redis: session write timed out"
+                                        : "redis: session write failed");
+        return;
+    }
+    for (size_t i = 0; i < set_cookie->n; i++)
+        authd_strlist_add(&c->set_cookie, set_cookie->v[i]);
+    callback_ok(c, s);
+}
+
 static void
 verify_done(void *ud, int rc, json_t *claims, const char *why)
 {
     struct callback_ctx *c = ud;
     struct authd_session *s = NULL;
-    struct authd_reply r;
     int64_t now = authd_now();
 
     if (rc) {
@@ -216,22 +262,19 @@ verify_done(void *ud, int rc, json_t *claims, const char *why)
     json_decref(claims);
     if (rc == 0)
         authd_revoke_login(c->srv, s);
+    if (!rc && c->host->session.store == AUTHD_STORE_REDIS) {
+        if (authd_store_save(c->srv->store, c->host, s, c->cookie_header, saved, c))
+            callback_fail(c, 503, redis_down_msg, "redis: down");
+        return; /* s taken */
+    }
     if (rc ||
         authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, &c->set_cookie)) {
         callback_fail(c, 502, "The session could not be created.", "session");
         authd_session_free(s);
         return;
     }
-    authd_reply_init(&r);
-    r.plain_http = c->plain_http;
-    authd_reply_header(&r, "X-Request-Id", c->page.request_id);
-    redirect(&r, c->st->redirect);
-    add_set_cookies(&r, &c->set_cookie);
-    log_login(c, "ok", s->id.email ? s->id.email : s->id.sub, "code");
-    authd_pending_finish(c->pending, &r);
-    authd_reply_release(&r);
+    callback_ok(c, s);
     authd_session_free(s);
-    callback_free(c);
 }
 
 static void
@@ -427,21 +470,42 @@ signed_out(struct authd_reply *r, const struct authd_session *s, bool envoy)
         authd_reply_header(r, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
 }
 
-void
-authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
-                     const struct authd_http *h, const char *host_name, const char *query,
-                     struct authd_reply *r)
+/* A sign-out whose reply waits for Redis to delete the session. */
+struct sign_out {
+    struct authd_pending *pending;
+    struct authd_reply r;
+    char *host_name, *policy, *user;
+};
+
+static void
+sign_out_done(void *ud, int rc)
+{
+    struct sign_out *so = ud;
+
+    if (rc)
+        pc_log(PC_LOG_ERROR, "sign_out", "host", so->host_name, "policy", so->policy, "user",
+               so->user, "error", "the session could not be deleted in Redis", "reason",
+               pc_strerror(rc), "request_id", so->r.page.request_id, NULL);
+    authd_pending_finish(so->pending, &so->r);
+    authd_reply_release(&so->r);
+    free(so->host_name);
+    free(so->policy);
+    free(so->user);
+    free(so);
+}
+
+/* The reply: cookies cleared, then the IdP's end_session_endpoint, rd, or the page. */
+static void
+sign_out_reply(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
+               const char *host_name, const char *target, const struct authd_session *s,
+               struct authd_reply *r)
 {
     const struct authd_issuer *iss = authd_oidc_issuer(srv->oidc, host->oidc.issuer_url);
     struct authd_strlist set_cookie = {0};
-    struct authd_session *s = NULL;
-    char *rd = authd_query_param(query, "rd"), *target = NULL, *abs = NULL;
     bool end_session = iss && iss->end_session_endpoint;
+    char *abs = NULL;
     struct pc_buf b;
 
-    if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
-        target = NULL;
-    authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
     authd_session_clear(host, h->cookie, true, &set_cookie);
     pc_buf_init(&b, 0);
     if (end_session) {
@@ -477,11 +541,68 @@ authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
            "request_id", r->page.request_id, NULL);
     b.secret = true;
     pc_buf_release(&b);
-    authd_session_free(s);
     authd_strlist_release(&set_cookie);
+    free(abs);
+}
+
+/*
+ * A redis-store host: the sessions of the request's tickets are deleted in Redis before the
+ * browser is told it is signed out, so a copy of the cookie is refused from then on.
+ */
+static int
+sign_out_redis(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
+               const char *host_name, const char *target, void *conn, struct authd_reply *r)
+{
+    struct sign_out *so = pc_xcalloc(1, sizeof(*so));
+    const struct authd_session *s = NULL;
+    int rc = authd_store_sign_out(srv->store, host, h->cookie, &s, sign_out_done, so);
+
+    sign_out_reply(srv, host, h, host_name, target, s, r);
+    if (rc == 0) {
+        so->host_name = pc_xstrdup(host_name);
+        so->policy = pc_xstrdup(host->id);
+        so->user = s ? pc_xstrdup(s->id.email ? s->id.email : s->id.sub) : NULL;
+    }
+    authd_store_forget(srv->store, host, h->cookie);
+    if (rc == PC_EIO)
+        pc_log(PC_LOG_ERROR, "sign_out", "host", host_name, "policy", host->id, "error",
+               "the session could not be deleted in Redis", "reason", "redis down", "request_id",
+               r->page.request_id, NULL);
+    if (rc != 0) {
+        free(so);
+        return 0;
+    }
+    authd_reply_init(&so->r);
+    so->r.status = r->status;
+    so->r.page = r->page;
+    authd_reply_type(&so->r, r->content_type);
+    pc_buf_append(&so->r.headers, r->headers.data ? r->headers.data : "", r->headers.len);
+    pc_buf_append(&so->r.body, r->body.data ? r->body.data : "", r->body.len);
+    so->pending = authd_pending_new(conn);
+    return 1;
+}
+
+int
+authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
+                     const struct authd_http *h, const char *host_name, const char *query,
+                     void *conn, struct authd_reply *r)
+{
+    struct authd_session *s = NULL;
+    char *rd = authd_query_param(query, "rd"), *target = NULL;
+    int rc = 0;
+
+    if (!rd || authd_redirect_validate(srv->cfg->cfg, host_name, rd, &target))
+        target = NULL;
+    if (host->session.store == AUTHD_STORE_REDIS) {
+        rc = sign_out_redis(srv, host, h, host_name, target, conn, r);
+    } else {
+        authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
+        sign_out_reply(srv, host, h, host_name, target, s, r);
+    }
+    authd_session_free(s);
     free(rd);
     free(target);
-    free(abs);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -582,46 +703,57 @@ refresh_finish(struct refresh_ctx *c, enum refresh_state st, const char *why)
     free(c);
 }
 
-/* Builds the refreshed session (original login time and expiry kept) and seals it. */
+int
+authd_session_refreshed(const struct authd_host *host, const struct authd_session *old,
+                        const json_t *claims, const char *idt, const char *rt, int64_t now,
+                        struct authd_session **out)
+{
+    struct authd_session *s = NULL;
+    char *text;
+    int rc;
+
+    *out = NULL;
+    if (claims == NULL) {
+        /* No ID token in the response: the old identity, the new refresh token if any. */
+        text = authd_session_encode(old);
+        rc = authd_session_decode(text, &s);
+        pc_free_secret(text);
+        if (rc)
+            return rc;
+        if (rt) {
+            pc_free_secret(s->refresh_token);
+            s->refresh_token = pc_xstrdup(rt);
+        }
+        s->refreshed_at = now;
+        *out = s;
+        return 0;
+    }
+    if ((rc = authd_session_from_claims(host, claims, idt ? idt : old->id_token,
+                                        rt ? rt : old->refresh_token, now, &s)))
+        return rc;
+    /* OIDC Core 12.2: a refreshed ID token is about the same user, or it is not accepted. */
+    if (strcmp(s->id.sub, old->id.sub) != 0) {
+        authd_session_free(s);
+        return PC_EAUTH;
+    }
+    s->issued_at = old->issued_at;
+    s->expires_at = old->expires_at;
+    *out = s;
+    return 0;
+}
+
+/* Builds the refreshed session and seals it into the cookies of the refresh entry. */
 static int
 refresh_seal(struct refresh_ctx *c, json_t *claims, const char *idt, const char *rt,
              struct authd_strlist *out)
 {
     struct authd_session *s = NULL;
     int64_t now = authd_now();
-    int rc;
+    int rc = authd_session_refreshed(c->host, c->old, claims, idt, rt, now, &s);
 
-    if ((rc = authd_session_from_claims(c->host, claims, idt ? idt : c->old->id_token,
-                                        rt ? rt : c->old->refresh_token, now, &s)))
-        return rc;
-    /* OIDC Core 12.2: a refreshed ID token is about the same user, or it is not accepted. */
-    if (strcmp(s->id.sub, c->old->id.sub) != 0) {
-        authd_session_free(s);
-        return PC_EAUTH;
-    }
-    s->issued_at = c->old->issued_at;
-    s->expires_at = c->old->expires_at;
-    rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, out);
+    if (!rc)
+        rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, now, out);
     authd_session_free(s);
-    return rc;
-}
-
-/* Keeps the old identity when the refresh response has no ID token. */
-static int
-refresh_seal_old(struct refresh_ctx *c, const char *rt, struct authd_strlist *out)
-{
-    struct authd_session *s = c->old;
-    char *old_rt = s->refresh_token;
-    int rc;
-
-    if (rt)
-        s->refresh_token = pc_xstrdup(rt);
-    s->refreshed_at = authd_now();
-    rc = authd_session_seal(&c->cfg->cfg->keys, c->host, s, c->cookie_header, authd_now(), out);
-    if (rt) {
-        pc_free_secret(s->refresh_token);
-        s->refresh_token = old_rt;
-    }
     return rc;
 }
 
@@ -654,7 +786,7 @@ refresh_token_done(void *ud, int rc, long status, json_t *body, const char *erro
             rc = refresh_seal(c, claims, idt, rt, &e->set_cookie);
         json_decref(claims);
     } else {
-        rc = refresh_seal_old(c, rt, &e->set_cookie);
+        rc = refresh_seal(c, NULL, NULL, rt, &e->set_cookie);
     }
     refresh_finish(c, rc ? RF_FAILED : RF_DONE, rc ? (why ? why : pc_strerror(rc)) : NULL);
 }

@@ -17,30 +17,35 @@ static struct authd_server *running;
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: portcullis-authd --config FILE [--check-config] [--log-level LEVEL]\n"
-               "       portcullis-authd --watch-config [--config-namespace NS] [--config FILE]\n"
-               "\n"
-               "  -c, --config FILE      the authd config (YAML), reloaded when it changes\n"
-               "      --watch-config     take the hosts from the config Secrets\n"
-               "                         portcullis-authd-config-<xx> through the Kubernetes API;\n"
-               "                         --config then holds the rest only (its hosts empty)\n"
-               "      --config-namespace NS  where those Secrets are (default: the pod's\n"
-               "                         namespace, else portcullis-system)\n"
-               "      --kubeconfig FILE  outside a pod: the API server and credentials\n"
-               "                         (default $KUBECONFIG, ~/.kube/config)\n"
-               "      --allow-insecure-issuers  accept http:// issuers (tests only)\n"
-               "      --revocations FILE  the revocation list (YAML), re-read when it changes;\n"
-               "                         with --watch-config instead of the Secret\n"
-               "                         portcullis-revocations\n"
-               "      --check-config     validate the config, print problems, exit 1 or 0\n"
-               "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
-               "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
-               "      --admin-listen ADDR  host:port of the admin port (overrides adminListen)\n"
-               "      --cookie-secret-file FILE  repeatable; replaces cookieSecretFiles\n"
-               "      --templates-dir DIR  forbidden.html, error.html, signed_out.html (overrides\n"
-               "                         templatesDir)\n"
-               "  -V, --version          print the version\n"
-               "  -h, --help             this help\n");
+    fprintf(f,
+            "usage: portcullis-authd --config FILE [--check-config] [--log-level LEVEL]\n"
+            "       portcullis-authd --watch-config [--config-namespace NS] [--config FILE]\n"
+            "\n"
+            "  -c, --config FILE      the authd config (YAML), reloaded when it changes\n"
+            "      --watch-config     take the hosts from the config Secrets\n"
+            "                         portcullis-authd-config-<xx> through the Kubernetes API;\n"
+            "                         --config then holds the rest only (its hosts empty)\n"
+            "      --config-namespace NS  where those Secrets are (default: the pod's\n"
+            "                         namespace, else portcullis-system)\n"
+            "      --kubeconfig FILE  outside a pod: the API server and credentials\n"
+            "                         (default $KUBECONFIG, ~/.kube/config)\n"
+            "      --allow-insecure-issuers  accept http:// issuers (tests only)\n"
+            "      --revocations FILE  the revocation list (YAML), re-read when it changes;\n"
+            "                         with --watch-config instead of the Secret\n"
+            "                         portcullis-revocations\n"
+            "      --check-config     validate the config, print problems, exit 1 or 0\n"
+            "  -l, --log-level LEVEL  debug, info (default), warn, error\n"
+            "      --listen ADDR      host:port of the auth port (overrides the file's listen)\n"
+            "      --admin-listen ADDR  host:port of the admin port (overrides adminListen)\n"
+            "      --cookie-secret-file FILE  repeatable; replaces cookieSecretFiles\n"
+            "      --templates-dir DIR  forbidden.html, error.html, signed_out.html (overrides\n"
+            "                         templatesDir)\n"
+            "      --redis-url URL    redis://host[:port][/db] or rediss://: the session store of\n"
+            "                         session.store: redis hosts (replaces the file's redis)\n"
+            "      --redis-username USER  --redis-password-file FILE  --redis-ca-file FILE\n"
+            "                         its ACL user, password and (rediss://) CA bundle\n"
+            "  -V, --version          print the version\n"
+            "  -h, --help             this help\n");
 }
 
 static void
@@ -159,7 +164,11 @@ main(int argc, char **argv)
         {"kubeconfig", required_argument, NULL, 'K'},
         {"allow-insecure-issuers", no_argument, NULL, 'I'},
         {"templates-dir", required_argument, NULL, 'T'},
-        {"revocations", required_argument, NULL, 'R'},
+        {"revocations", required_argument, NULL, 'v'},
+        {"redis-url", required_argument, NULL, 'R'},
+        {"redis-username", required_argument, NULL, 'U'},
+        {"redis-password-file", required_argument, NULL, 'P'},
+        {"redis-ca-file", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
@@ -211,8 +220,20 @@ main(int argc, char **argv)
         case 'T':
             overrides.templates_dir = optarg;
             break;
-        case 'R':
+        case 'v':
             revocations = optarg;
+            break;
+        case 'R':
+            overrides.redis_url = optarg;
+            break;
+        case 'U':
+            overrides.redis_username = optarg;
+            break;
+        case 'P':
+            overrides.redis_password_file = optarg;
+            break;
+        case 'C':
+            overrides.redis_ca_file = optarg;
             break;
         case 'V':
             printf("portcullis-authd %s\n", PORTCULLIS_VERSION);

@@ -974,6 +974,8 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     if (!sp->auth_vh || !sp->admin_vh)
         goto fail;
     srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : AUTHD_IDP_WORKERS, wake, sp);
+    srv->store = authd_store_new(srv);
+    authd_store_sync(srv->store, cfg);
     srv->oidc = authd_oidc_new(srv);
     authd_oidc_sync(srv->oidc, cfg);
     if (srv->config_path &&
@@ -1035,7 +1037,9 @@ authd_server_free(struct authd_server *srv)
     authd_revoke_stop(srv->revoke);
     if (srv->lws)
         lws_sul_cancel(&sp->tick);
-    /* Workers finish (bounded by the HTTP timeouts); their done() runs here. */
+    /* Redis commands end (PC_EIO); then workers finish (bounded by the HTTP timeouts); the
+     * done() of both runs here. */
+    authd_store_stop(srv->store);
     authd_pool_free(srv->pool);
     srv->pool = NULL;
     authd_kube_free(srv->kube);
@@ -1045,6 +1049,7 @@ authd_server_free(struct authd_server *srv)
     authd_oidc_free(srv->oidc);
     authd_refresh_free(srv->refresh);
     authd_sesscache_free(srv->sessions);
+    authd_store_free(srv->store);
     authd_replay_free(srv->replay);
     authd_metrics_free(srv->metrics);
     authd_cfgref_put(srv->cfg);
@@ -1072,6 +1077,7 @@ authd_server_config_loaded(struct authd_server *srv, struct authd_cfgref *ref,
     authd_cfgref_put(srv->cfg);
     srv->cfg = ref;
     srv->no_config = false;
+    authd_store_sync(srv->store, ref->cfg);
     authd_oidc_sync(srv->oidc, ref->cfg);
     authd_metrics_reload(srv->metrics, true);
     snprintf(msg, sizeof(msg), "%zu", ref->cfg->nhosts);

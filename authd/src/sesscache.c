@@ -30,8 +30,8 @@ struct authd_sesscache {
 };
 
 /* Slot selection only (entries are compared in full): 8 bytes per step. */
-static uint64_t
-hash(const char *p, size_t n)
+uint64_t
+authd_hash_bytes(const char *p, size_t n)
 {
     uint64_t h = 14695981039346656037ull ^ n, w;
     size_t i = 0;
@@ -87,7 +87,7 @@ authd_sesscache_get(struct authd_sesscache *c, uint64_t generation, const struct
 
     if (!len || len > MAX_COOKIE_CACHED)
         return NULL;
-    h = hash(cookie, len);
+    h = authd_hash_bytes(cookie, len);
     sl = &c->v[h % c->n];
     if (!sl->s || sl->hash != h || sl->generation != generation || sl->host != host ||
         sl->len != len || memcmp(sl->cookie, cookie, len))
@@ -109,7 +109,7 @@ authd_sesscache_put(struct authd_sesscache *c, uint64_t generation, const struct
 
     if (!len || len > MAX_COOKIE_CACHED || host->session.refresh > 0)
         return NULL;
-    h = hash(cookie, len);
+    h = authd_hash_bytes(cookie, len);
     sl = &c->v[h % c->n];
     slot_clear(sl);
     sl->hash = h;

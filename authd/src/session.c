@@ -29,6 +29,7 @@ authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *
 {
     static const char info_session[] = "portcullis-authd session v1";
     static const char info_state[] = "portcullis-authd login state v1";
+    static const char info_redis[] = "portcullis-authd redis sessions v1";
     static const char salt[] = "portcullis-authd cookie keys";
 
     memset(k, 0, sizeof(*k));
@@ -39,7 +40,9 @@ authd_keys_init(struct authd_keys *k, const char *const *secrets, const size_t *
             pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_session,
                            sizeof(info_session) - 1, k->session[i], sizeof(k->session[i])) != 0 ||
             pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_state,
-                           sizeof(info_state) - 1, k->state[i], sizeof(k->state[i])) != 0) {
+                           sizeof(info_state) - 1, k->state[i], sizeof(k->state[i])) != 0 ||
+            pc_hkdf_sha256(secrets[i], lens[i], salt, sizeof(salt) - 1, info_redis,
+                           sizeof(info_redis) - 1, k->redis[i], sizeof(k->redis[i])) != 0) {
             authd_keys_release(k);
             return PC_EINVAL;
         }
@@ -514,6 +517,19 @@ out:
     return rc;
 }
 
+char *
+authd_session_encode(const struct authd_session *s)
+{
+    return session_to_json(s);
+}
+
+int
+authd_session_decode(const char *text, struct authd_session **out)
+{
+    *out = NULL;
+    return session_from_json(text, out);
+}
+
 int
 authd_session_from_claims(const struct authd_host *host, const json_t *claims, const char *id_token,
                           const char *refresh_token, int64_t now, struct authd_session **out)
@@ -631,6 +647,13 @@ out:
     return rc;
 }
 
+void
+authd_session_set_value(const struct authd_host *host, const char *value, int64_t max_age,
+                        const char *cookie_header, struct authd_strlist *set_cookie)
+{
+    clear_stale(host, cookie_header, emit_chunks(host, value, max_age, set_cookie), set_cookie);
+}
+
 /* The value of the nth (0-based) cookie called name in jar, or NULL. */
 static const char *
 cookie_nth(const struct authd_cookie_jar *jar, const char *name, size_t nth)
@@ -691,11 +714,7 @@ open_candidate(const struct authd_keys *keys, const struct authd_host *host, con
     if ((rc = open_value(keys->session, keys->n, base, value, strlen(value), &pt)) != 0 ||
         (rc = session_from_json(pt, &s)) != 0)
         goto out;
-    if (s->expires_at <= now)
-        rc = PC_EEXPIRED;
-    else if (strcmp(s->issuer, host->oidc.issuer_url) != 0 ||
-             strcmp(s->client_id, host->oidc.client_id) != 0)
-        rc = PC_EINVAL;
+    rc = authd_session_accept(host, s, now);
     if (rc == 0) {
         *out = s;
         s = NULL;
@@ -704,6 +723,17 @@ out:
     authd_session_free(s);
     pc_free_secret(pt);
     return rc;
+}
+
+int
+authd_session_accept(const struct authd_host *host, const struct authd_session *s, int64_t now)
+{
+    if (s->expires_at <= now)
+        return PC_EEXPIRED;
+    if (strcmp(s->issuer, host->oidc.issuer_url) != 0 ||
+        strcmp(s->client_id, host->oidc.client_id) != 0)
+        return PC_EINVAL;
+    return 0;
 }
 
 /* Which failure to report when no candidate opens: the most specific one seen. */

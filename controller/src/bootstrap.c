@@ -21,6 +21,7 @@
 #define DEFAULT_NS "portcullis-system"
 #define KUSTOMIZATION "kustomization.yaml"
 #define CONTROLLER_FILE "controller.yaml"
+#define AUTHD_FILE "authd.yaml"
 #define MESH_RBAC_FILE "controller-mesh-rbac.yaml"
 #define MESH_ARG_PREFIX "--mesh-config="
 #define MESH_ARG_DEFAULT MESH_ARG_PREFIX "istio"
@@ -70,17 +71,129 @@ append_replaced(struct pc_buf *b, const char *text, const char *from, const char
     return count;
 }
 
-/* One deploy/ file as a document group: its mesh argument and namespace adapted. */
+/*
+ * The values --redis-* put into authd.yaml as text: only characters that need no YAML quoting,
+ * so no value can add lines or keys of its own.
+ */
+static bool
+valid_redis_opts(const struct ctl_bootstrap_opts *o, struct pc_diag *diag)
+{
+    const char *u = o->redis_url, *slash = o->redis_secret ? strchr(o->redis_secret, '/') : NULL;
+    size_t n = u ? strlen(u) : 0;
+
+    if (!u && (o->redis_secret || o->redis_username)) {
+        pc_diag_set(diag, 0, 0, "--redis-secret and --redis-username need --redis-url");
+        return false;
+    }
+    if (u &&
+        (n > 512 || (strncmp(u, "redis://", 8) && strncmp(u, "rediss://", 9)) || strchr(u, '@') ||
+         strspn(u, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:/.-[]") != n)) {
+        pc_diag_set(diag, 0, 0,
+                    "invalid --redis-url \"%s\" (redis://host[:port][/db] or rediss://...; "
+                    "the password goes in --redis-secret)",
+                    u);
+        return false;
+    }
+    if (o->redis_secret) {
+        char *name = slash ? pc_xstrndup(o->redis_secret, (size_t)(slash - o->redis_secret)) : NULL;
+        size_t nlen = name ? strlen(name) : 0;
+        bool ok = nlen > 0 && nlen <= 253 && strchr("-.", name[0]) == NULL &&
+                  strchr("-.", name[nlen - 1]) == NULL &&
+                  strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-.") == nlen && slash[1] &&
+                  strspn(slash + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789-._") == strlen(slash + 1);
+
+        free(name);
+        if (!ok) {
+            pc_diag_set(diag, 0, 0, "invalid --redis-secret \"%s\" (NAME/KEY of a Secret)",
+                        o->redis_secret);
+            return false;
+        }
+    }
+    if (o->redis_username &&
+        (!*o->redis_username || strlen(o->redis_username) > 128 ||
+         strspn(o->redis_username, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789-._") != strlen(o->redis_username))) {
+        pc_diag_set(diag, 0, 0, "invalid --redis-username \"%s\"", o->redis_username);
+        return false;
+    }
+    return true;
+}
+
+/* Inserts add after the one occurrence of anchor in *text (replaced by a new string). */
 static int
-append_file(struct pc_buf *b, const struct ctl_manifest *m, const char *mesh, const char *ns,
+insert_after(char **text, const char *anchor, const char *add, struct pc_diag *diag)
+{
+    char *hit = strstr(*text, anchor), *out;
+
+    if (!hit || strstr(hit + 1, anchor)) {
+        pc_diag_set(diag, 0, 0, "embedded deploy/" AUTHD_FILE ": expected one \"%.40s\"", anchor);
+        return PC_EPARSE;
+    }
+    hit += strlen(anchor);
+    out = pc_xasprintf("%.*s%s%s", (int)(hit - *text), *text, add, hit);
+    free(*text);
+    *text = out;
+    return 0;
+}
+
+/* authd.yaml with authd's Redis: the flags, and the password's Secret as a file. */
+static int
+redis_authd(const struct ctl_bootstrap_opts *o, const char *text, struct pc_buf *out,
             struct pc_diag *diag)
+{
+    const char *key = o->redis_secret ? strchr(o->redis_secret, '/') + 1 : NULL;
+    char *t = pc_xstrdup(text), *args, *mount = NULL, *vol = NULL;
+    int rc;
+
+    args = pc_xasprintf("            - --redis-url=%s\n%s%s%s%s", o->redis_url,
+                        o->redis_username ? "            - --redis-username=" : "",
+                        o->redis_username ? o->redis_username : "", o->redis_username ? "\n" : "",
+                        key ? "            - --redis-password-file=/etc/portcullis/redis/password\n"
+                            : "");
+    if (key) {
+        mount = pc_xstrdup("            - name: redis-password\n"
+                           "              mountPath: /etc/portcullis/redis\n"
+                           "              readOnly: true\n");
+        vol = pc_xasprintf("        # authd's Redis password (bootstrap --redis-secret).\n"
+                           "        - name: redis-password\n"
+                           "          secret:\n"
+                           "            secretName: %.*s\n"
+                           "            defaultMode: 0440\n"
+                           "            items:\n"
+                           "              - key: %s\n"
+                           "                path: password\n",
+                           (int)(key - 1 - o->redis_secret), o->redis_secret, key);
+    }
+    rc = insert_after(&t, "            - --cookie-secret-file=/etc/portcullis/cookie/secret\n",
+                      args, diag);
+    if (rc == 0 && key)
+        rc = insert_after(&t, "          volumeMounts:\n", mount, diag);
+    if (rc == 0 && key)
+        rc = insert_after(&t, "      volumes:\n", vol, diag);
+    if (rc == 0)
+        pc_buf_appends(out, t);
+    free(t);
+    free(args);
+    free(mount);
+    free(vol);
+    return rc;
+}
+
+/* One deploy/ file as a document group: its mesh argument, Redis and namespace adapted. */
+static int
+append_file(struct pc_buf *b, const struct ctl_manifest *m, const struct ctl_bootstrap_opts *o,
+            const char *mesh, const char *ns, struct pc_diag *diag)
 {
     struct pc_buf tmp;
     char *arg = NULL;
     int rc = 0;
 
     pc_buf_init(&tmp, 0);
-    if (strcmp(m->name, CONTROLLER_FILE) == 0) {
+    if (strcmp(m->name, AUTHD_FILE) == 0 && o->redis_url) {
+        if ((rc = redis_authd(o, m->text, &tmp, diag)) != 0)
+            goto out;
+    } else if (strcmp(m->name, CONTROLLER_FILE) == 0) {
         arg = pc_xasprintf(MESH_ARG_PREFIX "%s", mesh);
         if (append_replaced(&tmp, m->text, MESH_ARG_DEFAULT, arg) != 1) {
             pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected one \"%s\" argument", m->name,
@@ -125,7 +238,8 @@ load_resources(struct pc_ynode **root, const struct pc_ynode **resources, struct
 }
 
 static int
-append_resources(struct pc_buf *b, const char *mesh, const char *ns, struct pc_diag *diag)
+append_resources(struct pc_buf *b, const struct ctl_bootstrap_opts *o, const char *mesh,
+                 const char *ns, struct pc_diag *diag)
 {
     struct pc_ynode *root = NULL;
     const struct pc_ynode *res = NULL;
@@ -142,7 +256,7 @@ append_resources(struct pc_buf *b, const char *mesh, const char *ns, struct pc_d
                         name);
             rc = PC_ENOTFOUND;
         } else if (!(strcmp(mesh, "none") == 0 && strcmp(name, MESH_RBAC_FILE) == 0)) {
-            rc = append_file(b, m, mesh, ns, diag);
+            rc = append_file(b, m, o, mesh, ns, diag);
         }
     }
 out:
@@ -223,10 +337,12 @@ ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_d
         pc_diag_set(diag, 0, 0, "invalid --namespace \"%s\" (a DNS label: a-z, 0-9, '-')", ns);
         return PC_EINVAL;
     }
+    if (!valid_redis_opts(o, diag))
+        return PC_EINVAL;
     pc_buf_init(&b, 0);
     b.secret = true;
     append_header(&b, mesh, ns);
-    if ((rc = append_resources(&b, mesh, ns, diag)) < 0)
+    if ((rc = append_resources(&b, o, mesh, ns, diag)) < 0)
         goto out;
     if (strcmp(mesh, "shared") == 0)
         append_shared_configmap(&b);
@@ -245,6 +361,7 @@ usage(FILE *f)
 {
     fprintf(f, "usage: portcullis-controller bootstrap [--mesh-config=istio|shared|none] "
                "[--namespace NS]\n"
+               "         [--redis-url URL [--redis-secret NAME/KEY] [--redis-username USER]]\n"
                "Prints the install manifests (deploy/) with a new cookie secret:\n"
                "  portcullis-controller bootstrap | kubectl apply -f -\n");
 }
@@ -255,6 +372,9 @@ ctl_cmd_bootstrap(int argc, char **argv)
     static const struct option longopts[] = {
         {"mesh-config", required_argument, NULL, 'm'},
         {"namespace", required_argument, NULL, 'n'},
+        {"redis-url", required_argument, NULL, 'r'},
+        {"redis-secret", required_argument, NULL, 's'},
+        {"redis-username", required_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -271,6 +391,15 @@ ctl_cmd_bootstrap(int argc, char **argv)
             break;
         case 'n':
             o.namespace = optarg;
+            break;
+        case 'r':
+            o.redis_url = optarg;
+            break;
+        case 's':
+            o.redis_secret = optarg;
+            break;
+        case 'u':
+            o.redis_username = optarg;
             break;
         case 'h':
             usage(stdout);

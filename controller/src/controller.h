@@ -817,6 +817,10 @@ struct ctl_bootstrap_opts {
     const char *mesh_config;   /* "istio" (default), "shared" or "none" */
     const char *namespace;     /* default "portcullis-system" */
     const char *cookie_secret; /* default: pc_random_token(32), new on every call */
+    /* authd's Redis (session.store: redis): NULL url leaves authd without one. */
+    const char *redis_url;      /* redis://host[:port][/db] or rediss://... */
+    const char *redis_secret;   /* "NAME/KEY": the password's Secret in the namespace, or NULL */
+    const char *redis_username; /* ACL user, or NULL */
 };
 /*
  * New multi-document YAML in *out (free it with pc_free_secret: it holds the cookie secret):
@@ -827,7 +831,10 @@ struct ctl_bootstrap_opts {
  * expected. The reason is in diag.
  */
 int ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag);
-/* `bootstrap [--mesh-config=MODE] [--namespace NS]`: prints the manifests. Exit code 0, 1, 2. */
+/*
+ * `bootstrap [--mesh-config=MODE] [--namespace NS] [--redis-url URL [--redis-secret NAME/KEY]
+ * [--redis-username USER]]`: prints the manifests. Exit code 0, 1, 2.
+ */
 int ctl_cmd_bootstrap(int argc, char **argv);
 
 #endif

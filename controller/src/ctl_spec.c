@@ -543,25 +543,31 @@ check_session_values(struct ctl_errors *e, const char *cookie, const char *domai
 static json_t *
 norm_session(struct ctl_errors *e, const json_t *spec)
 {
-    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime",
-                                       "refresh",    "sameSite",     NULL};
+    static const char *const keys[] = {"cookieName", "cookieDomain", "lifetime", "refresh",
+                                       "sameSite",   "store",        NULL};
     const json_t *s = obj_field(e, spec, "session", "spec", keys);
     const char *p = "spec.session";
-    const char *cookie, *domain, *life, *ref, *ss;
+    const char *cookie, *domain, *life, *ref, *ss, *store;
 
     cookie = str_field(e, s, "cookieName", p, "_portcullis");
     domain = str_field(e, s, "cookieDomain", p, "");
     life = str_field(e, s, "lifetime", p, "12h");
     ref = str_field(e, s, "refresh", p, "0s");
     ss = str_field(e, s, "sameSite", p, "Lax");
+    store = str_field(e, s, "store", p, "cookie");
     check_session_values(e, cookie, domain, life, ref);
+    if (strcmp(store, "cookie") && strcmp(store, "redis"))
+        ctl_errors_add(e,
+                       "spec.session.store: Unsupported value: \"%s\": supported values: "
+                       "\"cookie\", \"redis\"",
+                       store);
     if (strcmp(ss, "Lax") && strcmp(ss, "Strict") && strcmp(ss, "None"))
         ctl_errors_add(e,
                        "spec.session.sameSite: Unsupported value: \"%s\": supported values: "
                        "\"Lax\", \"Strict\", \"None\"",
                        ss);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "cookieName", cookie, "cookieDomain", domain,
-                     "lifetime", life, "refresh", ref, "sameSite", ss);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "cookieName", cookie, "cookieDomain", domain,
+                     "lifetime", life, "refresh", ref, "sameSite", ss, "store", store);
 }
 
 static json_t *

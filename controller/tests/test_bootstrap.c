@@ -255,6 +255,52 @@ test_namespace_moves_everything(void **state)
     pc_free_secret(text);
 }
 
+/* --redis-*: authd gets the flags and the password's Secret as a file; nothing else changes. */
+static void
+test_redis(void **state)
+{
+    struct ctl_bootstrap_opts o = {.redis_url = "redis://r-master.portcullis-system.svc:6379",
+                                   .redis_secret = "r-redis/redis-password",
+                                   .redis_username = "portcullis",
+                                   .cookie_secret = "s"};
+    char *text = NULL, *plain = NULL;
+    json_t *docs = render_docs(&o, &text),
+           *base = render_docs(&(struct ctl_bootstrap_opts){.cookie_secret = "s"}, &plain);
+    json_t *spec =
+        pc_json_path(find_doc(docs, "Deployment", "portcullis-authd"), "spec.template.spec");
+    json_t *c = json_array_get(json_object_get(spec, "containers"), 0);
+    json_t *args = json_object_get(c, "args"),
+           *vol = json_array_get(json_object_get(spec, "volumes"), 0);
+    size_t n = json_array_size(args);
+
+    (void)state;
+    assert_string_equal(json_string_value(json_array_get(args, n - 3)),
+                        "--redis-url=redis://r-master.portcullis-system.svc:6379");
+    assert_string_equal(json_string_value(json_array_get(args, n - 2)),
+                        "--redis-username=portcullis");
+    assert_string_equal(json_string_value(json_array_get(args, n - 1)),
+                        "--redis-password-file=/etc/portcullis/redis/password");
+    assert_string_equal(
+        pc_json_str(json_array_get(json_object_get(c, "volumeMounts"), 0), "mountPath"),
+        "/etc/portcullis/redis");
+    assert_string_equal(pc_json_str(vol, "name"), "redis-password");
+    assert_string_equal(pc_json_str(json_object_get(vol, "secret"), "secretName"), "r-redis");
+    assert_string_equal(pc_json_str(json_array_get(pc_json_path(vol, "secret.items"), 0), "key"),
+                        "redis-password");
+    assert_null(strstr(text, "redis-test-password"));
+    /* every other document is as without --redis-* */
+    assert_int_equal(json_array_size(docs), json_array_size(base));
+    for (size_t i = 0; i < json_array_size(docs); i++)
+        if (strcmp(pc_json_str(pc_json_path(json_array_get(docs, i), "metadata"), "name"),
+                   "portcullis-authd") != 0 ||
+            strcmp(pc_json_str(json_array_get(docs, i), "kind"), "Deployment") != 0)
+            assert_true(json_equal(json_array_get(docs, i), json_array_get(base, i)));
+    json_decref(docs);
+    json_decref(base);
+    pc_free_secret(text);
+    pc_free_secret(plain);
+}
+
 static void
 test_bad_options_refused(void **state)
 {
@@ -270,6 +316,14 @@ test_bad_options_refused(void **state)
         {{.namespace = "a_b"}, "invalid --namespace"},
         {{.namespace = "a234567890123456789012345678901234567890123456789012345678901234"},
          "invalid --namespace"},
+        {{.redis_url = "http://r"}, "invalid --redis-url"},
+        {{.redis_url = "redis://:pw@r"}, "invalid --redis-url"},
+        {{.redis_url = "redis://r\n  evil: 1"}, "invalid --redis-url"},
+        {{.redis_url = "redis://r", .redis_secret = "r-redis"}, "invalid --redis-secret"},
+        {{.redis_url = "redis://r", .redis_secret = "R/k"}, "invalid --redis-secret"},
+        {{.redis_url = "redis://r", .redis_secret = "r/k y"}, "invalid --redis-secret"},
+        {{.redis_url = "redis://r", .redis_username = "a b"}, "invalid --redis-username"},
+        {{.redis_secret = "r/k"}, "need --redis-url"},
     };
     (void)state;
 
@@ -293,6 +347,7 @@ main(void)
         cmocka_unit_test(test_given_cookie_secret_is_used),
         cmocka_unit_test(test_mesh_modes),
         cmocka_unit_test(test_namespace_moves_everything),
+        cmocka_unit_test(test_redis),
         cmocka_unit_test(test_bad_options_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,6 +34,8 @@ static const char *const specs[] = {
     "{\"passIDToken\":true,\"bearerTokens\":{\"enabled\":true,\"audiences\":[\"api\"]},"
     "\"mode\":\"ReportOnly\"}",
     "{\"bearerTokens\":{\"enabled\":true}}",
+    "{\"session\":{\"store\":\"redis\",\"refresh\":\"10m\"}}",
+    "{\"session\":{\"store\":\"cookie\"}}",
     /* Strings with blank lines and trailing newlines: libyaml would write literal blocks
      * (unindented empty lines, "|+" and a "..." end marker) that a line reader misparses. */
     "{\"access\":{\"allowedGroups\":[\"grp\\n\\nadmins\",\"x\\n\\n\",\"a: b\",\"- c\"]}}",
@@ -82,7 +84,11 @@ parse(json_t *entry)
     struct authd_config_opts opts = {.read_file = reader};
     struct ctl_authd_opts o = {0};
     json_t *hosts = json_pack("[o]", entry), *cfg = ctl_render_authd_config(hosts, &o);
-    char *text = pc_json_to_yaml(cfg);
+    char *text;
+
+    /* authd's Redis connection is its own setting (flags or the head), not the controller's. */
+    json_object_set_new(cfg, "redis", json_pack("{s:s}", "url", "redis://redis.example.com"));
+    text = pc_json_to_yaml(cfg);
     struct authd_config *out = NULL;
     struct pc_diag d = {0};
 
@@ -135,6 +141,7 @@ same_host(const struct authd_host *a, const struct authd_host *b)
     assert_int_equal(a->session.lifetime, b->session.lifetime);
     assert_int_equal(a->session.refresh, b->session.refresh);
     assert_int_equal(a->session.same_site, b->session.same_site);
+    assert_int_equal(a->session.store, b->session.store);
     assert_int_equal(a->nupstream_headers, b->nupstream_headers);
     for (size_t i = 0; i < a->nupstream_headers; i++) {
         same_str("header", a->upstream_headers[i].name, b->upstream_headers[i].name);

@@ -58,6 +58,9 @@ static const struct spec_case spec_cases[] = {
      "spec.session.refresh: must be shorter"},
     {"{" BASE ",\"session\":{\"lifetime\":\"1h30m\",\"refresh\":\"30m\"}}", false, NULL},
     {"{" BASE ",\"session\":{\"cookieName\":\"a b\"}}", false, "spec.session.cookieName"},
+    {"{" BASE ",\"session\":{\"store\":\"memcached\"}}", false,
+     "spec.session.store: Unsupported value: \"memcached\""},
+    {"{" BASE ",\"session\":{\"store\":\"redis\"}}", false, NULL},
     {"{" BASE ",\"upstreamHeaders\":[{\"name\":\"X Bad\",\"claim\":\"sub\"}]}", false,
      "spec.upstreamHeaders[0].name: \"X Bad\" is not a header name"},
     {"{" BASE ",\"upstreamHeaders\":[{\"name\":\"X-A\",\"claim\":\"sub\"},"
@@ -136,6 +139,7 @@ test_defaults(void **state)
     assert_string_equal(pc_json_str(pc_json_path(out, "session"), "lifetime"), "12h");
     assert_string_equal(pc_json_str(pc_json_path(out, "session"), "refresh"), "0s");
     assert_string_equal(pc_json_str(pc_json_path(out, "session"), "sameSite"), "Lax");
+    assert_string_equal(pc_json_str(pc_json_path(out, "session"), "store"), "cookie");
     assert_int_equal(json_array_size(json_object_get(out, "upstreamHeaders")), 4);
     assert_string_equal(pc_json_str(out, "mode"), "Enforce");
     assert_true(json_is_false(json_object_get(out, "passIDToken")));

@@ -13,6 +13,7 @@ get no Pods), and the service accounts have exactly the rights deploy/ claims: c
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -191,6 +192,32 @@ def test_bootstrap_prints_what_kustomize_builds():
     secret = find(docs, "Secret", "portcullis-cookie-secret")
     rest = [d for d in docs if d is not secret]
     assert canonical(rest) == canonical(kustomize())
+
+
+def test_redis_component_and_bootstrap_redis_agree(tmp_path):
+    """deploy/redis (a kustomize Component) and bootstrap --redis-* give authd the same Redis:
+    the flags, and the password as a file from the Redis chart's Secret, never inline."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    rel = os.path.relpath(DEPLOY, overlay)
+    (overlay / "kustomization.yaml").write_text(
+        f"resources: [{rel}]\ncomponents: [{rel}/redis]\n")
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    built = docs_of(out.stdout)
+    url = "redis://portcullis-redis-master.portcullis-system.svc.cluster.local:6379"
+    docs = docs_of(bootstrap("--redis-url", url, "--redis-secret", "portcullis-redis/redis-password"))
+    docs = [d for d in docs if d["kind"] != "Secret" or d["metadata"]["name"] != "portcullis-cookie-secret"]
+    assert canonical(docs) == canonical(built)
+    pod = find(built, "Deployment", "portcullis-authd")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert f"--redis-url={url}" in args
+    assert "--redis-password-file=/etc/portcullis/redis/password" in args
+    vol = [v for v in pod["volumes"] if v["name"] == "redis-password"][0]
+    assert vol["secret"] == {"secretName": "portcullis-redis", "defaultMode": 0o440,
+                             "items": [{"key": "redis-password", "path": "password"}]}
+    assert "password" not in " ".join(a for a in args if not a.startswith("--redis-password-file"))
 
 
 def test_bootstrap_cookie_secret_is_fresh():

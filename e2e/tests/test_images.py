@@ -30,7 +30,8 @@ DAEMONS = ["authd", "controller"]
 ENV = {**os.environ, "BUILDAH_ISOLATION": "chroot"}
 BUILD_ONLY = {"gcc", "gcc-12", "cpp", "cpp-12", "g++", "binutils", "make", "cmake",
               "build-essential", "libc6-dev", "pkg-config", "libcurl4-openssl-dev",
-              "libyaml-dev", "libjansson-dev", "libwebsockets-dev", "libjwt-dev", "libssl-dev"}
+              "libyaml-dev", "libjansson-dev", "libwebsockets-dev", "libjwt-dev", "libssl-dev",
+              "libhiredis-dev"}
 
 
 def buildah(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
@@ -114,7 +115,7 @@ def test_process_uid_is_65532(containers, daemon):
 # --version starting at all proves every linked library is there; these are spot checks.
 @pytest.mark.parametrize(
     "daemon, runtime",
-    [("authd", {"libwebsockets17", "libcurl4", "libssl3", "ca-certificates"}),
+    [("authd", {"libwebsockets17", "libcurl4", "libssl3", "libhiredis0.14", "ca-certificates"}),
      ("controller", {"libjansson4", "ca-certificates"})],
 )
 def test_runtime_image_has_libraries_but_no_toolchain(containers, daemon, runtime):

@@ -1,0 +1,874 @@
+/*
+ * redis.c - authd's connection to Redis: one pipelined connection (TCP or TLS) served by a
+ * thread of its own, so no Redis wait ever happens on the lws thread. Commands are submitted
+ * from the lws thread and complete there, as completions of the worker pool.
+ *
+ * Why hiredis' reader and writer over our own socket: Debian's hiredis (0.14) speaks no TLS,
+ * and rediss:// is what a Redis with a password across a network needs. hiredis formats the
+ * commands (redisFormatCommandArgv) and parses the replies (redisReader, with reply objects of
+ * our own so that no array can be longer than a few elements); OpenSSL carries the bytes for
+ * rediss://, as it does for authd's other TLS.
+ *
+ * Bounds: at most MAX_PENDING commands submitted and not completed (more are refused at once),
+ * every command has a deadline (commandTimeout from its submission: the connection is dropped
+ * when the oldest one passes it, because replies come in order), a reply is at most
+ * AUTHD_MAX_REDIS_BLOB bytes and MAX_UNPARSED bytes may arrive without completing one. While
+ * the connection is down every command is refused at once, so nothing waits for a reconnect;
+ * the thread reconnects with a backoff (100 ms doubling to 2 s) and sends PING when idle for a
+ * second, so a Redis that stops answering is noticed without traffic.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "authd.h"
+#include "portcullis/log.h"
+
+#define MAX_PENDING 4096
+#define MAX_UNPARSED (AUTHD_MAX_REDIS_BLOB + 4096)
+#define MAX_ELEMENTS 8
+#define IDLE_PING_US 1000000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+struct cmd {
+    struct authd_job job; /* completion on the lws thread */
+    struct authd_redis *r;
+    char *buf; /* the formatted command */
+    size_t len;
+    int64_t deadline_us;
+    authd_redis_done_fn done; /* NULL: the thread's own (PING, AUTH, SELECT) */
+    void *ud;
+    const char *what; /* the thread's own: which, for the log */
+    int rc;
+    struct authd_redis_reply *reply;
+    struct cmd *next;
+};
+
+struct authd_redis {
+    struct authd_redis_config *cfg; /* a copy, owned */
+    struct authd_pool *pool;
+    pthread_t thread;
+    bool started;
+    int wake[2];
+    pthread_mutex_t mu;
+    struct cmd *qhead, *qtail; /* submitted, not yet written (mu) */
+    int pending;               /* submitted and not completed (mu) */
+    atomic_bool up;
+    atomic_int stop;
+    atomic_ullong connects, disconnects, ok, errors, timeouts, refused;
+    /* the thread's own */
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    redisReader *reader;
+    struct pc_buf out;
+    struct cmd *ihead, *itail; /* written, waiting for their reply, in order */
+    size_t unparsed;
+    int64_t last_io_us;
+    char why[160]; /* why the connection went down, logged once per change */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* replies: hiredis' reader builds these */
+
+void
+authd_redis_reply_free(struct authd_redis_reply *rep)
+{
+    if (rep == NULL)
+        return;
+    for (size_t i = 0; i < rep->nelem; i++)
+        authd_redis_reply_free(rep->elem[i]);
+    free(rep->elem);
+    if (rep->str != NULL)
+        pc_cleanse(rep->str, rep->len);
+    free(rep->str);
+    free(rep);
+}
+
+static void *
+attach(const redisReadTask *task, struct authd_redis_reply *rep)
+{
+    if (task->parent != NULL) {
+        struct authd_redis_reply *p = task->parent->obj;
+
+        if (task->idx < 0 || (size_t)task->idx >= p->nelem) {
+            authd_redis_reply_free(rep);
+            return NULL;
+        }
+        p->elem[task->idx] = rep;
+    }
+    return rep;
+}
+
+static void *
+create_string(const redisReadTask *task, char *str, size_t len)
+{
+    struct authd_redis_reply *rep;
+
+    if (len > AUTHD_MAX_REDIS_BLOB)
+        return NULL; /* the reader reports out of memory: the connection is dropped */
+    rep = pc_xcalloc(1, sizeof(*rep));
+    rep->type = task->type == REDIS_REPLY_ERROR    ? AUTHD_REDIS_ERROR
+                : task->type == REDIS_REPLY_STATUS ? AUTHD_REDIS_STATUS
+                                                   : AUTHD_REDIS_STRING;
+    rep->str = pc_xmalloc(len + 1);
+    memcpy(rep->str, str, len);
+    rep->str[len] = '\0';
+    rep->len = len;
+    return attach(task, rep);
+}
+
+static void *
+create_array(const redisReadTask *task, int elements)
+{
+    struct authd_redis_reply *rep;
+
+    if (elements < 0 || elements > MAX_ELEMENTS)
+        return NULL;
+    rep = pc_xcalloc(1, sizeof(*rep));
+    rep->type = AUTHD_REDIS_ARRAY;
+    rep->nelem = (size_t)elements;
+    rep->elem = pc_xcalloc((size_t)elements + 1, sizeof(*rep->elem));
+    return attach(task, rep);
+}
+
+static void *
+create_integer(const redisReadTask *task, long long value)
+{
+    struct authd_redis_reply *rep = pc_xcalloc(1, sizeof(*rep));
+
+    rep->type = AUTHD_REDIS_INTEGER;
+    rep->integer = value;
+    return attach(task, rep);
+}
+
+static void *
+create_nil(const redisReadTask *task)
+{
+    struct authd_redis_reply *rep = pc_xcalloc(1, sizeof(*rep));
+
+    rep->type = AUTHD_REDIS_NIL;
+    return attach(task, rep);
+}
+
+static void
+free_object(void *obj)
+{
+    authd_redis_reply_free(obj);
+}
+
+static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer,
+                                              create_nil, free_object};
+
+/* ------------------------------------------------------------------------------------------ */
+/* commands */
+
+/* Appends c to the list head..tail (FIFO: replies come in order). */
+static void
+append_cmd(struct cmd **head, struct cmd **tail, struct cmd *c)
+{
+    c->next = NULL;
+    if (*tail)
+        (*tail)->next = c;
+    else
+        *head = c;
+    *tail = c;
+}
+
+static void
+cmd_done(struct authd_job *job)
+{
+    struct cmd *c = (struct cmd *)job;
+
+    if (c->done != NULL)
+        c->done(c->ud, c->rc, c->reply);
+    authd_redis_reply_free(c->reply);
+    free(c->buf);
+    free(c);
+}
+
+/* Hands c back: to the lws thread as a completion, or freed (the thread's PING). */
+static void
+complete(struct authd_redis *r, struct cmd *c, int rc)
+{
+    c->rc = rc;
+    atomic_fetch_add(rc == 0 ? &r->ok : rc == PC_EEXPIRED ? &r->timeouts : &r->errors, 1);
+    if (c->done == NULL) {
+        cmd_done(&c->job);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->pending--;
+    pthread_mutex_unlock(&r->mu);
+    authd_pool_complete(r->pool, &c->job);
+}
+
+int
+authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, const size_t *lens,
+                    authd_redis_done_fn done, void *ud)
+{
+    struct cmd *c;
+    char *buf = NULL;
+    int n, rc = 0;
+
+    if (r == NULL || !atomic_load(&r->up) || atomic_load(&r->stop)) {
+        if (r != NULL)
+            atomic_fetch_add(&r->refused, 1);
+        return PC_EIO;
+    }
+    if ((n = redisFormatCommandArgv(&buf, argc, (const char **)argv, lens)) < 0)
+        return PC_EINVAL;
+    c = pc_xcalloc(1, sizeof(*c));
+    c->job.done = cmd_done;
+    c->r = r;
+    c->buf = buf;
+    c->len = (size_t)n;
+    c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
+    c->done = done;
+    c->ud = ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->pending >= MAX_PENDING) {
+        rc = PC_ETOOBIG;
+    } else {
+        r->pending++;
+        append_cmd(&r->qhead, &r->qtail, c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        atomic_fetch_add(&r->refused, 1);
+        free(c->buf);
+        free(c);
+        return rc;
+    }
+    if (write(r->wake[1], "c", 1) < 0 && errno != EAGAIN)
+        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    return 0;
+}
+
+bool
+authd_redis_up(const struct authd_redis *r)
+{
+    return r != NULL && atomic_load(&r->up);
+}
+
+void
+authd_redis_stats(const struct authd_redis *r, struct authd_redis_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (r == NULL)
+        return;
+    st->up = atomic_load(&r->up);
+    st->connects = atomic_load(&r->connects);
+    st->disconnects = atomic_load(&r->disconnects);
+    st->ok = atomic_load(&r->ok);
+    st->errors = atomic_load(&r->errors);
+    st->timeouts = atomic_load(&r->timeouts);
+    st->refused = atomic_load(&r->refused);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the connection (thread side) */
+
+static void
+set_why(struct authd_redis *r, const char *what, const char *detail)
+{
+    snprintf(r->why, sizeof(r->why), "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+}
+
+static const char *
+ssl_error(void)
+{
+    static __thread char buf[128];
+    unsigned long e = ERR_get_error();
+
+    ERR_clear_error();
+    if (e == 0)
+        return "tls error";
+    ERR_error_string_n(e, buf, sizeof(buf));
+    return buf;
+}
+
+/* Fails every command written or queued: rc for those past their deadline, PC_EIO others. */
+static void
+fail_all(struct authd_redis *r, int rc)
+{
+    int64_t now = authd_mono_us();
+    struct cmd *list, *c;
+
+    pthread_mutex_lock(&r->mu);
+    list = r->qhead;
+    r->qhead = r->qtail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (list != NULL) {
+        if (r->itail)
+            r->itail->next = list;
+        else
+            r->ihead = list;
+    }
+    list = r->ihead;
+    r->ihead = r->itail = NULL;
+    while ((c = list) != NULL) {
+        list = c->next;
+        complete(r, c, now >= c->deadline_us ? rc : PC_EIO);
+    }
+}
+
+static void
+disconnect(struct authd_redis *r, int rc)
+{
+    bool was_up = atomic_exchange(&r->up, false);
+
+    if (r->ssl != NULL)
+        SSL_free(r->ssl);
+    r->ssl = NULL;
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    if (r->reader != NULL)
+        redisReaderFree(r->reader);
+    r->reader = NULL;
+    pc_buf_reset(&r->out);
+    r->unparsed = 0;
+    fail_all(r, rc);
+    if (was_up && atomic_load(&r->stop)) {
+        pc_log(PC_LOG_INFO, "redis", "state", "closed", "address", r->cfg->url, NULL);
+    } else if (was_up) {
+        atomic_fetch_add(&r->disconnects, 1);
+        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason", r->why,
+               NULL);
+    }
+}
+
+/* Waits for events on fd until deadline_us (or the wake pipe). Returns poll's revents, 0 on
+ * timeout, -1 when stopping. */
+static int
+wait_fd(struct authd_redis *r, short events, int64_t deadline_us)
+{
+    struct pollfd p[2] = {{.fd = r->fd, .events = events}, {.fd = r->wake[0], .events = POLLIN}};
+    int64_t left = deadline_us - authd_mono_us();
+
+    if (atomic_load(&r->stop))
+        return -1;
+    if (left <= 0)
+        return 0;
+    if (poll(p, 2, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
+        return -1;
+    return p[0].revents;
+}
+
+/* >0 bytes, 0 nothing now (would block), <0 the connection failed. */
+static ssize_t
+io_read(struct authd_redis *r, char *buf, size_t n)
+{
+    ssize_t got;
+
+    if (r->ssl == NULL) {
+        got = read(r->fd, buf, n);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        if (got <= 0)
+            set_why(r, got == 0 ? "closed by redis" : "read failed", got ? strerror(errno) : NULL);
+        return got <= 0 ? -1 : got;
+    }
+    got = SSL_read(r->ssl, buf, (int)n);
+    if (got > 0)
+        return got;
+    switch (SSL_get_error(r->ssl, (int)got)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        set_why(r, "closed by redis", NULL);
+        return -1;
+    default:
+        set_why(r, "tls read failed", ssl_error());
+        return -1;
+    }
+}
+
+static ssize_t
+io_write(struct authd_redis *r, const char *buf, size_t n)
+{
+    ssize_t put;
+
+    if (r->ssl == NULL) {
+        put = send(r->fd, buf, n, MSG_NOSIGNAL);
+        if (put < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        if (put < 0)
+            set_why(r, "write failed", strerror(errno));
+        return put;
+    }
+    put = SSL_write(r->ssl, buf, (int)(n > 1 << 20 ? 1 << 20 : n));
+    if (put > 0)
+        return put;
+    switch (SSL_get_error(r->ssl, (int)put)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    default:
+        set_why(r, "tls write failed", ssl_error());
+        return -1;
+    }
+}
+
+/* Writes what r->out holds. 0 or -1. */
+static int
+flush(struct authd_redis *r)
+{
+    while (r->out.len > 0) {
+        ssize_t put = io_write(r, r->out.data, r->out.len);
+
+        if (put < 0)
+            return -1;
+        if (put == 0)
+            return 0;
+        memmove(r->out.data, r->out.data + put, r->out.len - (size_t)put);
+        r->out.len -= (size_t)put;
+    }
+    return 0;
+}
+
+/* Reads what arrived and completes the commands whose replies are whole. 0 or -1. */
+static int
+receive(struct authd_redis *r)
+{
+    char buf[16384];
+    ssize_t got;
+
+    while ((got = io_read(r, buf, sizeof(buf))) > 0) {
+        void *rep = NULL;
+
+        r->unparsed += (size_t)got;
+        if (r->unparsed > MAX_UNPARSED || redisReaderFeed(r->reader, buf, (size_t)got) != 0) {
+            set_why(r, "reply over its bound", NULL);
+            return -1;
+        }
+        while (redisReaderGetReply(r->reader, &rep) == 0 && rep != NULL) {
+            struct cmd *c = r->ihead;
+
+            r->unparsed = 0;
+            if (c == NULL) { /* nothing asked: not a reply to us */
+                authd_redis_reply_free(rep);
+                set_why(r, "unexpected reply", NULL);
+                return -1;
+            }
+            r->ihead = c->next;
+            if (r->ihead == NULL)
+                r->itail = NULL;
+            c->next = NULL;
+            c->reply = rep;
+            complete(r, c, 0);
+            rep = NULL;
+        }
+        if (r->reader->err) {
+            set_why(r, "protocol error", r->reader->errstr);
+            return -1;
+        }
+    }
+    r->last_io_us = authd_mono_us();
+    return got < 0 ? -1 : 0;
+}
+
+/* Moves queued commands to the output and the in-flight list. */
+static void
+take_queued(struct authd_redis *r)
+{
+    struct cmd *list;
+
+    pthread_mutex_lock(&r->mu);
+    list = r->qhead;
+    r->qhead = r->qtail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while (list != NULL) {
+        struct cmd *c = list;
+
+        list = c->next;
+        pc_buf_append(&r->out, c->buf, c->len);
+        append_cmd(&r->ihead, &r->itail, c);
+    }
+}
+
+static void
+ping(struct authd_redis *r)
+{
+    static const char *const argv[] = {"PING"};
+    struct cmd *c = pc_xcalloc(1, sizeof(*c));
+    int n = redisFormatCommandArgv(&c->buf, 1, (const char **)argv, NULL);
+
+    c->len = (size_t)(n > 0 ? n : 0);
+    c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
+    c->r = r;
+    pthread_mutex_lock(&r->mu);
+    append_cmd(&r->qhead, &r->qtail, c);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void
+drain_wake(struct authd_redis *r)
+{
+    char buf[256];
+
+    while (read(r->wake[0], buf, sizeof(buf)) > 0)
+        ;
+}
+
+/* One round of the connected loop. 0, or -1 when the connection failed (r->why says why). */
+static int
+serve(struct authd_redis *r)
+{
+    struct pollfd p[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->wake[0], .events = POLLIN}};
+    int64_t now = authd_mono_us(), until = now + IDLE_PING_US;
+    int timeout;
+
+    take_queued(r);
+    if (r->ihead == NULL && now - r->last_io_us >= IDLE_PING_US) {
+        ping(r);
+        take_queued(r);
+    }
+    if (flush(r) != 0)
+        return -1;
+    if (r->ihead != NULL && r->ihead->deadline_us <= now) {
+        set_why(r, "command timed out", NULL);
+        return -1;
+    }
+    if (r->ihead != NULL)
+        until = r->ihead->deadline_us;
+    if (r->out.len > 0)
+        p[0].events |= POLLOUT;
+    timeout = (int)((until - now + 999) / 1000);
+    if (poll(p, 2, timeout > 0 ? timeout : 1) < 0 && errno != EINTR) {
+        set_why(r, "poll failed", strerror(errno));
+        return -1;
+    }
+    if (p[1].revents & POLLIN)
+        drain_wake(r);
+    if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL) && !(p[0].revents & POLLIN)) {
+        set_why(r, "connection lost", NULL);
+        return -1;
+    }
+    if (p[0].revents & (POLLIN | POLLOUT) || (r->ssl && SSL_pending(r->ssl) > 0))
+        if (receive(r) != 0 || flush(r) != 0)
+            return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* connecting */
+
+static int
+tcp_connect(struct authd_redis *r, int64_t deadline_us)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    char port[8];
+    int err, one = 1;
+
+    snprintf(port, sizeof(port), "%d", r->cfg->port);
+    if ((err = getaddrinfo(r->cfg->host, port, &hints, &res)) != 0) {
+        set_why(r, "cannot resolve the host", gai_strerror(err));
+        return -1;
+    }
+    set_why(r, "cannot connect", "no address");
+    for (struct addrinfo *a = res; a != NULL && r->fd < 0; a = a->ai_next) {
+        socklen_t len = sizeof(err);
+
+        r->fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (r->fd < 0)
+            continue;
+        if (connect(r->fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            set_why(r, "cannot connect", strerror(errno));
+        } else if (wait_fd(r, POLLOUT, deadline_us) <= 0) {
+            set_why(r, "cannot connect", "timed out");
+        } else if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            set_why(r, "cannot connect", strerror(err ? err : errno));
+        } else {
+            setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            setsockopt(r->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            break;
+        }
+        close(r->fd);
+        r->fd = -1;
+    }
+    freeaddrinfo(res);
+    return r->fd >= 0 ? 0 : -1;
+}
+
+static int
+tls_handshake(struct authd_redis *r, int64_t deadline_us)
+{
+    const char *name = r->cfg->server_name ? r->cfg->server_name : r->cfg->host;
+    struct in6_addr ip;
+    bool is_ip = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
+
+    r->ssl = SSL_new(r->ctx);
+    if (r->ssl == NULL || SSL_set_fd(r->ssl, r->fd) != 1 ||
+        (!is_ip && SSL_set_tlsext_host_name(r->ssl, name) != 1) ||
+        (!is_ip && SSL_set1_host(r->ssl, name) != 1) ||
+        (is_ip && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(r->ssl), name) != 1)) {
+        set_why(r, "tls setup failed", ssl_error());
+        return -1;
+    }
+    for (;;) {
+        int rc = SSL_connect(r->ssl), ev;
+
+        if (rc == 1)
+            return 0;
+        switch (SSL_get_error(r->ssl, rc)) {
+        case SSL_ERROR_WANT_READ:
+            ev = POLLIN;
+            break;
+        case SSL_ERROR_WANT_WRITE:
+            ev = POLLOUT;
+            break;
+        default:
+            set_why(r, "tls handshake failed", ssl_error());
+            return -1;
+        }
+        if (wait_fd(r, (short)ev, deadline_us) <= 0) {
+            set_why(r, "tls handshake failed", "timed out");
+            return -1;
+        }
+    }
+}
+
+/* Queues AUTH, SELECT and PING as the connection's first commands (the thread's own). */
+static void
+queue_hello(struct authd_redis *r)
+{
+    const char *argv[3];
+    char db[8];
+
+    if (r->cfg->password != NULL) {
+        int n = 0;
+
+        argv[n++] = "AUTH";
+        if (r->cfg->username != NULL)
+            argv[n++] = r->cfg->username;
+        argv[n++] = r->cfg->password;
+        struct cmd *c = pc_xcalloc(1, sizeof(*c));
+        c->what = "AUTH refused";
+        c->len = (size_t)redisFormatCommandArgv(&c->buf, n, argv, NULL);
+        pc_buf_append(&r->out, c->buf, c->len);
+        append_cmd(&r->ihead, &r->itail, c);
+    }
+    snprintf(db, sizeof(db), "%d", r->cfg->database);
+    argv[0] = "SELECT";
+    argv[1] = db;
+    struct cmd *s = pc_xcalloc(1, sizeof(*s));
+    s->what = "SELECT refused";
+    s->len = (size_t)redisFormatCommandArgv(&s->buf, 2, argv, NULL);
+    pc_buf_append(&r->out, s->buf, s->len);
+    append_cmd(&r->ihead, &r->itail, s);
+}
+
+/* Sends the hello commands and reads their replies until deadline. 0 or -1. */
+static int
+hello(struct authd_redis *r, int64_t deadline_us)
+{
+    struct cmd *c;
+
+    queue_hello(r);
+    for (struct cmd *x = r->ihead; x; x = x->next)
+        x->deadline_us = deadline_us;
+    while (r->ihead != NULL || r->out.len > 0) {
+        struct authd_redis_reply *rep;
+        void *obj = NULL;
+
+        if (flush(r) != 0)
+            return -1;
+        if (wait_fd(r, r->out.len ? POLLIN | POLLOUT : POLLIN, deadline_us) <= 0) {
+            set_why(r, "no answer to AUTH/SELECT", "timed out");
+            return -1;
+        }
+        char buf[4096];
+        ssize_t got = io_read(r, buf, sizeof(buf));
+        if (got < 0 || (got > 0 && redisReaderFeed(r->reader, buf, (size_t)got) != 0))
+            return -1;
+        while (r->ihead != NULL && redisReaderGetReply(r->reader, &obj) == 0 && obj != NULL) {
+            rep = obj;
+            c = r->ihead;
+            r->ihead = c->next;
+            if (r->ihead == NULL)
+                r->itail = NULL;
+            if (rep->type == AUTHD_REDIS_ERROR)
+                set_why(r, c->what, rep->str);
+            free(c->buf);
+            free(c);
+            if (rep->type == AUTHD_REDIS_ERROR) {
+                authd_redis_reply_free(rep);
+                return -1;
+            }
+            authd_redis_reply_free(rep);
+            obj = NULL;
+        }
+    }
+    return 0;
+}
+
+static void
+free_hello(struct authd_redis *r)
+{
+    while (r->ihead != NULL) { /* the thread's own, never completions */
+        struct cmd *c = r->ihead;
+
+        r->ihead = c->next;
+        free(c->buf);
+        free(c);
+    }
+    r->itail = NULL;
+}
+
+static int
+connect_redis(struct authd_redis *r)
+{
+    int64_t deadline = authd_mono_us() + r->cfg->connect_timeout_ms * 1000;
+
+    r->reader = redisReaderCreateWithFunctions(&reply_fns);
+    if (tcp_connect(r, deadline) != 0 || (r->ctx && tls_handshake(r, deadline) != 0) ||
+        hello(r, deadline) != 0) {
+        free_hello(r);
+        disconnect(r, PC_EIO);
+        return -1;
+    }
+    r->last_io_us = authd_mono_us();
+    atomic_store(&r->up, true);
+    atomic_fetch_add(&r->connects, 1);
+    pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg->url, NULL);
+    return 0;
+}
+
+static void
+sleep_ms(struct authd_redis *r, int ms)
+{
+    struct pollfd p = {.fd = r->wake[0], .events = POLLIN};
+
+    if (poll(&p, 1, ms) > 0)
+        drain_wake(r);
+}
+
+static void *
+run(void *arg)
+{
+    struct authd_redis *r = arg;
+    int backoff = BACKOFF_MIN_MS;
+    bool logged = false;
+
+    while (!atomic_load(&r->stop)) {
+        if (r->fd < 0) {
+            fail_all(r, PC_EIO);
+            if (connect_redis(r) == 0) {
+                backoff = BACKOFF_MIN_MS;
+                logged = false;
+                continue;
+            }
+            if (!logged) /* once per outage: every retry would flood the log */
+                pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
+                       r->why, NULL);
+            logged = true;
+            sleep_ms(r, backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        if (serve(r) != 0)
+            disconnect(r, PC_EEXPIRED);
+    }
+    disconnect(r, PC_EIO);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* lifecycle */
+
+static SSL_CTX *
+tls_context(const struct authd_redis_config *cfg)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if ((cfg->ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL)
+                      : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int
+authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
+                struct authd_redis **out)
+{
+    struct authd_redis *r = pc_xcalloc(1, sizeof(*r));
+
+    *out = NULL;
+    r->cfg = authd_redis_config_copy(cfg);
+    r->pool = pool;
+    r->fd = -1;
+    r->wake[0] = r->wake[1] = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    pc_buf_init(&r->out, 0);
+    r->out.secret = true; /* AUTH and sessions pass through it */
+    if (cfg->tls && (r->ctx = tls_context(cfg)) == NULL) {
+        pc_log(PC_LOG_ERROR, "redis", "error", "cannot load the CA for rediss://", "file",
+               cfg->ca_file, "reason", ssl_error(), NULL);
+        authd_redis_free(r);
+        return PC_EINVAL;
+    }
+    if (pipe2(r->wake, O_NONBLOCK | O_CLOEXEC) != 0 ||
+        pthread_create(&r->thread, NULL, run, r) != 0) {
+        authd_redis_free(r);
+        return -errno;
+    }
+    r->started = true;
+    *out = r;
+    return 0;
+}
+
+void
+authd_redis_stop(struct authd_redis *r)
+{
+    if (r == NULL || !r->started)
+        return;
+    atomic_store(&r->stop, 1);
+    if (write(r->wake[1], "s", 1) < 0 && errno != EAGAIN)
+        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    pthread_join(r->thread, NULL);
+    r->started = false;
+}
+
+void
+authd_redis_free(struct authd_redis *r)
+{
+    if (r == NULL)
+        return;
+    authd_redis_stop(r);
+    fail_all(r, PC_EIO);
+    authd_redis_config_free(r->cfg);
+    if (r->ctx != NULL)
+        SSL_CTX_free(r->ctx);
+    for (int i = 0; i < 2; i++)
+        if (r->wake[i] >= 0)
+            close(r->wake[i]);
+    pc_buf_release(&r->out);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}

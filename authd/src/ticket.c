@@ -1,0 +1,242 @@
+/*
+ * ticket.c - sessions kept in Redis: the ticket cookie that names one, and the sealed value
+ * Redis holds for it. No I/O.
+ *
+ * A ticket is a random id (16 bytes) and a random secret (32 bytes); the cookie value is
+ * "t1." + base64url(id || secret), 67 characters. Redis holds, under a key named by a hash of
+ * the whole ticket (key_name), version || nonce || AES-256-GCM(session JSON) with the key
+ *     HKDF-SHA256(ikm = secret, salt = keys->redis[i], info = "portcullis-authd redis session
+ *                 v1" || id)
+ * and the authenticated data version || id || cookie name. Redis never sees the secret, so a
+ * reader of Redis can neither read a session nor turn one into a cookie; the salt comes from
+ * authd's cookie secret, so a writer of Redis cannot mint a session for a ticket of its own.
+ */
+#include "authd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "portcullis/b64.h"
+#include "portcullis/crypto.h"
+
+#define BLOB_VERSION 1
+#define TICKET_PREFIX "t1."
+#define TICKET_B64_LEN 64 /* base64url of 48 bytes: no padding, always canonical */
+#define B64URL_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+int
+authd_ticket_new(struct authd_ticket *t)
+{
+    if (pc_random_bytes(t->id, sizeof(t->id)) != 0 ||
+        pc_random_bytes(t->secret, sizeof(t->secret)) != 0)
+        return PC_EIO;
+    return 0;
+}
+
+void
+authd_ticket_wipe(struct authd_ticket *t)
+{
+    pc_cleanse(t, sizeof(*t));
+}
+
+char *
+authd_ticket_format(const struct authd_ticket *t)
+{
+    uint8_t raw[AUTHD_TICKET_ID_LEN + AUTHD_TICKET_SECRET_LEN];
+    char *b64, *out;
+
+    memcpy(raw, t->id, AUTHD_TICKET_ID_LEN);
+    memcpy(raw + AUTHD_TICKET_ID_LEN, t->secret, AUTHD_TICKET_SECRET_LEN);
+    b64 = pc_b64url_encode(raw, sizeof(raw));
+    out = pc_xasprintf("%s%s", TICKET_PREFIX, b64);
+    pc_cleanse(raw, sizeof(raw));
+    pc_free_secret(b64);
+    return out;
+}
+
+int
+authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t)
+{
+    const size_t plen = sizeof(TICKET_PREFIX) - 1;
+    unsigned char *raw = NULL;
+    size_t rawlen = 0;
+    int rc = PC_EPARSE;
+
+    memset(t, 0, sizeof(*t));
+    if (len != plen + TICKET_B64_LEN || memcmp(value, TICKET_PREFIX, plen) != 0)
+        return PC_EPARSE;
+    for (size_t i = plen; i < len; i++)
+        if (value[i] == '\0' || strchr(B64URL_ALPHABET, value[i]) == NULL)
+            return PC_EPARSE;
+    if (pc_b64url_decode(value + plen, TICKET_B64_LEN, &raw, &rawlen) == 0 &&
+        rawlen == AUTHD_TICKET_ID_LEN + AUTHD_TICKET_SECRET_LEN) {
+        memcpy(t->id, raw, AUTHD_TICKET_ID_LEN);
+        memcpy(t->secret, raw + AUTHD_TICKET_ID_LEN, AUTHD_TICKET_SECRET_LEN);
+        rc = 0;
+    }
+    if (raw != NULL)
+        pc_cleanse(raw, rawlen);
+    free(raw);
+    return rc;
+}
+
+/*
+ * "<prefix><kind><b64url(SHA-256(label || id || secret)[0..18))>": a key name only the holder
+ * of the whole ticket can compute, so a sign-out (DEL) needs the secret as much as a read, and
+ * the names Redis lists give away neither half.
+ */
+static char *
+key_name(const char *prefix, const char *kind, const struct authd_ticket *t)
+{
+    static const char label[] = "portcullis-authd redis key v1";
+    uint8_t buf[sizeof(label) - 1 + sizeof(t->id) + sizeof(t->secret)], digest[32];
+    char *b64, *out;
+
+    memcpy(buf, label, sizeof(label) - 1);
+    memcpy(buf + sizeof(label) - 1, t->id, sizeof(t->id));
+    memcpy(buf + sizeof(label) - 1 + sizeof(t->id), t->secret, sizeof(t->secret));
+    pc_sha256(buf, sizeof(buf), digest);
+    b64 = pc_b64url_encode(digest, 18);
+    out = pc_xasprintf("%s%s%s", prefix, kind, b64);
+    pc_cleanse(buf, sizeof(buf));
+    free(b64);
+    return out;
+}
+
+char *
+authd_ticket_redis_key(const char *prefix, const struct authd_ticket *t)
+{
+    return key_name(prefix, "s:", t);
+}
+
+char *
+authd_ticket_lock_key(const char *prefix, const struct authd_ticket *t)
+{
+    return key_name(prefix, "l:", t);
+}
+
+/* The AEAD key of t under the salt of cookie secret i. */
+static int
+derive(const struct authd_keys *k, size_t i, const struct authd_ticket *t, uint8_t out[32])
+{
+    static const char info[] = "portcullis-authd redis session v1";
+    uint8_t buf[sizeof(info) - 1 + AUTHD_TICKET_ID_LEN];
+    int rc;
+
+    memcpy(buf, info, sizeof(info) - 1);
+    memcpy(buf + sizeof(info) - 1, t->id, AUTHD_TICKET_ID_LEN);
+    rc = pc_hkdf_sha256(t->secret, sizeof(t->secret), k->redis[i], sizeof(k->redis[i]), buf,
+                        sizeof(buf), out, 32);
+    return rc == 0 ? 0 : PC_EIO;
+}
+
+/* New authenticated data: version || id || cookie name. */
+static uint8_t *
+build_aad(const struct authd_host *host, const struct authd_ticket *t, size_t *len)
+{
+    size_t n = strlen(host->session.cookie_name);
+    uint8_t *aad = pc_xmalloc(1 + AUTHD_TICKET_ID_LEN + n);
+
+    aad[0] = BLOB_VERSION;
+    memcpy(aad + 1, t->id, AUTHD_TICKET_ID_LEN);
+    memcpy(aad + 1 + AUTHD_TICKET_ID_LEN, host->session.cookie_name, n);
+    *len = 1 + AUTHD_TICKET_ID_LEN + n;
+    return aad;
+}
+
+int
+authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
+                  const struct authd_ticket *t, const struct authd_session *s, uint8_t **blob,
+                  size_t *len)
+{
+    char *pt = NULL;
+    uint8_t key[32], *raw = NULL, *aad = NULL;
+    size_t ptlen, rawlen, aadlen;
+    int rc = 0;
+
+    *blob = NULL;
+    *len = 0;
+    if (k->n == 0)
+        return PC_EINVAL;
+    pt = authd_session_encode(s);
+    ptlen = strlen(pt);
+    rawlen = 1 + PC_AEAD_NONCE_LEN + ptlen + PC_AEAD_TAG_LEN;
+    if (rawlen > AUTHD_MAX_REDIS_BLOB) {
+        rc = PC_ETOOBIG;
+        goto out;
+    }
+    raw = pc_xmalloc(rawlen);
+    aad = build_aad(host, t, &aadlen);
+    raw[0] = BLOB_VERSION;
+    if ((rc = derive(k, 0, t, key)) != 0 || pc_random_bytes(raw + 1, PC_AEAD_NONCE_LEN) != 0 ||
+        pc_aead_seal(key, raw + 1, aad, aadlen, pt, ptlen, raw + 1 + PC_AEAD_NONCE_LEN) != 0) {
+        rc = PC_EIO;
+        goto out;
+    }
+    *blob = raw;
+    *len = rawlen;
+    raw = NULL;
+out:
+    pc_cleanse(key, sizeof(key));
+    pc_free_secret(pt);
+    free(raw);
+    free(aad);
+    return rc;
+}
+
+/* Decrypts blob with any key into *pt (new, NUL-terminated). 0 or PC_EAUTH. */
+static int
+open_blob(const struct authd_keys *k, const struct authd_host *host, const struct authd_ticket *t,
+          const uint8_t *blob, size_t len, char **pt)
+{
+    size_t ctlen = len - 1 - PC_AEAD_NONCE_LEN, aadlen;
+    uint8_t key[32], *aad = build_aad(host, t, &aadlen);
+    char *out = pc_xmalloc(ctlen - PC_AEAD_TAG_LEN + 1);
+    int rc = PC_EAUTH;
+
+    for (size_t i = 0; i < k->n && rc != 0; i++)
+        if (derive(k, i, t, key) == 0 &&
+            pc_aead_open(key, blob + 1, aad, aadlen, blob + 1 + PC_AEAD_NONCE_LEN, ctlen,
+                         (uint8_t *)out) == 0)
+            rc = 0;
+    pc_cleanse(key, sizeof(key));
+    free(aad);
+    out[ctlen - PC_AEAD_TAG_LEN] = '\0';
+    /* The plaintext is authd's JSON: a NUL inside would cut it short of what was sealed. */
+    if (rc == 0 && strlen(out) != ctlen - PC_AEAD_TAG_LEN)
+        rc = PC_EAUTH;
+    if (rc == 0) {
+        *pt = out;
+        return 0;
+    }
+    pc_cleanse(out, ctlen - PC_AEAD_TAG_LEN);
+    free(out);
+    return rc;
+}
+
+int
+authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
+                  const struct authd_ticket *t, const void *blob, size_t len, int64_t now,
+                  struct authd_session **out)
+{
+    const uint8_t *b = blob;
+    struct authd_session *s = NULL;
+    char *pt = NULL;
+    int rc;
+
+    *out = NULL;
+    if (len > AUTHD_MAX_REDIS_BLOB)
+        return PC_ETOOBIG;
+    if (len < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || b[0] != BLOB_VERSION)
+        return PC_EAUTH;
+    if ((rc = open_blob(k, host, t, b, len, &pt)) != 0 || (rc = authd_session_decode(pt, &s)) != 0)
+        goto out;
+    if ((rc = authd_session_accept(host, s, now)) == 0) {
+        *out = s;
+        s = NULL;
+    }
+out:
+    authd_session_free(s);
+    pc_free_secret(pt);
+    return rc;
+}

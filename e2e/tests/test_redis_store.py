@@ -1,0 +1,343 @@
+"""session.store: redis against real peers (issue 10): Debian's redis-server (started here,
+with a password; once with TLS), two portcullis-authd replicas sharing it and the cookie
+secret, and the npm oidc-provider as the IdP. Python speaks to authd's Envoy door exactly as
+Envoy's ext_authz does (test_redis_peers.py does the same through real Envoy, Keycloak and
+Chromium).
+
+  one.localhost      session.store: redis                    (grace 4s, revalidate 1s)
+  refresh.localhost  session.store: redis, refresh: 2s
+
+Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from e2e.harness.authd import Authd, config_head, idp_login, set_cookies  # noqa: E402
+from e2e.harness.peers import DEFAULT_USERS, OidcProvider  # noqa: E402
+from e2e.harness.proc import free_port, skip_e2e, wait_for  # noqa: E402
+from e2e.harness.redis import Redis  # noqa: E402
+
+pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
+
+CLIENT, SECRET = "rs", "rs-client-secret"
+COOKIE_SECRET = "redis-store-test-cookie-secret-0123456789\n"
+HOSTS = ("one.localhost", "refresh.localhost")
+GRACE, REVALIDATE = 4, 1
+
+
+def config(c: dict) -> str:
+    oidc = f'{{issuerURL: "{c["issuer"]}", clientID: {CLIENT}, clientSecret: {SECRET}}}'
+    return config_head(c) + c["redis"] + f"""\
+hosts:
+  - id: test/one
+    hosts: [one.localhost]
+    oidc: {oidc}
+    session: {{store: redis}}
+  - id: test/refresh
+    hosts: [refresh.localhost]
+    oidc: {oidc}
+    session: {{store: redis, refresh: 2s}}
+"""
+
+
+class Replica(Authd):
+    """One authd replica; request() speaks like Envoy's ext_authz (or a browser at /oauth2)."""
+
+    def __init__(self, name: str, issuer: str, redis: Redis, section: str | None = None):
+        super().__init__(name, config, cookie_secret=COOKIE_SECRET, issuer=issuer,
+                         redis=section or redis.config(grace=f"{GRACE}s",
+                                                       revalidate=f"{REVALIDATE}s",
+                                                       commandTimeout="500ms"))
+
+    def request(self, path, host="one.localhost", cookies=None, headers=None, timeout=10):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = {"Host": f"{host}:{self.port}", "X-Forwarded-Proto": "http", "Accept": "text/html",
+             **(headers or {})}
+        if cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        t0 = time.monotonic()
+        try:
+            conn.request("GET", path, headers=h)
+            r = conn.getresponse()
+            body = r.read()
+        finally:
+            conn.close()
+        return {"status": r.status, "headers": r.getheaders(), "body": body,
+                "seconds": time.monotonic() - t0}
+
+    def check(self, cookies, host="one.localhost", path="/ext-authz/app"):
+        return self.request(path, host=host, cookies=cookies)
+
+    def readyz(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        try:
+            conn.request("GET", "/readyz")
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+
+def hdr(resp, name):
+    vals = [v for k, v in resp["headers"] if k.lower() == name.lower()]
+    return vals[0] if vals else None
+
+
+def login(a: Replica, user: str, host: str = "one.localhost") -> dict:
+    """The code flow through a's Envoy door; the browser's cookies after it."""
+    r = a.request("/ext-authz/app/page", host=host)
+    assert r["status"] == 302, r
+    jar = {k: v for k, v in set_cookies(r["headers"]).items() if v}
+    back = urllib.parse.urlsplit(idp_login(hdr(r, "Location"), user, f"{user}-password"))
+    r = a.request(f"/ext-authz{back.path}?{back.query}", host=host, cookies=jar)
+    assert r["status"] == 302, (r["status"], r["body"][:300])
+    for k, v in set_cookies(r["headers"]).items():
+        if v is None:
+            jar.pop(k, None)
+        else:
+            jar[k] = v
+    return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
+
+
+@pytest.fixture(scope="module")
+def env():
+    redis = Redis("redis-store")
+    idp_port = free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    a = Replica("authd-redis-a", issuer, redis)
+    b = Replica("authd-redis-b", issuer, redis)
+    uris = [f"http://{h}:{x.port}/oauth2/callback" for h in HOSTS for x in (a, b)]
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": uris}],
+                       DEFAULT_USERS, port=idp_port)
+    started = []
+    try:
+        for peer in (redis, idp, a, b):
+            started.append(peer)
+            peer.start(**({"ready": "/readyz", "timeout": 20} if isinstance(peer, Replica) else {}))
+        yield {"redis": redis, "idp": idp, "a": a, "b": b}
+    finally:
+        for peer in reversed(started):
+            peer.stop()
+
+
+def test_login_ticket_is_small_and_every_replica_and_restart_accepts_it(env):
+    a, b = env["a"], env["b"]
+    jar = login(a, "alice")
+    assert set(jar) == {"_portcullis"}, jar
+    assert jar["_portcullis"].startswith("t1.")
+    assert len("_portcullis=" + jar["_portcullis"]) < 200
+    for replica in (a, b):
+        r = replica.check(jar)
+        assert r["status"] == 200, r
+        assert hdr(r, "X-Auth-Request-Email") == "alice@example.com"
+        assert "admins" in hdr(r, "X-Auth-Request-Groups")
+        assert "_portcullis" not in (hdr(r, "Cookie") or "")
+    # an authd restart loses no session: nothing lives only in the replica
+    a.stop()
+    a.start(ready="/readyz", timeout=20)
+    assert a.check(jar)["status"] == 200
+    # a forged ticket of the right shape is no session anywhere
+    forged = {"_portcullis": "t1." + "A" * 64}
+    assert a.check(forged)["status"] == 302 and b.check(forged)["status"] == 302
+
+
+def test_redis_holds_no_readable_claim(env):
+    a, redis = env["a"], env["redis"]
+    jar = login(a, "bob")
+    keys = redis.keys("portcullis:*")
+    assert keys and all(k.startswith("portcullis:s:") for k in keys), keys
+    ticket = jar["_portcullis"][3:]
+    for k in keys:
+        assert ticket[:22] not in k and ticket[22:] not in k  # names give away no ticket half
+        value = redis.get(k)
+        assert value, k
+        for plain in (b"bob@example.com", b"bob", b"staff", b"refresh", b"127.0.0.1",
+                      b'"sub"', b"eyJ"):
+            assert plain not in value, (k, plain)
+        ttl = int(redis.cli("PTTL", k).strip())
+        assert 0 < ttl <= 12 * 3600 * 1000  # the session's lifetime
+
+
+def test_sign_out_refuses_the_copied_cookie_at_both_replicas(env):
+    a, b, redis = env["a"], env["b"], env["redis"]
+    jar = login(a, "carol")
+    copy = dict(jar)
+    assert a.check(copy)["status"] == 200 and b.check(copy)["status"] == 200  # both hold it
+    before = set(redis.keys("portcullis:s:*"))
+    r = a.request("/oauth2/sign_out", cookies=jar)
+    assert r["status"] in (200, 302), r
+    assert set_cookies(r["headers"]).get("_portcullis", "x") is None  # the browser's is cleared
+    assert len(before - set(redis.keys("portcullis:s:*"))) == 1  # the server's is gone
+    assert a.check(copy)["status"] == 302  # at once where it was signed out
+    time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
+    assert b.check(copy)["status"] == 302
+    assert b.metric('portcullis_authd_redis_sessions_total{source="missing"}') >= 1
+
+
+def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
+    a, b = env["a"], env["b"]
+    jar = login(a, "alice", host="refresh.localhost")
+    assert a.check(jar, host="refresh.localhost")["status"] == 200
+    assert b.check(jar, host="refresh.localhost")["status"] == 200
+    series = 'portcullis_authd_idp_requests_total{issuer="%s",kind="refresh",result="ok"}' % \
+        env["idp"].issuer
+    calls = a.metric(series) + b.metric(series)
+    time.sleep(2.2)  # refresh: 2s — due at both, held by both
+    barrier = threading.Barrier(8)
+    results = []
+
+    def hit(replica):
+        barrier.wait()
+        results.append(replica.check(jar, host="refresh.localhost")["status"])
+
+    threads = [threading.Thread(target=hit, args=((a, b)[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 8
+    wait_for("the refresh to be done", lambda: a.metric(
+        'portcullis_authd_redis_refreshes_total{result="done"}') + b.metric(
+        'portcullis_authd_redis_refreshes_total{result="done"}') >= 1, timeout=10)
+    assert a.metric(series) + b.metric(series) == calls + 1
+    # the browser's cookie did not change, and both replicas read the refreshed session
+    time.sleep(REVALIDATE + 0.3)
+    for replica in (a, b):
+        r = replica.check(jar, host="refresh.localhost")
+        assert r["status"] == 200 and "_portcullis" not in set_cookies(r["headers"])
+    assert a.metric(series) + b.metric(series) == calls + 1
+
+
+def test_redis_killed_held_sessions_pass_for_grace_new_logins_get_the_page(env):
+    a, b, redis = env["a"], env["b"], env["redis"]
+    jar = login(a, "alice")
+    assert a.check(jar)["status"] == 200 and b.check(jar)["status"] == 200
+    checks, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            checks.append((time.monotonic(), a.check(jar)))
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(0.3)
+        killed_at = time.monotonic()
+        redis.kill()  # SIGKILL mid-load
+        wait_for("authd to see Redis down", lambda: a.readyz()[1].get("redis") == "down",
+                 timeout=5)
+        assert a.readyz() == (200, {"ready": True, "redis": "down"})
+        assert a.metric("portcullis_authd_redis_up") == 0
+        # held sessions keep passing within the grace
+        while time.monotonic() < killed_at + GRACE - 1:
+            assert b.check(jar)["status"] == 200
+            time.sleep(0.2)
+        # a new login gets the clear page at once (401 through Envoy's door: no 5xx there)
+        r = a.request("/ext-authz/new")
+        assert r["status"] == 401 and r["seconds"] < 2, r
+        text = r["body"].decode()
+        assert "session store (Redis) cannot be reached" in text, text[:400]
+        assert "redis: down" in a.log()
+        # past the grace the held session ends too (a login, which fails the same way)
+        time.sleep(max(0.0, killed_at + GRACE + 0.5 - time.monotonic()))
+        assert b.check(jar)["status"] == 401
+    finally:
+        stop.set()
+        t.join()
+    assert checks and all(c["seconds"] < 2 for _, c in checks), \
+        max(c["seconds"] for _, c in checks)
+    assert all(c["status"] == 200 for at, c in checks if at < killed_at + GRACE - 1)
+    # Redis back (empty: no persistence here) -> logins work again without an authd restart
+    redis.start()
+    wait_for("authd to reconnect", lambda: a.readyz()[1].get("redis") == "up", timeout=10)
+    wait_for("authd b to reconnect", lambda: b.readyz()[1].get("redis") == "up", timeout=10)
+    jar = login(a, "bob")
+    assert a.check(jar)["status"] == 200 and b.check(jar)["status"] == 200
+
+
+def test_rediss_with_acl_user(tmp_path):
+    """rediss:// with the CA of its certificate, an ACL user and a password file."""
+    redis = Redis("redis-tls", tls=True)
+    idp_port = free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    with redis:
+        redis.cli("ACL", "SETUSER", "portcullis", "on", ">acl-user-password", "~portcullis:*",
+                  "+get", "+set", "+del", "+eval", "+ping", "+select", "+auth")
+        pw = tmp_path / "acl-password"
+        pw.write_text("acl-user-password\n")
+        section = redis.config(username="portcullis", passwordFile=str(pw))
+        a = Replica("authd-rediss", issuer, redis, section)
+        idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
+                             "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
+                           DEFAULT_USERS, port=idp_port)
+        with idp:
+            a.start(ready="/readyz", timeout=20)
+            try:
+                assert a.readyz() == (200, {"ready": True, "redis": "up"})
+                jar = login(a, "alice")
+                assert a.check(jar)["status"] == 200
+                assert len(redis.keys("portcullis:s:*")) == 1
+            finally:
+                a.stop()
+
+
+def test_reload_moves_authd_to_another_redis_without_a_restart(env):
+    """A config reload with other redis settings: the old connection is let go off the loop
+    (it was retrying an address that resolves nowhere), the new one is up, logins work."""
+    redis = env["redis"]
+    a = Replica("authd-redis-reload", env["idp"].issuer, redis,
+                section="redis: {url: 'redis://no-such-host.invalid:6379'}\n")
+    a.start(ready="/readyz", timeout=20)
+    try:
+        assert a.readyz() == (200, {"ready": True, "redis": "down"})
+        r = a.request("/ext-authz/app")
+        assert r["status"] == 401 and b"session store (Redis)" in r["body"]
+        a.c["redis"] = redis.config()
+        a.write_config(config(a.c))
+        wait_for("the reload to reach Redis", lambda: a.readyz()[1].get("redis") == "up",
+                 timeout=15)
+        assert a.check({"_portcullis": "t1." + "B" * 64})["status"] == 302  # answered, not hung
+        assert "config_reload result=success" in a.log()
+    finally:
+        a.stop()
+
+
+def test_refresh_done_elsewhere_is_taken_not_repeated(env):
+    """A replica that holds the session as still fresh (revalidate 5m) but due for refresh,
+    after another replica refreshed it and let the lock go: it reads the session again under
+    the lock and takes that result; the IdP is called once (a second call with the old
+    refresh token could end the session where the IdP rotates refresh tokens)."""
+    a, redis = env["a"], env["redis"]
+    c = Replica("authd-redis-c", env["idp"].issuer, redis,
+                section=redis.config(revalidate="5m"))
+    c.start(ready="/readyz", timeout=20)
+    try:
+        jar = login(a, "carol", host="refresh.localhost")
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        assert c.check(jar, host="refresh.localhost")["status"] == 200  # held, fresh for 5m
+        series = 'portcullis_authd_idp_requests_total{issuer="%s",kind="refresh",result="ok"}' \
+            % env["idp"].issuer
+        calls = a.metric(series) + c.metric(series)
+        done = 'portcullis_authd_redis_refreshes_total{result="done"}'
+        before = a.metric(done)
+        time.sleep(2.2)  # refresh: 2s
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        wait_for("a's refresh", lambda: a.metric(done) > before, timeout=10)
+        assert c.check(jar, host="refresh.localhost")["status"] == 200
+        wait_for("c to take a's refresh", lambda: c.metric(
+            'portcullis_authd_redis_refreshes_total{result="done_elsewhere"}') >= 1, timeout=10)
+        assert a.metric(series) + c.metric(series) == calls + 1
+        for replica in (a, c):
+            assert replica.check(jar, host="refresh.localhost")["status"] == 200
+    finally:
+        c.stop()
