@@ -347,8 +347,8 @@ userinfo_reply(struct authd_server *srv, const struct authd_host *host,
     json_t *o, *groups;
     char *text;
 
-    if (s != NULL && authd_revoke_session(srv, host, r->page.host, s, authd_now(),
-                                          r->page.request_id) != 0)
+    if (s != NULL &&
+        authd_revoke_session(srv, host, r->page.host, s, authd_now(), r->page.request_id) != 0)
         s = NULL; /* revoked, or older than the host's lifetime */
     if (s == NULL) {
         authd_reply_json(r, 401, "{\"error\":\"unauthorized\"}\n");

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, set_cookies  # noqa: E402
 from e2e.harness.peers import DEFAULT_USERS, OidcProvider  # noqa: E402
-from e2e.harness.proc import free_port, skip_e2e, wait_for  # noqa: E402
+from e2e.harness.proc import CONTROLLER, built, free_port, skip_e2e, wait_for, work_dir  # noqa: E402
 from e2e.harness.redis import Redis  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
@@ -53,8 +54,10 @@ hosts:
 class Replica(Authd):
     """One authd replica; request() speaks like Envoy's ext_authz (or a browser at /oauth2)."""
 
-    def __init__(self, name: str, issuer: str, redis: Redis, section: str | None = None):
+    def __init__(self, name: str, issuer: str, redis: Redis, section: str | None = None,
+                 revocations: Path | None = None):
         super().__init__(name, config, cookie_secret=COOKIE_SECRET, issuer=issuer,
+                         args=["--revocations", revocations] if revocations else (),
                          redis=section or redis.config(grace=f"{GRACE}s",
                                                        revalidate=f"{REVALIDATE}s",
                                                        commandTimeout="500ms"))
@@ -114,8 +117,9 @@ def env():
     redis = Redis("redis-store")
     idp_port = free_port()
     issuer = f"http://127.0.0.1:{idp_port}"
-    a = Replica("authd-redis-a", issuer, redis)
-    b = Replica("authd-redis-b", issuer, redis)
+    revocations = work_dir("redis-store") / "revocations.yaml"
+    a = Replica("authd-redis-a", issuer, redis, revocations=revocations)
+    b = Replica("authd-redis-b", issuer, redis, revocations=revocations)
     uris = [f"http://{h}:{x.port}/oauth2/callback" for h in HOSTS for x in (a, b)]
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": uris}],
                        DEFAULT_USERS, port=idp_port)
@@ -124,7 +128,7 @@ def env():
         for peer in (redis, idp, a, b):
             started.append(peer)
             peer.start(**({"ready": "/readyz", "timeout": 20} if isinstance(peer, Replica) else {}))
-        yield {"redis": redis, "idp": idp, "a": a, "b": b}
+        yield {"redis": redis, "idp": idp, "a": a, "b": b, "revocations": revocations}
     finally:
         for peer in reversed(started):
             peer.stop()
@@ -341,3 +345,21 @@ def test_refresh_done_elsewhere_is_taken_not_repeated(env):
             assert replica.check(jar, host="refresh.localhost")["status"] == 200
     finally:
         c.stop()
+
+
+def test_revoke_refuses_a_redis_session_at_both_replicas(env):
+    """Revocation holds for Redis sessions as for cookies: `revoke` (file form) ends bob's
+    session at both replicas within seconds, carol's goes on, and bob's next login works."""
+    a, b = env["a"], env["b"]
+    bob, carol = login(a, "bob"), login(b, "carol")
+    assert all(r.check(j)["status"] == 200 for r in (a, b) for j in (bob, carol))
+    out = subprocess.run([built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "revoke", "--user",
+                          "bob@example.com", "--file", str(env["revocations"])],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out
+    for label, r in (("a", a), ("b", b)):
+        wait_for(f"bob refused at replica {label}", lambda r=r: r.check(bob)["status"] == 302, 10)
+        assert r.check(carol)["status"] == 200
+    again = login(a, "bob")
+    assert a.check(again)["status"] == 200 and b.check(again)["status"] == 200
+
