@@ -76,6 +76,9 @@ char *ctl_errors_join(const struct ctl_errors *e, const char *sep);
  */
 int ctl_spec_normalize(const json_t *spec, bool allow_insecure_issuers, json_t **out,
                        struct ctl_errors *errs);
+/* Reports every key of obj outside known (a NULL-terminated list) as "path.key: unknown field". */
+void ctl_check_keys(struct ctl_errors *e, const json_t *obj, const char *path,
+                    const char *const *known);
 /* Whether s is a lowercase DNS name, with a leading "*." when wildcard is true. */
 bool ctl_valid_dns_name(const char *s, bool wildcard);
 /* Whether s is an HTTP header field name (RFC 9110 token). */
@@ -197,6 +200,50 @@ json_t *ctl_render_egress(const json_t *set, const struct ctl_authd_opts *o);
 json_t *ctl_egress_stale(const json_t *existing, const json_t *wanted);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_policy.c - the admin policy: who may protect which host, where, with which issuer     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The one ProtectedHostPolicy (cluster-scoped) the controller and admission read. */
+#define CTL_POLICY_NAME "portcullis"
+#define CTL_DEFAULT_GATEWAY_NAMESPACES "istio-system"
+
+/*
+ * Checks a ProtectedHostPolicy object (name, spec.rules) and returns a new canonical spec with
+ * every field written out. Returns 0 with *out set, or PC_EINVAL with *out NULL and errs filled.
+ */
+int ctl_policy_normalize(const json_t *obj, json_t **out, struct ctl_errors *errs);
+
+/* New labels object of namespace ns, or NULL when they are not known. */
+typedef json_t *(*ctl_labels_fn)(void *ud, const char *ns);
+
+/* What a ProtectedHost is admitted against besides itself. Borrowed. */
+struct ctl_tenancy {
+    const char *gateway_namespaces; /* comma-separated; NULL: CTL_DEFAULT_GATEWAY_NAMESPACES */
+    const json_t *policy;           /* canonical policy (ctl_policy_normalize); NULL: none */
+    const char *policy_error;       /* the installed policy is invalid: nothing is allowed */
+    ctl_labels_fn labels;           /* NULL: labels unknown (selectors match nothing) */
+    void *ud;
+};
+
+/*
+ * Whether namespace ns may have canonical spec: CTL_ACCEPTED, or CTL_HOST_NOT_ALLOWED,
+ * CTL_GATEWAY_NOT_ALLOWED, CTL_ISSUER_NOT_ALLOWED with *message new ("field: why; who can
+ * change it"). Accepted under a policy, *prefixes (may be NULL) gets a new array of the issuer
+ * prefixes of the rules that select ns (authd's oidc.allowedURLPrefixes); NULL otherwise.
+ * An issuer is within a prefix as pc_url_within says (portcullis/http.h).
+ * t NULL: no policy, the default gateway namespaces.
+ */
+enum ctl_verdict ctl_policy_admit(const struct ctl_tenancy *t, const char *ns, const json_t *spec,
+                                  char **message, json_t **prefixes);
+/*
+ * Records the prefixes ctl_policy_admit gave (taken; NULL: none) in canonical spec as
+ * oidc.allowedURLPrefixes, which ctl_render_authd_host writes into authd's entry.
+ */
+void ctl_spec_set_prefixes(json_t *spec, json_t *prefixes);
+/* Whether a ProtectedHost host ("*." allowed) is within a policy host pattern. */
+bool ctl_host_within(const char *host, const char *pattern);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_state.c - the desired state of every ProtectedHost together                          */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -208,6 +255,10 @@ enum ctl_verdict {
     CTL_COOKIE_CONFLICT, /* an older ProtectedHost's session cookie reaches one of its hosts
                             (or its own reaches one of the older's) with another issuer or
                             client on the same cookie name: Accepted=False, CookieConflict */
+    /* Outside the admin policy (ctl_policy.c): Accepted=False, nothing rendered. */
+    CTL_HOST_NOT_ALLOWED,    /* HostNotAllowed */
+    CTL_GATEWAY_NOT_ALLOWED, /* GatewayNotAllowed */
+    CTL_ISSUER_NOT_ALLOWED,  /* IssuerNotAllowed */
 };
 
 /* The Accepted=False reason of a refused verdict ("Invalid", ...); NULL for accepted ones. */
@@ -239,6 +290,7 @@ struct ctl_state_opts {
     struct ctl_authd_opts authd;
     ctl_secret_fn secret;
     void *ud;
+    const struct ctl_tenancy *tenancy; /* NULL: no policy, the default gateway namespaces */
 };
 
 struct ctl_state {
@@ -308,9 +360,11 @@ struct ctl_host {
     char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
     char *policy_name;
-    bool valid;           /* spec passed validation */
-    char *invalid;        /* why not, else NULL */
-    char *hosts;          /* spec.hosts joined with '\n' ("" when invalid or deleting) */
+    bool valid;                  /* spec passed validation */
+    char *invalid;               /* why not, else NULL */
+    char *refused;               /* valid, but outside the admin policy: why, else NULL */
+    enum ctl_verdict refused_as; /* CTL_HOST_NOT_ALLOWED, ... when refused */
+    char *hosts;          /* spec.hosts joined with '\n' ("" when invalid, refused or deleting) */
     char *secret_missing; /* why the client secret could not be resolved, else NULL */
     char *entry;          /* authd hosts[] entry text (holds the client secret), else NULL */
     char *headers;        /* upstreamHeaders names lowercased, each followed by '\n' */
