@@ -46,6 +46,7 @@ endif()
 
 pc_fuzz_target(fuzz_render SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_render.c LIBS ctl_core)
 pc_fuzz_target(fuzz_mesh SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_mesh.c LIBS ctl_core)
+pc_fuzz_target(fuzz_policy SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_policy.c LIBS ctl_core)
 
 if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c

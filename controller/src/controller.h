@@ -566,6 +566,9 @@ struct ctl_run_opts {
     long resync_secs;            /* full re-apply period, default 600 */
     bool wait_for_authd;         /* policies and Ready wait until every authd replica enforces
                                     the host's entry (default true) */
+    /* Comma-separated: where AuthorizationPolicies may go (its RBAC covers only these),
+     * default CTL_DEFAULT_GATEWAY_NAMESPACES. */
+    const char *gateway_namespaces;
 };
 
 /*
@@ -589,11 +592,17 @@ struct ctl_ctx {
                            "secret": "ns/name" of its client Secret} */
     json_t *secrets;    /* "ns/name" -> the Secret's data object */
     json_t *replicas;   /* Lease name -> each authd replica's Lease (ctl_replicas.c) */
+    json_t *ns_labels;  /* namespace name -> its labels (for the policy's selectors) */
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;   /* every watch listed once */
     pthread_mutex_t hmu; /* guards the hosts and the shared outputs' state below */
     struct ctl_hosts hosts;
+    /* The canonical ProtectedHostPolicy (NULL: none), or why the installed one is invalid
+     * (then nothing is allowed); whether a rule selects namespaces by label. */
+    json_t *policy;
+    char *policy_error;
+    atomic_bool policy_reads_labels;
     unsigned long seq;         /* bumped whenever a host's shared outputs change */
     unsigned long written_seq; /* the last seq whose outputs were all applied */
     char *authd_error;         /* the global writer's last failure common to every shard */
@@ -622,6 +631,9 @@ void ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj);
 /* An authd replica's Lease changed: hosts waiting for authd are looked at again. */
 void ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj);
+/* The ProtectedHostPolicy, or a namespace's labels, changed: every host is admitted again. */
+void ctl_on_policy(void *ud, enum k8s_event_type type, json_t *obj);
+void ctl_on_namespace(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_synced(void *ud);
 /*
  * A key worker: takes keys of q until it shuts down. CTL_KEY_WORKERS of them run; the queue
@@ -704,17 +716,19 @@ extern const struct ctl_manifest ctl_manifests[];
 
 /* Strings borrowed; NULL takes the default. */
 struct ctl_bootstrap_opts {
-    const char *mesh_config;   /* "istio" (default), "shared" or "none" */
-    const char *namespace;     /* default "portcullis-system" */
-    const char *cookie_secret; /* default: pc_random_token(32), new on every call */
+    const char *mesh_config;        /* "istio" (default), "shared" or "none" */
+    const char *namespace;          /* default "portcullis-system" */
+    const char *cookie_secret;      /* default: pc_random_token(32), new on every call */
+    const char *gateway_namespaces; /* comma-separated, default "istio-system" */
 };
 /*
  * New multi-document YAML in *out (free it with pc_free_secret: it holds the cookie secret):
  * the resources of deploy/kustomization.yaml in its order, adapted to o (the controller's
  * --mesh-config argument, the namespace; "none" leaves out the istio-system RBAC, "shared" adds
- * the ConfigMap portcullis-mesh), then the Secret portcullis-cookie-secret. Returns 0; PC_EINVAL
- * for a bad mode or namespace; PC_EPARSE / PC_ENOTFOUND when the embedded deploy/ is not as
- * expected. The reason is in diag.
+ * the ConfigMap portcullis-mesh; the gateway Role once per gateway namespace, which the
+ * controller's --gateway-namespaces and the admission policy name), then the Secret
+ * portcullis-cookie-secret. Returns 0; PC_EINVAL for a bad mode or namespace (list); PC_EPARSE /
+ * PC_ENOTFOUND when the embedded deploy/ is not as expected. The reason is in diag.
  */
 int ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag);
 /* `bootstrap [--mesh-config=MODE] [--namespace NS]`: prints the manifests. Exit code 0, 1, 2. */

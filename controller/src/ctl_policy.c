@@ -28,6 +28,7 @@
 #define MAX_LABELS 16
 #define MAX_EXPRESSIONS 16
 #define MAX_VALUES 64
+#define MAX_PREFIX 1024 /* the CRD's bound: its CEL rule's cost limits it */
 #define WHO_CAN_CHANGE                                                                             \
     "; a cluster admin can change ProtectedHostPolicy " CTL_POLICY_NAME                            \
     " (kubectl edit protectedhostpolicy " CTL_POLICY_NAME ")"
@@ -507,7 +508,8 @@ valid_prefix(const char *s)
 
     size_t digits;
 
-    if (!host || (n = strspn(host, "abcdefghijklmnopqrstuvwxyz0123456789.-")) == 0)
+    if (!host || strlen(s) > MAX_PREFIX ||
+        (n = strspn(host, "abcdefghijklmnopqrstuvwxyz0123456789.-")) == 0)
         return false;
     if (host[n] == ':') {
         digits = strspn(host + n + 1, "0123456789");
