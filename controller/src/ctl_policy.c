@@ -247,12 +247,18 @@ check_gateway(const struct subject *s)
     json_t *r, *g;
     bool ok = false;
 
-    if (!namespace_listed(list, gwns))
-        return pc_xasprintf("spec.gateway.namespace: \"%s\" is not a gateway namespace of "
-                            "portcullis-controller (--gateway-namespaces: %s); whoever installs "
-                            "portcullis can change it (Helm value gatewayNamespaces, bootstrap "
-                            "--gateway-namespaces)",
-                            gwns, list);
+    if (!namespace_listed(list, gwns)) {
+        pc_buf_init(&b, 0);
+        pc_buf_appendf(&b,
+                       "spec.gateway.namespace: \"%s\" is not a gateway namespace of "
+                       "portcullis-controller (--gateway-namespaces: ",
+                       gwns);
+        for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+            pc_buf_appendf(&b, "%s%.*s", p == list ? "" : ", ", (int)strcspn(p, ","), p);
+        pc_buf_appends(&b, "); whoever installs portcullis can change it (Helm value "
+                           "gatewayNamespaces, bootstrap --gateway-namespaces)");
+        return pc_buf_detach(&b);
+    }
     if (!s->t->policy)
         return NULL;
     json_array_foreach(s->rules, i, r)

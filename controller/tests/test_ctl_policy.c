@@ -167,7 +167,7 @@ static const struct admit_case admit_cases[] = {
     {"team-a", "{\"gateway\":{\"namespace\":\"kube-system\",\"selector\":{\"app\":\"x\"}}}", false,
      CTL_GATEWAY_NOT_ALLOWED,
      "spec.gateway.namespace: \"kube-system\" is not a gateway namespace of portcullis-controller "
-     "(--gateway-namespaces: istio-system,istio-ingress); whoever installs portcullis can change"},
+     "(--gateway-namespaces: istio-system, istio-ingress); whoever installs portcullis can change"},
     /* team-a: its names, its issuer, the default gateway */
     {"team-a", A_HOST("app.team-a.example.com"), true, CTL_ACCEPTED,
      "https://idp.example.com/realms/a"},
@@ -206,7 +206,7 @@ static const struct admit_case admit_cases[] = {
     /* unknown labels: selectors other than {} match nothing */
     {"unknown", A_HOST("a.team-b.example.com"), true, CTL_HOST_NOT_ALLOWED, "may protect (none)"},
     {"team-a", "{\"gateway\":{\"namespace\":\"kube-system\"}}", true, CTL_GATEWAY_NOT_ALLOWED,
-     "--gateway-namespaces: istio-system,istio-ingress"},
+     "--gateway-namespaces: istio-system, istio-ingress"},
 };
 
 #define BASE_SPEC                                                                                  \
