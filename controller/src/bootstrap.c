@@ -145,7 +145,8 @@ adapt_admission(struct pc_buf *out, const struct ctl_manifest *m, const char *gw
         p += n + (p[n] == ',');
     }
     pc_buf_appends(&cel, "]\"");
-    rc = replace_exactly(out, m->name, m->text, ADMISSION_LIST_DEFAULT, pc_buf_str(&cel), 1, diag);
+    /* Both policies name them: the second leaves a namespace outside them to the first. */
+    rc = replace_exactly(out, m->name, m->text, ADMISSION_LIST_DEFAULT, pc_buf_str(&cel), 2, diag);
     pc_buf_release(&cel);
     return rc;
 }

@@ -136,26 +136,65 @@ listed(const json_t *rules, const char *field, bool wildcards_only)
     return pc_buf_detach(&b);
 }
 
+/* Whether a rule selecting the namespace (with allowWildcardHosts when wild) covers host. */
+static bool
+host_allowed(const struct subject *s, const char *host, bool wild)
+{
+    size_t j, k;
+    json_t *r, *p;
+
+    json_array_foreach(s->rules, j, r)
+    {
+        if (wild && !json_is_true(json_object_get(r, "allowWildcardHosts")))
+            continue;
+        json_array_foreach(json_object_get(r, "hosts"), k, p)
+        {
+            if (ctl_host_within(host, json_string_value(p)))
+                return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * A session cookie for Domain=d reaches d and every name below it: the namespace must be
+ * allowed to protect all of them, or its cookie (and a replay of it) would reach another
+ * team's apps.
+ */
+static char *
+check_cookie_domain(const struct subject *s)
+{
+    const char *d = pc_json_str(json_object_get(s->spec, "session"), "cookieDomain");
+    char *below, *list, *msg = NULL;
+
+    if (!d || !*d)
+        return NULL;
+    below = pc_xasprintf("*.%s", d + (*d == '.'));
+    if (!host_allowed(s, d + (*d == '.'), false) || !host_allowed(s, below, false)) {
+        list = listed(s->rules, "hosts", false);
+        msg = pc_xasprintf(
+            "spec.session.cookieDomain: \"%s\" sends the session cookie to %s and "
+            "%s, not all within the hosts namespace %s may protect (%s)" WHO_CAN_CHANGE,
+            d, d + (*d == '.'), below, s->ns, list);
+        free(list);
+    }
+    free(below);
+    return msg;
+}
+
 static char *
 check_hosts(const struct subject *s)
 {
-    size_t i, j, k;
-    json_t *h, *r, *p;
+    size_t i;
+    json_t *h;
 
     json_array_foreach(json_object_get(s->spec, "hosts"), i, h)
     {
         const char *host = json_string_value(h);
-        bool wild = strncmp(host, "*.", 2) == 0, ok = false;
+        bool wild = strncmp(host, "*.", 2) == 0;
         char *list, *msg;
 
-        json_array_foreach(s->rules, j, r)
-        {
-            if (wild && !json_is_true(json_object_get(r, "allowWildcardHosts")))
-                continue;
-            json_array_foreach(json_object_get(r, "hosts"), k, p) ok =
-                ok || ctl_host_within(host, json_string_value(p));
-        }
-        if (ok)
+        if (host_allowed(s, host, wild))
             continue;
         list = listed(s->rules, "hosts", wild);
         if (wild)
@@ -170,7 +209,7 @@ check_hosts(const struct subject *s)
         free(list);
         return msg;
     }
-    return NULL;
+    return check_cookie_domain(s);
 }
 
 /* "ns Gateway name" or "ns pods k=v,k=v" (selector keys in the object's order). */

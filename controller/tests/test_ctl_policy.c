@@ -190,6 +190,15 @@ static const struct admit_case admit_cases[] = {
      CTL_GATEWAY_NOT_ALLOWED,
      "spec.gateway: istio-ingress Gateway public is not among the gateways namespace team-a may "
      "attach to (istio-system pods istio=ingressgateway, istio-system (any))"},
+    /* a session cookie may reach only hosts the namespace may protect */
+    {"team-a", "{\"session\":{\"cookieDomain\":\".apps.team-a.example.com\"}}", true, CTL_ACCEPTED,
+     "https://idp.example.com/realms/a"},
+    {"team-a", "{\"session\":{\"cookieDomain\":\".example.com\"}}", true, CTL_HOST_NOT_ALLOWED,
+     "spec.session.cookieDomain: \".example.com\" sends the session cookie to example.com and "
+     "*.example.com, not all within the hosts namespace team-a may protect (*.team-a.example.com)"},
+    {"team-a", "{\"session\":{\"cookieDomain\":\".team-a.example.com\"}}", true,
+     CTL_HOST_NOT_ALLOWED, "to team-a.example.com and *.team-a.example.com, not all within"},
+    {"team-a", "{\"session\":{\"cookieDomain\":\".example.com\"}}", false, CTL_ACCEPTED, NULL},
     /* team-b by its labels: wildcards, a named Gateway */
     {"team-b",
      "{\"hosts\":[\"*.team-b.example.com\"],\"gateway\":{\"namespace\":"

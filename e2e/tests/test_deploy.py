@@ -235,9 +235,10 @@ def test_bootstrap_gateway_namespaces():
              if d["kind"] in ("Role", "RoleBinding")
              and d["metadata"]["name"] == "portcullis-controller-gateway"}
     assert roles == {"istio-system", "gateways"}
-    vap = find(docs, "ValidatingAdmissionPolicy", "portcullis-gateway-namespaces")
-    assert {"name": "allowed", "expression": "['istio-system', 'gateways']"} in \
-        vap["spec"]["variables"]
+    for name in ("portcullis-gateway-namespaces", "portcullis-protectedhost-policy"):
+        vap = find(docs, "ValidatingAdmissionPolicy", name)
+        assert {"name": "allowed", "expression": "['istio-system', 'gateways']"} in \
+            vap["spec"]["variables"]
 
 
 @pytest.mark.parametrize("args", [["--mesh-config=istiod"], ["--namespace", "Bad"], ["extra"],

@@ -114,6 +114,10 @@ def refused_cases(issuer: str) -> list[tuple[str, dict, str]]:
          "GatewayNotAllowed"),
         ("fetcher", protected_host("fetcher", "team-a", "https://idp.evil.example/realms/x"),
          "IssuerNotAllowed"),
+        ("crumbs", {**protected_host("crumbs", "team-a", issuer),
+                    "spec": {**protected_host("crumbs", "team-a", issuer)["spec"],
+                             "session": {"cookieDomain": ".localhost"}}},
+         "HostNotAllowed"),
     ]
 
 
@@ -160,12 +164,16 @@ def render_refusal(env, doc: dict, tmp_path) -> tuple[int, str]:
 def env():
     parts = []
 
-    def start(part):
+    def start(part, **kw):
         parts.append(part)
-        part.start()
+        part.start(**kw)
         return part
 
     try:
+        # First, and with room: node's start-up is slow on a busy machine.
+        gw_port = free_port()
+        idp = start(OidcProvider([{"clientId": "app", "secret": SECRET, "redirectUris": [
+            f"http://{APP_HOST}:{gw_port}/oauth2/callback"]}]), timeout=90)
         api = start(ApiServer(users=USERS))
         api.install_istio_crds()
         api.kubectl("apply", "-f", str(REPO / "deploy" / "namespace.yaml"))
@@ -192,9 +200,6 @@ def env():
         for ns, group in (("team-a", "team-a-devs"), ("team-b", "team-b-devs")):
             api.kubectl("apply", "-f", "-", input=TEAM_RBAC.format(ns=ns, group=group))
 
-        gw_port = free_port()
-        idp = start(OidcProvider([{"clientId": "app", "secret": SECRET, "redirectUris": [
-            f"http://{APP_HOST}:{gw_port}/oauth2/callback"]}]))
         the_policy = policy(idp.issuer)
         apply(api, the_policy)
         apply(api, mesh_configmap({**MESH_DEFAULTS, "extensionProviders": []}))
@@ -390,6 +395,9 @@ def test_render_refuses_the_same_inputs(env, tmp_path):
                      "portcullis-controller (--gateway-namespaces: istio-system, gateways-b)",
         "fetcher": 'spec.oidc.issuerURL: "https://idp.evil.example/realms/x" is not within the '
                    f"issuers namespace team-a may use ({env['idp'].issuer})",
+        "crumbs": 'spec.session.cookieDomain: ".localhost" sends the session cookie to localhost '
+                  "and *.localhost, not all within the hosts namespace team-a may protect "
+                  "(*.team-a.localhost)",
     }
     for name, doc, _ in refused_cases(env["idp"].issuer):
         rc, message = render_refusal(env, doc, tmp_path)
