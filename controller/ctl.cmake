@@ -8,6 +8,7 @@ add_library(ctl_core STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_mesh.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_egress.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_policy.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_replicas.c)
 target_include_directories(ctl_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
 # pck8s for k8s_parse_time only (ctl_replicas.c reads Lease times).
@@ -31,7 +32,7 @@ add_executable(portcullis-controller
 target_link_libraries(portcullis-controller PRIVATE ctl_run)
 
 if(PORTCULLIS_TESTS)
-    foreach(t spec render state hosts mesh replicas egress ingress)
+    foreach(t spec render state hosts mesh replicas egress ingress policy)
         pc_unit_test(test_ctl_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_${t}.c
                      LIBS ctl_core)
     endforeach()
@@ -55,6 +56,7 @@ if(PORTCULLIS_TESTS)
                                          ${CMAKE_CURRENT_LIST_DIR}/src/ctl_revoke.c
                  LIBS ctl_core pck8s)
 endif()
+pc_fuzz_target(fuzz_policy SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_policy.c LIBS ctl_core)
 
 if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c

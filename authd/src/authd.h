@@ -82,6 +82,9 @@ struct authd_host {
         char *claim_username;
         char *callback_path; /* default /oauth2/callback */
         char *sign_out_path; /* default /oauth2/sign_out */
+        /* allowedURLPrefixes (the admin policy's issuers): the only URLs authd fetches for
+         * this host's issuer (discovery, JWKS, token endpoint); empty: any. */
+        struct authd_strlist url_prefixes;
     } oidc;
     struct {
         struct authd_strlist groups;
@@ -337,6 +340,11 @@ void authd_strlist_release(struct authd_strlist *l);
 /* Appends a copy of s. */
 void authd_strlist_add(struct authd_strlist *l, const char *s);
 bool authd_strlist_contains(const struct authd_strlist *l, const char *s);
+/*
+ * Whether authd may fetch url for an issuer whose hosts have the allowedURLPrefixes lists[n]:
+ * within a prefix (pc_url_within) of every non-empty list. No non-empty list: any url.
+ */
+bool authd_url_allowed(const struct authd_strlist *lists, size_t n, const char *url);
 
 /* ------------------------------------------------------------------------------------------ */
 /* shards.c: the hosts from the config Secrets portcullis-authd-config-<xx> (--watch-config). */

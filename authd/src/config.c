@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "portcullis/cookiescope.h"
+#include "portcullis/http.h"
 #include "portcullis/yaml.h"
 
 #define MAX_CONFIG (16 * 1024 * 1024)
@@ -502,12 +503,42 @@ check_path_field(struct ctx *c, const struct pc_ynode *map, const char *key, con
                 at(&w, where, key), value);
 }
 
+/* allowedURLPrefixes: URLs as issuerURL is one (scheme, host, no query or userinfo). */
+static int
+check_prefixes(struct ctx *c, const struct pc_ynode *oidc, const char *where,
+               const struct authd_strlist *l)
+{
+    const struct pc_ynode *n = pc_ynode_get(oidc, "allowedURLPrefixes");
+    struct where w, wi;
+    const char *why;
+
+    at(&w, where, "allowedURLPrefixes");
+    for (size_t i = 0; i < l->n; i++)
+        if ((why = check_issuer(l->v[i], c->cfg->allow_insecure_issuers)) != NULL)
+            return fail(c, n->vals[i], "%s: \"%s\" %s", at_index(&wi, w.s, i), l->v[i], why);
+    return 0;
+}
+
+bool
+authd_url_allowed(const struct authd_strlist *lists, size_t n, const char *url)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool within = lists[i].n == 0;
+
+        for (size_t j = 0; j < lists[i].n && !within; j++)
+            within = pc_url_within(url, lists[i].v[j]);
+        if (!within)
+            return false;
+    }
+    return true;
+}
+
 static int
 parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct authd_host *h)
 {
-    static const char *const keys[] = {"issuerURL",       "clientID",    "clientSecret",
-                                       "clientSecretRef", "scopes",      "claims",
-                                       "callbackPath",    "signOutPath", NULL};
+    static const char *const keys[] = {
+        "issuerURL", "clientID",     "clientSecret", "clientSecretRef",    "scopes",
+        "claims",    "callbackPath", "signOutPath",  "allowedURLPrefixes", NULL};
     const struct pc_ynode *n = pc_ynode_get(e, "oidc");
     const char *why;
     struct where w, wk;
@@ -524,7 +555,9 @@ parse_oidc(struct ctx *c, const struct pc_ynode *e, const char *where, struct au
         (rc = get_strlist(c, n, "scopes", w.s, &h->oidc.scopes)) != 0 ||
         (rc = parse_claims(c, n, w.s, h)) != 0 ||
         (rc = get_str(c, n, "callbackPath", w.s, &h->oidc.callback_path)) != 0 ||
-        (rc = get_str(c, n, "signOutPath", w.s, &h->oidc.sign_out_path)) != 0)
+        (rc = get_str(c, n, "signOutPath", w.s, &h->oidc.sign_out_path)) != 0 ||
+        (rc = get_strlist(c, n, "allowedURLPrefixes", w.s, &h->oidc.url_prefixes)) != 0 ||
+        (rc = check_prefixes(c, n, w.s, &h->oidc.url_prefixes)) != 0)
         return rc;
     if (h->oidc.client_secret != NULL && strncmp(h->oidc.client_secret, "<secret:", 8) == 0)
         return fail(c, pc_ynode_get(n, "clientSecret"),
@@ -863,6 +896,7 @@ host_release(struct authd_host *h)
     free_str(h->oidc.claim_username);
     free_str(h->oidc.callback_path);
     free_str(h->oidc.sign_out_path);
+    authd_strlist_release(&h->oidc.url_prefixes);
     authd_strlist_release(&h->access.groups);
     authd_strlist_release(&h->access.email_domains);
     authd_strlist_release(&h->access.emails);

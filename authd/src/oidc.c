@@ -42,6 +42,10 @@ struct waiter {
 struct reg_entry {
     struct authd_issuer iss;
     struct waiter *waiters;
+    /* The allowedURLPrefixes of the hosts that use this issuer, one list per host (copies):
+     * every URL fetched for it must be within each (authd_url_allowed). */
+    struct authd_strlist *allow;
+    size_t nallow;
 };
 
 struct authd_oidc {
@@ -158,15 +162,28 @@ http_job_new(struct authd_oidc *o, const char *issuer, const char *kind, const c
     return j;
 }
 
+static struct reg_entry *find(struct authd_oidc *o, const char *url);
+
 /*
- * Hands j to the pool. When the issuer's queue is full the call is refused here (counted, and
- * j freed): returns -EAGAIN and the caller answers or backs off without waiting.
+ * Hands j to the pool. A URL outside the issuer's allowedURLPrefixes is refused here, before
+ * any connection (logged, counted, j freed): returns -EPERM. When the issuer's queue is full
+ * the call is refused too: -EAGAIN. Either way the caller answers or backs off.
  */
 static int
 submit(struct authd_oidc *o, struct http_job *j)
 {
-    int rc = authd_pool_submit(o->srv->pool, &j->job);
+    struct reg_entry *e = find(o, j->issuer);
+    int rc;
 
+    if (e && !authd_url_allowed(e->allow, e->nallow, j->url)) {
+        authd_metrics_idp(o->srv->metrics, j->issuer, j->kind, "refused");
+        pc_log(PC_LOG_WARN, "idp_url_refused", "issuer", j->issuer, "kind", j->kind, "url", j->url,
+               "reason", "outside the host's allowedURLPrefixes (the admin policy's issuers)",
+               NULL);
+        http_job_free(j);
+        return -EPERM;
+    }
+    rc = authd_pool_submit(o->srv->pool, &j->job);
     if (rc) {
         authd_metrics_idp(o->srv->metrics, j->issuer, j->kind, "rejected");
         pc_log(PC_LOG_WARN, "idp_rejected", "issuer", j->issuer, "kind", j->kind, "reason",
@@ -225,12 +242,46 @@ issuer_clear_discovery(struct authd_issuer *iss)
 static void run_waiters(struct authd_oidc *o, struct reg_entry *e);
 
 static void
+allow_clear(struct reg_entry *e)
+{
+    for (size_t i = 0; i < e->nallow; i++)
+        authd_strlist_release(&e->allow[i]);
+    free(e->allow);
+    e->allow = NULL;
+    e->nallow = 0;
+}
+
+/* Records a host's prefixes for its issuer (a list equal to one recorded counts once). */
+static void
+allow_add(struct reg_entry *e, const struct authd_strlist *l)
+{
+    struct authd_strlist *copy;
+
+    if (l->n == 0)
+        return;
+    for (size_t i = 0; i < e->nallow; i++) {
+        bool same = e->allow[i].n == l->n;
+
+        for (size_t j = 0; same && j < l->n; j++)
+            same = strcmp(e->allow[i].v[j], l->v[j]) == 0;
+        if (same)
+            return;
+    }
+    e->allow = pc_xrealloc(e->allow, (e->nallow + 1) * sizeof(*e->allow));
+    copy = &e->allow[e->nallow++];
+    memset(copy, 0, sizeof(*copy));
+    for (size_t j = 0; j < l->n; j++)
+        authd_strlist_add(copy, l->v[j]);
+}
+
+static void
 entry_free(struct authd_oidc *o, struct reg_entry *e)
 {
     authd_jwks_free(e->iss.jwks);
     e->iss.jwks = NULL;
     run_waiters(o, e); /* they fail with "unknown kid" */
     issuer_clear_discovery(&e->iss);
+    allow_clear(e);
     free(e->iss.url);
     free(e);
 }
@@ -309,6 +360,7 @@ fetch_discovery(struct authd_oidc *o, struct authd_issuer *iss)
 {
     char *url = pc_xasprintf("%s/.well-known/openid-configuration", iss->url);
     struct http_job *j;
+    int rc;
 
     /* An issuer URL ending in "/" must not produce "//.well-known". */
     if (iss->url[0] && iss->url[strlen(iss->url) - 1] == '/') {
@@ -319,8 +371,10 @@ fetch_discovery(struct authd_oidc *o, struct authd_issuer *iss)
     free(url);
     j->cb = discovery_done;
     iss->busy = true;
-    if (submit(o, j))
-        failed(o, iss, "discovery", "the issuer's queue is full");
+    if ((rc = submit(o, j)))
+        failed(o, iss, "discovery",
+               rc == -EPERM ? "the URL is outside allowedURLPrefixes"
+                            : "the issuer's queue is full");
 }
 
 static void
@@ -358,7 +412,9 @@ fetch_jwks(struct authd_oidc *o, struct authd_issuer *iss)
     j->cb = jwks_done;
     iss->busy = true;
     if ((rc = submit(o, j)))
-        failed(o, iss, "jwks", "the issuer's queue is full");
+        failed(o, iss, "jwks",
+               rc == -EPERM ? "the URL is outside allowedURLPrefixes"
+                            : "the issuer's queue is full");
     return rc;
 }
 
@@ -397,8 +453,10 @@ authd_oidc_sync(struct authd_oidc *o, const struct authd_config *cfg)
 {
     size_t k = 0;
 
-    for (size_t i = 0; i < o->n; i++)
+    for (size_t i = 0; i < o->n; i++) {
         o->v[i]->iss.used = false;
+        allow_clear(o->v[i]);
+    }
     for (size_t h = 0; h < cfg->nhosts; h++) {
         const char *url = cfg->hosts[h]->oidc.issuer_url;
         struct reg_entry *e = find(o, url);
@@ -408,8 +466,10 @@ authd_oidc_sync(struct authd_oidc *o, const struct authd_config *cfg)
             e->iss.url = pc_xstrdup(url);
             o->v[o->n++] = e;
         }
-        if (e)
+        if (e) {
             e->iss.used = true;
+            allow_add(e, &cfg->hosts[h]->oidc.url_prefixes);
+        }
     }
     /* Issuers no longer configured go; jobs in flight look them up by URL and find nothing. */
     for (size_t i = 0; i < o->n; i++) {

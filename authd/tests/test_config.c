@@ -53,6 +53,9 @@ test_good_config(void **state)
     assert_string_equal(h->oidc.claim_username, "preferred_username");
     assert_string_equal(h->oidc.callback_path, "/oauth2/callback");
     assert_string_equal(h->oidc.sign_out_path, "/oauth2/sign_out");
+    assert_int_equal(h->oidc.url_prefixes.n, 2);
+    assert_string_equal(h->oidc.url_prefixes.v[1], "https://keys.example.com/main/");
+    assert_int_equal(cfg->hosts[1]->oidc.url_prefixes.n, 0);
     assert_string_equal(h->access.email_domains.v[0], "example.com");
     assert_true(h->access.allow_unverified_email);
     assert_int_equal(h->paths.skip.n, 2);
@@ -124,6 +127,9 @@ static const struct {
     {"data/bad-skip-callback.yaml", 7, 24, "\"/oauth2/\" covers the callback or sign-out path"},
     {"data/bad-bool.yaml", 6, 18, "hosts[0].passIDToken: expected true or false"},
     {"data/bad-no-secrets.yaml", 1, 1, "cookieSecretFiles: required"},
+    {"data/bad-url-prefix.yaml", 7, 62,
+     "hosts[0].oidc.allowedURLPrefixes[1]: \"https://idp.example.com?x\" must not contain a "
+     "query"},
     {"data/bad-cookie-collision.yaml", 10, 14,
      "hosts[1].session: host \"app.example.com\" also receives cookie \"_portcullis\" of "
      "hosts[0] (id portal/shared) (Domain=example.com), which has another issuer or client; "
@@ -220,6 +226,38 @@ test_overrides(void **state)
     ov.secret_files[0] = "missing";
     assert_int_not_equal(authd_config_parse(text, sizeof(text) - 1, &opts, &cfg, &diag), 0);
     assert_non_null(strstr(diag.msg, "cannot read \"missing\""));
+}
+
+/* The admin policy's issuers: a URL must be within a prefix of every host's list. */
+static void
+test_url_allowed(void **state)
+{
+    struct authd_strlist lists[3] = {{0}};
+    static const struct {
+        size_t n;
+        const char *url;
+        bool want;
+    } cases[] = {
+        {0, "https://anywhere.example/", true},
+        {1, "https://idp.example.com/realms/a/protocol/certs", true},
+        {1, "https://keys.example.com/a", true},
+        {1, "https://idp.example.com/realms/b/token", false},
+        {1, "http://169.254.169.254/latest/meta-data", false},
+        {2, "https://keys.example.com/a", false},
+        {2, "https://idp.example.com/realms/a/x", true},
+        {3, "https://idp.example.com/realms/a/x", true},
+    };
+
+    (void)state;
+    authd_strlist_add(&lists[0], "https://idp.example.com/realms/a");
+    authd_strlist_add(&lists[0], "https://keys.example.com");
+    authd_strlist_add(&lists[1], "https://idp.example.com/");
+    /* lists[2] empty: that host sets no limit of its own */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (authd_url_allowed(lists, cases[i].n, cases[i].url) != cases[i].want)
+            fail_msg("%s with %zu lists: want %d", cases[i].url, cases[i].n, cases[i].want);
+    for (size_t i = 0; i < 3; i++)
+        authd_strlist_release(&lists[i]);
 }
 
 static void
@@ -409,6 +447,7 @@ main(void)
         cmocka_unit_test(test_parse_from_memory),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_url_allowed),
         cmocka_unit_test(test_match_host),
         cmocka_unit_test(test_match_host_many),
         cmocka_unit_test(test_placeholder),

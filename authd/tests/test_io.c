@@ -1,7 +1,8 @@
 /*
  * test_io.c - the testable pieces of authd's I/O side: Prometheus rendering (metrics.c), the
  * check-path session cache (sesscache.c), the worker pool's scheduler and completion queue
- * (work.c) and the set of exchanged login states (replay.c).
+ * (work.c), the set of exchanged login states (replay.c) and the issuer registry's gate on
+ * outbound URLs (oidc.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,10 +10,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "authd.h"
@@ -496,14 +503,153 @@ test_replay(void **state)
     authd_replay_free(r);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* oidc: a URL outside the hosts' allowedURLPrefixes is refused before any connection */
+
+/* server.c's clocks (the pool's deadlines and the registry's backoff read them). */
+int64_t
+authd_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t
+authd_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A listening socket on 127.0.0.1 where the issuer would be: it sees whether authd connects. */
+static int
+issuer_socket(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int
+secret_reader(void *ud, const char *path, char **data, size_t *len)
+{
+    (void)ud;
+    (void)path;
+    *data = strdup("0123456789abcdef0123456789abcdef\n");
+    *len = strlen(*data);
+    return 0;
+}
+
+/* Two hosts of one issuer; the second's allowedURLPrefixes is second_prefix. */
+static struct authd_config *
+two_hosts(int port, const char *second_prefix)
+{
+    char *text = pc_xasprintf("allowInsecureIssuers: true\ncookieSecretFiles: [mem]\nhosts:\n"
+                              "- id: a/one\n  hosts: [one.test]\n"
+                              "  oidc: {issuerURL: 'http://127.0.0.1:%d/realms/a', clientID: one,\n"
+                              "         allowedURLPrefixes: ['http://127.0.0.1:%d/realms/a']}\n"
+                              "- id: b/two\n  hosts: [two.test]\n"
+                              "  oidc: {issuerURL: 'http://127.0.0.1:%d/realms/a', clientID: two,\n"
+                              "         allowedURLPrefixes: ['%s']}\n",
+                              port, port, port, second_prefix);
+    struct authd_config_opts opts = {.file = "inline", .read_file = secret_reader};
+    struct authd_config *cfg = NULL;
+    struct pc_diag diag = {0};
+
+    if (authd_config_parse(text, strlen(text), &opts, &cfg, &diag) != 0)
+        fail_msg("config: %s", diag.msg);
+    free(text);
+    return cfg;
+}
+
+static bool
+metrics_have(struct authd_metrics *m, const char *line)
+{
+    struct pc_buf b;
+    bool found;
+
+    pc_buf_init(&b, 0);
+    assert_int_equal(authd_metrics_render(m, &b), 0);
+    found = strstr(pc_buf_str(&b), line) != NULL;
+    pc_buf_release(&b);
+    return found;
+}
+
+static void
+test_oidc_refuses_urls_outside_prefixes(void **state)
+{
+    struct authd_server srv = {.metrics = authd_metrics_new(),
+                               .pool = authd_pool_new(1, wake, NULL)};
+    struct authd_oidc *o = authd_oidc_new(&srv);
+    int port, fd = issuer_socket(&port), conn = -1;
+    char *other, *issuer, *refused;
+    struct authd_config *cfg;
+    struct authd_issuer *iss;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+    (void)state;
+    issuer = pc_xasprintf("http://127.0.0.1:%d/realms/a", port);
+    other = pc_xasprintf("http://127.0.0.1:%d/realms/b", port);
+    refused = pc_xasprintf("portcullis_authd_idp_requests_total{issuer=\"%s\",kind=\"discovery\","
+                           "result=\"refused\"} 1\n",
+                           issuer);
+    /* One host of the issuer does not allow its discovery URL: nothing is sent at all. */
+    cfg = two_hosts(port, other);
+    authd_oidc_sync(o, cfg);
+    iss = authd_oidc_issuer(o, issuer);
+    assert_non_null(iss);
+    assert_false(iss->busy);
+    assert_false(iss->discovered);
+    assert_int_equal(iss->failures, 1);
+    assert_int_equal(authd_pool_inflight(srv.pool), 0); /* no job that could connect */
+    assert_true(metrics_have(srv.metrics, refused));
+    assert_int_equal(accept(fd, NULL, NULL), -1);
+    assert_int_equal(errno, EAGAIN);
+    authd_config_free(cfg);
+    /* Both allow it: the discovery request reaches the issuer's address. */
+    cfg = two_hosts(port, issuer);
+    authd_oidc_sync(o, cfg);
+    assert_true(iss->busy);
+    assert_true(poll(&pfd, 1, 10000) == 1); /* bounded: the worker connects at once */
+    conn = accept(fd, NULL, NULL);
+    assert_true(conn >= 0);
+    close(conn); /* the fetch fails; its completion is drained below */
+    for (int i = 0; i < 1000 && authd_pool_inflight(srv.pool) > 0; i++) {
+        authd_pool_drain(srv.pool);
+        usleep(10000);
+    }
+    authd_pool_drain(srv.pool);
+    assert_int_equal(authd_pool_inflight(srv.pool), 0);
+    authd_config_free(cfg);
+    authd_oidc_free(o);
+    authd_pool_free(srv.pool);
+    authd_metrics_free(srv.metrics);
+    close(fd);
+    free(refused);
+    free(other);
+    free(issuer);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metrics_render), cmocka_unit_test(test_metrics_bounded),
-        cmocka_unit_test(test_sesscache),      cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_sched),          cmocka_unit_test(test_pool_isolates_a_hanging_key),
+        cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_metrics_bounded),
+        cmocka_unit_test(test_sesscache),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_sched),
+        cmocka_unit_test(test_pool_isolates_a_hanging_key),
         cmocka_unit_test(test_replay),
+        cmocka_unit_test(test_oidc_refuses_urls_outside_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

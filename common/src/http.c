@@ -220,3 +220,39 @@ pc_url_decode(const char *s, size_t n, bool form)
     *o = '\0';
     return out;
 }
+
+/* Length of the dot ("." or "%2e") at s, or 0. */
+static size_t
+dot_at(const char *s)
+{
+    if (s[0] == '.')
+        return 1;
+    return s[0] == '%' && s[1] == '2' && (s[2] == 'e' || s[2] == 'E') ? 3 : 0;
+}
+
+static bool
+has_dot_segment(const char *url)
+{
+    for (const char *p = strchr(url, '/'); p; p = strchr(p + 1, '/')) {
+        const char *q = p + 1;
+        size_t n, dots = 0;
+
+        while (dots < 3 && (n = dot_at(q)) > 0) {
+            q += n;
+            dots++;
+        }
+        if ((dots == 1 || dots == 2) && (*q == '/' || *q == '\0'))
+            return true;
+    }
+    return false;
+}
+
+bool
+pc_url_within(const char *url, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    if (n == 0 || has_dot_segment(url) || strncmp(url, prefix, n) != 0)
+        return false;
+    return url[n] == '\0' || url[n] == '/' || prefix[n - 1] == '/';
+}

@@ -144,6 +144,7 @@ struct k8s_watch {
     char *path;    /* collection path */
     char *rv;      /* resourceVersion to resume from */
     json_t *store; /* "namespace/name" -> its last resourceVersion */
+    bool absent;   /* absent_is_empty: the last list found the resource not served */
     struct k8s_stop stop;
     pthread_t thread;
 };
@@ -307,7 +308,17 @@ do_list(struct k8s_watch *w, struct pc_diag *d)
     struct k8s_pages p = {.ref = &w->o.ref, .page_size = LIST_PAGE, .fn = on_page, .ud = &r};
     int rc = k8s_list_pages(w->client, &p, d);
 
-    if (rc == 0) {
+    if (rc == K8S_ENOTFOUND && w->o.absent_is_empty) {
+        /* Not served: nothing of it exists. What was seen before is gone. */
+        k8s_relist_finish(&r);
+        if (!w->absent) {
+            pc_log(PC_LOG_INFO, "watch_resource_absent", "path", w->path, NULL);
+            if (w->o.on_synced)
+                w->o.on_synced(w->o.ud);
+        }
+        w->absent = true;
+    } else if (rc == 0) {
+        w->absent = false;
         k8s_relist_finish(&r);
         free(w->rv);
         w->rv = p.resource_version;
@@ -415,8 +426,11 @@ watch_main(void *arg)
             need_list = true;
             continue;
         }
-        pc_log(PC_LOG_WARN, need_list ? "list_failed" : "watch_failed", "path", w->path, "error",
-               d.msg[0] ? d.msg : pc_strerror(rc), NULL);
+        if (rc == K8S_ENOTFOUND && w->o.absent_is_empty)
+            need_list = true; /* the resource went away: its list says so */
+        if (!w->absent)
+            pc_log(PC_LOG_WARN, need_list ? "list_failed" : "watch_failed", "path", w->path,
+                   "error", d.msg[0] ? d.msg : pc_strerror(rc), NULL);
         k8s_stop_nap(&w->stop, k8s_backoff_ms(attempt < 16 ? attempt++ : attempt));
     }
     return NULL;

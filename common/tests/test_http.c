@@ -30,6 +30,45 @@ test_url_encode_decode(void **state)
     free(e);
 }
 
+struct within_case {
+    const char *url, *prefix;
+    bool want;
+};
+
+static const struct within_case within_cases[] = {
+    {"https://idp.example.com/realms/a", "https://idp.example.com/realms/a", true},
+    {"https://idp.example.com/realms/a/x", "https://idp.example.com/realms/a", true},
+    {"https://idp.example.com/realms/ab", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/ab", "https://idp.example.com/realms/", true},
+    {"https://idp.example.com", "https://idp.example.com", true},
+    {"https://idp.example.com/", "https://idp.example.com", true},
+    {"https://idp.example.com.evil.net/", "https://idp.example.com", false},
+    {"https://idp.example.com@evil.net/", "https://idp.example.com", false},
+    {"https://idp.example.com:8443/", "https://idp.example.com", false},
+    {"http://idp.example.com/realms/a", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/../b", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/./x", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/..", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/.well-known/x", "https://idp.example.com/realms/a", true},
+    {"https://idp.example.com/realms/a/..x", "https://idp.example.com/realms/a", true},
+    {"https://idp.example.com/realms/a/%2e%2E/b", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/%2e", "https://idp.example.com/realms/a", false},
+    {"https://idp.example.com/realms/a/...", "https://idp.example.com/realms/a", true},
+    {"https://idp.example.com/", "", false},
+};
+
+static void
+test_url_within(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(within_cases) / sizeof(within_cases[0]); i++) {
+        const struct within_case *c = &within_cases[i];
+
+        if (pc_url_within(c->url, c->prefix) != c->want)
+            fail_msg("%s within %s: want %d", c->url, c->prefix, c->want);
+    }
+}
+
 /* A refused connection is a transport error, reported quickly and without a status. */
 static void
 test_connection_refused(void **state)
@@ -61,6 +100,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_encode_decode),
+        cmocka_unit_test(test_url_within),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_scheme_refused),
     };

@@ -4,8 +4,9 @@
  *
  * The files are the ones kustomize reads (embedded at build time by cmake/EmbedFiles.cmake), in
  * the order of deploy/kustomization.yaml. They are printed as text, comments included, with
- * three textual adaptations: the controller's --mesh-config argument, the namespace, and for
- * --mesh-config=none the istio-system RBAC left out. Text, not a YAML round trip, so that what
+ * textual adaptations: the controller's --mesh-config and --gateway-namespaces arguments (the
+ * gateway Role repeated per namespace, the admission policy's list), the namespace, and for
+ * --mesh-config=none the istio-system mesh RBAC left out. Text, not a YAML round trip, so that what
  * kubectl reads is byte for byte what `kubectl kustomize deploy/` would give it.
  */
 #include "controller.h"
@@ -23,8 +24,14 @@
 #define CONTROLLER_FILE "controller.yaml"
 #define AUTHD_FILE "authd.yaml"
 #define MESH_RBAC_FILE "controller-mesh-rbac.yaml"
+#define GATEWAY_RBAC_FILE "controller-gateway-rbac.yaml"
+#define ADMISSION_FILE "admission-policy.yaml"
 #define MESH_ARG_PREFIX "--mesh-config="
 #define MESH_ARG_DEFAULT MESH_ARG_PREFIX "istio"
+#define GATEWAY_NS_DEFAULT "istio-system"
+#define GATEWAY_ARG_DEFAULT "--gateway-namespaces=" GATEWAY_NS_DEFAULT
+#define GATEWAY_NS_LINE "namespace: " GATEWAY_NS_DEFAULT "\n"
+#define ADMISSION_LIST_DEFAULT "\"['" GATEWAY_NS_DEFAULT "']\""
 #define SHARED_CONFIGMAP "portcullis-mesh"
 #define COOKIE_SECRET_BYTES 32
 
@@ -69,6 +76,80 @@ append_replaced(struct pc_buf *b, const char *text, const char *from, const char
     }
     pc_buf_appends(b, p);
     return count;
+}
+
+/* Appends text with `from` replaced by `to`, which must occur exactly `want` times. */
+static int
+replace_exactly(struct pc_buf *b, const char *file, const char *text, const char *from,
+                const char *to, size_t want, struct pc_diag *diag)
+{
+    if (append_replaced(b, text, from, to) == want)
+        return 0;
+    pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected \"%s\" %zu times", file, from, want);
+    return PC_EPARSE;
+}
+
+/* deploy/controller.yaml with the controller's --mesh-config and --gateway-namespaces. */
+static int
+adapt_controller(struct pc_buf *out, const struct ctl_manifest *m, const char *mesh,
+                 const char *gws, struct pc_diag *diag)
+{
+    char *marg = pc_xasprintf(MESH_ARG_PREFIX "%s", mesh);
+    char *garg = pc_xasprintf("--gateway-namespaces=%s", gws);
+    struct pc_buf tmp;
+    int rc;
+
+    pc_buf_init(&tmp, 0);
+    rc = replace_exactly(&tmp, m->name, m->text, MESH_ARG_DEFAULT, marg, 1, diag);
+    if (rc == 0)
+        rc = replace_exactly(out, m->name, pc_buf_str(&tmp), GATEWAY_ARG_DEFAULT, garg, 1, diag);
+    pc_buf_release(&tmp);
+    free(garg);
+    free(marg);
+    return rc;
+}
+
+/* deploy/controller-gateway-rbac.yaml once per gateway namespace. */
+static int
+adapt_gateway_rbac(struct pc_buf *out, const struct ctl_manifest *m, const char *gws,
+                   struct pc_diag *diag)
+{
+    char *list = pc_xstrdup(gws), *save = NULL;
+    int rc = 0;
+
+    for (char *ns = strtok_r(list, ",", &save); ns && rc == 0; ns = strtok_r(NULL, ",", &save)) {
+        char *line = pc_xasprintf("namespace: %s\n", ns);
+
+        if (out->len > 0)
+            pc_buf_appends(out, "---\n");
+        rc = replace_exactly(out, m->name, m->text, GATEWAY_NS_LINE, line, 2, diag);
+        free(line);
+    }
+    free(list);
+    return rc;
+}
+
+/* deploy/admission-policy.yaml with the gateway namespaces as a CEL list. */
+static int
+adapt_admission(struct pc_buf *out, const struct ctl_manifest *m, const char *gws,
+                struct pc_diag *diag)
+{
+    struct pc_buf cel;
+    int rc;
+
+    pc_buf_init(&cel, 0);
+    pc_buf_appends(&cel, "\"[");
+    for (const char *p = gws; *p;) {
+        size_t n = strcspn(p, ",");
+
+        pc_buf_appendf(&cel, "%s'%.*s'", p == gws ? "" : ", ", (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    pc_buf_appends(&cel, "]\"");
+    /* Both policies name them: the second leaves a namespace outside them to the first. */
+    rc = replace_exactly(out, m->name, m->text, ADMISSION_LIST_DEFAULT, pc_buf_str(&cel), 2, diag);
+    pc_buf_release(&cel);
+    return rc;
 }
 
 /*
@@ -183,33 +264,28 @@ redis_authd(const struct ctl_bootstrap_opts *o, const char *text, struct pc_buf 
 /* One deploy/ file as a document group: its mesh argument, Redis and namespace adapted. */
 static int
 append_file(struct pc_buf *b, const struct ctl_manifest *m, const struct ctl_bootstrap_opts *o,
-            const char *mesh, const char *ns, struct pc_diag *diag)
+            struct pc_diag *diag)
 {
     struct pc_buf tmp;
-    char *arg = NULL;
     int rc = 0;
 
     pc_buf_init(&tmp, 0);
-    if (strcmp(m->name, AUTHD_FILE) == 0 && o->redis_url) {
-        if ((rc = redis_authd(o, m->text, &tmp, diag)) != 0)
-            goto out;
-    } else if (strcmp(m->name, CONTROLLER_FILE) == 0) {
-        arg = pc_xasprintf(MESH_ARG_PREFIX "%s", mesh);
-        if (append_replaced(&tmp, m->text, MESH_ARG_DEFAULT, arg) != 1) {
-            pc_diag_set(diag, 0, 0, "embedded deploy/%s: expected one \"%s\" argument", m->name,
-                        MESH_ARG_DEFAULT);
-            rc = PC_EPARSE;
-            goto out;
-        }
-    } else {
+    if (strcmp(m->name, AUTHD_FILE) == 0 && o->redis_url)
+        rc = redis_authd(o, m->text, &tmp, diag);
+    else if (strcmp(m->name, CONTROLLER_FILE) == 0)
+        rc = adapt_controller(&tmp, m, o->mesh_config, o->gateway_namespaces, diag);
+    else if (strcmp(m->name, GATEWAY_RBAC_FILE) == 0)
+        rc = adapt_gateway_rbac(&tmp, m, o->gateway_namespaces, diag);
+    else if (strcmp(m->name, ADMISSION_FILE) == 0)
+        rc = adapt_admission(&tmp, m, o->gateway_namespaces, diag);
+    else
         pc_buf_append(&tmp, m->text, m->len);
+    if (rc == 0) {
+        pc_buf_appends(b, "---\n");
+        append_replaced(b, pc_buf_str(&tmp), DEFAULT_NS, o->namespace);
+        if (b->len > 0 && b->data[b->len - 1] != '\n')
+            pc_buf_appends(b, "\n");
     }
-    pc_buf_appends(b, "---\n");
-    append_replaced(b, pc_buf_str(&tmp), DEFAULT_NS, ns);
-    if (b->len > 0 && b->data[b->len - 1] != '\n')
-        pc_buf_appends(b, "\n");
-out:
-    free(arg);
     pc_buf_release(&tmp);
     return rc;
 }
@@ -238,8 +314,7 @@ load_resources(struct pc_ynode **root, const struct pc_ynode **resources, struct
 }
 
 static int
-append_resources(struct pc_buf *b, const struct ctl_bootstrap_opts *o, const char *mesh,
-                 const char *ns, struct pc_diag *diag)
+append_resources(struct pc_buf *b, const struct ctl_bootstrap_opts *o, struct pc_diag *diag)
 {
     struct pc_ynode *root = NULL;
     const struct pc_ynode *res = NULL;
@@ -255,8 +330,8 @@ append_resources(struct pc_buf *b, const struct ctl_bootstrap_opts *o, const cha
             pc_diag_set(diag, 0, 0, "deploy/%s: resource \"%s\" is not embedded", KUSTOMIZATION,
                         name);
             rc = PC_ENOTFOUND;
-        } else if (!(strcmp(mesh, "none") == 0 && strcmp(name, MESH_RBAC_FILE) == 0)) {
-            rc = append_file(b, m, o, mesh, ns, diag);
+        } else if (!(strcmp(o->mesh_config, "none") == 0 && strcmp(name, MESH_RBAC_FILE) == 0)) {
+            rc = append_file(b, m, o, diag);
         }
     }
 out:
@@ -265,15 +340,15 @@ out:
 }
 
 static void
-append_header(struct pc_buf *b, const char *mesh, const char *ns)
+append_header(struct pc_buf *b, const char *mesh, const char *ns, const char *gws)
 {
     pc_buf_appendf(b,
                    "# portcullis %s install manifests: portcullis-controller bootstrap "
-                   "--mesh-config=%s --namespace=%s\n"
+                   "--mesh-config=%s --namespace=%s --gateway-namespaces=%s\n"
                    "# Apply once with `kubectl apply -f -`. The Secret portcullis-cookie-secret "
                    "at the end is new\n"
                    "# on every run: applying another one signs every user out.\n",
-                   PORTCULLIS_VERSION, mesh, ns);
+                   PORTCULLIS_VERSION, mesh, ns, gws);
     if (strcmp(mesh, "shared") == 0)
         pc_buf_appends(b, "# --mesh-config=shared: istiod reads the provider only when it runs "
                           "with the environment\n# variable SHARED_MESH_CONFIG=" SHARED_CONFIGMAP
@@ -319,11 +394,31 @@ append_cookie_secret(struct pc_buf *b, const char *ns, const char *secret)
                    COOKIE_SECRET_BYTES, ns, secret);
 }
 
+/* "a,b": at least one, each a namespace name. */
+static bool
+valid_namespace_list(const char *list)
+{
+    char *copy = pc_xstrdup(list), *save = NULL;
+    bool ok = *list && list[strlen(list) - 1] != ',' && !strstr(list, ",,") && *list != ',';
+
+    for (char *ns = strtok_r(copy, ",", &save); ns && ok; ns = strtok_r(NULL, ",", &save))
+        ok = valid_namespace(ns);
+    free(copy);
+    return ok;
+}
+
 int
 ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag)
 {
     const char *mesh = o->mesh_config ? o->mesh_config : "istio";
     const char *ns = o->namespace ? o->namespace : DEFAULT_NS;
+    const char *gws = o->gateway_namespaces ? o->gateway_namespaces : GATEWAY_NS_DEFAULT;
+    struct ctl_bootstrap_opts eff = {.mesh_config = mesh,
+                                     .namespace = ns,
+                                     .gateway_namespaces = gws,
+                                     .redis_url = o->redis_url,
+                                     .redis_secret = o->redis_secret,
+                                     .redis_username = o->redis_username};
     char *fresh = NULL;
     struct pc_buf b;
     int rc;
@@ -337,12 +432,17 @@ ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_d
         pc_diag_set(diag, 0, 0, "invalid --namespace \"%s\" (a DNS label: a-z, 0-9, '-')", ns);
         return PC_EINVAL;
     }
+    if (!valid_namespace_list(gws)) {
+        pc_diag_set(diag, 0, 0,
+                    "invalid --gateway-namespaces \"%s\" (namespace names, comma-separated)", gws);
+        return PC_EINVAL;
+    }
     if (!valid_redis_opts(o, diag))
         return PC_EINVAL;
     pc_buf_init(&b, 0);
     b.secret = true;
-    append_header(&b, mesh, ns);
-    if ((rc = append_resources(&b, o, mesh, ns, diag)) < 0)
+    append_header(&b, mesh, ns, gws);
+    if ((rc = append_resources(&b, &eff, diag)) < 0)
         goto out;
     if (strcmp(mesh, "shared") == 0)
         append_shared_configmap(&b);
@@ -362,6 +462,8 @@ usage(FILE *f)
     fprintf(f, "usage: portcullis-controller bootstrap [--mesh-config=istio|shared|none] "
                "[--namespace NS]\n"
                "         [--redis-url URL [--redis-secret NAME/KEY] [--redis-username USER]]\n"
+               "         [--gateway-namespaces NS,NS]   where AuthorizationPolicies may go "
+               "(default istio-system)\n"
                "Prints the install manifests (deploy/) with a new cookie secret:\n"
                "  portcullis-controller bootstrap | kubectl apply -f -\n");
 }
@@ -375,6 +477,7 @@ ctl_cmd_bootstrap(int argc, char **argv)
         {"redis-url", required_argument, NULL, 'r'},
         {"redis-secret", required_argument, NULL, 's'},
         {"redis-username", required_argument, NULL, 'u'},
+        {"gateway-namespaces", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -400,6 +503,9 @@ ctl_cmd_bootstrap(int argc, char **argv)
             break;
         case 'u':
             o.redis_username = optarg;
+            break;
+        case 'g':
+            o.gateway_namespaces = optarg;
             break;
         case 'h':
             usage(stdout);

@@ -76,6 +76,9 @@ char *ctl_errors_join(const struct ctl_errors *e, const char *sep);
  */
 int ctl_spec_normalize(const json_t *spec, bool allow_insecure_issuers, json_t **out,
                        struct ctl_errors *errs);
+/* Reports every key of obj outside known (a NULL-terminated list) as "path.key: unknown field". */
+void ctl_check_keys(struct ctl_errors *e, const json_t *obj, const char *path,
+                    const char *const *known);
 /* Whether s is a lowercase DNS name, with a leading "*." when wildcard is true. */
 bool ctl_valid_dns_name(const char *s, bool wildcard);
 /* Whether s is an HTTP header field name (RFC 9110 token). */
@@ -287,6 +290,48 @@ void ctl_ingress_plan_release(struct ctl_ingress_plan *p);
  */
 void ctl_ingress_report(const json_t *outcomes, const char *cls, const char **reason,
                         char **message);
+/* ctl_policy.c - the admin policy: who may protect which host, where, with which issuer     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The one ProtectedHostPolicy (cluster-scoped) the controller and admission read. */
+#define CTL_POLICY_NAME "portcullis"
+#define CTL_DEFAULT_GATEWAY_NAMESPACES "istio-system"
+
+/*
+ * Checks a ProtectedHostPolicy object (name, spec.rules) and returns a new canonical spec with
+ * every field written out. Returns 0 with *out set, or PC_EINVAL with *out NULL and errs filled.
+ */
+int ctl_policy_normalize(const json_t *obj, json_t **out, struct ctl_errors *errs);
+
+/* New labels object of namespace ns, or NULL when they are not known. */
+typedef json_t *(*ctl_labels_fn)(void *ud, const char *ns);
+
+/* What a ProtectedHost is admitted against besides itself. Borrowed. */
+struct ctl_tenancy {
+    const char *gateway_namespaces; /* comma-separated; NULL: CTL_DEFAULT_GATEWAY_NAMESPACES */
+    const json_t *policy;           /* canonical policy (ctl_policy_normalize); NULL: none */
+    const char *policy_error;       /* the installed policy is invalid: nothing is allowed */
+    ctl_labels_fn labels;           /* NULL: labels unknown (selectors match nothing) */
+    void *ud;
+};
+
+/*
+ * Whether namespace ns may have canonical spec: CTL_ACCEPTED, or CTL_HOST_NOT_ALLOWED,
+ * CTL_GATEWAY_NOT_ALLOWED, CTL_ISSUER_NOT_ALLOWED with *message new ("field: why; who can
+ * change it"). Accepted under a policy, *prefixes (may be NULL) gets a new array of the issuer
+ * prefixes of the rules that select ns (authd's oidc.allowedURLPrefixes); NULL otherwise.
+ * An issuer is within a prefix as pc_url_within says (portcullis/http.h).
+ * t NULL: no policy, the default gateway namespaces.
+ */
+enum ctl_verdict ctl_policy_admit(const struct ctl_tenancy *t, const char *ns, const json_t *spec,
+                                  char **message, json_t **prefixes);
+/*
+ * Records the prefixes ctl_policy_admit gave (taken; NULL: none) in canonical spec as
+ * oidc.allowedURLPrefixes, which ctl_render_authd_host writes into authd's entry.
+ */
+void ctl_spec_set_prefixes(json_t *spec, json_t *prefixes);
+/* Whether a ProtectedHost host ("*." allowed) is within a policy host pattern. */
+bool ctl_host_within(const char *host, const char *pattern);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_state.c - the desired state of every ProtectedHost together                          */
@@ -300,6 +345,10 @@ enum ctl_verdict {
     CTL_COOKIE_CONFLICT, /* an older ProtectedHost's session cookie reaches one of its hosts
                             (or its own reaches one of the older's) with another issuer or
                             client on the same cookie name: Accepted=False, CookieConflict */
+    /* Outside the admin policy (ctl_policy.c): Accepted=False, nothing rendered. */
+    CTL_HOST_NOT_ALLOWED,    /* HostNotAllowed */
+    CTL_GATEWAY_NOT_ALLOWED, /* GatewayNotAllowed */
+    CTL_ISSUER_NOT_ALLOWED,  /* IssuerNotAllowed */
 };
 
 /* The Accepted=False reason of a refused verdict ("Invalid", ...); NULL for accepted ones. */
@@ -331,6 +380,7 @@ struct ctl_state_opts {
     struct ctl_authd_opts authd;
     ctl_secret_fn secret;
     void *ud;
+    const struct ctl_tenancy *tenancy; /* NULL: no policy, the default gateway namespaces */
 };
 
 struct ctl_state {
@@ -400,9 +450,11 @@ struct ctl_host {
     char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
     char *policy_name;
-    bool valid;           /* spec passed validation */
-    char *invalid;        /* why not, else NULL */
-    char *hosts;          /* spec.hosts joined with '\n' ("" when invalid or deleting) */
+    bool valid;                  /* spec passed validation */
+    char *invalid;               /* why not, else NULL */
+    char *refused;               /* valid, but outside the admin policy: why, else NULL */
+    enum ctl_verdict refused_as; /* CTL_HOST_NOT_ALLOWED, ... when refused */
+    char *hosts;          /* spec.hosts joined with '\n' ("" when invalid, refused or deleting) */
     char *secret_missing; /* why the client secret could not be resolved, else NULL */
     char *entry;          /* authd hosts[] entry text (holds the client secret), else NULL */
     char *headers;        /* upstreamHeaders names lowercased, each followed by '\n' */
@@ -609,6 +661,9 @@ struct ctl_run_opts {
     bool wait_for_authd;         /* policies and Ready wait until every authd replica enforces
                                     the host's entry (default true) */
     bool ingress;                /* --ingress-nginx: watch and annotate Ingresses (default true) */
+    /* Comma-separated: where AuthorizationPolicies may go (its RBAC covers only these),
+     * default CTL_DEFAULT_GATEWAY_NAMESPACES. */
+    const char *gateway_namespaces;
 };
 
 /*
@@ -632,11 +687,17 @@ struct ctl_ctx {
                            "secret": "ns/name" of its client Secret} */
     json_t *secrets;    /* "ns/name" -> the Secret's data object */
     json_t *replicas;   /* Lease name -> each authd replica's Lease (ctl_replicas.c) */
+    json_t *ns_labels;  /* namespace name -> its labels (for the policy's selectors) */
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;   /* every watch listed once */
     pthread_mutex_t hmu; /* guards the hosts and the shared outputs' state below */
     struct ctl_hosts hosts;
+    /* The canonical ProtectedHostPolicy (NULL: none), or why the installed one is invalid
+     * (then nothing is allowed); whether a rule selects namespaces by label. */
+    json_t *policy;
+    char *policy_error;
+    atomic_bool policy_reads_labels;
     unsigned long seq;         /* bumped whenever a host's shared outputs change */
     unsigned long written_seq; /* the last seq whose outputs were all applied */
     char *authd_error;         /* the global writer's last failure common to every shard */
@@ -666,6 +727,9 @@ void ctl_on_protectedhost(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj);
 /* An authd replica's Lease changed: hosts waiting for authd are looked at again. */
 void ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj);
+/* The ProtectedHostPolicy, or a namespace's labels, changed: every host is admitted again. */
+void ctl_on_policy(void *ud, enum k8s_event_type type, json_t *obj);
+void ctl_on_namespace(void *ud, enum k8s_event_type type, json_t *obj);
 void ctl_on_synced(void *ud);
 /*
  * A key worker: takes keys of q until it shuts down. CTL_KEY_WORKERS of them run; the queue
@@ -821,14 +885,16 @@ struct ctl_bootstrap_opts {
     const char *redis_url;      /* redis://host[:port][/db] or rediss://... */
     const char *redis_secret;   /* "NAME/KEY": the password's Secret in the namespace, or NULL */
     const char *redis_username; /* ACL user, or NULL */
+    const char *gateway_namespaces; /* comma-separated, default "istio-system" */
 };
 /*
  * New multi-document YAML in *out (free it with pc_free_secret: it holds the cookie secret):
  * the resources of deploy/kustomization.yaml in its order, adapted to o (the controller's
  * --mesh-config argument, the namespace; "none" leaves out the istio-system RBAC, "shared" adds
- * the ConfigMap portcullis-mesh), then the Secret portcullis-cookie-secret. Returns 0; PC_EINVAL
- * for a bad mode or namespace; PC_EPARSE / PC_ENOTFOUND when the embedded deploy/ is not as
- * expected. The reason is in diag.
+ * the ConfigMap portcullis-mesh; the gateway Role once per gateway namespace, which the
+ * controller's --gateway-namespaces and the admission policy name), then the Secret
+ * portcullis-cookie-secret. Returns 0; PC_EINVAL for a bad mode or namespace (list); PC_EPARSE /
+ * PC_ENOTFOUND when the embedded deploy/ is not as expected. The reason is in diag.
  */
 int ctl_bootstrap_render(const struct ctl_bootstrap_opts *o, char **out, struct pc_diag *diag);
 /*

@@ -29,6 +29,14 @@ struct render_ctx {
     bool manifests_only;
     struct ctl_state_opts opts;
     int errors;
+    /* The admin policy (--policy) and the Namespace manifests its selectors read. */
+    const char *policy_file;
+    bool in_policy_file; /* loading it now */
+    json_t *policy_doc;  /* the ProtectedHostPolicy document read, NULL: none */
+    json_t *policy;      /* its canonical form */
+    char *policy_origin; /* "file:line" */
+    json_t *ns_labels;   /* Namespace name -> labels */
+    struct ctl_tenancy tenancy;
 };
 
 static int
@@ -58,12 +66,41 @@ read_file(const char *path, char **out, size_t *len)
 }
 
 static bool
-is_protected_host(const json_t *doc)
+is_kind(const json_t *doc, const char *group_prefix, const char *kind)
 {
-    const char *av = pc_json_str(doc, "apiVersion"), *kind = pc_json_str(doc, "kind");
+    const char *av = pc_json_str(doc, "apiVersion"), *k = pc_json_str(doc, "kind");
 
-    return av && kind && strncmp(av, "portcullis.io/", 14) == 0 &&
-           strcmp(kind, "ProtectedHost") == 0;
+    return av && k && strncmp(av, group_prefix, strlen(group_prefix)) == 0 && strcmp(k, kind) == 0;
+}
+
+/* A Namespace's labels, for the policy's namespace selectors. */
+static void
+add_namespace(struct render_ctx *c, const json_t *doc)
+{
+    const char *name = pc_json_str(json_object_get(doc, "metadata"), "name");
+    json_t *labels = pc_json_path(doc, "metadata.labels");
+
+    if (name)
+        json_object_set_new(c->ns_labels, name,
+                            json_is_object(labels) ? json_deep_copy(labels) : json_object());
+}
+
+/* The ProtectedHostPolicy: one, and only from --policy (a team's own files cannot widen it). */
+static void
+add_policy(struct render_ctx *c, const char *file, const struct pc_ynode *node, json_t *doc)
+{
+    if (!c->in_policy_file) {
+        fprintf(stderr, "%s:%d: a ProtectedHostPolicy among the -f inputs: give it with --policy\n",
+                file, node->line);
+        c->errors++;
+    } else if (c->policy_doc) {
+        fprintf(stderr, "%s:%d: a second ProtectedHostPolicy (the first is at %s)\n", file,
+                node->line, c->policy_origin);
+        c->errors++;
+    } else {
+        c->policy_doc = json_incref(doc);
+        c->policy_origin = pc_xasprintf("%s:%d", file, node->line);
+    }
 }
 
 static void
@@ -106,8 +143,12 @@ load_file(struct render_ctx *c, const char *path)
     for (size_t i = 0; i < ndocs; i++) {
         json_t *doc = pc_yaml_to_json(docs[i]);
 
-        if (is_protected_host(doc))
+        if (is_kind(doc, "portcullis.io/", "ProtectedHost") && !c->in_policy_file)
             add_object(c, path, docs[i], doc);
+        else if (is_kind(doc, "portcullis.io/", "ProtectedHostPolicy"))
+            add_policy(c, path, docs[i], doc);
+        else if (is_kind(doc, "v1", "Namespace"))
+            add_namespace(c, doc);
         json_decref(doc);
     }
     pc_yaml_free_all(docs, ndocs);
@@ -387,7 +428,11 @@ usage(FILE *f)
                "         [--authd-service NAME] [--authd-port PORT]\n"
                "         [--allow-insecure-issuers] [--manifests-only]\n"
                "         [--egress-service-entries]\n"
-               "         [--gateway-host-normalization envoyfilter|external]\n");
+               "         [--gateway-host-normalization envoyfilter|external]\n"
+               "         [--policy FILE] [--gateway-namespaces NS,NS]\n"
+               "  --policy: the ProtectedHostPolicy (and Namespace manifests) the inputs must\n"
+               "  keep to, as the controller checks them; --gateway-namespaces: the\n"
+               "  controller's (default istio-system)\n");
 }
 
 static int
@@ -412,7 +457,9 @@ enum {
     OPT_INSECURE,
     OPT_MANIFESTS,
     OPT_EGRESS,
-    OPT_HOST_NORM
+    OPT_HOST_NORM,
+    OPT_POLICY,
+    OPT_GATEWAY_NS
 };
 
 static int
@@ -429,6 +476,8 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
         {"manifests-only", no_argument, NULL, OPT_MANIFESTS},
         {"egress-service-entries", no_argument, NULL, OPT_EGRESS},
         {"gateway-host-normalization", required_argument, NULL, OPT_HOST_NORM},
+        {"policy", required_argument, NULL, OPT_POLICY},
+        {"gateway-namespaces", required_argument, NULL, OPT_GATEWAY_NS},
         {"help", no_argument, NULL, 'h'},
         {0}};
     int ch;
@@ -482,6 +531,12 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
                 return PC_EINVAL;
             }
             break;
+        case OPT_POLICY:
+            c->policy_file = optarg;
+            break;
+        case OPT_GATEWAY_NS:
+            c->tenancy.gateway_namespaces = optarg;
+            break;
         case 'h':
             return 1;
         default:
@@ -503,12 +558,47 @@ parse_args(struct render_ctx *c, int argc, char **argv, json_t *inputs)
     return 0;
 }
 
+static json_t *
+render_labels(void *ud, const char *ns)
+{
+    const json_t *labels = json_object_get(((struct render_ctx *)ud)->ns_labels, ns);
+
+    return labels ? json_deep_copy(labels) : NULL;
+}
+
+/* Reads --policy; its errors name the file and line of the document. */
+static void
+load_policy(struct render_ctx *c)
+{
+    struct ctl_errors errs = {0};
+
+    c->in_policy_file = true;
+    load_path(c, c->policy_file, true);
+    c->in_policy_file = false;
+    if (!c->policy_doc) {
+        if (c->errors == 0)
+            fprintf(stderr, "%s: no ProtectedHostPolicy in it\n", c->policy_file);
+        c->errors++;
+        return;
+    }
+    if (ctl_policy_normalize(c->policy_doc, &c->policy, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s: %s\n", c->policy_origin, errs.msg[i]);
+        c->errors++;
+    }
+    ctl_errors_release(&errs);
+    c->tenancy.policy = c->policy;
+}
+
 static int
 render(struct render_ctx *c)
 {
     struct ctl_state st;
     int rc = 0;
 
+    c->tenancy.labels = render_labels;
+    c->tenancy.ud = c;
+    c->opts.tenancy = &c->tenancy;
     ctl_state_build(&st, c->objs, &c->opts);
     for (size_t i = 0; i < st.n; i++) {
         if (st.items[i].verdict != CTL_ACCEPTED) {
@@ -529,7 +619,10 @@ render(struct render_ctx *c)
 int
 ctl_cmd_render(int argc, char **argv)
 {
-    struct render_ctx c = {.objs = json_array(), .origin = json_object(), .secrets = json_object()};
+    struct render_ctx c = {.objs = json_array(),
+                           .origin = json_object(),
+                           .secrets = json_object(),
+                           .ns_labels = json_object()};
     json_t *inputs = json_array();
     size_t i;
     json_t *in;
@@ -543,6 +636,8 @@ ctl_cmd_render(int argc, char **argv)
         rc = rc > 0 ? 0 : 2;
         goto out;
     }
+    if (c.policy_file)
+        load_policy(&c);
     json_array_foreach(inputs, i, in) load_path(&c, json_string_value(in), true);
     rc = render(&c);
     if (fflush(stdout) != 0)
@@ -552,5 +647,9 @@ out:
     json_decref(c.objs);
     json_decref(c.origin);
     json_decref(c.secrets);
+    json_decref(c.ns_labels);
+    json_decref(c.policy_doc);
+    json_decref(c.policy);
+    free(c.policy_origin);
     return rc;
 }

@@ -23,6 +23,8 @@ ctl_host_verdict(const struct ctl_host *h)
 {
     if (!h->valid)
         return CTL_INVALID;
+    if (h->refused)
+        return h->refused_as;
     if (h->conflict)
         return h->cookie_conflict ? CTL_COOKIE_CONFLICT : CTL_HOST_CONFLICT;
     return h->secret_missing ? CTL_SECRET_MISSING : CTL_ACCEPTED;
@@ -33,13 +35,15 @@ ctl_host_message(const struct ctl_host *h)
 {
     if (!h->valid)
         return h->invalid;
+    if (h->refused)
+        return h->refused;
     return h->conflict ? h->conflict : h->secret_missing;
 }
 
 bool
 ctl_host_publishes(const struct ctl_host *h)
 {
-    return h->valid && !h->conflict && !h->deleting;
+    return h->valid && !h->refused && !h->conflict && !h->deleting;
 }
 
 bool
@@ -65,6 +69,7 @@ host_free(struct ctl_host *h)
     free(h->created);
     free(h->policy_name);
     free(h->invalid);
+    free(h->refused);
     free(h->hosts);
     free(h->secret_missing);
     pc_free_secret(h->entry);
@@ -201,8 +206,8 @@ same(const char *a, const char *b)
 static char *
 claims_sig(const struct ctl_host *h)
 {
-    return pc_xasprintf("%s|%d|%d|%s|%s", h->created, h->valid, h->deleting, h->hosts,
-                        h->cookie ? h->cookie : "");
+    return pc_xasprintf("%s|%d|%d|%d|%s|%s", h->created, h->valid, h->refused != NULL, h->deleting,
+                        h->hosts, h->cookie ? h->cookie : "");
 }
 
 static char *
@@ -257,6 +262,16 @@ validate(struct ctl_host *h, const json_t *obj, bool allow_insecure, json_t **sp
     ctl_errors_release(&errs);
 }
 
+/* Outside the admin policy: no claims, no outputs (ctl_state.c's admit_item). */
+static void
+admit(struct ctl_host *h, json_t *spec, const struct ctl_tenancy *t)
+{
+    json_t *prefixes = NULL;
+
+    h->refused_as = ctl_policy_admit(t, h->ns, spec, &h->refused, &prefixes);
+    ctl_spec_set_prefixes(spec, prefixes);
+}
+
 /* The authd entry, or why there is none. */
 static void
 render_entry(struct ctl_host *h, const json_t *spec, const struct ctl_state_opts *o)
@@ -296,11 +311,18 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     h->generation = json_integer_value(json_object_get(md, "generation"));
     h->deleting = false;
     replace(&h->invalid, NULL);
+    replace(&h->refused, NULL);
     replace(&h->secret_missing, NULL);
     pc_free_secret(h->entry);
     h->entry = NULL;
     validate(h, obj, o->authd.allow_insecure_issuers, &spec);
     h->valid = spec != NULL;
+    if (spec)
+        admit(h, spec, o->tenancy);
+    if (h->refused) {
+        json_decref(spec);
+        spec = NULL;
+    }
     replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
     replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
     replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
@@ -322,7 +344,7 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
 bool
 ctl_host_retire(struct ctl_host *h)
 {
-    bool claimed = h->valid && !h->deleting;
+    bool claimed = h->valid && !h->refused && !h->deleting;
 
     h->deleting = true;
     replace(&h->hosts, pc_xstrdup(""));
@@ -391,10 +413,11 @@ static void
 settle_one(struct ctl_hosts *hs, struct ctl_host *h, void (*changed)(void *ud, struct ctl_host *h),
            void *ud)
 {
-    char *msg = h->valid && !h->deleting ? claim(h, hs->claims) : NULL;
+    bool claims = h->valid && !h->refused && !h->deleting;
+    char *msg = claims ? claim(h, hs->claims) : NULL;
     bool cookie = false;
 
-    if (msg == NULL && h->valid && !h->deleting)
+    if (msg == NULL && claims)
         cookie = (msg = ctl_cookie_claim(hs->cookies, h->id, h->cookie, h->hosts)) != NULL;
     h->settled = true;
     hs->newest = h;

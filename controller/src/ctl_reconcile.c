@@ -14,6 +14,9 @@
  *   "resync"          after (re)gaining leadership and periodically: every cached object
  *                     rendered again, policies with our labels that no ProtectedHost wants
  *                     deleted, what was applied forgotten, every key queued again.
+ *   "policy"          the admin policy (or a namespace's labels) changed: every cached object
+ *                     admitted and rendered again, every key queued again (what did not change
+ *                     is not written again).
  *
  * Everything is level-based and idempotent: a key may be processed any number of times.
  * Locks: mu guards the watch caches, hmu the host cache (settling one host's conflicts
@@ -35,6 +38,7 @@
 
 #define KEY_GLOBAL "global"
 #define KEY_RESYNC "resync"
+#define KEY_POLICY "policy"
 #define ORPHAN_PAGE 100
 
 static const struct k8s_ref ph_ref = {.api_version = CTL_GROUP_VERSION, .plural = "protectedhosts"};
@@ -57,6 +61,7 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->phs = json_object();
     c->secrets = json_object();
     c->replicas = json_object();
+    c->ns_labels = json_object();
     ctl_hosts_init(&c->hosts);
     c->nshards = ctl_shard_count(&o->authd);
     c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
@@ -76,6 +81,9 @@ ctl_ctx_release(struct ctl_ctx *c)
     pthread_mutex_destroy(&c->hmu);
     json_decref(c->phs);
     json_decref(c->secrets);
+    json_decref(c->ns_labels);
+    json_decref(c->policy);
+    free(c->policy_error);
     ctl_hosts_release(&c->hosts);
     free(c->authd_error);
     for (unsigned s = 0; s < c->nshards; s++) {
@@ -270,6 +278,63 @@ out:
 }
 
 void
+ctl_on_policy(void *ud, enum k8s_event_type type, json_t *obj)
+{
+    struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
+    struct ctl_errors errs = {0};
+    json_t *policy = NULL, *old;
+    char *error = NULL, *old_error;
+    bool labels = false;
+    size_t i;
+    json_t *r;
+
+    if (type != K8S_DELETED && ctl_policy_normalize(obj, &policy, &errs) < 0)
+        error = ctl_errors_join(&errs, "; ");
+    ctl_errors_release(&errs);
+    json_array_foreach(json_object_get(policy, "rules"), i, r) labels =
+        labels || json_is_object(pc_json_path(r, "namespaces.selector"));
+    if (error)
+        pc_log(PC_LOG_WARN, "policy_invalid", "policy", CTL_POLICY_NAME, "error", error, NULL);
+    else
+        pc_log(PC_LOG_INFO, policy ? "policy_loaded" : "policy_removed", "policy", CTL_POLICY_NAME,
+               NULL);
+    pthread_mutex_lock(&c->hmu);
+    old = c->policy;
+    old_error = c->policy_error;
+    c->policy = policy;
+    c->policy_error = error;
+    pthread_mutex_unlock(&c->hmu);
+    atomic_store(&c->policy_reads_labels, labels);
+    json_decref(old);
+    free(old_error);
+    ctl_queue_add(c->q, KEY_POLICY);
+}
+
+void
+ctl_on_namespace(void *ud, enum k8s_event_type type, json_t *obj)
+{
+    struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
+    const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
+    json_t *labels = pc_json_path(obj, "metadata.labels");
+    bool changed;
+
+    if (!name)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (type == K8S_DELETED) {
+        changed = json_object_get(c->ns_labels, name) != NULL;
+        json_object_del(c->ns_labels, name);
+    } else {
+        labels = json_is_object(labels) ? json_incref(labels) : json_object();
+        changed = !json_equal(json_object_get(c->ns_labels, name), labels);
+        json_object_set_new(c->ns_labels, name, labels);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (changed && atomic_load(&c->policy_reads_labels))
+        ctl_queue_add(c->q, KEY_POLICY);
+}
+
+void
 ctl_on_synced(void *ud)
 {
     struct ctl_watch_slot *slot = ud;
@@ -332,6 +397,34 @@ lookup_secret(void *ud, const char *ns, const char *name, const char *key, char 
     pc_free_secret(b64);
     free(id);
     return rc;
+}
+
+/* New labels of namespace ns, NULL when unknown; takes mu (the caller may hold hmu). */
+static json_t *
+namespace_labels(void *ud, const char *ns)
+{
+    struct ctl_ctx *c = ud;
+    json_t *labels;
+
+    pthread_mutex_lock(&c->mu);
+    labels = json_object_get(c->ns_labels, ns);
+    labels = labels ? json_deep_copy(labels) : NULL;
+    pthread_mutex_unlock(&c->mu);
+    return labels;
+}
+
+/*
+ * What hosts are admitted against: borrows the policy, so it is used only while hmu is held
+ * (ctl_on_policy swaps it under hmu).
+ */
+static struct ctl_tenancy
+tenancy_of(struct ctl_ctx *c)
+{
+    return (struct ctl_tenancy){.gateway_namespaces = c->o.gateway_namespaces,
+                                .policy = c->policy,
+                                .policy_error = c->policy_error,
+                                .labels = namespace_labels,
+                                .ud = c};
 }
 
 static bool
@@ -674,11 +767,14 @@ static bool
 refresh(struct ctl_ctx *c, const char *id, const json_t *obj, json_t **policy)
 {
     struct ctl_state_opts so = {.authd = c->o.authd, .secret = lookup_secret, .ud = c};
+    struct ctl_tenancy t;
     struct ctl_host *h;
     enum ctl_verdict v;
     bool dirty;
 
     pthread_mutex_lock(&c->hmu);
+    t = tenancy_of(c);
+    so.tenancy = &t;
     h = ctl_hosts_get(&c->hosts, id);
     if (ctl_host_refresh(h, obj, &so, policy))
         ctl_hosts_settle_host(&c->hosts, h, requeue_changed, c);
@@ -899,6 +995,7 @@ rebuild_cache(struct ctl_ctx *c)
 {
     struct ctl_state_opts so = {.authd = c->o.authd, .secret = lookup_secret, .ud = c};
     json_t *ids = json_array(), *id, *obj;
+    struct ctl_tenancy t;
     const char *k;
     size_t i;
 
@@ -927,6 +1024,8 @@ rebuild_cache(struct ctl_ctx *c)
     }
     json_decref(named);
     pthread_mutex_lock(&c->hmu);
+    t = tenancy_of(c);
+    so.tenancy = &t;
     json_array_foreach(ids, i, id)
     {
         struct ctl_host *h = ctl_hosts_get(&c->hosts, json_string_value(id));
@@ -1036,23 +1135,38 @@ orphan_page(void *ud, json_t *items)
     return 0;
 }
 
-/* Objects of kind with our label that no ProtectedHost wants: left from before a restart. */
+/*
+ * Objects of kind with our label that no ProtectedHost wants: left from before a restart.
+ * Looked for in the gateway namespaces only: the controller may write nowhere else.
+ */
 static int
 delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted)
 {
-    struct k8s_ref ref = *kind;
+    const char *gws =
+        c->o.gateway_namespaces ? c->o.gateway_namespaces : CTL_DEFAULT_GATEWAY_NAMESPACES;
+    char *list = pc_xstrdup(gws), *save = NULL;
     struct orphans o = {.c = c, .kind = kind, .wanted = wanted};
-    struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
-    struct pc_diag d = {0};
-    int rc;
+    int rc = 0;
 
-    ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
-    rc = k8s_list_pages(c->kc, &p, &d);
-    if (rc == K8S_ENOTFOUND) /* no Istio here (ingress-nginx only): no policy to delete */
-        rc = 0;
-    if (rc < 0)
-        pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "error", d.msg, NULL);
-    free(p.resource_version);
+    for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
+        struct k8s_ref ref = *kind;
+        struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
+        struct pc_diag d = {0};
+        int lrc;
+
+        ref.namespace = ns;
+        ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
+        lrc = k8s_list_pages(c->kc, &p, &d);
+        if (lrc == K8S_ENOTFOUND) /* no Istio here (ingress-nginx only): nothing to delete */
+            lrc = 0;
+        if (lrc < 0) {
+            pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "namespace", ns,
+                   "error", d.msg, NULL);
+            rc = lrc;
+        }
+        free(p.resource_version);
+    }
+    free(list);
     return rc < 0 ? rc : o.rc;
 }
 
@@ -1080,6 +1194,26 @@ resync(struct ctl_ctx *c)
     return rc;
 }
 
+/* The admin policy changed: every host admitted again; only what changed is written. */
+static int
+readmit(struct ctl_ctx *c)
+{
+    json_t *ids = rebuild_cache(c), *id;
+    bool dirty = false;
+    size_t i;
+
+    pthread_mutex_lock(&c->hmu);
+    ctl_hosts_settle(&c->hosts, NULL, NULL);
+    for (i = 0; i < c->hosts.n; i++)
+        dirty = ctl_publish(c, c->hosts.v[i]) || dirty;
+    pthread_mutex_unlock(&c->hmu);
+    json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
+    if (dirty)
+        ctl_queue_add(c->gq, KEY_GLOBAL);
+    json_decref(ids);
+    return 0;
+}
+
 /* ---- the worker ------------------------------------------------------------------------------ */
 
 static int
@@ -1087,6 +1221,8 @@ process(struct ctl_ctx *c, const char *key)
 {
     if (strcmp(key, KEY_RESYNC) == 0)
         return resync(c);
+    if (strcmp(key, KEY_POLICY) == 0)
+        return readmit(c);
     if (strncmp(key, "ph:", 3) == 0)
         return reconcile_ph(c, key + 3);
     if (strcmp(key, CTL_KEY_INGRESS) == 0)

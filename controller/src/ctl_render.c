@@ -218,6 +218,9 @@ authd_oidc(const char *ns, const json_t *oidc, const char *client_secret)
     json_object_set(out, "scopes", json_object_get(oidc, "scopes"));
     json_object_set(out, "claims", json_object_get(oidc, "claims"));
     json_object_set(out, "callbackPath", json_object_get(oidc, "callbackPath"));
+    /* Under an admin policy: the only URLs authd may fetch for this issuer (ctl_policy.c). */
+    if (json_object_get(oidc, "allowedURLPrefixes"))
+        json_object_set(out, "allowedURLPrefixes", json_object_get(oidc, "allowedURLPrefixes"));
     return out;
 }
 

@@ -40,6 +40,8 @@ usage(FILE *f)
         "usage: portcullis-controller run [flags]\n"
         "  --kubeconfig PATH            default: $KUBECONFIG, in-cluster, ~/.kube/config\n"
         "  --namespaces NS,NS           ProtectedHost namespaces to watch (default all)\n"
+        "  --gateway-namespaces NS,NS   where AuthorizationPolicies may go (RBAC: only there),\n"
+        "                               default istio-system\n"
         "  --authd-namespace NS         default portcullis-system ($PORTCULLIS_AUTHD_NAMESPACE)\n"
         "  --authd-service NAME         default portcullis-authd\n"
         "  --authd-port PORT            default 4180\n"
@@ -69,6 +71,23 @@ usage(FILE *f)
         "  --log-level LEVEL            debug|info|warn|error\n");
 }
 
+/* "ns,ns,...": at least one, each a namespace name. */
+static bool
+valid_namespace_list(const char *s)
+{
+    do {
+        size_t n = strcspn(s, ",");
+        char *ns = pc_xstrndup(s, n);
+        bool ok = n > 0 && n <= 63 && !strchr(ns, '.') && ctl_valid_dns_name(ns, false);
+
+        free(ns);
+        if (!ok)
+            return false;
+        s += n;
+    } while (*s++ == ',');
+    return true;
+}
+
 static bool
 parse_bool(const char *s, bool *out)
 {
@@ -84,6 +103,7 @@ parse_bool(const char *s, bool *out)
 enum {
     OPT_KUBECONFIG = 256,
     OPT_NAMESPACES,
+    OPT_GATEWAY_NS,
     OPT_AUTHD_NS,
     OPT_AUTHD_SVC,
     OPT_AUTHD_PORT,
@@ -108,6 +128,7 @@ enum {
 static const struct option longopts[] = {
     {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
     {"namespaces", required_argument, NULL, OPT_NAMESPACES},
+    {"gateway-namespaces", required_argument, NULL, OPT_GATEWAY_NS},
     {"authd-namespace", required_argument, NULL, OPT_AUTHD_NS},
     {"authd-service", required_argument, NULL, OPT_AUTHD_SVC},
     {"authd-port", required_argument, NULL, OPT_AUTHD_PORT},
@@ -143,6 +164,9 @@ set_option(struct ctl_run_opts *o, int ch, const char *arg, char **revision_cm)
     case OPT_NAMESPACES:
         o->namespaces = arg;
         return true;
+    case OPT_GATEWAY_NS:
+        o->gateway_namespaces = arg;
+        return valid_namespace_list(arg);
     case OPT_AUTHD_NS:
         o->authd.namespace = arg;
         return true;
@@ -214,6 +238,7 @@ parse_args(struct ctl_run_opts *o, int argc, char **argv, char **revision_cm)
                                          .port = 4180},
                                .mesh_mode = CTL_MESH_ISTIO,
                                .mesh_namespace = "istio-system",
+                               .gateway_namespaces = CTL_DEFAULT_GATEWAY_NAMESPACES,
                                .leader_elect = true,
                                .wait_for_authd = true,
                                .ingress = true,
@@ -285,6 +310,30 @@ start_pair(struct runner *r, const char *ns)
                     ctl_on_ingress);
 }
 
+/*
+ * The admin policy (a cluster-scoped singleton; not installed counts as none: a CRD Helm does
+ * not upgrade must not stop the controller) and the namespaces' labels its rules select by.
+ * Nothing is written before both have listed once.
+ */
+static void
+start_tenancy(struct runner *r)
+{
+    struct ctl_watch_slot *slot = &r->slots[r->nwatches];
+    struct k8s_watch_opts wo = {
+        .ref = {.api_version = CTL_GROUP_VERSION,
+                .plural = "protectedhostpolicies",
+                .field_selector = "metadata.name=" CTL_POLICY_NAME},
+        .on_event = ctl_on_policy,
+        .on_synced = ctl_on_synced,
+        .ud = slot,
+        .absent_is_empty = true,
+    };
+
+    slot->c = &r->c;
+    r->watches[r->nwatches++] = k8s_watch_start(r->c.kc, &wo);
+    start_watch(r, (struct k8s_ref){.api_version = "v1", .plural = "namespaces"}, ctl_on_namespace);
+}
+
 static void
 start_watches(struct runner *r)
 {
@@ -293,7 +342,8 @@ start_watches(struct runner *r)
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    r->c.nwatches = (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? 1 : 0);
+    /* per namespace: ProtectedHosts, Secrets (and Ingresses); the policy and Namespaces */
+    r->c.nwatches = (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? 1 : 0) + 2;
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -303,6 +353,7 @@ start_watches(struct runner *r)
                                      .namespace = r->c.o.authd.namespace,
                                      .label_selector = CTL_LABEL_AUTHD_REPLICA "=true"},
                     ctl_on_authd_lease);
+    start_tenancy(r);
     if (n == 0)
         start_pair(r, NULL);
     for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + per <= MAX_WATCHES;
@@ -462,7 +513,8 @@ ctl_cmd_run(int argc, char **argv)
         goto release;
     }
     pc_log(PC_LOG_INFO, "starting", "version", PORTCULLIS_VERSION, "authd_namespace",
-           o.authd.namespace, "mesh_configmap", o.mesh_configmap, NULL);
+           o.authd.namespace, "mesh_configmap", o.mesh_configmap, "gateway_namespaces",
+           o.gateway_namespaces, NULL);
     start_watches(&r);
     start_workers(&r, workers);
     start_leading_or_elect(&r);

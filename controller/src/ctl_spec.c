@@ -167,9 +167,8 @@ valid_issuer(const char *s, bool allow_insecure)
 
 /* ---- field access with defaults --------------------------------------------------------- */
 
-/* Reports every key of obj outside known (a NULL-terminated list). */
-static void
-check_keys(struct ctl_errors *e, const json_t *obj, const char *path, const char *const *known)
+void
+ctl_check_keys(struct ctl_errors *e, const json_t *obj, const char *path, const char *const *known)
 {
     const char *key;
     json_t *v;
@@ -203,7 +202,7 @@ obj_field(struct ctl_errors *e, const json_t *obj, const char *key, const char *
         ctl_errors_add(e, "%s: must be an object", p);
         return NULL;
     }
-    check_keys(e, v, p, known);
+    ctl_check_keys(e, v, p, known);
     return v;
 }
 
@@ -458,7 +457,7 @@ norm_oidc(struct ctl_errors *e, const json_t *spec, bool allow_insecure)
         obj_field(e, spec, "oidc", "spec", keys);
         return NULL;
     }
-    check_keys(e, o, "spec.oidc", keys);
+    ctl_check_keys(e, o, "spec.oidc", keys);
     iss = str_field(e, o, "issuerURL", "spec.oidc", "");
     cid = str_field(e, o, "clientID", "spec.oidc", "");
     cb = str_field(e, o, "callbackPath", "spec.oidc", "/oauth2/callback");
@@ -591,7 +590,7 @@ norm_header(struct ctl_errors *e, const json_t *h, size_t i, json_t *out)
         ctl_errors_add(e, "%s: must be an object with name and claim", p);
         return;
     }
-    check_keys(e, h, p, keys);
+    ctl_check_keys(e, h, p, keys);
     name = str_field(e, h, "name", p, "");
     claim = str_field(e, h, "claim", p, "");
     if (!ctl_valid_header_name(name))
@@ -695,7 +694,7 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
         ctl_errors_add(e, "spec: Required value");
         return PC_EINVAL;
     }
-    check_keys(e, spec, "spec", keys);
+    ctl_check_keys(e, spec, "spec", keys);
     /* One section after the other, so messages come in the order of the fields. */
     n = json_object();
     json_object_set_new(n, "hosts", norm_hosts(e, spec));

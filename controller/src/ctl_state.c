@@ -25,6 +25,12 @@ ctl_verdict_reason(enum ctl_verdict v)
         return "HostConflict";
     case CTL_COOKIE_CONFLICT:
         return "CookieConflict";
+    case CTL_HOST_NOT_ALLOWED:
+        return "HostNotAllowed";
+    case CTL_GATEWAY_NOT_ALLOWED:
+        return "GatewayNotAllowed";
+    case CTL_ISSUER_NOT_ALLOWED:
+        return "IssuerNotAllowed";
     default:
         return NULL;
     }
@@ -137,6 +143,16 @@ validate_item(struct ctl_item *it, bool allow_insecure)
         it->message = ctl_errors_join(&errs, "; ");
     }
     ctl_errors_release(&errs);
+}
+
+/* Outside the admin policy: refused before it claims anything, so it cannot hold a host. */
+static void
+admit_item(struct ctl_item *it, const struct ctl_tenancy *t)
+{
+    json_t *prefixes = NULL;
+
+    it->verdict = ctl_policy_admit(t, it->ns, it->spec, &it->message, &prefixes);
+    ctl_spec_set_prefixes(it->spec, prefixes);
 }
 
 /* Claims its hosts and policy name in `claims`, unless an older item holds one of them. */
@@ -286,6 +302,8 @@ ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state
         struct ctl_item *it = &st->items[i];
 
         validate_item(it, o->authd.allow_insecure_issuers);
+        if (it->verdict == CTL_ACCEPTED)
+            admit_item(it, o->tenancy);
         if (it->verdict == CTL_ACCEPTED)
             claim(it, claims);
         if (it->verdict == CTL_ACCEPTED)

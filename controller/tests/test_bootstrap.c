@@ -90,6 +90,8 @@ test_every_kind_present(void **state)
         "Service",
         "PodDisruptionBudget",
         "Secret",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     };
     char *text = NULL;
     json_t *docs = render_docs(&(struct ctl_bootstrap_opts){0}, &text);
@@ -105,6 +107,8 @@ test_every_kind_present(void **state)
     assert_string_equal(pc_json_str(json_array_get(docs, 0), "kind"), "Namespace");
     assert_non_null(find_doc(docs, "Deployment", "portcullis-authd"));
     assert_non_null(find_doc(docs, "CustomResourceDefinition", "protectedhosts.portcullis.io"));
+    assert_non_null(
+        find_doc(docs, "CustomResourceDefinition", "protectedhostpolicies.portcullis.io"));
     json_decref(docs);
     pc_free_secret(text);
 }
@@ -301,6 +305,45 @@ test_redis(void **state)
     pc_free_secret(plain);
 }
 
+/* The RBAC of the AuthorizationPolicies, the controller's flag and admission say the same. */
+static void
+test_gateway_namespaces(void **state)
+{
+    static const struct ctl_bootstrap_opts o = {.gateway_namespaces = "istio-system,gw-b",
+                                                .mesh_config = "none"};
+    char *text = NULL, *args, *cluster_role;
+    json_t *docs = render_docs(&o, &text), *doc;
+    size_t i, roles = 0;
+    (void)state;
+
+    args = controller_args(docs);
+    assert_non_null(strstr(args, "--gateway-namespaces=istio-system,gw-b"));
+    json_array_foreach(docs, i, doc)
+    {
+        if (strcmp(pc_json_str(doc, "kind"), "Role") == 0 &&
+            strcmp(pc_json_str(json_object_get(doc, "metadata"), "name"),
+                   "portcullis-controller-gateway") == 0) {
+            const char *ns = pc_json_str(json_object_get(doc, "metadata"), "namespace");
+
+            assert_string_equal(ns, roles++ ? "gw-b" : "istio-system");
+        }
+    }
+    assert_int_equal(roles, 2);
+    {
+        const char *at = strstr(text, "expression: \"['istio-system', 'gw-b']\"");
+
+        assert_non_null(at); /* in both admission policies */
+        assert_non_null(strstr(at + 1, "expression: \"['istio-system', 'gw-b']\""));
+    }
+    /* Cluster-wide, the controller writes no AuthorizationPolicy. */
+    cluster_role = pc_json_dumps_sorted(find_doc(docs, "ClusterRole", "portcullis-controller"));
+    assert_null(strstr(cluster_role, "authorizationpolicies"));
+    free(cluster_role);
+    free(args);
+    json_decref(docs);
+    pc_free_secret(text);
+}
+
 static void
 test_bad_options_refused(void **state)
 {
@@ -324,6 +367,10 @@ test_bad_options_refused(void **state)
         {{.redis_url = "redis://r", .redis_secret = "r/k y"}, "invalid --redis-secret"},
         {{.redis_url = "redis://r", .redis_username = "a b"}, "invalid --redis-username"},
         {{.redis_secret = "r/k"}, "need --redis-url"},
+        {{.gateway_namespaces = ""}, "invalid --gateway-namespaces"},
+        {{.gateway_namespaces = "istio-system,"}, "invalid --gateway-namespaces"},
+        {{.gateway_namespaces = "a,,b"}, "invalid --gateway-namespaces"},
+        {{.gateway_namespaces = "Gateways"}, "invalid --gateway-namespaces \"Gateways\""},
     };
     (void)state;
 
@@ -348,6 +395,7 @@ main(void)
         cmocka_unit_test(test_mesh_modes),
         cmocka_unit_test(test_namespace_moves_everything),
         cmocka_unit_test(test_redis),
+        cmocka_unit_test(test_gateway_namespaces),
         cmocka_unit_test(test_bad_options_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

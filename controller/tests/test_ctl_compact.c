@@ -130,6 +130,7 @@ same_host(const struct authd_host *a, const struct authd_host *b)
     same_str("claim username", a->oidc.claim_username, b->oidc.claim_username);
     same_str("callback", a->oidc.callback_path, b->oidc.callback_path);
     same_str("sign out", a->oidc.sign_out_path, b->oidc.sign_out_path);
+    same_list("url prefixes", &a->oidc.url_prefixes, &b->oidc.url_prefixes);
     same_list("groups", &a->access.groups, &b->access.groups);
     same_list("domains", &a->access.email_domains, &b->access.email_domains);
     same_list("emails", &a->access.emails, &b->access.emails);
@@ -174,6 +175,26 @@ test_compact_means_full(void **state)
         free(b);
         json_decref(spec);
     }
+}
+
+/* The admin policy's issuer prefixes reach authd in both forms. */
+static void
+test_prefixes_reach_authd(void **state)
+{
+    json_t *spec = spec_of("{}");
+    struct authd_config *cf, *cc;
+
+    (void)state;
+    ctl_spec_set_prefixes(
+        spec, json_pack("[ss]", "https://idp.example.com", "https://keys.example.com/"));
+    cf = parse(ctl_render_authd_host_full("ns", "app", spec, "s3cret"));
+    cc = parse(ctl_render_authd_host("ns", "app", spec, "s3cret"));
+    same_host(cf->hosts[0], cc->hosts[0]);
+    assert_int_equal(cc->hosts[0]->oidc.url_prefixes.n, 2);
+    assert_string_equal(cc->hosts[0]->oidc.url_prefixes.v[1], "https://keys.example.com/");
+    authd_config_free(cf);
+    authd_config_free(cc);
+    json_decref(spec);
 }
 
 /* Everything at its default: only what has no default is written. */
@@ -262,6 +283,7 @@ main(void)
         cmocka_unit_test(test_compact_means_full),
         cmocka_unit_test(test_default_spec_is_small),
         cmocka_unit_test(test_shared_blocks_mean_the_same),
+        cmocka_unit_test(test_prefixes_reach_authd),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

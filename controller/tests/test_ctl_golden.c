@@ -54,6 +54,18 @@ static const struct golden_case cases[] = {
     /* spec.ingress: no AuthorizationPolicy, the Ingress annotations instead. */
     {"ingress-nginx", 0, {"-f", "examples/ingress-nginx/wiki.yaml"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
+    /* Under an admin policy: authd's entry carries the issuer prefixes that admitted it. */
+    {"policy",
+     0,
+     {"-f", "examples/echoserver.yaml", "--policy", "controller/tests/data/policy.yaml"}},
+    /* Outside it (host, gateway, issuer, namespace): refused, one line each, nothing written. */
+    {"policy-refused",
+     1,
+     {"-f", "controller/tests/data/tenants.yaml", "--policy", "controller/tests/data/policy.yaml"}},
+    /* The policy comes from --policy only, never from the files it judges. */
+    {"policy-among-inputs",
+     1,
+     {"-f", "examples/echoserver.yaml", "controller/tests/data/policy.yaml"}},
     {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
     /* What a shell makes of "-f examples/<glob>.yaml": one -f, several paths. */
     {"one-f-many-paths",

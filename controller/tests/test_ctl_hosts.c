@@ -283,6 +283,48 @@ test_out_sig_follows_changes(void **state)
     json_decref(two);
 }
 
+/*
+ * Outside the admin policy a ProtectedHost is refused before it claims anything: an older one
+ * squatting on another team's host holds nothing. The admitted one's authd entry carries its
+ * rules' issuer prefixes. run and render say the same.
+ */
+static void
+test_policy_refusals_claim_nothing(void **state)
+{
+    static const size_t order[] = {0, 1, 2};
+    json_t *pobj =
+        json_pack("{s:{s:s},s:{s:[{s:{s:[s]},s:[s],s:[{s:s}],s:[s]}]}}", "metadata", "name",
+                  CTL_POLICY_NAME, "spec", "rules", "namespaces", "names", "a", "hosts", "*.a.test",
+                  "gateways", "namespace", "istio-system", "issuers", "https://idp");
+    json_t *policy = NULL, *objs = json_array();
+    struct ctl_errors errs = {0};
+    struct ctl_tenancy t = {0};
+    struct ctl_state_opts o = {.secret = secrets, .tenancy = &t};
+    struct ctl_hosts hs;
+    const struct ctl_host *app;
+
+    (void)state;
+    assert_int_equal(ctl_policy_normalize(pobj, &policy, &errs), 0);
+    t.policy = policy;
+    json_array_append_new(objs,
+                          ph("b", "squatter", "2026-01-01T00:00:00Z", "[\"app.a.test\"]", NULL));
+    json_array_append_new(objs, ph("a", "app", "2026-01-02T00:00:00Z", "[\"app.a.test\"]", NULL));
+    json_array_append_new(objs, ph("a", "wild", "2026-01-03T00:00:00Z", "[\"*.x.a.test\"]", NULL));
+    ctl_hosts_init(&hs);
+    feed(&hs, objs, order, &o);
+    assert_int_equal(ctl_host_verdict(ctl_hosts_find(&hs, "b/squatter")), CTL_HOST_NOT_ALLOWED);
+    assert_int_equal(ctl_host_verdict(ctl_hosts_find(&hs, "a/wild")), CTL_HOST_NOT_ALLOWED);
+    app = ctl_hosts_find(&hs, "a/app");
+    assert_int_equal(ctl_host_verdict(app), CTL_ACCEPTED);
+    assert_non_null(strstr(app->entry, "allowedURLPrefixes:\n    - https://idp\n"));
+    assert_null(ctl_hosts_find(&hs, "b/squatter")->entry);
+    assert_agree(&hs, objs, &o);
+    ctl_hosts_release(&hs);
+    json_decref(objs);
+    json_decref(policy);
+    json_decref(pobj);
+}
+
 static void
 test_sorted_set(void **state)
 {
@@ -314,6 +356,7 @@ main(void)
         cmocka_unit_test(test_bulk_settles_each_host_alone),
         cmocka_unit_test(test_retire_hands_over),
         cmocka_unit_test(test_out_sig_follows_changes),
+        cmocka_unit_test(test_policy_refusals_claim_nothing),
         cmocka_unit_test(test_sorted_set),
     };
 

@@ -11,6 +11,9 @@ authenticate with static bearer tokens, authorization is RBAC.
         api.restart()            # same port, same etcd: watches see a disconnect
         api.service_account_kubeconfig("ns", "sa")   # a pod's token: RBAC decides
 
+    ApiServer(users={"alice": ["team-a"]}) adds static-token users (name: groups);
+    api.user_kubeconfig("alice") is theirs, so RBAC and admission see a real user.
+
 Every child process is stopped by its pid (SIGTERM, bounded wait, SIGKILL; proc.Proc).
 Logs stay in files under the work dir (e2e/.work/kube-*, removed by stop() unless
 PORTCULLIS_KEEP_TMP=1) and are printed when startup fails.
@@ -84,6 +87,12 @@ kind: RoleBinding
 metadata: {name: portcullis-controller-user, namespace: portcullis-system}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
 subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-gateway-user, namespace: istio-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller-gateway}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
 """
 
 
@@ -95,8 +104,11 @@ class ApiServer:
     kubeconfig and controller_kubeconfig (paths), ca_file, workdir.
     """
 
-    def __init__(self, kubeserver: str | None = None, ready_timeout: float = 90.0):
+    def __init__(self, kubeserver: str | None = None, ready_timeout: float = 90.0,
+                 users: dict[str, list[str]] | None = None):
         self.kubeserver = kubeserver
+        self.users = {name: (secrets.token_hex(16), list(groups))
+                      for name, groups in (users or {}).items()}
         self.ready_timeout = ready_timeout
         self.workdir: Path | None = None
         self.etcd: Proc | None = None
@@ -183,6 +195,8 @@ class ApiServer:
         (wd / "tokens.csv").write_text(
             f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
             f"{self.controller_token},{CONTROLLER_USER},{CONTROLLER_USER}\n"
+            + "".join(f'{token},{name},{name},"{",".join(groups)}"\n'
+                      for name, (token, groups) in self.users.items())
         )
         os.chmod(wd / "tokens.csv", 0o600)
 
@@ -283,6 +297,13 @@ class ApiServer:
         Path(path).write_text(json.dumps(cfg, indent=2) + "\n")
         os.chmod(path, 0o600)
 
+    def user_kubeconfig(self, name: str) -> str:
+        """Path of a kubeconfig for one of the users given to the constructor."""
+        path = str(self.workdir / f"kubeconfig-user-{name}")
+        if not Path(path).exists():
+            self._write_kubeconfig(path, name, self.users[name][0])
+        return path
+
     def service_account_kubeconfig(self, namespace: str, name: str, hours: int = 2) -> str:
         """Path of a kubeconfig with a token of ServiceAccount namespace/name (TokenRequest,
         signed by the apiserver's service-account key, so it survives restart()): the
@@ -334,7 +355,10 @@ class ApiServer:
 
     def bind_controller_user(self) -> None:
         """Binds the controller kubeconfig's user (`portcullis-controller`) to the
-        ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied."""
+        ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied, and to the
+        Role of deploy/controller-gateway-rbac.yaml in istio-system (applied here; the
+        namespace must exist)."""
+        self.kubectl("apply", "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
         self.kubectl("apply", "-f", "-", input=CONTROLLER_BINDINGS)
 
     def install_portcullis(self, *namespaces: str,

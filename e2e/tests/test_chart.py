@@ -215,7 +215,8 @@ def test_values_reach_the_objects(tmp_path):
     c = ctl["containers"][0]
     assert c["image"] == "registry.example.com/pc/controller:1.2.3"
     assert c["imagePullPolicy"] == "Always"
-    assert c["args"] == ["run", "--leader-elect", "--mesh-config=istio", "--metrics-addr=:9091",
+    assert c["args"] == ["run", "--leader-elect", "--mesh-config=istio",
+                         "--gateway-namespaces=istio-system", "--metrics-addr=:9091",
                          "--revision=canary", "--mesh-namespace=istio-control",
                          "--egress-service-entries", "--log-level=debug"]
     assert c["resources"]["limits"] == {"cpu": "100m", "memory": "48Mi"}
@@ -261,6 +262,8 @@ def test_values_reach_the_objects(tmp_path):
     ("metrics.prometheusRule.idpErrorRatio=2", "/metrics/prometheusRule/idpErrorRatio"),
     ("authd.podAntiAffinity=always", "/authd/podAntiAffinity"),
     ("networkPolicy.authdFrom=everyone", "/networkPolicy/authdFrom"),
+    ("gatewayNamespaces={Istio}", "/gatewayNamespaces/0"),
+    ("admissionPolicy.enabled=maybe", "/admissionPolicy/enabled"),
 ])
 def test_schema_refuses_bad_values(setting, field):
     proc = helm("template", "x", str(CHART), "--set", setting, check=False)
@@ -337,8 +340,8 @@ def test_readme_values_table_is_generated():
 
 
 def test_crd_copy_matches_crds():
-    assert (CHART / "crds" / "protectedhost.yaml").read_bytes() == \
-        (REPO / "crds" / "protectedhost.yaml").read_bytes()
+    for name in ("protectedhost.yaml", "protectedhostpolicy.yaml"):
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
 
 
 # ---- against the real apiserver ---------------------------------------------------------------

@@ -55,6 +55,12 @@ kind: RoleBinding
 metadata: {name: portcullis-controller-mesh-e2e-user, namespace: istio-system}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller-mesh}
 subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: portcullis-controller-gateway-e2e-user, namespace: istio-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller-gateway}
+subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
 """
 
 
@@ -125,7 +131,8 @@ def api():
         a.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                   "crd/protectedhosts.portcullis.io")
         a.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
-                  "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"))
+                  "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"),
+                  "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
         a.kubectl("apply", "-f", "-", input=USER_BINDINGS)
         a.kubectl("create", "configmap", "istio", "-n", "istio-system",
                   f"--from-literal=mesh={ISTIO_MESH}")

@@ -34,7 +34,10 @@ AUTHD_SA = f"system:serviceaccount:{NS}:portcullis-authd"
 KINDS = {
     "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
     "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }
+CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 # The images deploy/ names carry the project version (CMakeLists.txt), like `make images` tags.
 VERSION = re.search(r"project\(portcullis VERSION ([0-9.]+)",
@@ -86,9 +89,10 @@ def test_crd_copy_matches_crds():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert (DEPLOY / "crd-protectedhost.yaml").read_bytes() == (
-        REPO / "crds" / "protectedhost.yaml"
-    ).read_bytes()
+    for name in ("protectedhost", "protectedhostpolicy"):
+        assert (DEPLOY / f"crd-{name}.yaml").read_bytes() == (
+            REPO / "crds" / f"{name}.yaml"
+        ).read_bytes()
 
 
 def test_kustomization_lists_every_manifest():
@@ -104,8 +108,7 @@ def test_kustomize_builds_every_kind():
     docs = kustomize()
     assert {d["kind"] for d in docs} == KINDS
     for d in docs:
-        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
-                             "ClusterRoleBinding"):
+        if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"]["namespace"] in (NS, "istio-system"), d["metadata"]
 
 
@@ -135,6 +138,7 @@ def test_controller_deployment():
         "containers"][0]
     assert "--leader-elect" in c["args"]
     assert "--mesh-config=istio" in c["args"]
+    assert "--gateway-namespaces=istio-system" in c["args"]
     assert c["ports"] == [{"name": "metrics", "containerPort": 9091}]
     assert c["readinessProbe"]["httpGet"]["port"] == "metrics"
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "32Mi"},
@@ -240,14 +244,32 @@ def test_bootstrap_mesh_modes(mode, mesh_role, shared_cm):
         "containers"][0]["args"]
     assert f"--mesh-config={mode}" in args
     assert [a for a in args if a.startswith("--mesh-config")] == [f"--mesh-config={mode}"]
-    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "istio-system"]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "istio-system"
+             and d["metadata"]["name"] == "portcullis-controller-mesh"]
     assert bool(roles) == mesh_role
     cms = [d for d in docs if d["kind"] == "ConfigMap"]
     assert bool(cms) == shared_cm
     assert ("SHARED_MESH_CONFIG=portcullis-mesh" in proc.stderr) == shared_cm
 
 
-@pytest.mark.parametrize("args", [["--mesh-config=istiod"], ["--namespace", "Bad"], ["extra"]])
+def test_bootstrap_gateway_namespaces():
+    """--gateway-namespaces: the controller's flag, a Role per namespace, admission's list."""
+    docs = docs_of(bootstrap("--gateway-namespaces=istio-system,gateways"))
+    args = find(docs, "Deployment", "portcullis-controller")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert "--gateway-namespaces=istio-system,gateways" in args
+    roles = {d["metadata"]["namespace"] for d in docs
+             if d["kind"] in ("Role", "RoleBinding")
+             and d["metadata"]["name"] == "portcullis-controller-gateway"}
+    assert roles == {"istio-system", "gateways"}
+    for name in ("portcullis-gateway-namespaces", "portcullis-protectedhost-policy"):
+        vap = find(docs, "ValidatingAdmissionPolicy", name)
+        assert {"name": "allowed", "expression": "['istio-system', 'gateways']"} in \
+            vap["spec"]["variables"]
+
+
+@pytest.mark.parametrize("args", [["--mesh-config=istiod"], ["--namespace", "Bad"], ["extra"],
+                                  ["--gateway-namespaces=Bad"], ["--gateway-namespaces=a,"]])
 def test_bootstrap_refuses_bad_arguments(args):
     proc = subprocess.run([controller_bin(), "bootstrap", *args], capture_output=True, text=True,
                           timeout=30)
@@ -315,8 +337,12 @@ CONTROLLER_CAN = [
     ("update", "protectedhosts.portcullis.io", "--subresource=status", "-n", "default"),
     ("update", "protectedhosts.portcullis.io", "--subresource=finalizers", "-n", "default"),
     ("patch", "authorizationpolicies.security.istio.io", "-n", "istio-system"),
-    ("delete", "authorizationpolicies.security.istio.io", "-n", "gateways"),
-    ("list", "authorizationpolicies.security.istio.io", "-A"),
+    ("delete", "authorizationpolicies.security.istio.io", "-n", "istio-system"),
+    ("list", "authorizationpolicies.security.istio.io", "-n", "istio-system"),
+    ("list", "protectedhostpolicies.portcullis.io"),
+    ("watch", "protectedhostpolicies.portcullis.io"),
+    ("list", "namespaces"),
+    ("watch", "namespaces"),
     ("get", "secrets", "-n", "default"),
     ("watch", "secrets", "-A"),
     ("create", "secrets", "-n", NS),
@@ -337,6 +363,15 @@ CONTROLLER_CAN = [
     ("patch", "ingresses.networking.k8s.io", "-n", "default"),
 ]
 CONTROLLER_CANNOT = [
+    # AuthorizationPolicies only in the gateway namespaces: no confused deputy elsewhere.
+    ("patch", "authorizationpolicies.security.istio.io", "-n", "default"),
+    ("create", "authorizationpolicies.security.istio.io", "-n", "kube-system"),
+    ("delete", "authorizationpolicies.security.istio.io", "-n", "gateways"),
+    ("list", "authorizationpolicies.security.istio.io", "-A"),
+    # The admin policy is the cluster admin's.
+    ("create", "protectedhostpolicies.portcullis.io"),
+    ("update", "protectedhostpolicies.portcullis.io/portcullis"),
+    ("patch", "namespaces/default"),
     ("patch", "secrets/portcullis-authd-config", "-n", NS),
     ("delete", "pods", "-n", NS),
     ("create", "pods", "-n", "default"),

@@ -82,7 +82,7 @@ def env():
         (d / "secret").write_text("app-secret")
         out = d / "rendered"
         r = subprocess.run([str(CONTROLLER), "render", "-f", str(d / "ph.yaml"), "-o", str(out),
-                            "--allow-insecure-issuers",
+                            "--allow-insecure-issuers", f"--gateway-namespaces={GW_NS}",
                             "--secret-file", f"test-auth/app-oidc/client-secret={d / 'secret'}"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr

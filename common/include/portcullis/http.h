@@ -62,5 +62,12 @@ char *pc_url_encode(const char *s);
 /* New decoded copy of a percent-encoded string ('+' as space when form is true); NULL when
  * malformed. */
 char *pc_url_decode(const char *s, size_t n, bool form);
+/*
+ * Whether url is within prefix: equal to it, or below it at a '/' ("https://idp/realms/a"
+ * covers ".../realms/a/x", never ".../realms/ab", "https://idp.evil" or "https://idp@evil").
+ * A url with a "." or ".." path segment (also percent-encoded) is within nothing: a client or
+ * server would squash it to somewhere else. Compared byte for byte: no case folding.
+ */
+bool pc_url_within(const char *url, const char *prefix);
 
 #endif

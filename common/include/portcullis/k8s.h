@@ -298,6 +298,9 @@ struct k8s_watch_opts {
     size_t max_line;              /* one event's bound, default 4 MiB */
     const char *resource_version; /* resume from here instead of listing first (e.g. a
                                      version kept from before); the list follows a 410 */
+    bool absent_is_empty;         /* a 404 on the list (the resource is not served: a CRD not
+                                     installed) counts as a synced empty list; listed again with
+                                     backoff until it is served */
 };
 
 struct k8s_watch;
