@@ -691,6 +691,7 @@ struct ctl_ctx {
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;   /* every watch listed once */
+    atomic_bool primed;  /* the first resync since winning the lease has rendered every host */
     pthread_mutex_t hmu; /* guards the hosts and the shared outputs' state below */
     struct ctl_hosts hosts;
     /* The canonical ProtectedHostPolicy (NULL: none), or why the installed one is invalid

@@ -577,7 +577,9 @@ ctl_global_worker(void *arg)
     while ((key = ctl_queue_get(c->gq)) != NULL) {
         if (!atomic_load(&c->leader)) {
             /* Dropped: winning the lease queues a resync that covers everything. */
-        } else if (!atomic_load(&c->ready)) {
+        } else if (!atomic_load(&c->ready) || !atomic_load(&c->primed)) {
+            /* A new leader knows no host until its first resync has rendered them all: a
+             * pass before that would write shards without the hosts not seen yet. */
             ctl_queue_add_after(c->gq, key, 500);
         } else if ((delay = pass_delay_ms(c, next_at, &since)) > 0) {
             ctl_queue_add_after(c->gq, key, delay);

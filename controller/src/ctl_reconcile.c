@@ -1157,8 +1157,14 @@ delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted)
         ref.namespace = ns;
         ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
         lrc = k8s_list_pages(c->kc, &p, &d);
-        if (lrc == K8S_ENOTFOUND) /* no Istio here (ingress-nginx only): nothing to delete */
+        /* No Istio here (ingress-nginx only: no such resource, or no Role in a namespace
+         * that does not exist): nothing of ours can be there to delete. A Role missing where
+         * policies are written shows as ApplyFailed on the hosts that need it. */
+        if (lrc == K8S_ENOTFOUND || lrc == K8S_EFORBIDDEN) {
+            pc_log(PC_LOG_DEBUG, "orphan_scan_skipped", "resource", kind->plural, "namespace", ns,
+                   "error", d.msg, NULL);
             lrc = 0;
+        }
         if (lrc < 0) {
             pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "namespace", ns,
                    "error", d.msg, NULL);
@@ -1175,7 +1181,10 @@ resync(struct ctl_ctx *c)
 {
     json_t *filters, *ids = rebuild_cache(c), *wanted = forget_applied(c, &filters), *id;
     size_t i;
-    int rc = delete_orphans(c, &ap_ref, wanted);
+    int rc;
+
+    atomic_store(&c->primed, true); /* the global writer may write what every host renders */
+    rc = delete_orphans(c, &ap_ref, wanted);
 
     /* With --gateway-host-normalization=external none of ours should exist; the controller
      * may not even be allowed to list them then. */

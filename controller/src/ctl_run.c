@@ -368,6 +368,7 @@ on_started_leading(void *ud)
     struct runner *r = ud;
 
     pc_log(PC_LOG_INFO, "leader_elected", NULL);
+    atomic_store(&r->c.primed, false);
     atomic_store(&r->c.leader, true);
     ctl_queue_add(r->c.q, "resync");
 }

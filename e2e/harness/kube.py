@@ -87,8 +87,8 @@ kind: RoleBinding
 metadata: {name: portcullis-controller-user, namespace: portcullis-system}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller}
 subjects: [{kind: User, name: portcullis-controller, apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: rbac.authorization.k8s.io/v1
+"""
+GATEWAY_BINDING = """apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: portcullis-controller-gateway-user, namespace: istio-system}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-controller-gateway}
@@ -353,13 +353,15 @@ class ApiServer:
             )
         return proc
 
-    def bind_controller_user(self) -> None:
+    def bind_controller_user(self, gateway: bool = True) -> None:
         """Binds the controller kubeconfig's user (`portcullis-controller`) to the
-        ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied, and to the
-        Role of deploy/controller-gateway-rbac.yaml in istio-system (applied here; the
-        namespace must exist)."""
-        self.kubectl("apply", "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
+        ClusterRole and Role of deploy/controller-rbac.yaml, which must be applied, and, unless
+        not gateway (no Istio), to the Role of deploy/controller-gateway-rbac.yaml in
+        istio-system (applied here; the namespace must exist)."""
         self.kubectl("apply", "-f", "-", input=CONTROLLER_BINDINGS)
+        if gateway:
+            self.kubectl("apply", "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
+            self.kubectl("apply", "-f", "-", input=GATEWAY_BINDING)
 
     def install_portcullis(self, *namespaces: str,
                            rbac: tuple[str, ...] = ("controller-rbac", "authd-rbac"),
@@ -375,7 +377,7 @@ class ApiServer:
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                      "crd/protectedhosts.portcullis.io")
         self.kubectl("apply", *[a for f in rbac for a in ("-f", str(REPO / "deploy" / f"{f}.yaml"))])
-        self.bind_controller_user()
+        self.bind_controller_user(gateway=istio)
 
     def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:
         """Applies the cached Istio CRDs and waits until they are established."""

@@ -674,7 +674,8 @@ class OidcProvider(_Peer):
         self.dir = work_dir("idp")
         self.proc = None
 
-    def start(self, timeout: float = 30):
+    # node takes its time to load oidc-provider on a busy two-core machine: a bound, not a wait
+    def start(self, timeout: float = 90):
         node_dir = Path(require_peers("node")["node_dir"])
         cfg = {"port": self.port, "host": self.host, "issuer": self.issuer, "users": self.users,
                "clients": self.clients, "ttl": self.ttl, "rpInitiatedLogout": self.end_session}

@@ -432,16 +432,18 @@ def test_restart_never_drops_a_host_from_authds_config(api, ctl):
     wait_for("all Ready", lambda: all((condition(api, "team-b", n, "Ready") or {}).get("status")
                                       == "True" for n in names), timeout=60)
     assert authd_config(api).count("clientSecret: steady-secret") == len(names)
-    ctl.stop()
-    ctl.start()
-    wait_for("controller ready", lambda: ctl.admin("/readyz")[0] == 200, timeout=30)
-    # The first resync re-renders every host and the global writer follows within seconds:
-    # sample the shards over that window.
-    end = time.monotonic() + 8
-    while time.monotonic() < end:
-        assert authd_config(api).count("clientSecret: steady-secret") == len(names)
-        time.sleep(0.1)
-    api.kubectl("delete", "protectedhost", "-n", "team-b", *names, "--timeout=60s")
+    try:
+        ctl.stop()
+        ctl.start()
+        wait_for("controller ready", lambda: ctl.admin("/readyz")[0] == 200, timeout=30)
+        # The first resync re-renders every host and the global writer follows within
+        # seconds: sample the shards over that window.
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            assert authd_config(api).count("clientSecret: steady-secret") == len(names)
+            time.sleep(0.1)
+    finally:
+        api.kubectl("delete", "protectedhost", "-n", "team-b", *names, "--timeout=60s")
 
 
 def test_host_conflict(api, ctl):
