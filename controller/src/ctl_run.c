@@ -271,6 +271,18 @@ start_pair(struct runner *r, const char *ns)
                 ctl_on_secret);
 }
 
+/* What each authd sidecar enforces: its Lease in the app's namespace (ctl_sidecar.c). */
+static void
+start_sidecar_leases(struct runner *r, const char *ns)
+{
+    start_watch(r,
+                (struct k8s_ref){.api_version = "coordination.k8s.io/v1",
+                                 .plural = "leases",
+                                 .namespace = ns,
+                                 .label_selector = CTL_LABEL_AUTHD_REPLICA "=true"},
+                ctl_on_sidecar_lease);
+}
+
 static void
 start_watches(struct runner *r)
 {
@@ -279,7 +291,7 @@ start_watches(struct runner *r)
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    r->c.nwatches = (n ? (int)(2 * n) : 2) + (r->c.o.wait_for_authd ? 1 : 0);
+    r->c.nwatches = (n ? (int)(2 * n) : 2) + (r->c.o.wait_for_authd ? (n ? (int)n : 1) + 1 : 0);
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -291,9 +303,14 @@ start_watches(struct runner *r)
                     ctl_on_authd_lease);
     if (n == 0)
         start_pair(r, NULL);
-    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 2 <= MAX_WATCHES;
-         ns = strtok_r(NULL, ",", &save))
+    if (n == 0 && r->c.o.wait_for_authd)
+        start_sidecar_leases(r, NULL);
+    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + 3 <= MAX_WATCHES;
+         ns = strtok_r(NULL, ",", &save)) {
         start_pair(r, ns);
+        if (r->c.o.wait_for_authd)
+            start_sidecar_leases(r, ns);
+    }
     free(list);
 }
 

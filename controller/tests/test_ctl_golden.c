@@ -51,6 +51,9 @@ static const struct golden_case cases[] = {
      0,
      {"-f", "examples/echoserver.yaml", "controller/tests/data/egress.yaml",
       "--egress-service-entries", "--authd-namespace", "auth"}},
+    /* Sidecar mode next to a gateway host: the workload's policy, the local provider, the
+     * namespace's ServiceEntry and shard; the central shards without the sidecar entry. */
+    {"sidecar", 0, {"-f", "examples/echoserver.yaml", "examples/sidecar/protectedhost.yaml"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
     {"cookie-conflict", 1, {"-f", "controller/tests/data/cookie-conflict.yaml"}},
     /* What a shell makes of "-f examples/<glob>.yaml": one -f, several paths. */
