@@ -9,6 +9,7 @@ add_library(ctl_core STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_egress.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_policy.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_workload.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_replicas.c)
 target_include_directories(ctl_core PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
 # pck8s for k8s_parse_time only (ctl_replicas.c reads Lease times).
@@ -21,7 +22,8 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c)
 target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
 
 add_executable(portcullis-controller
@@ -32,7 +34,7 @@ add_executable(portcullis-controller
 target_link_libraries(portcullis-controller PRIVATE ctl_run)
 
 if(PORTCULLIS_TESTS)
-    foreach(t spec render state hosts mesh replicas egress ingress policy)
+    foreach(t spec render state hosts mesh replicas egress ingress policy workload)
         pc_unit_test(test_ctl_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_${t}.c
                      LIBS ctl_core)
     endforeach()

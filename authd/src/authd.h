@@ -1243,6 +1243,9 @@ struct authd_kube_opts {
     const char *namespace;  /* NULL: the service account's in a pod, else portcullis-system */
     const char *head_path;  /* --config FILE (its hosts empty), NULL: the flags alone */
     const char *identity;   /* NULL: $POD_NAME, else the host name */
+    /* --config-secret: only this shard (sidecar mode), watched with a field selector on its
+     * name, so a Role can grant it by resourceNames; NULL: every shard by label. */
+    const char *config_secret;
 };
 struct authd_kube;
 /*

@@ -39,6 +39,7 @@ struct authd_kube {
     const struct authd_overrides *overrides;
     char *head_path; /* --config FILE, NULL: flags only */
     char *namespace;
+    char *field_selector; /* --config-secret: "metadata.name=<it>", else NULL */
     char *identity;
     char *lease_name;
     struct k8s_client *kc;
@@ -336,7 +337,8 @@ start_threads(struct authd_kube *k)
                                           .ref = {.api_version = "v1",
                                                   .plural = "secrets",
                                                   .namespace = k->namespace,
-                                                  .label_selector = SHARD_SELECTOR},
+                                                  .label_selector = SHARD_SELECTOR,
+                                                  .field_selector = k->field_selector},
                                           .on_event = on_secret,
                                           .on_synced = on_synced,
                                           .ud = k,
@@ -370,6 +372,8 @@ authd_kube_start(struct authd_server *srv, const struct authd_kube_opts *o, stru
     authd_config_digest(k->head_path, k->head, k->head_digest);
     if ((rc = connect_api(k, o)) != 0)
         goto fail;
+    if (o->config_secret)
+        k->field_selector = pc_xasprintf("metadata.name=%s", o->config_secret);
     k->identity = authd_replica_name(o->identity);
     k->lease_name = lease_name(k->identity);
     k->shards = authd_shards_new(k->head->allow_insecure_issuers);
@@ -414,6 +418,7 @@ authd_kube_free(struct authd_kube *k)
     k8s_client_free(k->kc);
     free(k->head_path);
     free(k->namespace);
+    free(k->field_selector);
     free(k->identity);
     free(k->lease_name);
     free(k);

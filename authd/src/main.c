@@ -27,6 +27,8 @@ usage(FILE *f)
             "                         --config then holds the rest only (its hosts empty)\n"
             "      --config-namespace NS  where those Secrets are (default: the pod's\n"
             "                         namespace, else portcullis-system)\n"
+            "      --config-secret NAME  only that one of them (sidecar mode: a Role can\n"
+            "                         grant it by name)\n"
             "      --kubeconfig FILE  outside a pod: the API server and credentials\n"
             "                         (default $KUBECONFIG, ~/.kube/config)\n"
             "      --allow-insecure-issuers  accept http:// issuers (tests only)\n"
@@ -161,6 +163,7 @@ main(int argc, char **argv)
         {"cookie-secret-file", required_argument, NULL, 'S'},
         {"watch-config", no_argument, NULL, 'W'},
         {"config-namespace", required_argument, NULL, 'N'},
+        {"config-secret", required_argument, NULL, 'Q'},
         {"kubeconfig", required_argument, NULL, 'K'},
         {"allow-insecure-issuers", no_argument, NULL, 'I'},
         {"templates-dir", required_argument, NULL, 'T'},
@@ -210,6 +213,15 @@ main(int argc, char **argv)
             break;
         case 'N':
             kube.namespace = optarg;
+            break;
+        case 'Q':
+            if (strncmp(optarg, "portcullis-authd-config-", 24) != 0 || strlen(optarg) != 26 ||
+                strspn(optarg + 24, "0123456789abcdef") != 2) {
+                fprintf(stderr, "--config-secret \"%s\": expected portcullis-authd-config-<xx>\n",
+                        optarg);
+                return 2;
+            }
+            kube.config_secret = optarg;
             break;
         case 'K':
             kube.kubeconfig = optarg;

@@ -184,6 +184,58 @@ char *ctl_provider_snippet(const json_t *provider, size_t max);
 int ctl_provider_check(const json_t *provider, struct pc_diag *diag);
 
 /* ---------------------------------------------------------------------------------------- */
+/* ctl_workload.c - sidecar mode: spec.workload, its policy, provider and namespace objects  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The mesh provider of authd containers in the app's pods, and the local name it points at. */
+#define CTL_LOCAL_PROVIDER "portcullis-local"
+#define CTL_LOCAL_SERVICE "portcullis-authd.portcullis.local"
+#define CTL_LOCAL_PORT 4180
+/* In each namespace with sidecar ProtectedHosts: the ServiceEntry of the local name. */
+#define CTL_LOCAL_SERVICE_ENTRY "portcullis-authd-local"
+/* ... and the one config shard the sidecars of that namespace watch. */
+#define CTL_SIDECAR_SHARD CTL_AUTHD_SECRET "-00"
+#define CTL_LABEL_SIDECAR "portcullis.io/sidecar"
+
+/*
+ * The canonical spec.workload of spec ({"selector": {"matchLabels": {...}}}), new; problems
+ * go to e with their field paths (also a spec.gateway set next to it). NULL when absent.
+ */
+json_t *ctl_workload_normalize(struct ctl_errors *e, const json_t *spec);
+/*
+ * What the spec alone cannot tell: a sidecar ProtectedHost in authd's own namespace would
+ * write the central shard's name. Returns 0, or PC_EINVAL with the message added to e.
+ * spec may be NULL (invalid already).
+ */
+int ctl_workload_check(const char *ns, const json_t *spec, const struct ctl_authd_opts *a,
+                       struct ctl_errors *e);
+/* Whether a canonical spec protects a workload (sidecar mode) rather than a gateway. */
+bool ctl_spec_is_sidecar(const json_t *spec);
+/*
+ * Turns policy (from ctl_render_policy of a sidecar spec) into the workload's: the local
+ * provider, spec.workload's selector, and no host condition (every request to the pod is
+ * checked; authd refuses a Host it does not protect), only the notPaths of paths.skip.
+ */
+void ctl_workload_policy(json_t *policy, const json_t *spec);
+/* New extensionProviders entry CTL_LOCAL_PROVIDER; names as for ctl_render_provider. */
+json_t *ctl_render_local_provider(const json_t *names);
+/* New ServiceEntry CTL_LOCAL_SERVICE_ENTRY in ns: the local name at 127.0.0.1, exportTo ".". */
+json_t *ctl_render_local_service_entry(const char *ns);
+/*
+ * New Secret CTL_SIDECAR_SHARD in ns with hosts.yaml = value under field ("data": value is
+ * base64; "stringData": the text) and generation gen.
+ */
+json_t *ctl_render_sidecar_shard(const char *ns, const char *field, const char *value,
+                                 long long gen);
+/*
+ * Sidecar entries grouped by namespace: an object namespace -> hosts.yaml text
+ * (ctl_shard_text). Add entries in id order; free with ctl_sidecar_texts_free (secrets).
+ */
+void ctl_sidecar_texts_add(json_t *texts, const char *ns, const char *entry);
+void ctl_sidecar_texts_finish(json_t *texts);
+void ctl_sidecar_texts_free(json_t *texts);
+
+/* ---------------------------------------------------------------------------------------- */
 /* ctl_egress.c - ServiceEntries so authd reaches the issuers (REGISTRY_ONLY meshes)         */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -391,7 +443,9 @@ struct ctl_state {
     char *authd_text;     /* new config.yaml text (deterministic) */
     char **shards;        /* new hosts.yaml text of each shard (ctl_shard_count of o->authd) */
     unsigned nshards;
-    json_t *egress; /* new array of ServiceEntries (empty unless o->authd.egress) */
+    json_t *egress;         /* new array of ServiceEntries (empty unless o->authd.egress) */
+    json_t *sidecar;        /* new: namespace -> its sidecar shard's hosts.yaml (secret) */
+    json_t *local_provider; /* new CTL_LOCAL_PROVIDER entry when a sidecar host is accepted */
 };
 
 /*
@@ -463,6 +517,7 @@ struct ctl_host {
     char *conflict;       /* HostConflict/CookieConflict message from ctl_hosts_settle */
     bool cookie_conflict; /* conflict is a CookieConflict */
     bool settled;         /* accounted for in the hosts' kept claims */
+    bool sidecar;         /* spec.workload: its entry goes to its namespace's shard */
     bool deleting;        /* claims nothing and has no outputs */
     /* the run loop's bookkeeping */
     char *out_sig;         /* signature of the outputs last published for the global writer */
@@ -545,20 +600,32 @@ json_t *ctl_hosts_provider(const struct ctl_hosts *hs, const struct ctl_authd_op
 /* New array of ServiceEntries (ctl_render_egress) for every publishing host's issuer; empty
  * unless o->egress. */
 json_t *ctl_hosts_egress(const struct ctl_hosts *hs, const struct ctl_authd_opts *o);
+/* New ctl_sidecar_texts of every publishing sidecar host (ctl_workload.c). */
+json_t *ctl_hosts_sidecar_texts(const struct ctl_hosts *hs);
+/* New CTL_LOCAL_PROVIDER entry over every publishing host's headers; NULL when no sidecar
+ * host publishes. */
+json_t *ctl_hosts_local_provider(const struct ctl_hosts *hs);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_mesh.c - merging the provider into Istio's mesh config                               */
 /* ---------------------------------------------------------------------------------------- */
 
 /*
- * Merges provider (an extensionProviders entry named "portcullis") into the mesh config YAML
- * text `mesh` (NULL or empty: none yet). The entry with the same name is replaced in place;
- * otherwise it is appended; extensionProviders is appended when absent. Every other field,
- * provider and their order are kept (comments are not). Returns 0 with *out new, or PC_EPARSE
- * / PC_EINVAL with the reason in diag (mesh that is not a map, extensionProviders that is not
- * a list, a provider failing ctl_provider_check).
+ * Merges provider (an extensionProviders entry named "portcullis" or "portcullis-local") into
+ * the mesh config YAML text `mesh` (NULL or empty: none yet). The entry with the same name is
+ * replaced in place; otherwise it is appended; extensionProviders is appended when absent. Every
+ * other field, provider and their order are kept (comments are not). Returns 0 with *out new, or
+ * PC_EPARSE / PC_EINVAL with the reason in diag (mesh that is not a map, extensionProviders that is
+ * not a list, a provider failing ctl_provider_check).
  */
 int ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_diag *diag);
+/*
+ * Both of portcullis's providers at once: provider and local (CTL_LOCAL_PROVIDER) merged as
+ * ctl_mesh_merge does, or, when local is NULL, every entry named CTL_LOCAL_PROVIDER removed
+ * (no sidecar host is left). Returns what ctl_mesh_merge returns.
+ */
+int ctl_mesh_merge_pair(const char *mesh, const json_t *provider, const json_t *local, char **out,
+                        struct pc_diag *diag);
 /* New YAML text of a JSON value, keys in the object's own order (for the mesh fragment). */
 char *ctl_yaml_ordered(const json_t *j);
 
@@ -681,13 +748,14 @@ struct ctl_ctx {
     struct ctl_queue *q;  /* "ph:<ns>/<name>", "resync": the key worker */
     struct ctl_queue *gq; /* "global": the global writer */
     struct ctl_metrics m;
-    pthread_mutex_t mu; /* guards the caches and counters below; never held before hmu */
-    json_t *phs;        /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
-                           "look": what a change must touch to matter,
-                           "secret": "ns/name" of its client Secret} */
-    json_t *secrets;    /* "ns/name" -> the Secret's data object */
-    json_t *replicas;   /* Lease name -> each authd replica's Lease (ctl_replicas.c) */
-    json_t *ns_labels;  /* namespace name -> its labels (for the policy's selectors) */
+    pthread_mutex_t mu;     /* guards the caches and counters below; never held before hmu */
+    json_t *phs;            /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
+                               "look": what a change must touch to matter,
+                               "secret": "ns/name" of its client Secret} */
+    json_t *secrets;        /* "ns/name" -> the Secret's data object */
+    json_t *replicas;       /* Lease name -> each authd replica's Lease (ctl_replicas.c) */
+    json_t *ns_labels;      /* namespace name -> its labels (for the policy's selectors) */
+    json_t *sidecar_leases; /* namespace -> {Lease name -> Lease} of authd sidecars */
     int nwatches, nsynced;
     atomic_bool leader;
     atomic_bool ready;   /* every watch listed once */
@@ -715,6 +783,8 @@ struct ctl_ctx {
     char *mesh_hash;
     char *egress_hash; /* the ServiceEntries last written (all applied, stale ones deleted) */
     struct ctl_ingress_state *ing; /* ingress-nginx mode (ctl_ingress_run.c) */
+    json_t *sidecar_state; /* under hmu: namespace -> {"gen", "at", "error"} (ctl_sidecar.c) */
+    json_t *sidecar_hash;  /* owned by the global writer: namespace -> hash last written */
 };
 
 void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);
@@ -740,6 +810,9 @@ void ctl_on_synced(void *ud);
 void *ctl_worker(void *arg);
 /* Queues "ph:<id>". */
 void ctl_queue_host(struct ctl_ctx *c, const char *id);
+/* Queues "ph:<id>" of every id (an array of strings) ahead of the backlog: these only wait to
+ * apply their policy and status. */
+void ctl_queue_hosts_first(struct ctl_ctx *c, const json_t *ids);
 /*
  * Called by the key worker with hmu held after h's outputs may have changed: when their
  * signature changed, bumps seq, records it in h and returns true (queue "global" once
@@ -817,12 +890,51 @@ void ctl_snippet_event(struct ctl_ctx *c, struct ctl_host *h, const json_t *obj,
 /* ctl_global.c - the global writer: authd's config Secret and the mesh provider            */
 /* ---------------------------------------------------------------------------------------- */
 
+/*
+ * What is in shard Secret ns/name now: *gen its generation annotation (0 when absent or
+ * unreadable) and whether its hosts.yaml is text. PC_ENOTFOUND when the Secret does not exist.
+ */
+int ctl_shard_current(struct ctl_ctx *c, const char *ns, const char *name, const char *text,
+                      long long *gen, bool *same);
 /* k8s_apply, its latency recorded in the metrics. */
 int ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj,
                     struct pc_diag *d);
 /* Takes "global" from gq until it shuts down; one pass writes what changed, then queues the
  * keys of the hosts that waited for it. */
 void *ctl_global_worker(void *arg);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_sidecar.c - sidecar mode at run time: namespace shards, ServiceEntries, Leases       */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * The global writer's sidecar part of one pass: for each namespace of texts (from
+ * ctl_hosts_sidecar_texts) its ServiceEntry and shard Secret, written when changed; the
+ * namespaces written before that have no sidecar host any more lose both (with recheck, also
+ * those found by label). *result gets namespace -> {"gen": I, "error": s?}. Returns 0 or -1
+ * when something should be retried.
+ */
+int ctl_sidecar_pass(struct ctl_ctx *c, const json_t *texts, bool recheck, json_t **result);
+/*
+ * Records a pass's result in c->sidecar_state; returns the set (new object) of the namespaces
+ * whose error changed, whose hosts' statuses must be written again. Called with hmu held.
+ */
+json_t *ctl_sidecar_record(struct ctl_ctx *c, const json_t *result);
+/*
+ * The shard that holds h's entry: *gen its generation as written last (0: not yet) and
+ * *error why its last write failed (borrowed until hmu is released), for a central host
+ * or a sidecar one alike. Called with hmu held.
+ */
+void ctl_host_shard(struct ctl_ctx *c, const struct ctl_host *h, long long *gen,
+                    const char **error);
+/*
+ * host_enforce for a sidecar host: every authd sidecar with a live Lease in h's namespace
+ * enforces h->need_gen of its shard. Called with hmu held (takes mu).
+ */
+enum ctl_enforce ctl_sidecar_enforce(struct ctl_ctx *c, const struct ctl_host *h, char **why,
+                                     double *waited);
+/* A Lease of an authd sidecar changed (watch callback, ud a struct ctl_watch_slot). */
+void ctl_on_sidecar_lease(void *ud, enum k8s_event_type type, json_t *obj);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_cli_render.c, ctl_run.c - the subcommands (argv as main got it, minus the program)    */

@@ -355,6 +355,37 @@ write_ingress_annotations(const struct render_ctx *c, const struct ctl_item *it)
     return rc;
 }
 
+/* Per namespace with sidecar hosts: the local name's ServiceEntry and the sidecars' shard. */
+static int
+write_sidecar_outputs(struct render_ctx *c, const struct ctl_state *st)
+{
+    const char *ns;
+    json_t *text;
+    char *file;
+    int rc = 0;
+
+    json_object_foreach(st->sidecar, ns, text)
+    {
+        file = pc_xasprintf("serviceentry-%s-%s.yaml", ns, CTL_LOCAL_SERVICE_ENTRY);
+        rc = write_json_doc(c, file,
+                            "ServiceEntry (networking.istio.io/v1): " CTL_LOCAL_SERVICE
+                            " is the authd container in each sidecar-mode pod",
+                            ctl_render_local_service_entry(ns));
+        free(file);
+        if (rc < 0)
+            break;
+        file = pc_xasprintf("authd-sidecar-config-%s.yaml", ns);
+        rc = write_json_doc(c, file,
+                            "the host entries the authd sidecars of this namespace watch, and "
+                            "nobody else's",
+                            ctl_render_sidecar_shard(ns, "stringData", json_string_value(text), 1));
+        free(file);
+        if (rc < 0)
+            break;
+    }
+    return rc;
+}
+
 static int
 write_outputs(struct render_ctx *c, const struct ctl_state *st)
 {
@@ -396,14 +427,18 @@ write_outputs(struct render_ctx *c, const struct ctl_state *st)
     for (size_t i = 0; rc == 0 && !c->manifests_only && i < st->n; i++)
         if (st->items[i].spec && ctl_ingress_class(st->items[i].spec))
             rc = write_ingress_annotations(c, &st->items[i]);
-    if (rc == 0 && !c->manifests_only && ctl_mesh_merge(NULL, st->provider, &mesh, &d) == 0)
+    if (rc == 0)
+        rc = write_sidecar_outputs(c, st);
+    if (rc == 0 && !c->manifests_only &&
+        ctl_mesh_merge_pair(NULL, st->provider, st->local_provider, &mesh, &d) == 0)
         rc = write_doc(c, "mesh-config.yaml",
                        "mesh config fragment: merge into meshConfig (ConfigMap istio, key mesh)",
                        mesh);
     if (rc == 0 && !c->manifests_only)
-        rc = write_json_doc(
-            c, "istio-values.yaml", "Helm values / IstioOperator snippet (meshConfig)",
-            json_pack("{s:{s:[O]}}", "meshConfig", "extensionProviders", st->provider));
+        rc = write_json_doc(c, "istio-values.yaml",
+                            "Helm values / IstioOperator snippet (meshConfig)",
+                            json_pack("{s:{s:[O,O*]}}", "meshConfig", "extensionProviders",
+                                      st->provider, st->local_provider));
     if (rc == 0) {
         char *shards = shard_secrets(st, &c->opts.authd);
 

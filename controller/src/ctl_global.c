@@ -57,15 +57,11 @@ same_str(const char *a, const char *b)
 
 /* ---- authd's config shards ------------------------------------------------------------------ */
 
-/*
- * What is in shard s now: *gen its generation annotation (0 when absent or unreadable) and
- * whether its hosts.yaml is text. PC_ENOTFOUND when the Secret does not exist.
- */
-static int
-shard_current(struct ctl_ctx *c, const char *name, const char *text, long long *gen, bool *same)
+int
+ctl_shard_current(struct ctl_ctx *c, const char *ns, const char *name, const char *text,
+                  long long *gen, bool *same)
 {
-    struct k8s_ref ref = {
-        .api_version = "v1", .plural = "secrets", .namespace = c->o.authd.namespace, .name = name};
+    struct k8s_ref ref = {.api_version = "v1", .plural = "secrets", .namespace = ns, .name = name};
     struct pc_diag d = {0};
     json_t *cur = NULL;
     unsigned char *raw = NULL;
@@ -143,7 +139,9 @@ write_shard_once(struct ctl_ctx *c, unsigned s, const char *text, long long *gen
         rc = PC_ETOOBIG;
         goto out;
     }
-    if (*gen == 0 && (rc = shard_current(c, name, text, &found, &same)) < 0 && rc != PC_ENOTFOUND) {
+    if (*gen == 0 &&
+        (rc = ctl_shard_current(c, c->o.authd.namespace, name, text, &found, &same)) < 0 &&
+        rc != PC_ENOTFOUND) {
         *error =
             pc_xasprintf("authd config shard %s/%s: cannot read it", c->o.authd.namespace, name);
         goto out;
@@ -188,7 +186,7 @@ out:
 
 /* --mesh-config=istio: merge into the installer's ConfigMap, with optimistic concurrency. */
 static int
-mesh_istio(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
+mesh_istio(struct ctl_ctx *c, const json_t *provider, const json_t *local, struct pc_diag *d)
 {
     struct k8s_ref ref = {.api_version = "v1",
                           .plural = "configmaps",
@@ -204,7 +202,7 @@ mesh_istio(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
     if (rc < 0)
         goto out;
     cur = pc_json_str(json_object_get(cm, "data"), "mesh");
-    if ((rc = ctl_mesh_merge(cur, provider, &merged, d)) < 0)
+    if ((rc = ctl_mesh_merge_pair(cur, provider, local, &merged, d)) < 0)
         goto out;
     if (cur && strcmp(cur, merged) == 0)
         goto out;
@@ -223,12 +221,12 @@ out:
 
 /* --mesh-config=shared: a ConfigMap of our own, only the provider in it. */
 static int
-mesh_shared(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
+mesh_shared(struct ctl_ctx *c, const json_t *provider, const json_t *local, struct pc_diag *d)
 {
     struct k8s_ref ref = {.api_version = "v1", .plural = "configmaps"};
     char *text = NULL;
     json_t *cm;
-    int rc = ctl_mesh_merge(NULL, provider, &text, d);
+    int rc = ctl_mesh_merge_pair(NULL, provider, local, &text, d);
 
     if (rc < 0)
         return rc;
@@ -245,28 +243,40 @@ mesh_shared(struct ctl_ctx *c, const json_t *provider, struct pc_diag *d)
 
 /* --mesh-config=none: someone else registers the provider; say what it must be. */
 static void
-mesh_none(const json_t *provider)
+mesh_none(const json_t *provider, const json_t *local)
 {
-    char *text = ctl_yaml_ordered(provider);
+    char *text = ctl_yaml_ordered(provider), *ltext = local ? ctl_yaml_ordered(local) : NULL;
 
     pc_log(PC_LOG_INFO, "mesh_provider_required", "provider", text, NULL);
+    if (ltext)
+        pc_log(PC_LOG_INFO, "mesh_provider_required", "provider", ltext, NULL);
     free(text);
+    free(ltext);
+}
+
+/* Both providers as one value (for hashes and the snippet): local is the sidecars'. */
+static json_t *
+providers(const json_t *provider, const json_t *local)
+{
+    return local ? json_pack("[O,O]", provider, local) : json_incref((json_t *)provider);
 }
 
 static int
-write_mesh(struct ctl_ctx *c, const json_t *provider, char **error)
+write_mesh(struct ctl_ctx *c, const json_t *provider, const json_t *local, char **error)
 {
-    char *dump = pc_json_dumps_sorted(provider), *hash = pc_sha256_hex(dump, strlen(dump));
+    json_t *both = providers(provider, local);
+    char *dump = pc_json_dumps_sorted(both), *hash = pc_sha256_hex(dump, strlen(dump));
     bool changed = !same_str(c->mesh_hash, hash);
     struct pc_diag d = {0};
     int rc = 0;
 
+    json_decref(both);
     if (c->o.mesh_mode == CTL_MESH_ISTIO)
-        rc = mesh_istio(c, provider, &d); /* always read: an installer may have reset it */
+        rc = mesh_istio(c, provider, local, &d); /* always read: an installer may reset it */
     else if (c->o.mesh_mode == CTL_MESH_SHARED && changed)
-        rc = mesh_shared(c, provider, &d);
+        rc = mesh_shared(c, provider, local, &d);
     else if (c->o.mesh_mode == CTL_MESH_NONE && changed)
-        mesh_none(provider);
+        mesh_none(provider, local);
     if (rc < 0) {
         *error = pc_xstrdup(d.msg);
         pc_log(PC_LOG_WARN, "mesh_provider_failed", "error", d.msg, NULL);
@@ -380,6 +390,10 @@ struct pass {
     char **shard_error;
     long long *shard_gen;
     json_t *provider;
+    json_t *local;   /* the sidecars' provider, NULL when no sidecar host publishes */
+    json_t *sidecar; /* secret: namespace -> its sidecar shard's hosts.yaml */
+    json_t *sidecar_result;
+    bool recheck;
     json_t *egress; /* ServiceEntries, NULL without --egress-service-entries */
     char *mesh_error, *snippet, *egress_error;
 };
@@ -398,6 +412,7 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
         c->mesh_hash = NULL;
         free(c->egress_hash);
         c->egress_hash = NULL;
+        p->recheck = true;
     }
     p->seq = c->seq;
     p->shards = ctl_hosts_shard_texts(&c->hosts, c->nshards);
@@ -405,6 +420,8 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
     p->shard_gen = pc_xcalloc(c->nshards, sizeof(*p->shard_gen));
     memcpy(p->shard_gen, c->shard_gen, c->nshards * sizeof(*p->shard_gen));
     p->provider = ctl_hosts_provider(&c->hosts, &c->o.authd);
+    p->local = ctl_hosts_local_provider(&c->hosts);
+    p->sidecar = ctl_hosts_sidecar_texts(&c->hosts);
     p->egress = c->o.authd.egress ? ctl_hosts_egress(&c->hosts, &c->o.authd) : NULL;
     pthread_mutex_unlock(&c->hmu);
 }
@@ -423,7 +440,7 @@ replace(char **field, char *value)
 static json_t *
 pass_end(struct ctl_ctx *c, struct pass *p)
 {
-    json_t *ids = json_array();
+    json_t *ids = json_array(), *moved;
     bool changed, ok = !p->mesh_error;
 
     pthread_mutex_lock(&c->hmu);
@@ -438,6 +455,7 @@ pass_end(struct ctl_ctx *c, struct pass *p)
             c->shard_written_at[s] = now_secs();
         c->shard_gen[s] = p->shard_gen[s];
     }
+    moved = ctl_sidecar_record(c, p->sidecar_result);
     replace(&c->mesh_error, p->mesh_error);
     replace(&c->snippet, p->snippet);
     replace(&c->egress_error, p->egress_error);
@@ -446,19 +464,25 @@ pass_end(struct ctl_ctx *c, struct pass *p)
         c->written_seq = p->seq;
     for (size_t i = 0; i < c->hosts.n; i++) {
         struct ctl_host *h = c->hosts.v[i];
-        unsigned s = ctl_shard_of(h->id, c->nshards);
-        bool written =
-            h->seq <= p->seq && h->gen_seq != h->seq && c->shard_gen[s] > 0 && !c->shard_error[s];
+        const char *error;
+        long long gen;
+        bool written;
+
+        ctl_host_shard(c, h, &gen, &error);
+        written = h->seq <= p->seq && h->gen_seq != h->seq && gen > 0 && !error;
+        bool ns_moved = h->sidecar && json_object_get(moved, h->ns);
 
         /* The generation that first holds this entry is what authd must report. */
         if (written) {
             h->gen_seq = h->seq;
-            h->need_gen = c->shard_gen[s];
+            h->need_gen = gen;
         }
-        if (changed || (h->waiting && h->seq <= c->written_seq) || (written && h->awaiting))
+        if (changed || ns_moved || (h->waiting && h->seq <= c->written_seq) ||
+            (written && h->awaiting))
             json_array_append_new(ids, json_string(h->id));
     }
     pthread_mutex_unlock(&c->hmu);
+    json_decref(moved);
     return ids;
 }
 
@@ -478,12 +502,18 @@ global_pass(struct ctl_ctx *c)
         if (src < 0 && src != PC_ETOOBIG)
             rc = -1;
     }
-    if (write_mesh(c, p.provider, &p.mesh_error) < 0)
+    if (ctl_sidecar_pass(c, p.sidecar, p.recheck, &p.sidecar_result) < 0)
+        rc = -1;
+    if (write_mesh(c, p.provider, p.local, &p.mesh_error) < 0)
         rc = -1;
     if (p.egress && write_egress(c, p.egress, &p.egress_error) < 0)
         rc = -1;
-    if (c->o.mesh_mode == CTL_MESH_NONE)
-        p.snippet = ctl_provider_snippet(p.provider, SNIPPET_MAX);
+    if (c->o.mesh_mode == CTL_MESH_NONE) {
+        json_t *both = providers(p.provider, p.local);
+
+        p.snippet = ctl_provider_snippet(both, SNIPPET_MAX);
+        json_decref(both);
+    }
     ids = pass_end(c, &p);
     json_array_foreach(ids, i, id)
     {
@@ -494,6 +524,9 @@ global_pass(struct ctl_ctx *c)
     }
     json_decref(ids);
     json_decref(p.provider);
+    json_decref(p.local);
+    ctl_sidecar_texts_free(p.sidecar);
+    json_decref(p.sidecar_result);
     json_decref(p.egress);
     ctl_shard_texts_free(p.shards, c->nshards);
     for (unsigned s = 0; s < c->nshards; s++)

@@ -247,14 +247,15 @@ header_names(const json_t *spec)
 }
 
 static void
-validate(struct ctl_host *h, const json_t *obj, bool allow_insecure, json_t **spec)
+validate(struct ctl_host *h, const json_t *obj, const struct ctl_authd_opts *a, json_t **spec)
 {
     struct ctl_errors errs = {0};
 
     if (h->name[0] == '\0')
         ctl_errors_add(&errs, "metadata.name: Required value");
-    if (ctl_spec_normalize(json_object_get(obj, "spec"), allow_insecure, spec, &errs) < 0 ||
-        errs.n > 0) {
+    if (ctl_spec_normalize(json_object_get(obj, "spec"), a->allow_insecure_issuers, spec, &errs) <
+            0 ||
+        ctl_workload_check(h->ns, *spec, a, &errs) < 0 || errs.n > 0) {
         json_decref(*spec);
         *spec = NULL;
         h->invalid = ctl_errors_join(&errs, "; ");
@@ -315,7 +316,7 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     replace(&h->secret_missing, NULL);
     pc_free_secret(h->entry);
     h->entry = NULL;
-    validate(h, obj, o->authd.allow_insecure_issuers, &spec);
+    validate(h, obj, &o->authd, &spec);
     h->valid = spec != NULL;
     if (spec)
         admit(h, spec, o->tenancy);
@@ -323,6 +324,7 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
         json_decref(spec);
         spec = NULL;
     }
+    h->sidecar = spec && ctl_spec_is_sidecar(spec);
     replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
     replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
     replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
@@ -468,8 +470,8 @@ ctl_host_out_sig(const struct ctl_host *h)
 {
     bool pub = ctl_host_publishes(h);
     const char *entry = pub && h->entry ? h->entry : "";
-    char *text =
-        pc_xasprintf("%s\n--\n%s\n--\n%s", pub ? h->headers : "", pub ? h->issuer : "", entry);
+    char *text = pc_xasprintf("%s\n--\n%s\n--\n%s%s", pub ? h->headers : "", pub ? h->issuer : "",
+                              h->sidecar ? "sidecar\n" : "", entry);
     char *sig = pc_sha256_hex(text, strlen(text));
 
     pc_free_secret(text);
@@ -484,7 +486,7 @@ ctl_hosts_authd_text(const struct ctl_hosts *hs, const struct ctl_authd_opts *o)
 
     pc_buf_init(&b, 0);
     for (size_t i = 0; i < hs->n; i++)
-        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->entry)
+        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->entry && !hs->v[i]->sidecar)
             pc_buf_append(&b, hs->v[i]->entry, strlen(hs->v[i]->entry));
     text = ctl_render_authd_text(b.data ? b.data : "", b.len, o);
     if (b.data)
@@ -499,8 +501,9 @@ ctl_hosts_shard_texts(const struct ctl_hosts *hs, unsigned n)
     struct ctl_shards sh;
 
     ctl_shards_init(&sh, n);
+    /* Sidecar entries go to their namespace's shard (ctl_hosts_sidecar_texts), never here. */
     for (size_t i = 0; i < hs->n; i++)
-        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->entry)
+        if (ctl_host_publishes(hs->v[i]) && hs->v[i]->entry && !hs->v[i]->sidecar)
             ctl_shards_add(&sh, hs->v[i]->id, hs->v[i]->entry);
     return ctl_shards_finish(&sh);
 }

@@ -19,6 +19,7 @@
 
 #include <yaml.h>
 
+#include "portcullis/json.h"
 #include "portcullis/yaml.h"
 
 static int
@@ -224,12 +225,23 @@ ctl_yaml_ordered(const json_t *j)
     return text;
 }
 
-static bool
-is_ours(const struct pc_ynode *item)
+/* Our entries: each names one provider; a NULL value removes every entry of that name. */
+struct ours {
+    const char *name[2];
+    const json_t *value[2];
+    size_t n;
+};
+
+/* The index in o of the entry item is named after, or -1. */
+static int
+which(const struct pc_ynode *item, const struct ours *o)
 {
     const struct pc_ynode *name = pc_ynode_get(item, "name");
 
-    return name && name->type == PC_YNODE_SCALAR && strcmp(name->value, CTL_PROVIDER_NAME) == 0;
+    for (size_t k = 0; name && name->type == PC_YNODE_SCALAR && k < o->n; k++)
+        if (strcmp(name->value, o->name[k]) == 0)
+            return (int)k;
+    return -1;
 }
 
 static bool
@@ -239,31 +251,38 @@ is_null(const struct pc_ynode *n)
            (n->len == 0 || strcmp(n->value, "null") == 0 || strcmp(n->value, "~") == 0);
 }
 
-/* The provider list: ours replaces the first entry with our name, later duplicates go. */
+/*
+ * The provider list: each of ours replaces the first entry with its name, later duplicates
+ * go; one not there yet is appended.
+ */
 static int
-emit_providers(yaml_emitter_t *e, const struct pc_ynode *list, const json_t *provider)
+emit_providers(yaml_emitter_t *e, const struct pc_ynode *list, const struct ours *o)
 {
+    bool done[2] = {false, false};
     yaml_event_t ev;
-    bool done = false;
     int rc;
 
     yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
     rc = emit(e, &ev);
     for (size_t i = 0; list && rc == 0 && i < list->n; i++) {
-        if (!is_ours(list->vals[i]))
+        int k = which(list->vals[i], o);
+
+        if (k < 0)
             rc = emit_ynode(e, list->vals[i]);
-        else if (!done)
-            rc = emit_json(e, provider);
-        done = done || is_ours(list->vals[i]);
+        else if (!done[k] && o->value[k])
+            rc = emit_json(e, o->value[k]);
+        if (k >= 0)
+            done[k] = true;
     }
-    if (rc == 0 && !done)
-        rc = emit_json(e, provider);
+    for (size_t k = 0; rc == 0 && k < o->n; k++)
+        if (!done[k] && o->value[k])
+            rc = emit_json(e, o->value[k]);
     yaml_sequence_end_event_initialize(&ev);
     return rc ? rc : emit(e, &ev);
 }
 
 static int
-emit_mesh(yaml_emitter_t *e, const struct pc_ynode *root, const json_t *provider)
+emit_mesh(yaml_emitter_t *e, const struct pc_ynode *root, const struct ours *o)
 {
     yaml_event_t ev;
     bool seen = false;
@@ -274,15 +293,15 @@ emit_mesh(yaml_emitter_t *e, const struct pc_ynode *root, const json_t *provider
     for (size_t i = 0; root && rc == 0 && i < root->n; i++) {
         rc = emit_ynode(e, root->keys[i]);
         if (rc == 0 && strcmp(root->keys[i]->value, "extensionProviders") == 0) {
-            rc = emit_providers(e, is_null(root->vals[i]) ? NULL : root->vals[i], provider);
+            rc = emit_providers(e, is_null(root->vals[i]) ? NULL : root->vals[i], o);
             seen = true;
         } else if (rc == 0) {
             rc = emit_ynode(e, root->vals[i]);
         }
     }
-    if (rc == 0 && !seen) {
+    if (rc == 0 && !seen && o->value[0]) {
         rc = emit_scalar(e, "extensionProviders", 18, true, YAML_PLAIN_SCALAR_STYLE);
-        rc = rc ? rc : emit_providers(e, NULL, provider);
+        rc = rc ? rc : emit_providers(e, NULL, o);
     }
     yaml_mapping_end_event_initialize(&ev);
     return rc ? rc : emit(e, &ev);
@@ -314,18 +333,17 @@ check_mesh(const struct pc_ynode *root, struct pc_diag *d)
     return 0;
 }
 
-int
-ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_diag *d)
+/* Writes mesh with our entries in place (ctl_mesh_merge_pair). */
+static int
+merge(const char *mesh, const struct ours *o, char **out, struct pc_diag *d)
 {
     struct pc_ynode **docs = NULL;
     size_t ndocs = 0;
     yaml_emitter_t e;
     struct pc_buf buf;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
-    if ((rc = ctl_provider_check(provider, d)) < 0)
-        return rc;
     if (mesh && (rc = pc_yaml_load_all(mesh, strlen(mesh), &docs, &ndocs, d)) < 0)
         return rc;
     if (ndocs > 1) {
@@ -336,8 +354,7 @@ ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_d
     }
     if (rc == 0) {
         start(&e, &buf);
-        *out =
-            finish(&e, &buf, emit_mesh(&e, ndocs && !is_null(docs[0]) ? docs[0] : NULL, provider));
+        *out = finish(&e, &buf, emit_mesh(&e, ndocs && !is_null(docs[0]) ? docs[0] : NULL, o));
         if (!*out) {
             pc_diag_set(d, 0, 0, "mesh: cannot be written back as YAML");
             rc = PC_EINVAL;
@@ -345,4 +362,32 @@ ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_d
     }
     pc_yaml_free_all(docs, ndocs);
     return rc;
+}
+
+int
+ctl_mesh_merge(const char *mesh, const json_t *provider, char **out, struct pc_diag *d)
+{
+    struct ours o = {.name = {pc_json_str(provider, "name")}, .value = {provider}, .n = 1};
+    int rc;
+
+    *out = NULL;
+    if ((rc = ctl_provider_check(provider, d)) < 0)
+        return rc;
+    return merge(mesh, &o, out, d);
+}
+
+int
+ctl_mesh_merge_pair(const char *mesh, const json_t *provider, const json_t *local, char **out,
+                    struct pc_diag *d)
+{
+    struct ours o = {.name = {pc_json_str(provider, "name"), CTL_LOCAL_PROVIDER},
+                     .value = {provider, local},
+                     .n = 2};
+    int rc;
+
+    *out = NULL;
+    if ((rc = ctl_provider_check(provider, d)) < 0 ||
+        (local && (rc = ctl_provider_check(local, d)) < 0))
+        return rc;
+    return merge(mesh, &o, out, d);
 }

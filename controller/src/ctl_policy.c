@@ -286,6 +286,10 @@ check_gateway(const struct subject *s)
     json_t *r, *g;
     bool ok = false;
 
+    /* Sidecar mode: the policy goes to the ProtectedHost's own namespace, at its own pods;
+     * there is no gateway to hold it to. */
+    if (ctl_spec_is_sidecar(s->spec))
+        return NULL;
     if (!namespace_listed(list, gwns)) {
         pc_buf_init(&b, 0);
         pc_buf_appendf(&b,

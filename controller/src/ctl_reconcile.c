@@ -62,6 +62,9 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->secrets = json_object();
     c->replicas = json_object();
     c->ns_labels = json_object();
+    c->sidecar_leases = json_object();
+    c->sidecar_state = json_object();
+    c->sidecar_hash = json_object();
     ctl_hosts_init(&c->hosts);
     c->nshards = ctl_shard_count(&o->authd);
     c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
@@ -95,6 +98,9 @@ ctl_ctx_release(struct ctl_ctx *c)
     free(c->shard_hash);
     free(c->shard_written_at);
     json_decref(c->replicas);
+    json_decref(c->sidecar_leases);
+    json_decref(c->sidecar_state);
+    json_decref(c->sidecar_hash);
     free(c->mesh_error);
     free(c->egress_error);
     free(c->snippet);
@@ -235,11 +241,26 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
 }
 
 void
+ctl_queue_hosts_first(struct ctl_ctx *c, const json_t *ids)
+{
+    size_t i;
+    json_t *id;
+
+    json_array_foreach(ids, i, id)
+    {
+        char *key = pc_xasprintf("ph:%s", json_string_value(id));
+
+        ctl_queue_add_first(c->q, key);
+        free(key);
+    }
+}
+
+void
 ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
     const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
-    json_t *ids = json_array(), *id;
+    json_t *ids = json_array();
     long long *min = NULL;
     size_t i;
 
@@ -264,14 +285,7 @@ ctl_on_authd_lease(void *ud, enum k8s_event_type type, json_t *obj)
             json_array_append_new(ids, json_string(h->id));
     }
     pthread_mutex_unlock(&c->hmu);
-    /* Ahead of the backlog: these only wait to apply their policy and status. */
-    json_array_foreach(ids, i, id)
-    {
-        char *key = pc_xasprintf("ph:%s", json_string_value(id));
-
-        ctl_queue_add_first(c->q, key);
-        free(key);
-    }
+    ctl_queue_hosts_first(c, ids);
 out:
     free(min);
     json_decref(ids);
@@ -755,6 +769,8 @@ host_enforce(struct ctl_ctx *c, struct ctl_host *h, char **why, double *waited)
         *why = pc_xstrdup("waiting for the authd config to be written");
         return CTL_ENFORCE_PENDING;
     }
+    if (h->sidecar)
+        return ctl_sidecar_enforce(c, h, why, waited);
     *waited = mono_secs() - c->shard_written_at[s];
     pthread_mutex_lock(&c->mu);
     e = ctl_replicas_enforce(c->replicas, time(NULL), s, h->need_gen, why);
@@ -800,13 +816,14 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     char *egress_error = NULL, *ingress_message = NULL;
     const char *shard_error;
     struct ctl_host *h;
+    long long gen;
     bool wait, hold = false;
     int rc = 0;
 
     pthread_mutex_lock(&c->hmu);
     h = ctl_hosts_find(&c->hosts, id);
     in->verdict = ctl_host_verdict(h);
-    shard_error = c->shard_error[ctl_shard_of(h->id, c->nshards)];
+    ctl_host_shard(c, h, &gen, &shard_error);
     if (!shard_error)
         shard_error = c->authd_error;
     wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&

@@ -65,11 +65,13 @@ static json_t *
 policy_metadata(const char *ns, const char *name, const json_t *spec)
 {
     char *pname = ctl_policy_name(ns, name);
-    json_t *md =
-        json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace",
-                  pc_json_str(json_object_get(spec, "gateway"), "namespace"), "labels",
-                  CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns, CTL_LABEL_OWNER_NAME,
-                  label_value(name), "annotations", CTL_ANNOT_OWNER, ns, "/", name);
+    /* A workload's policy lives next to it; a gateway's in the gateway's namespace. */
+    const char *where =
+        ctl_spec_is_sidecar(spec) ? ns : pc_json_str(json_object_get(spec, "gateway"), "namespace");
+    json_t *md = json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace", where,
+                           "labels", CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns,
+                           CTL_LABEL_OWNER_NAME, label_value(name), "annotations", CTL_ANNOT_OWNER,
+                           ns, "/", name);
 
     free(pname);
     return md;
@@ -191,7 +193,9 @@ ctl_render_policy(const char *ns, const char *name, const json_t *spec)
                   policy_metadata(ns, name, spec), "spec", "action", "CUSTOM", "provider", "name",
                   CTL_PROVIDER_NAME, "rules", "to", "operation", op);
     /* A Gateway API Gateway is named (targetRefs); gateway pods are selected by label. */
-    if (gw)
+    if (ctl_spec_is_sidecar(spec))
+        ctl_workload_policy(p, spec);
+    else if (gw)
         json_object_set_new(json_object_get(p, "spec"), "targetRefs",
                             json_pack("[{s:s,s:s,s:s}]", "group", "gateway.networking.k8s.io",
                                       "kind", "Gateway", "name", gw));
@@ -442,15 +446,15 @@ ctl_provider_check(const json_t *provider, struct pc_diag *d)
                                           "failOpen", "statusOnError", NULL};
     const json_t *h = json_object_get(provider, "envoyExtAuthzHttp");
     const char *key;
+    const char *name = pc_json_str(provider, "name") ? pc_json_str(provider, "name") : "";
     json_t *v;
     int rc;
 
     if (!json_is_object(provider) || json_object_size(provider) != 2 ||
-        strcmp(pc_json_str(provider, "name") ? pc_json_str(provider, "name") : "",
-               CTL_PROVIDER_NAME) != 0 ||
+        (strcmp(name, CTL_PROVIDER_NAME) != 0 && strcmp(name, CTL_LOCAL_PROVIDER) != 0) ||
         !json_is_object(h)) {
-        pc_diag_set(d, 0, 0, "provider: must be {name: %s, envoyExtAuthzHttp: {...}}",
-                    CTL_PROVIDER_NAME);
+        pc_diag_set(d, 0, 0, "provider: must be {name: %s or %s, envoyExtAuthzHttp: {...}}",
+                    CTL_PROVIDER_NAME, CTL_LOCAL_PROVIDER);
         return PC_EINVAL;
     }
     json_object_foreach((json_t *)h, key, v)

@@ -334,6 +334,18 @@ start_tenancy(struct runner *r)
     start_watch(r, (struct k8s_ref){.api_version = "v1", .plural = "namespaces"}, ctl_on_namespace);
 }
 
+/* What each authd sidecar enforces: its Lease in the app's namespace (ctl_sidecar.c). */
+static void
+start_sidecar_leases(struct runner *r, const char *ns)
+{
+    start_watch(r,
+                (struct k8s_ref){.api_version = "coordination.k8s.io/v1",
+                                 .plural = "leases",
+                                 .namespace = ns,
+                                 .label_selector = CTL_LABEL_AUTHD_REPLICA "=true"},
+                ctl_on_sidecar_lease);
+}
+
 static void
 start_watches(struct runner *r)
 {
@@ -342,8 +354,10 @@ start_watches(struct runner *r)
 
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
-    /* per namespace: ProtectedHosts, Secrets (and Ingresses); the policy and Namespaces */
-    r->c.nwatches = (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? 1 : 0) + 2;
+    /* per namespace: ProtectedHosts, Secrets (and Ingresses), the sidecars' Leases; authd's
+     * Leases, the policy and Namespaces */
+    r->c.nwatches =
+        (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? (n ? (int)n : 1) + 1 : 0) + 2;
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -356,9 +370,14 @@ start_watches(struct runner *r)
     start_tenancy(r);
     if (n == 0)
         start_pair(r, NULL);
-    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + per <= MAX_WATCHES;
-         ns = strtok_r(NULL, ",", &save))
+    if (n == 0 && r->c.o.wait_for_authd)
+        start_sidecar_leases(r, NULL);
+    for (char *ns = strtok_r(list, ",", &save); ns && r->nwatches + per + 1 <= MAX_WATCHES;
+         ns = strtok_r(NULL, ",", &save)) {
         start_pair(r, ns);
+        if (r->c.o.wait_for_authd)
+            start_sidecar_leases(r, ns);
+    }
     free(list);
 }
 

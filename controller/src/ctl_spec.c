@@ -683,11 +683,11 @@ int
 ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct ctl_errors *e)
 {
     static const char *const keys[] = {
-        "hosts",           "gateway",     "oidc",         "access", "paths",   "session",
-        "upstreamHeaders", "passIDToken", "bearerTokens", "mode",   "ingress", NULL};
+        "hosts",       "gateway",      "oidc", "access",  "paths",    "session", "upstreamHeaders",
+        "passIDToken", "bearerTokens", "mode", "ingress", "workload", NULL};
     size_t before = e->n + e->dropped;
     const char *mode;
-    json_t *n, *oidc, *ing;
+    json_t *n, *oidc, *ing, *workload;
 
     *out = NULL;
     if (!json_is_object(spec)) {
@@ -698,7 +698,10 @@ ctl_spec_normalize(const json_t *spec, bool allow_insecure, json_t **out, struct
     /* One section after the other, so messages come in the order of the fields. */
     n = json_object();
     json_object_set_new(n, "hosts", norm_hosts(e, spec));
-    json_object_set_new(n, "gateway", norm_gateway(e, spec));
+    if ((workload = ctl_workload_normalize(e, spec)) != NULL)
+        json_object_set_new(n, "workload", workload);
+    else
+        json_object_set_new(n, "gateway", norm_gateway(e, spec));
     oidc = norm_oidc(e, spec, allow_insecure);
     if (oidc)
         json_object_set_new(n, "oidc", oidc);

@@ -128,15 +128,15 @@ compare_items(const void *a, const void *b)
 }
 
 static void
-validate_item(struct ctl_item *it, bool allow_insecure)
+validate_item(struct ctl_item *it, const struct ctl_authd_opts *a)
 {
     struct ctl_errors errs = {0};
 
     if (it->name[0] == '\0')
         ctl_errors_add(&errs, "metadata.name: Required value");
-    if (ctl_spec_normalize(json_object_get(it->obj, "spec"), allow_insecure, &it->spec, &errs) <
-            0 ||
-        errs.n > 0) {
+    if (ctl_spec_normalize(json_object_get(it->obj, "spec"), a->allow_insecure_issuers, &it->spec,
+                           &errs) < 0 ||
+        ctl_workload_check(it->ns, it->spec, a, &errs) < 0 || errs.n > 0) {
         json_decref(it->spec);
         it->spec = NULL;
         it->verdict = CTL_INVALID;
@@ -249,16 +249,26 @@ build_shared(struct ctl_state *st, const struct ctl_state_opts *o)
     qsort(by_id, k, sizeof(*by_id), compare_host_ids);
     st->nshards = ctl_shard_count(&o->authd);
     ctl_shards_init(&sh, st->nshards);
+    st->sidecar = json_object();
     for (size_t i = 0; i < k; i++) {
         char *entry = ctl_render_authd_entry_text(by_id[i]->authd_host);
 
-        ctl_shards_add(&sh, by_id[i]->id, entry);
+        /* A sidecar host's entry goes to its own namespace only (ctl_workload.c). */
+        if (ctl_spec_is_sidecar(by_id[i]->spec))
+            ctl_sidecar_texts_add(st->sidecar, by_id[i]->ns, entry);
+        else
+            ctl_shards_add(&sh, by_id[i]->id, entry);
         pc_free_secret(entry);
     }
     st->shards = ctl_shards_finish(&sh);
+    ctl_sidecar_texts_finish(st->sidecar);
     for (size_t i = 0; i < k; i++)
-        json_array_append(hosts, by_id[i]->authd_host);
+        if (!ctl_spec_is_sidecar(by_id[i]->spec))
+            json_array_append(hosts, by_id[i]->authd_host);
     st->provider = ctl_render_provider(names, &o->authd);
+    for (size_t i = 0; i < st->n && !st->local_provider; i++)
+        if (st->items[i].policy && ctl_spec_is_sidecar(st->items[i].spec))
+            st->local_provider = ctl_render_local_provider(names);
     st->egress = o->authd.egress ? ctl_render_egress(issuers, &o->authd) : json_array();
     st->authd_config = ctl_render_authd_config(hosts, &o->authd);
     st->authd_text = pc_json_to_yaml(st->authd_config);
@@ -301,7 +311,7 @@ ctl_state_build(struct ctl_state *st, const json_t *objs, const struct ctl_state
     for (size_t i = 0; i < st->n; i++) {
         struct ctl_item *it = &st->items[i];
 
-        validate_item(it, o->authd.allow_insecure_issuers);
+        validate_item(it, &o->authd);
         if (it->verdict == CTL_ACCEPTED)
             admit_item(it, o->tenancy);
         if (it->verdict == CTL_ACCEPTED)
@@ -349,6 +359,8 @@ ctl_state_release(struct ctl_state *st)
     json_decref(st->authd_config);
     json_decref(st->provider);
     json_decref(st->egress);
+    json_decref(st->local_provider);
+    ctl_sidecar_texts_free(st->sidecar);
     pc_free_secret(st->authd_text);
     ctl_shard_texts_free(st->shards, st->nshards);
     memset(st, 0, sizeof(*st));

@@ -53,6 +53,9 @@ static const struct golden_case cases[] = {
       "--egress-service-entries", "--authd-namespace", "auth"}},
     /* spec.ingress: no AuthorizationPolicy, the Ingress annotations instead. */
     {"ingress-nginx", 0, {"-f", "examples/ingress-nginx/wiki.yaml"}},
+    /* Sidecar mode next to a gateway host: the workload's policy, the local provider, the
+     * namespace's ServiceEntry and shard; the central shards without the sidecar entry. */
+    {"sidecar", 0, {"-f", "examples/echoserver.yaml", "examples/sidecar/protectedhost.yaml"}},
     {"invalid", 1, {"-f", "controller/tests/data/invalid.yaml"}},
     /* Under an admin policy: authd's entry carries the issuer prefixes that admitted it. */
     {"policy",

@@ -88,6 +88,35 @@ static const struct spec_case spec_cases[] = {
      "spec.gateway.name: \"Public\" is not a Gateway name"},
     {"{" BASE ",\"gateway\":{\"name\":\"public\",\"selector\":{\"istio\":\"x\"}}}", false,
      "spec.gateway: set either selector (gateway pods) or name (a Gateway API Gateway)"},
+    /* Sidecar mode: spec.workload instead of spec.gateway. */
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchLabels\":{\"app\":\"echo\"}}}}", false, NULL},
+    /* The apiserver's defaults of spec.gateway are not a gateway set next to it. */
+    {"{" BASE ",\"gateway\":{\"namespace\":\"istio-system\"},"
+     "\"workload\":{\"selector\":{\"matchLabels\":{\"app\":\"echo\"}}}}",
+     false, NULL},
+    {"{" BASE ",\"gateway\":{\"selector\":{\"istio\":\"x\"}},"
+     "\"workload\":{\"selector\":{\"matchLabels\":{\"app\":\"echo\"}}}}",
+     false, "spec.workload: set either workload (the app's own pods, sidecar mode) or gateway"},
+    {"{" BASE ",\"gateway\":{\"namespace\":\"edge\"},"
+     "\"workload\":{\"selector\":{\"matchLabels\":{\"app\":\"echo\"}}}}",
+     false, "spec.workload: set either"},
+    {"{" BASE ",\"workload\":{}}", false, "spec.workload.selector: Required value"},
+    {"{" BASE ",\"workload\":{\"selector\":{}}}", false,
+     "spec.workload.selector.matchLabels: Required value"},
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchLabels\":{}}}}", false,
+     "spec.workload.selector.matchLabels: Required value"},
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchLabels\":{\"app\":\"-x\"}}}}", false,
+     "spec.workload.selector.matchLabels.app: must be a label value"},
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchLabels\":{\"a b\":\"x\"}}}}", false,
+     "spec.workload.selector.matchLabels: \"a b\" is not a label key"},
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchLabels\":{\"example.com/app\":\"x\"}}}}", false,
+     NULL},
+    {"{" BASE ",\"workload\":{\"selector\":{\"matchExpressions\":[],"
+     "\"matchLabels\":{\"app\":\"x\"}}}}",
+     false, "spec.workload.selector.matchExpressions: unknown field"},
+    {"{" BASE ",\"workload\":{\"name\":\"x\",\"selector\":{\"matchLabels\":{\"app\":\"x\"}}}}",
+     false, "spec.workload.name: unknown field"},
+    {"{" BASE ",\"workload\":\"echo\"}", false, "spec.workload: must be an object"},
     {"\"not an object\"", false, "spec: Required value"},
 };
 

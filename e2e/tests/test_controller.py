@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -711,6 +712,43 @@ def test_render_is_deterministic_and_valid(api, istio_validate, tmp_path):
     for p in policies:
         api.kubectl("apply", "--dry-run=server", "-f", str(p))
     api.kubectl("apply", "--dry-run=server", "-f", str(out / "authd-config-secrets.yaml"))
+
+
+def test_render_of_sidecar_mode_is_valid(api, istio_validate, tmp_path):
+    """examples/sidecar next to a gateway host, with and without skip paths (a rule with no
+    operation: Istio refuses an empty one): Istio's validation and the apiserver accept the
+    workload's policy, the ServiceEntry of the local name, the namespace's shard and a mesh
+    config with both providers."""
+    ph = yaml.safe_load((REPO / "examples" / "sidecar" / "protectedhost.yaml").read_text())
+    bare = {**ph, "metadata": {"name": "bare", "namespace": "team-b"},
+            "spec": {k: v for k, v in ph["spec"].items() if k != "paths"}}
+    bare["spec"]["hosts"] = ["bare.example.com"]
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump(bare))
+    out = tmp_path / "out"
+    subprocess.run([controller_path(), "render", "-f", str(REPO / "examples" / "echoserver.yaml"),
+                    str(REPO / "examples" / "sidecar" / "protectedhost.yaml"),
+                    str(tmp_path / "bare.yaml"), "-o", str(out)], check=True, timeout=60)
+    docs = sorted(out.glob("authorizationpolicy-*.yaml")) + sorted(out.glob("serviceentry-*.yaml"))
+    assert [d.name for d in docs] == [
+        "authorizationpolicy-portcullis-team-a-echo.yaml",
+        "authorizationpolicy-portcullis-team-b-bare.yaml",
+        "authorizationpolicy-portcullis-test-auth-echo.yaml",
+        "serviceentry-team-a-portcullis-authd-local.yaml",
+        "serviceentry-team-b-portcullis-authd-local.yaml"]
+    assert yaml.safe_load(docs[1].read_text())["spec"]["rules"] == [{}]
+    proc = subprocess.run([istio_validate, "policy", *map(str, docs)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    mesh = out / "mesh-config.yaml"
+    assert [p["name"] for p in yaml.safe_load(mesh.read_text())["extensionProviders"]] == [
+        "portcullis", "portcullis-local"]
+    proc = subprocess.run([istio_validate, "mesh", str(mesh)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for ns in ("team-a", "team-b"):
+        api.kubectl("create", "namespace", ns, check=False)
+    for p in [*docs, *sorted(out.glob("authd-sidecar-config-*.yaml"))]:
+        api.kubectl("apply", "--dry-run=server", "-f", str(p))
 
 
 def test_egress_failure_is_reported(api, ctl):

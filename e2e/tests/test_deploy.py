@@ -171,6 +171,32 @@ def test_authd_deployment_service_and_pdb():
     assert find(docs, "PodDisruptionBudget", "portcullis-authd")["spec"]["minAvailable"] == 1
 
 
+def test_sidecar_component_adds_a_hardened_authd_and_names_its_secrets():
+    """deploy/components/sidecar as examples/sidecar uses it: the authd container on the pod's
+    loopback, reading one shard by name; the controller may write only its two objects."""
+    docs = [d for d in yaml.safe_load_all(subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "examples" / "sidecar")], check=True,
+        capture_output=True, text=True, timeout=60).stdout) if d]
+    assert {d["metadata"].get("namespace") for d in docs} == {"team-a"}
+    pod = find(docs, "Deployment", "echo")["spec"]["template"]
+    authd = next(c for c in pod["spec"]["containers"] if c["name"] == "portcullis-authd")
+    assert "--listen=127.0.0.1:4180" in authd["args"]
+    assert "--config-secret=portcullis-authd-config-00" in authd["args"]
+    assert authd["securityContext"]["readOnlyRootFilesystem"] is True
+    assert authd["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeInboundPorts"] == "9090"
+    reader = find(docs, "Role", "portcullis-authd-sidecar")["rules"][0]
+    assert reader["resourceNames"] == ["portcullis-authd-config-00", "portcullis-revocations"]
+    assert find(docs, "RoleBinding", "portcullis-authd-sidecar")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "echo", "namespace": "team-a"}]
+    writer = find(docs, "Role", "portcullis-controller-sidecar")["rules"]
+    assert [r.get("resourceNames") for r in writer] == [
+        None, ["portcullis-authd-config-00"], None, ["portcullis-authd-local"]]
+    assert all(r["verbs"] == ["create"] for r in writer if "resourceNames" not in r)
+    assert find(docs, "RoleBinding", "portcullis-controller-sidecar")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "portcullis-controller", "namespace": NS}]
+
+
 def test_authd_role_is_namespaced():
     docs = kustomize()
     role = find(docs, "Role", "portcullis-authd")
@@ -350,6 +376,7 @@ CONTROLLER_CAN = [
     ("update", "secrets/portcullis-authd-config-ff", "-n", NS),
     ("list", "leases.coordination.k8s.io", "-n", NS),
     ("watch", "leases.coordination.k8s.io", "-n", NS),
+    ("watch", "leases.coordination.k8s.io", "-A"),  # sidecars' Leases, read only
     ("update", "configmaps/istio", "-n", "istio-system"),
     ("create", "configmaps", "-n", "istio-system"),
     ("create", "events", "-n", "default"),

@@ -1,45 +1,54 @@
-"""The auth sidecar (docs/design.md "auth sidecar"), proven with istiod: a CUSTOM policy that
-selects a workload's pods sends every request to that workload through the authd container in
-the same pod — Istio's in-pod ext_authz pattern: a provider whose service is a local name
-(`portcullis-authd.local`, a ServiceEntry with the endpoint 127.0.0.1:4180).
+"""Sidecar mode (README.md "Sidecar mode"), proven with istiod and the controller: a
+ProtectedHost with spec.workload protects an app's pods through the authd container in the
+same pod — Istio's in-pod ext_authz pattern: the provider portcullis-local, whose service is
+a local name that a ServiceEntry in the namespace resolves to 127.0.0.1:4180.
 
-The pod is a network namespace the test creates: the app, authd on 127.0.0.1:4180, and Envoy
-bootstrapped as the workload's sidecar, with the inbound redirect Istio's init container
-installs (nat PREROUTING → 15006; outbound capture is not needed: the app calls nothing).
-istiod sees the pod as a WorkloadEntry at the namespace's address behind a ServiceEntry.
-The namespace's PeerAuthentication is DISABLE: with Istio's default (PERMISSIVE) the inbound
-listener has a TLS chain whose certificates only istio-agent serves (SDS), and Envoy never
-becomes ready without one.
+The pod is a network namespace the test creates: the app, authd on the pod's 127.0.0.1:4180
+as deploy/components/sidecar runs it (--watch-config --config-secret, on a token of the pod's
+ServiceAccount, which the component's Role lets read that one Secret), and Envoy bootstrapped
+as the workload's sidecar, with the inbound redirect Istio's init container installs (nat
+PREROUTING → 15006; outbound capture is not needed: the app calls nothing). istiod sees the pod
+as a WorkloadEntry behind a ServiceEntry (the stand-in for its Service). The namespace's
+PeerAuthentication is DISABLE: with Istio's default (PERMISSIVE) the inbound listener has a TLS
+chain whose certificates only istio-agent serves (SDS). kube-apiserver listens on this
+namespace's loopback, so the pod reaches it through a TCP forwarder pair (plumbing, like the
+veth).
 
-The controller does not render this policy yet (no `spec.workload`); the test writes it the
-way the controller renders a gateway's, with the workload's selector, the local provider and
-no host restriction (every request to the pod is checked; authd refuses hosts it does not
-know). Real: kube-apiserver, istiod, Envoy, portcullis-authd, oidc-provider."""
+Everything else comes from the controller, running on its ServiceAccount's token with
+deploy/'s RBAC and the component's RoleBinding in the app's namespace: the workload's policy,
+the provider in the mesh config, the ServiceEntry and the namespace's config shard. Real:
+kube-apiserver, istiod, Envoy, portcullis-controller, portcullis-authd, oidc-provider."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 import yaml
 
-from e2e.harness.authd import MESH_PROVIDER
+from e2e.harness.authd import idp_login, set_cookies
 from e2e.harness.istio import (EXT_AUTHZ, MESH_DEFAULTS, RBAC, Istiod, Netns, Parts, Proxy,
-                               apply, mesh_configmap, netns_cluster, rule_strings, service_entry,
-                               shadow_rules)
+                               apply, mesh_configmap, netns_cluster, rule_strings, shadow_rules)
 from e2e.harness.peers import OidcProvider
-from e2e.harness.proc import AUTHD, Proc, free_port, http, skip_e2e, wait_for, work_dir
+from e2e.harness.proc import (AUTHD, CONTROLLER, REPO, Proc, built, free_port, http, skip_e2e,
+                              wait_for, work_dir)
 
 pytestmark = [
     pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the pod's network namespace"),
 ]
 
-NS, APP_PORT, INBOUND = "test-auth", 8080, 15006
+NS, OTHER, AUTHD_NS = "test-auth", "other-team", "portcullis-system"
+APP_PORT, INBOUND = 8080, 15006
 HOST = f"echo.{NS}.svc.cluster.local"
-LOCAL = "portcullis-authd.local"
+LOCAL = "portcullis-authd.portcullis.local"
+POLICY = f"portcullis-{NS}-echo"
+SHARD = "portcullis-authd-config-00"
 
 
 def inbound_capture(netns: Netns, keep: list[int]) -> None:
@@ -58,14 +67,39 @@ def inbound_capture(netns: Netns, keep: list[int]) -> None:
                        capture_output=True, timeout=30)
 
 
-def workload_policy(not_paths: list[str]) -> dict:
-    return {
-        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-        "metadata": {"name": "portcullis-test-auth-echo", "namespace": NS},
-        "spec": {"action": "CUSTOM", "provider": {"name": "portcullis-local"},
-                 "selector": {"matchLabels": {"app": "echo"}},
-                 "rules": [{"to": [{"operation": {"notPaths": not_paths}}]}]},
-    }
+def protected_host(issuer: str) -> dict:
+    return {"apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
+            "metadata": {"name": "echo", "namespace": NS},
+            "spec": {"workload": {"selector": {"matchLabels": {"app": "echo"}}},
+                     "hosts": [HOST, "*.wild.test"],
+                     "oidc": {"issuerURL": issuer, "clientID": "echo",
+                              "clientSecretRef": {"name": "echo-oidc", "key": "client-secret"}},
+                     "access": {"allowedGroups": ["admins"]},
+                     "paths": {"skip": ["/public/*"]}}}
+
+
+def secret(ns: str, name: str, data: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+            "stringData": data}
+
+
+def apply_component_rbac(api, d) -> None:
+    """deploy/components/sidecar's Roles in NS, as the app's kustomization builds them."""
+    (d / "app").mkdir()
+    (d / "app" / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": NS,
+        "components": [os.path.relpath(REPO / "deploy" / "components" / "sidecar", d / "app")]}))
+    built_yaml = subprocess.run(["kubectl", "kustomize", str(d / "app")], check=True,
+                                capture_output=True, text=True, timeout=60).stdout
+    api.kubectl("apply", "-f", "-", input=built_yaml)
+
+
+def authd_argv() -> list[str]:
+    """The container's args from the component, with what a pod gives it implicitly."""
+    patch = yaml.safe_load((REPO / "deploy" / "components" / "sidecar" /
+                            "authd-container.yaml").read_text())
+    return patch["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 @pytest.fixture(scope="module")
@@ -74,32 +108,64 @@ def pod():
     parts = Parts()
     start = parts.start
     try:
-        netns, api = netns_cluster(parts, (NS, "istio-system"))
+        netns, api = netns_cluster(parts, (NS, OTHER, AUTHD_NS, "istio-system"))
+        api.kubectl("apply", "-f", str(REPO / "crds" / "protectedhost.yaml"))
+        api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/protectedhosts.portcullis.io")
+        api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
+                    "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"))
+        api.kubectl("create", "serviceaccount", "default", "-n", NS)
+        apply_component_rbac(api, d)
         idp = OidcProvider([{"clientId": "echo", "secret": "echo-secret",
-                             "redirectUris": [f"http://{HOST}/oauth2/callback"]}],
+                             "redirectUris": [f"http://{HOST}/oauth2/callback"]},
+                            {"clientId": "other", "secret": "other-team-secret",
+                             "redirectUris": ["http://other.example.com/oauth2/callback"]}],
                            port=free_port(netns.host_ip), issuer_host=netns.host_ip)
         idp.host = netns.host_ip
         start(idp)
+        apply(api, mesh_configmap(MESH_DEFAULTS),
+              secret(NS, "echo-oidc", {"client-secret": "echo-secret"}),
+              secret(OTHER, "other-oidc", {"client-secret": "other-team-secret"}),
+              {"apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
+               "metadata": {"name": "other", "namespace": OTHER},
+               "spec": {"hosts": ["other.example.com"],
+                        "oidc": {"issuerURL": idp.issuer, "clientID": "other",
+                                 "clientSecretRef": {"name": "other-oidc",
+                                                     "key": "client-secret"}}}})
+        metrics = free_port()
+        controller = start(Proc("controller", [
+            built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run",
+            f"--kubeconfig={api.service_account_kubeconfig(AUTHD_NS, 'portcullis-controller')}",
+            "--mesh-config=istio", "--leader-elect=false", "--allow-insecure-issuers",
+            f"--metrics-addr=127.0.0.1:{metrics}"], log_path=d / "controller.log"))
+        controller.wait_http(f"http://127.0.0.1:{metrics}/readyz", ok=lambda s: s == 200)
         # The app: a static file server in the pod, with /public/ to skip.
         (d / "www" / "public").mkdir(parents=True)
         (d / "www" / "index.html").write_text("the app\n")
         (d / "www" / "public" / "logo.txt").write_text("public\n")
-        app = start(Proc("app", ["ip", "netns", "exec", netns.name, sys.executable, "-m",
-                                 "http.server", str(APP_PORT), "--bind", netns.ip,
-                                 "--directory", d / "www"], log_path=d / "app.log"))
-        # authd, the pod's second container, on the pod's loopback.
+        start(Proc("app", ["ip", "netns", "exec", netns.name, sys.executable, "-m",
+                           "http.server", str(APP_PORT), "--bind", netns.ip,
+                           "--directory", d / "www"], log_path=d / "app.log"))
+        # The apiserver as the pod sees it: its own 127.0.0.1:<port>, forwarded out.
+        relay = free_port(netns.host_ip)
+        start(Proc("apiserver-relay", [sys.executable, "-m", "e2e.harness.tcpfwd", netns.host_ip,
+                                       str(relay), "127.0.0.1", str(api.port)],
+                   cwd=REPO, log_path=d / "relay-out.log")).wait_port(relay, netns.host_ip)
+        start(Proc("apiserver-in-pod", ["ip", "netns", "exec", netns.name, sys.executable, "-m",
+                                        "e2e.harness.tcpfwd", "127.0.0.1", str(api.port),
+                                        netns.host_ip, str(relay)],
+                   cwd=REPO, log_path=d / "relay-in.log"))
+        # authd, the pod's second container, on the pod's ServiceAccount token.
         (d / "cookie").write_text(os.urandom(24).hex())
-        (d / "config.yaml").write_text(yaml.safe_dump({"hosts": [{
-            "id": f"{NS}/echo", "hosts": [HOST],
-            "oidc": {"issuerURL": idp.issuer, "clientID": "echo", "clientSecret": "echo-secret"},
-            "paths": {"skip": ["/public/*"]}}]}))
         authd_admin = free_port()
-        authd = start(Proc("authd", ["ip", "netns", "exec", netns.name, AUTHD,
-                                     f"--config={d / 'config.yaml'}", "--allow-insecure-issuers",
-                                     "--listen=127.0.0.1:4180",
-                                     f"--admin-listen={netns.ip}:{authd_admin}",
-                                     f"--cookie-secret-file={d / 'cookie'}"],
-                           log_path=d / "authd.log"))
+        pod_kubeconfig = api.service_account_kubeconfig(NS, "default")
+        args = [a for a in authd_argv() if not a.startswith(("--admin-listen",
+                                                              "--cookie-secret-file"))]
+        authd = start(Proc("authd", [
+            "ip", "netns", "exec", netns.name, AUTHD, *args, "--allow-insecure-issuers",
+            f"--admin-listen={netns.ip}:{authd_admin}", f"--cookie-secret-file={d / 'cookie'}",
+            f"--kubeconfig={pod_kubeconfig}", f"--config-namespace={NS}", "--log-level=debug"],
+            env={"POD_NAME": "echo-0"}, log_path=d / "authd.log"))
         authd.wait_http(f"http://{netns.ip}:{authd_admin}/readyz", ok=lambda s: s == 200)
         admin = free_port()
         inbound_capture(netns, keep=[authd_admin, admin])
@@ -114,23 +180,37 @@ def pod():
         plaintext = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
                      "metadata": {"name": "plaintext", "namespace": NS},
                      "spec": {"mtls": {"mode": "DISABLE"}}}
-        provider = {"name": "portcullis-local",
-                    "envoyExtAuthzHttp": {"service": LOCAL, "port": 4180, **MESH_PROVIDER}}
-        apply(api, mesh_configmap({**MESH_DEFAULTS, "extensionProviders": [provider]}),
-              service_entry("portcullis-authd-local", NS, LOCAL, 4180, 4180),
-              svc, we, plaintext, workload_policy(["/public/*"]))
+        apply(api, svc, we, plaintext, protected_host(idp.issuer))
         istiod = start(Istiod(api, grpc_host=netns.host_ip))
         proxy = start(Proxy(istiod, "echo-0", {"app": "echo"}, namespace=NS, kind="sidecar",
                             ip=netns.ip, netns=netns.name, admin_port=admin))
         proxy.wait_listener(INBOUND, probe=lambda lst: EXT_AUTHZ in str(lst))
-        yield {"api": api, "istiod": istiod, "proxy": proxy, "netns": netns, "authd": authd}
+        yield {"api": api, "istiod": istiod, "proxy": proxy, "netns": netns, "authd": authd,
+               "authd_admin": f"http://{netns.ip}:{authd_admin}", "idp": idp,
+               "pod_kubeconfig": pod_kubeconfig, "controller": controller}
     finally:
         parts.stop()
 
 
-def get(pod, path: str = "/", host: str = HOST):
-    return http("GET", f"http://{pod['netns'].ip}:{APP_PORT}{path}",
-                headers={"Host": host, "Accept": "application/json"})
+def get(pod, path: str = "/", host: str = HOST, cookies: dict | None = None,
+        accept: str = "application/json"):
+    headers = {"Host": host, "Accept": accept}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    return http("GET", f"http://{pod['netns'].ip}:{APP_PORT}{path}", headers=headers)
+
+
+def login(pod, user: str) -> dict:
+    """The code flow through the pod's sidecar, as a browser on HOST does it: the session
+    cookies."""
+    status, headers, _ = get(pod, "/", accept="text/html")
+    assert status == 302, status
+    jar = {k: v for k, v in set_cookies(headers).items() if v}
+    back = urllib.parse.urlsplit(idp_login(headers["Location"], user, f"{user}-password"))
+    status, headers, body = get(pod, f"{back.path}?{back.query}", cookies=jar, accept="text/html")
+    assert status == 302, (status, body[:300])
+    jar.update({k: v for k, v in set_cookies(headers).items() if v})
+    return {k: v for k, v in jar.items() if not k.startswith("_portcullis_csrf_")}
 
 
 def inbound_filters(proxy: Proxy) -> list[dict]:
@@ -143,7 +223,33 @@ def inbound_filters(proxy: Proxy) -> list[dict]:
     return out
 
 
-def test_istiod_puts_the_local_check_on_the_sidecars_inbound(pod):
+def kube_json(api, *args) -> dict:
+    return json.loads(api.kubectl(*args, "-o", "json").stdout)
+
+
+def shard_text(api, ns: str, name: str) -> str:
+    obj = kube_json(api, "-n", ns, "get", "secret", name)
+    return base64.b64decode(obj["data"]["hosts.yaml"]).decode()
+
+
+def decisions(pod) -> float:
+    _, _, body = http("GET", f"{pod['authd_admin']}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith("portcullis_authd_decisions_total"))
+
+
+def test_the_controller_renders_the_workload_policy_and_istiod_puts_it_on_the_sidecar(pod):
+    api = pod["api"]
+    policy = kube_json(api, "-n", NS, "get", "authorizationpolicy", POLICY)
+    assert policy["spec"]["provider"] == {"name": "portcullis-local"}
+    assert policy["spec"]["selector"] == {"matchLabels": {"app": "echo"}}
+    assert policy["spec"]["rules"] == [{"to": [{"operation": {"notPaths": ["/public/*"]}}]}]
+    mesh = yaml.safe_load(kube_json(api, "-n", "istio-system", "get", "configmap",
+                                    "istio")["data"]["mesh"])
+    local = [p for p in mesh["extensionProviders"] if p["name"] == "portcullis-local"]
+    assert local and local[0]["envoyExtAuthzHttp"]["service"] == LOCAL
+    se = kube_json(api, "-n", NS, "get", "serviceentry", "portcullis-authd-local")
+    assert se["spec"]["endpoints"] == [{"address": "127.0.0.1"}]
     filters = inbound_filters(pod["proxy"])
     authz = [f["typed_config"] for f in filters if f["name"] == EXT_AUTHZ]
     assert authz and all(a["http_service"]["server_uri"]["cluster"] ==
@@ -153,30 +259,82 @@ def test_istiod_puts_the_local_check_on_the_sidecars_inbound(pod):
     assert pod["istiod"].xds_rejects() == 0
 
 
-def test_requests_to_the_pod_go_through_its_authd(pod):
+def test_ready_once_the_sidecar_reports_its_shard(pod):
+    api = pod["api"]
+
+    def ready():
+        ph = kube_json(api, "-n", NS, "get", "protectedhost", "echo")
+        conds = {c["type"]: c for c in ph.get("status", {}).get("conditions", [])}
+        return conds.get("Ready", {}).get("status") == "True" and conds["Ready"]
+    cond = wait_for("the sidecar ProtectedHost to be Ready", ready)
+    assert f"{NS}/{POLICY}" in cond["message"]
+    lease = kube_json(api, "-n", NS, "get", "lease", "portcullis-authd-echo-0")
+    assert "00=" in lease["metadata"]["annotations"]["portcullis.io/loaded"]
+
+
+def test_login_through_the_sidecar_and_access_rules(pod):
     status, headers, body = get(pod)
     assert status == 401, body[:300]
     assert headers["WWW-Authenticate"].startswith("Bearer")
-    # Any Host reaches the same check: authd refuses one it does not protect.
+    alice = login(pod, "alice")
+    status, _, body = get(pod, cookies=alice, accept="text/html")
+    assert status == 200 and body == b"the app\n"
+    bob = login(pod, "bob")
+    assert get(pod, cookies=bob, accept="text/html")[0] == 403
+
+
+def test_any_host_reaches_the_check(pod):
+    """No host condition on a workload's policy: Hosts authd does not protect are refused,
+    and a wildcard host with a port or a trailing dot is checked (no EnvoyFilter needed)."""
     assert get(pod, host=f"{pod['netns'].ip}:{APP_PORT}")[0] == 403
+    assert get(pod, host="a.wild.test:8443")[0] == 401
+    assert get(pod, host=f"{HOST}.")[0] != 200
+    assert not kube_json(pod["api"], "-n", NS, "get", "envoyfilters")["items"]
 
 
-def test_skipped_paths_reach_the_app_unchecked(pod):
+def test_skipped_paths_reach_the_app_without_a_check(pod):
+    before = decisions(pod)
     status, _, body = get(pod, "/public/logo.txt")
     assert status == 200 and body == b"public\n"
+    assert decisions(pod) == before
+    assert get(pod, "/")[0] == 401 and decisions(pod) == before + 1
 
 
-def test_without_the_policy_the_pod_is_open(pod):
-    """Control: the check comes from the policy, not from the redirect."""
+def test_namespaces_keep_their_client_secrets(pod):
+    """The namespace's shard holds its own entry only; the central shards never hold it; the
+    pod's ServiceAccount reads its shard and no other Secret, here or elsewhere."""
+    api = pod["api"]
+    mine = shard_text(api, NS, SHARD)
+    assert "echo-secret" in mine and "other-team-secret" not in mine and f"{OTHER}/" not in mine
+    central = "".join(shard_text(api, AUTHD_NS, f"portcullis-authd-config-{s:02x}")
+                      for s in range(16))
+    assert "other-team-secret" in central and "echo-secret" not in central
+    as_pod = pod["pod_kubeconfig"]
+    ok = api.kubectl("-n", NS, "get", "secret", SHARD, kubeconfig=as_pod, check=False)
+    assert ok.returncode == 0, ok.stderr
+    for args in (("-n", OTHER, "get", "secret", "other-oidc"),
+                 ("-n", NS, "get", "secret", "echo-oidc"),
+                 ("-n", AUTHD_NS, "get", "secret", "portcullis-authd-config-00"),
+                 ("-n", NS, "get", "secrets")):
+        r = api.kubectl(*args, kubeconfig=as_pod, check=False)
+        assert r.returncode != 0 and "forbidden" in r.stderr.lower(), (args, r.stdout)
+
+
+def test_deleting_the_protected_host_unprotects_and_cleans_up(pod):
     api, proxy = pod["api"], pod["proxy"]
-    api.kubectl("-n", NS, "delete", "authorizationpolicy", "portcullis-test-auth-echo")
+    api.kubectl("-n", NS, "delete", "protectedhost", "echo", "--timeout=60s")
     wait_for("istiod to take the check off the sidecar",
              lambda: not [f for f in inbound_filters(proxy) if f["name"] == EXT_AUTHZ],
              ignore=(OSError, ValueError))
     status, _, body = get(pod)
     assert status == 200 and body == b"the app\n"
-    apply(api, workload_policy(["/public/*"]))
-    wait_for("istiod to put it back",
-             lambda: [f for f in inbound_filters(proxy) if f["name"] == EXT_AUTHZ],
-             ignore=(OSError, ValueError))
-    assert get(pod)[0] == 401
+    for kind, name in (("authorizationpolicy", POLICY), ("secret", SHARD),
+                       ("serviceentry", "portcullis-authd-local")):
+        r = api.kubectl("-n", NS, "get", kind, name, "--ignore-not-found", "-o", "name")
+        assert r.stdout.strip() == "", (kind, r.stdout)
+
+    def local_gone():
+        mesh = yaml.safe_load(kube_json(api, "-n", "istio-system", "get", "configmap",
+                                        "istio")["data"]["mesh"])
+        return all(p["name"] != "portcullis-local" for p in mesh["extensionProviders"])
+    wait_for("the controller to drop the portcullis-local provider", local_gone)
