@@ -1341,7 +1341,13 @@ parse_redis_fields(struct ctx *c, const struct pc_ynode *n, struct authd_redis_c
         (rc = get_duration(c, n, "revalidate", "redis", &r->revalidate)) != 0 ||
         (rc = get_duration(c, n, "grace", "redis", &r->grace)) != 0)
         return rc;
-    if ((why = parse_redis_url(r)) != NULL)
+    /* Never echoed with userinfo: "redis://:password@host" would put it in the log. */
+    if ((why = parse_redis_url(r)) != NULL && strchr(r->url, '@') != NULL)
+        return fail(c, pc_ynode_get(n, "url"),
+                    "redis.url: %s (the value is not shown: it "
+                    "holds userinfo; the password goes in passwordFile)",
+                    why);
+    if (why != NULL)
         return fail(c, pc_ynode_get(n, "url"), "redis.url: \"%s\" %s", r->url, why);
     if (db != NULL && !is_null(db)) {
         char *e = NULL;

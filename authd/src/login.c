@@ -557,7 +557,21 @@ sign_out_redis(struct authd_server *srv, const struct authd_host *host, const st
     const struct authd_session *s = NULL;
     int rc = authd_store_sign_out(srv->store, host, h->cookie, &s, sign_out_done, so);
 
-    sign_out_reply(srv, host, h, host_name, target, s, r);
+    if (rc == PC_EIO) {
+        /* Redis is unreachable: a copy of the cookie would still open the session, so this
+         * is not a sign-out. The browser's cookies are cleared; the page says to retry. */
+        struct authd_strlist set_cookie = {0};
+
+        authd_session_clear(host, h->cookie, true, &set_cookie);
+        authd_reply_page(r, 503, "Sign-out not completed",
+                         "Your session could not be ended because the session store is "
+                         "unreachable. Sign out again in a moment.");
+        authd_reply_header(r, "Cache-Control", "no-store");
+        add_set_cookies(r, &set_cookie);
+        authd_strlist_release(&set_cookie);
+    } else {
+        sign_out_reply(srv, host, h, host_name, target, s, r);
+    }
     if (rc == 0) {
         so->host_name = pc_xstrdup(host_name);
         so->policy = pc_xstrdup(host->id);

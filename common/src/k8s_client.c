@@ -666,6 +666,9 @@ k8s_list_pages(struct k8s_client *c, struct k8s_pages *p, struct pc_diag *diag)
 static int
 collect_page(void *ud, json_t *items)
 {
+    /* An empty PartialObjectMetadataList has "items": null. */
+    if (!json_is_array(items))
+        return 0;
     return json_array_extend(ud, items) == 0 ? 0 : PC_EINVAL;
 }
 

@@ -261,6 +261,9 @@ def test_redis_killed_held_sessions_pass_for_grace_new_logins_get_the_page(env):
     assert checks and all(c["seconds"] < 2 for _, c in checks), \
         max(c["seconds"] for _, c in checks)
     assert all(c["status"] == 200 for at, c in checks if at < killed_at + GRACE - 1)
+    # signing out cannot delete the session now: not a sign-out, and the page says so
+    r = a.request("/oauth2/sign_out", cookies=jar)
+    assert r["status"] == 503 and b"Sign-out not completed" in r["body"], r["status"]
     # Redis back (empty: no persistence here) -> logins work again without an authd restart
     redis.start()
     wait_for("authd to reconnect", lambda: a.readyz()[1].get("redis") == "up", timeout=10)

@@ -113,7 +113,8 @@ def pod():
         api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/protectedhosts.portcullis.io")
         api.kubectl("apply", "-f", str(REPO / "deploy" / "controller-rbac.yaml"),
-                    "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"))
+                    "-f", str(REPO / "deploy" / "controller-mesh-rbac.yaml"),
+                    "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
         api.kubectl("create", "serviceaccount", "default", "-n", NS)
         apply_component_rbac(api, d)
         idp = OidcProvider([{"clientId": "echo", "secret": "echo-secret",
