@@ -12,26 +12,8 @@
 #include <cmocka.h>
 
 #include "controller.h"
+#include "spec_util.h"
 #include "portcullis/json.h"
-
-static json_t *
-spec_of(const char *text)
-{
-    json_t *in = json_loads(text, 0, NULL), *out = NULL;
-    struct ctl_errors errs = {0};
-
-    assert_non_null(in);
-    if (ctl_spec_normalize(in, false, &out, &errs) != 0)
-        fail_msg("invalid: %s", errs.msg[0]);
-    json_decref(in);
-    return out;
-}
-
-static char *
-dump(const json_t *j)
-{
-    return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-}
 
 static void
 test_policy(void **state)
