@@ -557,9 +557,10 @@ sign_out_redis(struct authd_server *srv, const struct authd_host *host, const st
     const struct authd_session *s = NULL;
     int rc = authd_store_sign_out(srv->store, host, h->cookie, &s, sign_out_done, so);
 
-    if (rc == PC_EIO) {
-        /* Redis is unreachable: a copy of the cookie would still open the session, so this
-         * is not a sign-out. The browser's cookies are cleared; the page says to retry. */
+    if (rc != 0 && rc != PC_ENOTFOUND) {
+        /* The DEL was not sent (Redis unreachable, or its queue full): a copy of the cookie
+         * would still open the session, so this is not a sign-out. The browser's cookies are
+         * cleared; the page says to retry. */
         struct authd_strlist set_cookie = {0};
 
         authd_session_clear(host, h->cookie, true, &set_cookie);
@@ -578,9 +579,9 @@ sign_out_redis(struct authd_server *srv, const struct authd_host *host, const st
         so->user = s ? pc_xstrdup(s->id.email ? s->id.email : s->id.sub) : NULL;
     }
     authd_store_forget(srv->store, host, h->cookie);
-    if (rc == PC_EIO)
+    if (rc != 0 && rc != PC_ENOTFOUND)
         pc_log(PC_LOG_ERROR, "sign_out", "host", host_name, "policy", host->id, "error",
-               "the session could not be deleted in Redis", "reason", "redis down", "request_id",
+               "the session could not be deleted in Redis", "reason", pc_strerror(rc), "request_id",
                r->page.request_id, NULL);
     if (rc != 0) {
         free(so);
