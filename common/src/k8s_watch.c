@@ -391,12 +391,21 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
     if (w->o.ref.metadata_only)
         x.accept = K8S_ACCEPT_METADATA;
     x.path = watch_query(w);
+    pc_log(PC_LOG_DEBUG, "watch_open", "path", w->path, "resource_version", w->rv ? w->rv : "",
+           NULL);
     rc = k8s_xfer_do(w->client, &x, d);
     if (rc == 0 && (x.status < 200 || x.status > 299))
         rc = k8s_status_error(x.status, x.resp.data, x.resp.len, d);
     /* A quiet stream cut by the low-speed timer is healthy: resume from the same version. */
     if (rc == PC_EIO && x.status >= 200 && x.status <= 299 && !atomic_load(&w->stop.flag))
         rc = 0;
+    {
+        char st[16];
+
+        snprintf(st, sizeof(st), "%ld", x.status);
+        pc_log(PC_LOG_DEBUG, "watch_closed", "path", w->path, "status", st, "resource_version",
+               w->rv ? w->rv : "", NULL);
+    }
     k8s_wire_release(&s.wire);
     pc_buf_release(&x.resp);
     free((char *)x.path);

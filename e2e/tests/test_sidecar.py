@@ -133,6 +133,11 @@ def pod():
                         "oidc": {"issuerURL": idp.issuer, "clientID": "other",
                                  "clientSecretRef": {"name": "other-oidc",
                                                      "key": "client-secret"}}}})
+        # Istio's init container installs the inbound capture before any container starts:
+        # a connection opened before it has no conntrack entry, so once the nat rules exist
+        # its next inbound packet counts as new and goes to the sidecar's inbound port.
+        authd_admin, admin = free_port(), free_port()
+        inbound_capture(netns, keep=[authd_admin, admin])
         metrics = free_port()
         controller = start(Proc("controller", [
             built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "run",
@@ -158,7 +163,6 @@ def pod():
                    cwd=REPO, log_path=d / "relay-in.log"))
         # authd, the pod's second container, on the pod's ServiceAccount token.
         (d / "cookie").write_text(os.urandom(24).hex())
-        authd_admin = free_port()
         pod_kubeconfig = api.service_account_kubeconfig(NS, "default")
         args = [a for a in authd_argv() if not a.startswith(("--admin-listen",
                                                               "--cookie-secret-file"))]
@@ -168,8 +172,6 @@ def pod():
             f"--kubeconfig={pod_kubeconfig}", f"--config-namespace={NS}", "--log-level=debug"],
             env={"POD_NAME": "echo-0"}, log_path=d / "authd.log"))
         authd.wait_http(f"http://{netns.ip}:{authd_admin}/readyz", ok=lambda s: s == 200)
-        admin = free_port()
-        inbound_capture(netns, keep=[authd_admin, admin])
         svc = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
                "metadata": {"name": "echo", "namespace": NS},
                "spec": {"hosts": [HOST], "location": "MESH_INTERNAL", "resolution": "STATIC",
