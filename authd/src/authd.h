@@ -1258,6 +1258,8 @@ int authd_kube_start(struct authd_server *srv, const struct authd_kube_opts *o,
                      struct authd_kube **out);
 /* Stops the threads and deletes the Lease; completions still queued touch it no more. */
 void authd_kube_stop(struct authd_kube *k);
+/* The revocation list is in force (lws thread): the Lease may report the config loaded. */
+void authd_kube_revocations_ready(struct authd_kube *k);
 /* Frees (after the pool that may hold its completions). Stops first when needed. NULL: no-op. */
 void authd_kube_free(struct authd_kube *k);
 

@@ -58,6 +58,8 @@ struct authd_kube {
     bool first_sent; /* a merge has been posted */
     uint8_t head_digest[32];
     unsigned rejections[AUTHD_MAX_SHARDS + 1]; /* versions refused since the last merge */
+    /* lws thread: what the Lease is to say once the revocation list is in force too */
+    char *held_loaded, *held_rejected;
 };
 
 /* A merge on its way to the lws thread. */
@@ -87,6 +89,38 @@ publish(struct authd_kube *k, const char *loaded, const char *rejected)
     json_decref(ann);
 }
 
+/*
+ * The Lease says a generation is enforced only when checks are answered by it: until the
+ * revocation list is loaded too, every check gets 503, so the last merge's report waits
+ * (authd_kube_revocations_ready sends it). Takes loaded and rejected.
+ */
+static void
+publish_when_ready(struct authd_kube *k, char *loaded, char *rejected)
+{
+    free(k->held_loaded);
+    free(k->held_rejected);
+    k->held_loaded = k->held_rejected = NULL;
+    if (authd_revoke_ready(k->srv->revoke)) {
+        publish(k, loaded, rejected);
+        free(loaded);
+        free(rejected);
+        return;
+    }
+    k->held_loaded = loaded;
+    k->held_rejected = rejected;
+}
+
+void
+authd_kube_revocations_ready(struct authd_kube *k)
+{
+    if (k == NULL || k->held_loaded == NULL)
+        return;
+    publish(k, k->held_loaded, k->held_rejected);
+    free(k->held_loaded);
+    free(k->held_rejected);
+    k->held_loaded = k->held_rejected = NULL;
+}
+
 static void
 kube_done(struct authd_job *job)
 {
@@ -103,7 +137,8 @@ kube_done(struct authd_job *job)
                 authd_metrics_shard_rejected(srv->metrics, i);
         authd_metrics_shards(srv->metrics, j->nloaded, j->nrejected);
         /* Only now is it enforced: the Lease says so from here on. */
-        publish(j->k, j->loaded, j->rejected);
+        publish_when_ready(j->k, j->loaded, j->rejected);
+        j->loaded = j->rejected = NULL;
     }
     free(j->loaded);
     free(j->rejected);
@@ -421,5 +456,7 @@ authd_kube_free(struct authd_kube *k)
     free(k->field_selector);
     free(k->identity);
     free(k->lease_name);
+    free(k->held_loaded);
+    free(k->held_rejected);
     free(k);
 }

@@ -71,6 +71,7 @@ swap_in(struct authd_revoke *rv, struct authd_revocations *list, const char *sou
     rv->loaded = true;
     snprintf(n, sizeof(n), "%zu", authd_revocations_count(list));
     pc_log(PC_LOG_INFO, "revocations_loaded", "source", source, "entries", n, NULL);
+    authd_kube_revocations_ready(rv->srv->kube);
 }
 
 static void

@@ -175,6 +175,37 @@ def test_a_lagging_replica_is_named_and_ready_returns_when_it_is_back(env, team)
     assert b.check("team.localhost", team["alice"])[0] == 200
 
 
+def test_a_replica_that_cannot_answer_checks_yet_is_not_counted_as_enforcing(env, team):
+    """A replica answers checks only once its revocation list is loaded too (503 before):
+    while portcullis-revocations does not parse, a new replica has the config but its Lease
+    must not say so, and Ready names it; once the list loads, Ready returns and it answers."""
+    api = env["api"]
+    bad = {"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "portcullis-revocations", "namespace": NS},
+           "stringData": {"revocations.yaml": "revoked: [unclosed\n"}}
+    c = WatchingAuthd("authd-c", env["kubeconfig"], env["issuer"], cookie_secret=COOKIE_SECRET)
+    apply(api, bad)
+    try:
+        c.start()
+        wait_for("authd-c refusing to decide",
+                 lambda: c.check("team.localhost", team["alice"])[0] == 503, 30)
+        api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
+                    "-p", json.dumps({"spec": {"access": {"allowedGroups": ["admins", "qa"]}}}))
+        gen = json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
+        cond = wait_for("Ready=False naming authd-c",
+                        lambda: (ready(api, "team", gen) or {}).get("status") == "False" and
+                        ready(api, "team", gen), 30, interval=0.1)
+        assert "authd-c" in cond["message"], cond
+        assert c.check("team.localhost", team["alice"])[0] == 503
+        api.kubectl("-n", NS, "delete", "secret", "portcullis-revocations")
+        wait_for("Ready again", lambda: (ready(api, "team", gen) or {}).get("status") == "True",
+                 60)
+        assert c.check("team.localhost", team["alice"])[0] == 200
+    finally:
+        c.stop()
+        api.kubectl("-n", NS, "delete", "secret", "portcullis-revocations", "--ignore-not-found")
+
+
 def test_apiserver_restart_loses_nothing(env, team):
     api, a, b = env["api"], env["a"], env["b"]
     api.restart()
