@@ -913,14 +913,11 @@ reconcile_live(struct ctl_ctx *c, const char *id, const json_t *obj)
     struct ctl_status_in in = {.obj = obj};
     json_t *policy = NULL;
     char *policy_error = NULL;
-    int rc = 0, prc;
-
-    if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
-        return rc;
     char *why = NULL;
     double waited = 0;
     struct ctl_host *h;
     bool hold_policy, hold_status;
+    int rc = 0, prc;
 
     if (!has_finalizer(obj) && (rc = set_finalizer(c, obj, true)) < 0)
         return rc;
