@@ -664,6 +664,8 @@ void ctl_queue_done(struct ctl_queue *q, const char *key);
 size_t ctl_queue_len(struct ctl_queue *q);
 /* Makes ctl_queue_get return NULL in every thread, now and from now on. */
 void ctl_queue_shutdown(struct ctl_queue *q);
+/* Seconds on the monotonic clock: what the controller's waits and spacings are measured in. */
+double ctl_mono_secs(void);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_metrics.c - counters for /metrics and the small admin HTTP listener                   */
@@ -680,7 +682,7 @@ struct ctl_metrics {
     unsigned long applies;
     double apply_seconds_sum;
     unsigned long apply_buckets[CTL_APPLY_BUCKETS]; /* cumulative counts per le bound */
-    unsigned long status_writes, authd_writes, mesh_writes, policy_deletes;
+    unsigned long status_writes, authd_writes, mesh_writes, policy_deletes, events;
 };
 
 void ctl_metrics_init(struct ctl_metrics *m);
@@ -745,8 +747,11 @@ struct ctl_run_opts {
 struct ctl_ctx {
     struct ctl_run_opts o;
     struct k8s_client *kc;
-    struct ctl_queue *q;  /* "ph:<ns>/<name>", "resync": the key worker */
-    struct ctl_queue *gq; /* "global": the global writer */
+    struct ctl_queue *q;   /* "ph:<ns>/<name>", "resync": the key worker */
+    struct ctl_queue *gq;  /* "global": the global writer */
+    struct ctl_queue *eq;  /* "<kind>:<ns>/<name>": the Event poster (ctl_events.c) */
+    pthread_mutex_t ev_mu; /* guards ev_pending */
+    json_t *ev_pending;    /* eq's key -> the Event that waits for it */
     struct ctl_metrics m;
     pthread_mutex_t mu;     /* guards the caches and counters below; never held before hmu */
     json_t *phs;            /* "ns/name" -> {"text": the ProtectedHost as compact JSON,
@@ -902,6 +907,21 @@ int ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *
 /* Takes "global" from gq until it shuts down; one pass writes what changed, then queues the
  * keys of the hosts that waited for it. */
 void *ctl_global_worker(void *arg);
+/* Keys waiting for the key workers above which they count as having a backlog. */
+#define CTL_BUSY_KEYS 16
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_events.c - Events posted by their own thread, behind the reconciles                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Queues an Event about involved (its identity is copied): kind names the slot ("ready",
+ * "snippet"); a newer Event of the same kind about the same object replaces one not yet posted.
+ */
+void ctl_event_post(struct ctl_ctx *c, const char *kind, const json_t *involved, const char *type,
+                    const char *reason, const char *message);
+/* Posts the queued Events until eq shuts down. */
+void *ctl_event_worker(void *arg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_sidecar.c - sidecar mode at run time: namespace shards, ServiceEntries, Leases       */

@@ -30,22 +30,13 @@
  */
 #define STATUS_DELAY_MS 100
 
-static double
-now_secs(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int
 ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *d)
 {
-    double t0 = now_secs();
+    double t0 = ctl_mono_secs();
     int rc = k8s_apply(c->kc, ref, obj, d);
 
-    ctl_metrics_apply(&c->m, now_secs() - t0);
+    ctl_metrics_apply(&c->m, ctl_mono_secs() - t0);
     return rc;
 }
 
@@ -452,7 +443,7 @@ pass_end(struct ctl_ctx *c, struct pass *p)
         replace(&c->shard_error[s], p->shard_error[s]);
         p->shard_error[s] = NULL;
         if (c->shard_gen[s] != p->shard_gen[s])
-            c->shard_written_at[s] = now_secs();
+            c->shard_written_at[s] = ctl_mono_secs();
         c->shard_gen[s] = p->shard_gen[s];
     }
     moved = ctl_sidecar_record(c, p->sidecar_result);
@@ -547,11 +538,10 @@ global_pass(struct ctl_ctx *c)
 #define MIN_GAP_SECS 0.05
 #define MAX_GAP_SECS 5.0
 /*
- * And while the key workers have a backlog (more than BUSY_KEYS keys waiting), a pass waits
- * for it to drain, up to MAX_DEFER_SECS: the policies of a burst go first, and each pass then
- * carries many hosts instead of a few.
+ * And while the key workers have a backlog (more than CTL_BUSY_KEYS keys waiting), a pass
+ * waits for it to drain, up to MAX_DEFER_SECS: the policies of a burst go first, and each pass
+ * then carries many hosts instead of a few.
  */
-#define BUSY_KEYS 16
 #define MAX_DEFER_SECS 5.0
 #define DEFER_STEP_MS 200
 
@@ -566,10 +556,10 @@ next_pass_at(double started, double ended)
 static void
 run_pass(struct ctl_ctx *c, const char *key, double *next_at)
 {
-    double t0 = now_secs();
+    double t0 = ctl_mono_secs();
     int rc = global_pass(c);
 
-    *next_at = next_pass_at(t0, now_secs());
+    *next_at = next_pass_at(t0, ctl_mono_secs());
     if (rc < 0) {
         long delay = ctl_queue_retry(c->gq, key);
         char ms[32];
@@ -587,13 +577,13 @@ run_pass(struct ctl_ctx *c, const char *key, double *next_at)
 static long
 pass_delay_ms(struct ctl_ctx *c, double next_at, double *since)
 {
-    double now = now_secs();
+    double now = ctl_mono_secs();
 
     if (next_at > now)
         return (long)((next_at - now) * 1000) + 1;
     if (*since == 0)
         *since = now;
-    if (ctl_queue_len(c->q) > BUSY_KEYS && now - *since < MAX_DEFER_SECS)
+    if (ctl_queue_len(c->q) > CTL_BUSY_KEYS && now - *since < MAX_DEFER_SECS)
         return DEFER_STEP_MS;
     *since = 0;
     return 0;

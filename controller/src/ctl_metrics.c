@@ -94,6 +94,8 @@ ctl_metrics_text(struct ctl_metrics *m, size_t queue_depth, bool leader, bool sy
             m->mesh_writes);
     counter(&b, "portcullis_controller_policy_deletes_total", "AuthorizationPolicies deleted.",
             m->policy_deletes);
+    counter(&b, "portcullis_controller_events_total", "Events posted about ProtectedHosts.",
+            m->events);
     pc_buf_appendf(&b, "# HELP %s Duration of writes to the API server.\n# TYPE %s histogram\n", h,
                    h);
     for (size_t i = 0; i < CTL_APPLY_BUCKETS; i++)

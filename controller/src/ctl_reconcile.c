@@ -55,6 +55,9 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->kc = kc;
     c->q = ctl_queue_new();
     c->gq = ctl_queue_new();
+    c->eq = ctl_queue_new();
+    pthread_mutex_init(&c->ev_mu, NULL);
+    c->ev_pending = json_object();
     ctl_metrics_init(&c->m);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->hmu, NULL);
@@ -79,6 +82,9 @@ ctl_ctx_release(struct ctl_ctx *c)
 {
     ctl_queue_free(c->q);
     ctl_queue_free(c->gq);
+    ctl_queue_free(c->eq);
+    pthread_mutex_destroy(&c->ev_mu);
+    json_decref(c->ev_pending);
     ctl_metrics_release(&c->m);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->hmu);
@@ -742,15 +748,6 @@ apply_policy(struct ctl_ctx *c, const char *id, const json_t *policy, char **err
 /* Statuses are not written for a change authd is about to load: Ready=False only after this. */
 #define STATUS_GRACE_SECS 2.0
 
-static double
-mono_secs(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /*
  * Whether every authd replica enforces h's current entry; *why (new) says who does not.
  * *waited gets the seconds since its shard was written. Called with hmu held (takes mu).
@@ -771,7 +768,7 @@ host_enforce(struct ctl_ctx *c, struct ctl_host *h, char **why, double *waited)
     }
     if (h->sidecar)
         return ctl_sidecar_enforce(c, h, why, waited);
-    *waited = mono_secs() - c->shard_written_at[s];
+    *waited = ctl_mono_secs() - c->shard_written_at[s];
     pthread_mutex_lock(&c->mu);
     e = ctl_replicas_enforce(c->replicas, time(NULL), s, h->need_gen, why);
     pthread_mutex_unlock(&c->mu);

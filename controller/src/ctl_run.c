@@ -480,23 +480,28 @@ start_leading_or_elect(struct runner *r)
                                           .ud = r});
 }
 
+/* The key workers, then the global writer, then the Event poster. */
+#define CTL_THREADS (CTL_KEY_WORKERS + 2)
+
 static void
-start_workers(struct runner *r, pthread_t workers[CTL_KEY_WORKERS + 1])
+start_workers(struct runner *r, pthread_t workers[CTL_THREADS])
 {
     for (int i = 0; i < CTL_KEY_WORKERS; i++)
         if (pthread_create(&workers[i], NULL, ctl_worker, &r->c) != 0)
             abort();
-    if (pthread_create(&workers[CTL_KEY_WORKERS], NULL, ctl_global_worker, &r->c) != 0)
+    if (pthread_create(&workers[CTL_KEY_WORKERS], NULL, ctl_global_worker, &r->c) != 0 ||
+        pthread_create(&workers[CTL_KEY_WORKERS + 1], NULL, ctl_event_worker, &r->c) != 0)
         abort();
 }
 
 static void
-stop_all(struct runner *r, pthread_t workers[CTL_KEY_WORKERS + 1], struct ctl_http *http)
+stop_all(struct runner *r, pthread_t workers[CTL_THREADS], struct ctl_http *http)
 {
     atomic_store(&r->stopping, true);
     ctl_queue_shutdown(r->c.q);
     ctl_queue_shutdown(r->c.gq);
-    for (int i = 0; i <= CTL_KEY_WORKERS; i++)
+    ctl_queue_shutdown(r->c.eq);
+    for (int i = 0; i < CTL_THREADS; i++)
         pthread_join(workers[i], NULL);
     k8s_elector_stop(r->elector); /* releases the lease: a standby takes over at once */
     for (size_t i = 0; i < r->nwatches; i++)
@@ -513,7 +518,7 @@ ctl_cmd_run(int argc, char **argv)
     struct k8s_client *kc;
     char *revision_cm = NULL;
     struct pc_diag d = {0};
-    pthread_t workers[CTL_KEY_WORKERS + 1];
+    pthread_t workers[CTL_THREADS];
     int rc = 1;
 
     if (parse_args(&o, argc, argv, &revision_cm) < 0) {

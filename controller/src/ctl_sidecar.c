@@ -28,15 +28,6 @@ static const struct k8s_ref se_ref = {.api_version = "networking.istio.io/v1",
                                       .plural = "serviceentries"};
 static const struct k8s_ref secret_ref = {.api_version = "v1", .plural = "secrets"};
 
-static double
-mono_secs(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The message of a refused write in ns: what to do about it. */
 static char *
 write_error(const char *what, const char *ns, const char *name, const char *msg)
@@ -251,7 +242,7 @@ ctl_sidecar_record(struct ctl_ctx *c, const json_t *result)
         }
         if (gen > 0 && gen != json_integer_value(json_object_get(st, "gen"))) {
             json_object_set_new(st, "gen", json_integer(gen));
-            json_object_set_new(st, "at", json_real(mono_secs()));
+            json_object_set_new(st, "at", json_real(ctl_mono_secs()));
         }
         json_object_set(st, "error",
                         json_object_get(r, "error") ? json_object_get(r, "error") : json_null());
@@ -283,7 +274,7 @@ ctl_sidecar_enforce(struct ctl_ctx *c, const struct ctl_host *h, char **why, dou
     json_t *none = json_object();
     enum ctl_enforce e;
 
-    *waited = mono_secs() - json_real_value(json_object_get(st, "at"));
+    *waited = ctl_mono_secs() - json_real_value(json_object_get(st, "at"));
     pthread_mutex_lock(&c->mu);
     e = ctl_replicas_enforce(json_object_get(c->sidecar_leases, h->ns)
                                  ? json_object_get(c->sidecar_leases, h->ns)

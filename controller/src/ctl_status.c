@@ -182,14 +182,10 @@ record_event(struct ctl_ctx *c, const struct ctl_host *h, const struct ctl_statu
              const json_t *st)
 {
     const char *ready = cond_field(st, "Ready", "status");
-    struct k8s_event ev = {.involved = in->obj,
-                           .type = same_str(ready, "True") ? "Normal" : "Warning",
-                           .reason = cond_field(st, "Ready", "reason"),
-                           .message = cond_field(st, "Ready", "message")};
-    struct pc_diag d = {0};
 
-    if (k8s_event(c->kc, &ev, &d) < 0)
-        pc_log(PC_LOG_DEBUG, "event_failed", "owner", h->id, "error", d.msg, NULL);
+    (void)h;
+    ctl_event_post(c, "ready", in->obj, same_str(ready, "True") ? "Normal" : "Warning",
+                   cond_field(st, "Ready", "reason"), cond_field(st, "Ready", "message"));
 }
 
 static int
@@ -261,16 +257,11 @@ void
 ctl_snippet_event(struct ctl_ctx *c, struct ctl_host *h, const json_t *obj, const char *snippet)
 {
     char *sig = pc_sha256_hex(snippet, strlen(snippet)), *had = locked_copy(c, &h->snippet_sig);
-    struct k8s_event ev = {
-        .involved = obj, .type = "Normal", .reason = "ProviderSnippet", .message = snippet};
-    struct pc_diag d = {0};
 
     if (same_str(had, sig)) {
         free(sig);
-    } else if (k8s_event(c->kc, &ev, &d) < 0) {
-        pc_log(PC_LOG_DEBUG, "event_failed", "owner", h->id, "error", d.msg, NULL);
-        free(sig);
     } else {
+        ctl_event_post(c, "snippet", obj, "Normal", "ProviderSnippet", snippet);
         locked_set(c, &h->snippet_sig, sig);
     }
     free(had);
