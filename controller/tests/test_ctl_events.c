@@ -19,8 +19,8 @@ host(const char *name)
 {
     return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:[s]}, s:{s:[]}}", "apiVersion",
                      CTL_GROUP_VERSION, "kind", "ProtectedHost", "metadata", "name", name,
-                     "namespace", "apps", "uid", "u-1", "spec", "hosts", "a.example.com",
-                     "status", "conditions");
+                     "namespace", "apps", "uid", "u-1", "spec", "hosts", "a.example.com", "status",
+                     "conditions");
 }
 
 static void
