@@ -22,10 +22,11 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_reconcile.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_events.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_pack.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c)
-target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
+target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads PkgConfig::ZLIB)
 
 add_executable(portcullis-controller
     ${CMAKE_CURRENT_LIST_DIR}/src/main.c
@@ -65,6 +66,8 @@ if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c
                  LIBS ctl_run)
     pc_unit_test(test_ctl_events SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_events.c
+                 LIBS ctl_run)
+    pc_unit_test(test_ctl_pack SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_pack.c
                  LIBS ctl_run)
 endif()
 

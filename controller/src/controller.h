@@ -664,6 +664,16 @@ void ctl_queue_done(struct ctl_queue *q, const char *key);
 size_t ctl_queue_len(struct ctl_queue *q);
 /* Makes ctl_queue_get return NULL in every thread, now and from now on. */
 void ctl_queue_shutdown(struct ctl_queue *q);
+/*
+ * ctl_pack.c: the ProtectedHost cache's texts, raw deflate against a preset dictionary of a
+ * typical ProtectedHost, base64url. ctl_pack_text: new; ctl_unpack_text: *text new, at most
+ * max bytes, or PC_EINVAL (corrupt, truncated, larger than max).
+ */
+/* The largest object text the cache holds: a watch line's bound (k8s_watch.c). */
+#define CTL_MAX_OBJECT_TEXT (4u << 20)
+char *ctl_pack_text(const char *text, size_t len);
+int ctl_unpack_text(const char *packed, size_t max, char **text);
+
 /* Seconds on the monotonic clock: what the controller's waits and spacings are measured in. */
 double ctl_mono_secs(void);
 

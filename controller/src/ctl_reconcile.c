@@ -156,20 +156,22 @@ look_of(const json_t *obj)
 }
 
 /*
- * The cache keeps each ProtectedHost as compact JSON text: a parsed object costs ten times
- * its text in jansson nodes, and the key worker needs only one object at a time.
+ * The cache keeps each ProtectedHost as compact JSON text, packed (ctl_pack.c: about a
+ * hundred bytes for an ordinary one instead of 1.7 KB): a parsed object costs ten times its
+ * text in jansson nodes, and the key worker needs only one object at a time.
  */
 static json_t *
 cache_entry(const json_t *obj, const char *look)
 {
     const json_t *ref = pc_json_path(obj, "spec.oidc.clientSecretRef");
     const char *ns = pc_json_str(json_object_get(obj, "metadata"), "namespace");
-    char *text = json_dumps(obj, JSON_COMPACT);
-    json_t *e = json_pack("{s:s,s:s}", "text", text, "look", look);
+    char *text = json_dumps(obj, JSON_COMPACT), *packed = ctl_pack_text(text, strlen(text));
+    json_t *e = json_pack("{s:s,s:s}", "packed", packed, "look", look);
 
     if (pc_json_str(ref, "name"))
         json_object_set_new(e, "secret",
                             json_sprintf("%s/%s", ns ? ns : "", pc_json_str(ref, "name")));
+    free(packed);
     free(text);
     return e;
 }
@@ -384,13 +386,20 @@ static json_t *
 cached_object(struct ctl_ctx *c, const char *id)
 {
     json_t *obj = NULL;
-    const char *text;
+    char *packed, *text = NULL;
 
     pthread_mutex_lock(&c->mu);
-    text = pc_json_str(json_object_get(c->phs, id), "text");
-    if (text)
-        obj = json_loads(text, 0, NULL);
+    packed = pc_json_str(json_object_get(c->phs, id), "packed")
+                 ? pc_xstrdup(pc_json_str(json_object_get(c->phs, id), "packed"))
+                 : NULL;
     pthread_mutex_unlock(&c->mu);
+    /* Our own packing of a watch line: it unpacks unless memory is corrupt. */
+    if (packed && ctl_unpack_text(packed, CTL_MAX_OBJECT_TEXT, &text) == 0)
+        obj = json_loads(text, 0, NULL);
+    else if (packed)
+        pc_log(PC_LOG_ERROR, "cache_corrupt", "owner", id, NULL);
+    free(packed);
+    free(text);
     return obj;
 }
 

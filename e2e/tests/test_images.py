@@ -31,7 +31,7 @@ ENV = {**os.environ, "BUILDAH_ISOLATION": "chroot"}
 BUILD_ONLY = {"gcc", "gcc-12", "cpp", "cpp-12", "g++", "binutils", "make", "cmake",
               "build-essential", "libc6-dev", "pkg-config", "libcurl4-openssl-dev",
               "libyaml-dev", "libjansson-dev", "libwebsockets-dev", "libjwt-dev", "libssl-dev",
-              "libhiredis-dev"}
+              "libhiredis-dev", "zlib1g-dev"}
 
 
 def buildah(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
