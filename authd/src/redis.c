@@ -446,6 +446,37 @@ flush(struct authd_redis *r)
     return 0;
 }
 
+/*
+ * Feeds n bytes read from the socket to the reader. -1 (r->why set) when the reply they belong
+ * to has now taken more than MAX_UNPARSED bytes without completing, or the reader refused
+ * them. Every read from the socket goes through here, the AUTH/SELECT exchange's too.
+ */
+static int
+feed(struct authd_redis *r, const char *buf, size_t n)
+{
+    r->unparsed += n;
+    if (r->unparsed > MAX_UNPARSED || redisReaderFeed(r->reader, buf, n) != 0) {
+        set_why(r, "reply over its bound", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The next whole reply the reader holds (new), NULL when there is none yet. The bytes after it
+ * that the reader holds already count toward the next reply's bound.
+ */
+static struct authd_redis_reply *
+next_reply(struct authd_redis *r)
+{
+    void *rep = NULL;
+
+    if (redisReaderGetReply(r->reader, &rep) != 0 || rep == NULL)
+        return NULL;
+    r->unparsed = r->reader->len - r->reader->pos;
+    return rep;
+}
+
 /* Reads what arrived and completes the commands whose replies are whole. 0 or -1. */
 static int
 receive(struct authd_redis *r)
@@ -454,17 +485,13 @@ receive(struct authd_redis *r)
     ssize_t got;
 
     while ((got = io_read(r, buf, sizeof(buf))) > 0) {
-        void *rep = NULL;
+        struct authd_redis_reply *rep;
 
-        r->unparsed += (size_t)got;
-        if (r->unparsed > MAX_UNPARSED || redisReaderFeed(r->reader, buf, (size_t)got) != 0) {
-            set_why(r, "reply over its bound", NULL);
+        if (feed(r, buf, (size_t)got) != 0)
             return -1;
-        }
-        while (redisReaderGetReply(r->reader, &rep) == 0 && rep != NULL) {
+        while ((rep = next_reply(r)) != NULL) {
             struct cmd *c = r->ihead;
 
-            r->unparsed = 0;
             if (c == NULL) { /* nothing asked: not a reply to us */
                 authd_redis_reply_free(rep);
                 set_why(r, "unexpected reply", NULL);
@@ -476,7 +503,6 @@ receive(struct authd_redis *r)
             c->next = NULL;
             c->reply = rep;
             complete(r, c, 0);
-            rep = NULL;
         }
         if (r->reader->err) {
             set_why(r, "protocol error", r->reader->errstr);
@@ -682,14 +708,13 @@ queue_hello(struct authd_redis *r)
 static int
 hello(struct authd_redis *r, int64_t deadline_us)
 {
-    struct cmd *c;
-
     queue_hello(r);
     for (struct cmd *x = r->ihead; x; x = x->next)
         x->deadline_us = deadline_us;
     while (r->ihead != NULL || r->out.len > 0) {
         struct authd_redis_reply *rep;
-        void *obj = NULL;
+        char buf[4096];
+        ssize_t got;
 
         if (flush(r) != 0)
             return -1;
@@ -697,26 +722,26 @@ hello(struct authd_redis *r, int64_t deadline_us)
             set_why(r, "no answer to AUTH/SELECT", "timed out");
             return -1;
         }
-        char buf[4096];
-        ssize_t got = io_read(r, buf, sizeof(buf));
-        if (got < 0 || (got > 0 && redisReaderFeed(r->reader, buf, (size_t)got) != 0))
+        if ((got = io_read(r, buf, sizeof(buf))) < 0 || (got > 0 && feed(r, buf, (size_t)got) != 0))
             return -1;
-        while (r->ihead != NULL && redisReaderGetReply(r->reader, &obj) == 0 && obj != NULL) {
-            rep = obj;
-            c = r->ihead;
+        while (r->ihead != NULL && (rep = next_reply(r)) != NULL) {
+            struct cmd *c = r->ihead;
+            bool refused = rep->type == AUTHD_REDIS_ERROR;
+
             r->ihead = c->next;
             if (r->ihead == NULL)
                 r->itail = NULL;
-            if (rep->type == AUTHD_REDIS_ERROR)
+            if (refused)
                 set_why(r, c->what, rep->str);
             free(c->buf);
             free(c);
-            if (rep->type == AUTHD_REDIS_ERROR) {
-                authd_redis_reply_free(rep);
-                return -1;
-            }
             authd_redis_reply_free(rep);
-            obj = NULL;
+            if (refused)
+                return -1;
+        }
+        if (r->reader->err) {
+            set_why(r, "protocol error", r->reader->errstr);
+            return -1;
         }
     }
     return 0;

@@ -1,0 +1,168 @@
+/*
+ * test_redis.c - redis.c, authd's connection to Redis, against peers that are not Redis: a
+ * hostile one that floods a reply that never ends (on the AUTH/SELECT exchange and after it),
+ * which authd must drop once MAX_UNPARSED bytes complete no reply. Real Redis behaviour is
+ * tested end to end (e2e/tests/test_redis_*.py).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "authd.h"
+#include "io_util.h"
+
+#define PEER_WAIT_MS 20000 /* every wait of the peer; authd's connectTimeout is 3x this */
+
+/* ------------------------------------------------------------------------------------------ */
+/* a peer on 127.0.0.1 that takes one connection */
+
+struct peer {
+    int lfd, port;
+    const char *greeting; /* sent once authd's first command arrived; NULL: none */
+    size_t flood;         /* bytes of a bulk string that never ends, then silence */
+    bool closed;          /* authd closed the connection within PEER_WAIT_MS */
+    pthread_t thread;
+};
+
+static bool
+wait_in(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, PEER_WAIT_MS) == 1;
+}
+
+/* Until authd closes (read 0 or an error), at most PEER_WAIT_MS. */
+static bool
+wait_closed(int fd)
+{
+    char buf[4096];
+
+    while (wait_in(fd)) {
+        ssize_t got = recv(fd, buf, sizeof(buf), 0);
+
+        if (got <= 0)
+            return true;
+    }
+    return false;
+}
+
+static void *
+peer_run(void *arg)
+{
+    struct peer *p = arg;
+    char buf[4096];
+    int fd;
+
+    if (!wait_in(p->lfd) || (fd = accept(p->lfd, NULL, NULL)) < 0)
+        return NULL;
+    if (wait_in(fd) && recv(fd, buf, sizeof(buf), 0) > 0) {
+        bool failed = false;
+        size_t sent = 0;
+
+        if (p->greeting)
+            failed = send(fd, p->greeting, strlen(p->greeting), MSG_NOSIGNAL) < 0;
+        if (p->flood && !failed)
+            failed = send(fd, "$100000000\r\n", 12, MSG_NOSIGNAL) < 0;
+        memset(buf, 'x', sizeof(buf));
+        while (!failed && sent < p->flood) {
+            ssize_t put = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+
+            failed = put < 0;
+            sent += put > 0 ? (size_t)put : 0;
+        }
+        p->closed = failed || wait_closed(fd);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void
+peer_start(struct peer *p)
+{
+    p->lfd = listen_loopback(SOCK_CLOEXEC, &p->port);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_run, p), 0);
+}
+
+static void
+peer_join(struct peer *p)
+{
+    pthread_join(p->thread, NULL);
+    close(p->lfd);
+}
+
+static struct authd_redis_config *
+config_for(int port)
+{
+    struct authd_redis_config *c = pc_xcalloc(1, sizeof(*c));
+    char url[64];
+
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    c->url = pc_xstrdup(url);
+    c->host = pc_xstrdup("127.0.0.1");
+    c->port = port;
+    c->key_prefix = pc_xstrdup("portcullis:");
+    c->connect_timeout_ms = 3 * PEER_WAIT_MS;
+    c->command_timeout_ms = 3 * PEER_WAIT_MS;
+    return c;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bounds */
+
+/*
+ * A reply that never completes is dropped once MAX_UNPARSED bytes of it arrived, whether it
+ * answers the AUTH/SELECT exchange or comes after it, long before connectTimeout.
+ */
+static void
+test_unending_reply_is_dropped(void **state)
+{
+    static const struct {
+        const char *name, *greeting;
+    } cases[] = {
+        {"the reply to SELECT", NULL},
+        {"a reply after SELECT's +OK", "+OK\r\n"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct peer p = {.greeting = cases[i].greeting, .flood = 2 << 20};
+        struct authd_pool *pool = authd_pool_new(1, NULL, NULL);
+        struct authd_redis_config *cfg;
+        struct authd_redis *r = NULL;
+
+        peer_start(&p);
+        cfg = config_for(p.port);
+        assert_int_equal(authd_redis_new(cfg, pool, &r), 0);
+        peer_join(&p);
+        if (!p.closed)
+            fail_msg("%s: 2 MiB that complete no reply were taken in", cases[i].name);
+        authd_redis_free(r);
+        authd_redis_config_free(cfg);
+        authd_pool_free(pool);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unending_reply_is_dropped),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
