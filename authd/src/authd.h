@@ -1182,8 +1182,10 @@ int authd_store_save(struct authd_store *st, const struct authd_host *host, stru
 typedef void (*authd_store_dropped_fn)(void *ud, int rc);
 /*
  * Deletes the sessions of the request's tickets from Redis. *held gets the session held for
- * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later), or
- * PC_ENOTFOUND (no ticket) / PC_EIO (Redis down) at once. Call authd_store_forget after.
+ * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later: rc 0 only
+ * for DEL's integer reply, PC_EIO for no answer or an error reply), or PC_ENOTFOUND (no
+ * ticket) / PC_EIO (Redis down) / PC_ETOOBIG (queue full) at once. Call authd_store_forget
+ * after.
  */
 int authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
                          const char *cookie_header, const struct authd_session **held,

@@ -291,6 +291,23 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
     return rc;
 }
 
+/*
+ * Why Redis did not do what was asked, for the log: an error reply's code (its first word,
+ * bounded: the rest is Redis's text), or that the reply was of another type.
+ */
+static const char *
+reply_why(const struct authd_redis_reply *rep, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    if (rep->type != AUTHD_REDIS_ERROR)
+        return "unexpected reply";
+    while (n < rep->len && n + 1 < size && rep->str[n] != ' ' && rep->str[n] != '\0')
+        n++;
+    snprintf(buf, size, "%.*s", (int)n, rep->str);
+    return buf;
+}
+
 static void
 fetch_unlink(struct authd_store *st, struct fetch *f)
 {
@@ -441,9 +458,11 @@ save_done(void *ud, int rc, const struct authd_redis_reply *rep)
     struct authd_strlist set_cookie = {0};
     char *value;
 
+    char why[32];
+
     if (rc == 0 && rep->type != AUTHD_REDIS_STATUS) {
         pc_log(PC_LOG_ERROR, "redis", "error", "session write refused", "reason",
-               rep->type == AUTHD_REDIS_ERROR ? rep->str : "unexpected reply", NULL);
+               reply_why(rep, why, sizeof(why)), NULL);
         rc = PC_EIO;
     }
     if (rc != 0) {
@@ -529,13 +548,18 @@ struct drop {
     void *ud;
 };
 
+/* Only DEL's integer reply (how many of the keys existed: 0 is fine too) says they are gone. */
 static void
 drop_done(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct drop *d = ud;
+    char why[32];
 
-    if (rc == 0 && rep->type == AUTHD_REDIS_ERROR)
+    if (rc == 0 && (rep->type != AUTHD_REDIS_INTEGER || rep->integer < 0)) {
+        pc_log(PC_LOG_ERROR, "redis", "error", "session delete refused", "reason",
+               reply_why(rep, why, sizeof(why)), NULL);
         rc = PC_EIO;
+    }
     if (rc == 0)
         d->st->signed_out++;
     d->done(d->ud, rc == 0 ? 0 : PC_EIO);

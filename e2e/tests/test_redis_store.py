@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -186,6 +188,40 @@ def test_sign_out_refuses_the_copied_cookie_at_both_replicas(env):
     time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
     assert b.check(copy)["status"] == 302
     assert b.metric('portcullis_authd_redis_sessions_total{source="missing"}') >= 1
+
+
+def test_sign_out_is_confirmed_only_by_the_delete_and_503_while_redis_is_paused(env):
+    """The sign-out's reply waits for DEL's answer. Redis paused (SIGSTOP) after the DEL was
+    sent: no answer within commandTimeout, so the browser is told the sign-out did not complete
+    (503, its cookie cleared all the same), not that it is signed out. Redis resumed: the
+    retried sign-out is confirmed (DEL's 0 counts: the DEL sent before the pause was applied
+    when Redis resumed) and the copied cookie is refused at both replicas."""
+    a, b, redis = env["a"], env["b"], env["redis"]
+    jar = login(a, "alice")
+    copy = dict(jar)
+    assert a.check(copy)["status"] == 200 and b.check(copy)["status"] == 200
+    confirmed = a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}')
+    offset = a.log_size()
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        r = a.request("/oauth2/sign_out", cookies=jar)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    assert r["status"] == 503 and b"Sign-out not completed" in r["body"], (r["status"], r["body"])
+    assert set_cookies(r["headers"]).get("_portcullis", "x") is None
+    lines = [x for x in a.log_since(offset).splitlines() if "event=sign_out" in x]
+    assert lines and all("could not be deleted in Redis" in x for x in lines), lines
+    assert a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}') == confirmed
+    for label, replica in (("a", a), ("b", b)):
+        wait_for(f"replica {label} to reconnect", lambda r=replica: r.readyz()[1].get("redis") ==
+                 "up", timeout=15)
+    r = a.request("/oauth2/sign_out", cookies=jar)
+    assert r["status"] in (200, 302), (r["status"], r["body"][:300])
+    assert a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}') == \
+        confirmed + 1
+    assert a.check(copy)["status"] == 302
+    time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
+    assert b.check(copy)["status"] == 302
 
 
 def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
