@@ -1162,9 +1162,12 @@ int authd_store_lookup(struct authd_store *st, const struct authd_host *host,
 /* How a Redis read ends, on the lws thread: rc 0 with s borrowed for the call, or why not. */
 typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session *s);
 /*
- * Reads the request's first ticket from Redis (one GET shared by the checks asking at once).
- * Returns 0 (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND,
- * PC_EIO, PC_ETOOBIG (too many reads in flight).
+ * Reads the request's tickets (at most 4, in the Cookie header's order) from Redis, one GET
+ * at a time until one resolves; the checks asking for the same tickets at once share the
+ * reads. cont gets 0 and the session; PC_EIO when Redis did not answer (nothing held within
+ * grace); else why the last ticket did not open (PC_ENOTFOUND: none is in Redis). Returns 0
+ * (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND, PC_EIO,
+ * PC_ETOOBIG (too many reads in flight).
  */
 int authd_store_fetch(struct authd_store *st, const struct authd_host *host,
                       const char *cookie_header, authd_store_cont_fn cont, void *ud);

@@ -49,10 +49,16 @@ struct waiter {
     struct waiter *next;
 };
 
-/* One GET in flight for a ticket at a host (config generation), and the checks waiting. */
+/*
+ * The read of a request's tickets at a host (config generation), and the checks waiting. The
+ * tickets are read in the order of the Cookie header, one GET at a time, until one resolves:
+ * a ticket planted under the same name (e.g. for a parent domain) cannot hide the user's.
+ */
 struct fetch {
     struct authd_store *st;
-    struct authd_ticket t;
+    struct authd_ticket t[MAX_TICKETS];
+    size_t n, i; /* the tickets; the one being read */
+    int rc;      /* what the tickets read so far said: PC_ENOTFOUND, or why one did not open */
     struct authd_cfgref *cfg;
     const struct authd_host *host; /* borrowed from cfg */
     struct waiter *waiters;
@@ -319,17 +325,58 @@ fetch_unlink(struct authd_store *st, struct fetch *f)
         }
 }
 
+/* Ends f: every waiter told, f freed. src: where the answer came from, for the metrics. */
 static void
-fetch_finish(struct fetch *f, int rc, const struct authd_session *s)
+fetch_finish(struct fetch *f, int src, int rc, const struct authd_session *s)
 {
+    fetch_unlink(f->st, f);
+    if (src >= 0)
+        f->st->sessions[src]++;
     for (struct waiter *w = f->waiters, *next; w; w = next) {
         next = w->next;
         w->cont(w->ud, rc, s);
         free(w);
     }
     authd_cfgref_put(f->cfg);
-    authd_ticket_wipe(&f->t);
+    for (size_t i = 0; i < f->n; i++)
+        authd_ticket_wipe(&f->t[i]);
     free(f);
+}
+
+static void fetch_done(void *ud, int rc, const struct authd_redis_reply *rep);
+
+/* Sends the GET of the ticket f->i. 0, or why it was not sent. */
+static int
+fetch_get(struct fetch *f)
+{
+    char *key;
+    int rc;
+
+    if (f->st->cfg == NULL)
+        return PC_EIO;
+    key = authd_ticket_redis_key(f->st->cfg->key_prefix, &f->t[f->i]);
+    rc = authd_redis_command(f->st->redis, 2, (const char *const[]){"GET", key}, NULL, fetch_done,
+                             f);
+    free(key);
+    return rc;
+}
+
+/* Redis gave no answer for the tickets from f->i on: one held within its grace may serve. */
+static void
+fetch_unanswered(struct fetch *f)
+{
+    int64_t now = authd_now(), now_us = authd_mono_us();
+
+    for (size_t i = f->i; i < f->n; i++) {
+        struct held *e = held_find(f->st, &f->t[i], f->host->session.cookie_name);
+
+        if (e != NULL && in_grace(f->st, e, now_us) &&
+            authd_session_accept(f->host, e->s, now) == 0) {
+            fetch_finish(f, SRC_GRACE, 0, e->s);
+            return;
+        }
+    }
+    fetch_finish(f, SRC_DOWN, PC_EIO, NULL);
 }
 
 static void
@@ -337,45 +384,39 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct fetch *f = ud;
     struct authd_store *st = f->st;
+    const struct authd_ticket *t = &f->t[f->i];
+    const char *name = f->host->session.cookie_name;
     struct authd_session *s = NULL;
-    const struct authd_host *host = f->host;
-    struct held *e;
-    int64_t now = authd_now();
 
-    fetch_unlink(st, f);
-    if (rc == 0 && rep->type == AUTHD_REDIS_NIL) {
-        rc = PC_ENOTFOUND; /* signed out, expired, or never there */
-        held_drop(st, &f->t);
-        st->sessions[SRC_MISSING]++;
-    } else if (rc == 0 && rep->type == AUTHD_REDIS_STRING) {
-        rc = authd_ticket_open(&f->cfg->cfg->keys, host, &f->t, rep->str, rep->len, now, &s);
-        if (rc == 0) {
-            held_put(st, &f->t, host->session.cookie_name, s);
-            st->sessions[SRC_REDIS]++;
-            fetch_finish(f, 0, s);
-            return;
-        }
-        held_drop(st, &f->t);
-    } else {
-        /* No answer: a held session may still serve, within its grace. */
-        e = held_find(st, &f->t, host->session.cookie_name);
-        if (e != NULL && in_grace(st, e, authd_mono_us()) &&
-            authd_session_accept(host, e->s, now) == 0) {
-            st->sessions[SRC_GRACE]++;
-            fetch_finish(f, 0, e->s);
-            return;
-        }
-        st->sessions[SRC_DOWN]++;
-        rc = PC_EIO;
+    if (rc != 0 || (rep->type != AUTHD_REDIS_STRING && rep->type != AUTHD_REDIS_NIL)) {
+        fetch_unanswered(f);
+        return;
     }
-    fetch_finish(f, rc, NULL);
+    if (rep->type == AUTHD_REDIS_STRING) {
+        rc = authd_ticket_open(&f->cfg->cfg->keys, f->host, t, rep->str, rep->len, authd_now(), &s);
+        if (rc == 0) {
+            held_put(st, t, name, s);
+            fetch_finish(f, SRC_REDIS, 0, s);
+            return;
+        }
+        f->rc = rc;
+    } /* else NIL: signed out, expired, or never there */
+    held_drop(st, t);
+    if (++f->i < f->n) {
+        if (fetch_get(f) != 0)
+            fetch_unanswered(f);
+        return;
+    }
+    fetch_finish(f, SRC_MISSING, f->rc, NULL);
 }
 
 static struct fetch *
-fetch_find(struct authd_store *st, const struct authd_ticket *t, const struct authd_host *host)
+fetch_find(struct authd_store *st, const struct authd_ticket *t, size_t n,
+           const struct authd_host *host)
 {
     for (struct fetch *f = st->fetches; f; f = f->next)
-        if (f->host == host && f->cfg == st->srv->cfg && pc_memeq(&f->t, t, sizeof(*t)))
+        if (f->host == host && f->cfg == st->srv->cfg && f->n == n &&
+            pc_memeq(f->t, t, n * sizeof(*t)))
             return f;
     return NULL;
 }
@@ -388,27 +429,24 @@ authd_store_fetch(struct authd_store *st, const struct authd_host *host, const c
     size_t n = tickets_of(host, cookie_header, t);
     struct waiter *w;
     struct fetch *f;
-    char *key;
     int rc;
 
     if (n == 0)
         return PC_ENOTFOUND;
-    if ((f = fetch_find(st, &t[0], host)) == NULL) {
+    if ((f = fetch_find(st, t, n, host)) == NULL) {
         if (st->nfetches >= MAX_FETCHES) {
             rc = PC_ETOOBIG;
             goto out;
         }
         f = pc_xcalloc(1, sizeof(*f));
         f->st = st;
-        f->t = t[0];
+        memcpy(f->t, t, n * sizeof(*t));
+        f->n = n;
+        f->rc = PC_ENOTFOUND;
         f->cfg = authd_cfgref_get(st->srv->cfg);
         f->host = host;
-        key = authd_ticket_redis_key(st->cfg->key_prefix, &t[0]);
-        rc = authd_redis_command(st->redis, 2, (const char *const[]){"GET", key}, NULL, fetch_done,
-                                 f);
-        free(key);
-        if (rc != 0) {
-            fetch_finish(f, rc, NULL); /* no waiters yet */
+        if ((rc = fetch_get(f)) != 0) {
+            fetch_finish(f, -1, rc, NULL); /* no waiters yet */
             goto out;
         }
         f->next = st->fetches;

@@ -11,6 +11,7 @@ Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -222,6 +223,33 @@ def test_sign_out_is_confirmed_only_by_the_delete_and_503_while_redis_is_paused(
     assert a.check(copy)["status"] == 302
     time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
     assert b.check(copy)["status"] == 302
+
+
+def ticket() -> str:
+    """A well-formed ticket cookie value that names no session."""
+    return "t1." + base64.urlsafe_b64encode(os.urandom(48)).decode()
+
+
+def test_a_planted_ticket_ahead_of_the_users_does_not_hide_it(env):
+    """Several ticket cookies of the host's name (one planted for a parent domain comes first):
+    they are read in order until one resolves, at most four of them."""
+    a, b = env["a"], env["b"]
+    jar = login(a, "bob")
+    mine = f"_portcullis={jar['_portcullis']}"
+    for label, replica in (("reads Redis", b), ("holds it", a)):
+        r = replica.request("/ext-authz/app", headers={"Cookie": f"_portcullis={ticket()}; {mine}"})
+        assert r["status"] == 200, (label, r["status"])
+        assert hdr(r, "X-Auth-Request-Email") == "bob@example.com", label
+    # a fifth is not looked at
+    five = "; ".join([f"_portcullis={ticket()}" for _ in range(4)] + [mine])
+    c = Replica("authd-redis-tickets", env["idp"].issuer, env["redis"])
+    c.start(ready="/readyz", timeout=20)
+    try:
+        assert c.request("/ext-authz/app", headers={"Cookie": five})["status"] == 302
+        four = "; ".join([f"_portcullis={ticket()}" for _ in range(3)] + [mine])
+        assert c.request("/ext-authz/app", headers={"Cookie": four})["status"] == 200
+    finally:
+        c.stop()
 
 
 def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
