@@ -1122,6 +1122,13 @@ int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *poo
 /* Stops the thread; commands not answered complete with PC_EIO (drain the pool after). */
 void authd_redis_stop(struct authd_redis *r);
 void authd_redis_free(struct authd_redis *r);
+/*
+ * rep is an error reply saying the server cannot answer now rather than refusing the command:
+ * LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN, NOAUTH. The last three also drop
+ * the connection (a replica, or authentication lost): the next one resolves the address and
+ * authenticates again.
+ */
+bool authd_redis_unavailable(const struct authd_redis_reply *rep);
 /* Connected and authenticated. Any thread. */
 bool authd_redis_up(const struct authd_redis *r);
 /*
@@ -1165,9 +1172,9 @@ typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session
  * Reads the request's tickets (at most 4, in the Cookie header's order) from Redis, one GET
  * at a time until one resolves; the checks asking for the same tickets at once share the
  * reads. cont gets 0 and the session; PC_EIO when Redis did not answer (nothing held within
- * grace); else why the last ticket did not open (PC_ENOTFOUND: none is in Redis). Returns 0
- * (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND, PC_EIO,
- * PC_ETOOBIG (too many reads in flight).
+ * grace) or refused a read with an error reply; else why the last ticket did not open
+ * (PC_ENOTFOUND: none is in Redis). Returns 0 (cont runs later, exactly once), or at once,
+ * cont never called: PC_ENOTFOUND, PC_EIO, PC_ETOOBIG (too many reads in flight).
  */
 int authd_store_fetch(struct authd_store *st, const struct authd_host *host,
                       const char *cookie_header, authd_store_cont_fn cont, void *ud);

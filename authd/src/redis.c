@@ -16,6 +16,11 @@
  * the connection is down every command is refused at once, so nothing waits for a reconnect;
  * the thread reconnects with a backoff (100 ms doubling to 2 s) and sends PING when idle for a
  * second, so a Redis that stops answering is noticed without traffic.
+ *
+ * Error replies: those that say this server cannot answer now (authd_redis_unavailable) are
+ * told apart from refusals of the command; READONLY, MASTERDOWN and NOAUTH also drop the
+ * connection, because it points at a replica (after a failover the address resolves to the
+ * new master) or has lost its authentication, and only a new connection mends either.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -176,6 +181,40 @@ free_object(void *obj)
 
 static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer,
                                               create_nil, free_object};
+
+/* ------------------------------------------------------------------------------------------ */
+/* error replies */
+
+/* The error codes (an error reply's first word) of a server that cannot answer now. */
+static const struct {
+    const char *code;
+    bool reconnect; /* only a new connection mends it */
+} unavailable[] = {
+    {"LOADING", false}, {"BUSY", false},      {"TRYAGAIN", false}, {"CLUSTERDOWN", false},
+    {"READONLY", true}, {"MASTERDOWN", true}, {"NOAUTH", true},
+};
+
+/* The index in unavailable[] of rep's code, -1 when rep is no such error reply. */
+static int
+unavailable_code(const struct authd_redis_reply *rep)
+{
+    if (rep == NULL || rep->type != AUTHD_REDIS_ERROR)
+        return -1;
+    for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
+        size_t n = strlen(unavailable[i].code);
+
+        if (rep->len >= n && memcmp(rep->str, unavailable[i].code, n) == 0 &&
+            (rep->len == n || rep->str[n] == ' '))
+            return (int)i;
+    }
+    return -1;
+}
+
+bool
+authd_redis_unavailable(const struct authd_redis_reply *rep)
+{
+    return unavailable_code(rep) >= 0;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* commands */
@@ -477,20 +516,25 @@ next_reply(struct authd_redis *r)
     return rep;
 }
 
-/* Reads what arrived and completes the commands whose replies are whole. 0 or -1. */
+/*
+ * Reads what arrived and completes the commands whose replies are whole. 0 or -1; -1 also after
+ * a reply saying only a new connection helps (the replies read with it are completed first).
+ */
 static int
 receive(struct authd_redis *r)
 {
     char buf[16384];
-    ssize_t got;
+    const char *reconnect = NULL;
+    ssize_t got = 0;
 
-    while ((got = io_read(r, buf, sizeof(buf))) > 0) {
+    while (reconnect == NULL && (got = io_read(r, buf, sizeof(buf))) > 0) {
         struct authd_redis_reply *rep;
 
         if (feed(r, buf, (size_t)got) != 0)
             return -1;
         while ((rep = next_reply(r)) != NULL) {
             struct cmd *c = r->ihead;
+            int code = unavailable_code(rep);
 
             if (c == NULL) { /* nothing asked: not a reply to us */
                 authd_redis_reply_free(rep);
@@ -502,12 +546,18 @@ receive(struct authd_redis *r)
                 r->itail = NULL;
             c->next = NULL;
             c->reply = rep;
-            complete(r, c, 0);
+            complete(r, c, 0); /* rep is the lws thread's from here */
+            if (code >= 0 && unavailable[code].reconnect)
+                reconnect = unavailable[code].code;
         }
         if (r->reader->err) {
             set_why(r, "protocol error", r->reader->errstr);
             return -1;
         }
+    }
+    if (reconnect != NULL) {
+        set_why(r, "redis answered", reconnect);
+        return -1;
     }
     r->last_io_us = authd_mono_us();
     return got < 0 ? -1 : 0;

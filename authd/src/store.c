@@ -7,9 +7,10 @@
  *
  * A held session serves checks for redis.revalidate seconds after Redis last confirmed it;
  * then the next check asks Redis again (its reply waits, never the loop), so a sign-out at
- * another replica ends it here within revalidate. While Redis is down or does not answer, a
- * held session keeps passing for redis.grace seconds after its last confirmation; nothing else
- * does, and a new login gets a page saying why.
+ * another replica ends it here within revalidate. While Redis is down or does not answer (or
+ * answers that it cannot now: authd_redis_unavailable), a held session keeps passing for
+ * redis.grace seconds after its last confirmation; nothing else does, and a new login gets a
+ * page saying why. Any other error reply refuses that ticket, held or not.
  *
  * Refresh: the replica whose check finds the session due takes <prefix>l:<ticket> (SET NX PX
  * 15 s) and reads the session again under it (another replica may have refreshed it just
@@ -57,16 +58,17 @@ struct waiter {
 struct fetch {
     struct authd_store *st;
     struct authd_ticket t[MAX_TICKETS];
-    size_t n, i; /* the tickets; the one being read */
-    int rc;      /* what the tickets read so far said: PC_ENOTFOUND, or why one did not open */
+    size_t n, i;  /* the tickets; the one being read */
+    int rc;       /* what the tickets read so far said: PC_ENOTFOUND, or why one did not open */
+    bool refused; /* a read got an error reply that refuses the command */
     struct authd_cfgref *cfg;
     const struct authd_host *host; /* borrowed from cfg */
     struct waiter *waiters;
     struct fetch *next;
 };
 
-enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, NSRC };
-static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down"};
+enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, SRC_REFUSED, NSRC };
+static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down", "refused"};
 enum { RF_DONE, RF_LOCKED, RF_DONE_ELSEWHERE, RF_FAILED, RF_REVOKED, NRF };
 static const char *const rf_names[NRF] = {"done", "locked_elsewhere", "done_elsewhere", "failed",
                                           "revoked"};
@@ -387,9 +389,10 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
     const struct authd_ticket *t = &f->t[f->i];
     const char *name = f->host->session.cookie_name;
     struct authd_session *s = NULL;
+    char why[32];
 
-    if (rc != 0 || (rep->type != AUTHD_REDIS_STRING && rep->type != AUTHD_REDIS_NIL)) {
-        fetch_unanswered(f);
+    if (rc != 0 || authd_redis_unavailable(rep)) {
+        fetch_unanswered(f); /* no answer, or "cannot answer now" (LOADING, READONLY, ...) */
         return;
     }
     if (rep->type == AUTHD_REDIS_STRING) {
@@ -400,14 +403,19 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
             return;
         }
         f->rc = rc;
-    } /* else NIL: signed out, expired, or never there */
+    } else if (rep->type != AUTHD_REDIS_NIL) { /* NIL: signed out, expired, or never there */
+        /* Neither the session nor its absence: this ticket opens nothing, held or not. */
+        pc_log(PC_LOG_WARN, "redis", "error", "session read refused", "reason",
+               reply_why(rep, why, sizeof(why)), NULL);
+        f->refused = true;
+    }
     held_drop(st, t);
     if (++f->i < f->n) {
         if (fetch_get(f) != 0)
             fetch_unanswered(f);
         return;
     }
-    fetch_finish(f, SRC_MISSING, f->rc, NULL);
+    fetch_finish(f, f->refused ? SRC_REFUSED : SRC_MISSING, f->refused ? PC_EIO : f->rc, NULL);
 }
 
 static struct fetch *
@@ -840,7 +848,7 @@ locked(void *ud, int rc, const struct authd_redis_reply *rep)
     struct refresh *f = ud;
     char *key;
 
-    if (rc != 0 || rep->type == AUTHD_REDIS_ERROR) {
+    if (rc != 0 || (rep->type != AUTHD_REDIS_STATUS && rep->type != AUTHD_REDIS_NIL)) {
         refresh_end(f, RF_FAILED, "the refresh lock could not be taken", false);
         return;
     }

@@ -1,8 +1,9 @@
 /*
  * test_redis.c - redis.c, authd's connection to Redis, against peers that are not Redis: a
  * hostile one that floods a reply that never ends (on the AUTH/SELECT exchange and after it),
- * which authd must drop once MAX_UNPARSED bytes complete no reply. Real Redis behaviour is
- * tested end to end (e2e/tests/test_redis_*.py).
+ * which authd must drop once MAX_UNPARSED bytes complete no reply; and which error replies
+ * mean "cannot answer now". Real Redis behaviour is tested end to end
+ * (e2e/tests/test_redis_*.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -157,11 +158,53 @@ test_unending_reply_is_dropped(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* error replies */
+
+static void
+test_unavailable_error_replies(void **state)
+{
+    static const struct {
+        enum authd_redis_type type;
+        const char *str;
+        bool unavailable;
+    } cases[] = {
+        {AUTHD_REDIS_ERROR, "LOADING Redis is loading the dataset in memory", true},
+        {AUTHD_REDIS_ERROR, "BUSY Redis is busy running a script.", true},
+        {AUTHD_REDIS_ERROR, "TRYAGAIN Multiple keys request during rehashing of slot", true},
+        {AUTHD_REDIS_ERROR, "CLUSTERDOWN The cluster is down", true},
+        {AUTHD_REDIS_ERROR, "READONLY You can't write against a read only replica.", true},
+        {AUTHD_REDIS_ERROR, "MASTERDOWN Link with MASTER is down", true},
+        {AUTHD_REDIS_ERROR, "NOAUTH Authentication required.", true},
+        {AUTHD_REDIS_ERROR, "READONLY", true},
+        {AUTHD_REDIS_ERROR, "WRONGTYPE Operation against a key holding the wrong kind", false},
+        {AUTHD_REDIS_ERROR, "NOPERM User portcullis has no permissions to run 'get'", false},
+        {AUTHD_REDIS_ERROR, "ERR unknown command 'GET'", false},
+        {AUTHD_REDIS_ERROR, "LOADINGX", false},
+        {AUTHD_REDIS_ERROR, "loading", false},
+        {AUTHD_REDIS_ERROR, "", false},
+        {AUTHD_REDIS_STATUS, "READONLY", false},
+        {AUTHD_REDIS_STRING, "LOADING", false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct authd_redis_reply rep = {
+            .type = cases[i].type, .str = (char *)cases[i].str, .len = strlen(cases[i].str)};
+
+        if (authd_redis_unavailable(&rep) != cases[i].unavailable)
+            fail_msg("\"%s\" (type %d): want %d", cases[i].str, cases[i].type,
+                     cases[i].unavailable);
+    }
+    assert_false(authd_redis_unavailable(NULL));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unending_reply_is_dropped),
+        cmocka_unit_test(test_unavailable_error_replies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

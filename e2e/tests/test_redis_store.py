@@ -12,6 +12,7 @@ Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -99,13 +100,19 @@ def hdr(resp, name):
     return vals[0] if vals else None
 
 
-def login(a: Replica, user: str, host: str = "one.localhost") -> dict:
-    """The code flow through a's Envoy door; the browser's cookies after it."""
+def callback(a: Replica, user: str, host: str = "one.localhost") -> tuple[dict, dict]:
+    """The code flow through a's Envoy door up to the callback: its reply, and the browser's
+    cookies before it."""
     r = a.request("/ext-authz/app/page", host=host)
     assert r["status"] == 302, r
     jar = {k: v for k, v in set_cookies(r["headers"]).items() if v}
     back = urllib.parse.urlsplit(idp_login(hdr(r, "Location"), user, f"{user}-password"))
-    r = a.request(f"/ext-authz{back.path}?{back.query}", host=host, cookies=jar)
+    return a.request(f"/ext-authz{back.path}?{back.query}", host=host, cookies=jar), jar
+
+
+def login(a: Replica, user: str, host: str = "one.localhost") -> dict:
+    """The code flow through a's Envoy door; the browser's cookies after it."""
+    r, jar = callback(a, user, host)
     assert r["status"] == 302, (r["status"], r["body"][:300])
     for k, v in set_cookies(r["headers"]).items():
         if v is None:
@@ -135,6 +142,23 @@ def env():
     finally:
         for peer in reversed(started):
             peer.stop()
+
+
+@contextlib.contextmanager
+def own_idp(name: str, redis: Redis, section: str):
+    """A replica started with an IdP of its own (its callback registered there), for tests
+    that log in at a replica the module's IdP does not know; both stopped after."""
+    idp_port = free_port()
+    a = Replica(name, f"http://127.0.0.1:{idp_port}", redis, section)
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
+                         "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
+                       DEFAULT_USERS, port=idp_port)
+    with idp:
+        a.start(ready="/readyz", timeout=20)
+        try:
+            yield a
+        finally:
+            a.stop()
 
 
 def test_login_ticket_is_small_and_every_replica_and_restart_accepts_it(env):
@@ -252,6 +276,29 @@ def test_a_planted_ticket_ahead_of_the_users_does_not_hide_it(env):
         c.stop()
 
 
+def test_a_refused_read_is_neither_the_session_nor_its_absence(env):
+    """An error reply to the session's GET that is not "cannot answer now" (NOPERM here: the
+    ACL stopped allowing GET) is no confirmation: the held session does not pass for grace as
+    while Redis is down. Nor is it "signed out": the session stays in Redis and passes again
+    once GET is allowed."""
+    a, redis = env["a"], env["redis"]
+    jar = login(a, "carol")
+    assert a.check(jar)["status"] == 200
+    series = 'portcullis_authd_redis_sessions_total{source="refused"}'
+    refused, keys = a.metric(series), len(redis.keys("portcullis:s:*"))
+    redis.cli("ACL", "SETUSER", "default", "-get")
+    try:
+        time.sleep(REVALIDATE + 0.3)  # past revalidate, well within grace
+        r = a.check(jar)
+        assert r["status"] == 302, r["status"]
+        assert a.metric(series) == refused + 1
+        assert "session read refused" in a.log() and "NOPERM" in a.log()
+    finally:
+        redis.cli("ACL", "SETUSER", "default", "+get")
+    assert len(redis.keys("portcullis:s:*")) == keys
+    assert a.check(jar)["status"] == 200
+
+
 def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
     a, b = env["a"], env["b"]
     jar = login(a, "alice", host="refresh.localhost")
@@ -339,27 +386,17 @@ def test_redis_killed_held_sessions_pass_for_grace_new_logins_get_the_page(env):
 def test_rediss_with_acl_user(tmp_path):
     """rediss:// with the CA of its certificate, an ACL user and a password file."""
     redis = Redis("redis-tls", tls=True)
-    idp_port = free_port()
-    issuer = f"http://127.0.0.1:{idp_port}"
     with redis:
         redis.cli("ACL", "SETUSER", "portcullis", "on", ">acl-user-password", "~portcullis:*",
                   "+get", "+set", "+del", "+eval", "+ping", "+select", "+auth")
         pw = tmp_path / "acl-password"
         pw.write_text("acl-user-password\n")
         section = redis.config(username="portcullis", passwordFile=str(pw))
-        a = Replica("authd-rediss", issuer, redis, section)
-        idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
-                             "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
-                           DEFAULT_USERS, port=idp_port)
-        with idp:
-            a.start(ready="/readyz", timeout=20)
-            try:
-                assert a.readyz() == (200, {"ready": True, "redis": "up"})
-                jar = login(a, "alice")
-                assert a.check(jar)["status"] == 200
-                assert len(redis.keys("portcullis:s:*")) == 1
-            finally:
-                a.stop()
+        with own_idp("authd-rediss", redis, section) as a:
+            assert a.readyz() == (200, {"ready": True, "redis": "up"})
+            jar = login(a, "alice")
+            assert a.check(jar)["status"] == 200
+            assert len(redis.keys("portcullis:s:*")) == 1
 
 
 def test_reload_moves_authd_to_another_redis_without_a_restart(env):
@@ -430,3 +467,46 @@ def test_revoke_refuses_a_redis_session_at_both_replicas(env):
     again = login(a, "bob")
     assert a.check(again)["status"] == 200 and b.check(again)["status"] == 200
 
+
+
+def replication(redis: Redis) -> dict:
+    """INFO replication of redis as a dict."""
+    return dict(line.strip().split(":", 1) for line in redis.cli("INFO", "replication")
+                .splitlines() if ":" in line)
+
+
+def test_after_a_failover_authd_leaves_the_replica_and_writes_reach_the_new_master():
+    """A failover the way a Service sees one: the replica is promoted and takes the address,
+    the old master becomes its replica and keeps the connections it had. authd's next write
+    there is answered READONLY: that login fails, authd drops the connection, and the
+    next one reaches the new master: logins work again, and the session written before the
+    failover (replicated) still passes."""
+    old, new = Redis("redis-failover-old"), Redis("redis-failover-new")
+    connected = 'portcullis_authd_redis_connections_total{event="connected"}'
+    with old, new:
+        for r in (old, new):
+            r.cli("CONFIG", "SET", "masterauth", r.password)
+        new.cli("REPLICAOF", "127.0.0.1", old.port)
+        wait_for("the replica to sync", lambda: replication(new).get("master_link_status") ==
+                 "up", timeout=15)
+        with own_idp("authd-redis-failover", old, old.config(commandTimeout="500ms")) as c:
+            alice = login(c, "alice")
+            wait_for("alice's session on the replica", lambda: new.keys("portcullis:s:*"),
+                     timeout=10)
+            address, moved = old.port, free_port()
+            old.cli("CONFIG", "SET", "port", moved)  # its open connections stay
+            old.port = moved
+            new.cli("CONFIG", "SET", "port", address)
+            new.port = address
+            new.cli("REPLICAOF", "NO", "ONE")
+            old.cli("REPLICAOF", "127.0.0.1", address)
+            wait_for("the old master to follow the new one",
+                     lambda: replication(old).get("master_link_status") == "up", timeout=15)
+            before = c.metric(connected)
+            r, _ = callback(c, "bob")  # 401: Envoy's door turns 5xx into 401
+            assert r["status"] == 401 and b"session store (Redis)" in r["body"], r["status"]
+            assert "READONLY" in c.log()
+            c.wait_metric(connected, before + 1, timeout=10)
+            bob = login(c, "bob")
+            assert c.check(bob)["status"] == 200 and c.check(alice)["status"] == 200
+            assert len(new.keys("portcullis:s:*")) == 2
