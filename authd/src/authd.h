@@ -1123,6 +1123,14 @@ int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *poo
 void authd_redis_stop(struct authd_redis *r);
 void authd_redis_free(struct authd_redis *r);
 /*
+ * Stops r without waiting for its thread (which may be in a getaddrinfo): its commands not
+ * answered complete with PC_EIO, then released(ud) runs on the lws thread, through the pool,
+ * as the thread's last completion; free r there (authd_redis_free then waits for nothing).
+ * Until then authd_redis_stop may still be called: it waits (at shutdown, before the pool is
+ * drained, so that the release is not lost).
+ */
+void authd_redis_retire(struct authd_redis *r, void (*released)(void *ud), void *ud);
+/*
  * rep is an error reply saying the server cannot answer now rather than refusing the command:
  * LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN, NOAUTH. The last three also drop
  * the connection (a replica, or authentication lost): the next one resolves the address and
@@ -1152,8 +1160,12 @@ struct authd_store;
 struct authd_store *authd_store_new(struct authd_server *srv);
 /* Makes the Redis connection match cfg->redis: started, restarted with new settings, stopped. */
 void authd_store_sync(struct authd_store *st, const struct authd_config *cfg);
-/* Stops the connection's thread (its commands complete through the pool: drain it after). */
+/*
+ * Stops the connection's thread and waits for those of connections a reload let go (their
+ * commands and releases complete through the pool: drain it after).
+ */
 void authd_store_stop(struct authd_store *st);
+/* After the pool is freed (its last drain releases the connections a reload let go). */
 void authd_store_free(struct authd_store *st);
 /* Redis is configured and connected. */
 bool authd_store_up(const struct authd_store *st);

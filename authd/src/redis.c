@@ -21,6 +21,10 @@
  * told apart from refusals of the command; READONLY, MASTERDOWN and NOAUTH also drop the
  * connection, because it points at a replica (after a failover the address resolves to the
  * new master) or has lost its authentication, and only a new connection mends either.
+ *
+ * Teardown: authd_redis_retire stops the thread without waiting for it (a getaddrinfo cannot
+ * be interrupted); the thread's last completion, after those of its commands, hands r back to
+ * the lws thread to be freed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +33,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +82,10 @@ struct authd_redis {
     int pending;               /* submitted and not completed (mu) */
     atomic_bool up;
     atomic_int stop;
+    atomic_bool retired;
+    struct authd_job released; /* retired: the thread's last completion */
+    void (*on_released)(void *ud);
+    void *released_ud;
     atomic_ullong connects, disconnects, ok, errors, timeouts, refused;
     /* the thread's own */
     int fd;
@@ -259,6 +268,13 @@ complete(struct authd_redis *r, struct cmd *c, int rc)
     authd_pool_complete(r->pool, &c->job);
 }
 
+static void
+wake_thread(struct authd_redis *r)
+{
+    if (write(r->wake[1], "w", 1) < 0 && errno != EAGAIN)
+        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+}
+
 int
 authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, const size_t *lens,
                     authd_redis_done_fn done, void *ud)
@@ -296,8 +312,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
         free(c);
         return rc;
     }
-    if (write(r->wake[1], "c", 1) < 0 && errno != EAGAIN)
-        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    wake_thread(r);
     return 0;
 }
 
@@ -853,7 +868,7 @@ run(void *arg)
                 logged = false;
                 continue;
             }
-            if (!logged) /* once per outage: every retry would flood the log */
+            if (!logged && !atomic_load(&r->stop)) /* once per outage, not when let go */
                 pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
                        r->why, NULL);
             logged = true;
@@ -865,6 +880,9 @@ run(void *arg)
             disconnect(r, PC_EEXPIRED);
     }
     disconnect(r, PC_EIO);
+    /* After every completion of its commands; r is the lws thread's once this is posted. */
+    if (atomic_load(&r->retired))
+        authd_pool_complete(r->pool, &r->released);
     return NULL;
 }
 
@@ -924,10 +942,32 @@ authd_redis_stop(struct authd_redis *r)
     if (r == NULL || !r->started)
         return;
     atomic_store(&r->stop, 1);
-    if (write(r->wake[1], "s", 1) < 0 && errno != EAGAIN)
-        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    wake_thread(r);
     pthread_join(r->thread, NULL);
     r->started = false;
+}
+
+static void
+released_done(struct authd_job *job)
+{
+    struct authd_redis *r =
+        (struct authd_redis *)((char *)job - offsetof(struct authd_redis, released));
+
+    pc_log(PC_LOG_INFO, "redis", "state", "released", "address", r->cfg->url, NULL);
+    r->on_released(r->released_ud);
+}
+
+void
+authd_redis_retire(struct authd_redis *r, void (*released)(void *ud), void *ud)
+{
+    if (r == NULL)
+        return;
+    r->released.done = released_done;
+    r->on_released = released;
+    r->released_ud = ud;
+    atomic_store(&r->retired, true); /* before stop: the thread reads it after seeing stop */
+    atomic_store(&r->stop, 1);
+    wake_thread(r);
 }
 
 void

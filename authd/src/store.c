@@ -67,6 +67,13 @@ struct fetch {
     struct fetch *next;
 };
 
+/* The old connections of a reload, until their threads have ended. */
+struct retired {
+    struct authd_store *st;
+    struct authd_redis *r;
+    struct retired *next;
+};
+
 enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, SRC_REFUSED, NSRC };
 static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down", "refused"};
 enum { RF_DONE, RF_LOCKED, RF_DONE_ELSEWHERE, RF_FAILED, RF_REVOKED, NRF };
@@ -92,6 +99,7 @@ struct authd_store {
     struct by_header by_header[HELD_SLOTS];
     struct authd_redis *redis;
     struct authd_redis_config *cfg; /* what redis was started with; NULL: none */
+    struct retired *retired;
     struct held held[HELD_SLOTS];
     struct fetch *fetches;
     size_t nfetches;
@@ -926,6 +934,42 @@ same_settings(const struct authd_redis_config *a, const struct authd_redis_confi
 #undef SAME
 }
 
+/* The old connection's thread has ended, its commands completed: nothing is left to wait for. */
+static void
+released(void *ud)
+{
+    struct retired *x = ud;
+
+    for (struct retired **pp = &x->st->retired; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    authd_redis_free(x->r);
+    free(x);
+}
+
+/*
+ * Lets the connection go without waiting on the lws thread: its thread may be inside a
+ * getaddrinfo that outlasts the checks' patience. Its commands complete (PC_EIO) through the
+ * pool as usual, then released() frees it.
+ */
+static void
+retire(struct authd_store *st)
+{
+    struct retired *x;
+
+    if (st->redis == NULL)
+        return;
+    x = pc_xcalloc(1, sizeof(*x));
+    x->st = st;
+    x->r = st->redis;
+    x->next = st->retired;
+    st->retired = x;
+    authd_redis_retire(st->redis, released, x);
+    st->redis = NULL;
+}
+
 void
 authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
 {
@@ -941,9 +985,7 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
     }
     if (want == NULL && old == NULL)
         return;
-    /* Commands of the old connection complete (PC_EIO) through the pool as usual. */
-    authd_redis_free(st->redis);
-    st->redis = NULL;
+    retire(st);
     authd_redis_config_free(old);
     st->cfg = NULL;
     if (want == NULL)
@@ -957,8 +999,11 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
 void
 authd_store_stop(struct authd_store *st)
 {
-    if (st != NULL)
-        authd_redis_stop(st->redis);
+    if (st == NULL)
+        return;
+    authd_redis_stop(st->redis);
+    for (struct retired *x = st->retired; x; x = x->next)
+        authd_redis_stop(x->r); /* at shutdown waiting is fine; the pool then runs released() */
 }
 
 void
@@ -967,6 +1012,8 @@ authd_store_free(struct authd_store *st)
     if (st == NULL)
         return;
     authd_redis_free(st->redis);
+    while (st->retired != NULL) /* only when the pool never ran their release */
+        released(st->retired);
     authd_redis_config_free(st->cfg);
     for (size_t i = 0; i < HELD_SLOTS; i++) {
         if (st->held[i].s != NULL)

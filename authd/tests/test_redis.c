@@ -1,9 +1,10 @@
 /*
  * test_redis.c - redis.c, authd's connection to Redis, against peers that are not Redis: a
  * hostile one that floods a reply that never ends (on the AUTH/SELECT exchange and after it),
- * which authd must drop once MAX_UNPARSED bytes complete no reply; and which error replies
- * mean "cannot answer now". Real Redis behaviour is tested end to end
- * (e2e/tests/test_redis_*.py).
+ * which authd must drop once MAX_UNPARSED bytes complete no reply; a broken one that accepts
+ * the AUTH/SELECT exchange and then never answers, to see the order in which a connection let
+ * go (authd_redis_retire) hands back its commands and itself; and which error replies mean
+ * "cannot answer now". Real Redis behaviour is tested end to end (e2e/tests/test_redis_*.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,12 +200,145 @@ test_unavailable_error_replies(void **state)
     assert_false(authd_redis_unavailable(NULL));
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* letting a connection go */
+
+/* What the "lws thread" saw, in order: 'c' a command's completion, 'r' the release. */
+struct seen {
+    char what[16];
+    int rc[16];
+    size_t n;
+    struct authd_redis *r;
+    int wake[2];
+};
+
+static void
+wake(void *ud)
+{
+    struct seen *s = ud;
+
+    if (write(s->wake[1], "w", 1) < 0)
+        return;
+}
+
+static void
+command_done(void *ud, int rc, const struct authd_redis_reply *rep)
+{
+    struct seen *s = ud;
+
+    (void)rep;
+    s->rc[s->n] = rc;
+    s->what[s->n++] = 'c';
+}
+
+static void
+released(void *ud)
+{
+    struct seen *s = ud;
+
+    s->what[s->n++] = 'r';
+    authd_redis_free(s->r); /* its thread has ended: nothing to wait for */
+    s->r = NULL;
+}
+
+/* Runs completions, as the lws thread does, until the release ran (bounded). */
+static void
+drain_until_released(struct authd_pool *pool, struct seen *s)
+{
+    for (int i = 0; i < 1000 && s->r != NULL; i++) {
+        struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
+        char buf[64];
+
+        if (poll(&p, 1, 20) == 1 && read(s->wake[0], buf, sizeof(buf)) < 0)
+            break;
+        authd_pool_drain(pool);
+    }
+    assert_null(s->r);
+}
+
+static void
+wait_up(struct authd_redis *r)
+{
+    for (int i = 0; i < 1000 && !authd_redis_up(r); i++)
+        usleep(10000);
+    assert_true(authd_redis_up(r));
+}
+
+/*
+ * A connection let go with commands in flight: retire returns at once; the commands complete
+ * (PC_EIO) on the draining thread, then the release, exactly once, after all of them; at
+ * shutdown (stop before the pool's last drain) the release is not lost. ASan checks that
+ * nothing is used after it is freed or leaked.
+ */
+static void
+test_retire_completes_commands_then_releases(void **state)
+{
+    static const struct {
+        const char *name;
+        int commands;
+        bool up, shutdown;
+    } cases[] = {
+        {"reload, commands in flight", 3, true, false},
+        {"shutdown, commands in flight", 2, true, true},
+        {"reload while connecting", 0, false, false},
+        {"shutdown while connecting", 0, false, true},
+    };
+    static const char *const get[] = {"GET", "portcullis:s:x"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct seen s = {0};
+        struct peer p = {.greeting = "+OK\r\n"};
+        struct authd_pool *pool;
+        struct authd_redis_config *cfg;
+        char want[16] = {0};
+
+        assert_int_equal(pipe(s.wake), 0);
+        pool = authd_pool_new(1, wake, &s);
+        if (cases[i].up)
+            peer_start(&p); /* answers SELECT, then nothing */
+        else
+            p.lfd = listen_loopback(SOCK_CLOEXEC, &p.port); /* takes connections, never answers */
+        cfg = config_for(p.port);
+        assert_int_equal(authd_redis_new(cfg, pool, &s.r), 0);
+        if (cases[i].up)
+            wait_up(s.r);
+        for (int c = 0; c < cases[i].commands; c++) {
+            assert_int_equal(authd_redis_command(s.r, 2, get, NULL, command_done, &s), 0);
+            want[c] = 'c';
+        }
+        want[cases[i].commands] = 'r';
+        authd_redis_retire(s.r, released, &s);
+        assert_int_equal(s.n, 0); /* nothing runs on the caller's thread */
+        if (cases[i].shutdown) {
+            authd_redis_stop(s.r); /* waits for the thread */
+            authd_pool_free(pool); /* the last drain runs what the thread completed */
+            pool = NULL;
+        } else {
+            drain_until_released(pool, &s);
+        }
+        if (strcmp(s.what, want) != 0)
+            fail_msg("%s: saw \"%s\", want \"%s\"", cases[i].name, s.what, want);
+        for (int c = 0; c < cases[i].commands; c++)
+            assert_int_equal(s.rc[c], PC_EIO);
+        if (cases[i].up)
+            peer_join(&p);
+        else
+            close(p.lfd);
+        authd_pool_free(pool);
+        authd_redis_config_free(cfg);
+        close(s.wake[0]);
+        close(s.wake[1]);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unending_reply_is_dropped),
         cmocka_unit_test(test_unavailable_error_replies),
+        cmocka_unit_test(test_retire_completes_commands_then_releases),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,9 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +31,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, set_cookies  # noqa: E402
 from e2e.harness.peers import DEFAULT_USERS, OidcProvider  # noqa: E402
-from e2e.harness.proc import CONTROLLER, built, free_port, skip_e2e, wait_for, work_dir  # noqa: E402
+from e2e.harness.proc import (AUTHD, CONTROLLER, Proc, built, free_port, skip_e2e,  # noqa: E402
+                               wait_for, work_dir)
 from e2e.harness.redis import Redis  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
@@ -510,3 +513,100 @@ def test_after_a_failover_authd_leaves_the_replica_and_writes_reach_the_new_mast
             bob = login(c, "bob")
             assert c.check(bob)["status"] == 200 and c.check(alice)["status"] == 200
             assert len(new.keys("portcullis:s:*")) == 2
+
+
+class HungNameServer:
+    """A UDP socket on port 53 of a loopback address that takes DNS queries and answers none
+    until answer(): a name server that does not answer, for as long as the test needs. Then
+    every query, held or new, gets NXDOMAIN."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(50):
+            self.ip = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
+            try:
+                self.sock.bind((self.ip, 53))
+                break
+            except OSError:
+                continue
+        else:
+            raise OSError("no free loopback address for port 53")
+        self.queries, self.held, self.answering = 0, [], False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _nxdomain(query: bytes) -> bytes:
+        end = query.index(b"\0", 12) + 5  # the question: its name, type and class
+        return query[:2] + b"\x81\x83" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:end]
+
+    def _serve(self):
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            with self.lock:
+                self.queries += 1
+                if not self.answering:
+                    self.held.append((query, peer))
+                    continue
+            self.sock.sendto(self._nxdomain(query), peer)
+
+    def answer(self):
+        with self.lock:
+            self.answering, held, self.held = True, self.held, []
+        for query, peer in held:
+            self.sock.sendto(self._nxdomain(query), peer)
+
+    def close(self):
+        self.sock.close()
+
+
+class ResolvingReplica(Replica):
+    """A replica whose resolver is the name server of resolv_conf: authd runs in a mount
+    namespace of its own where that file is /etc/resolv.conf."""
+
+    def __init__(self, name, issuer, redis, section, resolv_conf: Path):
+        super().__init__(name, issuer, redis, section)
+        self.resolv_conf = resolv_conf
+
+    def start(self, ready="/readyz", timeout=20):
+        self.proc = Proc("authd", ["unshare", "--mount", "sh", "-c",
+                                   'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                                   self.resolv_conf, AUTHD, "--config", self.config],
+                         log_path=self.log_path).start()
+        self.proc.wait_http(f"http://127.0.0.1:{self.admin}{ready}", timeout,
+                            ok=lambda s: s == 200)
+        return self
+
+
+def test_reload_does_not_wait_on_the_loop_for_an_old_connection_stuck_in_the_resolver(env,
+                                                                                        tmp_path):
+    """The old connection's thread is inside getaddrinfo (its name server holds the query)
+    when a reload moves authd to another Redis: the new connection comes up and checks are
+    answered while the old one is still there; once the name server answers, the old one is
+    released."""
+    dns = HungNameServer()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {dns.ip}\noptions timeout:30 attempts:5\n")
+    slow = "redis://redis.portcullis.test:6379"
+    d = ResolvingReplica("authd-redis-resolver", env["idp"].issuer, env["redis"],
+                         f"redis: {{url: '{slow}'}}\n", resolv)
+    try:
+        d.start()
+        wait_for("the redis thread to ask the name server", lambda: dns.queries > 0, timeout=10)
+        d.c["redis"] = env["redis"].config()
+        d.write_config(config(d.c))
+        wait_for("the reload to reach Redis", lambda: d.readyz()[1].get("redis") == "up",
+                 timeout=15, ignore=(OSError,))
+        assert d.check({"_portcullis": ticket()})["status"] == 302
+        assert dns.held and f"state=released address={slow}" not in d.log()  # still resolving
+        dns.answer()
+        wait_for("the old connection to be released",
+                 lambda: f"state=released address={slow}" in d.log(), timeout=15)
+        assert d.check({"_portcullis": ticket()})["status"] == 302
+    finally:
+        d.stop()
+        dns.close()
