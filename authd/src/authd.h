@@ -1122,6 +1122,21 @@ int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *poo
 /* Stops the thread; commands not answered complete with PC_EIO (drain the pool after). */
 void authd_redis_stop(struct authd_redis *r);
 void authd_redis_free(struct authd_redis *r);
+/*
+ * Stops r without waiting for its thread (which may be in a getaddrinfo): its commands not
+ * answered complete with PC_EIO, then released(ud) runs on the lws thread, through the pool,
+ * as the thread's last completion; free r there (authd_redis_free then waits for nothing).
+ * Until then authd_redis_stop may still be called: it waits (at shutdown, before the pool is
+ * drained, so that the release is not lost).
+ */
+void authd_redis_retire(struct authd_redis *r, void (*released)(void *ud), void *ud);
+/*
+ * rep is an error reply saying the server cannot answer now rather than refusing the command:
+ * LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN, NOAUTH. The last three also drop
+ * the connection (a replica, or authentication lost): the next one resolves the address and
+ * authenticates again.
+ */
+bool authd_redis_unavailable(const struct authd_redis_reply *rep);
 /* Connected and authenticated. Any thread. */
 bool authd_redis_up(const struct authd_redis *r);
 /*
@@ -1145,8 +1160,12 @@ struct authd_store;
 struct authd_store *authd_store_new(struct authd_server *srv);
 /* Makes the Redis connection match cfg->redis: started, restarted with new settings, stopped. */
 void authd_store_sync(struct authd_store *st, const struct authd_config *cfg);
-/* Stops the connection's thread (its commands complete through the pool: drain it after). */
+/*
+ * Stops the connection's thread and waits for those of connections a reload let go (their
+ * commands and releases complete through the pool: drain it after).
+ */
 void authd_store_stop(struct authd_store *st);
+/* After the pool is freed (its last drain releases the connections a reload let go). */
 void authd_store_free(struct authd_store *st);
 /* Redis is configured and connected. */
 bool authd_store_up(const struct authd_store *st);
@@ -1162,9 +1181,12 @@ int authd_store_lookup(struct authd_store *st, const struct authd_host *host,
 /* How a Redis read ends, on the lws thread: rc 0 with s borrowed for the call, or why not. */
 typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session *s);
 /*
- * Reads the request's first ticket from Redis (one GET shared by the checks asking at once).
- * Returns 0 (cont runs later, exactly once), or at once, cont never called: PC_ENOTFOUND,
- * PC_EIO, PC_ETOOBIG (too many reads in flight).
+ * Reads the request's tickets (at most 4, in the Cookie header's order) from Redis, one GET
+ * at a time until one resolves; the checks asking for the same tickets at once share the
+ * reads. cont gets 0 and the session; PC_EIO when Redis did not answer (nothing held within
+ * grace) or refused a read with an error reply; else why the last ticket did not open
+ * (PC_ENOTFOUND: none is in Redis). Returns 0 (cont runs later, exactly once), or at once,
+ * cont never called: PC_ENOTFOUND, PC_EIO, PC_ETOOBIG (too many reads in flight).
  */
 int authd_store_fetch(struct authd_store *st, const struct authd_host *host,
                       const char *cookie_header, authd_store_cont_fn cont, void *ud);
@@ -1182,8 +1204,10 @@ int authd_store_save(struct authd_store *st, const struct authd_host *host, stru
 typedef void (*authd_store_dropped_fn)(void *ud, int rc);
 /*
  * Deletes the sessions of the request's tickets from Redis. *held gets the session held for
- * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later), or
- * PC_ENOTFOUND (no ticket) / PC_EIO (Redis down) at once. Call authd_store_forget after.
+ * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later: rc 0 only
+ * for DEL's integer reply, PC_EIO for no answer or an error reply), or PC_ENOTFOUND (no
+ * ticket) / PC_EIO (Redis down) / PC_ETOOBIG (queue full) at once. Call authd_store_forget
+ * after.
  */
 int authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
                          const char *cookie_header, const struct authd_session **held,

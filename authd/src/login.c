@@ -470,10 +470,28 @@ signed_out(struct authd_reply *r, const struct authd_session *s, bool envoy)
         authd_reply_header(r, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
 }
 
-/* A sign-out whose reply waits for Redis to delete the session. */
+static const char *
+user_of(const struct authd_session *s)
+{
+    return s ? (s->id.email ? s->id.email : s->id.sub) : NULL;
+}
+
+static void
+log_signed_out(const char *host_name, const char *policy, const char *user, const char *result,
+               const char *request_id)
+{
+    pc_log(PC_LOG_INFO, "sign_out", "host", host_name, "policy", policy, "user", user, "result",
+           result, "request_id", request_id, NULL);
+}
+
+/*
+ * A sign-out whose reply waits for Redis to delete the session: ok is sent only once DEL
+ * answered, fail (not signed out) when it did not.
+ */
 struct sign_out {
     struct authd_pending *pending;
-    struct authd_reply r;
+    struct authd_reply ok, fail;
+    const char *result; /* ok's kind, static */
     char *host_name, *policy, *user;
 };
 
@@ -485,17 +503,21 @@ sign_out_done(void *ud, int rc)
     if (rc)
         pc_log(PC_LOG_ERROR, "sign_out", "host", so->host_name, "policy", so->policy, "user",
                so->user, "error", "the session could not be deleted in Redis", "reason",
-               pc_strerror(rc), "request_id", so->r.page.request_id, NULL);
-    authd_pending_finish(so->pending, &so->r);
-    authd_reply_release(&so->r);
+               pc_strerror(rc), "request_id", so->ok.page.request_id, NULL);
+    else
+        log_signed_out(so->host_name, so->policy, so->user, so->result, so->ok.page.request_id);
+    authd_pending_finish(so->pending, rc ? &so->fail : &so->ok);
+    authd_reply_release(&so->ok);
+    authd_reply_release(&so->fail);
     free(so->host_name);
     free(so->policy);
     free(so->user);
     free(so);
 }
 
-/* The reply: cookies cleared, then the IdP's end_session_endpoint, rd, or the page. */
-static void
+/* The reply: cookies cleared, then the IdP's end_session_endpoint, rd, or the page. Returns
+ * which of the three, for the log. */
+static const char *
 sign_out_reply(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
                const char *host_name, const char *target, const struct authd_session *s,
                struct authd_reply *r)
@@ -533,21 +555,50 @@ sign_out_reply(struct authd_server *srv, const struct authd_host *host, const st
         signed_out(r, s,
                    authd_envoy_original_path(srv->cfg->cfg->ext_authz_prefix, h->uri) != NULL);
     add_set_cookies(r, &set_cookie);
-    pc_log(PC_LOG_INFO, "sign_out", "host", host_name, "policy", host->id, "user",
-           s ? (s->id.email ? s->id.email : s->id.sub) : NULL, "result",
-           end_session ? "end_session"
-           : target    ? "redirect"
-                       : "page",
-           "request_id", r->page.request_id, NULL);
     b.secret = true;
     pc_buf_release(&b);
     authd_strlist_release(&set_cookie);
     free(abs);
+    return end_session ? "end_session" : target ? "redirect" : "page";
+}
+
+/*
+ * Not signed out: a copy of the cookie may still open the session. The browser's cookies are
+ * cleared all the same; the page says to retry.
+ */
+static void
+sign_out_not_completed(const struct authd_host *host, const struct authd_http *h,
+                       struct authd_reply *r)
+{
+    struct authd_strlist set_cookie = {0};
+
+    authd_session_clear(host, h->cookie, true, &set_cookie);
+    authd_reply_page(r, 503, "Sign-out not completed",
+                     "Your session could not be ended because the session store did not "
+                     "confirm it. Sign out again in a moment.");
+    authd_reply_header(r, "Cache-Control", "no-store");
+    add_set_cookies(r, &set_cookie);
+    authd_strlist_release(&set_cookie);
+}
+
+/* A new reply with r's status, page context, type, headers and body. */
+static void
+reply_copy(struct authd_reply *dst, const struct authd_reply *r)
+{
+    authd_reply_init(dst);
+    dst->status = r->status;
+    dst->page = r->page;
+    dst->plain_http = r->plain_http;
+    authd_reply_type(dst, r->content_type);
+    pc_buf_append(&dst->headers, r->headers.data ? r->headers.data : "", r->headers.len);
+    pc_buf_append(&dst->body, r->body.data ? r->body.data : "", r->body.len);
 }
 
 /*
  * A redis-store host: the sessions of the request's tickets are deleted in Redis before the
- * browser is told it is signed out, so a copy of the cookie is refused from then on.
+ * browser is told it is signed out, so a copy of the cookie is refused from then on. The reply
+ * waits for DEL's answer; a DEL not sent, not answered within commandTimeout, or answered
+ * with an error is not a sign-out (503).
  */
 static int
 sign_out_redis(struct authd_server *srv, const struct authd_host *host, const struct authd_http *h,
@@ -557,44 +608,31 @@ sign_out_redis(struct authd_server *srv, const struct authd_host *host, const st
     const struct authd_session *s = NULL;
     int rc = authd_store_sign_out(srv->store, host, h->cookie, &s, sign_out_done, so);
 
-    if (rc != 0 && rc != PC_ENOTFOUND) {
-        /* The DEL was not sent (Redis unreachable, or its queue full): a copy of the cookie
-         * would still open the session, so this is not a sign-out. The browser's cookies are
-         * cleared; the page says to retry. */
-        struct authd_strlist set_cookie = {0};
+    if (rc == PC_ENOTFOUND) { /* no ticket: nothing to delete */
+        const char *result = sign_out_reply(srv, host, h, host_name, target, NULL, r);
 
-        authd_session_clear(host, h->cookie, true, &set_cookie);
-        authd_reply_page(r, 503, "Sign-out not completed",
-                         "Your session could not be ended because the session store is "
-                         "unreachable. Sign out again in a moment.");
-        authd_reply_header(r, "Cache-Control", "no-store");
-        add_set_cookies(r, &set_cookie);
-        authd_strlist_release(&set_cookie);
-    } else {
-        sign_out_reply(srv, host, h, host_name, target, s, r);
-    }
-    if (rc == 0) {
-        so->host_name = pc_xstrdup(host_name);
-        so->policy = pc_xstrdup(host->id);
-        so->user = s ? pc_xstrdup(s->id.email ? s->id.email : s->id.sub) : NULL;
-    }
-    authd_store_forget(srv->store, host, h->cookie);
-    if (rc != 0 && rc != PC_ENOTFOUND)
+        log_signed_out(host_name, host->id, NULL, result, r->page.request_id);
+    } else if (rc != 0) {
+        sign_out_not_completed(host, h, r);
         pc_log(PC_LOG_ERROR, "sign_out", "host", host_name, "policy", host->id, "error",
                "the session could not be deleted in Redis", "reason", pc_strerror(rc), "request_id",
                r->page.request_id, NULL);
-    if (rc != 0) {
-        free(so);
-        return 0;
+    } else {
+        so->host_name = pc_xstrdup(host_name);
+        so->policy = pc_xstrdup(host->id);
+        so->user = user_of(s) ? pc_xstrdup(user_of(s)) : NULL;
+        so->result = sign_out_reply(srv, host, h, host_name, target, s, r);
+        reply_copy(&so->ok, r);
+        authd_reply_init(&so->fail);
+        so->fail.page = r->page;
+        so->fail.plain_http = r->plain_http;
+        sign_out_not_completed(host, h, &so->fail);
+        so->pending = authd_pending_new(conn);
     }
-    authd_reply_init(&so->r);
-    so->r.status = r->status;
-    so->r.page = r->page;
-    authd_reply_type(&so->r, r->content_type);
-    pc_buf_append(&so->r.headers, r->headers.data ? r->headers.data : "", r->headers.len);
-    pc_buf_append(&so->r.body, r->body.data ? r->body.data : "", r->body.len);
-    so->pending = authd_pending_new(conn);
-    return 1;
+    authd_store_forget(srv->store, host, h->cookie);
+    if (rc != 0)
+        free(so);
+    return rc == 0;
 }
 
 int
@@ -611,8 +649,11 @@ authd_login_sign_out(struct authd_server *srv, const struct authd_host *host,
     if (host->session.store == AUTHD_STORE_REDIS) {
         rc = sign_out_redis(srv, host, h, host_name, target, conn, r);
     } else {
+        const char *result;
+
         authd_session_open(&srv->cfg->cfg->keys, host, h->cookie, authd_now(), &s);
-        sign_out_reply(srv, host, h, host_name, target, s, r);
+        result = sign_out_reply(srv, host, h, host_name, target, s, r);
+        log_signed_out(host_name, host->id, user_of(s), result, r->page.request_id);
     }
     authd_session_free(s);
     free(rd);

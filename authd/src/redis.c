@@ -16,6 +16,15 @@
  * the connection is down every command is refused at once, so nothing waits for a reconnect;
  * the thread reconnects with a backoff (100 ms doubling to 2 s) and sends PING when idle for a
  * second, so a Redis that stops answering is noticed without traffic.
+ *
+ * Error replies: those that say this server cannot answer now (authd_redis_unavailable) are
+ * told apart from refusals of the command; READONLY, MASTERDOWN and NOAUTH also drop the
+ * connection, because it points at a replica (after a failover the address resolves to the
+ * new master) or has lost its authentication, and only a new connection mends either.
+ *
+ * Teardown: authd_redis_retire stops the thread without waiting for it (a getaddrinfo cannot
+ * be interrupted); the thread's last completion, after those of its commands, hands r back to
+ * the lws thread to be freed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +33,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +82,10 @@ struct authd_redis {
     int pending;               /* submitted and not completed (mu) */
     atomic_bool up;
     atomic_int stop;
+    atomic_bool retired;
+    struct authd_job released; /* retired: the thread's last completion */
+    void (*on_released)(void *ud);
+    void *released_ud;
     atomic_ullong connects, disconnects, ok, errors, timeouts, refused;
     /* the thread's own */
     int fd;
@@ -178,6 +192,40 @@ static redisReplyObjectFunctions reply_fns = {create_string, create_array, creat
                                               create_nil, free_object};
 
 /* ------------------------------------------------------------------------------------------ */
+/* error replies */
+
+/* The error codes (an error reply's first word) of a server that cannot answer now. */
+static const struct {
+    const char *code;
+    bool reconnect; /* only a new connection mends it */
+} unavailable[] = {
+    {"LOADING", false}, {"BUSY", false},      {"TRYAGAIN", false}, {"CLUSTERDOWN", false},
+    {"READONLY", true}, {"MASTERDOWN", true}, {"NOAUTH", true},
+};
+
+/* The index in unavailable[] of rep's code, -1 when rep is no such error reply. */
+static int
+unavailable_code(const struct authd_redis_reply *rep)
+{
+    if (rep == NULL || rep->type != AUTHD_REDIS_ERROR)
+        return -1;
+    for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
+        size_t n = strlen(unavailable[i].code);
+
+        if (rep->len >= n && memcmp(rep->str, unavailable[i].code, n) == 0 &&
+            (rep->len == n || rep->str[n] == ' '))
+            return (int)i;
+    }
+    return -1;
+}
+
+bool
+authd_redis_unavailable(const struct authd_redis_reply *rep)
+{
+    return unavailable_code(rep) >= 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* commands */
 
 /* Appends c to the list head..tail (FIFO: replies come in order). */
@@ -220,6 +268,13 @@ complete(struct authd_redis *r, struct cmd *c, int rc)
     authd_pool_complete(r->pool, &c->job);
 }
 
+static void
+wake_thread(struct authd_redis *r)
+{
+    if (write(r->wake[1], "w", 1) < 0 && errno != EAGAIN)
+        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+}
+
 int
 authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, const size_t *lens,
                     authd_redis_done_fn done, void *ud)
@@ -257,8 +312,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
         free(c);
         return rc;
     }
-    if (write(r->wake[1], "c", 1) < 0 && errno != EAGAIN)
-        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    wake_thread(r);
     return 0;
 }
 
@@ -446,25 +500,57 @@ flush(struct authd_redis *r)
     return 0;
 }
 
-/* Reads what arrived and completes the commands whose replies are whole. 0 or -1. */
+/*
+ * Feeds n bytes read from the socket to the reader. -1 (r->why set) when the reply they belong
+ * to has now taken more than MAX_UNPARSED bytes without completing, or the reader refused
+ * them. Every read from the socket goes through here, the AUTH/SELECT exchange's too.
+ */
+static int
+feed(struct authd_redis *r, const char *buf, size_t n)
+{
+    r->unparsed += n;
+    if (r->unparsed > MAX_UNPARSED || redisReaderFeed(r->reader, buf, n) != 0) {
+        set_why(r, "reply over its bound", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The next whole reply the reader holds (new), NULL when there is none yet. The bytes after it
+ * that the reader holds already count toward the next reply's bound.
+ */
+static struct authd_redis_reply *
+next_reply(struct authd_redis *r)
+{
+    void *rep = NULL;
+
+    if (redisReaderGetReply(r->reader, &rep) != 0 || rep == NULL)
+        return NULL;
+    r->unparsed = r->reader->len - r->reader->pos;
+    return rep;
+}
+
+/*
+ * Reads what arrived and completes the commands whose replies are whole. 0 or -1; -1 also after
+ * a reply saying only a new connection helps (the replies read with it are completed first).
+ */
 static int
 receive(struct authd_redis *r)
 {
     char buf[16384];
-    ssize_t got;
+    const char *reconnect = NULL;
+    ssize_t got = 0;
 
-    while ((got = io_read(r, buf, sizeof(buf))) > 0) {
-        void *rep = NULL;
+    while (reconnect == NULL && (got = io_read(r, buf, sizeof(buf))) > 0) {
+        struct authd_redis_reply *rep;
 
-        r->unparsed += (size_t)got;
-        if (r->unparsed > MAX_UNPARSED || redisReaderFeed(r->reader, buf, (size_t)got) != 0) {
-            set_why(r, "reply over its bound", NULL);
+        if (feed(r, buf, (size_t)got) != 0)
             return -1;
-        }
-        while (redisReaderGetReply(r->reader, &rep) == 0 && rep != NULL) {
+        while ((rep = next_reply(r)) != NULL) {
             struct cmd *c = r->ihead;
+            int code = unavailable_code(rep);
 
-            r->unparsed = 0;
             if (c == NULL) { /* nothing asked: not a reply to us */
                 authd_redis_reply_free(rep);
                 set_why(r, "unexpected reply", NULL);
@@ -475,13 +561,18 @@ receive(struct authd_redis *r)
                 r->itail = NULL;
             c->next = NULL;
             c->reply = rep;
-            complete(r, c, 0);
-            rep = NULL;
+            complete(r, c, 0); /* rep is the lws thread's from here */
+            if (code >= 0 && unavailable[code].reconnect)
+                reconnect = unavailable[code].code;
         }
         if (r->reader->err) {
             set_why(r, "protocol error", r->reader->errstr);
             return -1;
         }
+    }
+    if (reconnect != NULL) {
+        set_why(r, "redis answered", reconnect);
+        return -1;
     }
     r->last_io_us = authd_mono_us();
     return got < 0 ? -1 : 0;
@@ -682,14 +773,13 @@ queue_hello(struct authd_redis *r)
 static int
 hello(struct authd_redis *r, int64_t deadline_us)
 {
-    struct cmd *c;
-
     queue_hello(r);
     for (struct cmd *x = r->ihead; x; x = x->next)
         x->deadline_us = deadline_us;
     while (r->ihead != NULL || r->out.len > 0) {
         struct authd_redis_reply *rep;
-        void *obj = NULL;
+        char buf[4096];
+        ssize_t got;
 
         if (flush(r) != 0)
             return -1;
@@ -697,26 +787,26 @@ hello(struct authd_redis *r, int64_t deadline_us)
             set_why(r, "no answer to AUTH/SELECT", "timed out");
             return -1;
         }
-        char buf[4096];
-        ssize_t got = io_read(r, buf, sizeof(buf));
-        if (got < 0 || (got > 0 && redisReaderFeed(r->reader, buf, (size_t)got) != 0))
+        if ((got = io_read(r, buf, sizeof(buf))) < 0 || (got > 0 && feed(r, buf, (size_t)got) != 0))
             return -1;
-        while (r->ihead != NULL && redisReaderGetReply(r->reader, &obj) == 0 && obj != NULL) {
-            rep = obj;
-            c = r->ihead;
+        while (r->ihead != NULL && (rep = next_reply(r)) != NULL) {
+            struct cmd *c = r->ihead;
+            bool refused = rep->type == AUTHD_REDIS_ERROR;
+
             r->ihead = c->next;
             if (r->ihead == NULL)
                 r->itail = NULL;
-            if (rep->type == AUTHD_REDIS_ERROR)
+            if (refused)
                 set_why(r, c->what, rep->str);
             free(c->buf);
             free(c);
-            if (rep->type == AUTHD_REDIS_ERROR) {
-                authd_redis_reply_free(rep);
-                return -1;
-            }
             authd_redis_reply_free(rep);
-            obj = NULL;
+            if (refused)
+                return -1;
+        }
+        if (r->reader->err) {
+            set_why(r, "protocol error", r->reader->errstr);
+            return -1;
         }
     }
     return 0;
@@ -778,7 +868,7 @@ run(void *arg)
                 logged = false;
                 continue;
             }
-            if (!logged) /* once per outage: every retry would flood the log */
+            if (!logged && !atomic_load(&r->stop)) /* once per outage, not when let go */
                 pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
                        r->why, NULL);
             logged = true;
@@ -790,6 +880,9 @@ run(void *arg)
             disconnect(r, PC_EEXPIRED);
     }
     disconnect(r, PC_EIO);
+    /* After every completion of its commands; r is the lws thread's once this is posted. */
+    if (atomic_load(&r->retired))
+        authd_pool_complete(r->pool, &r->released);
     return NULL;
 }
 
@@ -849,10 +942,32 @@ authd_redis_stop(struct authd_redis *r)
     if (r == NULL || !r->started)
         return;
     atomic_store(&r->stop, 1);
-    if (write(r->wake[1], "s", 1) < 0 && errno != EAGAIN)
-        pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+    wake_thread(r);
     pthread_join(r->thread, NULL);
     r->started = false;
+}
+
+static void
+released_done(struct authd_job *job)
+{
+    struct authd_redis *r =
+        (struct authd_redis *)((char *)job - offsetof(struct authd_redis, released));
+
+    pc_log(PC_LOG_INFO, "redis", "state", "released", "address", r->cfg->url, NULL);
+    r->on_released(r->released_ud);
+}
+
+void
+authd_redis_retire(struct authd_redis *r, void (*released)(void *ud), void *ud)
+{
+    if (r == NULL)
+        return;
+    r->released.done = released_done;
+    r->on_released = released;
+    r->released_ud = ud;
+    atomic_store(&r->retired, true); /* before stop: the thread reads it after seeing stop */
+    atomic_store(&r->stop, 1);
+    wake_thread(r);
 }
 
 void

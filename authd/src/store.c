@@ -7,9 +7,10 @@
  *
  * A held session serves checks for redis.revalidate seconds after Redis last confirmed it;
  * then the next check asks Redis again (its reply waits, never the loop), so a sign-out at
- * another replica ends it here within revalidate. While Redis is down or does not answer, a
- * held session keeps passing for redis.grace seconds after its last confirmation; nothing else
- * does, and a new login gets a page saying why.
+ * another replica ends it here within revalidate. While Redis is down or does not answer (or
+ * answers that it cannot now: authd_redis_unavailable), a held session keeps passing for
+ * redis.grace seconds after its last confirmation; nothing else does, and a new login gets a
+ * page saying why. Any other error reply refuses that ticket, held or not.
  *
  * Refresh: the replica whose check finds the session due takes <prefix>l:<ticket> (SET NX PX
  * 15 s) and reads the session again under it (another replica may have refreshed it just
@@ -49,18 +50,32 @@ struct waiter {
     struct waiter *next;
 };
 
-/* One GET in flight for a ticket at a host (config generation), and the checks waiting. */
+/*
+ * The read of a request's tickets at a host (config generation), and the checks waiting. The
+ * tickets are read in the order of the Cookie header, one GET at a time, until one resolves:
+ * a ticket planted under the same name (e.g. for a parent domain) cannot hide the user's.
+ */
 struct fetch {
     struct authd_store *st;
-    struct authd_ticket t;
+    struct authd_ticket t[MAX_TICKETS];
+    size_t n, i;  /* the tickets; the one being read */
+    int rc;       /* what the tickets read so far said: PC_ENOTFOUND, or why one did not open */
+    bool refused; /* a read got an error reply that refuses the command */
     struct authd_cfgref *cfg;
     const struct authd_host *host; /* borrowed from cfg */
     struct waiter *waiters;
     struct fetch *next;
 };
 
-enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, NSRC };
-static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down"};
+/* The old connections of a reload, until their threads have ended. */
+struct retired {
+    struct authd_store *st;
+    struct authd_redis *r;
+    struct retired *next;
+};
+
+enum { SRC_HELD, SRC_REDIS, SRC_GRACE, SRC_MISSING, SRC_DOWN, SRC_REFUSED, NSRC };
+static const char *const src_names[NSRC] = {"held", "redis", "grace", "missing", "down", "refused"};
 enum { RF_DONE, RF_LOCKED, RF_DONE_ELSEWHERE, RF_FAILED, RF_REVOKED, NRF };
 static const char *const rf_names[NRF] = {"done", "locked_elsewhere", "done_elsewhere", "failed",
                                           "revoked"};
@@ -84,6 +99,7 @@ struct authd_store {
     struct by_header by_header[HELD_SLOTS];
     struct authd_redis *redis;
     struct authd_redis_config *cfg; /* what redis was started with; NULL: none */
+    struct retired *retired;
     struct held held[HELD_SLOTS];
     struct fetch *fetches;
     size_t nfetches;
@@ -291,6 +307,23 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
     return rc;
 }
 
+/*
+ * Why Redis did not do what was asked, for the log: an error reply's code (its first word,
+ * bounded: the rest is Redis's text), or that the reply was of another type.
+ */
+static const char *
+reply_why(const struct authd_redis_reply *rep, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    if (rep->type != AUTHD_REDIS_ERROR)
+        return "unexpected reply";
+    while (n < rep->len && n + 1 < size && rep->str[n] != ' ' && rep->str[n] != '\0')
+        n++;
+    snprintf(buf, size, "%.*s", (int)n, rep->str);
+    return buf;
+}
+
 static void
 fetch_unlink(struct authd_store *st, struct fetch *f)
 {
@@ -302,17 +335,58 @@ fetch_unlink(struct authd_store *st, struct fetch *f)
         }
 }
 
+/* Ends f: every waiter told, f freed. src: where the answer came from, for the metrics. */
 static void
-fetch_finish(struct fetch *f, int rc, const struct authd_session *s)
+fetch_finish(struct fetch *f, int src, int rc, const struct authd_session *s)
 {
+    fetch_unlink(f->st, f);
+    if (src >= 0)
+        f->st->sessions[src]++;
     for (struct waiter *w = f->waiters, *next; w; w = next) {
         next = w->next;
         w->cont(w->ud, rc, s);
         free(w);
     }
     authd_cfgref_put(f->cfg);
-    authd_ticket_wipe(&f->t);
+    for (size_t i = 0; i < f->n; i++)
+        authd_ticket_wipe(&f->t[i]);
     free(f);
+}
+
+static void fetch_done(void *ud, int rc, const struct authd_redis_reply *rep);
+
+/* Sends the GET of the ticket f->i. 0, or why it was not sent. */
+static int
+fetch_get(struct fetch *f)
+{
+    char *key;
+    int rc;
+
+    if (f->st->cfg == NULL)
+        return PC_EIO;
+    key = authd_ticket_redis_key(f->st->cfg->key_prefix, &f->t[f->i]);
+    rc = authd_redis_command(f->st->redis, 2, (const char *const[]){"GET", key}, NULL, fetch_done,
+                             f);
+    free(key);
+    return rc;
+}
+
+/* Redis gave no answer for the tickets from f->i on: one held within its grace may serve. */
+static void
+fetch_unanswered(struct fetch *f)
+{
+    int64_t now = authd_now(), now_us = authd_mono_us();
+
+    for (size_t i = f->i; i < f->n; i++) {
+        struct held *e = held_find(f->st, &f->t[i], f->host->session.cookie_name);
+
+        if (e != NULL && in_grace(f->st, e, now_us) &&
+            authd_session_accept(f->host, e->s, now) == 0) {
+            fetch_finish(f, SRC_GRACE, 0, e->s);
+            return;
+        }
+    }
+    fetch_finish(f, SRC_DOWN, PC_EIO, NULL);
 }
 
 static void
@@ -320,45 +394,45 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct fetch *f = ud;
     struct authd_store *st = f->st;
+    const struct authd_ticket *t = &f->t[f->i];
+    const char *name = f->host->session.cookie_name;
     struct authd_session *s = NULL;
-    const struct authd_host *host = f->host;
-    struct held *e;
-    int64_t now = authd_now();
+    char why[32];
 
-    fetch_unlink(st, f);
-    if (rc == 0 && rep->type == AUTHD_REDIS_NIL) {
-        rc = PC_ENOTFOUND; /* signed out, expired, or never there */
-        held_drop(st, &f->t);
-        st->sessions[SRC_MISSING]++;
-    } else if (rc == 0 && rep->type == AUTHD_REDIS_STRING) {
-        rc = authd_ticket_open(&f->cfg->cfg->keys, host, &f->t, rep->str, rep->len, now, &s);
-        if (rc == 0) {
-            held_put(st, &f->t, host->session.cookie_name, s);
-            st->sessions[SRC_REDIS]++;
-            fetch_finish(f, 0, s);
-            return;
-        }
-        held_drop(st, &f->t);
-    } else {
-        /* No answer: a held session may still serve, within its grace. */
-        e = held_find(st, &f->t, host->session.cookie_name);
-        if (e != NULL && in_grace(st, e, authd_mono_us()) &&
-            authd_session_accept(host, e->s, now) == 0) {
-            st->sessions[SRC_GRACE]++;
-            fetch_finish(f, 0, e->s);
-            return;
-        }
-        st->sessions[SRC_DOWN]++;
-        rc = PC_EIO;
+    if (rc != 0 || authd_redis_unavailable(rep)) {
+        fetch_unanswered(f); /* no answer, or "cannot answer now" (LOADING, READONLY, ...) */
+        return;
     }
-    fetch_finish(f, rc, NULL);
+    if (rep->type == AUTHD_REDIS_STRING) {
+        rc = authd_ticket_open(&f->cfg->cfg->keys, f->host, t, rep->str, rep->len, authd_now(), &s);
+        if (rc == 0) {
+            held_put(st, t, name, s);
+            fetch_finish(f, SRC_REDIS, 0, s);
+            return;
+        }
+        f->rc = rc;
+    } else if (rep->type != AUTHD_REDIS_NIL) { /* NIL: signed out, expired, or never there */
+        /* Neither the session nor its absence: this ticket opens nothing, held or not. */
+        pc_log(PC_LOG_WARN, "redis", "error", "session read refused", "reason",
+               reply_why(rep, why, sizeof(why)), NULL);
+        f->refused = true;
+    }
+    held_drop(st, t);
+    if (++f->i < f->n) {
+        if (fetch_get(f) != 0)
+            fetch_unanswered(f);
+        return;
+    }
+    fetch_finish(f, f->refused ? SRC_REFUSED : SRC_MISSING, f->refused ? PC_EIO : f->rc, NULL);
 }
 
 static struct fetch *
-fetch_find(struct authd_store *st, const struct authd_ticket *t, const struct authd_host *host)
+fetch_find(struct authd_store *st, const struct authd_ticket *t, size_t n,
+           const struct authd_host *host)
 {
     for (struct fetch *f = st->fetches; f; f = f->next)
-        if (f->host == host && f->cfg == st->srv->cfg && pc_memeq(&f->t, t, sizeof(*t)))
+        if (f->host == host && f->cfg == st->srv->cfg && f->n == n &&
+            pc_memeq(f->t, t, n * sizeof(*t)))
             return f;
     return NULL;
 }
@@ -371,27 +445,24 @@ authd_store_fetch(struct authd_store *st, const struct authd_host *host, const c
     size_t n = tickets_of(host, cookie_header, t);
     struct waiter *w;
     struct fetch *f;
-    char *key;
     int rc;
 
     if (n == 0)
         return PC_ENOTFOUND;
-    if ((f = fetch_find(st, &t[0], host)) == NULL) {
+    if ((f = fetch_find(st, t, n, host)) == NULL) {
         if (st->nfetches >= MAX_FETCHES) {
             rc = PC_ETOOBIG;
             goto out;
         }
         f = pc_xcalloc(1, sizeof(*f));
         f->st = st;
-        f->t = t[0];
+        memcpy(f->t, t, n * sizeof(*t));
+        f->n = n;
+        f->rc = PC_ENOTFOUND;
         f->cfg = authd_cfgref_get(st->srv->cfg);
         f->host = host;
-        key = authd_ticket_redis_key(st->cfg->key_prefix, &t[0]);
-        rc = authd_redis_command(st->redis, 2, (const char *const[]){"GET", key}, NULL, fetch_done,
-                                 f);
-        free(key);
-        if (rc != 0) {
-            fetch_finish(f, rc, NULL); /* no waiters yet */
+        if ((rc = fetch_get(f)) != 0) {
+            fetch_finish(f, -1, rc, NULL); /* no waiters yet */
             goto out;
         }
         f->next = st->fetches;
@@ -441,9 +512,11 @@ save_done(void *ud, int rc, const struct authd_redis_reply *rep)
     struct authd_strlist set_cookie = {0};
     char *value;
 
+    char why[32];
+
     if (rc == 0 && rep->type != AUTHD_REDIS_STATUS) {
         pc_log(PC_LOG_ERROR, "redis", "error", "session write refused", "reason",
-               rep->type == AUTHD_REDIS_ERROR ? rep->str : "unexpected reply", NULL);
+               reply_why(rep, why, sizeof(why)), NULL);
         rc = PC_EIO;
     }
     if (rc != 0) {
@@ -529,13 +602,18 @@ struct drop {
     void *ud;
 };
 
+/* Only DEL's integer reply (how many of the keys existed: 0 is fine too) says they are gone. */
 static void
 drop_done(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct drop *d = ud;
+    char why[32];
 
-    if (rc == 0 && rep->type == AUTHD_REDIS_ERROR)
+    if (rc == 0 && (rep->type != AUTHD_REDIS_INTEGER || rep->integer < 0)) {
+        pc_log(PC_LOG_ERROR, "redis", "error", "session delete refused", "reason",
+               reply_why(rep, why, sizeof(why)), NULL);
         rc = PC_EIO;
+    }
     if (rc == 0)
         d->st->signed_out++;
     d->done(d->ud, rc == 0 ? 0 : PC_EIO);
@@ -778,7 +856,7 @@ locked(void *ud, int rc, const struct authd_redis_reply *rep)
     struct refresh *f = ud;
     char *key;
 
-    if (rc != 0 || rep->type == AUTHD_REDIS_ERROR) {
+    if (rc != 0 || (rep->type != AUTHD_REDIS_STATUS && rep->type != AUTHD_REDIS_NIL)) {
         refresh_end(f, RF_FAILED, "the refresh lock could not be taken", false);
         return;
     }
@@ -856,6 +934,42 @@ same_settings(const struct authd_redis_config *a, const struct authd_redis_confi
 #undef SAME
 }
 
+/* The old connection's thread has ended, its commands completed: nothing is left to wait for. */
+static void
+released(void *ud)
+{
+    struct retired *x = ud;
+
+    for (struct retired **pp = &x->st->retired; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    authd_redis_free(x->r);
+    free(x);
+}
+
+/*
+ * Lets the connection go without waiting on the lws thread: its thread may be inside a
+ * getaddrinfo that outlasts the checks' patience. Its commands complete (PC_EIO) through the
+ * pool as usual, then released() frees it.
+ */
+static void
+retire(struct authd_store *st)
+{
+    struct retired *x;
+
+    if (st->redis == NULL)
+        return;
+    x = pc_xcalloc(1, sizeof(*x));
+    x->st = st;
+    x->r = st->redis;
+    x->next = st->retired;
+    st->retired = x;
+    authd_redis_retire(st->redis, released, x);
+    st->redis = NULL;
+}
+
 void
 authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
 {
@@ -871,9 +985,7 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
     }
     if (want == NULL && old == NULL)
         return;
-    /* Commands of the old connection complete (PC_EIO) through the pool as usual. */
-    authd_redis_free(st->redis);
-    st->redis = NULL;
+    retire(st);
     authd_redis_config_free(old);
     st->cfg = NULL;
     if (want == NULL)
@@ -887,8 +999,11 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
 void
 authd_store_stop(struct authd_store *st)
 {
-    if (st != NULL)
-        authd_redis_stop(st->redis);
+    if (st == NULL)
+        return;
+    authd_redis_stop(st->redis);
+    for (struct retired *x = st->retired; x; x = x->next)
+        authd_redis_stop(x->r); /* at shutdown waiting is fine; the pool then runs released() */
 }
 
 void
@@ -897,6 +1012,8 @@ authd_store_free(struct authd_store *st)
     if (st == NULL)
         return;
     authd_redis_free(st->redis);
+    while (st->retired != NULL) /* only when the pool never ran their release */
+        released(st->retired);
     authd_redis_config_free(st->cfg);
     for (size_t i = 0; i < HELD_SLOTS; i++) {
         if (st->held[i].s != NULL)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "authd.h"
+#include "io_util.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* metrics */
@@ -506,36 +507,11 @@ test_replay(void **state)
 /* ------------------------------------------------------------------------------------------ */
 /* oidc: a URL outside the hosts' allowedURLPrefixes is refused before any connection */
 
-/* server.c's clocks (the pool's deadlines and the registry's backoff read them). */
-int64_t
-authd_now(void)
-{
-    return (int64_t)time(NULL);
-}
-
-int64_t
-authd_mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* A listening socket on 127.0.0.1 where the issuer would be: it sees whether authd connects. */
 static int
 issuer_socket(int *port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, 4), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
+    return listen_loopback(SOCK_NONBLOCK, port);
 }
 
 static int

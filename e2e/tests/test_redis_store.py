@@ -11,8 +11,14 @@ Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import http.client
 import json
+import os
+import random
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +31,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from e2e.harness.authd import Authd, config_head, idp_login, set_cookies  # noqa: E402
 from e2e.harness.peers import DEFAULT_USERS, OidcProvider  # noqa: E402
-from e2e.harness.proc import CONTROLLER, built, free_port, skip_e2e, wait_for, work_dir  # noqa: E402
+from e2e.harness.proc import (AUTHD, CONTROLLER, Proc, built, free_port, skip_e2e,  # noqa: E402
+                               wait_for, work_dir)
 from e2e.harness.redis import Redis  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_e2e(), reason="PORTCULLIS_SKIP_E2E=1")
@@ -96,13 +103,19 @@ def hdr(resp, name):
     return vals[0] if vals else None
 
 
-def login(a: Replica, user: str, host: str = "one.localhost") -> dict:
-    """The code flow through a's Envoy door; the browser's cookies after it."""
+def callback(a: Replica, user: str, host: str = "one.localhost") -> tuple[dict, dict]:
+    """The code flow through a's Envoy door up to the callback: its reply, and the browser's
+    cookies before it."""
     r = a.request("/ext-authz/app/page", host=host)
     assert r["status"] == 302, r
     jar = {k: v for k, v in set_cookies(r["headers"]).items() if v}
     back = urllib.parse.urlsplit(idp_login(hdr(r, "Location"), user, f"{user}-password"))
-    r = a.request(f"/ext-authz{back.path}?{back.query}", host=host, cookies=jar)
+    return a.request(f"/ext-authz{back.path}?{back.query}", host=host, cookies=jar), jar
+
+
+def login(a: Replica, user: str, host: str = "one.localhost") -> dict:
+    """The code flow through a's Envoy door; the browser's cookies after it."""
+    r, jar = callback(a, user, host)
     assert r["status"] == 302, (r["status"], r["body"][:300])
     for k, v in set_cookies(r["headers"]).items():
         if v is None:
@@ -132,6 +145,23 @@ def env():
     finally:
         for peer in reversed(started):
             peer.stop()
+
+
+@contextlib.contextmanager
+def own_idp(name: str, redis: Redis, section: str):
+    """A replica started with an IdP of its own (its callback registered there), for tests
+    that log in at a replica the module's IdP does not know; both stopped after."""
+    idp_port = free_port()
+    a = Replica(name, f"http://127.0.0.1:{idp_port}", redis, section)
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
+                         "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
+                       DEFAULT_USERS, port=idp_port)
+    with idp:
+        a.start(ready="/readyz", timeout=20)
+        try:
+            yield a
+        finally:
+            a.stop()
 
 
 def test_login_ticket_is_small_and_every_replica_and_restart_accepts_it(env):
@@ -186,6 +216,90 @@ def test_sign_out_refuses_the_copied_cookie_at_both_replicas(env):
     time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
     assert b.check(copy)["status"] == 302
     assert b.metric('portcullis_authd_redis_sessions_total{source="missing"}') >= 1
+
+
+def test_sign_out_is_confirmed_only_by_the_delete_and_503_while_redis_is_paused(env):
+    """The sign-out's reply waits for DEL's answer. Redis paused (SIGSTOP) after the DEL was
+    sent: no answer within commandTimeout, so the browser is told the sign-out did not complete
+    (503, its cookie cleared all the same), not that it is signed out. Redis resumed: the
+    retried sign-out is confirmed (DEL's 0 counts: the DEL sent before the pause was applied
+    when Redis resumed) and the copied cookie is refused at both replicas."""
+    a, b, redis = env["a"], env["b"], env["redis"]
+    jar = login(a, "alice")
+    copy = dict(jar)
+    assert a.check(copy)["status"] == 200 and b.check(copy)["status"] == 200
+    confirmed = a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}')
+    offset = a.log_size()
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        r = a.request("/oauth2/sign_out", cookies=jar)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    assert r["status"] == 503 and b"Sign-out not completed" in r["body"], (r["status"], r["body"])
+    assert set_cookies(r["headers"]).get("_portcullis", "x") is None
+    lines = [x for x in a.log_since(offset).splitlines() if "event=sign_out" in x]
+    assert lines and all("could not be deleted in Redis" in x for x in lines), lines
+    assert a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}') == confirmed
+    for label, replica in (("a", a), ("b", b)):
+        wait_for(f"replica {label} to reconnect", lambda r=replica: r.readyz()[1].get("redis") ==
+                 "up", timeout=15)
+    r = a.request("/oauth2/sign_out", cookies=jar)
+    assert r["status"] in (200, 302), (r["status"], r["body"][:300])
+    assert a.metric('portcullis_authd_redis_writes_total{op="sign_out",result="ok"}') == \
+        confirmed + 1
+    assert a.check(copy)["status"] == 302
+    time.sleep(REVALIDATE + 0.3)  # b asks Redis again after revalidate
+    assert b.check(copy)["status"] == 302
+
+
+def ticket() -> str:
+    """A well-formed ticket cookie value that names no session."""
+    return "t1." + base64.urlsafe_b64encode(os.urandom(48)).decode()
+
+
+def test_a_planted_ticket_ahead_of_the_users_does_not_hide_it(env):
+    """Several ticket cookies of the host's name (one planted for a parent domain comes first):
+    they are read in order until one resolves, at most four of them."""
+    a, b = env["a"], env["b"]
+    jar = login(a, "bob")
+    mine = f"_portcullis={jar['_portcullis']}"
+    for label, replica in (("reads Redis", b), ("holds it", a)):
+        r = replica.request("/ext-authz/app", headers={"Cookie": f"_portcullis={ticket()}; {mine}"})
+        assert r["status"] == 200, (label, r["status"])
+        assert hdr(r, "X-Auth-Request-Email") == "bob@example.com", label
+    # a fifth is not looked at
+    five = "; ".join([f"_portcullis={ticket()}" for _ in range(4)] + [mine])
+    c = Replica("authd-redis-tickets", env["idp"].issuer, env["redis"])
+    c.start(ready="/readyz", timeout=20)
+    try:
+        assert c.request("/ext-authz/app", headers={"Cookie": five})["status"] == 302
+        four = "; ".join([f"_portcullis={ticket()}" for _ in range(3)] + [mine])
+        assert c.request("/ext-authz/app", headers={"Cookie": four})["status"] == 200
+    finally:
+        c.stop()
+
+
+def test_a_refused_read_is_neither_the_session_nor_its_absence(env):
+    """An error reply to the session's GET that is not "cannot answer now" (NOPERM here: the
+    ACL stopped allowing GET) is no confirmation: the held session does not pass for grace as
+    while Redis is down. Nor is it "signed out": the session stays in Redis and passes again
+    once GET is allowed."""
+    a, redis = env["a"], env["redis"]
+    jar = login(a, "carol")
+    assert a.check(jar)["status"] == 200
+    series = 'portcullis_authd_redis_sessions_total{source="refused"}'
+    refused, keys = a.metric(series), len(redis.keys("portcullis:s:*"))
+    redis.cli("ACL", "SETUSER", "default", "-get")
+    try:
+        time.sleep(REVALIDATE + 0.3)  # past revalidate, well within grace
+        r = a.check(jar)
+        assert r["status"] == 302, r["status"]
+        assert a.metric(series) == refused + 1
+        assert "session read refused" in a.log() and "NOPERM" in a.log()
+    finally:
+        redis.cli("ACL", "SETUSER", "default", "+get")
+    assert len(redis.keys("portcullis:s:*")) == keys
+    assert a.check(jar)["status"] == 200
 
 
 def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
@@ -275,27 +389,17 @@ def test_redis_killed_held_sessions_pass_for_grace_new_logins_get_the_page(env):
 def test_rediss_with_acl_user(tmp_path):
     """rediss:// with the CA of its certificate, an ACL user and a password file."""
     redis = Redis("redis-tls", tls=True)
-    idp_port = free_port()
-    issuer = f"http://127.0.0.1:{idp_port}"
     with redis:
         redis.cli("ACL", "SETUSER", "portcullis", "on", ">acl-user-password", "~portcullis:*",
                   "+get", "+set", "+del", "+eval", "+ping", "+select", "+auth")
         pw = tmp_path / "acl-password"
         pw.write_text("acl-user-password\n")
         section = redis.config(username="portcullis", passwordFile=str(pw))
-        a = Replica("authd-rediss", issuer, redis, section)
-        idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
-                             "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
-                           DEFAULT_USERS, port=idp_port)
-        with idp:
-            a.start(ready="/readyz", timeout=20)
-            try:
-                assert a.readyz() == (200, {"ready": True, "redis": "up"})
-                jar = login(a, "alice")
-                assert a.check(jar)["status"] == 200
-                assert len(redis.keys("portcullis:s:*")) == 1
-            finally:
-                a.stop()
+        with own_idp("authd-rediss", redis, section) as a:
+            assert a.readyz() == (200, {"ready": True, "redis": "up"})
+            jar = login(a, "alice")
+            assert a.check(jar)["status"] == 200
+            assert len(redis.keys("portcullis:s:*")) == 1
 
 
 def test_reload_moves_authd_to_another_redis_without_a_restart(env):
@@ -366,3 +470,143 @@ def test_revoke_refuses_a_redis_session_at_both_replicas(env):
     again = login(a, "bob")
     assert a.check(again)["status"] == 200 and b.check(again)["status"] == 200
 
+
+
+def replication(redis: Redis) -> dict:
+    """INFO replication of redis as a dict."""
+    return dict(line.strip().split(":", 1) for line in redis.cli("INFO", "replication")
+                .splitlines() if ":" in line)
+
+
+def test_after_a_failover_authd_leaves_the_replica_and_writes_reach_the_new_master():
+    """A failover the way a Service sees one: the replica is promoted and takes the address,
+    the old master becomes its replica and keeps the connections it had. authd's next write
+    there is answered READONLY: that login fails, authd drops the connection, and the
+    next one reaches the new master: logins work again, and the session written before the
+    failover (replicated) still passes."""
+    old, new = Redis("redis-failover-old"), Redis("redis-failover-new")
+    connected = 'portcullis_authd_redis_connections_total{event="connected"}'
+    with old, new:
+        for r in (old, new):
+            r.cli("CONFIG", "SET", "masterauth", r.password)
+        new.cli("REPLICAOF", "127.0.0.1", old.port)
+        wait_for("the replica to sync", lambda: replication(new).get("master_link_status") ==
+                 "up", timeout=15)
+        with own_idp("authd-redis-failover", old, old.config(commandTimeout="500ms")) as c:
+            alice = login(c, "alice")
+            wait_for("alice's session on the replica", lambda: new.keys("portcullis:s:*"),
+                     timeout=10)
+            address, moved = old.port, free_port()
+            old.cli("CONFIG", "SET", "port", moved)  # its open connections stay
+            old.port = moved
+            new.cli("CONFIG", "SET", "port", address)
+            new.port = address
+            new.cli("REPLICAOF", "NO", "ONE")
+            old.cli("REPLICAOF", "127.0.0.1", address)
+            wait_for("the old master to follow the new one",
+                     lambda: replication(old).get("master_link_status") == "up", timeout=15)
+            before = c.metric(connected)
+            r, _ = callback(c, "bob")  # 401: Envoy's door turns 5xx into 401
+            assert r["status"] == 401 and b"session store (Redis)" in r["body"], r["status"]
+            assert "READONLY" in c.log()
+            c.wait_metric(connected, before + 1, timeout=10)
+            bob = login(c, "bob")
+            assert c.check(bob)["status"] == 200 and c.check(alice)["status"] == 200
+            assert len(new.keys("portcullis:s:*")) == 2
+
+
+class HungNameServer:
+    """A UDP socket on port 53 of a loopback address that takes DNS queries and answers none
+    until answer(): a name server that does not answer, for as long as the test needs. Then
+    every query, held or new, gets NXDOMAIN."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(50):
+            self.ip = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
+            try:
+                self.sock.bind((self.ip, 53))
+                break
+            except OSError:
+                continue
+        else:
+            raise OSError("no free loopback address for port 53")
+        self.queries, self.held, self.answering = 0, [], False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _nxdomain(query: bytes) -> bytes:
+        end = query.index(b"\0", 12) + 5  # the question: its name, type and class
+        return query[:2] + b"\x81\x83" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:end]
+
+    def _serve(self):
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            with self.lock:
+                self.queries += 1
+                if not self.answering:
+                    self.held.append((query, peer))
+                    continue
+            self.sock.sendto(self._nxdomain(query), peer)
+
+    def answer(self):
+        with self.lock:
+            self.answering, held, self.held = True, self.held, []
+        for query, peer in held:
+            self.sock.sendto(self._nxdomain(query), peer)
+
+    def close(self):
+        self.sock.close()
+
+
+class ResolvingReplica(Replica):
+    """A replica whose resolver is the name server of resolv_conf: authd runs in a mount
+    namespace of its own where that file is /etc/resolv.conf."""
+
+    def __init__(self, name, issuer, redis, section, resolv_conf: Path):
+        super().__init__(name, issuer, redis, section)
+        self.resolv_conf = resolv_conf
+
+    def start(self, ready="/readyz", timeout=20):
+        self.proc = Proc("authd", ["unshare", "--mount", "sh", "-c",
+                                   'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                                   self.resolv_conf, AUTHD, "--config", self.config],
+                         log_path=self.log_path).start()
+        self.proc.wait_http(f"http://127.0.0.1:{self.admin}{ready}", timeout,
+                            ok=lambda s: s == 200)
+        return self
+
+
+def test_reload_does_not_wait_on_the_loop_for_an_old_connection_stuck_in_the_resolver(env,
+                                                                                        tmp_path):
+    """The old connection's thread is inside getaddrinfo (its name server holds the query)
+    when a reload moves authd to another Redis: the new connection comes up and checks are
+    answered while the old one is still there; once the name server answers, the old one is
+    released."""
+    dns = HungNameServer()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {dns.ip}\noptions timeout:30 attempts:5\n")
+    slow = "redis://redis.portcullis.test:6379"
+    d = ResolvingReplica("authd-redis-resolver", env["idp"].issuer, env["redis"],
+                         f"redis: {{url: '{slow}'}}\n", resolv)
+    try:
+        d.start()
+        wait_for("the redis thread to ask the name server", lambda: dns.queries > 0, timeout=10)
+        d.c["redis"] = env["redis"].config()
+        d.write_config(config(d.c))
+        wait_for("the reload to reach Redis", lambda: d.readyz()[1].get("redis") == "up",
+                 timeout=15, ignore=(OSError,))
+        assert d.check({"_portcullis": ticket()})["status"] == 302
+        assert dns.held and f"state=released address={slow}" not in d.log()  # still resolving
+        dns.answer()
+        wait_for("the old connection to be released",
+                 lambda: f"state=released address={slow}" in d.log(), timeout=15)
+        assert d.check({"_portcullis": ticket()})["status"] == 302
+    finally:
+        d.stop()
+        dns.close()

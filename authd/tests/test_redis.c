@@ -1,0 +1,345 @@
+/*
+ * test_redis.c - redis.c, authd's connection to Redis, against peers that are not Redis: a
+ * hostile one that floods a reply that never ends (on the AUTH/SELECT exchange and after it),
+ * which authd must drop once MAX_UNPARSED bytes complete no reply; a broken one that accepts
+ * the AUTH/SELECT exchange and then never answers, to see the order in which a connection let
+ * go (authd_redis_retire) hands back its commands and itself; and which error replies mean
+ * "cannot answer now". Real Redis behaviour is tested end to end (e2e/tests/test_redis_*.py).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "authd.h"
+#include "io_util.h"
+
+#define PEER_WAIT_MS 20000 /* every wait of the peer; authd's connectTimeout is 3x this */
+
+/* ------------------------------------------------------------------------------------------ */
+/* a peer on 127.0.0.1 that takes one connection */
+
+struct peer {
+    int lfd, port;
+    const char *greeting; /* sent once authd's first command arrived; NULL: none */
+    size_t flood;         /* bytes of a bulk string that never ends, then silence */
+    bool closed;          /* authd closed the connection within PEER_WAIT_MS */
+    pthread_t thread;
+};
+
+static bool
+wait_in(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, PEER_WAIT_MS) == 1;
+}
+
+/* Until authd closes (read 0 or an error), at most PEER_WAIT_MS. */
+static bool
+wait_closed(int fd)
+{
+    char buf[4096];
+
+    while (wait_in(fd)) {
+        ssize_t got = recv(fd, buf, sizeof(buf), 0);
+
+        if (got <= 0)
+            return true;
+    }
+    return false;
+}
+
+static void *
+peer_run(void *arg)
+{
+    struct peer *p = arg;
+    char buf[4096];
+    int fd;
+
+    if (!wait_in(p->lfd) || (fd = accept(p->lfd, NULL, NULL)) < 0)
+        return NULL;
+    if (wait_in(fd) && recv(fd, buf, sizeof(buf), 0) > 0) {
+        bool failed = false;
+        size_t sent = 0;
+
+        if (p->greeting)
+            failed = send(fd, p->greeting, strlen(p->greeting), MSG_NOSIGNAL) < 0;
+        if (p->flood && !failed)
+            failed = send(fd, "$100000000\r\n", 12, MSG_NOSIGNAL) < 0;
+        memset(buf, 'x', sizeof(buf));
+        while (!failed && sent < p->flood) {
+            ssize_t put = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+
+            failed = put < 0;
+            sent += put > 0 ? (size_t)put : 0;
+        }
+        p->closed = failed || wait_closed(fd);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void
+peer_start(struct peer *p)
+{
+    p->lfd = listen_loopback(SOCK_CLOEXEC, &p->port);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_run, p), 0);
+}
+
+static void
+peer_join(struct peer *p)
+{
+    pthread_join(p->thread, NULL);
+    close(p->lfd);
+}
+
+static struct authd_redis_config *
+config_for(int port)
+{
+    struct authd_redis_config *c = pc_xcalloc(1, sizeof(*c));
+    char url[64];
+
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    c->url = pc_xstrdup(url);
+    c->host = pc_xstrdup("127.0.0.1");
+    c->port = port;
+    c->key_prefix = pc_xstrdup("portcullis:");
+    c->connect_timeout_ms = 3 * PEER_WAIT_MS;
+    c->command_timeout_ms = 3 * PEER_WAIT_MS;
+    return c;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bounds */
+
+/*
+ * A reply that never completes is dropped once MAX_UNPARSED bytes of it arrived, whether it
+ * answers the AUTH/SELECT exchange or comes after it, long before connectTimeout.
+ */
+static void
+test_unending_reply_is_dropped(void **state)
+{
+    static const struct {
+        const char *name, *greeting;
+    } cases[] = {
+        {"the reply to SELECT", NULL},
+        {"a reply after SELECT's +OK", "+OK\r\n"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct peer p = {.greeting = cases[i].greeting, .flood = 2 << 20};
+        struct authd_pool *pool = authd_pool_new(1, NULL, NULL);
+        struct authd_redis_config *cfg;
+        struct authd_redis *r = NULL;
+
+        peer_start(&p);
+        cfg = config_for(p.port);
+        assert_int_equal(authd_redis_new(cfg, pool, &r), 0);
+        peer_join(&p);
+        if (!p.closed)
+            fail_msg("%s: 2 MiB that complete no reply were taken in", cases[i].name);
+        authd_redis_free(r);
+        authd_redis_config_free(cfg);
+        authd_pool_free(pool);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* error replies */
+
+static void
+test_unavailable_error_replies(void **state)
+{
+    static const struct {
+        enum authd_redis_type type;
+        const char *str;
+        bool unavailable;
+    } cases[] = {
+        {AUTHD_REDIS_ERROR, "LOADING Redis is loading the dataset in memory", true},
+        {AUTHD_REDIS_ERROR, "BUSY Redis is busy running a script.", true},
+        {AUTHD_REDIS_ERROR, "TRYAGAIN Multiple keys request during rehashing of slot", true},
+        {AUTHD_REDIS_ERROR, "CLUSTERDOWN The cluster is down", true},
+        {AUTHD_REDIS_ERROR, "READONLY You can't write against a read only replica.", true},
+        {AUTHD_REDIS_ERROR, "MASTERDOWN Link with MASTER is down", true},
+        {AUTHD_REDIS_ERROR, "NOAUTH Authentication required.", true},
+        {AUTHD_REDIS_ERROR, "READONLY", true},
+        {AUTHD_REDIS_ERROR, "WRONGTYPE Operation against a key holding the wrong kind", false},
+        {AUTHD_REDIS_ERROR, "NOPERM User portcullis has no permissions to run 'get'", false},
+        {AUTHD_REDIS_ERROR, "ERR unknown command 'GET'", false},
+        {AUTHD_REDIS_ERROR, "LOADINGX", false},
+        {AUTHD_REDIS_ERROR, "loading", false},
+        {AUTHD_REDIS_ERROR, "", false},
+        {AUTHD_REDIS_STATUS, "READONLY", false},
+        {AUTHD_REDIS_STRING, "LOADING", false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct authd_redis_reply rep = {
+            .type = cases[i].type, .str = (char *)cases[i].str, .len = strlen(cases[i].str)};
+
+        if (authd_redis_unavailable(&rep) != cases[i].unavailable)
+            fail_msg("\"%s\" (type %d): want %d", cases[i].str, cases[i].type,
+                     cases[i].unavailable);
+    }
+    assert_false(authd_redis_unavailable(NULL));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* letting a connection go */
+
+/* What the "lws thread" saw, in order: 'c' a command's completion, 'r' the release. */
+struct seen {
+    char what[16];
+    int rc[16];
+    size_t n;
+    struct authd_redis *r;
+    int wake[2];
+};
+
+static void
+wake(void *ud)
+{
+    struct seen *s = ud;
+
+    if (write(s->wake[1], "w", 1) < 0)
+        return;
+}
+
+static void
+command_done(void *ud, int rc, const struct authd_redis_reply *rep)
+{
+    struct seen *s = ud;
+
+    (void)rep;
+    s->rc[s->n] = rc;
+    s->what[s->n++] = 'c';
+}
+
+static void
+released(void *ud)
+{
+    struct seen *s = ud;
+
+    s->what[s->n++] = 'r';
+    authd_redis_free(s->r); /* its thread has ended: nothing to wait for */
+    s->r = NULL;
+}
+
+/* Runs completions, as the lws thread does, until the release ran (bounded). */
+static void
+drain_until_released(struct authd_pool *pool, struct seen *s)
+{
+    for (int i = 0; i < 1000 && s->r != NULL; i++) {
+        struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
+        char buf[64];
+
+        if (poll(&p, 1, 20) == 1 && read(s->wake[0], buf, sizeof(buf)) < 0)
+            break;
+        authd_pool_drain(pool);
+    }
+    assert_null(s->r);
+}
+
+static void
+wait_up(struct authd_redis *r)
+{
+    for (int i = 0; i < 1000 && !authd_redis_up(r); i++)
+        usleep(10000);
+    assert_true(authd_redis_up(r));
+}
+
+/*
+ * A connection let go with commands in flight: retire returns at once; the commands complete
+ * (PC_EIO) on the draining thread, then the release, exactly once, after all of them; at
+ * shutdown (stop before the pool's last drain) the release is not lost. ASan checks that
+ * nothing is used after it is freed or leaked.
+ */
+static void
+test_retire_completes_commands_then_releases(void **state)
+{
+    static const struct {
+        const char *name;
+        int commands;
+        bool up, shutdown;
+    } cases[] = {
+        {"reload, commands in flight", 3, true, false},
+        {"shutdown, commands in flight", 2, true, true},
+        {"reload while connecting", 0, false, false},
+        {"shutdown while connecting", 0, false, true},
+    };
+    static const char *const get[] = {"GET", "portcullis:s:x"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct seen s = {0};
+        struct peer p = {.greeting = "+OK\r\n"};
+        struct authd_pool *pool;
+        struct authd_redis_config *cfg;
+        char want[16] = {0};
+
+        assert_int_equal(pipe(s.wake), 0);
+        pool = authd_pool_new(1, wake, &s);
+        if (cases[i].up)
+            peer_start(&p); /* answers SELECT, then nothing */
+        else
+            p.lfd = listen_loopback(SOCK_CLOEXEC, &p.port); /* takes connections, never answers */
+        cfg = config_for(p.port);
+        assert_int_equal(authd_redis_new(cfg, pool, &s.r), 0);
+        if (cases[i].up)
+            wait_up(s.r);
+        for (int c = 0; c < cases[i].commands; c++) {
+            assert_int_equal(authd_redis_command(s.r, 2, get, NULL, command_done, &s), 0);
+            want[c] = 'c';
+        }
+        want[cases[i].commands] = 'r';
+        authd_redis_retire(s.r, released, &s);
+        assert_int_equal(s.n, 0); /* nothing runs on the caller's thread */
+        if (cases[i].shutdown) {
+            authd_redis_stop(s.r); /* waits for the thread */
+            authd_pool_free(pool); /* the last drain runs what the thread completed */
+            pool = NULL;
+        } else {
+            drain_until_released(pool, &s);
+        }
+        if (strcmp(s.what, want) != 0)
+            fail_msg("%s: saw \"%s\", want \"%s\"", cases[i].name, s.what, want);
+        for (int c = 0; c < cases[i].commands; c++)
+            assert_int_equal(s.rc[c], PC_EIO);
+        if (cases[i].up)
+            peer_join(&p);
+        else
+            close(p.lfd);
+        authd_pool_free(pool);
+        authd_redis_config_free(cfg);
+        close(s.wake[0]);
+        close(s.wake[1]);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unending_reply_is_dropped),
+        cmocka_unit_test(test_unavailable_error_replies),
+        cmocka_unit_test(test_retire_completes_commands_then_releases),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
