@@ -582,6 +582,7 @@ class ResolvingReplica(Replica):
         return self
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for its own mount namespace and port 53")
 def test_reload_does_not_wait_on_the_loop_for_an_old_connection_stuck_in_the_resolver(env,
                                                                                         tmp_path):
     """The old connection's thread is inside getaddrinfo (its name server holds the query)
