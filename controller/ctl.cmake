@@ -23,7 +23,8 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_status.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_revmirror.c)
 target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads)
 
 add_executable(portcullis-controller
@@ -62,6 +63,8 @@ pc_fuzz_target(fuzz_policy SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_policy.c 
 
 if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_queue.c
+                 LIBS ctl_run)
+    pc_unit_test(test_ctl_sidecar SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_sidecar.c
                  LIBS ctl_run)
 endif()
 

@@ -65,6 +65,7 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->sidecar_leases = json_object();
     c->sidecar_state = json_object();
     c->sidecar_hash = json_object();
+    ctl_revmirror_init(&c->rm);
     ctl_hosts_init(&c->hosts);
     c->nshards = ctl_shard_count(&o->authd);
     c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
@@ -101,6 +102,7 @@ ctl_ctx_release(struct ctl_ctx *c)
     json_decref(c->sidecar_leases);
     json_decref(c->sidecar_state);
     json_decref(c->sidecar_hash);
+    ctl_revmirror_release(&c->rm);
     free(c->mesh_error);
     free(c->egress_error);
     free(c->snippet);
@@ -218,10 +220,15 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
     char *id = object_id(obj);
-    const char *rv = pc_json_str(json_object_get(obj, "metadata"), "resourceVersion");
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *rv = pc_json_str(md, "resourceVersion"), *ns = pc_json_str(md, "namespace");
     json_t *users = NULL, *entry, *v;
     size_t i;
 
+    /* A sidecar namespace's copy of the revocation list (the central one is watched apart). */
+    if (same_str(pc_json_str(md, "name"), PC_REVOKE_SECRET) && ns &&
+        strcmp(ns, c->o.authd.namespace) != 0)
+        ctl_revmirror_note_copy(c, type, obj);
     pthread_mutex_lock(&c->mu);
     entry = json_object_get(c->secrets, id);
     if (type == K8S_DELETED) {
@@ -824,6 +831,8 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     h = ctl_hosts_find(&c->hosts, id);
     in->verdict = ctl_host_verdict(h);
     ctl_host_shard(c, h, &gen, &shard_error);
+    if (!shard_error)
+        shard_error = ctl_sidecar_rev_error(c, h);
     if (!shard_error)
         shard_error = c->authd_error;
     wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&
