@@ -95,6 +95,9 @@ int ctl_parse_duration(const char *s, long long *secs);
 char *ctl_k8s_name(const char *prefix, const char *ns, const char *name, size_t max);
 /* The AuthorizationPolicy name of ProtectedHost ns/name (new, <= 63 chars). */
 char *ctl_policy_name(const char *ns, const char *name);
+/* Where the policy of ProtectedHost namespace ns with canonical spec goes (borrowed): its
+ * own namespace in sidecar mode, else spec.gateway.namespace. */
+const char *ctl_policy_namespace(const char *ns, const json_t *spec);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_render.c - desired objects of one ProtectedHost, and the shared ones                  */
@@ -534,6 +537,7 @@ struct ctl_host {
     char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
     char *policy_name;
+    char *policy_ns;             /* where its policy goes (ctl_policy_namespace), else NULL */
     bool valid;                  /* spec passed validation */
     char *invalid;               /* why not, else NULL */
     char *refused;               /* valid, but outside the admin policy: why, else NULL */
@@ -856,6 +860,12 @@ void ctl_on_synced(void *ud);
  */
 #define CTL_KEY_WORKERS 2
 void *ctl_worker(void *arg);
+/*
+ * Deletes the AuthorizationPolicies with our label in namespace ns that no ProtectedHost
+ * wants (a sidecar namespace whose last host went while no controller ran). Returns 0 (also
+ * when ns may not be listed or has no such resource) or the list's error.
+ */
+int ctl_delete_orphan_policies(struct ctl_ctx *c, const char *ns);
 /* Queues "ph:<id>". */
 void ctl_queue_host(struct ctl_ctx *c, const char *id);
 /* Queues "ph:<id>" of every id (an array of strings) ahead of the backlog: these only wait to

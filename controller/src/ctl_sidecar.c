@@ -158,14 +158,20 @@ delete_named(struct ctl_ctx *c, const struct k8s_ref *kind, const char *ns, cons
 }
 
 /*
- * ns has no sidecar host any more: its shard goes first (the policies went before), then the
- * revocation list's copy (no sidecar enforces a host without it) and the ServiceEntry.
+ * ns has no sidecar host any more. The policies there go first: those of hosts deleted while
+ * no controller ran are still there (ctl_delete_orphan_policies), and the shard is what brings
+ * the namespace back here until they are gone. Then the shard, the revocation list's copy
+ * (no sidecar enforces a host without it) and the ServiceEntry.
  */
 static int
 drop_ns(struct ctl_ctx *c, const char *ns, char **error)
 {
-    int rc = delete_named(c, &secret_ref, ns, CTL_SIDECAR_SHARD, error);
+    int rc = ctl_delete_orphan_policies(c, ns);
 
+    if (rc < 0)
+        *error = pc_xasprintf("cannot list the AuthorizationPolicies in %s to delete ours", ns);
+    if (rc == 0)
+        rc = delete_named(c, &secret_ref, ns, CTL_SIDECAR_SHARD, error);
     if (rc == 0 && strcmp(ns, c->o.authd.namespace) != 0) /* never the central list */
         rc = delete_named(c, &secret_ref, ns, PC_REVOKE_SECRET, error);
     if (rc == 0)
@@ -178,32 +184,53 @@ drop_ns(struct ctl_ctx *c, const char *ns, char **error)
     return rc;
 }
 
-/* After a restart: the namespaces where our shard or revocation list's copy is, into names. */
+/* The namespaces of ns (NULL: all) where our shard or revocation list's copy is, into names. */
 static void
-list_written(struct ctl_ctx *c, json_t *names)
+list_written_in(struct ctl_ctx *c, const char *ns, json_t *names)
 {
     struct k8s_ref ref = secret_ref;
     struct k8s_list l = {0};
     struct pc_diag d = {0};
     size_t i;
     json_t *v;
+    int rc;
 
+    ref.namespace = ns;
     ref.label_selector =
         CTL_LABEL_SIDECAR "=true," CTL_LABEL_AUTHD_CONFIG " in (shard," CTL_REVCOPY_LABEL ")";
     ref.metadata_only = true;
-    if (k8s_list(c->kc, &ref, &l, &d) == 0) {
+    if ((rc = k8s_list(c->kc, &ref, &l, &d)) == 0) {
         json_array_foreach(l.items, i, v)
         {
-            const char *ns = pc_json_str(json_object_get(v, "metadata"), "namespace");
+            const char *at = pc_json_str(json_object_get(v, "metadata"), "namespace");
 
             /* authd's own namespace holds the central shards and list, never a sidecar's. */
-            if (ns && strcmp(ns, c->o.authd.namespace) != 0 && !json_object_get(names, ns))
-                json_object_set_new(names, ns, json_string(""));
+            if (at && strcmp(at, c->o.authd.namespace) != 0 && !json_object_get(names, at))
+                json_object_set_new(names, at, json_string(""));
         }
+    } else if (rc == K8S_EFORBIDDEN || rc == K8S_ENOTFOUND) {
+        pc_log(PC_LOG_DEBUG, "orphan_scan_skipped", "resource", "secrets", "namespace",
+               ns ? ns : "", "error", d.msg, NULL);
     } else {
         pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", "secrets", "error", d.msg, NULL);
     }
     k8s_list_release(&l);
+}
+
+/* After a restart: where the sidecar objects are, in the namespaces the controller watches. */
+static void
+list_written(struct ctl_ctx *c, json_t *names)
+{
+    char *list = pc_xstrdup(c->o.namespaces ? c->o.namespaces : ""), *save = NULL;
+    bool any = false;
+
+    for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
+        list_written_in(c, ns, names);
+        any = true;
+    }
+    if (!any)
+        list_written_in(c, NULL, names);
+    free(list);
 }
 
 int

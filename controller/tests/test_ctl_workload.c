@@ -275,6 +275,14 @@ test_hosts_agree_with_state(void **state)
         assert_string_equal(json_string_value(v), pc_json_str(st.sidecar, ns));
     local = ctl_hosts_local_provider(&hs);
     assert_true(json_equal(local, st.local_provider));
+    /* Where the orphan scan looks for each host's policy is where it goes. */
+    for (i = 0; i < st.n; i++) {
+        const json_t *md = json_object_get(st.items[i].policy, "metadata");
+
+        if (md)
+            assert_string_equal(ctl_hosts_find(&hs, st.items[i].id)->policy_ns,
+                                pc_json_str(md, "namespace"));
+    }
     json_decref(local);
     ctl_sidecar_texts_free(texts);
     ctl_shard_texts_free(shards, st.nshards);

@@ -70,11 +70,11 @@ def inbound_capture(netns: Netns, keep: list[int]) -> None:
                        capture_output=True, timeout=30)
 
 
-def protected_host(issuer: str) -> dict:
+def protected_host(issuer: str, name: str = "echo", hosts: tuple = (HOST, "*.wild.test")) -> dict:
     return {"apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
-            "metadata": {"name": "echo", "namespace": NS},
-            "spec": {"workload": {"selector": {"matchLabels": {"app": "echo"}}},
-                     "hosts": [HOST, "*.wild.test"],
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"workload": {"selector": {"matchLabels": {"app": name}}},
+                     "hosts": list(hosts),
                      "oidc": {"issuerURL": issuer, "clientID": "echo",
                               "clientSecretRef": {"name": "echo-oidc", "key": "client-secret"}},
                      "access": {"allowedGroups": ["admins"]},
@@ -197,6 +197,7 @@ def pod():
         yield {"api": api, "istiod": istiod, "proxy": proxy, "netns": netns, "authd": authd,
                "authd_admin": f"http://{netns.ip}:{authd_admin}", "idp": idp,
                "pod_kubeconfig": pod_kubeconfig, "controller": controller,
+               "controller_readyz": f"http://127.0.0.1:{metrics}/readyz",
                "revoker": revoker}
     finally:
         parts.stop()
@@ -240,6 +241,11 @@ def kube_json(api, *args) -> dict:
 def shard_text(api, ns: str, name: str) -> str:
     obj = kube_json(api, "-n", ns, "get", "secret", name)
     return base64.b64decode(obj["data"]["hosts.yaml"]).decode()
+
+
+def exists(api, ns: str, kind: str, name: str) -> bool:
+    r = api.kubectl("-n", ns, "get", kind, name, "--ignore-not-found", "-o", "name")
+    return r.stdout.strip() != ""
 
 
 def secret_data(api, ns: str, name: str) -> dict | None:
@@ -472,3 +478,35 @@ def test_a_namespace_gaining_its_first_host_gets_what_was_revoked_before(pod):
     wait_for("Ready", lambda: ready_condition(api).get("status") == "True")
     wait_for("alice refused", lambda: browser_status(pod, pod["alice"]) == 302)
 
+
+def test_a_restarted_controller_removes_what_hosts_deleted_meanwhile_left(pod):
+    """ProtectedHosts deleted while no controller runs (their finalizer taken off by hand):
+    once it runs again, their policies in the app's namespace go, and with the namespace's
+    last sidecar host its shard, its copy of the revocation list and the ServiceEntry."""
+    api, ctl, issuer = pod["api"], pod["controller"], pod["idp"].issuer
+    other_host, other_policy = f"echo2.{NS}.svc.cluster.local", f"portcullis-{NS}-echo2"
+    apply(api, protected_host(issuer), protected_host(issuer, "echo2", (other_host,)))
+    wait_for("both policies", lambda: exists(api, NS, "authorizationpolicy", POLICY) and
+             exists(api, NS, "authorizationpolicy", other_policy))
+
+    def deleted_while_down(name: str) -> None:
+        ctl.stop()
+        api.kubectl("-n", NS, "delete", "protectedhost", name, "--wait=false")
+        api.kubectl("-n", NS, "patch", "protectedhost", name, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}')
+        wait_for(f"{name} gone", lambda: not exists(api, NS, "protectedhost", name))
+        ctl.start()
+        ctl.wait_http(pod["controller_readyz"], ok=lambda s: s == 200)
+
+    deleted_while_down("echo")
+    wait_for("echo's policy removed", lambda: not exists(api, NS, "authorizationpolicy", POLICY))
+    wait_for("the shard without echo's entry", lambda: HOST not in shard_text(api, NS, SHARD))
+    assert other_host in shard_text(api, NS, SHARD)
+    assert exists(api, NS, "authorizationpolicy", other_policy)
+
+    deleted_while_down("echo2")
+    left = (("authorizationpolicy", other_policy), ("secret", SHARD), ("secret", REVOCATIONS),
+            ("serviceentry", "portcullis-authd-local"))
+    wait_for("every sidecar object removed",
+             lambda: not any(exists(api, NS, kind, name) for kind, name in left))
+    assert exists(api, AUTHD_NS, "secret", REVOCATIONS)  # never the central list
