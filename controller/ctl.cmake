@@ -25,7 +25,8 @@ add_library(ctl_run STATIC
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_pack.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_global.c
     ${CMAKE_CURRENT_LIST_DIR}/src/ctl_ingress_run.c
-    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c)
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_sidecar.c
+    ${CMAKE_CURRENT_LIST_DIR}/src/ctl_revmirror.c)
 target_link_libraries(ctl_run PUBLIC ctl_core pck8s Threads::Threads PkgConfig::ZLIB)
 
 add_executable(portcullis-controller
@@ -68,6 +69,8 @@ if(PORTCULLIS_TESTS)
     pc_unit_test(test_ctl_events SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_events.c
                  LIBS ctl_run)
     pc_unit_test(test_ctl_pack SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_pack.c
+                 LIBS ctl_run)
+    pc_unit_test(test_ctl_sidecar SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/test_ctl_sidecar.c
                  LIBS ctl_run)
 endif()
 

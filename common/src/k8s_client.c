@@ -504,16 +504,33 @@ k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, s
                        diag);
 }
 
+static int apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
+                 const struct k8s_apply_opts *o, json_t **out, struct pc_diag *diag);
+
 int
 k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *diag)
 {
-    return k8s_apply_as(c, ref, obj,
-                        &(struct k8s_apply_opts){.manager = "portcullis", .force = true}, diag);
+    return k8s_apply_out(c, ref, obj, NULL, diag);
+}
+
+int
+k8s_apply_out(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, json_t **out,
+              struct pc_diag *diag)
+{
+    return apply(c, ref, obj, &(struct k8s_apply_opts){.manager = "portcullis", .force = true}, out,
+                 diag);
 }
 
 int
 k8s_apply_as(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
              const struct k8s_apply_opts *o, struct pc_diag *diag)
+{
+    return apply(c, ref, obj, o, NULL, diag);
+}
+
+static int
+apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
+      const struct k8s_apply_opts *o, json_t **out, struct pc_diag *diag)
 {
     struct k8s_ref r = ref_from_obj(ref, obj, true);
     char query[160];
@@ -533,7 +550,7 @@ k8s_apply_as(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
                                              .query = query,
                                              .body = obj,
                                              .content_type = "application/apply-patch+yaml"},
-                       NULL, diag);
+                       out, diag);
 }
 
 int

@@ -22,6 +22,7 @@
 #include "portcullis/buf.h"
 
 #include "portcullis/k8s.h"
+#include "portcullis/revocations.h"
 
 /* ======================================================================================== */
 /* The ProtectedHost side (ctl_*.c). The renderer (ctl_spec.c, ctl_render.c, ctl_state.c,   */
@@ -94,6 +95,9 @@ int ctl_parse_duration(const char *s, long long *secs);
 char *ctl_k8s_name(const char *prefix, const char *ns, const char *name, size_t max);
 /* The AuthorizationPolicy name of ProtectedHost ns/name (new, <= 63 chars). */
 char *ctl_policy_name(const char *ns, const char *name);
+/* Where the policy of ProtectedHost namespace ns with canonical spec goes (borrowed): its
+ * own namespace in sidecar mode, else spec.gateway.namespace. */
+const char *ctl_policy_namespace(const char *ns, const json_t *spec);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_render.c - desired objects of one ProtectedHost, and the shared ones                  */
@@ -227,6 +231,35 @@ json_t *ctl_render_local_service_entry(const char *ns);
  */
 json_t *ctl_render_sidecar_shard(const char *ns, const char *field, const char *value,
                                  long long gen);
+/*
+ * ... and the copy of the central revocation list (PC_REVOKE_SECRET in authd's namespace)
+ * under the same name, which the sidecars there watch. Labelled CTL_LABEL_AUTHD_CONFIG=
+ * CTL_REVCOPY_LABEL; annotated CTL_ANNOT_COPY_OF with the list it copies.
+ */
+#define CTL_REVCOPY_LABEL "revocations"
+#define CTL_ANNOT_COPY_OF "portcullis.io/copy-of"
+/*
+ * What every copy must hold, from the central Secret (NULL: absent): *b64 new, its
+ * PC_REVOKE_KEY exactly as the Secret holds it ("" when absent or without the key). The
+ * version is checked as authd checks one (base64 within PC_REVOKE_MAX_DOC bytes, no NUL, a
+ * list pc_revocations_parse accepts), so a version authd refuses is never copied over one it
+ * accepts. Returns 0, or PC_ETOOBIG / PC_EPARSE / PC_EINVAL with *b64 NULL and the reason in
+ * diag ("line:col: message" folded in).
+ */
+int ctl_revcopy_source(const json_t *central, char **b64, struct pc_diag *diag);
+/*
+ * New Secret PC_REVOKE_SECRET in ns holding b64 (from ctl_revcopy_source) under
+ * PC_REVOKE_KEY, nothing merged into it, annotated as the copy of authd_ns's list.
+ */
+json_t *ctl_render_revocations_copy(const char *ns, const char *b64, const char *authd_ns);
+/*
+ * New array (sorted) of the namespaces of the set `namespaces` whose copy must be written
+ * for content hash: those whose entry in written (namespace -> hash last written there)
+ * differs, and those in the set dirty (someone else changed or deleted the copy). Never
+ * authd_ns: the central list is not a copy.
+ */
+json_t *ctl_revcopy_due(const json_t *namespaces, const json_t *written, const json_t *dirty,
+                        const char *hash, const char *authd_ns);
 /*
  * Sidecar entries grouped by namespace: an object namespace -> hosts.yaml text
  * (ctl_shard_text). Add entries in id order; free with ctl_sidecar_texts_free (secrets).
@@ -504,6 +537,7 @@ struct ctl_host {
     char *created;        /* creationTimestamp, "" when absent (sorts first) */
     long long generation;
     char *policy_name;
+    char *policy_ns;             /* where its policy goes (ctl_policy_namespace), else NULL */
     bool valid;                  /* spec passed validation */
     char *invalid;               /* why not, else NULL */
     char *refused;               /* valid, but outside the admin policy: why, else NULL */
@@ -746,6 +780,23 @@ struct ctl_run_opts {
 };
 
 /*
+ * What the global writer keeps of the revocation list's copies in the sidecar namespaces
+ * (ctl_revmirror.c).
+ */
+struct ctl_revmirror {
+    /* under mu: what the watches saw */
+    char *central_rv; /* the central Secret's newest resourceVersion, "" while it is absent */
+    json_t *copy_rv;  /* namespace -> resourceVersion of its copy as the writer left it */
+    json_t *dirty;    /* set of namespaces whose copy someone else changed or deleted */
+    /* owned by the global writer */
+    char *fetched_rv; /* the central version last read; NULL: read it before writing */
+    char *b64;        /* what the copies hold: the newest version authd accepts; NULL: none */
+    char *hash;       /* SHA-256 of b64 */
+    char *error;      /* why the copies do not hold the newest version, else NULL */
+    json_t *written;  /* namespace -> hash of what its copy holds, as written or verified */
+};
+
+/*
  * Two kinds of threads write: the key workers (queue q: "ph:<ns>/<name>" and "resync") apply
  * each ProtectedHost's policy, finalizer and status as soon as its object changes; the global
  * writer (queue gq: only "global") writes the outputs every host shares, authd's config Secret
@@ -800,6 +851,7 @@ struct ctl_ctx {
     struct ctl_ingress_state *ing; /* ingress-nginx mode (ctl_ingress_run.c) */
     json_t *sidecar_state; /* under hmu: namespace -> {"gen", "at", "error"} (ctl_sidecar.c) */
     json_t *sidecar_hash;  /* owned by the global writer: namespace -> hash last written */
+    struct ctl_revmirror rm;
 };
 
 void ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client *kc);
@@ -823,6 +875,12 @@ void ctl_on_synced(void *ud);
  */
 #define CTL_KEY_WORKERS 2
 void *ctl_worker(void *arg);
+/*
+ * Deletes the AuthorizationPolicies with our label in namespace ns that no ProtectedHost
+ * wants (a sidecar namespace whose last host went while no controller ran). Returns 0 (also
+ * when ns may not be listed or has no such resource) or the list's error.
+ */
+int ctl_delete_orphan_policies(struct ctl_ctx *c, const char *ns);
 /* Queues "ph:<id>". */
 void ctl_queue_host(struct ctl_ctx *c, const char *id);
 /* Queues "ph:<id>" of every id (an array of strings) ahead of the backlog: these only wait to
@@ -914,6 +972,9 @@ int ctl_shard_current(struct ctl_ctx *c, const char *ns, const char *name, const
 /* k8s_apply, its latency recorded in the metrics. */
 int ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj,
                     struct pc_diag *d);
+/* The same; *out (may be NULL) gets the object as applied (k8s_apply_out). */
+int ctl_timed_apply_out(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj,
+                        json_t **out, struct pc_diag *d);
 /* Takes "global" from gq until it shuts down; one pass writes what changed, then queues the
  * keys of the hosts that waited for it. */
 void *ctl_global_worker(void *arg);
@@ -965,6 +1026,45 @@ enum ctl_enforce ctl_sidecar_enforce(struct ctl_ctx *c, const struct ctl_host *h
                                      double *waited);
 /* A Lease of an authd sidecar changed (watch callback, ud a struct ctl_watch_slot). */
 void ctl_on_sidecar_lease(void *ud, enum k8s_event_type type, json_t *obj);
+/*
+ * The revocation error of h's namespace (a sidecar host): why its copy of the revocation list
+ * is not the central one, else NULL. Borrowed until hmu is released; called with it held.
+ */
+const char *ctl_sidecar_rev_error(struct ctl_ctx *c, const struct ctl_host *h);
+/* New message of a write refused in namespace ns, with the fix (the component's Role). */
+char *ctl_sidecar_write_error(const char *what, const char *ns, const char *name, const char *msg);
+
+/* ---------------------------------------------------------------------------------------- */
+/* ctl_revmirror.c - sidecar mode: the central revocation list copied to every sidecar       */
+/* namespace                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The key of a copy pass in the global writer's queue: the central list or a copy changed. */
+#define CTL_KEY_REVOCATIONS "revocations"
+
+void ctl_revmirror_init(struct ctl_revmirror *m);
+void ctl_revmirror_release(struct ctl_revmirror *m);
+/* Watch callback of the central list (PC_REVOKE_SECRET in authd's namespace; ud a slot). */
+void ctl_on_revocations(void *ud, enum k8s_event_type type, json_t *obj);
+/* A Secret named PC_REVOKE_SECRET outside authd's namespace changed (from ctl_on_secret). */
+void ctl_revmirror_note_copy(struct ctl_ctx *c, enum k8s_event_type type, const json_t *obj);
+/* The global writer trusts nothing it wrote or read before (a recheck): all is read again. */
+void ctl_revmirror_forget(struct ctl_ctx *c);
+/*
+ * The global writer: the copy of each namespace of the set nss brought to the central list
+ * where it does not hold it (the central list read first when the watch saw it change).
+ * errors gets namespace -> why its copy does not hold the central list (the refused write and
+ * the fix, or why the list cannot be copied). Returns 0 or -1 (retry).
+ */
+int ctl_revmirror_write(struct ctl_ctx *c, const json_t *nss, json_t *errors);
+/* The copy of ns was deleted: nothing of it is remembered. */
+void ctl_revmirror_dropped(struct ctl_ctx *c, const char *ns);
+/*
+ * The key CTL_KEY_REVOCATIONS: the copy of every namespace the global writer writes for
+ * (c->sidecar_hash) brought to the central list; the namespaces whose revocation error
+ * changed have their hosts' statuses written again. Returns 0 or -1 (retried).
+ */
+int ctl_revmirror_pass(struct ctl_ctx *c);
 
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_cli_render.c, ctl_run.c - the subcommands (argv as main got it, minus the program)    */
@@ -978,8 +1078,6 @@ int ctl_cmd_run(int argc, char **argv);
 /* ---------------------------------------------------------------------------------------- */
 /* ctl_revoke.c - `revoke`: a user's not-before time in the revocation list authd enforces   */
 /* ---------------------------------------------------------------------------------------- */
-
-#include "portcullis/revocations.h"
 
 /* One revocation to record. Strings borrowed. */
 struct ctl_revoke_req {

@@ -8,7 +8,7 @@
  * EVENTS_PER_SEC a second until the backlog is gone. One Event waits per object and kind
  * (the Ready transition, the provider snippet): a newer one replaces it, as the status itself
  * only says the last word, so a host that went Propagating → Ready during a burst gets one
- * Event, Ready.
+ * Event, Ready. At most MAX_PENDING wait; past that the key worker posts its Event itself.
  */
 #include "controller.h"
 
@@ -20,6 +20,9 @@
 #include "portcullis/log.h"
 
 #define EVENT_DEFER_SECS 10.0
+/* Events waiting at most: past it, an Event is posted by the thread that has it (a key
+ * worker), as if there were no queue, so a burst of 10,000 hosts holds no 20,000 Events. */
+#define MAX_PENDING 1024
 #define EVENTS_PER_SEC 20
 #define RECHECK_MS 200
 
@@ -42,6 +45,8 @@ identity_of(const json_t *obj)
     return out;
 }
 
+static void post(struct ctl_ctx *c, const char *key, json_t *ev);
+
 void
 ctl_event_post(struct ctl_ctx *c, const char *kind, const json_t *involved, const char *type,
                const char *reason, const char *message)
@@ -50,15 +55,23 @@ ctl_event_post(struct ctl_ctx *c, const char *kind, const json_t *involved, cons
     const char *ns = pc_json_str(md, "namespace"), *name = pc_json_str(md, "name");
     char *key = pc_xasprintf("%s:%s/%s", kind, ns ? ns : "", name ? name : "");
     json_t *prev, *ev;
+    bool queued = false;
 
     pthread_mutex_lock(&c->ev_mu);
     prev = json_object_get(c->ev_pending, key);
     ev = json_pack("{s:o, s:s, s:s, s:s, s:f}", "involved", identity_of(involved), "type", type,
                    "reason", reason ? reason : "", "message", message ? message : "", "since",
                    prev ? json_real_value(json_object_get(prev, "since")) : ctl_mono_secs());
-    json_object_set_new(c->ev_pending, key, ev);
+    if (prev || json_object_size(c->ev_pending) < MAX_PENDING) {
+        json_object_set(c->ev_pending, key, ev);
+        queued = true;
+    }
     pthread_mutex_unlock(&c->ev_mu);
-    ctl_queue_add(c->eq, key);
+    if (queued)
+        ctl_queue_add(c->eq, key);
+    else
+        post(c, key, ev);
+    json_decref(ev);
     free(key);
 }
 

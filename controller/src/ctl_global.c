@@ -7,7 +7,8 @@
  * are written here, on a thread of their own, so a spec change applies its policy without
  * waiting behind them. The queue gq coalesces: one pass at a time, and a change during a pass
  * makes exactly one more pass, which writes the latest state. Each pass reads the hosts under
- * hmu, writes without it, then queues the keys whose statuses waited for it.
+ * hmu, writes without it, then queues the keys whose statuses waited for it. The same thread
+ * takes CTL_KEY_REVOCATIONS (ctl_revmirror.c), unpaced, between passes.
  */
 #include "controller.h"
 
@@ -33,8 +34,15 @@
 int
 ctl_timed_apply(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj, struct pc_diag *d)
 {
+    return ctl_timed_apply_out(c, ref, obj, NULL, d);
+}
+
+int
+ctl_timed_apply_out(struct ctl_ctx *c, const struct k8s_ref *ref, const json_t *obj, json_t **out,
+                    struct pc_diag *d)
+{
     double t0 = ctl_mono_secs();
-    int rc = k8s_apply(c->kc, ref, obj, d);
+    int rc = k8s_apply_out(c->kc, ref, obj, out, d);
 
     ctl_metrics_apply(&c->m, ctl_mono_secs() - t0);
     return rc;
@@ -557,9 +565,15 @@ static void
 run_pass(struct ctl_ctx *c, const char *key, double *next_at)
 {
     double t0 = ctl_mono_secs();
-    int rc = global_pass(c);
+    int rc;
 
-    *next_at = next_pass_at(t0, ctl_mono_secs());
+    /* A revocation is not paced: its copies are small and users wait for it. */
+    if (strcmp(key, CTL_KEY_REVOCATIONS) == 0) {
+        rc = ctl_revmirror_pass(c);
+    } else {
+        rc = global_pass(c);
+        *next_at = next_pass_at(t0, ctl_mono_secs());
+    }
     if (rc < 0) {
         long delay = ctl_queue_retry(c->gq, key);
         char ms[32];
@@ -604,7 +618,8 @@ ctl_global_worker(void *arg)
             /* A new leader knows no host until its first resync has rendered them all: a
              * pass before that would write shards without the hosts not seen yet. */
             ctl_queue_add_after(c->gq, key, 500);
-        } else if ((delay = pass_delay_ms(c, next_at, &since)) > 0) {
+        } else if (strcmp(key, CTL_KEY_REVOCATIONS) != 0 &&
+                   (delay = pass_delay_ms(c, next_at, &since)) > 0) {
             ctl_queue_add_after(c->gq, key, delay);
         } else {
             run_pass(c, key, &next_at);

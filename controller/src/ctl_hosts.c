@@ -68,6 +68,7 @@ host_free(struct ctl_host *h)
     free(h->name);
     free(h->created);
     free(h->policy_name);
+    free(h->policy_ns);
     free(h->invalid);
     free(h->refused);
     free(h->hosts);
@@ -333,6 +334,9 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     if (spec)
         render_entry(h, spec, o);
     replace(&h->ingress, spec ? ctl_ingress_view_text(h->id, spec) : NULL);
+    replace(&h->policy_ns, spec && !h->ingress && ctl_policy_namespace(h->ns, spec)
+                               ? pc_xstrdup(ctl_policy_namespace(h->ns, spec))
+                               : NULL);
     if (policy) /* ingress-nginx enforces spec.ingress hosts: no AuthorizationPolicy */
         *policy = spec && !h->ingress ? ctl_render_policy(h->ns, h->name, spec) : NULL;
     json_decref(spec);

@@ -68,6 +68,7 @@ ctl_ctx_init(struct ctl_ctx *c, const struct ctl_run_opts *o, struct k8s_client 
     c->sidecar_leases = json_object();
     c->sidecar_state = json_object();
     c->sidecar_hash = json_object();
+    ctl_revmirror_init(&c->rm);
     ctl_hosts_init(&c->hosts);
     c->nshards = ctl_shard_count(&o->authd);
     c->shard_error = pc_xcalloc(c->nshards, sizeof(*c->shard_error));
@@ -107,6 +108,7 @@ ctl_ctx_release(struct ctl_ctx *c)
     json_decref(c->sidecar_leases);
     json_decref(c->sidecar_state);
     json_decref(c->sidecar_hash);
+    ctl_revmirror_release(&c->rm);
     free(c->mesh_error);
     free(c->egress_error);
     free(c->snippet);
@@ -226,10 +228,15 @@ ctl_on_secret(void *ud, enum k8s_event_type type, json_t *obj)
 {
     struct ctl_ctx *c = ((struct ctl_watch_slot *)ud)->c;
     char *id = object_id(obj);
-    const char *rv = pc_json_str(json_object_get(obj, "metadata"), "resourceVersion");
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *rv = pc_json_str(md, "resourceVersion"), *ns = pc_json_str(md, "namespace");
     json_t *users = NULL, *entry, *v;
     size_t i;
 
+    /* A sidecar namespace's copy of the revocation list (the central one is watched apart). */
+    if (same_str(pc_json_str(md, "name"), PC_REVOKE_SECRET) && ns &&
+        strcmp(ns, c->o.authd.namespace) != 0)
+        ctl_revmirror_note_copy(c, type, obj);
     pthread_mutex_lock(&c->mu);
     entry = json_object_get(c->secrets, id);
     if (type == K8S_DELETED) {
@@ -831,6 +838,8 @@ update_status(struct ctl_ctx *c, const char *id, struct ctl_status_in *in)
     in->verdict = ctl_host_verdict(h);
     ctl_host_shard(c, h, &gen, &shard_error);
     if (!shard_error)
+        shard_error = ctl_sidecar_rev_error(c, h);
+    if (!shard_error)
         shard_error = c->authd_error;
     wait = in->verdict == CTL_ACCEPTED && c->written_seq < h->seq && !in->policy_error &&
            !shard_error && !c->mesh_error && !c->egress_error;
@@ -1066,14 +1075,16 @@ rebuild_cache(struct ctl_ctx *c)
 
 /*
  * Forgets what was applied, so every key applies its objects again. Returns the wanted policy
- * names; *filters gets the names whose policy wants an EnvoyFilter.
+ * names, each with the namespace it goes to; *filters gets the names whose policy wants an
+ * EnvoyFilter; *sidecar_nss the set of the namespaces of the sidecar hosts.
  */
 static json_t *
-forget_applied(struct ctl_ctx *c, json_t **filters)
+forget_applied(struct ctl_ctx *c, json_t **filters, json_t **sidecar_nss)
 {
     json_t *wanted = json_object();
 
     *filters = json_object();
+    *sidecar_nss = json_object();
     pthread_mutex_lock(&c->hmu);
     ctl_hosts_settle(&c->hosts, NULL, NULL);
     for (size_t i = 0; i < c->hosts.n; i++) {
@@ -1083,10 +1094,13 @@ forget_applied(struct ctl_ctx *c, json_t **filters)
         free(h->applied_hash);
         free(h->status_sig);
         h->applied_hash = h->status_sig = NULL;
-        if (!h->deleting && !h->ingress && (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING)) {
-            json_object_set_new(wanted, h->policy_name, json_true());
+        if (h->sidecar)
+            json_object_set_new(*sidecar_nss, h->ns, json_true());
+        if (!h->deleting && !h->ingress && h->policy_ns &&
+            (v == CTL_ACCEPTED || v == CTL_SECRET_MISSING)) {
+            json_object_set_new(wanted, h->policy_name, json_string(h->policy_ns));
             if (ctl_host_has_wildcard(h))
-                json_object_set_new(*filters, h->policy_name, json_true());
+                json_object_set_new(*filters, h->policy_name, json_string(h->policy_ns));
         }
         ctl_publish(c, h);
     }
@@ -1117,6 +1131,9 @@ still_wanted(struct ctl_ctx *c, const struct k8s_ref *kind, const json_t *obj, c
 
     if (!h || h->deleting || h->ingress || !same_str(h->policy_name, pc_json_str(md, "name")))
         return false;
+    /* Its policy goes elsewhere now (sidecar mode and back, another gateway namespace). */
+    if (!same_str(h->policy_ns, pc_json_str(md, "namespace")))
+        return false;
     v = ctl_host_verdict(h);
     if (v != CTL_ACCEPTED && v != CTL_SECRET_MISSING)
         return false;
@@ -1134,11 +1151,12 @@ orphan_page(void *ud, json_t *items)
 
     json_array_foreach(items, i, obj)
     {
-        const char *name = pc_json_str(json_object_get(obj, "metadata"), "name");
+        const json_t *md = json_object_get(obj, "metadata");
+        const char *name = pc_json_str(md, "name");
         char *ref = object_id(obj);
         int rc = 0;
 
-        if (!name || json_object_get(o->wanted, name)) {
+        if (!name || same_str(pc_json_str(o->wanted, name), pc_json_str(md, "namespace"))) {
             free(ref);
             continue;
         }
@@ -1155,61 +1173,95 @@ orphan_page(void *ud, json_t *items)
     return 0;
 }
 
+/* Objects of kind with our label in ns that no ProtectedHost wants (wanted: a snapshot). */
+static int
+orphans_in(struct ctl_ctx *c, const struct k8s_ref *kind, const json_t *wanted, const char *ns)
+{
+    struct orphans o = {.c = c, .kind = kind, .wanted = (json_t *)wanted};
+    struct k8s_ref ref = *kind;
+    struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
+    struct pc_diag d = {0};
+    int rc;
+
+    ref.namespace = ns;
+    ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
+    rc = k8s_list_pages(c->kc, &p, &d);
+    free(p.resource_version);
+    /* No Istio here (ingress-nginx only: no such resource), or no Role in the namespace (one
+     * that does not exist, a sidecar namespace that took it back): nothing of ours can be
+     * there to delete. A Role missing where policies are written shows as ApplyFailed on the
+     * hosts that need it. */
+    if (rc == K8S_ENOTFOUND || rc == K8S_EFORBIDDEN) {
+        pc_log(PC_LOG_DEBUG, "orphan_scan_skipped", "resource", kind->plural, "namespace", ns,
+               "error", d.msg, NULL);
+        return o.rc;
+    }
+    if (rc < 0) {
+        pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "namespace", ns,
+               "error", d.msg, NULL);
+        return rc;
+    }
+    return o.rc;
+}
+
+int
+ctl_delete_orphan_policies(struct ctl_ctx *c, const char *ns)
+{
+    json_t *none = json_object();
+    int rc = orphans_in(c, &ap_ref, none, ns);
+
+    json_decref(none);
+    return rc;
+}
+
 /*
  * Objects of kind with our label that no ProtectedHost wants: left from before a restart.
- * Looked for in the gateway namespaces only: the controller may write nowhere else.
+ * Looked for where the controller may write: the gateway namespaces and those of the sidecar
+ * hosts (more_nss, a set; the namespaces whose last sidecar host went are the global
+ * writer's, ctl_delete_orphan_policies).
  */
 static int
-delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted)
+delete_orphans(struct ctl_ctx *c, const struct k8s_ref *kind, json_t *wanted,
+               const json_t *more_nss)
 {
     const char *gws =
         c->o.gateway_namespaces ? c->o.gateway_namespaces : CTL_DEFAULT_GATEWAY_NAMESPACES;
     char *list = pc_xstrdup(gws), *save = NULL;
-    struct orphans o = {.c = c, .kind = kind, .wanted = wanted};
+    json_t *nss = json_object(), *v;
+    const char *ns;
     int rc = 0;
 
-    for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
-        struct k8s_ref ref = *kind;
-        struct k8s_pages p = {.ref = &ref, .page_size = ORPHAN_PAGE, .fn = orphan_page, .ud = &o};
-        struct pc_diag d = {0};
-        int lrc;
+    for (char *gw = strtok_r(list, ",", &save); gw; gw = strtok_r(NULL, ",", &save))
+        json_object_set_new(nss, gw, json_true());
+    json_object_update(nss, (json_t *)more_nss);
+    json_object_foreach(nss, ns, v)
+    {
+        int nrc = orphans_in(c, kind, wanted, ns);
 
-        ref.namespace = ns;
-        ref.label_selector = CTL_LABEL_MANAGED_BY "=portcullis";
-        lrc = k8s_list_pages(c->kc, &p, &d);
-        /* No Istio here (ingress-nginx only: no such resource, or no Role in a namespace
-         * that does not exist): nothing of ours can be there to delete. A Role missing where
-         * policies are written shows as ApplyFailed on the hosts that need it. */
-        if (lrc == K8S_ENOTFOUND || lrc == K8S_EFORBIDDEN) {
-            pc_log(PC_LOG_DEBUG, "orphan_scan_skipped", "resource", kind->plural, "namespace", ns,
-                   "error", d.msg, NULL);
-            lrc = 0;
-        }
-        if (lrc < 0) {
-            pc_log(PC_LOG_WARN, "orphan_scan_failed", "resource", kind->plural, "namespace", ns,
-                   "error", d.msg, NULL);
-            rc = lrc;
-        }
-        free(p.resource_version);
+        rc = nrc < 0 ? nrc : rc;
     }
+    json_decref(nss);
     free(list);
-    return rc < 0 ? rc : o.rc;
+    return rc;
 }
 
 static int
 resync(struct ctl_ctx *c)
 {
-    json_t *filters, *ids = rebuild_cache(c), *wanted = forget_applied(c, &filters), *id;
+    json_t *filters, *sidecar_nss, *ids = rebuild_cache(c), *id;
+    json_t *wanted = forget_applied(c, &filters, &sidecar_nss), *none = json_object();
     size_t i;
     int rc;
 
     atomic_store(&c->primed, true); /* the global writer may write what every host renders */
-    rc = delete_orphans(c, &ap_ref, wanted);
+    rc = delete_orphans(c, &ap_ref, wanted, sidecar_nss);
 
     /* With --gateway-host-normalization=external none of ours should exist; the controller
-     * may not even be allowed to list them then. */
-    if (!c->o.authd.gateway_strips_ports && delete_orphans(c, &ef_ref, filters) < 0)
+     * may not even be allowed to list them then. None are written in sidecar namespaces. */
+    if (!c->o.authd.gateway_strips_ports && delete_orphans(c, &ef_ref, filters, none) < 0)
         rc = -1;
+    json_decref(none);
+    json_decref(sidecar_nss);
 
     json_array_foreach(ids, i, id) ctl_queue_host(c, json_string_value(id));
     ctl_queue_add(c->gq, KEY_GLOBAL);

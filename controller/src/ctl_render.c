@@ -61,13 +61,19 @@ label_value(const char *s)
     return v;
 }
 
+const char *
+ctl_policy_namespace(const char *ns, const json_t *spec)
+{
+    /* A workload's policy lives next to it; a gateway's in the gateway's namespace. */
+    return ctl_spec_is_sidecar(spec) ? ns
+                                     : pc_json_str(json_object_get(spec, "gateway"), "namespace");
+}
+
 static json_t *
 policy_metadata(const char *ns, const char *name, const json_t *spec)
 {
     char *pname = ctl_policy_name(ns, name);
-    /* A workload's policy lives next to it; a gateway's in the gateway's namespace. */
-    const char *where =
-        ctl_spec_is_sidecar(spec) ? ns : pc_json_str(json_object_get(spec, "gateway"), "namespace");
+    const char *where = ctl_policy_namespace(ns, spec);
     json_t *md = json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s++}}", "name", pname, "namespace", where,
                            "labels", CTL_LABEL_MANAGED_BY, "portcullis", CTL_LABEL_OWNER_NS, ns,
                            CTL_LABEL_OWNER_NAME, label_value(name), "annotations", CTL_ANNOT_OWNER,

@@ -346,6 +346,22 @@ start_sidecar_leases(struct runner *r, const char *ns)
                 ctl_on_sidecar_lease);
 }
 
+/*
+ * The central revocation list in authd's namespace, by name and metadata only: a change is
+ * copied to the sidecar namespaces (ctl_revmirror.c).
+ */
+static void
+start_revocations(struct runner *r)
+{
+    start_watch(r,
+                (struct k8s_ref){.api_version = "v1",
+                                 .plural = "secrets",
+                                 .namespace = r->c.o.authd.namespace,
+                                 .field_selector = "metadata.name=" PC_REVOKE_SECRET,
+                                 .metadata_only = true},
+                ctl_on_revocations);
+}
+
 static void
 start_watches(struct runner *r)
 {
@@ -355,9 +371,9 @@ start_watches(struct runner *r)
     for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save))
         n++;
     /* per namespace: ProtectedHosts, Secrets (and Ingresses), the sidecars' Leases; authd's
-     * Leases, the policy and Namespaces */
+     * Leases, the policy, Namespaces and the revocation list */
     r->c.nwatches =
-        (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? (n ? (int)n : 1) + 1 : 0) + 2;
+        (int)((n ? n : 1) * per) + (r->c.o.wait_for_authd ? (n ? (int)n : 1) + 1 : 0) + 3;
     strcpy(list, r->c.o.namespaces ? r->c.o.namespaces : "");
     /* What each authd replica enforces: its Lease in authd's namespace. */
     if (r->c.o.wait_for_authd)
@@ -368,6 +384,7 @@ start_watches(struct runner *r)
                                      .label_selector = CTL_LABEL_AUTHD_REPLICA "=true"},
                     ctl_on_authd_lease);
     start_tenancy(r);
+    start_revocations(r);
     if (n == 0)
         start_pair(r, NULL);
     if (n == 0 && r->c.o.wait_for_authd)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portcullis/b64.h"
 #include "portcullis/crypto.h"
 #include "portcullis/json.h"
 
@@ -226,6 +227,85 @@ ctl_render_sidecar_shard(const char *ns, const char *field, const char *value, l
                      "Secret", "metadata", "name", CTL_SIDECAR_SHARD, "namespace", ns, "labels", l,
                      "annotations", CTL_ANNOT_GENERATION, g, "type", "Opaque", field, "hosts.yaml",
                      value);
+}
+
+/* ---- a namespace's copy of the revocation list ------------------------------------------ */
+
+/* The base64 length of the largest document authd accepts (revwatch.c bounds it so too). */
+#define REVCOPY_MAX_B64 ((PC_REVOKE_MAX_DOC / 3 + 1) * 4 + 4)
+
+int
+ctl_revcopy_source(const json_t *central, char **b64, struct pc_diag *d)
+{
+    const json_t *v = json_object_get(json_object_get(central, "data"), PC_REVOKE_KEY);
+    const char *s = v ? json_string_value(v) : "";
+    size_t n = v ? json_string_length(v) : 0, len = 0;
+    struct pc_revocations l;
+    unsigned char *text = NULL;
+    int rc;
+
+    *b64 = NULL;
+    if (s && n > REVCOPY_MAX_B64) {
+        pc_diag_set(d, 0, 0, "%s holds over %d bytes", PC_REVOKE_KEY, PC_REVOKE_MAX_DOC);
+        return PC_ETOOBIG;
+    }
+    if (!s || strlen(s) != n || pc_b64_decode(s, n, &text, &len) != 0 || memchr(text, '\0', len)) {
+        free(text);
+        pc_diag_set(d, 0, 0, "%s is not base64 of a text", PC_REVOKE_KEY);
+        return PC_EPARSE;
+    }
+    rc = pc_revocations_parse((const char *)text, len, &l, d);
+    pc_revocations_release(&l);
+    free(text);
+    if (rc != 0) {
+        pc_diag_fold(d);
+        return rc;
+    }
+    *b64 = pc_xstrdup(s);
+    return 0;
+}
+
+json_t *
+ctl_render_revocations_copy(const char *ns, const char *b64, const char *authd_ns)
+{
+    json_t *l = labels();
+
+    json_object_set_new(l, CTL_LABEL_AUTHD_CONFIG, json_string(CTL_REVCOPY_LABEL));
+    return json_pack("{s:s,s:s,s:{s:s,s:s,s:o,s:{s:s++}},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+                     "Secret", "metadata", "name", PC_REVOKE_SECRET, "namespace", ns, "labels", l,
+                     "annotations", CTL_ANNOT_COPY_OF, authd_ns, "/", PC_REVOKE_SECRET, "type",
+                     "Opaque", "data", PC_REVOKE_KEY, b64);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+json_t *
+ctl_revcopy_due(const json_t *namespaces, const json_t *written, const json_t *dirty,
+                const char *hash, const char *authd_ns)
+{
+    size_t n = 0, i = 0;
+    const char **names = pc_xcalloc(json_object_size(namespaces) + 1, sizeof(*names));
+    json_t *due = json_array(), *v;
+    const char *ns;
+
+    json_object_foreach((json_t *)namespaces, ns, v)
+    {
+        const char *last = pc_json_str(written, ns);
+
+        if (strcmp(ns, authd_ns) == 0)
+            continue;
+        if (!last || strcmp(last, hash) != 0 || json_object_get(dirty, ns))
+            names[n++] = ns;
+    }
+    qsort(names, n, sizeof(*names), cmp_str);
+    for (i = 0; i < n; i++)
+        json_array_append_new(due, json_string(names[i]));
+    free(names);
+    return due;
 }
 
 /* ---- a namespace's entries --------------------------------------------------------------- */

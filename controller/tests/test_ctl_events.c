@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,11 +56,36 @@ test_newest_event_per_object_and_kind_waits(void **state)
     json_decref(b);
 }
 
+/* Past the bound, an Event is not queued (the caller posts it; here, with no API, it fails). */
+static void
+test_pending_events_are_bounded(void **state)
+{
+    struct ctl_run_opts o = {0};
+    struct ctl_ctx c;
+    char name[32];
+
+    (void)state;
+    ctl_ctx_init(&c, &o, NULL);
+    c.kc = k8s_client_new(&(struct k8s_config){.server = "https://127.0.0.1:1"}, "test");
+    for (int i = 0; i < 1100; i++) {
+        json_t *h;
+
+        snprintf(name, sizeof(name), "h-%d", i);
+        h = host(name);
+        ctl_event_post(&c, "ready", h, "Normal", "Ready", "every authd replica enforces it");
+        json_decref(h);
+    }
+    assert_int_equal(json_object_size(c.ev_pending), 1024);
+    k8s_client_free(c.kc);
+    ctl_ctx_release(&c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newest_event_per_object_and_kind_waits),
+        cmocka_unit_test(test_pending_events_are_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

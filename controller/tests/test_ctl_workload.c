@@ -14,6 +14,7 @@
 
 #include "controller.h"
 #include "spec_util.h"
+#include "portcullis/b64.h"
 #include "portcullis/json.h"
 
 #define OIDC "\"oidc\":{\"issuerURL\":\"https://i\",\"clientID\":\"c\"}"
@@ -274,6 +275,14 @@ test_hosts_agree_with_state(void **state)
         assert_string_equal(json_string_value(v), pc_json_str(st.sidecar, ns));
     local = ctl_hosts_local_provider(&hs);
     assert_true(json_equal(local, st.local_provider));
+    /* Where the orphan scan looks for each host's policy is where it goes. */
+    for (i = 0; i < st.n; i++) {
+        const json_t *md = json_object_get(st.items[i].policy, "metadata");
+
+        if (md)
+            assert_string_equal(ctl_hosts_find(&hs, st.items[i].id)->policy_ns,
+                                pc_json_str(md, "namespace"));
+    }
     json_decref(local);
     ctl_sidecar_texts_free(texts);
     ctl_shard_texts_free(shards, st.nshards);
@@ -316,6 +325,172 @@ test_mesh_pair(void **state)
     json_decref(names);
 }
 
+/* ---- the revocation list's copy ------------------------------------------------------- */
+
+#define REV_DOC                                                                                    \
+    "revocations:\n"                                                                               \
+    "  - user: alice@example.com\n"                                                                \
+    "    notBefore: \"2026-12-01T10:00:00Z\"\n"                                                    \
+    "  - user: bob@example.com\n"                                                                  \
+    "    notBefore: \"2026-12-01T11:00:00Z\"\n"                                                    \
+    "    hosts: [echo.example.com]\n"
+
+struct source_case {
+    const char *doc;  /* base64-encoded into the central Secret's key; NULL: no key */
+    const char *data; /* the Secret's data as JSON instead, when doc is NULL */
+    int rc;
+    const char *diag; /* part of the message when rc != 0 */
+    size_t len;       /* bytes of doc, 0: strlen */
+};
+
+static const struct source_case source_cases[] = {
+    {REV_DOC, NULL, 0, NULL, 0},
+    {"", NULL, 0, NULL, 0},
+    {"revocations: []\n", NULL, 0, NULL, 0},
+    {NULL, "{}", 0, NULL, 0},                   /* no key: nothing revoked */
+    {NULL, "{\"other\":\"eA==\"}", 0, NULL, 0}, /* only the list's key counts */
+    /* What authd refuses is never copied over what it accepts. */
+    {"revocations: [this is: not a list\n", NULL, PC_EPARSE, "1:", 0},
+    {"revocations:\n  - user: a@example.com\n    notBefore: yesterday\n", NULL, PC_EPARSE,
+     "notBefore", 0},
+    {"revocations:\n  - {user: a@example.com, notBefore: \"2026-12-01T10:00:00Z\", bogus: 1}\n",
+     NULL, PC_EPARSE, "unknown key", 0},
+    {"revocations: []\n\0", NULL, PC_EPARSE, "base64", 17}, /* a NUL byte in it */
+    {NULL, "{\"revocations.yaml\":\"%%%\"}", PC_EPARSE, "base64", 0},
+    {NULL, "{\"revocations.yaml\":7}", PC_EPARSE, "base64", 0},
+};
+
+static json_t *
+central_of(const struct source_case *k, size_t doc_len)
+{
+    json_t *data;
+    char *b64;
+
+    if (!k->doc)
+        return json_pack("{s:o}", "data", json_loads(k->data, 0, NULL));
+    b64 = pc_b64_encode(k->doc, doc_len);
+    data = json_pack("{s:{s:s}}", "data", PC_REVOKE_KEY, b64);
+    free(b64);
+    return data;
+}
+
+static void
+test_revcopy_source(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(source_cases) / sizeof(source_cases[0]); i++) {
+        const struct source_case *k = &source_cases[i];
+        json_t *central = central_of(k, k->len ? k->len : k->doc ? strlen(k->doc) : 0);
+        const char *want = pc_json_str(json_object_get(central, "data"), PC_REVOKE_KEY);
+        struct pc_diag d = {0};
+        char *b64 = (char *)"unset";
+        int rc = ctl_revcopy_source(central, &b64, &d);
+
+        if (rc != k->rc)
+            fail_msg("case %zu: rc %d, want %d (%s)", i, rc, k->rc, d.msg);
+        if (rc == 0) {
+            /* The central bytes exactly, as the Secret holds them: nothing re-encoded. */
+            assert_string_equal(b64, want && json_is_string(json_object_get(
+                                                 json_object_get(central, "data"), PC_REVOKE_KEY))
+                                         ? want
+                                         : "");
+        } else {
+            assert_null(b64);
+            if (!strstr(d.msg, k->diag))
+                fail_msg("case %zu: \"%s\" lacks \"%s\"", i, d.msg, k->diag);
+        }
+        free(b64);
+        json_decref(central);
+    }
+}
+
+static void
+test_revcopy_source_bounds(void **state)
+{
+    struct pc_diag d = {0};
+    char *b64 = NULL, *doc, *p;
+    json_t *central;
+    size_t n = PC_REVOKE_MAX_DOC + 2;
+
+    (void)state;
+    /* Absent: an empty list, as authd takes an absent Secret. */
+    assert_int_equal(ctl_revcopy_source(NULL, &b64, &d), 0);
+    assert_string_equal(b64, "");
+    free(b64);
+    /* A document over authd's bound is refused before it is decoded. */
+    doc = pc_xcalloc(n + 1, 1);
+    p = stpcpy(doc, "revocations: []\n");
+    memset(p, '#', n - (size_t)(p - doc));
+    central = central_of(&(struct source_case){.doc = doc}, n);
+    assert_int_equal(ctl_revcopy_source(central, &b64, &d), PC_ETOOBIG);
+    assert_null(b64);
+    json_decref(central);
+    /* A user over PC_REVOKE_MAX_USER bytes: the parser's bound. */
+    memset(doc, 'a', 300);
+    snprintf(doc + 300, 80, "@example.com");
+    p = pc_xasprintf("revocations:\n  - user: %s\n    notBefore: \"2026-12-01T10:00:00Z\"\n", doc);
+    central = central_of(&(struct source_case){.doc = p}, strlen(p));
+    assert_int_not_equal(ctl_revcopy_source(central, &b64, &d), 0);
+    assert_null(b64);
+    json_decref(central);
+    free(p);
+    free(doc);
+}
+
+static void
+test_revocations_copy(void **state)
+{
+    json_t *copy =
+        ctl_render_revocations_copy("team-a", "cmV2b2NhdGlvbnM6IFtdCg==", "portcullis-system");
+
+    (void)state;
+    assert_json(copy, "{\"apiVersion\":\"v1\",\"data\":{\"revocations.yaml\":"
+                      "\"cmV2b2NhdGlvbnM6IFtdCg==\"},\"kind\":\"Secret\",\"metadata\":{"
+                      "\"annotations\":{\"portcullis.io/copy-of\":\"portcullis-system/"
+                      "portcullis-revocations\"},\"labels\":{\"app.kubernetes.io/managed-by\":"
+                      "\"portcullis\",\"portcullis.io/authd-config\":\"revocations\","
+                      "\"portcullis.io/sidecar\":\"true\"},\"name\":\"portcullis-revocations\","
+                      "\"namespace\":\"team-a\"},\"type\":\"Opaque\"}");
+    json_decref(copy);
+}
+
+struct due_case {
+    const char *namespaces, *written, *dirty, *hash;
+    const char *want;
+};
+
+static const struct due_case due_cases[] = {
+    /* A namespace's first copy; one that holds the list; one that holds an older one. */
+    {"{\"b\":true,\"a\":true,\"c\":true}", "{\"a\":\"h1\",\"c\":\"h0\"}", "{}", "h1",
+     "[\"b\",\"c\"]"},
+    /* Someone changed or deleted a's copy: written again, though it held the list. */
+    {"{\"a\":true}", "{\"a\":\"h1\"}", "{\"a\":true}", "h1", "[\"a\"]"},
+    /* Dirty copies outside the sidecar namespaces are none of ours. */
+    {"{\"a\":true}", "{\"a\":\"h1\"}", "{\"z\":true}", "h1", "[]"},
+    /* Never the central list itself, whatever the caller hands over. */
+    {"{\"portcullis-system\":true,\"a\":true}", "{}", "{\"portcullis-system\":true}", "h1",
+     "[\"a\"]"},
+    {"{}", "{}", "{}", "h1", "[]"},
+};
+
+static void
+test_revcopy_due(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(due_cases) / sizeof(due_cases[0]); i++) {
+        const struct due_case *k = &due_cases[i];
+        json_t *nss = json_loads(k->namespaces, 0, NULL), *w = json_loads(k->written, 0, NULL);
+        json_t *dirty = json_loads(k->dirty, 0, NULL);
+        json_t *due = ctl_revcopy_due(nss, w, dirty, k->hash, "portcullis-system");
+
+        assert_json(due, k->want);
+        json_decref(due);
+        json_decref(nss);
+        json_decref(w);
+        json_decref(dirty);
+    }
+}
+
 int
 main(void)
 {
@@ -328,6 +503,10 @@ main(void)
         cmocka_unit_test(test_not_in_authd_namespace),
         cmocka_unit_test(test_hosts_agree_with_state),
         cmocka_unit_test(test_mesh_pair),
+        cmocka_unit_test(test_revcopy_source),
+        cmocka_unit_test(test_revcopy_source_bounds),
+        cmocka_unit_test(test_revocations_copy),
+        cmocka_unit_test(test_revcopy_due),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -379,6 +379,27 @@ class ApiServer:
         self.kubectl("apply", *[a for f in rbac for a in ("-f", str(REPO / "deploy" / f"{f}.yaml"))])
         self.bind_controller_user(gateway=istio)
 
+    def bind_revoker(self, ns: str) -> str:
+        """A ServiceAccount revoker in ns bound to deploy/revoker-rbac.yaml's Role and
+        ClusterRole (applied before), as README says to bind the people who revoke, and the
+        empty list they may not create themselves. Returns the path of its kubeconfig."""
+        self.kubectl("-n", ns, "create", "serviceaccount", "revoker")
+        self.kubectl("apply", "-f", "-", input=f"""\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: revoker, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-revoker}}
+subjects: [{{kind: ServiceAccount, name: revoker, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: revoker}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-revoker}}
+subjects: [{{kind: ServiceAccount, name: revoker, namespace: {ns}}}]
+""")
+        self.kubectl("-n", ns, "create", "secret", "generic", "portcullis-revocations")
+        return self.service_account_kubeconfig(ns, "revoker")
+
     def install_istio_crds(self, crds: str | None = None, timeout: str = "60s") -> None:
         """Applies the cached Istio CRDs and waits until they are established."""
         crds = crds or e2e_tools()["PORTCULLIS_ISTIO_CRDS"]

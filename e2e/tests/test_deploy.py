@@ -191,7 +191,8 @@ def test_sidecar_component_adds_a_hardened_authd_and_names_its_secrets():
         {"kind": "ServiceAccount", "name": "echo", "namespace": "team-a"}]
     writer = find(docs, "Role", "portcullis-controller-sidecar")["rules"]
     assert [r.get("resourceNames") for r in writer] == [
-        None, ["portcullis-authd-config-00"], None, ["portcullis-authd-local"], None]
+        None, ["portcullis-authd-config-00", "portcullis-revocations"], None,
+        ["portcullis-authd-local"], None]
     # Secrets and ServiceEntries: create by kind, the rest only by name; the namespace's
     # CUSTOM policies (sidecar ProtectedHosts) by kind.
     assert all(r["verbs"] == ["create"] for r in writer[:4] if "resourceNames" not in r)

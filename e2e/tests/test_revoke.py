@@ -39,19 +39,6 @@ CLIENT, SECRET = "echo", "echo-client-secret"
 COOKIE_SECRET = "0123456789abcdef0123456789abcdef-revocation\n"
 HOSTS = ["team.localhost", "wiki.localhost"]
 PH = f"/apis/portcullis.io/v1alpha1/namespaces/{APPS}/protectedhosts"
-REVOKER_BINDINGS = f"""\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: revoker, namespace: {NS}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: portcullis-revoker}}
-subjects: [{{kind: ServiceAccount, name: revoker, namespace: {NS}}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: revoker}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-revoker}}
-subjects: [{{kind: ServiceAccount, name: revoker, namespace: {NS}}}]
-"""
 
 
 class FileAuthd(Authd):
@@ -91,10 +78,7 @@ def env(api_server):
     api = api_server
     api.install_portcullis(NS, "istio-system", APPS,
                            rbac=("controller-rbac", "authd-rbac", "revoker-rbac"))
-    api.kubectl("-n", NS, "create", "serviceaccount", "revoker")
-    api.kubectl("apply", "-f", "-", input=REVOKER_BINDINGS)
-    # The revoker may not create Secrets: the empty list is created once, as README says.
-    api.kubectl("-n", NS, "create", "secret", "generic", "portcullis-revocations")
+    revoker = api.bind_revoker(NS)
     api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                 f"--from-literal=client-secret={SECRET}")
     authd_kc = api.service_account_kubeconfig(NS, "portcullis-authd")
@@ -128,7 +112,7 @@ def env(api_server):
             wait_for(f"{host} Ready", lambda i=i: ready(api, f"app{i}"), 60)
         yield {"api": api, "a": a, "b": b, "gw": gateways, "echo": echo, "issuer": issuer,
                "file": f, "revocations_file": revocations_file,
-               "revoker": api.service_account_kubeconfig(NS, "revoker")}
+               "revoker": revoker}
     finally:
         for peer in reversed(started):
             peer.stop()

@@ -16,8 +16,10 @@ veth).
 
 Everything else comes from the controller, running on its ServiceAccount's token with
 deploy/'s RBAC and the component's RoleBinding in the app's namespace: the workload's policy,
-the provider in the mesh config, the ServiceEntry and the namespace's config shard. Real:
-kube-apiserver, istiod, Envoy, portcullis-controller, portcullis-authd, oidc-provider."""
+the provider in the mesh config, the ServiceEntry, the namespace's config shard and its copy
+of the revocation list that `portcullis-controller revoke` writes in portcullis-system (with
+deploy/revoker-rbac.yaml's Role). Real: kube-apiserver, istiod, Envoy,
+portcullis-controller, portcullis-authd, oidc-provider."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ HOST = f"echo.{NS}.svc.cluster.local"
 LOCAL = "portcullis-authd.portcullis.local"
 POLICY = f"portcullis-{NS}-echo"
 SHARD = "portcullis-authd-config-00"
+REVOCATIONS = "portcullis-revocations"
 
 
 def inbound_capture(netns: Netns, keep: list[int]) -> None:
@@ -67,11 +70,11 @@ def inbound_capture(netns: Netns, keep: list[int]) -> None:
                        capture_output=True, timeout=30)
 
 
-def protected_host(issuer: str) -> dict:
+def protected_host(issuer: str, name: str = "echo", hosts: tuple = (HOST, "*.wild.test")) -> dict:
     return {"apiVersion": "portcullis.io/v1alpha1", "kind": "ProtectedHost",
-            "metadata": {"name": "echo", "namespace": NS},
-            "spec": {"workload": {"selector": {"matchLabels": {"app": "echo"}}},
-                     "hosts": [HOST, "*.wild.test"],
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"workload": {"selector": {"matchLabels": {"app": name}}},
+                     "hosts": list(hosts),
                      "oidc": {"issuerURL": issuer, "clientID": "echo",
                               "clientSecretRef": {"name": "echo-oidc", "key": "client-secret"}},
                      "access": {"allowedGroups": ["admins"]},
@@ -117,6 +120,9 @@ def pod():
                     "-f", str(REPO / "deploy" / "controller-gateway-rbac.yaml"))
         api.kubectl("create", "serviceaccount", "default", "-n", NS)
         apply_component_rbac(api, d)
+        # Who may revoke: deploy/revoker-rbac.yaml, bound as README says.
+        api.kubectl("apply", "-f", str(REPO / "deploy" / "revoker-rbac.yaml"))
+        revoker = api.bind_revoker(AUTHD_NS)
         idp = OidcProvider([{"clientId": "echo", "secret": "echo-secret",
                              "redirectUris": [f"http://{HOST}/oauth2/callback"]},
                             {"clientId": "other", "secret": "other-team-secret",
@@ -190,7 +196,9 @@ def pod():
         proxy.wait_listener(INBOUND, probe=lambda lst: EXT_AUTHZ in str(lst))
         yield {"api": api, "istiod": istiod, "proxy": proxy, "netns": netns, "authd": authd,
                "authd_admin": f"http://{netns.ip}:{authd_admin}", "idp": idp,
-               "pod_kubeconfig": pod_kubeconfig, "controller": controller}
+               "pod_kubeconfig": pod_kubeconfig, "controller": controller,
+               "controller_readyz": f"http://127.0.0.1:{metrics}/readyz",
+               "revoker": revoker}
     finally:
         parts.stop()
 
@@ -233,6 +241,47 @@ def kube_json(api, *args) -> dict:
 def shard_text(api, ns: str, name: str) -> str:
     obj = kube_json(api, "-n", ns, "get", "secret", name)
     return base64.b64decode(obj["data"]["hosts.yaml"]).decode()
+
+
+def exists(api, ns: str, kind: str, name: str) -> bool:
+    r = api.kubectl("-n", ns, "get", kind, name, "--ignore-not-found", "-o", "name")
+    return r.stdout.strip() != ""
+
+
+def secret_data(api, ns: str, name: str) -> dict | None:
+    """The Secret's data (base64 values), None when it does not exist."""
+    r = api.kubectl("-n", ns, "get", "secret", name, "-o", "json", check=False)
+    return (json.loads(r.stdout).get("data") or {}) if r.returncode == 0 else None
+
+
+def revoked(data: dict | None) -> set:
+    text = base64.b64decode((data or {}).get("revocations.yaml", "")).decode()
+    return {e["user"] for e in (yaml.safe_load(text) or {}).get("revocations") or []}
+
+
+def copy_is_central(api) -> bool:
+    """The namespace's copy holds the central list's bytes exactly."""
+    central, copy = secret_data(api, AUTHD_NS, REVOCATIONS), secret_data(api, NS, REVOCATIONS)
+    return copy is not None and copy.get("revocations.yaml", "") == \
+        (central or {}).get("revocations.yaml", "")
+
+
+def revoke(pod, user: str) -> str:
+    """`portcullis-controller revoke` with the revoker's RBAC, as an operator runs it."""
+    out = subprocess.run([built(CONTROLLER, "PORTCULLIS_CONTROLLER"), "revoke",
+                          f"--kubeconfig={pod['revoker']}", "--user", user],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def ready_condition(api, name: str = "echo") -> dict:
+    ph = kube_json(api, "-n", NS, "get", "protectedhost", name)
+    return {c["type"]: c for c in ph.get("status", {}).get("conditions", [])}.get("Ready", {})
+
+
+def browser_status(pod, cookies: dict) -> int:
+    return get(pod, cookies=cookies, accept="text/html")[0]
 
 
 def decisions(pod) -> float:
@@ -323,6 +372,84 @@ def test_namespaces_keep_their_client_secrets(pod):
         assert r.returncode != 0 and "forbidden" in r.stderr.lower(), (args, r.stdout)
 
 
+def test_the_namespace_holds_a_copy_of_the_revocation_list(pod):
+    api = pod["api"]
+    wait_for("the namespace's copy of the revocation list", lambda: copy_is_central(api))
+    copy = kube_json(api, "-n", NS, "get", "secret", REVOCATIONS)["metadata"]
+    assert copy["labels"]["portcullis.io/authd-config"] == "revocations"
+    assert copy["annotations"]["portcullis.io/copy-of"] == f"{AUTHD_NS}/{REVOCATIONS}"
+    r = api.kubectl("-n", NS, "get", "secret", REVOCATIONS, kubeconfig=pod["pod_kubeconfig"],
+                    check=False)
+    assert r.returncode == 0, r.stderr  # the sidecar's Role reads it
+
+
+def test_revoke_ends_the_session_at_the_sidecar(pod):
+    """`revoke` writes the central list only; the controller copies it into the namespace and
+    the sidecar authd refuses the session, while another user's stays in."""
+    api = pod["api"]
+    alice, carol = login(pod, "alice"), login(pod, "carol")
+    assert browser_status(pod, alice) == 200 and browser_status(pod, carol) == 200
+    offset = pod["authd"].log_path.stat().st_size
+    assert "on every host" in revoke(pod, "alice@example.com")
+    wait_for("alice's session refused by the sidecar", lambda: browser_status(pod, alice) == 302)
+    status, headers, _ = get(pod, cookies=alice, accept="text/html")
+    assert status == 302 and headers["Location"].startswith(pod["idp"].issuer)
+    assert get(pod, cookies=alice)[0] == 401  # an API client
+    assert browser_status(pod, carol) == 200
+    assert revoked(secret_data(api, NS, REVOCATIONS)) == {"alice@example.com"}
+    assert copy_is_central(api)
+    with open(pod["authd"].log_path, encoding="utf-8", errors="replace") as f:
+        f.seek(offset)
+        assert "event=session_revoked" in f.read()
+    pod["alice"] = alice
+
+
+def test_a_copy_changed_or_deleted_by_hand_is_written_again(pod):
+    """The copy holds the central list exactly: a stale copy (alice's entry gone, another
+    added) is replaced, nothing of it merged; a deleted one comes back."""
+    api, alice = pod["api"], pod["alice"]
+    apply(api, secret(NS, REVOCATIONS, {"revocations.yaml": (
+        "revocations:\n  - {user: mallory@example.com, notBefore: \"2026-01-01T00:00:00Z\"}\n")}))
+    wait_for("the central list back in the copy, nothing merged",
+             lambda: revoked(secret_data(api, NS, REVOCATIONS)) == {"alice@example.com"})
+    assert copy_is_central(api)
+    wait_for("alice refused", lambda: browser_status(pod, alice) == 302)
+    api.kubectl("-n", NS, "delete", "secret", REVOCATIONS)
+    wait_for("the copy back", lambda: copy_is_central(api))
+    wait_for("alice refused", lambda: browser_status(pod, alice) == 302)
+
+
+def test_a_namespace_that_refuses_the_copy_says_so(pod):
+    """Without the component's Role for the copy, the host says Ready=False naming the
+    refused write and the fix; with it back, the copy follows."""
+    api = pod["api"]
+    bob = login(pod, "bob")
+    assert browser_status(pod, bob) == 403  # not in admins
+    role = kube_json(api, "-n", NS, "get", "role", "portcullis-controller-sidecar")
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        role["metadata"].pop(k, None)
+    narrowed = json.loads(json.dumps(role))
+    for rule in narrowed["rules"]:
+        if REVOCATIONS in rule.get("resourceNames", []):
+            rule["resourceNames"].remove(REVOCATIONS)
+    api.kubectl("replace", "-f", "-", input=json.dumps(narrowed))
+    try:
+        revoke(pod, "bob@example.com")
+        cond = wait_for("Ready=False naming the refused copy", lambda: (
+            lambda c: c if c.get("status") == "False" and REVOCATIONS in c.get("message", "")
+            else None)(ready_condition(api)))
+        assert cond["reason"] == "ApplyFailed", cond
+        assert f"revocation list {NS}/{REVOCATIONS}" in cond["message"], cond
+        assert "deploy/components/sidecar" in cond["message"], cond
+        assert "bob@example.com" not in revoked(secret_data(api, NS, REVOCATIONS))
+        assert browser_status(pod, bob) == 403  # the copy could not follow yet
+    finally:
+        api.kubectl("replace", "-f", "-", input=json.dumps(role))
+    wait_for("the copy written once allowed", lambda: copy_is_central(api), timeout=90)
+    wait_for("bob refused", lambda: browser_status(pod, bob) == 302)
+    wait_for("Ready again", lambda: ready_condition(api).get("status") == "True", timeout=90)
+
+
 def test_deleting_the_protected_host_unprotects_and_cleans_up(pod):
     api, proxy = pod["api"], pod["proxy"]
     api.kubectl("-n", NS, "delete", "protectedhost", "echo", "--timeout=60s")
@@ -332,7 +459,7 @@ def test_deleting_the_protected_host_unprotects_and_cleans_up(pod):
     status, _, body = get(pod)
     assert status == 200 and body == b"the app\n"
     for kind, name in (("authorizationpolicy", POLICY), ("secret", SHARD),
-                       ("serviceentry", "portcullis-authd-local")):
+                       ("secret", REVOCATIONS), ("serviceentry", "portcullis-authd-local")):
         r = api.kubectl("-n", NS, "get", kind, name, "--ignore-not-found", "-o", "name")
         assert r.stdout.strip() == "", (kind, r.stdout)
 
@@ -341,3 +468,45 @@ def test_deleting_the_protected_host_unprotects_and_cleans_up(pod):
                                         "istio")["data"]["mesh"])
         return all(p["name"] != "portcullis-local" for p in mesh["extensionProviders"])
     wait_for("the controller to drop the portcullis-local provider", local_gone)
+
+
+def test_a_namespace_gaining_its_first_host_gets_what_was_revoked_before(pod):
+    api = pod["api"]
+    apply(api, protected_host(pod["idp"].issuer))
+    wait_for("the copy", lambda: copy_is_central(api))
+    assert revoked(secret_data(api, NS, REVOCATIONS)) == {"alice@example.com", "bob@example.com"}
+    wait_for("Ready", lambda: ready_condition(api).get("status") == "True")
+    wait_for("alice refused", lambda: browser_status(pod, pod["alice"]) == 302)
+
+
+def test_a_restarted_controller_removes_what_hosts_deleted_meanwhile_left(pod):
+    """ProtectedHosts deleted while no controller runs (their finalizer taken off by hand):
+    once it runs again, their policies in the app's namespace go, and with the namespace's
+    last sidecar host its shard, its copy of the revocation list and the ServiceEntry."""
+    api, ctl, issuer = pod["api"], pod["controller"], pod["idp"].issuer
+    other_host, other_policy = f"echo2.{NS}.svc.cluster.local", f"portcullis-{NS}-echo2"
+    apply(api, protected_host(issuer), protected_host(issuer, "echo2", (other_host,)))
+    wait_for("both policies", lambda: exists(api, NS, "authorizationpolicy", POLICY) and
+             exists(api, NS, "authorizationpolicy", other_policy))
+
+    def deleted_while_down(name: str) -> None:
+        ctl.stop()
+        api.kubectl("-n", NS, "delete", "protectedhost", name, "--wait=false")
+        api.kubectl("-n", NS, "patch", "protectedhost", name, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}')
+        wait_for(f"{name} gone", lambda: not exists(api, NS, "protectedhost", name))
+        ctl.start()
+        ctl.wait_http(pod["controller_readyz"], ok=lambda s: s == 200)
+
+    deleted_while_down("echo")
+    wait_for("echo's policy removed", lambda: not exists(api, NS, "authorizationpolicy", POLICY))
+    wait_for("the shard without echo's entry", lambda: HOST not in shard_text(api, NS, SHARD))
+    assert other_host in shard_text(api, NS, SHARD)
+    assert exists(api, NS, "authorizationpolicy", other_policy)
+
+    deleted_while_down("echo2")
+    left = (("authorizationpolicy", other_policy), ("secret", SHARD), ("secret", REVOCATIONS),
+            ("serviceentry", "portcullis-authd-local"))
+    wait_for("every sidecar object removed",
+             lambda: not any(exists(api, NS, kind, name) for kind, name in left))
+    assert exists(api, AUTHD_NS, "secret", REVOCATIONS)  # never the central list

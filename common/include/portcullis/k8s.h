@@ -188,6 +188,9 @@ int k8s_create(struct k8s_client *c, const struct k8s_ref *ref, const json_t *ob
  */
 int k8s_apply(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj,
               struct pc_diag *diag);
+/* The same; *out (may be NULL) gets the new object as the server holds it after the apply. */
+int k8s_apply_out(struct k8s_client *c, const struct k8s_ref *ref, const json_t *obj, json_t **out,
+                  struct pc_diag *diag);
 /*
  * The same under another field manager (lowercase letters, digits, '-'); without force a
  * field another manager owns with a different value fails with K8S_ECONFLICT (HTTP 409, the
