@@ -183,8 +183,9 @@ def main() -> int:
         api.kubectl("-n", APPS, "create", "secret", "generic", "oidc",
                     f"--from-literal=client-secret={CLIENT_SECRET}")
         kubeconfig = api.service_account_kubeconfig(NS, "portcullis-authd")
-        replicas = [WatchingAuthd(f"bench-{x}", kubeconfig, ISSUER, cookie_secret=COOKIE_SECRET)
-                    for x in "ab"]
+        # At info, as deployed (the harness's replicas log every check at debug otherwise).
+        replicas = [WatchingAuthd(f"bench-{x}", kubeconfig, ISSUER, cookie_secret=COOKIE_SECRET,
+                                  args=["--log-level", "info"]) for x in "ab"]
         metrics = free_port()
         ctl = Proc("controller", [controller, "run", "--kubeconfig", api.controller_kubeconfig,
                                   "--mesh-config=none", "--leader-elect=false", "--resync-period=0",
