@@ -276,12 +276,16 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
     *s = NULL;
     if (st == NULL || st->cfg == NULL)
         rc = n ? PC_EIO : PC_ENOTFOUND;
+    /* In order, as the fetch reads them: a ticket not held (or this host's session that
+     * expired) ends it, so a later ticket never stands in for the user's own. */
     for (size_t i = 0; st && st->cfg && i < n && *s == NULL; i++) {
         struct held *e = held_find(st, &t[i], host->session.cookie_name);
         int arc = e ? authd_session_accept(host, e->s, now) : PC_ENOTFOUND;
 
         if (arc == PC_EEXPIRED)
             held_clear(e);
+        if (e == NULL || arc == PC_EEXPIRED)
+            break;
         if (arc == 0 && fresh(st, e, now_us)) {
             *s = e->s;
             if (h != 0)
@@ -411,12 +415,24 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
             return;
         }
         f->rc = rc;
-    } else if (rep->type != AUTHD_REDIS_NIL) { /* NIL: signed out, expired, or never there */
+    } else if (rep->type == AUTHD_REDIS_NIL) {
+        /*
+         * Signed out, expired, or never there: the lookup ends here. A later ticket is not
+         * tried: one planted for a parent domain would otherwise sign the user in as its
+         * owner as soon as the user's own session ended.
+         */
+        held_drop(st, t);
+        fetch_finish(f, f->refused ? SRC_REFUSED : SRC_MISSING, f->refused ? PC_EIO : f->rc,
+                     NULL);
+        return;
+    } else {
         /* Neither the session nor its absence: this ticket opens nothing, held or not. */
         pc_log(PC_LOG_WARN, "redis", "error", "session read refused", "reason",
                reply_why(rep, why, sizeof(why)), NULL);
         f->refused = true;
     }
+    /* A value that does not open for this host (another host's or cookie secret's ticket of
+     * the same cookie name) is skipped, as is a refused read. */
     held_drop(st, t);
     if (++f->i < f->n) {
         if (fetch_get(f) != 0)
