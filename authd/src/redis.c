@@ -410,21 +410,32 @@ disconnect(struct authd_redis *r, int rc)
     }
 }
 
-/* Waits for events on fd until deadline_us (or the wake pipe). Returns poll's revents, 0 on
- * timeout, -1 when stopping. */
+static void drain_wake(struct authd_redis *r);
+
+/*
+ * Waits for events on fd until deadline_us. Returns poll's revents, 0 on timeout, -1 when
+ * stopping. A wake byte (a command queued meanwhile) is drained and the wait goes on: the
+ * connected loop takes queued commands at every round whether woken or not.
+ */
 static int
 wait_fd(struct authd_redis *r, short events, int64_t deadline_us)
 {
-    struct pollfd p[2] = {{.fd = r->fd, .events = events}, {.fd = r->wake[0], .events = POLLIN}};
-    int64_t left = deadline_us - authd_mono_us();
+    for (;;) {
+        struct pollfd p[2] = {{.fd = r->fd, .events = events},
+                              {.fd = r->wake[0], .events = POLLIN}};
+        int64_t left = deadline_us - authd_mono_us();
 
-    if (atomic_load(&r->stop))
-        return -1;
-    if (left <= 0)
-        return 0;
-    if (poll(p, 2, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
-        return -1;
-    return p[0].revents;
+        if (atomic_load(&r->stop))
+            return -1;
+        if (left <= 0)
+            return 0;
+        if (poll(p, 2, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
+            return -1;
+        if (p[0].revents)
+            return p[0].revents;
+        if (p[1].revents & POLLIN)
+            drain_wake(r);
+    }
 }
 
 /* >0 bytes, 0 nothing now (would block), <0 the connection failed. */
