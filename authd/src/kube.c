@@ -91,34 +91,25 @@ publish(struct authd_kube *k, const char *loaded, const char *rejected)
 
 /*
  * The Lease says a generation is enforced only when checks are answered by it: until the
- * revocation list is loaded too, every check gets 503, so the last merge's report waits
- * (authd_kube_revocations_ready sends it). Takes loaded and rejected.
+ * revocation list is loaded too, every check gets 503, so the last merge's report is held
+ * until then (kube_done holds it, authd_kube_revocations_ready sends it).
  */
 static void
-publish_when_ready(struct authd_kube *k, char *loaded, char *rejected)
+publish_held(struct authd_kube *k)
 {
-    free(k->held_loaded);
-    free(k->held_rejected);
-    k->held_loaded = k->held_rejected = NULL;
-    if (authd_revoke_ready(k->srv->revoke)) {
-        publish(k, loaded, rejected);
-        free(loaded);
-        free(rejected);
-        return;
-    }
-    k->held_loaded = loaded;
-    k->held_rejected = rejected;
-}
-
-void
-authd_kube_revocations_ready(struct authd_kube *k)
-{
-    if (k == NULL || k->held_loaded == NULL)
+    if (k->held_loaded == NULL || !authd_revoke_ready(k->srv->revoke))
         return;
     publish(k, k->held_loaded, k->held_rejected);
     free(k->held_loaded);
     free(k->held_rejected);
     k->held_loaded = k->held_rejected = NULL;
+}
+
+void
+authd_kube_revocations_ready(struct authd_kube *k)
+{
+    if (k != NULL)
+        publish_held(k);
 }
 
 static void
@@ -137,8 +128,12 @@ kube_done(struct authd_job *job)
                 authd_metrics_shard_rejected(srv->metrics, i);
         authd_metrics_shards(srv->metrics, j->nloaded, j->nrejected);
         /* Only now is it enforced: the Lease says so from here on. */
-        publish_when_ready(j->k, j->loaded, j->rejected);
+        free(j->k->held_loaded);
+        free(j->k->held_rejected);
+        j->k->held_loaded = j->loaded;
+        j->k->held_rejected = j->rejected;
         j->loaded = j->rejected = NULL;
+        publish_held(j->k);
     }
     free(j->loaded);
     free(j->rejected);

@@ -52,8 +52,8 @@ struct waiter {
 
 /*
  * The read of a request's tickets at a host (config generation), and the checks waiting. The
- * tickets are read in the order of the Cookie header, one GET at a time, until one resolves:
- * a ticket planted under the same name (e.g. for a parent domain) cannot hide the user's.
+ * tickets are read in the order of the Cookie header, one GET at a time: the first that opens
+ * for the host is the session; one Redis does not know ends the read (fetch_done says why).
  */
 struct fetch {
     struct authd_store *st;
@@ -401,6 +401,7 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
     const struct authd_ticket *t = &f->t[f->i];
     const char *name = f->host->session.cookie_name;
     struct authd_session *s = NULL;
+    bool next = true; /* the next ticket may still be the session */
     char why[32];
 
     if (rc != 0 || authd_redis_unavailable(rep)) {
@@ -421,10 +422,7 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
          * tried: one planted for a parent domain would otherwise sign the user in as its
          * owner as soon as the user's own session ended.
          */
-        held_drop(st, t);
-        fetch_finish(f, f->refused ? SRC_REFUSED : SRC_MISSING, f->refused ? PC_EIO : f->rc,
-                     NULL);
-        return;
+        next = false;
     } else {
         /* Neither the session nor its absence: this ticket opens nothing, held or not. */
         pc_log(PC_LOG_WARN, "redis", "error", "session read refused", "reason",
@@ -434,7 +432,7 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
     /* A value that does not open for this host (another host's or cookie secret's ticket of
      * the same cookie name) is skipped, as is a refused read. */
     held_drop(st, t);
-    if (++f->i < f->n) {
+    if (next && ++f->i < f->n) {
         if (fetch_get(f) != 0)
             fetch_unanswered(f);
         return;
@@ -526,9 +524,7 @@ save_done(void *ud, int rc, const struct authd_redis_reply *rep)
 {
     struct save *v = ud;
     struct authd_strlist set_cookie = {0};
-    char *value;
-
-    char why[32];
+    char *value, why[32];
 
     if (rc == 0 && rep->type != AUTHD_REDIS_STATUS) {
         pc_log(PC_LOG_ERROR, "redis", "error", "session write refused", "reason",

@@ -385,6 +385,7 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
         .ud = &s,
         .stop = &w->stop.flag,
     };
+    char status[16];
     int rc;
 
     k8s_wire_init(&s.wire, w->o.max_line, on_wire, w);
@@ -399,13 +400,9 @@ do_stream(struct k8s_watch *w, struct pc_diag *d)
     /* A quiet stream cut by the low-speed timer is healthy: resume from the same version. */
     if (rc == PC_EIO && x.status >= 200 && x.status <= 299 && !atomic_load(&w->stop.flag))
         rc = 0;
-    {
-        char st[16];
-
-        snprintf(st, sizeof(st), "%ld", x.status);
-        pc_log(PC_LOG_DEBUG, "watch_closed", "path", w->path, "status", st, "resource_version",
-               w->rv ? w->rv : "", NULL);
-    }
+    snprintf(status, sizeof(status), "%ld", x.status);
+    pc_log(PC_LOG_DEBUG, "watch_closed", "path", w->path, "status", status, "resource_version",
+           w->rv ? w->rv : "", NULL);
     k8s_wire_release(&s.wire);
     pc_buf_release(&x.resp);
     free((char *)x.path);

@@ -708,6 +708,8 @@ void ctl_queue_shutdown(struct ctl_queue *q);
 char *ctl_pack_text(const char *text, size_t len);
 int ctl_unpack_text(const char *packed, size_t max, char **text);
 
+/* Frees *field and sets it to value (new, or NULL). */
+void ctl_replace(char **field, char *value);
 /* Seconds on the monotonic clock: what the controller's waits and spacings are measured in. */
 double ctl_mono_secs(void);
 

@@ -77,7 +77,7 @@ ctl_event_post(struct ctl_ctx *c, const char *kind, const json_t *involved, cons
 
 /* Milliseconds the Event queued at since should still wait; 0: post it now. */
 static long
-event_delay_ms(struct ctl_ctx *c, double since, double *last_post)
+event_delay_ms(struct ctl_ctx *c, double since, double last_post)
 {
     double now = ctl_mono_secs();
 
@@ -85,8 +85,8 @@ event_delay_ms(struct ctl_ctx *c, double since, double *last_post)
         return 0;
     if (now - since < EVENT_DEFER_SECS)
         return RECHECK_MS;
-    if (now - *last_post < 1.0 / EVENTS_PER_SEC)
-        return (long)((1.0 / EVENTS_PER_SEC - (now - *last_post)) * 1000) + 1;
+    if (now - last_post < 1.0 / EVENTS_PER_SEC)
+        return (long)((1.0 / EVENTS_PER_SEC - (now - last_post)) * 1000) + 1;
     return 0;
 }
 
@@ -120,7 +120,7 @@ ctl_event_worker(void *arg)
         ev = json_incref(json_object_get(c->ev_pending, key));
         pthread_mutex_unlock(&c->ev_mu);
         if (ev && (delay = event_delay_ms(c, json_real_value(json_object_get(ev, "since")),
-                                          &last_post)) > 0) {
+                                          last_post)) > 0) {
             ctl_queue_add_after(c->eq, key, delay);
         } else if (ev) {
             pthread_mutex_lock(&c->ev_mu);

@@ -425,13 +425,6 @@ pass_begin(struct ctl_ctx *c, struct pass *p)
     pthread_mutex_unlock(&c->hmu);
 }
 
-static void
-replace(char **field, char *value)
-{
-    free(*field);
-    *field = value;
-}
-
 /*
  * Records the outcome and collects the keys to run again: every host when the outcome
  * changed (their Ready may change), else those that waited for this pass.
@@ -448,16 +441,16 @@ pass_end(struct ctl_ctx *c, struct pass *p)
     for (unsigned s = 0; s < c->nshards; s++) {
         changed = changed || !same_str(c->shard_error[s], p->shard_error[s]);
         ok = ok && !p->shard_error[s];
-        replace(&c->shard_error[s], p->shard_error[s]);
+        ctl_replace(&c->shard_error[s], p->shard_error[s]);
         p->shard_error[s] = NULL;
         if (c->shard_gen[s] != p->shard_gen[s])
             c->shard_written_at[s] = ctl_mono_secs();
         c->shard_gen[s] = p->shard_gen[s];
     }
     moved = ctl_sidecar_record(c, p->sidecar_result);
-    replace(&c->mesh_error, p->mesh_error);
-    replace(&c->snippet, p->snippet);
-    replace(&c->egress_error, p->egress_error);
+    ctl_replace(&c->mesh_error, p->mesh_error);
+    ctl_replace(&c->snippet, p->snippet);
+    ctl_replace(&c->egress_error, p->egress_error);
     p->mesh_error = p->snippet = p->egress_error = NULL;
     if (ok && p->seq > c->written_seq)
         c->written_seq = p->seq;

@@ -190,8 +190,8 @@ ctl_hosts_remove(struct ctl_hosts *hs, const char *id)
 
 /* ---- rendering one host ---------------------------------------------------------------------- */
 
-static void
-replace(char **field, char *value)
+void
+ctl_replace(char **field, char *value)
 {
     free(*field);
     *field = value;
@@ -309,12 +309,12 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
     json_t *spec = NULL;
     bool changed;
 
-    replace(&h->created, pc_xstrdup(created ? created : ""));
+    ctl_replace(&h->created, pc_xstrdup(created ? created : ""));
     h->generation = json_integer_value(json_object_get(md, "generation"));
     h->deleting = false;
-    replace(&h->invalid, NULL);
-    replace(&h->refused, NULL);
-    replace(&h->secret_missing, NULL);
+    ctl_replace(&h->invalid, NULL);
+    ctl_replace(&h->refused, NULL);
+    ctl_replace(&h->secret_missing, NULL);
     pc_free_secret(h->entry);
     h->entry = NULL;
     validate(h, obj, &o->authd, &spec);
@@ -326,17 +326,17 @@ ctl_host_refresh(struct ctl_host *h, const json_t *obj, const struct ctl_state_o
         spec = NULL;
     }
     h->sidecar = spec && ctl_spec_is_sidecar(spec);
-    replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
-    replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
-    replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
-    replace(&h->issuer,
-            pc_xstrdup(spec ? pc_json_str(json_object_get(spec, "oidc"), "issuerURL") : ""));
+    ctl_replace(&h->hosts, joined(json_object_get(spec, "hosts"), false));
+    ctl_replace(&h->cookie, spec ? ctl_cookie_scope(spec) : pc_xstrdup(""));
+    ctl_replace(&h->headers, spec ? header_names(spec) : pc_xstrdup(""));
+    ctl_replace(&h->issuer,
+                pc_xstrdup(spec ? pc_json_str(json_object_get(spec, "oidc"), "issuerURL") : ""));
     if (spec)
         render_entry(h, spec, o);
-    replace(&h->ingress, spec ? ctl_ingress_view_text(h->id, spec) : NULL);
-    replace(&h->policy_ns, spec && !h->ingress && ctl_policy_namespace(h->ns, spec)
-                               ? pc_xstrdup(ctl_policy_namespace(h->ns, spec))
-                               : NULL);
+    ctl_replace(&h->ingress, spec ? ctl_ingress_view_text(h->id, spec) : NULL);
+    ctl_replace(&h->policy_ns, spec && !h->ingress && ctl_policy_namespace(h->ns, spec)
+                                   ? pc_xstrdup(ctl_policy_namespace(h->ns, spec))
+                                   : NULL);
     if (policy) /* ingress-nginx enforces spec.ingress hosts: no AuthorizationPolicy */
         *policy = spec && !h->ingress ? ctl_render_policy(h->ns, h->name, spec) : NULL;
     json_decref(spec);
@@ -353,13 +353,13 @@ ctl_host_retire(struct ctl_host *h)
     bool claimed = h->valid && !h->refused && !h->deleting;
 
     h->deleting = true;
-    replace(&h->hosts, pc_xstrdup(""));
-    replace(&h->cookie, pc_xstrdup(""));
+    ctl_replace(&h->hosts, pc_xstrdup(""));
+    ctl_replace(&h->cookie, pc_xstrdup(""));
     pc_free_secret(h->entry);
     h->entry = NULL;
-    replace(&h->headers, pc_xstrdup(""));
-    replace(&h->issuer, pc_xstrdup(""));
-    replace(&h->ingress, NULL);
+    ctl_replace(&h->headers, pc_xstrdup(""));
+    ctl_replace(&h->issuer, pc_xstrdup(""));
+    ctl_replace(&h->ingress, NULL);
     return claimed;
 }
 
@@ -432,7 +432,7 @@ settle_one(struct ctl_hosts *hs, struct ctl_host *h, void (*changed)(void *ud, s
         return;
     }
     h->cookie_conflict = cookie;
-    replace(&h->conflict, msg);
+    ctl_replace(&h->conflict, msg);
     if (changed)
         changed(ud, h);
 }

@@ -27,13 +27,6 @@
 
 static const struct k8s_ref secret_ref = {.api_version = "v1", .plural = "secrets"};
 
-static void
-replace(char **field, char *value)
-{
-    free(*field);
-    *field = value;
-}
-
 void
 ctl_revmirror_init(struct ctl_revmirror *m)
 {
@@ -70,7 +63,7 @@ ctl_on_revocations(void *ud, enum k8s_event_type type, json_t *obj)
         rv = "";
     pthread_mutex_lock(&c->mu);
     changed = strcmp(c->rm.central_rv, rv) != 0;
-    replace(&c->rm.central_rv, pc_xstrdup(rv));
+    ctl_replace(&c->rm.central_rv, pc_xstrdup(rv));
     pthread_mutex_unlock(&c->mu);
     if (changed)
         ctl_queue_add(c->gq, CTL_KEY_REVOCATIONS);
@@ -105,9 +98,9 @@ ctl_revmirror_forget(struct ctl_ctx *c)
 
     /* Another leader may have written newer copies meanwhile: nothing held is written again
      * before the central list is read. */
-    replace(&m->fetched_rv, NULL);
-    replace(&m->b64, NULL);
-    replace(&m->hash, NULL);
+    ctl_replace(&m->fetched_rv, NULL);
+    ctl_replace(&m->b64, NULL);
+    ctl_replace(&m->hash, NULL);
     json_object_clear(m->written);
 }
 
@@ -122,25 +115,25 @@ take_version(struct ctl_ctx *c, const json_t *got, const char *rv)
 
     if (ctl_revcopy_source(got, &b64, &d) == 0) {
         if (!m->b64 || strcmp(m->b64, b64) != 0) {
-            replace(&m->hash, pc_sha256_hex(b64, strlen(b64)));
+            ctl_replace(&m->hash, pc_sha256_hex(b64, strlen(b64)));
             pc_log(PC_LOG_INFO, "revocations_read", "secret", PC_REVOKE_SECRET, "namespace", ns,
                    "version", rv, NULL);
         }
-        replace(&m->b64, b64);
-        replace(&m->error, NULL);
+        ctl_replace(&m->b64, b64);
+        ctl_replace(&m->error, NULL);
     } else {
         /* authd refuses it too and keeps the version before: so do the copies. */
         pc_log(PC_LOG_WARN, "revocations_not_copied", "secret", PC_REVOKE_SECRET, "namespace", ns,
                "version", rv, "error", d.msg, "copies",
                m->b64 ? "keep the version before" : "none written", NULL);
-        replace(&m->error,
-                m->b64 ? NULL
-                       : pc_xasprintf("revocation list %s/%s is refused (%s) and no version "
-                                      "before it was read: nothing is copied to the sidecar "
-                                      "namespaces until it is fixed",
-                                      ns, PC_REVOKE_SECRET, d.msg));
+        ctl_replace(&m->error,
+                    m->b64 ? NULL
+                           : pc_xasprintf("revocation list %s/%s is refused (%s) and no version "
+                                          "before it was read: nothing is copied to the sidecar "
+                                          "namespaces until it is fixed",
+                                          ns, PC_REVOKE_SECRET, d.msg));
     }
-    replace(&m->fetched_rv, pc_xstrdup(rv));
+    ctl_replace(&m->fetched_rv, pc_xstrdup(rv));
 }
 
 /*
@@ -170,8 +163,8 @@ refresh(struct ctl_ctx *c)
     if ((rc = k8s_get(c->kc, &ref, &got, &d)) == K8S_ENOTFOUND)
         rc = 0;
     if (rc < 0) {
-        replace(&m->error, pc_xasprintf("revocation list %s/%s: cannot read it: %s", ref.namespace,
-                                        PC_REVOKE_SECRET, d.msg));
+        ctl_replace(&m->error, pc_xasprintf("revocation list %s/%s: cannot read it: %s",
+                                            ref.namespace, PC_REVOKE_SECRET, d.msg));
         pc_log(PC_LOG_WARN, "revocations_read_failed", "error", m->error, NULL);
     } else {
         rv = pc_json_str(json_object_get(got, "metadata"), "resourceVersion");

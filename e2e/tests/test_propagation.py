@@ -160,18 +160,28 @@ def test_removing_a_group_is_enforced_at_both_replicas_when_ready_says_so(env, t
     assert "every authd replica enforces it" in cond["message"]
 
 
+def set_team_groups(api, groups: list[str]) -> int:
+    """Patches team's allowedGroups; the generation that makes."""
+    api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
+                "-p", json.dumps({"spec": {"access": {"allowedGroups": groups}}}))
+    return json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
+
+
+def wait_team_ready(api, gen: int, status: str, timeout: float = 30) -> dict:
+    """team's Ready condition for generation gen, once its status is status."""
+    return wait_for(f"team Ready={status}",
+                    lambda: (ready(api, "team", gen) or {}).get("status") == status and
+                    ready(api, "team", gen), timeout, interval=0.1)
+
+
 def test_a_lagging_replica_is_named_and_ready_returns_when_it_is_back(env, team):
     api, a, b = env["api"], env["a"], env["b"]
     b.proc.stop(sig=signal.SIGKILL)  # a crash: its Lease stays until it expires
-    api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
-                "-p", json.dumps({"spec": {"access": {"allowedGroups": ["admins", "ops"]}}}))
-    gen = json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
-    cond = wait_for("Ready=False naming authd-b",
-                    lambda: (ready(api, "team", gen) or {}).get("status") == "False" and
-                    ready(api, "team", gen), 30, interval=0.1)
+    gen = set_team_groups(api, ["admins", "ops"])
+    cond = wait_team_ready(api, gen, "False")
     assert cond["reason"] == "Propagating" and "authd-b" in cond["message"], cond
     b.start()
-    wait_for("Ready again", lambda: (ready(api, "team", gen) or {}).get("status") == "True", 60)
+    wait_team_ready(api, gen, "True", 60)
     assert b.check("team.localhost", team["alice"])[0] == 200
 
 
@@ -189,17 +199,12 @@ def test_a_replica_that_cannot_answer_checks_yet_is_not_counted_as_enforcing(env
         c.start()
         wait_for("authd-c refusing to decide",
                  lambda: c.check("team.localhost", team["alice"])[0] == 503, 30)
-        api.kubectl("-n", APPS, "patch", "ph", "team", "--type=merge",
-                    "-p", json.dumps({"spec": {"access": {"allowedGroups": ["admins", "qa"]}}}))
-        gen = json.loads(api.get(f"{PH}/team")[1])["metadata"]["generation"]
-        cond = wait_for("Ready=False naming authd-c",
-                        lambda: (ready(api, "team", gen) or {}).get("status") == "False" and
-                        ready(api, "team", gen), 30, interval=0.1)
+        gen = set_team_groups(api, ["admins", "qa"])
+        cond = wait_team_ready(api, gen, "False")
         assert "authd-c" in cond["message"], cond
         assert c.check("team.localhost", team["alice"])[0] == 503
         api.kubectl("-n", NS, "delete", "secret", "portcullis-revocations")
-        wait_for("Ready again", lambda: (ready(api, "team", gen) or {}).get("status") == "True",
-                 60)
+        wait_team_ready(api, gen, "True", 60)
         assert c.check("team.localhost", team["alice"])[0] == 200
     finally:
         c.stop()
