@@ -809,6 +809,7 @@ hello(struct authd_redis *r, int64_t deadline_us)
                 r->itail = NULL;
             if (refused)
                 set_why(r, c->what, rep->str);
+            pc_cleanse(c->buf, c->len); /* AUTH carries the password */
             free(c->buf);
             free(c);
             authd_redis_reply_free(rep);
@@ -820,6 +821,11 @@ hello(struct authd_redis *r, int64_t deadline_us)
             return -1;
         }
     }
+    /* Nothing was asked after SELECT: bytes already there would answer the first GET. */
+    if (r->reader->len > r->reader->pos) {
+        set_why(r, "unexpected reply", "after SELECT");
+        return -1;
+    }
     return 0;
 }
 
@@ -830,6 +836,7 @@ free_hello(struct authd_redis *r)
         struct cmd *c = r->ihead;
 
         r->ihead = c->next;
+        pc_cleanse(c->buf, c->len); /* AUTH carries the password */
         free(c->buf);
         free(c);
     }

@@ -276,22 +276,27 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
     *s = NULL;
     if (st == NULL || st->cfg == NULL)
         rc = n ? PC_EIO : PC_ENOTFOUND;
-    /* In order, as the fetch reads them: a ticket not held (or this host's session that
-     * expired) ends it, so a later ticket never stands in for the user's own. */
-    for (size_t i = 0; st && st->cfg && i < n && *s == NULL; i++) {
+    /*
+     * In order, as the fetch reads them: the first ticket that is not another host's session
+     * decides (held and fresh: the session; held but due: Redis is asked about it; not held,
+     * or expired: the fetch), so a later ticket never stands in for the user's own.
+     */
+    for (size_t i = 0; st && st->cfg && i < n; i++) {
         struct held *e = held_find(st, &t[i], host->session.cookie_name);
         int arc = e ? authd_session_accept(host, e->s, now) : PC_ENOTFOUND;
 
+        if (arc == PC_EINVAL)
+            continue; /* opened for another host under the same cookie name */
         if (arc == PC_EEXPIRED)
             held_clear(e);
-        if (e == NULL || arc == PC_EEXPIRED)
-            break;
         if (arc == 0 && fresh(st, e, now_us)) {
             *s = e->s;
             if (h != 0)
                 by_header_put(st, cookie_header, strlen(cookie_header), h, e);
-        } else if (arc == 0 && stale == NULL)
+        } else if (arc == 0) {
             stale = e;
+        }
+        break;
     }
     if (*s != NULL) {
         st->sessions[SRC_HELD]++;
@@ -375,20 +380,16 @@ fetch_get(struct fetch *f)
     return rc;
 }
 
-/* Redis gave no answer for the tickets from f->i on: one held within its grace may serve. */
+/* Redis gave no answer for the ticket f->i: held within its grace, it may serve. */
 static void
 fetch_unanswered(struct fetch *f)
 {
-    int64_t now = authd_now(), now_us = authd_mono_us();
+    struct held *e = held_find(f->st, &f->t[f->i], f->host->session.cookie_name);
 
-    for (size_t i = f->i; i < f->n; i++) {
-        struct held *e = held_find(f->st, &f->t[i], f->host->session.cookie_name);
-
-        if (e != NULL && in_grace(f->st, e, now_us) &&
-            authd_session_accept(f->host, e->s, now) == 0) {
-            fetch_finish(f, SRC_GRACE, 0, e->s);
-            return;
-        }
+    if (e != NULL && in_grace(f->st, e, authd_mono_us()) &&
+        authd_session_accept(f->host, e->s, authd_now()) == 0) {
+        fetch_finish(f, SRC_GRACE, 0, e->s);
+        return;
     }
     fetch_finish(f, SRC_DOWN, PC_EIO, NULL);
 }
@@ -416,6 +417,9 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
             return;
         }
         f->rc = rc;
+        /* Only a ticket that does not open with this host's keys is someone else's; one that
+         * opens but is refused (expired, another issuer) is the user's and ends the read. */
+        next = rc == PC_EAUTH;
     } else if (rep->type == AUTHD_REDIS_NIL) {
         /*
          * Signed out, expired, or never there: the lookup ends here. A later ticket is not
@@ -612,6 +616,8 @@ struct drop {
     struct authd_store *st;
     authd_store_dropped_fn done;
     void *ud;
+    struct authd_ticket t[MAX_TICKETS];
+    size_t n;
 };
 
 /* Only DEL's integer reply (how many of the keys existed: 0 is fine too) says they are gone. */
@@ -628,6 +634,12 @@ drop_done(void *ud, int rc, const struct authd_redis_reply *rep)
     }
     if (rc == 0)
         d->st->signed_out++;
+    /* A GET sent before the DEL may have put a session back since authd_store_forget: its
+     * reply came first (one connection, in order), so dropping now is after it. */
+    for (size_t i = 0; i < d->n; i++) {
+        held_drop(d->st, &d->t[i]);
+        authd_ticket_wipe(&d->t[i]);
+    }
     d->done(d->ud, rc == 0 ? 0 : PC_EIO);
     free(d);
 }
@@ -661,8 +673,13 @@ authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
         d->st = st;
         d->done = done;
         d->ud = ud;
-        if ((rc = authd_redis_command(st->redis, (int)(1 + n), argv, NULL, drop_done, d)) != 0)
+        memcpy(d->t, t, n * sizeof(*t));
+        d->n = n;
+        if ((rc = authd_redis_command(st->redis, (int)(1 + n), argv, NULL, drop_done, d)) != 0) {
+            for (size_t i = 0; i < n; i++)
+                authd_ticket_wipe(&d->t[i]);
             free(d);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         free(keys[i]);

@@ -281,6 +281,47 @@ def test_a_ticket_unknown_to_redis_ends_the_lookup(env):
         assert r["status"] == 302, (label, r["status"], hdr(r, "X-Auth-Request-Email"))
 
 
+def test_a_held_ticket_due_for_redis_is_asked_about_not_passed_over(env):
+    """bob's ticket first, held but due for revalidation; alice's behind it, held and fresh:
+    Redis is asked about bob's, and the check is bob's, never alice's."""
+    a = env["a"]
+    bob = f"_portcullis={login(a, 'bob')['_portcullis']}"
+    alice = f"_portcullis={login(a, 'alice')['_portcullis']}"
+    time.sleep(REVALIDATE + 0.3)  # both due
+    assert hdr(a.request("/ext-authz/app", headers={"Cookie": alice}),
+               "X-Auth-Request-Email") == "alice@example.com"  # alice's fresh again
+    r = a.request("/ext-authz/app", headers={"Cookie": f"{bob}; {alice}"})
+    assert r["status"] == 200 and hdr(r, "X-Auth-Request-Email") == "bob@example.com", \
+        (r["status"], hdr(r, "X-Auth-Request-Email"))
+
+
+def test_a_read_answered_before_the_sign_outs_delete_does_not_bring_the_session_back(env):
+    """A check's GET of carol's session is sent, then her sign-out's DEL, while Redis is paused;
+    resumed, Redis answers the GET (the session) before the DEL. The sign-out is confirmed and
+    the copied cookie is refused at this replica at once: the GET's answer is not held again."""
+    a, redis = env["a"], env["redis"]
+    jar = login(a, "carol")
+    copy = dict(jar)
+    time.sleep(REVALIDATE + 0.3)  # the next check asks Redis
+    got = {}
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        check = threading.Thread(target=lambda: got.update(check=a.check(copy)))
+        check.start()
+        time.sleep(0.1)
+        out = threading.Thread(target=lambda: got.update(
+            out=a.request("/oauth2/sign_out", cookies=jar)))
+        out.start()
+        time.sleep(0.1)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    check.join(10)
+    out.join(10)
+    assert got["check"]["status"] == 200, got["check"]["status"]  # before the sign-out
+    assert got["out"]["status"] in (200, 302), (got["out"]["status"], got["out"]["body"][:300])
+    assert a.check(copy)["status"] == 302
+
+
 def test_a_refused_read_is_neither_the_session_nor_its_absence(env):
     """An error reply to the session's GET that is not "cannot answer now" (NOPERM here: the
     ACL stopped allowing GET) is no confirmation: the held session does not pass for grace as
