@@ -8,6 +8,7 @@ wait (`stop_process`, `Proc.stop`). Every wait here has a deadline.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,9 +138,48 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0,
     return proc.returncode
 
 
+def process_snapshot(pid: int) -> str:
+    """What a live process is doing, from /proc: its state, CPU time and context switches, and
+    per thread the state and the kernel function it sleeps in; then, where gdb is installed,
+    every thread's native stack (bounded at 20 s). For a peer that stops answering."""
+    out = []
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        out += [l for l in status.splitlines()
+                if l.split(":")[0] in ("State", "Threads", "VmRSS", "SigBlk", "SigPnd", "ShdPnd",
+                                       "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")]
+        tick = os.sysconf("SC_CLK_TCK")
+        for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            base = f"/proc/{pid}/task/{tid}"
+            try:
+                stat = Path(f"{base}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                cpu = (int(fields[11]) + int(fields[12])) / tick
+                out.append(f"thread {tid} {Path(f'{base}/comm').read_text().strip()}: "
+                           f"state {fields[0]}, cpu {cpu:.2f}s, "
+                           f"wchan {Path(f'{base}/wchan').read_text().strip() or '-'}")
+            except OSError as e:
+                out.append(f"thread {tid}: {e}")
+    except OSError as e:
+        return f"(no /proc/{pid}: {e})"
+    gdb = shutil.which("gdb")
+    if gdb:
+        try:
+            r = subprocess.run([gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
+                               capture_output=True, text=True, timeout=20)
+            out.append(r.stdout[-12000:])
+        except (subprocess.TimeoutExpired, OSError) as e:
+            out.append(f"(gdb: {e})")
+    return "\n".join(out)
+
+
 class PeerError(RuntimeError):
     """A peer did not come up or did not do what was asked; the message says why (for a
     process, with the end of its log)."""
+
+
+class PeerTimeout(PeerError):
+    """A child that was still running when its wait ran out (it has been stopped)."""
 
 
 class Proc:
@@ -147,8 +187,9 @@ class Proc:
     The child gets its own process group, so stop() also ends what it forked (kc.sh → java)."""
 
     def __init__(self, name: str, argv: list, *, cwd=None, env: dict | None = None,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, report_signal: int | None = None):
         self.name, self.argv, self.cwd = name, [str(a) for a in argv], cwd
+        self.report_signal = report_signal  # asks the child to write its own stacks (node)
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else work_dir(name) / f"{name}.log"
         self.popen: subprocess.Popen | None = None
@@ -180,10 +221,28 @@ class Proc:
     def tail(self, lines: int = 60) -> str:
         return tail(self.log_path, lines)
 
-    def fail(self, msg: str):
+    def snapshot(self, why: str) -> None:
+        """Appends what the live child is doing to its log: process_snapshot, then (with
+        report_signal) the child's own report, which it writes to its log's directory."""
+        if not self.alive():
+            return
+        text = process_snapshot(self.pid)
+        with open(self.log_path, "a") as log:
+            log.write(f"\n=== {time.strftime('%H:%M:%S')} {why}: the process as it is\n{text}\n")
+        if self.report_signal:
+            before = set(self.log_path.parent.glob("report.*.json"))
+            _signal(self.pid, self.report_signal)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and set(self.log_path.parent.glob("report.*.json")) == before:
+                time.sleep(0.2)
+            with open(self.log_path, "a") as log:
+                for r in set(self.log_path.parent.glob("report.*.json")) - before:
+                    log.write(f"=== its report: {r}\n{r.read_text(errors='replace')[:20000]}\n")
+
+    def fail(self, msg: str, error=PeerError):
         text = f"{self.name}: {msg}\n--- last lines of {self.log_path} ---\n{self.tail()}"
         print(text, file=sys.stderr)
-        raise PeerError(text)
+        raise error(text)
 
     def wait(self, probe, what: str, timeout: float, interval: float = 0.1):
         """Until probe() is true (OSError counts as not yet); stops the child and raises
@@ -205,8 +264,9 @@ class Proc:
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.snapshot(f"not ready after {timeout:.0f}s")
                 self.stop()
-                self.fail(f"not ready after {timeout:.0f}s waiting for {what}")
+                self.fail(f"not ready after {timeout:.0f}s waiting for {what}", PeerTimeout)
             time.sleep(interval)
 
     def wait_http(self, url: str, timeout: float = 30, ok=lambda status: status < 500):

@@ -311,6 +311,27 @@ def test_oidc_provider_discovery_and_browser_code_flow():
         rp.close()
 
 
+def test_oidc_provider_is_started_again_when_its_first_start_stalls(tmp_path):
+    """A node that stalls at start-up (here a wrapper that stops itself, the first time only)
+    is recorded in its log — state and stacks — stopped, and started again on the same port."""
+    marker, node = tmp_path / "stalled", tmp_path / "node-stalls-once"
+    node.write_text(f'#!/bin/sh\nif [ ! -e "{marker}" ]; then : > "{marker}"; kill -STOP $$; fi\n'
+                    'exec node "$@"\n')
+    node.chmod(0o755)
+    idp = OidcProvider([{"clientId": "rp", "secret": "s", "redirectUris": ["http://x/cb"]}],
+                       node=str(node))
+    try:
+        with pytest.warns(UserWarning, match="started again"):
+            idp.start(timeout=60, first=3)
+        assert idp.discovery()["issuer"] == idp.issuer
+        log = idp.proc.log_path.read_text()
+        assert "not ready after 3s: the process as it is" in log
+        assert "State:\tT (stopped)" in log
+        assert log.count(" start: ") == 2
+    finally:
+        idp.stop()
+
+
 # --- Keycloak (slow) --------------------------------------------------------------------
 
 @pytest.mark.keycloak
