@@ -120,29 +120,34 @@ pc_diag_set(struct pc_diag *d, int line, int col, const char *fmt, ...)
     va_end(ap);
 }
 
-void
+bool
 pc_diag_format(const struct pc_diag *d, char *out, size_t outlen)
 {
     const char *file = d->file ? d->file : "";
     const char *sep = d->file ? ":" : "";
+    int n;
 
     if (d->line > 0 && d->col > 0)
-        snprintf(out, outlen, "%s%s%d:%d: %s", file, sep, d->line, d->col, d->msg);
+        n = snprintf(out, outlen, "%s%s%d:%d: %s", file, sep, d->line, d->col, d->msg);
     else if (d->line > 0)
-        snprintf(out, outlen, "%s%s%d: %s", file, sep, d->line, d->msg);
+        n = snprintf(out, outlen, "%s%s%d: %s", file, sep, d->line, d->msg);
     else if (d->file)
-        snprintf(out, outlen, "%s: %s", file, d->msg);
+        n = snprintf(out, outlen, "%s: %s", file, d->msg);
     else
-        snprintf(out, outlen, "%s", d->msg);
+        n = snprintf(out, outlen, "%s", d->msg);
+    return n >= 0 && (size_t)n < outlen;
 }
 
 void
 pc_diag_fold(struct pc_diag *d)
 {
-    char tmp[sizeof(d->msg)];
+    char tmp[sizeof(d->msg) + 32]; /* room for "file:line:col: " around a full message */
+    size_t n;
 
     pc_diag_format(d, tmp, sizeof(tmp));
-    memcpy(d->msg, tmp, sizeof(tmp));
+    n = strnlen(tmp, sizeof(d->msg) - 1); /* a long file name cuts the message's end */
+    memcpy(d->msg, tmp, n);
+    d->msg[n] = '\0';
     d->file = NULL;
     d->line = d->col = 0;
 }

@@ -159,11 +159,13 @@ domain_collides(const struct pc_cookie_scopes *s, const struct pc_cookie_owner *
 static void
 record_owner(struct pc_cookie_scopes *s, const struct pc_cookie_owner *o, const char *d)
 {
-    const char *msg = d ? pc_arena_printf(&s->arena, "%s (Domain=%s)", o->id, d)
-                        : pc_arena_strdup(&s->arena, o->id);
-    const char *b = pc_arena_strdup(&s->arena, o->binding);
+    const char *msg, *b = pc_arena_strdup(&s->arena, o->binding);
     bool wild;
 
+    if (d == NULL)
+        msg = pc_arena_strdup(&s->arena, o->id);
+    else
+        msg = pc_arena_printf(&s->arena, "%s (Domain=%s)", o->id, d);
     if (d != NULL) {
         record(s, "d", o->name, d, b, msg);
         for (const char *sfx = d; sfx != NULL; sfx = parent(sfx))

@@ -9,6 +9,7 @@
 #define PORTCULLIS_BASE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum {
@@ -52,8 +53,9 @@ struct pc_diag {
 
 void pc_diag_set(struct pc_diag *d, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Formats "file:line:col: message" (parts that are unknown are left out) into out. */
-void pc_diag_format(const struct pc_diag *d, char *out, size_t outlen);
+/* Formats "file:line:col: message" (parts that are unknown are left out) into out; false when
+ * it had to be cut to fit outlen (out is NUL-terminated either way). */
+bool pc_diag_format(const struct pc_diag *d, char *out, size_t outlen);
 /* Moves file, line and column into the message ("file:line:col: message"), for a file name
  * that is about to be freed; d->file is NULL afterwards. */
 void pc_diag_fold(struct pc_diag *d);
