@@ -15,7 +15,7 @@ set -euo pipefail
 # which clang only Recommends)
 debs=(build-essential cmake pkg-config
       libcurl4-openssl-dev libyaml-dev libjansson-dev libwebsockets-dev libssl-dev
-      libhiredis-dev zlib1g-dev libcmocka-dev clang libclang-rt-dev)
+      libhiredis-dev zlib1g-dev libev-dev libcmocka-dev clang libclang-rt-dev)
 # end-to-end tests and benchmarks: peers (redis-server: the session store), openssl (the harness makes the API server's keys),
 # wrk, taskset (util-linux), pgrep (procps), images (buildah, debootstrap), the network
 # namespaces of the Gateway API and sidecar tests (iproute2, iptables), set_escape_uri for

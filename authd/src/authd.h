@@ -1488,6 +1488,7 @@ struct authd_server {
     struct authd_kube *kube;     /* --watch-config, else NULL */
     struct authd_revoke *revoke; /* the revocation list in force and its source */
     const char *config_path;
+    const char *event_loop; /* "epoll" or "poll" */
     atomic_int stopping; /* set by the signal handler */
     bool draining;
     bool debug_logs; /* allowed checks are logged (at debug level) */

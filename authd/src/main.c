@@ -111,7 +111,7 @@ serve(const char *path, struct authd_config *cfg, bool no_config, bool watch, bo
     sigaction(SIGINT, &sa, NULL);
     snprintf(n, sizeof(n), "%zu", cfg->nhosts);
     pc_log(PC_LOG_INFO, "start", "version", PORTCULLIS_VERSION, "listen", cfg->listen, "admin",
-           cfg->admin_listen, "hosts", n, NULL);
+           cfg->admin_listen, "hosts", n, "event_loop", srv->event_loop, NULL);
     if (no_config && !watch)
         pc_log(PC_LOG_WARN, "start", "error",
                "config file does not exist; not ready until it "

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "authd.h"
@@ -41,6 +42,7 @@
 
 struct server_priv {
     struct authd_server pub;
+    struct ev_loop *loop; /* epoll through libev; NULL: libwebsockets' own poll() loop */
     struct lws_vhost *auth_vh, *admin_vh;
     lws_sorted_usec_list_t tick;
     int pending; /* deferred replies not yet written or abandoned */
@@ -964,7 +966,30 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     info.max_http_header_data = MAX_HEADER_DATA;
     info.max_http_header_pool = 1024;
     info.timeout_secs = 15;
-    srv->lws = lws_create_context(&info);
+    /*
+     * epoll, not poll(): poll() scans every connection on each wake-up, which with a gateway's
+     * many keep-alive connections was a third of authd's CPU per check. libwebsockets runs on
+     * a libev loop of ours (one iteration per service step, as with lws_service) when its
+     * libev plugin (Debian: libwebsockets-evlib-ev) can be loaded; else on poll().
+     */
+    sp->loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (sp->loop) {
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = (void **)&sp->loop;
+        srv->lws = lws_create_context(&info);
+        if (!srv->lws) {
+            pc_log(PC_LOG_WARN, "start", "event_loop", "poll", "why",
+                   "libwebsockets' libev plugin could not be loaded "
+                   "(install libwebsockets-evlib-ev for epoll)", NULL);
+            ev_loop_destroy(sp->loop);
+            sp->loop = NULL;
+            info.options &= ~LWS_SERVER_OPTION_LIBEV;
+            info.foreign_loops = NULL;
+        }
+    }
+    if (!srv->lws)
+        srv->lws = lws_create_context(&info);
+    srv->event_loop = sp->loop ? "epoll" : "poll";
     if (!srv->lws) {
         pc_log(PC_LOG_ERROR, "start", "error", "cannot create the lws context", NULL);
         goto fail;
@@ -1002,6 +1027,17 @@ authd_server_stop(struct authd_server *srv)
         lws_cancel_service(srv->lws);
 }
 
+/* One pass of the event loop: waits for something to do (a wake, a timer, I/O) and does it. */
+static int
+service(struct server_priv *sp)
+{
+    if (sp->loop) {
+        ev_run(sp->loop, EVRUN_ONCE);
+        return 0;
+    }
+    return lws_service(sp->pub.lws, 0);
+}
+
 int
 authd_server_run(struct authd_server *srv)
 {
@@ -1009,7 +1045,7 @@ authd_server_run(struct authd_server *srv)
     int64_t deadline;
 
     while (!atomic_load(&srv->stopping))
-        if (lws_service(srv->lws, 0) < 0)
+        if (service(sp) < 0)
             return PC_EIO;
     /*
      * Graceful shutdown: stop accepting (new connections are closed as they arrive: lws 4.1's
@@ -1020,7 +1056,7 @@ authd_server_run(struct authd_server *srv)
     pc_log(PC_LOG_INFO, "shutdown", "phase", "draining", NULL);
     deadline = authd_mono_us() + DRAIN_SECS * 1000000LL;
     while (sp->pending > 0 && authd_mono_us() < deadline)
-        if (lws_service(srv->lws, 0) < 0)
+        if (service(sp) < 0)
             break;
     return 0;
 }
@@ -1046,6 +1082,8 @@ authd_server_free(struct authd_server *srv)
     authd_revoke_free(srv->revoke);
     if (srv->lws)
         lws_context_destroy(srv->lws);
+    if (sp->loop)
+        ev_loop_destroy(sp->loop);
     authd_oidc_free(srv->oidc);
     authd_refresh_free(srv->refresh);
     authd_sesscache_free(srv->sessions);

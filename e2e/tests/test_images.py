@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.kube import REPO  # noqa: E402
+from harness.proc import free_port  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("PORTCULLIS_SKIP_E2E") == "1" or os.environ.get("PORTCULLIS_SKIP_IMAGES") == "1",
@@ -31,7 +32,7 @@ ENV = {**os.environ, "BUILDAH_ISOLATION": "chroot"}
 BUILD_ONLY = {"gcc", "gcc-12", "cpp", "cpp-12", "g++", "binutils", "make", "cmake",
               "build-essential", "libc6-dev", "pkg-config", "libcurl4-openssl-dev",
               "libyaml-dev", "libjansson-dev", "libwebsockets-dev", "libjwt-dev", "libssl-dev",
-              "libhiredis-dev", "zlib1g-dev"}
+              "libhiredis-dev", "zlib1g-dev", "libev-dev"}
 
 
 def buildah(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
@@ -115,7 +116,8 @@ def test_process_uid_is_65532(containers, daemon):
 # --version starting at all proves every linked library is there; these are spot checks.
 @pytest.mark.parametrize(
     "daemon, runtime",
-    [("authd", {"libwebsockets17", "libcurl4", "libssl3", "libhiredis0.14", "ca-certificates"}),
+    [("authd", {"libwebsockets17", "libcurl4", "libssl3", "libhiredis0.14", "ca-certificates",
+                "libev4", "libwebsockets-evlib-ev"}),
      ("controller", {"libjansson4", "ca-certificates"})],
 )
 def test_runtime_image_has_libraries_but_no_toolchain(containers, daemon, runtime):
@@ -158,6 +160,20 @@ def test_authd_check_config_inside_image(containers, authd_config_dir):
                  "/cfg/bad.yaml", volumes=[vol])
     assert bad.returncode != 0
     assert "/cfg/bad.yaml:" in bad.stderr + bad.stdout
+
+
+def test_authd_serves_on_epoll_inside_image(containers, authd_config_dir):
+    """The image holds libwebsockets' libev plugin: authd starts on epoll, not poll()."""
+    ports = [free_port(), free_port()]
+    (authd_config_dir / "run.yaml").write_text(
+        AUTHD_CONFIG.replace("0.0.0.0:4180", f"127.0.0.1:{ports[0]}")
+                    .replace("0.0.0.0:9090", f"127.0.0.1:{ports[1]}"))
+    proc = run_in(containers["authd"], "timeout", "-s", "TERM", "3",
+                  "/usr/local/bin/portcullis-authd", "--config", "/cfg/run.yaml",
+                  volumes=[f"{authd_config_dir}:/cfg:ro"])
+    out = proc.stdout + proc.stderr
+    assert "event=start version=" in out and "event_loop=epoll" in out, out
+    assert "plugin could not be loaded" not in out, out
 
 
 def test_controller_bootstrap_inside_image(containers):
