@@ -282,6 +282,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
     struct cmd *c;
     char *buf = NULL;
     int n, rc = 0;
+    bool first = false;
 
     if (r == NULL || !atomic_load(&r->up) || atomic_load(&r->stop)) {
         if (r != NULL)
@@ -303,6 +304,7 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
         rc = PC_ETOOBIG;
     } else {
         r->pending++;
+        first = r->qhead == NULL;
         append_cmd(&r->qhead, &r->qtail, c);
     }
     pthread_mutex_unlock(&r->mu);
@@ -312,7 +314,10 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
         free(c);
         return rc;
     }
-    wake_thread(r);
+    /* One wake a batch: the thread takes the whole queue after it has read its wake bytes
+     * (serve: take_queued comes after drain_wake), so it takes this command with the first. */
+    if (first)
+        wake_thread(r);
     return 0;
 }
 

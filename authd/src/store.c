@@ -448,8 +448,11 @@ static struct fetch *
 fetch_find(struct authd_store *st, const struct authd_ticket *t, size_t n,
            const struct authd_host *host)
 {
+    /* The first ticket's id (the Redis key, not a secret) narrows the search cheaply; the
+     * secrets are compared in constant time. */
     for (struct fetch *f = st->fetches; f; f = f->next)
-        if (f->host == host && f->cfg == st->srv->cfg && f->n == n &&
+        if (f->n == n && f->host == host && f->cfg == st->srv->cfg &&
+            memcmp(f->t[0].id, t[0].id, sizeof(t[0].id)) == 0 &&
             pc_memeq(f->t, t, n * sizeof(*t)))
             return f;
     return NULL;

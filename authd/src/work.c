@@ -347,10 +347,15 @@ authd_pool_submit(struct authd_pool *p, struct authd_job *job)
 void
 authd_pool_complete(struct authd_pool *p, struct authd_job *job)
 {
+    bool first;
+
     pthread_mutex_lock(&p->mu);
+    first = p->done_head == NULL;
     append(&p->done_head, &p->done_tail, job);
     pthread_mutex_unlock(&p->mu);
-    if (p->wake)
+    /* One wake a batch: authd_pool_drain takes the whole list, so a job added to a list it
+     * has not taken yet goes with the one whose wake is on its way. */
+    if (first && p->wake)
         p->wake(p->wake_ud);
 }
 

@@ -3,6 +3,7 @@
  */
 #include "portcullis/crypto.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,40 @@
 
 #include "portcullis/b64.h"
 #include "portcullis/base.h"
+
+/*
+ * The algorithms, fetched from OpenSSL's default provider once: an implicit fetch (passing
+ * EVP_sha256() or a name) searches the provider's method store under a lock on every call,
+ * which was a tenth of a Redis-session check. Fetched objects may be shared by threads.
+ */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MD *alg_sha256;
+static EVP_KDF *alg_hkdf;
+static EVP_CIPHER *alg_gcm;
+
+/* Registered after OpenSSL's own exit handler, so it runs before OpenSSL cleans up. */
+static void
+free_algs(void)
+{
+    EVP_MD_free(alg_sha256);
+    EVP_KDF_free(alg_hkdf);
+    EVP_CIPHER_free(alg_gcm);
+}
+
+static void
+fetch_algs(void)
+{
+    alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    alg_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    atexit(free_algs);
+}
+
+static void
+algs(void)
+{
+    pthread_once(&algs_once, fetch_algs);
+}
 
 int
 pc_random_bytes(void *p, size_t n)
@@ -39,7 +74,9 @@ pc_sha256(const void *p, size_t n, uint8_t out[32])
 {
     unsigned int len = 32;
 
-    EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+    algs();
+    if (alg_sha256 == NULL || EVP_Digest(p, n, out, &len, alg_sha256, NULL) != 1)
+        abort(); /* no SHA-256 in OpenSSL's default provider: nothing here can work */
 }
 
 char *
@@ -62,14 +99,14 @@ int
 pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_len, const void *info,
                size_t info_len, void *out, size_t out_len)
 {
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     EVP_KDF_CTX *ctx = NULL;
     OSSL_PARAM params[5], *p = params;
     int rc = PC_EINVAL;
 
-    if (kdf == NULL)
+    algs();
+    if (alg_hkdf == NULL)
         return PC_EINVAL;
-    ctx = EVP_KDF_CTX_new(kdf);
+    ctx = EVP_KDF_CTX_new(alg_hkdf);
     *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
     *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
     *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
@@ -78,16 +115,19 @@ pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_le
     if (ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1)
         rc = 0;
     EVP_KDF_CTX_free(ctx);
-    EVP_KDF_free(kdf);
     return rc;
 }
 
 static EVP_CIPHER_CTX *
 gcm_ctx(const uint8_t *key, const uint8_t *nonce, int enc)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx;
 
-    if (ctx == NULL || EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) != 1) {
+    algs();
+    if (alg_gcm == NULL)
+        return NULL;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_CipherInit_ex2(ctx, alg_gcm, key, nonce, enc, NULL) != 1) {
         EVP_CIPHER_CTX_free(ctx);
         return NULL;
     }
