@@ -512,6 +512,8 @@ flush(struct authd_redis *r)
             return 0;
         memmove(r->out.data, r->out.data + put, r->out.len - (size_t)put);
         r->out.len -= (size_t)put;
+        /* the bytes moved down leave a copy behind: AUTH's password, sessions */
+        pc_cleanse(r->out.data + r->out.len, (size_t)put);
     }
     return 0;
 }

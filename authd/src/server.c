@@ -858,6 +858,12 @@ wake(void *ud)
         lws_cancel_service(sp->pub.lws);
 }
 
+/*
+ * Once a second, and never cancelled before the context goes. Besides its own work, it bounds
+ * how late libwebsockets' connection timeouts fire on the libev loop: lws 4.1's libev plugin
+ * does not move its timer earlier when a sooner timeout is set, so a 15 s head timeout set
+ * after the 300 s keep-alive one fires at the next wake-up — at most a second late with this.
+ */
 static void
 tick(lws_sorted_usec_list_t *sul)
 {
@@ -979,8 +985,8 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
         srv->lws = lws_create_context(&info);
         if (!srv->lws) {
             pc_log(PC_LOG_WARN, "start", "event_loop", "poll", "why",
-                   "libwebsockets' libev plugin could not be loaded "
-                   "(install libwebsockets-evlib-ev for epoll)", NULL);
+                   "libwebsockets on libev failed to start (is its plugin, "
+                   "libwebsockets-evlib-ev, installed?)", NULL);
             ev_loop_destroy(sp->loop);
             sp->loop = NULL;
             info.options &= ~LWS_SERVER_OPTION_LIBEV;

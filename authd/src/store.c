@@ -286,7 +286,8 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
         int arc = e ? authd_session_accept(host, e->s, now) : PC_ENOTFOUND;
 
         if (arc == PC_EINVAL)
-            continue; /* opened for another host under the same cookie name */
+            break; /* opened for another issuer or client: the read of Redis decides, as
+                    * fetch_done does, with this host's keys */
         if (arc == PC_EEXPIRED)
             held_clear(e);
         if (arc == 0 && fresh(st, e, now_us)) {
@@ -448,8 +449,8 @@ static struct fetch *
 fetch_find(struct authd_store *st, const struct authd_ticket *t, size_t n,
            const struct authd_host *host)
 {
-    /* The first ticket's id (the Redis key, not a secret) narrows the search cheaply; the
-     * secrets are compared in constant time. */
+    /* The first ticket's id narrows the search cheaply (ids alone open nothing: the Redis key
+     * and the session key need the secret); the whole list is compared in constant time. */
     for (struct fetch *f = st->fetches; f; f = f->next)
         if (f->n == n && f->host == host && f->cfg == st->srv->cfg &&
             memcmp(f->t[0].id, t[0].id, sizeof(t[0].id)) == 0 &&

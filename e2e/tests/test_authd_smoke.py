@@ -652,6 +652,21 @@ def test_head_trickled_a_byte_per_segment_is_answered(env):
     assert statuses(out) == [401, 200]
 
 
+def test_a_head_that_never_completes_is_closed_by_the_head_timeout(env):
+    """A client that sends part of a head and stops (slowloris) is disconnected by the 15 s
+    head timeout, not held for the 300 s keep-alive — on the epoll loop, where the keep-alive
+    timeout is set first (server.c, tick). The socket's own 60 s bound is the failure."""
+    import socket
+    authd = env["authd"]
+    s = socket.create_connection(("127.0.0.1", authd.port), timeout=60)
+    try:
+        s.sendall(f"GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost:{authd.port}\r\n".encode())
+        assert s.recv(65536) == b""  # closed, nothing answered; socket.timeout after 60 s
+    finally:
+        s.close()
+    assert "event_loop=epoll" in authd.proc.log_path.read_text()
+
+
 def test_oversized_head_gets_431(env):
     head = f"GET /ext-authz/x HTTP/1.1\r\nHost: echo.localhost\r\nX-Pad: {'a' * 70000}\r\n\r\n"
     assert statuses(raw_exchange(env["authd"], head.encode())) == [431]

@@ -295,6 +295,59 @@ def test_a_held_ticket_due_for_redis_is_asked_about_not_passed_over(env):
         (r["status"], hdr(r, "X-Auth-Request-Email"))
 
 
+def two_clients(c: dict) -> str:
+    """one.localhost as the module's client, other.localhost as a second client of the same
+    IdP: the same cookie name and secret, another session binding."""
+    oidc = f'issuerURL: "{c["issuer"]}", clientSecret: {SECRET}'
+    return config_head(c) + c["redis"] + f"""\
+hosts:
+  - id: test/one
+    hosts: [one.localhost]
+    oidc: {{{oidc}, clientID: {CLIENT}}}
+    session: {{store: redis}}
+  - id: test/other
+    hosts: [other.localhost]
+    oidc: {{{oidc}, clientID: {CLIENT}2}}
+    session: {{store: redis}}
+"""
+
+
+class TwoClients(Replica):
+    def __init__(self, name: str, issuer: str, redis: Redis):
+        Authd.__init__(self, name, two_clients, cookie_secret=COOKIE_SECRET, issuer=issuer,
+                       redis=redis.config(grace=f"{GRACE}s", revalidate="5m",
+                                          commandTimeout="500ms"))
+
+
+def test_another_clients_ticket_first_is_decided_alike_held_or_read(env):
+    """bob's ticket from another client's host (same cookie name; sent by hand or planted)
+    before his own: the replica that holds both answers as the one that reads them from
+    Redis — the other client's session ends the lookup there, so it does here too, instead
+    of being passed over to the ticket behind it."""
+    idp_port = free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    a = TwoClients("authd-redis-two-a", issuer, env["redis"])
+    b = TwoClients("authd-redis-two-b", issuer, env["redis"])
+    idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET, "redirectUris": [
+                            f"http://one.localhost:{x.port}/oauth2/callback" for x in (a, b)]},
+                        {"clientId": f"{CLIENT}2", "secret": SECRET, "redirectUris": [
+                            f"http://other.localhost:{x.port}/oauth2/callback" for x in (a, b)]}],
+                       DEFAULT_USERS, port=idp_port)
+    with idp:
+        a.start(ready="/readyz", timeout=20)
+        b.start(ready="/readyz", timeout=20)
+        try:
+            own = f"_portcullis={login(a, 'bob')['_portcullis']}"
+            other = f"_portcullis={login(a, 'bob', 'other.localhost')['_portcullis']}"
+            assert a.request("/ext-authz/app", headers={"Cookie": own})["status"] == 200
+            for label, replica in (("reads Redis", b), ("holds both", a)):
+                r = replica.request("/ext-authz/app", headers={"Cookie": f"{other}; {own}"})
+                assert r["status"] == 302, (label, r["status"], hdr(r, "X-Auth-Request-Email"))
+        finally:
+            b.stop()
+            a.stop()
+
+
 def test_a_read_answered_before_the_sign_outs_delete_does_not_bring_the_session_back(env):
     """A check's GET of carol's session is sent, then her sign-out's DEL, while Redis is paused;
     resumed, Redis answers the GET (the session) before the DEL. The sign-out is confirmed and
