@@ -33,6 +33,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=bench/lib/mint.sh
 . "$ROOT/bench/lib/mint.sh"
+# shellcheck source=bench/lib/procs.sh
+. "$ROOT/bench/lib/procs.sh"
 BUILD="$(cd "${1:-$ROOT/build}" 2>/dev/null && pwd || echo "${1:-$ROOT/build}")"
 CACHE="${PORTCULLIS_CACHE:-$HOME/.cache/portcullis}"
 DURATION="${BENCH_DURATION:-10s}"
@@ -65,31 +67,12 @@ MISSING=()
 
 # Every process this script started, stopped by its pid (newest first), then the work dir.
 cleanup() {
-  local i pid n
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid="${PIDS[$i]}"
-    kill -TERM "$pid" 2>/dev/null || continue
-    for ((n = 0; n < 50; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
+  stop_started
   cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# start NAME CPU CMD...: runs CMD pinned to CPU, output in $WORK/NAME.log; sets PID_NAME.
-start() {
-  local name="$1" cpu="$2"; shift 2
-  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=("$!")
-  printf -v "PID_$name" '%s' "$!"
-}
 
 # wait_http NAME URL SECONDS: until URL answers (any status) or the process died / time is up.
 wait_http() {

@@ -40,31 +40,12 @@ if [[ ! -x "$ENVOY" ]]; then
   ENVOY="$(sed -n 's/^PORTCULLIS_ENVOY=//p' "$CACHE/peers.env")"
 fi
 
+# shellcheck source=bench/lib/procs.sh
+. "$ROOT/bench/lib/procs.sh"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench-extauthz.XXXXXX")"
 PIDS=()
-cleanup() {
-  local i pid n
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid="${PIDS[$i]}"
-    kill -TERM "$pid" 2>/dev/null || continue
-    for ((n = 0; n < 50; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'stop_started; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-start() { # NAME CPU CMD...
-  local name="$1" cpu="$2"; shift 2
-  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=("$!")
-  printf -v "PID_$name" '%s' "$!"
-}
 wait_http() { # NAME URL
   local name="$1" pidvar="PID_$1" end=$((SECONDS + 30))
   while ((SECONDS < end)); do

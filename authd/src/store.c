@@ -277,17 +277,15 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
     if (st == NULL || st->cfg == NULL)
         rc = n ? PC_EIO : PC_ENOTFOUND;
     /*
-     * In order, as the fetch reads them: the first ticket that is not another host's session
-     * decides (held and fresh: the session; held but due: Redis is asked about it; not held,
-     * or expired: the fetch), so a later ticket never stands in for the user's own.
+     * The first ticket decides here: held and fresh, it is the session; held but due, Redis is
+     * asked about it; anything else (not held, expired, another issuer's or client's), the
+     * fetch, which reads on past a ticket only when it does not open with this host's keys
+     * (fetch_done). A later held ticket never stands in for the first.
      */
-    for (size_t i = 0; st && st->cfg && i < n; i++) {
-        struct held *e = held_find(st, &t[i], host->session.cookie_name);
+    if (st && st->cfg && n > 0) {
+        struct held *e = held_find(st, &t[0], host->session.cookie_name);
         int arc = e ? authd_session_accept(host, e->s, now) : PC_ENOTFOUND;
 
-        if (arc == PC_EINVAL)
-            break; /* opened for another issuer or client: the read of Redis decides, as
-                    * fetch_done does, with this host's keys */
         if (arc == PC_EEXPIRED)
             held_clear(e);
         if (arc == 0 && fresh(st, e, now_us)) {
@@ -297,7 +295,6 @@ lookup_parsed(struct authd_store *st, const struct authd_host *host, const char 
         } else if (arc == 0) {
             stale = e;
         }
-        break;
     }
     if (*s != NULL) {
         st->sessions[SRC_HELD]++;
