@@ -734,6 +734,8 @@ tls_handshake(struct authd_redis *r, int64_t deadline_us)
         set_why(r, "tls setup failed", ssl_error());
         return -1;
     }
+    /* flush retries a partial SSL_write from r->out, which may have grown (moved) meanwhile */
+    SSL_set_mode(r->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     for (;;) {
         int rc = SSL_connect(r->ssl), ev;
 

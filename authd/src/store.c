@@ -426,13 +426,15 @@ fetch_done(void *ud, int rc, const struct authd_redis_reply *rep)
          */
         next = false;
     } else {
-        /* Neither the session nor its absence: this ticket opens nothing, held or not. */
+        /* Neither the session nor its absence: this ticket opens nothing, held or not, and a
+         * later one does not stand in for it either. */
         pc_log(PC_LOG_WARN, "redis", "error", "session read refused", "reason",
                reply_why(rep, why, sizeof(why)), NULL);
         f->refused = true;
+        next = false;
     }
-    /* A value that does not open for this host (another host's or cookie secret's ticket of
-     * the same cookie name) is skipped, as is a refused read. */
+    /* Only a value that does not open for this host (another host's or cookie secret's ticket
+     * of the same cookie name) is skipped. */
     held_drop(st, t);
     if (next && ++f->i < f->n) {
         if (fetch_get(f) != 0)

@@ -26,22 +26,14 @@ static EVP_MD *alg_sha256;
 static EVP_KDF *alg_hkdf;
 static EVP_CIPHER *alg_gcm;
 
-/* Registered after OpenSSL's own exit handler, so it runs before OpenSSL cleans up. */
-static void
-free_algs(void)
-{
-    EVP_MD_free(alg_sha256);
-    EVP_KDF_free(alg_hkdf);
-    EVP_CIPHER_free(alg_gcm);
-}
-
+/* Kept for the process's life, never freed: a thread that is not joined at exit (one stuck in
+ * a resolver) may still use them. */
 static void
 fetch_algs(void)
 {
     alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     alg_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    atexit(free_algs);
 }
 
 static void

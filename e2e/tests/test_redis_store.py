@@ -398,6 +398,22 @@ def test_a_refused_read_is_neither_the_session_nor_its_absence(env):
     assert a.check(jar)["status"] == 200
 
 
+def test_a_refused_read_of_the_first_ticket_is_not_passed_over_to_the_next(env):
+    """bob's session key turned into a list (whoever can write Redis): its GET gets WRONGTYPE.
+    alice's valid ticket behind bob's does not stand in for it at a replica reading Redis."""
+    b, redis = env["b"], env["redis"]
+    before = set(redis.keys("portcullis:s:*"))
+    bob = f"_portcullis={login(env['a'], 'bob')['_portcullis']}"
+    (key,) = set(redis.keys("portcullis:s:*")) - before
+    alice = f"_portcullis={login(env['a'], 'alice')['_portcullis']}"
+    redis.cli("DEL", key)
+    redis.cli("RPUSH", key, "not a session")
+    r = b.request("/ext-authz/app", headers={"Cookie": f"{bob}; {alice}"})
+    assert r["status"] == 302, (r["status"], hdr(r, "X-Auth-Request-Email"))
+    assert "WRONGTYPE" in b.log()
+    assert b.request("/ext-authz/app", headers={"Cookie": alice})["status"] == 200
+
+
 def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
     a, b = env["a"], env["b"]
     jar = login(a, "alice", host="refresh.localhost")
