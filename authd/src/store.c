@@ -139,17 +139,26 @@ held_find(struct authd_store *st, const struct authd_ticket *t, const char *cook
     return e;
 }
 
+/*
+ * Holds s for t. The same session read again (a revalidation) keeps its refresh state: a
+ * refresh in flight stays the only one, and a failed one is not tried again before its time.
+ */
 static void
 held_put(struct authd_store *st, const struct authd_ticket *t, const char *cookie_name,
          struct authd_session *s)
 {
     struct held *e = slot_of(st, t);
+    struct held *same = held_find(st, t, cookie_name);
+    int64_t refresh_after_us = same ? same->refresh_after_us : 0;
+    bool refreshing = same ? same->refreshing : false;
 
     held_clear(e);
     e->t = *t;
     e->cookie_name = pc_xstrdup(cookie_name);
     e->s = s;
     e->verified_us = authd_mono_us();
+    e->refresh_after_us = refresh_after_us;
+    e->refreshing = refreshing;
 }
 
 static void

@@ -5,7 +5,7 @@ Envoy's ext_authz does (test_redis_peers.py does the same through real Envoy, Ke
 Chromium).
 
   one.localhost      session.store: redis                    (grace 4s, revalidate 1s)
-  refresh.localhost  session.store: redis, refresh: 2s
+  refresh.localhost  session.store: redis, refresh: 3s
 
 Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
 """
@@ -41,6 +41,14 @@ CLIENT, SECRET = "rs", "rs-client-secret"
 COOKIE_SECRET = "redis-store-test-cookie-secret-0123456789\n"
 HOSTS = ("one.localhost", "refresh.localhost")
 GRACE, REVALIDATE = 4, 1
+REFRESH = 3  # refresh.localhost's session.refresh, in seconds
+
+
+def next_second(after: float = 0.05) -> None:
+    """Sleeps to just past the next wall-clock second. authd keeps session times in whole
+    seconds, so a session refreshed at s.9 is due REFRESH - 0.9 s later; a refresh started
+    just past a second boundary leaves a test its full REFRESH seconds."""
+    time.sleep(1 - time.time() % 1 + after)
 
 
 def config(c: dict) -> str:
@@ -54,7 +62,7 @@ hosts:
   - id: test/refresh
     hosts: [refresh.localhost]
     oidc: {oidc}
-    session: {{store: redis, refresh: 2s}}
+    session: {{store: redis, refresh: 3s}}
 """
 
 
@@ -154,12 +162,12 @@ def own_idp(name: str, redis: Redis, section: str):
     idp_port = free_port()
     a = Replica(name, f"http://127.0.0.1:{idp_port}", redis, section)
     idp = OidcProvider([{"clientId": CLIENT, "secret": SECRET,
-                         "redirectUris": [f"http://one.localhost:{a.port}/oauth2/callback"]}],
+                         "redirectUris": [f"http://{h}:{a.port}/oauth2/callback" for h in HOSTS]}],
                        DEFAULT_USERS, port=idp_port)
     with idp:
         a.start(ready="/readyz", timeout=20)
         try:
-            yield a
+            yield a, idp
         finally:
             a.stop()
 
@@ -422,7 +430,8 @@ def test_refresh_from_two_replicas_at_once_calls_the_idp_once(env):
     series = 'portcullis_authd_idp_requests_total{issuer="%s",kind="refresh",result="ok"}' % \
         env["idp"].issuer
     calls = a.metric(series) + b.metric(series)
-    time.sleep(2.2)  # refresh: 2s — due at both, held by both
+    time.sleep(REFRESH)
+    next_second()  # due at both, held by both; the refreshed session is not due for REFRESH s
     barrier = threading.Barrier(8)
     results = []
 
@@ -507,7 +516,7 @@ def test_rediss_with_acl_user(tmp_path):
         pw = tmp_path / "acl-password"
         pw.write_text("acl-user-password\n")
         section = redis.config(username="portcullis", passwordFile=str(pw))
-        with own_idp("authd-rediss", redis, section) as a:
+        with own_idp("authd-rediss", redis, section) as (a, _):
             assert a.readyz() == (200, {"ready": True, "redis": "up"})
             jar = login(a, "alice")
             assert a.check(jar)["status"] == 200
@@ -553,7 +562,8 @@ def test_refresh_done_elsewhere_is_taken_not_repeated(env):
         calls = a.metric(series) + c.metric(series)
         done = 'portcullis_authd_redis_refreshes_total{result="done"}'
         before = a.metric(done)
-        time.sleep(2.2)  # refresh: 2s
+        time.sleep(REFRESH)
+        next_second()
         assert a.check(jar, host="refresh.localhost")["status"] == 200
         wait_for("a's refresh", lambda: a.metric(done) > before, timeout=10)
         assert c.check(jar, host="refresh.localhost")["status"] == 200
@@ -564,6 +574,27 @@ def test_refresh_done_elsewhere_is_taken_not_repeated(env):
             assert replica.check(jar, host="refresh.localhost")["status"] == 200
     finally:
         c.stop()
+
+
+def test_a_failed_refresh_waits_its_retry_time_across_revalidations(env):
+    """A refresh the IdP does not answer is tried again after 30 s, not at each revalidation
+    (1 s here) that reads the session from Redis again: a down IdP is not called every second
+    for every session due. The session keeps passing meanwhile."""
+    failed = 'portcullis_authd_redis_refreshes_total{result="failed"}'
+    with own_idp("authd-redis-retry", env["redis"],
+                 env["redis"].config(revalidate=f"{REVALIDATE}s")) as (a, idp):
+        jar = login(a, "alice", host="refresh.localhost")
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        time.sleep(REFRESH + 0.2)
+        idp.stop()  # connection refused: the refresh fails at once
+        assert a.check(jar, host="refresh.localhost")["status"] == 200
+        wait_for("the refresh to fail", lambda: a.metric(failed) >= 1, timeout=10)
+        end = time.monotonic() + 4 * REVALIDATE + 0.5
+        while time.monotonic() < end:  # four revalidations, each a read of the due session
+            assert a.check(jar, host="refresh.localhost")["status"] == 200
+            time.sleep(0.2)
+        assert a.metric('portcullis_authd_redis_sessions_total{source="redis"}') >= 4
+        assert a.metric(failed) == 1
 
 
 def test_revoke_refuses_a_redis_session_at_both_replicas(env):
@@ -604,7 +635,7 @@ def test_after_a_failover_authd_leaves_the_replica_and_writes_reach_the_new_mast
         new.cli("REPLICAOF", "127.0.0.1", old.port)
         wait_for("the replica to sync", lambda: replication(new).get("master_link_status") ==
                  "up", timeout=15)
-        with own_idp("authd-redis-failover", old, old.config(commandTimeout="500ms")) as c:
+        with own_idp("authd-redis-failover", old, old.config(commandTimeout="500ms")) as (c, _):
             alice = login(c, "alice")
             wait_for("alice's session on the replica", lambda: new.keys("portcullis:s:*"),
                      timeout=10)
