@@ -2,8 +2,9 @@
  * libFuzzer target: sessions kept in Redis. The input's first line goes through the ticket
  * cookie parser (and, as a Cookie header value, through the session-cookie readers of a
  * redis-store host); the rest is opened as a value read from Redis, raw and XORed into a value
- * authd sealed (so the tag check is passed by nothing but authd's own bytes), and decoded as
- * session JSON directly (the plaintext decoder behind the tag).
+ * authd sealed (so the tag check is passed by nothing but authd's own bytes), and read
+ * directly by the decoders behind the tag: as session JSON (cookies) and as a packed session
+ * (Redis values; what unpacks must pack to the same bytes).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (authd_session_open(&cfg->keys, cfg->hosts[0], header, 1700000000, &s) == 0)
         authd_session_free(s);
     if (authd_session_decode(text, &s) == 0) {
+        authd_session_free(s);
+        s = NULL;
+    }
+    if (authd_session_unpack(blob, rest, &s) == 0) { /* the packed form is canonical */
+        size_t plen = 0;
+        uint8_t *again = authd_session_pack(s, &plen);
+
+        if (plen != rest || memcmp(again, blob, rest) != 0)
+            abort();
+        free(again);
         authd_session_free(s);
         s = NULL;
     }

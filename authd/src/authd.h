@@ -530,6 +530,13 @@ int authd_session_accept(const struct authd_host *host, const struct authd_sessi
  */
 char *authd_session_encode(const struct authd_session *s);
 int authd_session_decode(const char *text, struct authd_session **out);
+/*
+ * The same session in authd's packed form (what the Redis store seals: faster to read back):
+ * pack returns the bytes (new; the caller wipes them with pc_cleanse and frees them) and
+ * their length; unpack returns 0 with *out new or PC_EAUTH for anything pack did not write.
+ */
+uint8_t *authd_session_pack(const struct authd_session *s, size_t *len);
+int authd_session_unpack(const uint8_t *p, size_t len, struct authd_session **out);
 
 /*
  * Appends Set-Cookie values for a session cookie holding value (a ticket of a Redis session):

@@ -530,6 +530,216 @@ authd_session_decode(const char *text, struct authd_session **out)
     return session_from_json(text, out);
 }
 
+/* ---- the packed session (Redis values) ---- */
+
+/*
+ * The fields of the JSON above in a fixed order, without names: a string is a 4-byte
+ * big-endian length (PACK_NONE: absent) and its bytes, a count 4 bytes, a time 8 (two's
+ * complement), a flag 1. Reading one back takes a tenth of the JSON's time, and a Redis
+ * session is read back on every check the held cache does not answer.
+ */
+#define PACK_NONE 0xffffffffu
+enum { PACK_SCALAR = 0, PACK_LIST = 1 };
+
+static void
+put_u32(struct pc_buf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+
+    pc_buf_append(b, x, sizeof(x));
+}
+
+static void
+put_i64(struct pc_buf *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+
+    put_u32(b, (uint32_t)(u >> 32));
+    put_u32(b, (uint32_t)u);
+}
+
+static void
+put_str(struct pc_buf *b, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+
+    put_u32(b, v ? (uint32_t)n : PACK_NONE);
+    pc_buf_append(b, v, n);
+}
+
+static void
+put_list(struct pc_buf *b, const struct authd_strlist *l)
+{
+    put_u32(b, (uint32_t)l->n);
+    for (size_t i = 0; i < l->n; i++)
+        put_str(b, l->v[i]);
+}
+
+uint8_t *
+authd_session_pack(const struct authd_session *s, size_t *len)
+{
+    const struct authd_identity *id = &s->id;
+    struct pc_buf b;
+    uint8_t flag = id->email_verified ? 1 : 0;
+
+    pc_buf_init(&b, 0);
+    b.secret = true; /* the refresh token */
+    put_str(&b, id->sub);
+    put_str(&b, id->email);
+    pc_buf_append(&b, &flag, 1);
+    put_str(&b, id->preferred_username);
+    put_list(&b, &id->groups);
+    put_u32(&b, (uint32_t)id->nextra);
+    for (size_t i = 0; i < id->nextra; i++) {
+        const struct authd_claim *c = &id->extra[i];
+        uint8_t kind = c->value ? PACK_SCALAR : PACK_LIST;
+
+        put_str(&b, c->name);
+        pc_buf_append(&b, &kind, 1);
+        if (c->value)
+            put_str(&b, c->value);
+        else
+            put_list(&b, &c->items);
+    }
+    put_str(&b, s->issuer);
+    put_str(&b, s->client_id);
+    put_i64(&b, s->issued_at);
+    put_i64(&b, s->expires_at);
+    put_i64(&b, s->refreshed_at);
+    put_str(&b, s->refresh_token);
+    put_str(&b, s->id_token);
+    *len = b.len;
+    return (uint8_t *)pc_buf_detach(&b);
+}
+
+/* A reader of packed bytes: any read past the end, or of a malformed field, sets bad. */
+struct unpack {
+    const uint8_t *p, *end;
+    bool bad;
+};
+
+static bool
+take(struct unpack *u, size_t n, const uint8_t **at)
+{
+    if (u->bad || (size_t)(u->end - u->p) < n) {
+        u->bad = true;
+        return false;
+    }
+    *at = u->p;
+    u->p += n;
+    return true;
+}
+
+static uint32_t
+get_u32(struct unpack *u)
+{
+    const uint8_t *x;
+
+    if (!take(u, 4, &x))
+        return 0;
+    return (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
+}
+
+static int64_t
+get_i64(struct unpack *u)
+{
+    uint64_t hi = get_u32(u), lo = get_u32(u);
+
+    return (int64_t)(hi << 32 | lo);
+}
+
+static uint8_t
+get_flag(struct unpack *u)
+{
+    const uint8_t *x;
+
+    if (!take(u, 1, &x))
+        return 0;
+    if (*x > 1)
+        u->bad = true;
+    return *x;
+}
+
+/* A new string, or NULL when absent (bad when required) or malformed (a NUL inside). */
+static char *
+get_str(struct unpack *u, bool required)
+{
+    uint32_t n = get_u32(u);
+    const uint8_t *x;
+
+    if (u->bad || (n == PACK_NONE && !required))
+        return NULL;
+    if (n == PACK_NONE || !take(u, n, &x) || memchr(x, '\0', n) != NULL) {
+        u->bad = true;
+        return NULL;
+    }
+    return pc_xstrndup((const char *)x, n);
+}
+
+/* A count of items that each take at least 4 bytes: never more than the bytes left allow. */
+static uint32_t
+get_count(struct unpack *u)
+{
+    uint32_t n = get_u32(u);
+
+    if (!u->bad && n > (size_t)(u->end - u->p) / 4)
+        u->bad = true;
+    return u->bad ? 0 : n;
+}
+
+static void
+get_list(struct unpack *u, struct authd_strlist *l)
+{
+    uint32_t n = get_count(u);
+
+    if (n == 0)
+        return;
+    l->v = pc_xcalloc(n, sizeof(*l->v));
+    for (uint32_t i = 0; i < n && !u->bad; i++)
+        if ((l->v[l->n] = get_str(u, true)) != NULL)
+            l->n++;
+}
+
+int
+authd_session_unpack(const uint8_t *p, size_t len, struct authd_session **out)
+{
+    struct unpack u = {.p = p, .end = p + len};
+    struct authd_session *s = pc_xcalloc(1, sizeof(*s));
+    struct authd_identity *id = &s->id;
+    uint32_t nextra;
+
+    *out = NULL;
+    id->sub = get_str(&u, true);
+    id->email = get_str(&u, false);
+    id->email_verified = get_flag(&u) == 1;
+    id->preferred_username = get_str(&u, false);
+    get_list(&u, &id->groups);
+    nextra = get_count(&u);
+    id->extra = pc_xcalloc((size_t)nextra + 1, sizeof(*id->extra));
+    for (uint32_t i = 0; i < nextra && !u.bad; i++) {
+        struct authd_claim *c = &id->extra[id->nextra++];
+
+        c->name = get_str(&u, true);
+        if (get_flag(&u) == PACK_SCALAR)
+            c->value = get_str(&u, true);
+        else
+            get_list(&u, &c->items);
+    }
+    s->issuer = get_str(&u, true);
+    s->client_id = get_str(&u, true);
+    s->issued_at = get_i64(&u);
+    s->expires_at = get_i64(&u);
+    s->refreshed_at = get_i64(&u);
+    s->refresh_token = get_str(&u, false);
+    s->id_token = get_str(&u, false);
+    if (u.bad || u.p != u.end) {
+        authd_session_free(s);
+        return PC_EAUTH;
+    }
+    *out = s;
+    return 0;
+}
+
 int
 authd_session_from_claims(const struct authd_host *host, const json_t *claims, const char *id_token,
                           const char *refresh_token, int64_t now, struct authd_session **out)

@@ -4,7 +4,7 @@
  *
  * A ticket is a random id (16 bytes) and a random secret (32 bytes); the cookie value is
  * "t1." + base64url(id || secret), 67 characters. Redis holds, under a key named by a hash of
- * the whole ticket (key_name), version || nonce || AES-256-GCM(session JSON) with the key
+ * the whole ticket (key_name), version || nonce || AES-256-GCM(packed session) with the key
  *     HKDF-SHA256(ikm = secret, salt = keys->redis[i], info = "portcullis-authd redis session
  *                 v1" || id)
  * and the authenticated data version || id || cookie name. Redis never sees the secret, so a
@@ -19,10 +19,9 @@
 #include "portcullis/b64.h"
 #include "portcullis/crypto.h"
 
-#define BLOB_VERSION 1
+#define BLOB_VERSION 2 /* 1 sealed the session's JSON; its values no longer open */
 #define TICKET_PREFIX "t1."
 #define TICKET_B64_LEN 64 /* base64url of 48 bytes: no padding, always canonical */
-#define B64URL_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 int
 authd_ticket_new(struct authd_ticket *t)
@@ -54,6 +53,14 @@ authd_ticket_format(const struct authd_ticket *t)
     return out;
 }
 
+/* One of base64url's 64 characters (no padding). */
+static bool
+b64url_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+}
+
 int
 authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t)
 {
@@ -66,7 +73,7 @@ authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t)
     if (len != plen + TICKET_B64_LEN || memcmp(value, TICKET_PREFIX, plen) != 0)
         return PC_EPARSE;
     for (size_t i = plen; i < len; i++)
-        if (value[i] == '\0' || strchr(B64URL_ALPHABET, value[i]) == NULL)
+        if (!b64url_char(value[i]))
             return PC_EPARSE;
     if (pc_b64url_decode(value + plen, TICKET_B64_LEN, &raw, &rawlen) == 0 &&
         rawlen == AUTHD_TICKET_ID_LEN + AUTHD_TICKET_SECRET_LEN) {
@@ -149,17 +156,15 @@ authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
                   const struct authd_ticket *t, const struct authd_session *s, uint8_t **blob,
                   size_t *len)
 {
-    char *pt = NULL;
-    uint8_t key[32], *raw = NULL, *aad = NULL;
-    size_t ptlen, rawlen, aadlen;
+    uint8_t key[32], *pt = NULL, *raw = NULL, *aad = NULL;
+    size_t ptlen = 0, rawlen, aadlen;
     int rc = 0;
 
     *blob = NULL;
     *len = 0;
     if (k->n == 0)
         return PC_EINVAL;
-    pt = authd_session_encode(s);
-    ptlen = strlen(pt);
+    pt = authd_session_pack(s, &ptlen);
     rawlen = 1 + PC_AEAD_NONCE_LEN + ptlen + PC_AEAD_TAG_LEN;
     if (rawlen > AUTHD_MAX_REDIS_BLOB) {
         rc = PC_ETOOBIG;
@@ -178,39 +183,36 @@ authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
     raw = NULL;
 out:
     pc_cleanse(key, sizeof(key));
-    pc_free_secret(pt);
+    pc_cleanse(pt, ptlen);
+    free(pt);
     free(raw);
     free(aad);
     return rc;
 }
 
-/* Decrypts blob with any key into *pt (new, NUL-terminated). 0 or PC_EAUTH. */
+/* Decrypts blob with any key into *pt (new, *ptlen bytes). 0 or PC_EAUTH. */
 static int
 open_blob(const struct authd_keys *k, const struct authd_host *host, const struct authd_ticket *t,
-          const uint8_t *blob, size_t len, char **pt)
+          const uint8_t *blob, size_t len, uint8_t **pt, size_t *ptlen)
 {
     size_t ctlen = len - 1 - PC_AEAD_NONCE_LEN, aadlen;
     uint8_t key[32], *aad = build_aad(host, t, &aadlen);
-    char *out = pc_xmalloc(ctlen - PC_AEAD_TAG_LEN + 1);
+    uint8_t *out = pc_xmalloc(ctlen - PC_AEAD_TAG_LEN + 1);
     int rc = PC_EAUTH;
 
     for (size_t i = 0; i < k->n && rc != 0; i++)
         if (derive(k, i, t, key) == 0 &&
-            pc_aead_open(key, blob + 1, aad, aadlen, blob + 1 + PC_AEAD_NONCE_LEN, ctlen,
-                         (uint8_t *)out) == 0)
+            pc_aead_open(key, blob + 1, aad, aadlen, blob + 1 + PC_AEAD_NONCE_LEN, ctlen, out) ==
+                0)
             rc = 0;
     pc_cleanse(key, sizeof(key));
     free(aad);
-    out[ctlen - PC_AEAD_TAG_LEN] = '\0';
-    /* The plaintext is authd's JSON: a NUL inside would cut it short of what was sealed. */
-    if (rc == 0 && strlen(out) != ctlen - PC_AEAD_TAG_LEN)
-        rc = PC_EAUTH;
     if (rc == 0) {
         *pt = out;
+        *ptlen = ctlen - PC_AEAD_TAG_LEN;
         return 0;
     }
-    pc_cleanse(out, ctlen - PC_AEAD_TAG_LEN);
-    free(out);
+    free(out); /* pc_aead_open cleansed it */
     return rc;
 }
 
@@ -221,7 +223,8 @@ authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
 {
     const uint8_t *b = blob;
     struct authd_session *s = NULL;
-    char *pt = NULL;
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
     int rc;
 
     *out = NULL;
@@ -229,7 +232,8 @@ authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
         return PC_ETOOBIG;
     if (len < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || b[0] != BLOB_VERSION)
         return PC_EAUTH;
-    if ((rc = open_blob(k, host, t, b, len, &pt)) != 0 || (rc = authd_session_decode(pt, &s)) != 0)
+    if ((rc = open_blob(k, host, t, b, len, &pt, &ptlen)) != 0 ||
+        (rc = authd_session_unpack(pt, ptlen, &s)) != 0)
         goto out;
     if ((rc = authd_session_accept(host, s, now)) == 0) {
         *out = s;
@@ -237,6 +241,8 @@ authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
     }
 out:
     authd_session_free(s);
-    pc_free_secret(pt);
+    if (pt != NULL)
+        pc_cleanse(pt, ptlen);
+    free(pt);
     return rc;
 }

@@ -188,6 +188,80 @@ test_seal_open_and_what_redis_sees(void **state)
     authd_config_free(cfg);
 }
 
+/* Every field comes back; anything pack did not write is refused (the packed form is read
+ * behind the AEAD tag, so only authd's own bytes reach it, but it is checked as if not). */
+static void
+test_packed_session(void **state)
+{
+    struct authd_config *cfg = make_config("a", REDIS_OK, "app", NULL);
+    struct authd_session *s = make_session(cfg->hosts[0], 3), *back = NULL;
+    struct authd_claim extra[2] = {{.name = "dept", .value = "infra"}, {.name = "roles"}};
+    uint8_t *p, *q;
+    size_t len = 0;
+
+    (void)state;
+    authd_strlist_add(&extra[1].items, "a");
+    authd_strlist_add(&extra[1].items, "b");
+    free(s->id.extra); /* none from the claims */
+    s->id.extra = extra;
+    s->id.nextra = 2;
+    s->id_token = strdup("eyJ.id.token");
+    s->refreshed_at = NOW + 7;
+    s->expires_at = -5;
+    p = authd_session_pack(s, &len);
+    assert_int_equal(authd_session_unpack(p, len, &back), 0);
+    assert_string_equal(back->id.sub, "user-1");
+    assert_string_equal(back->id.email, "u@example.com");
+    assert_true(back->id.email_verified);
+    assert_string_equal(back->id.preferred_username, "user");
+    assert_int_equal(back->id.groups.n, 3);
+    assert_string_equal(back->id.groups.v[2], "team-002-platform-engineers");
+    assert_int_equal(back->id.nextra, 2);
+    assert_string_equal(back->id.extra[0].name, "dept");
+    assert_string_equal(back->id.extra[0].value, "infra");
+    assert_null(back->id.extra[1].value);
+    assert_int_equal(back->id.extra[1].items.n, 2);
+    assert_string_equal(back->id.extra[1].items.v[1], "b");
+    assert_string_equal(back->issuer, "https://idp.example.com");
+    assert_string_equal(back->client_id, "app");
+    assert_int_equal(back->issued_at, NOW);
+    assert_int_equal(back->expires_at, -5);
+    assert_int_equal(back->refreshed_at, NOW + 7);
+    assert_string_equal(back->refresh_token, "refresh-1");
+    assert_string_equal(back->id_token, "eyJ.id.token");
+    authd_session_free(back);
+    /* every cut short, and one byte too many */
+    q = malloc(len + 1);
+    memcpy(q, p, len);
+    q[len] = 0;
+    for (size_t n = 0; n < len; n++) {
+        assert_int_equal(authd_session_unpack(q, n, &back), PC_EAUTH);
+        assert_null(back);
+    }
+    assert_int_equal(authd_session_unpack(q, len + 1, &back), PC_EAUTH);
+    /* a flag that is neither 0 nor 1: email_verified sits after sub and email */
+    q[4 + 6 + 4 + 13] = 2;
+    assert_int_equal(authd_session_unpack(q, len, &back), PC_EAUTH);
+    /* a NUL inside a string; a count larger than the bytes left; sub absent */
+    memcpy(q, p, len);
+    q[4 + 2] = 0;
+    assert_int_equal(authd_session_unpack(q, len, &back), PC_EAUTH);
+    memcpy(q, p, len);
+    memset(q + 4 + 6 + 4 + 13 + 1 + 4 + 4, 0x7f, 1); /* the group count */
+    assert_int_equal(authd_session_unpack(q, len, &back), PC_EAUTH);
+    memset(q, 0xff, 4);
+    assert_int_equal(authd_session_unpack(q, len, &back), PC_EAUTH);
+    assert_null(back);
+    free(q);
+    pc_cleanse(p, len);
+    free(p);
+    s->id.extra = NULL;
+    s->id.nextra = 0;
+    authd_strlist_release(&extra[1].items);
+    authd_session_free(s);
+    authd_config_free(cfg);
+}
+
 enum mutation { M_NONE, M_OTHER_SECRET, M_OTHER_ID, M_FLIP, M_TRUNCATE, M_VERSION, M_HUGE };
 
 static void
@@ -231,7 +305,7 @@ test_open_refuses(void **state)
         if (cases[i].m == M_TRUNCATE)
             n = 20;
         if (cases[i].m == M_VERSION)
-            b[0] = 2;
+            b[0] = 1; /* the JSON values before the packed session */
         assert_int_equal(authd_ticket_open(&cfg->keys, h, &u, cases[i].m == M_HUGE ? huge : b,
                                            cases[i].m == M_HUGE ? AUTHD_MAX_REDIS_BLOB + 1 : n,
                                            cases[i].now, &back),
@@ -437,6 +511,7 @@ main(void)
         cmocka_unit_test(test_ticket_roundtrip),
         cmocka_unit_test(test_ticket_parse_refuses),
         cmocka_unit_test(test_seal_open_and_what_redis_sees),
+        cmocka_unit_test(test_packed_session),
         cmocka_unit_test(test_open_refuses),
         cmocka_unit_test(test_bound_to_cookie_secret_name_and_client),
         cmocka_unit_test(test_redis_config),

@@ -1,5 +1,5 @@
 /*
- * crypto.c - OpenSSL-backed primitives: RNG, SHA-256, HKDF, AES-256-GCM.
+ * crypto.c - OpenSSL-backed primitives: RNG, SHA-256, HKDF (over OpenSSL's HMAC), AES-256-GCM.
  */
 #include "portcullis/crypto.h"
 
@@ -10,7 +10,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
 #include "portcullis/b64.h"
@@ -23,17 +22,38 @@
  */
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static EVP_MD *alg_sha256;
-static EVP_KDF *alg_hkdf;
 static EVP_CIPHER *alg_gcm;
+static EVP_MAC_CTX *hmac_sha256; /* a template: copied per thread, never used itself */
+static pthread_key_t hmac_key;   /* the thread's copy, freed when the thread ends */
+
+static void
+free_hmac(void *ctx)
+{
+    EVP_MAC_CTX_free(ctx);
+}
 
 /* Kept for the process's life, never freed: a thread that is not joined at exit (one stuck in
  * a resolver) may still use them. */
 static void
 fetch_algs(void)
 {
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA2-256", 0),
+        OSSL_PARAM_construct_end()};
+
     alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    alg_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    if (hmac != NULL && (hmac_sha256 = EVP_MAC_CTX_new(hmac)) != NULL &&
+        EVP_MAC_CTX_set_params(hmac_sha256, params) != 1) {
+        EVP_MAC_CTX_free(hmac_sha256);
+        hmac_sha256 = NULL;
+    }
+    EVP_MAC_free(hmac); /* the context holds its own reference */
+    if (pthread_key_create(&hmac_key, free_hmac) != 0) {
+        EVP_MAC_CTX_free(hmac_sha256);
+        hmac_sha256 = NULL;
+    }
 }
 
 static void
@@ -87,26 +107,75 @@ pc_sha256_hex(const void *p, size_t n)
     return out;
 }
 
+/*
+ * The calling thread's HMAC-SHA256 context, or NULL. Keyed again for each use: a context made
+ * per call would look the digest up again (EVP_KDF's HKDF does, per derive), which was most of
+ * the key derivation of a Redis-session check.
+ */
+static EVP_MAC_CTX *
+thread_hmac(void)
+{
+    EVP_MAC_CTX *ctx;
+
+    algs();
+    if (hmac_sha256 == NULL)
+        return NULL;
+    if ((ctx = pthread_getspecific(hmac_key)) == NULL && (ctx = EVP_MAC_CTX_dup(hmac_sha256)) &&
+        pthread_setspecific(hmac_key, ctx) != 0) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* HMAC-SHA256(key, a || b || c) into out[32]; NULL parts are left out. */
+static int
+hmac3(EVP_MAC_CTX *ctx, const void *key, size_t key_len, const void *a, size_t a_len,
+      const void *b, size_t b_len, const void *c, size_t c_len, uint8_t out[32])
+{
+    size_t len = 0;
+
+    return EVP_MAC_init(ctx, key, key_len, NULL) == 1 &&
+                   (a == NULL || EVP_MAC_update(ctx, a, a_len) == 1) &&
+                   (b == NULL || EVP_MAC_update(ctx, b, b_len) == 1) &&
+                   (c == NULL || EVP_MAC_update(ctx, c, c_len) == 1) &&
+                   EVP_MAC_final(ctx, out, &len, 32) == 1 && len == 32
+               ? 0
+               : PC_EINVAL;
+}
+
+/* RFC 5869: PRK = HMAC(salt, IKM); T(i) = HMAC(PRK, T(i-1) || info || i); OKM = T(1) || ... */
 int
 pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_len, const void *info,
                size_t info_len, void *out, size_t out_len)
 {
-    EVP_KDF_CTX *ctx = NULL;
-    OSSL_PARAM params[5], *p = params;
-    int rc = PC_EINVAL;
+    static const uint8_t zeros[32];
+    EVP_MAC_CTX *ctx = thread_hmac();
+    uint8_t prk[32], t[32];
+    uint8_t *o = out;
+    int rc;
 
-    algs();
-    if (alg_hkdf == NULL)
+    if (ctx == NULL || out_len > 255 * sizeof(t))
         return PC_EINVAL;
-    ctx = EVP_KDF_CTX_new(alg_hkdf);
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
-    *p = OSSL_PARAM_construct_end();
-    if (ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1)
-        rc = 0;
-    EVP_KDF_CTX_free(ctx);
+    if (salt_len == 0) { /* "not provided": HashLen zeros */
+        salt = zeros;
+        salt_len = sizeof(zeros);
+    }
+    rc = hmac3(ctx, salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+    for (size_t done = 0, i = 1; rc == 0 && done < out_len; i++) {
+        uint8_t n = (uint8_t)i;
+        size_t take = out_len - done < sizeof(t) ? out_len - done : sizeof(t);
+
+        rc = hmac3(ctx, prk, sizeof(prk), done ? t : NULL, sizeof(t), info_len ? info : NULL,
+                   info_len, &n, 1, t);
+        if (rc == 0)
+            memcpy(o + done, t, take);
+        done += take;
+    }
+    pc_cleanse(prk, sizeof(prk));
+    pc_cleanse(t, sizeof(t));
+    if (rc != 0)
+        pc_cleanse(out, out_len);
     return rc;
 }
 

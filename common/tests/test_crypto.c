@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <pthread.h>
 
 #include "portcullis/base.h"
 #include "portcullis/crypto.h"
@@ -36,6 +40,81 @@ test_hkdf_rfc5869(void **state)
                  want);
     assert_int_equal(pc_hkdf_sha256(ikm, 22, salt, 13, info, 10, okm, 42), 0);
     assert_memory_equal(okm, want, 42);
+}
+
+/* RFC 5869 test case 3: no salt, no info. */
+static void
+test_hkdf_rfc5869_no_salt_no_info(void **state)
+{
+    uint8_t ikm[22], okm[42], want[42];
+
+    (void)state;
+    memset(ikm, 0x0b, sizeof(ikm));
+    hex_to_bytes("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4"
+                 "b61a96c8",
+                 want);
+    assert_int_equal(pc_hkdf_sha256(ikm, 22, NULL, 0, NULL, 0, okm, 42), 0);
+    assert_memory_equal(okm, want, 42);
+}
+
+/* OpenSSL's own HKDF, for comparison. 0 or -1. */
+static int
+openssl_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+             const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len),
+        OSSL_PARAM_construct_end()};
+
+    int rc = ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1 ? 0 : -1;
+
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+/* Rounds of random inputs; NULL when every one matched (no cmocka asserts off its thread). */
+static void *
+hkdf_like_openssl(void *arg)
+{
+    uint8_t ikm[40], salt[32], info[80], got[200], want[200];
+    static const size_t lens[] = {1, 31, 32, 33, 64, 65, 200};
+
+    (void)arg;
+    for (int round = 0; round < 50; round++) {
+        size_t out_len = lens[round % 7], info_len = (size_t)round % sizeof(info);
+
+        if (pc_random_bytes(ikm, sizeof(ikm)) != 0 || pc_random_bytes(salt, sizeof(salt)) != 0 ||
+            pc_random_bytes(info, sizeof(info)) != 0 ||
+            pc_hkdf_sha256(ikm, sizeof(ikm), salt, sizeof(salt), info, info_len, got, out_len) !=
+                0 ||
+            openssl_hkdf(ikm, sizeof(ikm), salt, sizeof(salt), info, info_len, want, out_len) !=
+                0 ||
+            memcmp(got, want, out_len) != 0)
+            return (void *)"differs";
+    }
+    return NULL;
+}
+
+/* The same keys as OpenSSL's HKDF, on this thread and on another (each keeps its context). */
+static void
+test_hkdf_matches_openssl_on_every_thread(void **state)
+{
+    pthread_t t;
+    void *other = (void *)"not run";
+    uint8_t big[255 * 32 + 1];
+
+    (void)state;
+    assert_null(hkdf_like_openssl(NULL));
+    assert_int_equal(pthread_create(&t, NULL, hkdf_like_openssl, NULL), 0);
+    assert_int_equal(pthread_join(t, &other), 0);
+    assert_null(other);
+    assert_int_equal(pc_hkdf_sha256("k", 1, NULL, 0, NULL, 0, big, sizeof(big)), PC_EINVAL);
 }
 
 static void
@@ -89,6 +168,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hkdf_rfc5869),
+        cmocka_unit_test(test_hkdf_rfc5869_no_salt_no_info),
+        cmocka_unit_test(test_hkdf_matches_openssl_on_every_thread),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_aead_roundtrip_and_tamper),
         cmocka_unit_test(test_random_token),
