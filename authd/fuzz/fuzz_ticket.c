@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: sessions kept in Redis. The input's first line goes through the ticket
  * cookie parser (and, as a Cookie header value, through the session-cookie readers of a
- * redis-store host); the rest is opened as a value read from Redis, raw and XORed into a value
+ * redis-store host and the sign-out's ticket finder); the rest is opened as a value read from Redis, raw and XORed into a value
  * authd sealed (so the tag check is passed by nothing but authd's own bytes), and read
  * directly by the decoders behind the tag: as session JSON (cookies) and as a packed session
  * (Redis values; what unpacks must pack to the same bytes).
@@ -53,6 +53,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (authd_ticket_parse(line, first, &t) == 0)
         free(authd_ticket_format(&t));
+    {
+        struct authd_ticket all[3];
+        bool more = false;
+        size_t found = authd_ticket_find_all("_portcullis", header, all, 3, &more);
+
+        if (found > 3 || (more && found != 3))
+            abort();
+    }
     open_free(cfg, &t, blob, rest);
     if (authd_session_open(&cfg->keys, cfg->hosts[0], header, 1700000000, &s) == 0)
         authd_session_free(s);

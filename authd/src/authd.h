@@ -608,6 +608,13 @@ char *authd_ticket_format(const struct authd_ticket *t);
 /* Parses a cookie value (len bytes) written by authd_ticket_format: 0 or PC_EPARSE. */
 int authd_ticket_parse(const char *value, size_t len, struct authd_ticket *t);
 /*
+ * The tickets in every cookie called name in a Cookie header, however many other cookies it
+ * holds: at most max go to out (in order), *more says there were others. For sign-out, which
+ * must find every ticket the browser sent.
+ */
+size_t authd_ticket_find_all(const char *name, const char *header, struct authd_ticket *out,
+                             size_t max, bool *more);
+/*
  * The Redis key of t's session, "<prefix>s:" + 24 characters of a hash of the whole ticket, and
  * of its refresh lock ("<prefix>l:..."). New.
  */
@@ -1211,11 +1218,13 @@ int authd_store_save(struct authd_store *st, const struct authd_host *host, stru
 
 typedef void (*authd_store_dropped_fn)(void *ud, int rc);
 /*
- * Deletes the sessions of the request's tickets from Redis. *held gets the session held for
- * one of them (borrowed until done runs), NULL when none. Returns 0 (done runs later: rc 0 only
- * for DEL's integer reply, PC_EIO for no answer or an error reply), or PC_ENOTFOUND (no
- * ticket) / PC_EIO (Redis down) / PC_ETOOBIG (queue full) at once. Call authd_store_forget
- * after.
+ * Deletes the sessions of the request's tickets from Redis: every ticket cookie of the host's
+ * name in the header, wherever it sits and however many other cookies there are (at most 32:
+ * more are PC_ETOOBIG, nothing deleted). *held gets the session held for one of them
+ * (borrowed until done runs), NULL when none. Returns 0 (done runs later: rc 0 only for DEL's
+ * integer reply, PC_EIO for no answer or an error reply), or PC_ENOTFOUND (no ticket) /
+ * PC_EIO (Redis down) / PC_ETOOBIG (too many tickets, or the queue full) at once. Call
+ * authd_store_forget after.
  */
 int authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
                          const char *cookie_header, const struct authd_session **held,

@@ -615,8 +615,10 @@ sign_out_redis(struct authd_server *srv, const struct authd_host *host, const st
     } else if (rc != 0) {
         sign_out_not_completed(host, h, r);
         pc_log(PC_LOG_ERROR, "sign_out", "host", host_name, "policy", host->id, "error",
-               "the session could not be deleted in Redis", "reason", pc_strerror(rc), "request_id",
-               r->page.request_id, NULL);
+               "the session could not be deleted in Redis", "reason",
+               rc == PC_ETOOBIG ? "more session cookies than a sign-out deletes (32)"
+                                : pc_strerror(rc),
+               "request_id", r->page.request_id, NULL);
     } else {
         so->host_name = pc_xstrdup(host_name);
         so->policy = pc_xstrdup(host->id);

@@ -31,6 +31,7 @@
 #define HELD_SLOTS 4096
 #define MAX_FETCHES 1024
 #define MAX_TICKETS 4
+#define SIGN_OUT_TICKETS 32 /* a sign-out deletes them all, or is not one */
 #define LOCK_MS 15000
 #define REFRESH_RETRY_US (30 * 1000000LL)
 #define LOCKED_RETRY_US (2 * 1000000LL)
@@ -628,9 +629,10 @@ struct drop {
     struct authd_store *st;
     authd_store_dropped_fn done;
     void *ud;
-    struct authd_ticket t[MAX_TICKETS];
+    struct authd_ticket t[SIGN_OUT_TICKETS];
     size_t n;
 };
+
 
 /* Only DEL's integer reply (how many of the keys existed: 0 is fine too) says they are gone. */
 static void
@@ -661,14 +663,22 @@ authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
                      const char *cookie_header, const struct authd_session **held,
                      authd_store_dropped_fn done, void *ud)
 {
-    struct authd_ticket t[MAX_TICKETS];
-    size_t n = tickets_of(host, cookie_header, t);
-    const char *argv[1 + MAX_TICKETS];
-    char *keys[MAX_TICKETS] = {0};
+    struct authd_ticket t[SIGN_OUT_TICKETS];
+    bool more = false;
+    size_t n = cookie_header ? authd_ticket_find_all(host->session.cookie_name, cookie_header, t, SIGN_OUT_TICKETS,
+                                           &more)
+                             : 0;
+    const char *argv[1 + SIGN_OUT_TICKETS];
+    char *keys[SIGN_OUT_TICKETS] = {0};
     struct drop *d;
     int rc = PC_ENOTFOUND;
 
     *held = NULL;
+    if (more) { /* a sign-out that deletes only some would leave a session behind */
+        for (size_t i = 0; i < n; i++)
+            authd_ticket_wipe(&t[i]);
+        return PC_ETOOBIG;
+    }
     if (st == NULL || st->cfg == NULL)
         return n ? PC_EIO : PC_ENOTFOUND;
     argv[0] = "DEL";
@@ -703,8 +713,12 @@ authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
 void
 authd_store_forget(struct authd_store *st, const struct authd_host *host, const char *cookie_header)
 {
-    struct authd_ticket t[MAX_TICKETS];
-    size_t n = st ? tickets_of(host, cookie_header, t) : 0;
+    struct authd_ticket t[SIGN_OUT_TICKETS];
+    bool more;
+    size_t n = st && cookie_header
+                   ? authd_ticket_find_all(host->session.cookie_name, cookie_header, t, SIGN_OUT_TICKETS,
+                                           &more)
+                   : 0;
 
     for (size_t i = 0; i < n; i++) {
         held_drop(st, &t[i]);

@@ -38,6 +38,62 @@ authd_ticket_wipe(struct authd_ticket *t)
     pc_cleanse(t, sizeof(*t));
 }
 
+static bool
+blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * Read pair by pair in place, not through the cookie jar: a header padded past the jar's
+ * bounds (AUTHD_MAX_COOKIES, AUTHD_MAX_COOKIE_HEADER; a sibling subdomain can set that many
+ * cookies) gave the jar no ticket, and a sign-out deleted nothing while its page said it was
+ * done. libwebsockets bounds the header itself; nothing is copied or allocated.
+ */
+size_t
+authd_ticket_find_all(const char *name, const char *header, struct authd_ticket *out, size_t max,
+                      bool *more)
+{
+    const char *p = header;
+    size_t nlen = strlen(name), n = 0;
+
+    *more = false;
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, ';'), *eq, *v, *ve;
+        struct authd_ticket t;
+
+        if (end == NULL)
+            end = p + strlen(p);
+        while (p < end && blank(*p))
+            p++;
+        eq = memchr(p, '=', (size_t)(end - p));
+        if (eq != NULL) {
+            const char *ne = eq;
+
+            while (ne > p && blank(ne[-1]))
+                ne--;
+            for (v = eq + 1; v < end && blank(*v); v++)
+                ;
+            for (ve = end; ve > v && blank(ve[-1]); ve--)
+                ;
+            if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+            if ((size_t)(ne - p) == nlen && memcmp(p, name, nlen) == 0 &&
+                authd_ticket_parse(v, (size_t)(ve - v), &t) == 0) {
+                if (n < max)
+                    out[n++] = t;
+                else
+                    *more = true;
+                authd_ticket_wipe(&t);
+            }
+        }
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
 char *
 authd_ticket_format(const struct authd_ticket *t)
 {

@@ -121,6 +121,40 @@ test_ticket_roundtrip(void **state)
     free(v);
 }
 
+/* Every ticket of the name, wherever it sits and however padded; others are passed over. */
+static void
+test_find_all_tickets(void **state)
+{
+    struct authd_ticket a, b, got[3];
+    char *va, *vb, header[40000];
+    size_t n, at = 0;
+    bool more = true;
+
+    (void)state;
+    assert_int_equal(authd_ticket_new(&a), 0);
+    assert_int_equal(authd_ticket_new(&b), 0);
+    va = authd_ticket_format(&a);
+    vb = authd_ticket_format(&b);
+    for (int i = 0; i < 300; i++) /* past the jar's 128 cookies and 16 KiB */
+        at += (size_t)snprintf(header + at, sizeof(header) - at, "pad%d=%0100d; ", i, i);
+    snprintf(header + at, sizeof(header) - at,
+             "_portcullisx=%s;_portcullis=t1.short; _portcullis = \"%s\" ;x=1;\t_portcullis=%s",
+             va, va, vb);
+    n = authd_ticket_find_all("_portcullis", header, got, 3, &more);
+    assert_int_equal(n, 2);
+    assert_false(more);
+    assert_memory_equal(&got[0], &a, sizeof(a));
+    assert_memory_equal(&got[1], &b, sizeof(b));
+    assert_int_equal(authd_ticket_find_all("_portcullis", header, got, 1, &more), 1);
+    assert_true(more);
+    assert_memory_equal(&got[0], &a, sizeof(a));
+    assert_int_equal(authd_ticket_find_all("_portcullis", "", got, 3, &more), 0);
+    assert_int_equal(authd_ticket_find_all("_portcullis", ";;=;_portcullis", got, 3, &more), 0);
+    assert_false(more);
+    free(va);
+    free(vb);
+}
+
 static void
 test_ticket_parse_refuses(void **state)
 {
@@ -510,6 +544,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ticket_roundtrip),
         cmocka_unit_test(test_ticket_parse_refuses),
+        cmocka_unit_test(test_find_all_tickets),
         cmocka_unit_test(test_seal_open_and_what_redis_sees),
         cmocka_unit_test(test_packed_session),
         cmocka_unit_test(test_open_refuses),

@@ -226,6 +226,42 @@ def test_sign_out_refuses_the_copied_cookie_at_both_replicas(env):
     assert b.metric('portcullis_authd_redis_sessions_total{source="missing"}') >= 1
 
 
+def fake_ticket() -> str:
+    return "t1." + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+
+
+def test_sign_out_finds_the_ticket_past_the_cookie_jars_bounds(env):
+    """A Cookie header padded past what authd reads as a jar (128 cookies, 16 KiB: a sibling
+    subdomain can set that many on the victim's browser) still signs the session out: the
+    copied cookie is refused at both replicas. More session cookies than a sign-out deletes
+    (32) is not a sign-out (503), rather than one that leaves a session behind."""
+    a, b = env["a"], env["b"]
+    paddings = {"200 cookies": {f"pad{i}": "x" for i in range(200)},
+                "20 KiB": {f"big{i}": "y" * 1000 for i in range(20)},
+                "31 other tickets first": {"_portcullis": None}}
+    for what, pad in paddings.items():
+        jar = login(a, "carol")
+        copy = dict(jar)
+        assert a.check(copy)["status"] == 200 and b.check(copy)["status"] == 200
+        if what.startswith("31"):
+            header = "; ".join([f"_portcullis={fake_ticket()}" for _ in range(31)] +
+                               [f"_portcullis={jar['_portcullis']}"])
+        else:
+            header = "; ".join([f"{k}={v}" for k, v in pad.items()] +
+                               [f"{k}={v}" for k, v in jar.items()])
+        r = a.request("/oauth2/sign_out", headers={"Cookie": header})
+        assert r["status"] in (200, 302), (what, r["status"], r["body"][:300])
+        assert a.check(copy)["status"] == 302, what
+        time.sleep(REVALIDATE + 0.3)
+        assert b.check(copy)["status"] == 302, what
+    jar = login(a, "carol")
+    header = "; ".join([f"_portcullis={fake_ticket()}" for _ in range(40)] +
+                       [f"_portcullis={jar['_portcullis']}"])
+    r = a.request("/oauth2/sign_out", headers={"Cookie": header})
+    assert r["status"] == 503 and b"Sign-out not completed" in r["body"], r["status"]
+    assert "more session cookies than a sign-out deletes" in a.log()
+
+
 def test_sign_out_is_confirmed_only_by_the_delete_and_503_while_redis_is_paused(env):
     """The sign-out's reply waits for DEL's answer. Redis paused (SIGSTOP) after the DEL was
     sent: no answer within commandTimeout, so the browser is told the sign-out did not complete
