@@ -1098,8 +1098,8 @@ int authd_pool_inflight(struct authd_pool *p);
 void authd_pool_counts(struct authd_pool *p, int *queued, int *running);
 
 /* ------------------------------------------------------------------------------------------ */
-/* redis.c: the connection to Redis on a thread of its own (hiredis' protocol over TCP or TLS);
- * commands are submitted on the lws thread and complete there, through the worker pool. */
+/* redis.c: the connection to Redis (hiredis' protocol over TCP or TLS): a thread of its own
+ * connects; the lws thread then writes the commands and reads the replies on its loop. */
 
 enum authd_redis_type {
     AUTHD_REDIS_NIL,
@@ -1127,13 +1127,18 @@ void authd_redis_reply_free(struct authd_redis_reply *rep);
 typedef void (*authd_redis_done_fn)(void *ud, int rc, const struct authd_redis_reply *reply);
 
 struct authd_redis;
+struct lws_vhost; /* its protocols list AUTHD_REDIS_PROTOCOL (redis_lws.h) */
 /*
- * Starts the thread that connects (and reconnects) to cfg's Redis (copied). Completions go to
- * pool. Returns 0 with *out new, PC_EINVAL (TLS CA unusable, logged) or -errno.
+ * Starts the thread that connects (and reconnects) to cfg's Redis (copied); each connection is
+ * then served on vh's loop. Completions of commands no reply ended, and the thread's messages
+ * to the lws thread, go to pool. Returns 0 with *out new, PC_EINVAL (TLS CA unusable, logged)
+ * or -errno. This and everything below but authd_redis_up: the lws thread only, and never
+ * from a command's done.
  */
 int authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
-                    struct authd_redis **out);
-/* Stops the thread; commands not answered complete with PC_EIO (drain the pool after). */
+                    struct lws_vhost *vh, struct authd_redis **out);
+/* Closes the connection and stops the thread; commands not answered complete with PC_EIO
+ * (drain the pool after). */
 void authd_redis_stop(struct authd_redis *r);
 void authd_redis_free(struct authd_redis *r);
 /*
@@ -1154,9 +1159,10 @@ bool authd_redis_unavailable(const struct authd_redis_reply *rep);
 /* Connected and authenticated. Any thread. */
 bool authd_redis_up(const struct authd_redis *r);
 /*
- * Submits a command (argv[i] of lens[i] bytes; lens NULL: C strings). Returns 0 (done runs
- * later), or at once, with done never called: PC_EIO (not connected), PC_ETOOBIG (4096
- * commands pending), PC_EINVAL.
+ * Submits a command (argv[i] of lens[i] bytes; lens NULL: C strings): written at the loop's
+ * next pass with the others submitted meanwhile. Returns 0 (done runs later: from the read of
+ * its reply, or through the pool when none came), or at once, with done never called: PC_EIO
+ * (not connected), PC_ETOOBIG (4096 commands pending), PC_EINVAL.
  */
 int authd_redis_command(struct authd_redis *r, int argc, const char *const *argv,
                         const size_t *lens, authd_redis_done_fn done, void *ud);
@@ -1491,6 +1497,7 @@ void authd_pending_finish(struct authd_pending *p, const struct authd_reply *r);
 /* The daemon: everything the lws thread owns. */
 struct authd_server {
     struct lws_context *lws;
+    struct lws_vhost *loop_vh; /* authd's own connections (Redis) are watched here */
     const struct authd_overrides *overrides; /* applied to every reload */
     struct authd_cfgref *cfg;                /* current config, swapped on reload */
     struct authd_metrics *metrics;

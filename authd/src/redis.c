@@ -1,7 +1,11 @@
 /*
- * redis.c - authd's connection to Redis: one pipelined connection (TCP or TLS) served by a
- * thread of its own, so no Redis wait ever happens on the lws thread. Commands are submitted
- * from the lws thread and complete there, as completions of the worker pool.
+ * redis.c - authd's connection to Redis: one pipelined connection (TCP or TLS). A thread of
+ * its own connects (the resolver, the TCP connect, the TLS handshake and AUTH/SELECT may each
+ * block) and hands the connected socket to the lws thread, which then writes the commands and
+ * reads the replies on its own event loop (the socket is adopted as a raw descriptor): a
+ * check's Redis read is a write and a read on the loop, with no hand-off between threads and
+ * no wake-ups each way. Nothing on the lws thread ever waits for Redis: the socket is
+ * non-blocking and commands complete from its reads.
  *
  * Why hiredis' reader and writer over our own socket: Debian's hiredis (0.14) speaks no TLS,
  * and rediss:// is what a Redis with a password across a network needs. hiredis formats the
@@ -9,22 +13,31 @@
  * our own so that no array can be longer than a few elements); OpenSSL carries the bytes for
  * rediss://, as it does for authd's other TLS.
  *
+ * Who owns the connection (fd, TLS, reader, the commands in flight) goes by r->state: the
+ * thread while S_DOWN or S_CONNECTING, the attach job (a completion of the worker pool) while
+ * S_ATTACHING, the lws thread while S_SERVING. While serving, the thread only keeps time: a
+ * few times a second it looks at the oldest command's deadline and the last read, and when
+ * one is due it posts a timer job that the lws thread acts on (drop the connection, send a
+ * PING). Commands submitted while not serving are refused at once.
+ *
  * Bounds: at most MAX_PENDING commands submitted and not completed (more are refused at once),
  * every command has a deadline (commandTimeout from its submission: the connection is dropped
- * when the oldest one passes it, because replies come in order), a reply is at most
- * AUTHD_MAX_REDIS_BLOB bytes and MAX_UNPARSED bytes may arrive without completing one. While
- * the connection is down every command is refused at once, so nothing waits for a reconnect;
- * the thread reconnects with a backoff (100 ms doubling to 2 s) and sends PING when idle for a
- * second, so a Redis that stops answering is noticed without traffic.
+ * when the oldest one passes it, because replies come in order; noticed within TICK_MS), a
+ * reply is at most AUTHD_MAX_REDIS_BLOB bytes and MAX_UNPARSED bytes may arrive without
+ * completing one. While the connection is down every command is refused at once, so nothing
+ * waits for a reconnect; the thread reconnects with a backoff (100 ms doubling to 2 s), and a
+ * PING goes out when nothing was read for a second, so a Redis that stops answering is
+ * noticed without traffic.
  *
  * Error replies: those that say this server cannot answer now (authd_redis_unavailable) are
  * told apart from refusals of the command; READONLY, MASTERDOWN and NOAUTH also drop the
  * connection, because it points at a replica (after a failover the address resolves to the
  * new master) or has lost its authentication, and only a new connection mends either.
  *
- * Teardown: authd_redis_retire stops the thread without waiting for it (a getaddrinfo cannot
- * be interrupted); the thread's last completion, after those of its commands, hands r back to
- * the lws thread to be freed.
+ * Teardown (lws thread): authd_redis_retire closes a served connection at once (its commands
+ * complete with PC_EIO, through the pool, never on the caller's stack) and stops the thread
+ * without waiting for it (a getaddrinfo cannot be interrupted); the thread's last completion,
+ * after those of its commands, hands r back to the lws thread to be freed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,22 +61,25 @@
 #include <openssl/x509v3.h>
 
 #include "authd.h"
+#include "redis_lws.h"
 #include "portcullis/log.h"
 
 #define MAX_PENDING 4096
 #define MAX_UNPARSED (AUTHD_MAX_REDIS_BLOB + 4096)
 #define MAX_ELEMENTS 8
 #define IDLE_PING_US 1000000
+#define TICK_MS 50
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
+enum { S_DOWN, S_CONNECTING, S_ATTACHING, S_SERVING };
+
 struct cmd {
-    struct authd_job job; /* completion on the lws thread */
-    struct authd_redis *r;
-    char *buf; /* the formatted command */
+    struct authd_job job; /* a completion through the pool (teardown) */
+    char *buf;            /* the formatted command: the thread's own (AUTH, SELECT) only */
     size_t len;
     int64_t deadline_us;
-    authd_redis_done_fn done; /* NULL: the thread's own (PING, AUTH, SELECT) */
+    authd_redis_done_fn done; /* NULL: authd's own (PING, AUTH, SELECT) */
     void *ud;
     const char *what; /* the thread's own: which, for the log */
     int rc;
@@ -71,31 +87,45 @@ struct cmd {
     struct cmd *next;
 };
 
+/* The thread's message to the lws thread: a connection to adopt, or a timer due. */
+struct loop_job {
+    struct authd_job job;
+    struct authd_redis *r; /* NULL once r is freed first (mu) */
+    bool attach;
+    int fd;
+    SSL *ssl;
+    redisReader *reader;
+};
+
 struct authd_redis {
     struct authd_redis_config *cfg; /* a copy, owned */
     struct authd_pool *pool;
+    struct lws_vhost *vh; /* where the served connection is adopted */
     pthread_t thread;
     bool started;
     int wake[2];
-    pthread_mutex_t mu;
-    struct cmd *qhead, *qtail; /* submitted, not yet written (mu) */
-    int pending;               /* submitted and not completed (mu) */
+    struct loop_job *attach_out, *timer_out; /* posted, not yet run (jobs_mu) */
+    atomic_int state;
     atomic_bool up;
     atomic_int stop;
     atomic_bool retired;
-    struct authd_job released; /* retired: the thread's last completion */
+    atomic_llong head_deadline_us; /* the oldest command's deadline while serving, 0: none */
+    atomic_llong last_io_us;       /* the last read while serving */
+    struct authd_job released;     /* retired: the thread's last completion */
     void (*on_released)(void *ud);
     void *released_ud;
     atomic_ullong connects, disconnects, ok, errors, timeouts, refused;
-    /* the thread's own */
+    /* the connection: its owner's (see above) */
     int fd;
     SSL_CTX *ctx;
     SSL *ssl;
     redisReader *reader;
+    struct lws *wsi; /* serving: the adopted socket */
     struct pc_buf out;
-    struct cmd *ihead, *itail; /* written, waiting for their reply, in order */
+    struct cmd *ihead, *itail; /* written or to be, waiting for their reply, in order */
+    int pending;               /* submitted and not completed (lws thread) */
+    bool want_write;           /* TLS asked for a write to go on reading */
     size_t unparsed;
-    int64_t last_io_us;
     char why[160]; /* why the connection went down, logged once per change */
 };
 
@@ -241,31 +271,74 @@ append_cmd(struct cmd **head, struct cmd **tail, struct cmd *c)
 }
 
 static void
+cmd_free(struct cmd *c)
+{
+    authd_redis_reply_free(c->reply);
+    if (c->buf != NULL)
+        pc_cleanse(c->buf, c->len); /* AUTH carries the password */
+    free(c->buf);
+    free(c);
+}
+
+static void
 cmd_done(struct authd_job *job)
 {
     struct cmd *c = (struct cmd *)job;
 
     if (c->done != NULL)
         c->done(c->ud, c->rc, c->reply);
-    authd_redis_reply_free(c->reply);
-    free(c->buf);
-    free(c);
+    cmd_free(c);
 }
 
-/* Hands c back: to the lws thread as a completion, or freed (the thread's PING). */
 static void
-complete(struct authd_redis *r, struct cmd *c, int rc)
+count(struct authd_redis *r, int rc)
+{
+    atomic_fetch_add(rc == 0 ? &r->ok : rc == PC_EEXPIRED ? &r->timeouts : &r->errors, 1);
+}
+
+/* A reply read: c completes now, on the lws thread (authd's own are freed). */
+static void
+complete_now(struct authd_redis *r, struct cmd *c)
+{
+    count(r, 0);
+    if (c->done != NULL)
+        r->pending--;
+    cmd_done(&c->job);
+}
+
+/* No reply: c completes with rc through the pool, never on the caller's stack. */
+static void
+complete_later(struct authd_redis *r, struct cmd *c, int rc)
 {
     c->rc = rc;
-    atomic_fetch_add(rc == 0 ? &r->ok : rc == PC_EEXPIRED ? &r->timeouts : &r->errors, 1);
+    count(r, rc);
     if (c->done == NULL) {
-        cmd_done(&c->job);
+        cmd_free(c);
         return;
     }
-    pthread_mutex_lock(&r->mu);
     r->pending--;
-    pthread_mutex_unlock(&r->mu);
     authd_pool_complete(r->pool, &c->job);
+}
+
+/* The oldest command's deadline, for the thread that keeps time. */
+static void
+publish_head(struct authd_redis *r)
+{
+    atomic_store(&r->head_deadline_us, r->ihead ? r->ihead->deadline_us : 0);
+}
+
+/* Queues c's bytes to be written and c to wait for its reply (serving, lws thread). */
+static void
+send_cmd(struct authd_redis *r, struct cmd *c, const char *buf, size_t len)
+{
+    bool idle = r->out.len == 0;
+
+    pc_buf_append(&r->out, buf, len);
+    append_cmd(&r->ihead, &r->itail, c);
+    if (r->ihead == c)
+        publish_head(r);
+    if (idle) /* one write a batch: what this pass of the loop queues goes with it */
+        lws_callback_on_writable(r->wsi);
 }
 
 static void
@@ -281,43 +354,27 @@ authd_redis_command(struct authd_redis *r, int argc, const char *const *argv, co
 {
     struct cmd *c;
     char *buf = NULL;
-    int n, rc = 0;
-    bool first = false;
+    int n;
 
-    if (r == NULL || !atomic_load(&r->up) || atomic_load(&r->stop)) {
+    if (r == NULL || !atomic_load(&r->up) || atomic_load(&r->stop) || r->wsi == NULL) {
         if (r != NULL)
             atomic_fetch_add(&r->refused, 1);
         return PC_EIO;
+    }
+    if (r->pending >= MAX_PENDING) {
+        atomic_fetch_add(&r->refused, 1);
+        return PC_ETOOBIG;
     }
     if ((n = redisFormatCommandArgv(&buf, argc, (const char **)argv, lens)) < 0)
         return PC_EINVAL;
     c = pc_xcalloc(1, sizeof(*c));
     c->job.done = cmd_done;
-    c->r = r;
-    c->buf = buf;
-    c->len = (size_t)n;
     c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
     c->done = done;
     c->ud = ud;
-    pthread_mutex_lock(&r->mu);
-    if (r->pending >= MAX_PENDING) {
-        rc = PC_ETOOBIG;
-    } else {
-        r->pending++;
-        first = r->qhead == NULL;
-        append_cmd(&r->qhead, &r->qtail, c);
-    }
-    pthread_mutex_unlock(&r->mu);
-    if (rc != 0) {
-        atomic_fetch_add(&r->refused, 1);
-        free(c->buf);
-        free(c);
-        return rc;
-    }
-    /* One wake a batch: the thread takes the whole queue after it has read its wake bytes
-     * (serve: take_queued comes after drain_wake), so it takes this command with the first. */
-    if (first)
-        wake_thread(r);
+    r->pending++;
+    send_cmd(r, c, buf, (size_t)n);
+    free(buf); /* r->out has it; written with authd's secrets, wiped there */
     return 0;
 }
 
@@ -343,7 +400,7 @@ authd_redis_stats(const struct authd_redis *r, struct authd_redis_stats *st)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* the connection (thread side) */
+/* the connection's bytes (its owner's thread) */
 
 static void
 set_why(struct authd_redis *r, const char *what, const char *detail)
@@ -364,63 +421,25 @@ ssl_error(void)
     return buf;
 }
 
-/* Fails every command written or queued: rc for those past their deadline, PC_EIO others. */
+/* Fails every command in flight: rc for those past their deadline, PC_EIO others. */
 static void
 fail_all(struct authd_redis *r, int rc)
 {
     int64_t now = authd_mono_us();
-    struct cmd *list, *c;
+    struct cmd *list = r->ihead, *c;
 
-    pthread_mutex_lock(&r->mu);
-    list = r->qhead;
-    r->qhead = r->qtail = NULL;
-    pthread_mutex_unlock(&r->mu);
-    if (list != NULL) {
-        if (r->itail)
-            r->itail->next = list;
-        else
-            r->ihead = list;
-    }
-    list = r->ihead;
     r->ihead = r->itail = NULL;
     while ((c = list) != NULL) {
         list = c->next;
-        complete(r, c, now >= c->deadline_us ? rc : PC_EIO);
-    }
-}
-
-static void
-disconnect(struct authd_redis *r, int rc)
-{
-    bool was_up = atomic_exchange(&r->up, false);
-
-    if (r->ssl != NULL)
-        SSL_free(r->ssl);
-    r->ssl = NULL;
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
-    if (r->reader != NULL)
-        redisReaderFree(r->reader);
-    r->reader = NULL;
-    pc_buf_reset(&r->out);
-    r->unparsed = 0;
-    fail_all(r, rc);
-    if (was_up && atomic_load(&r->stop)) {
-        pc_log(PC_LOG_INFO, "redis", "state", "closed", "address", r->cfg->url, NULL);
-    } else if (was_up) {
-        atomic_fetch_add(&r->disconnects, 1);
-        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason", r->why,
-               NULL);
+        complete_later(r, c, now >= c->deadline_us ? rc : PC_EIO);
     }
 }
 
 static void drain_wake(struct authd_redis *r);
 
 /*
- * Waits for events on fd until deadline_us. Returns poll's revents, 0 on timeout, -1 when
- * stopping. A wake byte (a command queued meanwhile) is drained and the wait goes on: the
- * connected loop takes queued commands at every round whether woken or not.
+ * Waits for events on fd until deadline_us (the thread, connecting). Returns poll's revents,
+ * 0 on timeout, -1 when stopping. A wake byte is drained and the wait goes on.
  */
 static int
 wait_fd(struct authd_redis *r, short events, int64_t deadline_us)
@@ -461,8 +480,10 @@ io_read(struct authd_redis *r, char *buf, size_t n)
     if (got > 0)
         return got;
     switch (SSL_get_error(r->ssl, (int)got)) {
-    case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
+        r->want_write = true; /* TLS has to write before it reads on */
+        return 0;
+    case SSL_ERROR_WANT_READ:
         return 0;
     case SSL_ERROR_ZERO_RETURN:
         set_why(r, "closed by redis", NULL);
@@ -550,8 +571,9 @@ next_reply(struct authd_redis *r)
 }
 
 /*
- * Reads what arrived and completes the commands whose replies are whole. 0 or -1; -1 also after
- * a reply saying only a new connection helps (the replies read with it are completed first).
+ * Reads what arrived and completes the commands whose replies are whole (serving, lws
+ * thread). 0 or -1; -1 also after a reply saying only a new connection helps (the replies read
+ * with it are completed first).
  */
 static int
 receive(struct authd_redis *r)
@@ -563,6 +585,7 @@ receive(struct authd_redis *r)
     while (reconnect == NULL && (got = io_read(r, buf, sizeof(buf))) > 0) {
         struct authd_redis_reply *rep;
 
+        atomic_store(&r->last_io_us, authd_mono_us());
         if (feed(r, buf, (size_t)got) != 0)
             return -1;
         while ((rep = next_reply(r)) != NULL) {
@@ -577,9 +600,10 @@ receive(struct authd_redis *r)
             r->ihead = c->next;
             if (r->ihead == NULL)
                 r->itail = NULL;
+            publish_head(r);
             c->next = NULL;
             c->reply = rep;
-            complete(r, c, 0); /* rep is the lws thread's from here */
+            complete_now(r, c); /* may submit commands: they go after those in flight */
             if (code >= 0 && unavailable[code].reconnect)
                 reconnect = unavailable[code].code;
         }
@@ -592,95 +616,205 @@ receive(struct authd_redis *r)
         set_why(r, "redis answered", reconnect);
         return -1;
     }
-    r->last_io_us = authd_mono_us();
     return got < 0 ? -1 : 0;
 }
 
-/* Moves queued commands to the output and the in-flight list. */
+/* The connection's own objects gone (the fd too unless lws closes it); nothing completed. */
 static void
-take_queued(struct authd_redis *r)
+release_conn(int fd, SSL *ssl, redisReader *reader)
 {
-    struct cmd *list;
-
-    pthread_mutex_lock(&r->mu);
-    list = r->qhead;
-    r->qhead = r->qtail = NULL;
-    pthread_mutex_unlock(&r->mu);
-    while (list != NULL) {
-        struct cmd *c = list;
-
-        list = c->next;
-        pc_buf_append(&r->out, c->buf, c->len);
-        append_cmd(&r->ihead, &r->itail, c);
-    }
+    if (ssl != NULL)
+        SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    if (reader != NULL)
+        redisReaderFree(reader);
 }
 
+/*
+ * The connection is gone (lws thread, from the adopted socket's close, which closes the fd):
+ * its commands fail, the thread is told to connect again.
+ */
 static void
-ping(struct authd_redis *r)
+teardown(struct authd_redis *r)
 {
-    static const char *const argv[] = {"PING"};
-    struct cmd *c = pc_xcalloc(1, sizeof(*c));
-    int n = redisFormatCommandArgv(&c->buf, 1, (const char **)argv, NULL);
+    bool was_up = atomic_exchange(&r->up, false);
 
-    c->len = (size_t)(n > 0 ? n : 0);
-    c->deadline_us = authd_mono_us() + r->cfg->command_timeout_ms * 1000;
-    c->r = r;
-    pthread_mutex_lock(&r->mu);
-    append_cmd(&r->qhead, &r->qtail, c);
-    pthread_mutex_unlock(&r->mu);
+    release_conn(-1, r->ssl, r->reader);
+    r->ssl = NULL;
+    r->reader = NULL;
+    r->fd = -1;
+    r->wsi = NULL;
+    r->want_write = false;
+    pc_buf_reset(&r->out);
+    r->unparsed = 0;
+    fail_all(r, PC_EEXPIRED);
+    publish_head(r);
+    if (atomic_load(&r->stop)) {
+        pc_log(PC_LOG_INFO, "redis", "state", "closed", "address", r->cfg->url, NULL);
+    } else if (was_up) {
+        atomic_fetch_add(&r->disconnects, 1);
+        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason", r->why,
+               NULL);
+    }
+    atomic_store(&r->state, S_DOWN); /* the thread's from here */
+    wake_thread(r);
 }
 
+/* Closes the served connection now (lws thread); teardown runs from its close. */
 static void
-drain_wake(struct authd_redis *r)
+drop_served(struct authd_redis *r, const char *why)
 {
-    char buf[256];
-
-    while (read(r->wake[0], buf, sizeof(buf)) > 0)
-        ;
+    if (atomic_load(&r->state) != S_SERVING || r->wsi == NULL)
+        return;
+    set_why(r, why, NULL);
+    lws_set_timeout(r->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
 }
 
-/* One round of the connected loop. 0, or -1 when the connection failed (r->why says why). */
-static int
-serve(struct authd_redis *r)
+int
+authd_redis_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
 {
-    struct pollfd p[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->wake[0], .events = POLLIN}};
-    int64_t now = authd_mono_us(), until = now + IDLE_PING_US;
-    int timeout;
+    struct authd_redis *r = lws_get_opaque_user_data(wsi);
 
-    take_queued(r);
-    if (r->ihead == NULL && now - r->last_io_us >= IDLE_PING_US) {
-        ping(r);
-        take_queued(r);
-    }
-    if (flush(r) != 0)
-        return -1;
-    if (r->ihead != NULL && r->ihead->deadline_us <= now) {
-        set_why(r, "command timed out", NULL);
-        return -1;
-    }
-    if (r->ihead != NULL)
-        until = r->ihead->deadline_us;
-    if (r->out.len > 0)
-        p[0].events |= POLLOUT;
-    timeout = (int)((until - now + 999) / 1000);
-    if (poll(p, 2, timeout > 0 ? timeout : 1) < 0 && errno != EINTR) {
-        set_why(r, "poll failed", strerror(errno));
-        return -1;
-    }
-    if (p[1].revents & POLLIN)
-        drain_wake(r);
-    if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL) && !(p[0].revents & POLLIN)) {
-        set_why(r, "connection lost", NULL);
-        return -1;
-    }
-    if (p[0].revents & (POLLIN | POLLOUT) || (r->ssl && SSL_pending(r->ssl) > 0))
-        if (receive(r) != 0 || flush(r) != 0)
+    (void)user;
+    (void)in;
+    (void)len;
+    if (r == NULL)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (receive(r) != 0)
             return -1;
-    return 0;
+        if (r->want_write) /* before anything else is read, TLS writes */
+            lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        if (r->want_write) {
+            r->want_write = false;
+            if (receive(r) != 0)
+                return -1;
+        }
+        if (flush(r) != 0)
+            return -1;
+        if (r->out.len > 0 || r->want_write)
+            lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (r->why[0] == '\0')
+            set_why(r, "connection lost", NULL);
+        lws_set_opaque_user_data(wsi, NULL);
+        teardown(r);
+        return 0;
+    default:
+        return 0;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* connecting */
+/* the lws thread's side of the hand-over and the timer */
+
+/* Takes j's connection: adopted into the loop and served from now on. */
+static void
+attach_conn(struct authd_redis *r, struct loop_job *j)
+{
+    lws_adopt_desc_t desc = {.vh = r->vh,
+                             .type = LWS_ADOPT_RAW_FILE_DESC,
+                             .fd = {.filefd = j->fd},
+                             .vh_prot_name = "authd-redis",
+                             .opaque = r};
+
+    r->fd = j->fd;
+    r->ssl = j->ssl;
+    r->reader = j->reader;
+    r->why[0] = '\0';
+    atomic_store(&r->last_io_us, authd_mono_us());
+    atomic_store(&r->state, S_SERVING);
+    if (r->vh == NULL || (r->wsi = lws_adopt_descriptor_vhost_via_info(&desc)) == NULL) {
+        pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
+               "the event loop did not take the connection", NULL);
+        release_conn(r->fd, r->ssl, r->reader); /* lws closed nothing */
+        r->ssl = NULL;
+        r->reader = NULL;
+        r->fd = -1;
+        atomic_store(&r->state, S_DOWN);
+        wake_thread(r);
+        return;
+    }
+    atomic_store(&r->up, true);
+    atomic_fetch_add(&r->connects, 1);
+    pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg->url, NULL);
+}
+
+/* The timer, due: the oldest command past its deadline ends the connection; idle, a PING. */
+static void
+on_timer(struct authd_redis *r)
+{
+    static const char *const argv[] = {"PING"};
+    int64_t now = authd_mono_us();
+    struct cmd *c;
+    char *buf = NULL;
+    int n;
+
+    if (atomic_load(&r->state) != S_SERVING || atomic_load(&r->stop))
+        return;
+    if (r->ihead != NULL && r->ihead->deadline_us <= now) {
+        drop_served(r, "command timed out");
+    } else if (r->ihead == NULL && now - atomic_load(&r->last_io_us) >= IDLE_PING_US &&
+               (n = redisFormatCommandArgv(&buf, 1, (const char **)argv, NULL)) > 0) {
+        c = pc_xcalloc(1, sizeof(*c));
+        c->deadline_us = now + r->cfg->command_timeout_ms * 1000;
+        send_cmd(r, c, buf, (size_t)n);
+        free(buf);
+    }
+}
+
+/* Jobs in the pool outlive nothing: r->attach_out and r->timer_out and each job's r. */
+static pthread_mutex_t jobs_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+loop_job_done(struct authd_job *job)
+{
+    struct loop_job *j = (struct loop_job *)job;
+    struct authd_redis *r;
+
+    pthread_mutex_lock(&jobs_mu);
+    if ((r = j->r) != NULL)
+        *(j->attach ? &r->attach_out : &r->timer_out) = NULL;
+    pthread_mutex_unlock(&jobs_mu);
+    if (j->attach && (r == NULL || atomic_load(&r->stop))) { /* let go meanwhile */
+        release_conn(j->fd, j->ssl, j->reader);
+        if (r != NULL)
+            atomic_store(&r->state, S_DOWN);
+    } else if (j->attach) {
+        attach_conn(r, j);
+    } else if (r != NULL) {
+        on_timer(r);
+    }
+    free(j);
+}
+
+/* Posts a job to the lws thread (the thread); a timer only when none is on its way. */
+static void
+post(struct authd_redis *r, struct loop_job *j)
+{
+    struct loop_job **slot = j->attach ? &r->attach_out : &r->timer_out;
+    bool ok;
+
+    j->job.done = loop_job_done;
+    j->r = r;
+    pthread_mutex_lock(&jobs_mu);
+    if ((ok = *slot == NULL))
+        *slot = j;
+    pthread_mutex_unlock(&jobs_mu);
+    if (ok)
+        authd_pool_complete(r->pool, &j->job);
+    else
+        free(j);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* connecting (the thread) */
 
 static int
 tcp_connect(struct authd_redis *r, int64_t deadline_us)
@@ -852,23 +986,53 @@ free_hello(struct authd_redis *r)
     r->itail = NULL;
 }
 
+/* A connection that failed before it was handed over: the thread's own, let go. */
+static void
+disconnect(struct authd_redis *r)
+{
+    release_conn(r->fd, r->ssl, r->reader);
+    r->fd = -1;
+    r->ssl = NULL;
+    r->reader = NULL;
+    pc_buf_reset(&r->out);
+    r->unparsed = 0;
+    fail_all(r, PC_EIO); /* the hello's, if any were left */
+}
+
+/* Connects and authenticates; then hands the connection to the lws thread. 0 or -1. */
 static int
 connect_redis(struct authd_redis *r)
 {
     int64_t deadline = authd_mono_us() + r->cfg->connect_timeout_ms * 1000;
+    struct loop_job *j;
 
     r->reader = redisReaderCreateWithFunctions(&reply_fns);
     if (tcp_connect(r, deadline) != 0 || (r->ctx && tls_handshake(r, deadline) != 0) ||
         hello(r, deadline) != 0) {
         free_hello(r);
-        disconnect(r, PC_EIO);
+        disconnect(r);
         return -1;
     }
-    r->last_io_us = authd_mono_us();
-    atomic_store(&r->up, true);
-    atomic_fetch_add(&r->connects, 1);
-    pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg->url, NULL);
+    j = pc_xcalloc(1, sizeof(*j));
+    j->attach = true;
+    j->fd = r->fd;
+    j->ssl = r->ssl;
+    j->reader = r->reader;
+    r->fd = -1;
+    r->ssl = NULL;
+    r->reader = NULL;
+    atomic_store(&r->state, S_ATTACHING);
+    post(r, j);
     return 0;
+}
+
+static void
+drain_wake(struct authd_redis *r)
+{
+    char buf[256];
+
+    while (read(r->wake[0], buf, sizeof(buf)) > 0)
+        ;
 }
 
 static void
@@ -880,6 +1044,25 @@ sleep_ms(struct authd_redis *r, int ms)
         drain_wake(r);
 }
 
+/* While the lws thread serves: every TICK_MS, a timer job when the oldest command is past its
+ * deadline or nothing was read for IDLE_PING_US. */
+static void
+keep_time(struct authd_redis *r)
+{
+    struct pollfd p = {.fd = r->wake[0], .events = POLLIN};
+    int64_t now, head;
+
+    if (poll(&p, 1, TICK_MS) > 0)
+        drain_wake(r);
+    if (atomic_load(&r->state) != S_SERVING || atomic_load(&r->stop))
+        return;
+    now = authd_mono_us();
+    head = atomic_load(&r->head_deadline_us);
+    if ((head != 0 && now >= head) ||
+        (head == 0 && now - atomic_load(&r->last_io_us) >= IDLE_PING_US))
+        post(r, pc_xcalloc(1, sizeof(struct loop_job)));
+}
+
 static void *
 run(void *arg)
 {
@@ -888,25 +1071,26 @@ run(void *arg)
     bool logged = false;
 
     while (!atomic_load(&r->stop)) {
-        if (r->fd < 0) {
-            fail_all(r, PC_EIO);
-            if (connect_redis(r) == 0) {
-                backoff = BACKOFF_MIN_MS;
-                logged = false;
-                continue;
-            }
-            if (!logged && !atomic_load(&r->stop)) /* once per outage, not when let go */
-                pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
-                       r->why, NULL);
-            logged = true;
-            sleep_ms(r, backoff);
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        int state = atomic_load(&r->state);
+
+        if (state == S_ATTACHING || state == S_SERVING) {
+            keep_time(r);
             continue;
         }
-        if (serve(r) != 0)
-            disconnect(r, PC_EEXPIRED);
+        atomic_store(&r->state, S_CONNECTING);
+        if (connect_redis(r) == 0) {
+            backoff = BACKOFF_MIN_MS;
+            logged = false;
+            continue;
+        }
+        atomic_store(&r->state, S_DOWN);
+        if (!logged && !atomic_load(&r->stop)) /* once per outage, not when let go */
+            pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
+                   r->why, NULL);
+        logged = true;
+        sleep_ms(r, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
-    disconnect(r, PC_EIO);
     /* After every completion of its commands; r is the lws thread's once this is posted. */
     if (atomic_load(&r->retired))
         authd_pool_complete(r->pool, &r->released);
@@ -935,16 +1119,16 @@ tls_context(const struct authd_redis_config *cfg)
 
 int
 authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
-                struct authd_redis **out)
+                struct lws_vhost *vh, struct authd_redis **out)
 {
     struct authd_redis *r = pc_xcalloc(1, sizeof(*r));
 
     *out = NULL;
     r->cfg = authd_redis_config_copy(cfg);
     r->pool = pool;
+    r->vh = vh;
     r->fd = -1;
     r->wake[0] = r->wake[1] = -1;
-    pthread_mutex_init(&r->mu, NULL);
     pc_buf_init(&r->out, 0);
     r->out.secret = true; /* AUTH and sessions pass through it */
     if (cfg->tls && (r->ctx = tls_context(cfg)) == NULL) {
@@ -969,6 +1153,7 @@ authd_redis_stop(struct authd_redis *r)
     if (r == NULL || !r->started)
         return;
     atomic_store(&r->stop, 1);
+    drop_served(r, "stopped");
     wake_thread(r);
     pthread_join(r->thread, NULL);
     r->started = false;
@@ -994,6 +1179,7 @@ authd_redis_retire(struct authd_redis *r, void (*released)(void *ud), void *ud)
     r->released_ud = ud;
     atomic_store(&r->retired, true); /* before stop: the thread reads it after seeing stop */
     atomic_store(&r->stop, 1);
+    drop_served(r, "let go");
     wake_thread(r);
 }
 
@@ -1003,6 +1189,15 @@ authd_redis_free(struct authd_redis *r)
     if (r == NULL)
         return;
     authd_redis_stop(r);
+    pthread_mutex_lock(&jobs_mu); /* a job still in the pool lets its connection go alone */
+    if (r->attach_out != NULL)
+        r->attach_out->r = NULL;
+    if (r->timer_out != NULL)
+        r->timer_out->r = NULL;
+    pthread_mutex_unlock(&jobs_mu);
+    if (r->wsi != NULL) /* served, and the loop never closed it (no lws thread): */
+        lws_set_opaque_user_data(r->wsi, NULL);
+    release_conn(r->wsi != NULL ? -1 : r->fd, r->ssl, r->reader);
     fail_all(r, PC_EIO);
     authd_redis_config_free(r->cfg);
     if (r->ctx != NULL)
@@ -1011,6 +1206,5 @@ authd_redis_free(struct authd_redis *r)
         if (r->wake[i] >= 0)
             close(r->wake[i]);
     pc_buf_release(&r->out);
-    pthread_mutex_destroy(&r->mu);
     free(r);
 }

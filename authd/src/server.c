@@ -29,6 +29,7 @@
 #include <libwebsockets.h>
 
 #include "authd.h"
+#include "redis_lws.h"
 #include "portcullis/log.h"
 
 #define ARENA_SIZE (160 * 1024)
@@ -828,8 +829,10 @@ static const struct lws_protocols auth_protocols[] = {
     {"authd-http", auth_cb, sizeof(struct conn), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+/* The admin vhost also serves authd's Redis connection (adopted there by redis.c). */
 static const struct lws_protocols admin_protocols[] = {
     {"authd-admin", admin_cb, sizeof(struct conn), 0, 0, NULL, 0},
+    AUTHD_REDIS_PROTOCOL,
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1004,6 +1007,7 @@ authd_server_new(const struct authd_server_opts *opts, struct authd_server **out
     sp->admin_vh = make_vhost(sp, "admin", cfg->admin_listen, admin_protocols, false);
     if (!sp->auth_vh || !sp->admin_vh)
         goto fail;
+    srv->loop_vh = sp->admin_vh;
     srv->pool = authd_pool_new(opts->workers > 0 ? opts->workers : AUTHD_IDP_WORKERS, wake, sp);
     srv->store = authd_store_new(srv);
     authd_store_sync(srv->store, cfg);

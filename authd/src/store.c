@@ -1046,7 +1046,7 @@ authd_store_sync(struct authd_store *st, const struct authd_config *cfg)
     if (want == NULL)
         return;
     st->cfg = authd_redis_config_copy(want);
-    if (authd_redis_new(want, st->srv->pool, &st->redis) != 0)
+    if (authd_redis_new(want, st->srv->pool, st->srv->loop_vh, &st->redis) != 0)
         pc_log(PC_LOG_ERROR, "redis", "error", "cannot start the redis connection", "address",
                want->url, NULL);
 }

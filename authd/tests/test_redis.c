@@ -4,7 +4,9 @@
  * which authd must drop once MAX_UNPARSED bytes complete no reply; a broken one that accepts
  * the AUTH/SELECT exchange and then never answers, to see the order in which a connection let
  * go (authd_redis_retire) hands back its commands and itself; and which error replies mean
- * "cannot answer now". Real Redis behaviour is tested end to end (e2e/tests/test_redis_*.py).
+ * "cannot answer now". The connection is served on a libwebsockets loop run by the test's
+ * thread, as authd's lws thread does. Real Redis behaviour is tested end to end
+ * (e2e/tests/test_redis_*.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,9 +24,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
+#include <libwebsockets.h>
+
 #include "authd.h"
+#include "redis_lws.h"
 #include "io_util.h"
 
 #define PEER_WAIT_MS 20000 /* every wait of the peer; authd's connectTimeout is 3x this */
@@ -37,6 +43,7 @@ struct peer {
     const char *greeting; /* sent once authd's first command arrived; NULL: none */
     size_t flood;         /* bytes of a bulk string that never ends, then silence */
     bool closed;          /* authd closed the connection within PEER_WAIT_MS */
+    atomic_bool done;     /* the peer let its connection go */
     pthread_t thread;
 };
 
@@ -90,6 +97,7 @@ peer_run(void *arg)
         p->closed = failed || wait_closed(fd);
     }
     close(fd);
+    atomic_store(&p->done, true);
     return NULL;
 }
 
@@ -105,6 +113,75 @@ peer_join(struct peer *p)
 {
     pthread_join(p->thread, NULL);
     close(p->lfd);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the loop: a libwebsockets context with the "authd-redis" protocol, and the pool it drains */
+
+struct loop {
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct authd_pool *pool;
+    lws_sorted_usec_list_t tick;
+};
+
+static const struct lws_protocols protocols[] = {
+    AUTHD_REDIS_PROTOCOL,
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* lws_service returns at least this often (it waits for its timers, not for a timeout). */
+static void
+tick(lws_sorted_usec_list_t *sul)
+{
+    struct loop *l = lws_container_of(sul, struct loop, tick);
+
+    lws_sul_schedule(l->ctx, 0, &l->tick, tick, 10 * LWS_US_PER_MS);
+}
+
+static void
+wake_loop(void *ud)
+{
+    struct loop *l = ud;
+
+    lws_cancel_service(l->ctx);
+}
+
+static void
+loop_start(struct loop *l)
+{
+    struct lws_context_creation_info info;
+
+    memset(l, 0, sizeof(*l));
+    memset(&info, 0, sizeof(info));
+    lws_set_log_level(LLL_ERR, NULL);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    assert_non_null(l->ctx = lws_create_context(&info));
+    info.vhost_name = "test";
+    info.protocols = protocols;
+    assert_non_null(l->vh = lws_create_vhost(l->ctx, &info));
+    l->pool = authd_pool_new(1, wake_loop, l);
+    lws_sul_schedule(l->ctx, 0, &l->tick, tick, 10 * LWS_US_PER_MS);
+}
+
+/* One pass: the completions, then I/O and timers. */
+static void
+loop_once(struct loop *l)
+{
+    authd_pool_drain(l->pool);
+    lws_service(l->ctx, 0);
+    authd_pool_drain(l->pool);
+}
+
+/* The pool freed first (its last drain runs what is left), then the context. */
+static void
+loop_end(struct loop *l)
+{
+    if (l->pool != NULL)
+        authd_pool_free(l->pool);
+    lws_sul_cancel(&l->tick);
+    lws_context_destroy(l->ctx);
 }
 
 static struct authd_redis_config *
@@ -143,19 +220,22 @@ test_unending_reply_is_dropped(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct peer p = {.greeting = cases[i].greeting, .flood = 2 << 20};
-        struct authd_pool *pool = authd_pool_new(1, NULL, NULL);
         struct authd_redis_config *cfg;
         struct authd_redis *r = NULL;
+        struct loop l;
 
+        loop_start(&l);
         peer_start(&p);
         cfg = config_for(p.port);
-        assert_int_equal(authd_redis_new(cfg, pool, &r), 0);
+        assert_int_equal(authd_redis_new(cfg, l.pool, l.vh, &r), 0);
+        while (!atomic_load(&p.done)) /* bounded by the peer's own waits */
+            loop_once(&l);
         peer_join(&p);
         if (!p.closed)
             fail_msg("%s: 2 MiB that complete no reply were taken in", cases[i].name);
         authd_redis_free(r);
         authd_redis_config_free(cfg);
-        authd_pool_free(pool);
+        loop_end(&l);
     }
 }
 
@@ -209,17 +289,7 @@ struct seen {
     int rc[16];
     size_t n;
     struct authd_redis *r;
-    int wake[2];
 };
-
-static void
-wake(void *ud)
-{
-    struct seen *s = ud;
-
-    if (write(s->wake[1], "w", 1) < 0)
-        return;
-}
 
 static void
 command_done(void *ud, int rc, const struct authd_redis_reply *rep)
@@ -241,26 +311,20 @@ released(void *ud)
     s->r = NULL;
 }
 
-/* Runs completions, as the lws thread does, until the release ran (bounded). */
+/* Runs the loop, as the lws thread does, until the release ran (bounded: 10 s). */
 static void
-drain_until_released(struct authd_pool *pool, struct seen *s)
+drain_until_released(struct loop *l, struct seen *s)
 {
-    for (int i = 0; i < 1000 && s->r != NULL; i++) {
-        struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
-        char buf[64];
-
-        if (poll(&p, 1, 20) == 1 && read(s->wake[0], buf, sizeof(buf)) < 0)
-            break;
-        authd_pool_drain(pool);
-    }
+    for (int i = 0; i < 1000 && s->r != NULL; i++)
+        loop_once(l);
     assert_null(s->r);
 }
 
 static void
-wait_up(struct authd_redis *r)
+wait_up(struct loop *l, struct authd_redis *r)
 {
     for (int i = 0; i < 1000 && !authd_redis_up(r); i++)
-        usleep(10000);
+        loop_once(l);
     assert_true(authd_redis_up(r));
 }
 
@@ -289,20 +353,19 @@ test_retire_completes_commands_then_releases(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct seen s = {0};
         struct peer p = {.greeting = "+OK\r\n"};
-        struct authd_pool *pool;
         struct authd_redis_config *cfg;
         char want[16] = {0};
+        struct loop l;
 
-        assert_int_equal(pipe(s.wake), 0);
-        pool = authd_pool_new(1, wake, &s);
+        loop_start(&l);
         if (cases[i].up)
             peer_start(&p); /* answers SELECT, then nothing */
         else
             p.lfd = listen_loopback(SOCK_CLOEXEC, &p.port); /* takes connections, never answers */
         cfg = config_for(p.port);
-        assert_int_equal(authd_redis_new(cfg, pool, &s.r), 0);
+        assert_int_equal(authd_redis_new(cfg, l.pool, l.vh, &s.r), 0);
         if (cases[i].up)
-            wait_up(s.r);
+            wait_up(&l, s.r);
         for (int c = 0; c < cases[i].commands; c++) {
             assert_int_equal(authd_redis_command(s.r, 2, get, NULL, command_done, &s), 0);
             want[c] = 'c';
@@ -311,11 +374,11 @@ test_retire_completes_commands_then_releases(void **state)
         authd_redis_retire(s.r, released, &s);
         assert_int_equal(s.n, 0); /* nothing runs on the caller's thread */
         if (cases[i].shutdown) {
-            authd_redis_stop(s.r); /* waits for the thread */
-            authd_pool_free(pool); /* the last drain runs what the thread completed */
-            pool = NULL;
+            authd_redis_stop(s.r);   /* waits for the thread */
+            authd_pool_free(l.pool); /* the last drain runs what the thread completed */
+            l.pool = NULL;
         } else {
-            drain_until_released(pool, &s);
+            drain_until_released(&l, &s);
         }
         if (strcmp(s.what, want) != 0)
             fail_msg("%s: saw \"%s\", want \"%s\"", cases[i].name, s.what, want);
@@ -325,10 +388,8 @@ test_retire_completes_commands_then_releases(void **state)
             peer_join(&p);
         else
             close(p.lfd);
-        authd_pool_free(pool);
+        loop_end(&l);
         authd_redis_config_free(cfg);
-        close(s.wake[0]);
-        close(s.wake[1]);
     }
 }
 
