@@ -1166,6 +1166,8 @@ bool authd_redis_up(const struct authd_redis *r);
  */
 int authd_redis_command(struct authd_redis *r, int argc, const char *const *argv,
                         const size_t *lens, authd_redis_done_fn done, void *ud);
+/* A done for a command whose reply does not matter (a lock let go). */
+void authd_redis_ignore(void *ud, int rc, const struct authd_redis_reply *rep);
 struct authd_redis_stats {
     bool up;
     unsigned long long connects, disconnects, ok, errors, timeouts, refused;

@@ -125,6 +125,7 @@ struct authd_redis {
     struct cmd *ihead, *itail; /* written or to be, waiting for their reply, in order */
     int pending;               /* submitted and not completed (lws thread) */
     bool want_write;           /* TLS asked for a write to go on reading */
+    bool write_wants_read;     /* TLS asked for a read to go on writing */
     size_t unparsed;
     char why[160]; /* why the connection went down, logged once per change */
 };
@@ -341,11 +342,21 @@ send_cmd(struct authd_redis *r, struct cmd *c, const char *buf, size_t len)
         lws_callback_on_writable(r->wsi);
 }
 
+static void rearm(struct authd_redis *r);
+
 static void
 wake_thread(struct authd_redis *r)
 {
     if (write(r->wake[1], "w", 1) < 0 && errno != EAGAIN)
         pc_log(PC_LOG_WARN, "redis", "error", "cannot wake the redis thread", NULL);
+}
+
+void
+authd_redis_ignore(void *ud, int rc, const struct authd_redis_reply *rep)
+{
+    (void)ud;
+    (void)rc;
+    (void)rep;
 }
 
 int
@@ -476,6 +487,9 @@ io_read(struct authd_redis *r, char *buf, size_t n)
             set_why(r, got == 0 ? "closed by redis" : "read failed", got ? strerror(errno) : NULL);
         return got <= 0 ? -1 : got;
     }
+    /* SSL_get_error reads this thread's error queue: the lws thread's other OpenSSL work (a
+     * bearer token's failed signature check) may have left an error there. */
+    ERR_clear_error();
     got = SSL_read(r->ssl, buf, (int)n);
     if (got > 0)
         return got;
@@ -507,11 +521,14 @@ io_write(struct authd_redis *r, const char *buf, size_t n)
             set_why(r, "write failed", strerror(errno));
         return put;
     }
+    ERR_clear_error(); /* as for SSL_read */
     put = SSL_write(r->ssl, buf, (int)(n > 1 << 20 ? 1 << 20 : n));
     if (put > 0)
         return put;
     switch (SSL_get_error(r->ssl, (int)put)) {
     case SSL_ERROR_WANT_READ:
+        r->write_wants_read = true; /* the next read goes on with it */
+        return 0;
     case SSL_ERROR_WANT_WRITE:
         return 0;
     default:
@@ -686,7 +703,12 @@ authd_redis_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_RAW_RX_FILE:
         if (receive(r) != 0)
             return -1;
-        if (r->want_write) /* before anything else is read, TLS writes */
+        if (r->write_wants_read) { /* the write TLS held back can go on now */
+            r->write_wants_read = false;
+            if (flush(r) != 0)
+                return -1;
+        }
+        if (r->want_write || r->out.len > 0) /* asked here, it holds */
             lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_RAW_WRITEABLE_FILE:
@@ -697,8 +719,8 @@ authd_redis_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         }
         if (flush(r) != 0)
             return -1;
-        if (r->out.len > 0 || r->want_write)
-            lws_callback_on_writable(wsi);
+        if ((r->out.len > 0 && !r->write_wants_read) || r->want_write)
+            rearm(r); /* not from here: see rearm */
         return 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (r->why[0] == '\0')
@@ -746,7 +768,8 @@ attach_conn(struct authd_redis *r, struct loop_job *j)
     pc_log(PC_LOG_INFO, "redis", "state", "up", "address", r->cfg->url, NULL);
 }
 
-/* The timer, due: the oldest command past its deadline ends the connection; idle, a PING. */
+/* The timer, due: the oldest command past its deadline ends the connection; idle, a PING;
+ * bytes left to write, the socket watched for writability again. */
 static void
 on_timer(struct authd_redis *r)
 {
@@ -758,6 +781,8 @@ on_timer(struct authd_redis *r)
 
     if (atomic_load(&r->state) != S_SERVING || atomic_load(&r->stop))
         return;
+    if ((r->out.len > 0 && !r->write_wants_read) || r->want_write)
+        lws_callback_on_writable(r->wsi);
     if (r->ihead != NULL && r->ihead->deadline_us <= now) {
         drop_served(r, "command timed out");
     } else if (r->ihead == NULL && now - atomic_load(&r->last_io_us) >= IDLE_PING_US &&
@@ -794,7 +819,7 @@ loop_job_done(struct authd_job *job)
     free(j);
 }
 
-/* Posts a job to the lws thread (the thread); a timer only when none is on its way. */
+/* Posts a job to the lws thread (from any thread); a timer only when none is on its way. */
 static void
 post(struct authd_redis *r, struct loop_job *j)
 {
@@ -811,6 +836,17 @@ post(struct authd_redis *r, struct loop_job *j)
         authd_pool_complete(r->pool, &j->job);
     else
         free(j);
+}
+
+/*
+ * Has the socket watched for writability again, from outside its writeable callback: lws
+ * 4.1's raw-file role clears POLLOUT after that callback returns, which undoes a request made
+ * inside it; a write that did not finish would then wait for the next command's deadline.
+ */
+static void
+rearm(struct authd_redis *r)
+{
+    post(r, pc_xcalloc(1, sizeof(struct loop_job)));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -871,7 +907,10 @@ tls_handshake(struct authd_redis *r, int64_t deadline_us)
     /* flush retries a partial SSL_write from r->out, which may have grown (moved) meanwhile */
     SSL_set_mode(r->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     for (;;) {
-        int rc = SSL_connect(r->ssl), ev;
+        int rc, ev;
+
+        ERR_clear_error();
+        rc = SSL_connect(r->ssl);
 
         if (rc == 1)
             return 0;
@@ -1050,9 +1089,12 @@ static void
 keep_time(struct authd_redis *r)
 {
     struct pollfd p = {.fd = r->wake[0], .events = POLLIN};
-    int64_t now, head;
+    int64_t now = authd_mono_us(), head = atomic_load(&r->head_deadline_us);
+    int ms = TICK_MS;
 
-    if (poll(&p, 1, TICK_MS) > 0)
+    if (head != 0 && head - now < TICK_MS * 1000LL) /* wakes at the deadline, not after */
+        ms = head <= now ? 0 : (int)((head - now + 999) / 1000);
+    if (ms > 0 && poll(&p, 1, ms) > 0)
         drain_wake(r);
     if (atomic_load(&r->state) != S_SERVING || atomic_load(&r->stop))
         return;
@@ -1063,11 +1105,15 @@ keep_time(struct authd_redis *r)
         post(r, pc_xcalloc(1, sizeof(struct loop_job)));
 }
 
+/* A connection shorter than this counts as a failed connect for the backoff. */
+#define SERVED_LONG_US 1000000
+
 static void *
 run(void *arg)
 {
     struct authd_redis *r = arg;
     int backoff = BACKOFF_MIN_MS;
+    int64_t served_at = 0; /* when the last connection was handed over; 0: none since */
     bool logged = false;
 
     while (!atomic_load(&r->stop)) {
@@ -1077,9 +1123,20 @@ run(void *arg)
             keep_time(r);
             continue;
         }
+        /* One that ended at once (closed after SELECT, READONLY at the first command, not
+         * taken by the loop) is retried with the backoff, not as fast as it fails. */
+        if (served_at != 0 && authd_mono_us() - served_at < SERVED_LONG_US) {
+            sleep_ms(r, backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            served_at = 0;
+            continue;
+        }
+        if (served_at != 0)
+            backoff = BACKOFF_MIN_MS;
+        served_at = 0;
         atomic_store(&r->state, S_CONNECTING);
         if (connect_redis(r) == 0) {
-            backoff = BACKOFF_MIN_MS;
+            served_at = authd_mono_us();
             logged = false;
             continue;
         }
@@ -1091,6 +1148,10 @@ run(void *arg)
         sleep_ms(r, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
+    /* A served connection is closed by the lws thread just after stop is set (retire, stop):
+     * its commands' completions go to the pool first (bounded wait). */
+    for (int i = 0; i < 500 && atomic_load(&r->state) == S_SERVING; i++)
+        sleep_ms(r, 10);
     /* After every completion of its commands; r is the lws thread's once this is posted. */
     if (atomic_load(&r->retired))
         authd_pool_complete(r->pool, &r->released);

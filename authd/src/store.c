@@ -749,14 +749,6 @@ refresh_free(struct refresh *f)
     free(f);
 }
 
-static void
-ignore_reply(void *ud, int rc, const struct authd_redis_reply *rep)
-{
-    (void)ud;
-    (void)rc;
-    (void)rep;
-}
-
 /* Ends a refresh: the lock let go (when held), the held entry told, logged and counted. */
 static void
 refresh_end(struct refresh *f, int result, const char *why, bool locked)
@@ -772,7 +764,7 @@ refresh_end(struct refresh *f, int result, const char *why, bool locked)
         lock = authd_ticket_lock_key(f->st->cfg->key_prefix, &f->t);
         authd_redis_command(f->st->redis, 5,
                             (const char *const[]){"EVAL", unlock, "1", lock, f->token}, NULL,
-                            ignore_reply, NULL);
+                            authd_redis_ignore, NULL);
         free(lock);
     }
     if (e != NULL) {

@@ -393,6 +393,139 @@ test_retire_completes_commands_then_releases(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* writes that do not finish at once; connections that end at once */
+
+/* A peer that answers SELECT, reads nothing for a second, then counts what arrives. */
+struct slow_peer {
+    int lfd, port;
+    atomic_size_t got;
+    atomic_bool done;
+    pthread_t thread;
+};
+
+static void *
+slow_run(void *arg)
+{
+    struct slow_peer *p = arg;
+    char buf[65536];
+    ssize_t n;
+    int fd;
+
+    if (!wait_in(p->lfd) || (fd = accept(p->lfd, NULL, NULL)) < 0) {
+        atomic_store(&p->done, true);
+        return NULL;
+    }
+    if (wait_in(fd) && recv(fd, buf, sizeof(buf), 0) > 0 &&
+        send(fd, "+OK\r\n", 5, MSG_NOSIGNAL) == 5) {
+        sleep(1); /* the socket buffers fill up meanwhile */
+        while (wait_in(fd) && (n = recv(fd, buf, sizeof(buf), 0)) > 0)
+            if (atomic_fetch_add(&p->got, (size_t)n) + (size_t)n >= 20000000)
+                break;
+    }
+    close(fd);
+    atomic_store(&p->done, true);
+    return NULL;
+}
+
+/*
+ * A batch of commands larger than the socket's buffers, to a Redis that stops reading for a
+ * second (a fork, an fsync): the write goes on when the socket drains, it does not wait for
+ * the next command or a deadline.
+ */
+static void
+test_a_write_that_does_not_finish_goes_on(void **state)
+{
+    static char val[200000];
+    const char *argv[] = {"SET", "k", val};
+    size_t lens[] = {3, 1, sizeof(val)};
+    struct slow_peer p = {0};
+    struct authd_redis_config *cfg;
+    struct authd_redis *r = NULL;
+    struct loop l;
+
+    (void)state;
+    memset(val, 'v', sizeof(val));
+    loop_start(&l);
+    p.lfd = listen_loopback(SOCK_CLOEXEC, &p.port);
+    assert_int_equal(pthread_create(&p.thread, NULL, slow_run, &p), 0);
+    cfg = config_for(p.port);
+    assert_int_equal(authd_redis_new(cfg, l.pool, l.vh, &r), 0);
+    wait_up(&l, r);
+    for (int i = 0; i < 100; i++) /* 20 MB */
+        assert_int_equal(authd_redis_command(r, 3, argv, lens, authd_redis_ignore, NULL), 0);
+    while (!atomic_load(&p.done)) /* bounded by the peer's PEER_WAIT_MS */
+        loop_once(&l);
+    pthread_join(p.thread, NULL);
+    close(p.lfd);
+    if (atomic_load(&p.got) < 20000000)
+        fail_msg("the peer got %zu of 20,000,000 bytes", atomic_load(&p.got));
+    authd_redis_free(r);
+    authd_redis_config_free(cfg);
+    loop_end(&l);
+}
+
+/* A peer that answers SELECT on every connection it takes, and counts them. */
+struct many_peer {
+    int lfd, port;
+    atomic_int accepted;
+    atomic_bool stop;
+    pthread_t thread;
+};
+
+static void *
+many_run(void *arg)
+{
+    struct many_peer *p = arg;
+    char buf[4096];
+
+    while (!atomic_load(&p->stop)) {
+        struct pollfd pf = {.fd = p->lfd, .events = POLLIN};
+        int fd;
+
+        if (poll(&pf, 1, 50) != 1 || (fd = accept(p->lfd, NULL, NULL)) < 0)
+            continue;
+        atomic_fetch_add(&p->accepted, 1);
+        if (wait_in(fd) && recv(fd, buf, sizeof(buf), 0) > 0)
+            (void)!send(fd, "+OK\r\n", 5, MSG_NOSIGNAL);
+        close(fd);
+    }
+    return NULL;
+}
+
+/*
+ * A connection that ends as soon as it is up (here: no loop takes it) is retried with the
+ * backoff (100 ms doubling), not as fast as it fails: a few connections in two seconds.
+ */
+static void
+test_a_connection_that_ends_at_once_is_retried_with_the_backoff(void **state)
+{
+    struct many_peer p = {0};
+    struct authd_redis_config *cfg;
+    struct authd_redis *r = NULL;
+    struct loop l;
+    int64_t end;
+
+    (void)state;
+    loop_start(&l);
+    p.lfd = listen_loopback(SOCK_CLOEXEC, &p.port);
+    assert_int_equal(pthread_create(&p.thread, NULL, many_run, &p), 0);
+    cfg = config_for(p.port);
+    assert_int_equal(authd_redis_new(cfg, l.pool, NULL, &r), 0); /* no vhost to adopt it */
+    end = authd_mono_us() + 2000000;
+    while (authd_mono_us() < end)
+        loop_once(&l);
+    authd_redis_free(r);
+    atomic_store(&p.stop, true);
+    pthread_join(p.thread, NULL);
+    close(p.lfd);
+    if (atomic_load(&p.accepted) > 8)
+        fail_msg("%d connections in 2 s", atomic_load(&p.accepted));
+    assert_true(atomic_load(&p.accepted) >= 2);
+    authd_redis_config_free(cfg);
+    loop_end(&l);
+}
+
 int
 main(void)
 {
@@ -400,6 +533,8 @@ main(void)
         cmocka_unit_test(test_unending_reply_is_dropped),
         cmocka_unit_test(test_unavailable_error_replies),
         cmocka_unit_test(test_retire_completes_commands_then_releases),
+        cmocka_unit_test(test_a_write_that_does_not_finish_goes_on),
+        cmocka_unit_test(test_a_connection_that_ends_at_once_is_retried_with_the_backoff),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

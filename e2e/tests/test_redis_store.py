@@ -4,7 +4,7 @@ secret, and the npm oidc-provider as the IdP. Python speaks to authd's Envoy doo
 Envoy's ext_authz does (test_redis_peers.py does the same through real Envoy, Keycloak and
 Chromium).
 
-  one.localhost      session.store: redis                    (grace 4s, revalidate 1s)
+  one.localhost      session.store: redis, bearer tokens too  (grace 4s, revalidate 1s)
   refresh.localhost  session.store: redis, refresh: 3s
 
 Run:  python3 -m pytest e2e/tests/test_redis_store.py      (~1 min)
@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ hosts:
     hosts: [one.localhost]
     oidc: {oidc}
     session: {{store: redis}}
+    bearerTokens: {{enabled: true}}
   - id: test/refresh
     hosts: [refresh.localhost]
     oidc: {oidc}
@@ -543,6 +545,21 @@ def test_redis_killed_held_sessions_pass_for_grace_new_logins_get_the_page(env):
     assert a.check(jar)["status"] == 200 and b.check(jar)["status"] == 200
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def bad_jwt(idp: OidcProvider) -> str:
+    """An ID token of idp's shape, signed with its key id, whose signature is 256 random bytes:
+    the RSA check fails inside OpenSSL."""
+    jwks = json.loads(urllib.request.urlopen(idp.discovery()["jwks_uri"], timeout=5).read())
+    kid = next(k["kid"] for k in jwks["keys"] if k.get("kty") == "RSA")
+    head = b64url(json.dumps({"alg": "RS256", "kid": kid, "typ": "JWT"}).encode())
+    body = b64url(json.dumps({"iss": idp.issuer, "aud": CLIENT, "sub": "mallory",
+                              "exp": int(time.time()) + 600, "iat": int(time.time())}).encode())
+    return f"{head}.{body}.{b64url(os.urandom(256))}"
+
+
 def test_rediss_with_acl_user(tmp_path):
     """rediss:// with the CA of its certificate, an ACL user and a password file."""
     redis = Redis("redis-tls", tls=True)
@@ -552,11 +569,21 @@ def test_rediss_with_acl_user(tmp_path):
         pw = tmp_path / "acl-password"
         pw.write_text("acl-user-password\n")
         section = redis.config(username="portcullis", passwordFile=str(pw))
-        with own_idp("authd-rediss", redis, section) as (a, _):
+        with own_idp("authd-rediss", redis, section) as (a, idp):
             assert a.readyz() == (200, {"ready": True, "redis": "up"})
             jar = login(a, "alice")
             assert a.check(jar)["status"] == 200
             assert len(redis.keys("portcullis:s:*")) == 1
+            # A bearer token whose RSA signature does not verify leaves an error on the
+            # thread's OpenSSL queue; the TLS reads of Redis on that thread must not take it
+            # for theirs (they did: "tls read failed", Redis down, every command failed).
+            for _ in range(3):
+                r = a.request("/ext-authz/app", headers={"Authorization": f"Bearer {bad_jwt(idp)}"})
+                assert r["status"] in (302, 401), r["status"]
+                time.sleep(REVALIDATE + 0.3)  # the next check reads Redis again
+                assert a.check(jar)["status"] == 200
+            assert a.readyz() == (200, {"ready": True, "redis": "up"})
+            assert "tls read failed" not in a.log()
 
 
 def test_reload_moves_authd_to_another_redis_without_a_restart(env):
