@@ -1166,6 +1166,14 @@ bool authd_redis_up(const struct authd_redis *r);
  */
 int authd_redis_command(struct authd_redis *r, int argc, const char *const *argv,
                         const size_t *lens, authd_redis_done_fn done, void *ud);
+/*
+ * Parses RESP bytes as a connection's reader does (the same reply objects and bounds), fed
+ * in two parts (the first split bytes, then the rest; 0: at once): each whole reply goes to
+ * each(ud, rep), borrowed. 0, or -1 when the bytes break the protocol or a bound. For the
+ * fuzzer and tests.
+ */
+int authd_redis_parse(const char *buf, size_t len, size_t split,
+                      void (*each)(void *ud, const struct authd_redis_reply *rep), void *ud);
 /* A done for a command whose reply does not matter (a lock let go). */
 void authd_redis_ignore(void *ud, int rc, const struct authd_redis_reply *rep);
 struct authd_redis_stats {

@@ -587,6 +587,35 @@ next_reply(struct authd_redis *r)
     return rep;
 }
 
+int
+authd_redis_parse(const char *buf, size_t len, size_t split,
+                  void (*each)(void *ud, const struct authd_redis_reply *rep), void *ud)
+{
+    struct authd_redis *r = pc_xcalloc(1, sizeof(*r));
+    size_t part = split > 0 && split < len ? split : len;
+    int rc = 0;
+
+    r->reader = redisReaderCreateWithFunctions(&reply_fns);
+    for (size_t at = 0; rc == 0 && at < len; at += part, part = len - at) {
+        struct authd_redis_reply *rep;
+
+        if (feed(r, buf + at, part) != 0) {
+            rc = -1;
+            break;
+        }
+        while ((rep = next_reply(r)) != NULL) {
+            if (each != NULL)
+                each(ud, rep);
+            authd_redis_reply_free(rep);
+        }
+        if (r->reader->err)
+            rc = -1;
+    }
+    redisReaderFree(r->reader);
+    free(r);
+    return rc;
+}
+
 /*
  * Reads what arrived and completes the commands whose replies are whole (serving, lws
  * thread). 0 or -1; -1 also after a reply saying only a new connection helps (the replies read
@@ -1074,13 +1103,18 @@ drain_wake(struct authd_redis *r)
         ;
 }
 
+/* Sleeps ms (the backoff), cut short by stop only: a wake byte (a teardown's) is drained. */
 static void
 sleep_ms(struct authd_redis *r, int ms)
 {
-    struct pollfd p = {.fd = r->wake[0], .events = POLLIN};
+    int64_t until = authd_mono_us() + ms * 1000LL, left;
 
-    if (poll(&p, 1, ms) > 0)
-        drain_wake(r);
+    while (!atomic_load(&r->stop) && (left = until - authd_mono_us()) > 0) {
+        struct pollfd p = {.fd = r->wake[0], .events = POLLIN};
+
+        if (poll(&p, 1, (int)((left + 999) / 1000)) > 0)
+            drain_wake(r);
+    }
 }
 
 /* While the lws thread serves: every TICK_MS, a timer job when the oldest command is past its

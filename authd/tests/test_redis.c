@@ -239,6 +239,67 @@ test_unending_reply_is_dropped(void **state)
     }
 }
 
+/* What the reader hands on, and where it stops: the same bounds at any split of the bytes. */
+static void
+count_reply(void *ud, const struct authd_redis_reply *rep)
+{
+    (*(int *)ud)++;
+    (void)rep;
+}
+
+static void
+test_parse_bounds(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc, replies;
+    } cases[] = {
+        {"+OK\r\n$5\r\nhello\r\n:42\r\n$-1\r\n-ERR x\r\n*2\r\n$1\r\na\r\n:1\r\n", 0, 6},
+        {"*8\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n:6\r\n:7\r\n:8\r\n", 0, 1},
+        {"*9\r\n:1\r\n", -1, 0},            /* arrays: at most 8 elements */
+        {"+OK\r\n?what\r\n", -1, 1},       /* not RESP */
+        {"$3\r\nab", 0, 0},                 /* not whole yet */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].in);
+
+        for (size_t split = 0; split < len; split++) {
+            int n = 0, rc = authd_redis_parse(cases[i].in, len, split, count_reply, &n);
+
+            if (rc != cases[i].rc || n != cases[i].replies)
+                fail_msg("case %zu split %zu: rc %d, %d replies", i, split, rc, n);
+        }
+    }
+    /* a bulk string of AUTHD_MAX_REDIS_BLOB bytes is a reply, one more byte is not; bytes
+     * that complete no reply end the read past AUTHD_MAX_REDIS_BLOB + 4 KiB */
+    for (size_t extra = 0; extra < 2; extra++) {
+        size_t n = AUTHD_MAX_REDIS_BLOB + extra, at;
+        char *buf = malloc(n + 32);
+        int got = 0;
+
+        at = (size_t)snprintf(buf, 32, "$%zu\r\n", n);
+        memset(buf + at, 'x', n);
+        memcpy(buf + at + n, "\r\n", 2);
+        assert_int_equal(authd_redis_parse(buf, at + n + 2, at + 7, count_reply, &got),
+                         extra ? -1 : 0);
+        assert_int_equal(got, extra ? 0 : 1);
+        free(buf);
+    }
+    {
+        size_t n = AUTHD_MAX_REDIS_BLOB + 8192;
+        char *buf = malloc(n);
+        int got = 0;
+
+        memcpy(buf, "$100000000\r\n", 13);
+        memset(buf + 13, 'x', n - 13);
+        assert_int_equal(authd_redis_parse(buf, n, 13, count_reply, &got), -1);
+        assert_int_equal(got, 0);
+        free(buf);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* error replies */
 
@@ -531,6 +592,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unending_reply_is_dropped),
+        cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test(test_unavailable_error_replies),
         cmocka_unit_test(test_retire_completes_commands_then_releases),
         cmocka_unit_test(test_a_write_that_does_not_finish_goes_on),
