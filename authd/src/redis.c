@@ -691,7 +691,7 @@ teardown(struct authd_redis *r)
     r->reader = NULL;
     r->fd = -1;
     r->wsi = NULL;
-    r->want_write = false;
+    r->want_write = r->write_wants_read = false;
     pc_buf_reset(&r->out);
     r->unparsed = 0;
     fail_all(r, PC_EEXPIRED);
@@ -779,6 +779,7 @@ attach_conn(struct authd_redis *r, struct loop_job *j)
     r->ssl = j->ssl;
     r->reader = j->reader;
     r->why[0] = '\0';
+    r->want_write = r->write_wants_read = false; /* the hello's writes may have set one */
     atomic_store(&r->last_io_us, authd_mono_us());
     atomic_store(&r->state, S_SERVING);
     if (r->vh == NULL || (r->wsi = lws_adopt_descriptor_vhost_via_info(&desc)) == NULL) {
@@ -1117,6 +1118,17 @@ sleep_ms(struct authd_redis *r, int ms)
     }
 }
 
+static bool
+timer_on_its_way(struct authd_redis *r)
+{
+    bool on;
+
+    pthread_mutex_lock(&jobs_mu);
+    on = r->timer_out != NULL;
+    pthread_mutex_unlock(&jobs_mu);
+    return on;
+}
+
 /* While the lws thread serves: every TICK_MS, a timer job when the oldest command is past its
  * deadline or nothing was read for IDLE_PING_US. */
 static void
@@ -1126,7 +1138,9 @@ keep_time(struct authd_redis *r)
     int64_t now = authd_mono_us(), head = atomic_load(&r->head_deadline_us);
     int ms = TICK_MS;
 
-    if (head != 0 && head - now < TICK_MS * 1000LL) /* wakes at the deadline, not after */
+    /* Wakes at the deadline, not after; once a timer is on its way, the lws thread acts and
+     * this waits a tick (no spinning while that thread is busy). */
+    if (head != 0 && head - now < TICK_MS * 1000LL && !timer_on_its_way(r))
         ms = head <= now ? 0 : (int)((head - now + 999) / 1000);
     if (ms > 0 && poll(&p, 1, ms) > 0)
         drain_wake(r);
@@ -1185,7 +1199,7 @@ run(void *arg)
     /* A served connection is closed by the lws thread just after stop is set (retire, stop):
      * its commands' completions go to the pool first (bounded wait). */
     for (int i = 0; i < 500 && atomic_load(&r->state) == S_SERVING; i++)
-        sleep_ms(r, 10);
+        poll(NULL, 0, 10); /* not sleep_ms: stop is set, and that ends it at once */
     /* After every completion of its commands; r is the lws thread's once this is posted. */
     if (atomic_load(&r->retired))
         authd_pool_complete(r->pool, &r->released);
