@@ -1,10 +1,10 @@
 /*
  * libFuzzer target: sessions kept in Redis. The input's first line goes through the ticket
  * cookie parser (and, as a Cookie header value, through the session-cookie readers of a
- * redis-store host and the sign-out's ticket finder); the rest is opened as a value read from Redis, raw and XORed into a value
- * authd sealed (so the tag check is passed by nothing but authd's own bytes), and read
- * directly by the decoders behind the tag: as session JSON (cookies) and as a packed session
- * (Redis values; what unpacks must pack to the same bytes).
+ * redis-store host and the sign-out's ticket finder); the rest is opened as a value read from
+ * Redis, raw and XORed into a value authd sealed (so the tag check is passed by nothing but authd's
+ * own bytes), and read directly by the decoders behind the tag: as session JSON (cookies) and as a
+ * packed session (Redis values; what unpacks must pack to the same bytes).
  */
 #include <stddef.h>
 #include <stdint.h>

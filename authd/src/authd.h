@@ -1214,8 +1214,8 @@ typedef void (*authd_store_cont_fn)(void *ud, int rc, const struct authd_session
  * Reads the request's tickets (at most 4, in the Cookie header's order) from Redis, one GET
  * at a time: the first that opens for host is the session, one Redis does not know ends the
  * read, one that does not open for host is skipped; the checks asking for the same tickets at
- * once share the reads. cont gets 0 and the session; PC_EIO when Redis did not answer (nothing held within
- * grace) or refused a read with an error reply; else why the last ticket did not open
+ * once share the reads. cont gets 0 and the session; PC_EIO when Redis did not answer (nothing held
+ * within grace) or refused a read with an error reply; else why the last ticket did not open
  * (PC_ENOTFOUND: none is in Redis). Returns 0 (cont runs later, exactly once), or at once,
  * cont never called: PC_ENOTFOUND, PC_EIO, PC_ETOOBIG (too many reads in flight).
  */

@@ -1190,8 +1190,8 @@ run(void *arg)
         }
         atomic_store(&r->state, S_DOWN);
         if (!logged && !atomic_load(&r->stop)) /* once per outage, not when let go */
-            pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason",
-                   r->why, NULL);
+            pc_log(PC_LOG_ERROR, "redis", "state", "down", "address", r->cfg->url, "reason", r->why,
+                   NULL);
         logged = true;
         sleep_ms(r, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -1227,8 +1227,8 @@ tls_context(const struct authd_redis_config *cfg)
 }
 
 int
-authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool,
-                struct lws_vhost *vh, struct authd_redis **out)
+authd_redis_new(const struct authd_redis_config *cfg, struct authd_pool *pool, struct lws_vhost *vh,
+                struct authd_redis **out)
 {
     struct authd_redis *r = pc_xcalloc(1, sizeof(*r));
 
@@ -1304,10 +1304,7 @@ authd_redis_free(struct authd_redis *r)
     if (r->timer_out != NULL)
         r->timer_out->r = NULL;
     pthread_mutex_unlock(&jobs_mu);
-    if (r->wsi != NULL) /* served, and the loop never closed it (no lws thread): */
-        lws_set_opaque_user_data(r->wsi, NULL);
-    release_conn(r->wsi != NULL ? -1 : r->fd, r->ssl, r->reader);
-    fail_all(r, PC_EIO);
+    fail_all(r, PC_EIO); /* stop closed a served connection; the thread let go of its own */
     authd_redis_config_free(r->cfg);
     if (r->ctx != NULL)
         SSL_CTX_free(r->ctx);

@@ -10,6 +10,9 @@
 int authd_redis_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                              void *in, size_t len);
 
-#define AUTHD_REDIS_PROTOCOL {"authd-redis", authd_redis_lws_callback, 0, 0, 0, NULL, 0}
+#define AUTHD_REDIS_PROTOCOL                                                                       \
+    {                                                                                              \
+        "authd-redis", authd_redis_lws_callback, 0, 0, 0, NULL, 0                                  \
+    }
 
 #endif

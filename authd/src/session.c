@@ -535,8 +535,8 @@ authd_session_decode(const char *text, struct authd_session **out)
 /*
  * The fields of the JSON above in a fixed order, without names: a string is a 4-byte
  * big-endian length (PACK_NONE: absent) and its bytes, a count 4 bytes, a time 8 (two's
- * complement), a flag 1. Reading one back takes a tenth of the JSON's time, and a Redis
- * session is read back on every check the held cache does not answer.
+ * complement), a flag 1. Read back with no parser's tables to build: a Redis session is read
+ * back on every check the held cache does not answer.
  */
 #define PACK_NONE 0xffffffffu
 enum { PACK_SCALAR = 0, PACK_LIST = 1 };

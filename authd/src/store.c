@@ -462,8 +462,7 @@ fetch_find(struct authd_store *st, const struct authd_ticket *t, size_t n,
      * and the session key need the secret); the whole list is compared in constant time. */
     for (struct fetch *f = st->fetches; f; f = f->next)
         if (f->n == n && f->host == host && f->cfg == st->srv->cfg &&
-            memcmp(f->t[0].id, t[0].id, sizeof(t[0].id)) == 0 &&
-            pc_memeq(f->t, t, n * sizeof(*t)))
+            memcmp(f->t[0].id, t[0].id, sizeof(t[0].id)) == 0 && pc_memeq(f->t, t, n * sizeof(*t)))
             return f;
     return NULL;
 }
@@ -633,7 +632,6 @@ struct drop {
     size_t n;
 };
 
-
 /* Only DEL's integer reply (how many of the keys existed: 0 is fine too) says they are gone. */
 static void
 drop_done(void *ud, int rc, const struct authd_redis_reply *rep)
@@ -665,8 +663,8 @@ authd_store_sign_out(struct authd_store *st, const struct authd_host *host,
 {
     struct authd_ticket t[SIGN_OUT_TICKETS];
     bool more = false;
-    size_t n = cookie_header ? authd_ticket_find_all(host->session.cookie_name, cookie_header, t, SIGN_OUT_TICKETS,
-                                           &more)
+    size_t n = cookie_header ? authd_ticket_find_all(host->session.cookie_name, cookie_header, t,
+                                                     SIGN_OUT_TICKETS, &more)
                              : 0;
     const char *argv[1 + SIGN_OUT_TICKETS];
     char *keys[SIGN_OUT_TICKETS] = {0};
@@ -715,10 +713,9 @@ authd_store_forget(struct authd_store *st, const struct authd_host *host, const 
 {
     struct authd_ticket t[SIGN_OUT_TICKETS];
     bool more;
-    size_t n = st && cookie_header
-                   ? authd_ticket_find_all(host->session.cookie_name, cookie_header, t, SIGN_OUT_TICKETS,
-                                           &more)
-                   : 0;
+    size_t n = st && cookie_header ? authd_ticket_find_all(host->session.cookie_name, cookie_header,
+                                                           t, SIGN_OUT_TICKETS, &more)
+                                   : 0;
 
     for (size_t i = 0; i < n; i++) {
         held_drop(st, &t[i]);

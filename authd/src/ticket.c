@@ -113,8 +113,8 @@ authd_ticket_format(const struct authd_ticket *t)
 static bool
 b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 int
@@ -258,8 +258,7 @@ open_blob(const struct authd_keys *k, const struct authd_host *host, const struc
 
     for (size_t i = 0; i < k->n && rc != 0; i++)
         if (derive(k, i, t, key) == 0 &&
-            pc_aead_open(key, blob + 1, aad, aadlen, blob + 1 + PC_AEAD_NONCE_LEN, ctlen, out) ==
-                0)
+            pc_aead_open(key, blob + 1, aad, aadlen, blob + 1 + PC_AEAD_NONCE_LEN, ctlen, out) == 0)
             rc = 0;
     pc_cleanse(key, sizeof(key));
     free(aad);

@@ -256,9 +256,9 @@ test_parse_bounds(void **state)
     } cases[] = {
         {"+OK\r\n$5\r\nhello\r\n:42\r\n$-1\r\n-ERR x\r\n*2\r\n$1\r\na\r\n:1\r\n", 0, 6},
         {"*8\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n:6\r\n:7\r\n:8\r\n", 0, 1},
-        {"*9\r\n:1\r\n", -1, 0},            /* arrays: at most 8 elements */
-        {"+OK\r\n?what\r\n", -1, 1},       /* not RESP */
-        {"$3\r\nab", 0, 0},                 /* not whole yet */
+        {"*9\r\n:1\r\n", -1, 0},     /* arrays: at most 8 elements */
+        {"+OK\r\n?what\r\n", -1, 1}, /* not RESP */
+        {"$3\r\nab", 0, 0},          /* not whole yet */
     };
 
     (void)state;

@@ -138,8 +138,8 @@ test_find_all_tickets(void **state)
     for (int i = 0; i < 300; i++) /* past the jar's 128 cookies and 16 KiB */
         at += (size_t)snprintf(header + at, sizeof(header) - at, "pad%d=%0100d; ", i, i);
     snprintf(header + at, sizeof(header) - at,
-             "_portcullisx=%s;_portcullis=t1.short; _portcullis = \"%s\" ;x=1;\t_portcullis=%s",
-             va, va, vb);
+             "_portcullisx=%s;_portcullis=t1.short; _portcullis = \"%s\" ;x=1;\t_portcullis=%s", va,
+             va, vb);
     n = authd_ticket_find_all("_portcullis", header, got, 3, &more);
     assert_int_equal(n, 2);
     assert_false(more);

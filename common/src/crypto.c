@@ -131,8 +131,8 @@ thread_hmac(void)
 
 /* HMAC-SHA256(key, a || b || c) into out[32]; NULL parts are left out. */
 static int
-hmac3(EVP_MAC_CTX *ctx, const void *key, size_t key_len, const void *a, size_t a_len,
-      const void *b, size_t b_len, const void *c, size_t c_len, uint8_t out[32])
+hmac3(EVP_MAC_CTX *ctx, const void *key, size_t key_len, const void *a, size_t a_len, const void *b,
+      size_t b_len, const void *c, size_t c_len, uint8_t out[32])
 {
     size_t len = 0;
 
