@@ -630,7 +630,8 @@ int authd_ticket_seal(const struct authd_keys *k, const struct authd_host *host,
 /*
  * Opens a value read from Redis for t with any key and accepts it for host
  * (authd_session_accept). Returns 0 with *out new, PC_ETOOBIG, PC_EAUTH (another ticket's,
- * tampered, not authd's), PC_EEXPIRED or PC_EINVAL.
+ * tampered, not authd's), PC_EPARSE (authd's, but of another version or not a session: the
+ * user's, refused), PC_EEXPIRED or PC_EINVAL.
  */
 int authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
                       const struct authd_ticket *t, const void *blob, size_t len, int64_t now,

@@ -285,11 +285,18 @@ authd_ticket_open(const struct authd_keys *k, const struct authd_host *host,
     *out = NULL;
     if (len > AUTHD_MAX_REDIS_BLOB)
         return PC_ETOOBIG;
-    if (len < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN || b[0] != BLOB_VERSION)
+    if (len < 1 + PC_AEAD_NONCE_LEN + PC_AEAD_TAG_LEN)
         return PC_EAUTH;
-    if ((rc = open_blob(k, host, t, b, len, &pt, &ptlen)) != 0 ||
-        (rc = authd_session_unpack(pt, ptlen, &s)) != 0)
+    /* A value of another version, or one that opens but does not unpack, is authd's for this
+     * ticket: the user's, refused, never "someone else's" that a later ticket may pass over. */
+    if (b[0] != BLOB_VERSION)
+        return PC_EPARSE;
+    if ((rc = open_blob(k, host, t, b, len, &pt, &ptlen)) != 0)
         goto out;
+    if (authd_session_unpack(pt, ptlen, &s) != 0) {
+        rc = PC_EPARSE;
+        goto out;
+    }
     if ((rc = authd_session_accept(host, s, now)) == 0) {
         *out = s;
         s = NULL;

@@ -311,7 +311,7 @@ test_open_refuses(void **state)
         {M_OTHER_ID, NOW, PC_EAUTH},
         {M_FLIP, NOW, PC_EAUTH},
         {M_TRUNCATE, NOW, PC_EAUTH},
-        {M_VERSION, NOW, PC_EAUTH},
+        {M_VERSION, NOW, PC_EPARSE}, /* the user's, refused: never passed over */
         {M_HUGE, NOW, PC_ETOOBIG},
     };
     struct authd_config *cfg = make_config("a", REDIS_OK, "app", NULL);

@@ -173,6 +173,9 @@ pc_hkdf_sha256(const void *ikm, size_t ikm_len, const void *salt, size_t salt_le
             memcpy(o + done, t, take);
         done += take;
     }
+    /* the context keeps its last key (the PRK) for the thread's life: keyed with zeros */
+    if (EVP_MAC_init(ctx, zeros, sizeof(zeros), NULL) != 1)
+        rc = PC_EINVAL;
     pc_cleanse(prk, sizeof(prk));
     pc_cleanse(t, sizeof(t));
     if (rc != 0)
